@@ -1,0 +1,1 @@
+"""Loaders that bring outside data into the warehouse's raw schema: pure parsers plus idempotent loads."""

@@ -1,0 +1,79 @@
+"""The raw tables the ledger extract fills: one per table of the API's database.
+
+Column types are logical: 'text', 'int', 'money' (DECIMAL(38,0)/NUMERIC(38,0)), 'ts' (timestamp,
+UTC, without zone) and 'json' (text). The same shape is created on DuckDB and Postgres, so the dbt
+sources are identical on both engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PHYSICAL = {
+    "duckdb": {"text": "VARCHAR", "int": "BIGINT", "money": "DECIMAL(38,0)", "ts": "TIMESTAMP",
+               "json": "VARCHAR"},
+    "postgres": {"text": "TEXT", "int": "BIGINT", "money": "NUMERIC(38,0)", "ts": "TIMESTAMP",
+                 "json": "TEXT"},
+}
+
+
+@dataclass(frozen=True)
+class RawTable:
+    name: str
+    key: str
+    cursor: str  # the monotonic-ish column the extract pages by
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+
+def _t(name, key, cursor, *cols):
+    return RawTable(name, key, cursor, tuple(tuple(c.split(":")) for c in cols))
+
+
+RAW_TABLES: tuple[RawTable, ...] = (
+    _t("merchants", "id", "updated_at", "id:text", "name:text", "status:text", "agent_id:text",
+       "settlement_currency:text", "settlement_cycle:text", "settlement_delay_days:int",
+       "created_at:ts", "updated_at:ts"),
+    _t("agents", "id", "updated_at", "id:text", "name:text", "status:text", "created_at:ts",
+       "updated_at:ts"),
+    _t("agent_parents", "id", "updated_at", "id:int", "agent_id:text", "parent_id:text",
+       "valid_from:ts", "valid_to:ts", "created_at:ts", "updated_at:ts"),
+    _t("channels", "id", "updated_at", "id:text", "name:text", "channel_type:text", "status:text",
+       "settlement_window_days:int", "created_at:ts", "updated_at:ts"),
+    _t("prices", "id", "updated_at", "id:text", "subject_type:text", "subject_id:text",
+       "currency:text", "rate_bps:int", "fixed_minor:money", "valid_from:ts", "valid_to:ts",
+       "created_at:ts", "updated_at:ts"),
+    _t("payments", "id", "updated_at", "id:text", "merchant_id:text", "merchant_reference:text",
+       "amount_minor:money", "currency:text", "status:text", "payment_method_type:text",
+       "channel_id:text", "channel_reference:text", "failure_code:text", "risk_decision:text",
+       "customer_id:text", "refunded_minor:money", "captured_at:ts", "created_at:ts",
+       "updated_at:ts"),
+    _t("refunds", "id", "updated_at", "id:text", "payment_id:text", "merchant_id:text",
+       "amount_minor:money", "currency:text", "status:text", "reason:text", "succeeded_at:ts",
+       "created_at:ts", "updated_at:ts"),
+    _t("ledger_entries", "id", "created_at", "id:int", "transaction_id:text", "kind:text",
+       "payment_id:text", "refund_id:text", "merchant_id:text", "account:text", "currency:text",
+       "amount_minor:money", "created_at:ts"),
+)
+
+RAW_SCHEMA = "raw"
+WATERMARK_TABLE = "_extract_watermarks"
+
+
+def create_statements(engine: str) -> list[str]:
+    types = PHYSICAL[engine]
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}"]
+    for table in RAW_TABLES:
+        cols = ", ".join(f"{c} {types[t]}" for c, t in table.columns)
+        stmts.append(
+            f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} ({cols}, "
+            f"_extracted_at TIMESTAMP)"
+        )
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{WATERMARK_TABLE} (table_name {types['text']} "
+        f"PRIMARY KEY, high_water {types['ts']}, rows_last_run BIGINT, extracted_at TIMESTAMP)"
+    )
+    return stmts

@@ -1,0 +1,29 @@
+"""Opaque, time-ordered ids with a type prefix (pay_, re_, mer_, ...), per api.md.
+
+The body is 26 Crockford base32 characters: 48 bits of milliseconds then 80 random bits, so ids
+sort by creation time (list cursors rely on that) and never collide in practice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+PREFIXES = {
+    "payment": "pay", "refund": "re", "merchant": "mer", "agent": "agt", "channel": "ch",
+    "payout": "po", "event": "evt", "price": "prc", "api_key": "key", "user": "usr",
+    "ledger_txn": "ltx", "customer": "cus",
+}
+
+
+def new_id(kind: str, *, at_ms: int | None = None) -> str:
+    prefix = PREFIXES[kind]
+    ms = int(time.time() * 1000) if at_ms is None else at_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"

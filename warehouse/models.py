@@ -1,0 +1,266 @@
+"""SQLAlchemy 2 models of the API's database (the OLTP store). Migrations live in migrations/.
+
+Money columns use MinorUnits: NUMERIC(38,0) on Postgres; on SQLite a decimal string, because
+SQLite's NUMERIC affinity would turn amounts above 2^63 into lossy REALs (money.md point 3).
+Every row that can change carries updated_at, which the ledger extract uses as its cursor.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    CheckConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MinorUnits(TypeDecorator):
+    """An exact integer amount of minor units, up to 38 digits, on every backend."""
+
+    impl = Numeric(38, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(38, 0, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"amounts are int minor units, got {type(value).__name__}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else int(value)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored in UTC; naive values read back from SQLite are marked UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow,
+                                                 index=True)
+
+
+class Agent(Timestamped, Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+
+
+class AgentParent(Timestamped, Base):
+    """Effective-dated parent link: valid_from inclusive, valid_to exclusive (NULL = open)."""
+
+    __tablename__ = "agent_parents"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"))  # NULL: the platform
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Merchant(Timestamped, Base):
+    __tablename__ = "merchants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"))
+    settlement_currency: Mapped[str] = mapped_column(String(8), default="USD")
+    settlement_cycle: Mapped[str] = mapped_column(String(10), default="daily")
+    settlement_delay_days: Mapped[int] = mapped_column(Integer, default=1)
+    __table_args__ = (
+        CheckConstraint("settlement_cycle in ('daily','weekly','monthly')", name="cycle"),
+    )
+
+
+class User(Timestamped, Base):
+    """An operator (platform_admin, finance) who authenticates with a JWT."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(30))
+
+
+class ApiKey(Timestamped, Base):
+    """A merchant's API key. Only its SHA-256 is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    role: Mapped[str] = mapped_column(String(30), default="merchant_admin")
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Channel(Timestamped, Base):
+    __tablename__ = "channels"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    channel_type: Mapped[str] = mapped_column(String(30), index=True)  # card, wechat_pay, ...
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    settlement_window_days: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Price(Timestamped, Base):
+    """A price (rate_bps + fixed_minor in one currency), effective-dated, per commission.md.
+
+    subject_type 'merchant': the merchant's MDR; 'agent': an agent's cost price set by its
+    parent; 'channel': what the channel charges the platform.
+    """
+
+    __tablename__ = "prices"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(8))
+    rate_bps: Mapped[int] = mapped_column(Integer)
+    fixed_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        Index("ix_prices_subject", "subject_type", "subject_id", "currency", "valid_from"),
+        CheckConstraint("subject_type in ('merchant','agent','channel')", name="subject_type"),
+        CheckConstraint("rate_bps >= 0", name="rate_bps"),
+    )
+
+
+class Payment(Timestamped, Base):
+    __tablename__ = "payments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    merchant_reference: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    currency: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(30))
+    payment_method_type: Mapped[str] = mapped_column(String(30))
+    channel_id: Mapped[str | None] = mapped_column(ForeignKey("channels.id"))
+    channel_reference: Mapped[str | None] = mapped_column(String(100))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    risk_decision: Mapped[str] = mapped_column(String(20), default="approve")
+    customer_id: Mapped[str | None] = mapped_column(String(100))
+    customer: Mapped[dict | None] = mapped_column(JSON)
+    refunded_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        Index("ix_payments_merchant_created", "merchant_id", "id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+
+class Refund(Timestamped, Base):
+    __tablename__ = "refunds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    currency: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+
+class LedgerEntry(Base):
+    """One leg of a double-entry transaction; debits positive, credits negative.
+
+    The legs of one transaction_id sum to zero per currency: checked by the writer, and on
+    Postgres by a deferred constraint trigger (migration 0001), since loaders write without the ORM.
+    """
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # capture, refund
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    refund_id: Mapped[str | None] = mapped_column(String(40))
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    account: Mapped[str] = mapped_column(String(120))
+    currency: Mapped[str] = mapped_column(String(8))
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class IdempotencyKey(Base):
+    """First response to a (merchant, key); replayed for the same body, 409 for another."""
+
+    __tablename__ = "idempotency_keys"
+    merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_path: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OutboxEvent(Base):
+    """Events written in the same transaction as the change they announce (transactional outbox)."""
+
+    __tablename__ = "outbox_events"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    aggregate_id: Mapped[str] = mapped_column(String(40), index=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+__all__ = [
+    "Agent", "AgentParent", "ApiKey", "Base", "Channel", "IdempotencyKey", "LedgerEntry",
+    "Merchant", "MinorUnits", "OutboxEvent", "Payment", "Price", "Refund", "UniqueConstraint",
+    "User", "utcnow",
+]

@@ -1,0 +1,275 @@
+"""The money core: the one place where Clearhouse's money rules live (shared/spec/money.md).
+
+Amounts are integer counts of a currency's minor unit. Floats are refused everywhere; all
+intermediate arithmetic is on int or Decimal, and rounding to the minor unit is half-up
+(half away from zero).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable
+
+BPS_DENOMINATOR = 10_000
+# 38 digits: what DECIMAL(38,0)/NUMERIC(38,0) hold in the warehouse and the API's database.
+MAX_ABS_MINOR = 10**38 - 1
+
+
+class MoneyError(ValueError):
+    """Base of the money errors: a message meant for a person, and a machine code."""
+
+    code = "invalid_money"
+
+
+class FloatAmountError(MoneyError):
+    code = "float_amount"
+
+
+class UnknownCurrencyError(MoneyError):
+    code = "unknown_currency"
+
+
+class CurrencyMismatchError(MoneyError):
+    code = "currency_mismatch"
+
+
+class AmountOutOfRangeError(MoneyError):
+    code = "amount_out_of_range"
+
+
+# --- currencies -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    exponent: int
+    name: str
+    source: str  # "iso4217:<published>" or "chain"
+
+
+@lru_cache(maxsize=1)
+def currency_table() -> dict[str, Currency]:
+    """ISO 4217 (fiat) plus chain assets, from warehouse/data/currencies.csv."""
+    text = resources.files("warehouse").joinpath("data/currencies.csv").read_text("utf-8")
+    table = {}
+    for row in csv.DictReader(text.splitlines()):
+        table[row["code"]] = Currency(row["code"], int(row["exponent"]), row["name"], row["source"])
+    return table
+
+
+def currency(code: str) -> Currency:
+    if not isinstance(code, str):
+        raise UnknownCurrencyError(f"currency must be a code such as 'USD', got {code!r}")
+    try:
+        return currency_table()[code]
+    except KeyError:
+        raise UnknownCurrencyError(f"unknown currency {code!r}") from None
+
+
+def exponent(code: str) -> int:
+    return currency(code).exponent
+
+
+# --- amounts ---------------------------------------------------------------------------------
+
+
+def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
+    """Parse an integer minor-unit amount from int or an integer string; refuse anything else.
+
+    Floats, Decimals, bools and strings with a decimal point or exponent are refused, because an
+    amount that is not already a whole number of minor units has lost or invented precision.
+    """
+    if isinstance(value, bool):
+        raise MoneyError(f"{field} must be an integer number of minor units, got a boolean")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float):
+        raise FloatAmountError(
+            f"{field} must be an integer number of minor units, got the float {value!r}; "
+            "send it as a string such as \"1250\""
+        )
+    elif isinstance(value, Decimal):
+        raise FloatAmountError(f"{field} must be an integer number of minor units, not a decimal")
+    elif isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not digits.isdigit() or not digits.isascii():
+            raise FloatAmountError(
+                f"{field} must be an integer number of minor units as a string of digits, "
+                f"got {value!r}"
+            )
+        result = int(text)
+    else:
+        raise MoneyError(f"{field} must be an integer or a string of digits, got {type(value).__name__}")
+    if abs(result) > MAX_ABS_MINOR:
+        raise AmountOutOfRangeError(f"{field} has more than 38 digits")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount of minor units of one currency. Immutable; arithmetic keeps the currency."""
+
+    amount_minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount_minor", to_minor_int(self.amount_minor))
+        currency(self.currency)  # validates the code
+
+    @classmethod
+    def zero(cls, code: str) -> Money:
+        return cls(0, code)
+
+    @classmethod
+    def from_major(cls, major: str | Decimal | int, code: str) -> Money:
+        """From a major-unit amount such as "12.50" (edge use only: input files, display)."""
+        if isinstance(major, float):
+            raise FloatAmountError("major amounts must be given as str or Decimal, not float")
+        value = Decimal(major) * (Decimal(10) ** exponent(code))
+        if value != value.to_integral_value():
+            raise MoneyError(f"{major} {code} has more decimals than the currency's minor unit")
+        return cls(int(value), code)
+
+    def to_major(self) -> Decimal:
+        return Decimal(self.amount_minor).scaleb(-exponent(self.currency))
+
+    def _same(self, other: Money) -> None:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatchError(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount_minor + other.amount_minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount_minor - other.amount_minor, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount_minor, self.currency)
+
+    def __mul__(self, other: object) -> Money:
+        raise TypeError("multiply through fee_minor/prorate/convert: money rules round explicitly")
+
+    def as_json(self) -> dict[str, str]:
+        return {"amount_minor": str(self.amount_minor), "currency": self.currency}
+
+    def __str__(self) -> str:
+        return f"{self.to_major()} {self.currency}"
+
+
+# --- rounding and rates ---------------------------------------------------------------------
+
+
+def div_round_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half away from zero, exactly (integers only)."""
+    if not isinstance(numerator, int) or not isinstance(denominator, int):
+        raise FloatAmountError("div_round_half_up takes integers only")
+    if denominator == 0:
+        raise ZeroDivisionError("division by zero")
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    quotient = (abs(numerator) * 2 + denominator) // (2 * denominator)
+    return quotient if numerator >= 0 else -quotient
+
+
+def round_half_up(value: Decimal) -> int:
+    """A Decimal rounded to a whole number of minor units, half away from zero."""
+    if isinstance(value, float):
+        raise FloatAmountError("round_half_up takes a Decimal, not a float")
+    return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def fee_minor(amount_minor: int, rate_bps: int, fixed_minor: int = 0) -> int:
+    """fee = round_half_up(amount * rate_bps / 10000) + fixed (money.md point 5)."""
+    amount_minor = to_minor_int(amount_minor)
+    if not isinstance(rate_bps, int) or isinstance(rate_bps, bool):
+        raise MoneyError("rate_bps must be an integer number of basis points")
+    return div_round_half_up(amount_minor * rate_bps, BPS_DENOMINATOR) + to_minor_int(
+        fixed_minor, field="fixed_minor"
+    )
+
+
+def prorate(amount_minor: int, part_minor: int, whole_minor: int) -> int:
+    """round_half_up(amount * part / whole): e.g. the fee reversed by a partial refund."""
+    return div_round_half_up(to_minor_int(amount_minor) * to_minor_int(part_minor),
+                             to_minor_int(whole_minor))
+
+
+def allocate(total_minor: int, weights: Iterable[int]) -> list[int]:
+    """Split total over weights by largest remainder; the parts always sum to total exactly.
+
+    Ties in the remainder go to the earlier weight, so the split is deterministic. Works for
+    negative totals (the split of -total is the negation of the split of total).
+    """
+    total_minor = to_minor_int(total_minor)
+    weights = [to_minor_int(w, field="weight") for w in weights]
+    if not weights:
+        raise MoneyError("allocate needs at least one weight")
+    if any(w < 0 for w in weights):
+        raise MoneyError("allocation weights must not be negative")
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        raise MoneyError("allocation weights must not all be zero")
+    sign = -1 if total_minor < 0 else 1
+    magnitude = abs(total_minor)
+    floors = [magnitude * w // weight_sum for w in weights]
+    remainders = [magnitude * w % weight_sum for w in weights]
+    short = magnitude - sum(floors)
+    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in order[:short]:
+        floors[i] += 1
+    parts = [sign * p for p in floors]
+    assert sum(parts) == total_minor, "largest-remainder split must sum to the total"
+    return parts
+
+
+# --- FX --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FxRate:
+    """Units of quote currency per 1 unit of base currency, with where it came from."""
+
+    rate_id: str
+    base: str
+    quote: str
+    rate: Decimal
+    source: str
+    as_of: date
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, float):
+            raise FloatAmountError("an FX rate must be a Decimal or a string, never a float")
+        rate = Decimal(self.rate)
+        if rate <= 0:
+            raise MoneyError("an FX rate must be positive")
+        object.__setattr__(self, "rate", rate)
+        currency(self.base)
+        currency(self.quote)
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    money: Money
+    rate_id: str
+
+
+def convert(money: Money, rate: FxRate) -> Converted:
+    """converted = round_half_up(amount * rate * 10^(exp_quote - exp_base)), keeping the rate id."""
+    if money.currency != rate.base:
+        raise CurrencyMismatchError(f"rate {rate.rate_id} converts {rate.base}, not {money.currency}")
+    shift = exponent(rate.quote) - exponent(rate.base)
+    with localcontext() as ctx:
+        ctx.prec = 80  # exact for 38-digit amounts times any realistic rate
+        value = Decimal(money.amount_minor) * rate.rate * (Decimal(10) ** shift)
+        return Converted(Money(round_half_up(value), rate.quote), rate.rate_id)

@@ -1,0 +1,107 @@
+"""Settings, read lazily from the environment (prefix CLEARHOUSE_).
+
+Call get_settings() where a value is needed, never at import time, so tests can switch
+engines by changing the environment and calling get_settings.cache_clear().
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ENVIRONMENTS = ("development", "test")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLEARHOUSE_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    home: Path = Field(default=Path("./var"), description="State folder")
+    database_url: str | None = Field(default=None, description="The API's database (OLTP)")
+    warehouse_url: str | None = Field(default=None, description="DuckDB file or Postgres URL")
+    jwt_secret: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    idempotency_ttl_hours: int = 24
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment == "production":
+            if not self.jwt_secret or len(self.jwt_secret) < 32:
+                raise ValueError("CLEARHOUSE_JWT_SECRET (>= 32 chars) is required in production")
+            if self.database_url is None or self.database_url.startswith("sqlite"):
+                raise ValueError("production needs CLEARHOUSE_DATABASE_URL pointing at Postgres")
+        return self
+
+    # Derived locations -------------------------------------------------------
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home_dir / "landing"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home_dir / "quarantine"
+
+    @property
+    def statements_dir(self) -> Path:
+        return self.home_dir / "statements"
+
+    @property
+    def published_dir(self) -> Path:
+        """Snapshots the API serves, so it never opens the live DuckDB warehouse file."""
+        return self.home_dir / "published"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    @property
+    def oltp_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'clearhouse.sqlite'}"
+
+    @property
+    def warehouse_target(self) -> str:
+        """URL of the warehouse: a duckdb:///path or a postgresql:// URL."""
+        return self.warehouse_url or f"duckdb:///{self.home_dir / 'warehouse.duckdb'}"
+
+    @property
+    def warehouse_engine(self) -> Literal["duckdb", "postgres"]:
+        return "postgres" if self.warehouse_target.startswith("postgres") else "duckdb"
+
+    @property
+    def duckdb_path(self) -> Path:
+        if self.warehouse_engine != "duckdb":
+            raise ValueError("the warehouse is Postgres, not DuckDB")
+        return Path(self.warehouse_target.removeprefix("duckdb:///"))
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home_dir, self.landing_dir, self.quarantine_dir, self.statements_dir,
+                     self.published_dir, self.dagster_home):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def signing_secret(self) -> str:
+        """JWT secret: configured, or (development only) generated once and kept under HOME."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.environment not in DEV_ENVIRONMENTS:
+            raise ValueError("CLEARHOUSE_JWT_SECRET is required outside development")
+        path = self.home_dir / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
