@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
 from functools import lru_cache
 from importlib import resources
 from typing import Iterable
@@ -18,6 +18,9 @@ from typing import Iterable
 BPS_DENOMINATOR = 10_000
 # 38 digits: what DECIMAL(38,0)/NUMERIC(38,0) hold in the warehouse and the API's database.
 MAX_ABS_MINOR = 10**38 - 1
+# Decimal precision for money work: the default context keeps only 28 digits, fewer than an
+# amount may have, so every Decimal step on amounts runs with this many digits.
+_DECIMAL_PREC = 100
 
 
 class MoneyError(ValueError):
@@ -99,11 +102,13 @@ def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
     elif isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
-        if not digits.isdigit() or not digits.isascii():
+        if not digits.isascii() or not digits.isdecimal():
             raise FloatAmountError(
                 f"{field} must be an integer number of minor units as a string of digits, "
                 f"got {value!r}"
             )
+        if len(digits.lstrip("0")) > 38:  # before int(): huge strings are slow or refused there
+            raise AmountOutOfRangeError(f"{field} has more than 38 digits")
         result = int(text)
     else:
         raise MoneyError(f"{field} must be an integer or a string of digits, got {type(value).__name__}")
@@ -132,13 +137,31 @@ class Money:
         """From a major-unit amount such as "12.50" (edge use only: input files, display)."""
         if isinstance(major, float):
             raise FloatAmountError("major amounts must be given as str or Decimal, not float")
-        value = Decimal(major) * (Decimal(10) ** exponent(code))
+        if isinstance(major, bool) or not isinstance(major, (str, Decimal, int)):
+            raise MoneyError(f"a major amount must be a str, Decimal or int, got {major!r}")
+        try:
+            parsed = Decimal(major.strip() if isinstance(major, str) else major)
+        except InvalidOperation:
+            raise MoneyError(f"{major!r} is not a decimal amount") from None
+        if not parsed.is_finite():
+            raise MoneyError(f"{major!r} is not a finite amount")
+        if parsed and parsed.adjusted() + exponent(code) > 38:
+            raise AmountOutOfRangeError(f"{major} {code} has more than 38 digits of minor units")
+        with localcontext() as ctx:
+            ctx.prec = _DECIMAL_PREC
+            ctx.traps[Inexact] = True
+            try:
+                value = parsed.scaleb(exponent(code))
+            except Inexact:
+                raise MoneyError(f"{major} {code} has too many digits") from None
         if value != value.to_integral_value():
             raise MoneyError(f"{major} {code} has more decimals than the currency's minor unit")
         return cls(int(value), code)
 
     def to_major(self) -> Decimal:
-        return Decimal(self.amount_minor).scaleb(-exponent(self.currency))
+        with localcontext() as ctx:
+            ctx.prec = _DECIMAL_PREC  # exact: amounts have at most 38 digits
+            return Decimal(self.amount_minor).scaleb(-exponent(self.currency))
 
     def _same(self, other: Money) -> None:
         if not isinstance(other, Money):
@@ -186,7 +209,13 @@ def round_half_up(value: Decimal) -> int:
     """A Decimal rounded to a whole number of minor units, half away from zero."""
     if isinstance(value, float):
         raise FloatAmountError("round_half_up takes a Decimal, not a float")
-    return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    value = Decimal(value)
+    if not value.is_finite():
+        raise MoneyError(f"cannot round {value} to minor units")
+    with localcontext() as ctx:
+        # quantize fails when the result needs more digits than the context holds (28 by default)
+        ctx.prec = max(_DECIMAL_PREC, value.adjusted() + 2)
+        return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def fee_minor(amount_minor: int, rate_bps: int, fixed_minor: int = 0) -> int:
@@ -250,8 +279,13 @@ class FxRate:
     def __post_init__(self) -> None:
         if isinstance(self.rate, float):
             raise FloatAmountError("an FX rate must be a Decimal or a string, never a float")
-        rate = Decimal(self.rate)
-        if rate <= 0:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (str, Decimal, int)):
+            raise MoneyError(f"an FX rate must be a Decimal or a string, got {self.rate!r}")
+        try:
+            rate = Decimal(self.rate.strip() if isinstance(self.rate, str) else self.rate)
+        except InvalidOperation:
+            raise MoneyError(f"an FX rate must be a number, got {self.rate!r}") from None
+        if not rate.is_finite() or rate <= 0:
             raise MoneyError("an FX rate must be positive")
         object.__setattr__(self, "rate", rate)
         currency(self.base)
@@ -269,7 +303,11 @@ def convert(money: Money, rate: FxRate) -> Converted:
     if money.currency != rate.base:
         raise CurrencyMismatchError(f"rate {rate.rate_id} converts {rate.base}, not {money.currency}")
     shift = exponent(rate.quote) - exponent(rate.base)
-    with localcontext() as ctx:
-        ctx.prec = 80  # exact for 38-digit amounts times any realistic rate
-        value = Decimal(money.amount_minor) * rate.rate * (Decimal(10) ** shift)
-        return Converted(Money(round_half_up(value), rate.quote), rate.rate_id)
+    # Exact for any rate: rate = coefficient * 10^rate_exp, so the converted amount is the integer
+    # fraction amount * coefficient * 10^(rate_exp + shift), rounded once, half away from zero.
+    _, digits, rate_exp = rate.rate.as_tuple()
+    coefficient = int("".join(map(str, digits)))
+    scale = rate_exp + shift
+    numerator = money.amount_minor * coefficient * 10 ** max(scale, 0)
+    return Converted(Money(div_round_half_up(numerator, 10 ** max(-scale, 0)), rate.quote),
+                     rate.rate_id)

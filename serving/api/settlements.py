@@ -1,0 +1,43 @@
+"""/api/v1/settlements/{merchant_id}: a merchant's statements for a period, streamed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from serving import statements
+from serving.deps import PrincipalDep, SessionDep, SettingsDep
+from serving.errors import ApiError, not_found
+from warehouse.models import Merchant
+
+router = APIRouter(tags=["settlements"])
+
+
+@router.get("/settlements/{merchant_id}", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def download_statement(
+    merchant_id: str, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
+    period: Annotated[str | None, Query(description="2026-11-20, 2026-11 or a..b")] = None,
+    format: Annotated[Literal["csv", "pdf"], Query()] = "csv",
+):
+    if not principal.can_see_merchant(merchant_id) or session.get(Merchant, merchant_id) is None:
+        raise not_found("merchant", merchant_id)
+    start, end = statements.parse_period(period)
+    if format != "csv":
+        raise ApiError(422, "unsupported_format", "statements are served as format=csv for now",
+                       {"field": "format", "supported": ["csv"]})
+    # Read the statement heads before answering, so a missing snapshot is a clean 503, not a
+    # broken stream; the lines then stream in batches.
+    chunks = statements.stream_csv(settings, merchant_id, start, end)
+    first = await run_in_threadpool(next, chunks)
+    filename = f"statement_{merchant_id}_{period}.csv"
+
+    def body():
+        yield first
+        yield from chunks
+
+    return StreamingResponse(body(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})

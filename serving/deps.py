@@ -1,0 +1,84 @@
+"""FastAPI dependencies: settings, database sessions, the caller, the business clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from serving.auth import Principal, authenticate
+from serving.errors import ApiError
+from warehouse.settings import DEV_ENVIRONMENTS, Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(settings: SettingsDep, engine: EngineDep,
+                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+    # A short read-only session of its own: the auth lookup must not open the write
+    # transaction that money-moving handlers start themselves.
+    with Session(engine) as session:
+        return authenticate(session, settings, authorization)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_merchant(principal: PrincipalDep) -> Principal:
+    if principal.merchant_id is None:
+        raise ApiError(403, "merchant_credential_required",
+                       "this endpoint acts for a merchant: use the merchant's API key")
+    return principal
+
+
+def require_operator(principal: PrincipalDep) -> Principal:
+    if principal.role != "platform_admin":
+        raise ApiError(403, "forbidden", "this endpoint needs a platform_admin token")
+    return principal
+
+
+MerchantDep = Annotated[Principal, Depends(require_merchant)]
+AdminDep = Annotated[Principal, Depends(require_operator)]
+
+
+def business_time(settings: SettingsDep,
+                  clearhouse_test_clock: Annotated[str | None, Header()] = None) -> datetime:
+    """Now, or (development and test only) the time a Clearhouse-Test-Clock header sets.
+
+    Like Stripe's test clocks, it lets the simulator replay a business day; updated_at (the
+    extract cursor) always stays on the wall clock.
+    """
+    if clearhouse_test_clock is None:
+        return datetime.now(UTC)
+    if settings.environment not in DEV_ENVIRONMENTS:
+        raise ApiError(400, "test_clock_not_allowed", "Clearhouse-Test-Clock works only in development")
+    try:
+        value = datetime.fromisoformat(clearhouse_test_clock.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_test_clock", "Clearhouse-Test-Clock must be ISO 8601") from None
+    if value.tzinfo is None:
+        raise ApiError(400, "invalid_test_clock", "Clearhouse-Test-Clock needs a UTC offset or Z")
+    return value.astimezone(UTC)
+
+
+NowDep = Annotated[datetime, Depends(business_time)]

@@ -1,0 +1,63 @@
+"""One error shape for every endpoint (api.md): {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from warehouse.money import MoneyError
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
+
+
+def not_found(kind: str, ident: str) -> ApiError:
+    return ApiError(404, "resource_missing", f"no {kind} with id {ident!r}", {"id": ident})
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+
+    @app.exception_handler(MoneyError)
+    async def _money_error(_request: Request, exc: MoneyError):
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        field = _field_path(tuple(first.get("loc", ())))
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        code = (first.get("ctx") or {}).get("code") or (
+            "invalid_json" if first.get("type") == "json_invalid" else "validation_error")
+        problems = [{"field": _field_path(tuple(e.get("loc", ()))),
+                     "message": str(e.get("msg", "")).removeprefix("Value error, ")} for e in errors]
+        return JSONResponse(
+            error_body(code, f"{field}: {message}" if field else message,
+                       {"field": field, "errors": problems}),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))

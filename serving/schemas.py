@@ -1,0 +1,154 @@
+"""Request and response schemas (kept apart from the database models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic_core import PydanticCustomError
+
+from warehouse.money import MoneyError, currency, to_minor_int
+
+PAYMENT_METHOD_TYPES = ("card", "wechat_pay", "alipay", "bank_transfer", "e_cny", "apple_pay",
+                        "crypto", "wallet")
+
+
+def _minor(value: Any) -> int:
+    try:
+        return to_minor_int(value)
+    except MoneyError as exc:
+        raise PydanticCustomError("invalid_amount", str(exc), {"code": exc.code}) from None
+
+
+def _positive_minor(value: Any) -> int:
+    result = _minor(value)
+    if result <= 0:
+        raise PydanticCustomError("invalid_amount", "amount_minor must be greater than zero",
+                                  {"code": "amount_not_positive"})
+    return result
+
+
+def _currency(value: Any) -> str:
+    try:
+        return currency(value).code
+    except MoneyError as exc:
+        raise PydanticCustomError("unknown_currency", str(exc), {"code": exc.code}) from None
+
+
+def _iso_z(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Input: an int or a string of digits. Output: always a string (api.md).
+PositiveMinor = Annotated[int, BeforeValidator(_positive_minor), PlainSerializer(str, return_type=str)]
+MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
+CurrencyCode = Annotated[str, BeforeValidator(_currency)]
+Timestamp = Annotated[datetime, PlainSerializer(_iso_z, return_type=str)]
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=200)
+    ip: str | None = Field(default=None, max_length=64)
+    device_id: str | None = Field(default=None, max_length=100)
+    geo: str | None = Field(default=None, max_length=64)
+
+
+class PaymentMethod(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["card", "wechat_pay", "alipay", "bank_transfer", "e_cny", "apple_pay", "crypto",
+                  "wallet"]
+    number: str | None = Field(default=None, description="card: a test card number")
+    test_outcome: Literal["success", "decline"] | None = Field(
+        default=None, description="non-card methods: force the simulated outcome")
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_minor: PositiveMinor
+    currency: CurrencyCode
+    merchant_reference: str = Field(min_length=1, max_length=200)
+    payment_method: PaymentMethod
+    customer: Customer | None = None
+    channel: str | None = Field(default=None, description="force a channel id")
+    description: str | None = Field(default=None, max_length=500)
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_id: str
+    amount_minor: PositiveMinor | None = Field(default=None, description="default: all that remains")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class RiskDecision(BaseModel):
+    decision: str
+    score: int | None = None
+
+
+class PaymentOut(BaseModel):
+    id: str
+    object: Literal["payment"] = "payment"
+    merchant_id: str
+    merchant_reference: str
+    status: str
+    amount_minor: MinorOut
+    currency: str
+    refunded_minor: MinorOut
+    payment_method_type: str
+    channel: str | None
+    channel_reference: str | None
+    failure_code: str | None
+    risk: RiskDecision
+    created_at: Timestamp
+    captured_at: Timestamp | None
+
+
+class RefundOut(BaseModel):
+    id: str
+    object: Literal["refund"] = "refund"
+    payment_id: str
+    status: str
+    amount_minor: MinorOut
+    currency: str
+    reason: str | None
+    created_at: Timestamp
+
+
+class PaymentList(BaseModel):
+    data: list[PaymentOut]
+    has_more: bool
+
+
+class PriceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    currency: CurrencyCode
+    rate_bps: int = Field(ge=0, le=10_000)
+    fixed_minor: Annotated[int, BeforeValidator(_minor)] = 0
+
+
+class MerchantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = None
+    settlement_currency: CurrencyCode = "USD"
+    settlement_cycle: Literal["daily", "weekly", "monthly"] = "daily"
+    settlement_delay_days: int = Field(default=1, ge=0, le=30)
+    pricing: list[PriceIn] | None = Field(default=None, description="MDR per currency")
+
+
+class MerchantOut(BaseModel):
+    id: str
+    object: Literal["merchant"] = "merchant"
+    name: str
+    status: str
+    agent_id: str | None
+    settlement_currency: str
+    settlement_cycle: str
+    created_at: Timestamp
+
+
+class MerchantCreated(MerchantOut):
+    api_key: str = Field(description="shown once; only its hash is stored")

@@ -1,0 +1,148 @@
+"""Settlement statements as the API serves them: read from the warehouse's marts, streamed as CSV.
+
+DuckDB warehouse: read the Parquet snapshots published after each run (never the live file).
+Postgres warehouse: read analytics.* with a server-side cursor.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from serving.errors import ApiError
+from warehouse.connections import to_libpq_url
+from warehouse.published import MARTS_SCHEMA, published_path
+from warehouse.settings import Settings
+
+CSV_COLUMNS = ["statement_id", "merchant_id", "period_start", "period_end", "currency",
+               "line_type", "line_id", "payment_id", "refund_id", "occurred_at", "gross_minor",
+               "fee_minor", "net_minor", "balance_minor"]
+
+STATEMENT_COLUMNS = ("statement_id, merchant_id, period_start, period_end, currency, "
+                     "opening_balance_minor, gross_minor, refunds_minor, fees_minor, "
+                     "net_activity_minor, payouts_minor, closing_balance_minor")
+LINE_COLUMNS = "statement_id, line_type, line_id, payment_id, refund_id, occurred_at, gross_minor, fee_minor, net_minor"
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def parse_period(period: str | None) -> tuple[date, date]:
+    """'2026-11-20' (a day), '2026-11' (a month) or '2026-11-01..2026-11-07'; end inclusive."""
+    try:
+        if period is None:
+            raise ValueError("missing")
+        if ".." in period:
+            start_text, end_text = period.split("..", 1)
+            start, end = date.fromisoformat(start_text), date.fromisoformat(end_text)
+        elif _DAY.match(period):
+            start = end = date.fromisoformat(period)
+        elif _MONTH.match(period):
+            start = date.fromisoformat(period + "-01")
+            end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        else:
+            raise ValueError(period)
+    except ValueError:
+        raise ApiError(422, "invalid_period",
+                       "period must be a day (2026-11-20), a month (2026-11) or a range "
+                       "(2026-11-01..2026-11-07)", {"field": "period"}) from None
+    if end < start or (end - start).days > 366:
+        raise ApiError(422, "invalid_period", "period must run forward and span at most a year",
+                       {"field": "period"})
+    return start, end
+
+
+def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iterator[tuple]:
+    if settings.warehouse_engine == "duckdb":
+        import duckdb
+
+        files = {m: published_path(settings, m) for m in ("fct_settlement_statements",
+                                                          "fct_settlement_statement_lines")}
+        if not all(path.exists() for path in files.values()):
+            raise ApiError(503, "statements_not_published",
+                           "no statements have been published yet: run the pipeline first")
+        con = duckdb.connect()
+        try:
+            sql = sql_duck.format(
+                statements=f"read_parquet('{files['fct_settlement_statements']}')",
+                lines=f"read_parquet('{files['fct_settlement_statement_lines']}')")
+            cursor = con.execute(sql, params)
+            while batch := cursor.fetchmany(2000):
+                yield from batch
+        finally:
+            con.close()
+        return
+    import psycopg
+
+    with psycopg.connect(to_libpq_url(settings.warehouse_target)) as con:
+        sql = sql_pg.format(statements=f"{MARTS_SCHEMA}.fct_settlement_statements",
+                            lines=f"{MARTS_SCHEMA}.fct_settlement_statement_lines")
+        with con.cursor(name="statement_stream") as cursor:  # server-side: streams large periods
+            cursor.itersize = 2000
+            cursor.execute(sql.replace("?", "%s"), params)
+            yield from cursor
+
+
+def statements(settings: Settings, merchant_id: str, start: date, end: date) -> list[tuple]:
+    sql = (f"SELECT {STATEMENT_COLUMNS} FROM {{statements}} WHERE merchant_id = ? "
+           "AND period_start >= ? AND period_start <= ? ORDER BY statement_id")
+    return list(_fetch(settings, sql, sql, [merchant_id, start, end]))
+
+
+def _lines(settings: Settings, merchant_id: str, start: date, end: date) -> Iterator[tuple]:
+    sql = (f"SELECT {LINE_COLUMNS} FROM {{lines}} WHERE merchant_id = ? "
+           "AND period_start >= ? AND period_start <= ? ORDER BY statement_id, occurred_at, line_id")
+    return _fetch(settings, sql, sql, [merchant_id, start, end])
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        text = value.isoformat()
+        return text + "Z" if "T" in text and not text.endswith("Z") and "+" not in text else text
+    return str(int(value)) if not isinstance(value, str) else value
+
+
+def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> Iterator[str]:
+    """Opening balance, every line with its running balance, closing balance; per statement."""
+    heads = statements(settings, merchant_id, start, end)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    by_id = {h[0]: h for h in heads}
+    lines = _lines(settings, merchant_id, start, end)
+    pending = next(lines, None)
+    for head in heads:
+        (statement_id, _m, p_start, p_end, ccy, opening, _gross, _refunds, fees, net_activity,
+         _payouts, closing) = head
+        prefix = [statement_id, merchant_id, _text(p_start), _text(p_end), ccy]
+        balance = int(opening)
+        writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(balance)])
+        gross_total = fee_total = 0
+        while pending is not None and pending[0] == statement_id:
+            (_sid, line_type, line_id, payment_id, refund_id, occurred_at, gross, fee,
+             net) = pending
+            balance += int(net)
+            gross_total += int(gross)
+            fee_total += int(fee)
+            writer.writerow(prefix + [line_type, line_id, payment_id or "", refund_id or "",
+                                      _text(occurred_at), _text(gross), _text(fee), _text(net),
+                                      _text(balance)])
+            pending = next(lines, None)
+        writer.writerow(prefix + ["closing_balance", "", "", "", "", _text(gross_total),
+                                  _text(fee_total), _text(net_activity), _text(closing)])
+        yield flush()
+    while pending is not None and pending[0] not in by_id:  # defensive: lines w/o statement
+        pending = next(lines, None)
+    yield flush()

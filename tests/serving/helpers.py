@@ -1,0 +1,54 @@
+"""Factories for API tests: an app on a migrated database, a bootstrapped admin and merchants."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from serving.app import create_app
+from serving.auth import issue_operator_token
+from serving.schemas import MerchantCreate
+from serving.services.admin import bootstrap_admin, create_merchant
+
+
+@dataclass
+class Api:
+    client: TestClient
+    settings: object
+    engine: object
+    admin_token: str
+
+    def merchant(self, name: str = "Acme", **kwargs) -> tuple[str, str]:
+        with Session(self.engine) as session:
+            merchant, key = create_merchant(session, MerchantCreate(name=name, **kwargs))
+            session.commit()
+            return merchant.id, key
+
+    def pay(self, key: str, *, amount="1000", currency="USD", idem=None, method=None,
+            headers=None, **extra):
+        body = {"amount_minor": amount, "currency": currency, "merchant_reference": "order-1",
+                "payment_method": method or {"type": "card", "number": "4242424242424242"},
+                **extra}
+        hdrs = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem or uuid.uuid4().hex,
+                **(headers or {})}
+        return self.client.post("/api/v1/payments", json=body, headers=hdrs)
+
+    def refund(self, key: str, payment_id: str, amount=None, idem=None):
+        body = {"payment_id": payment_id}
+        if amount is not None:
+            body["amount_minor"] = amount
+        return self.client.post("/api/v1/refunds", json=body, headers={
+            "Authorization": f"Bearer {key}", "Idempotency-Key": idem or uuid.uuid4().hex})
+
+
+def make_api(settings) -> Api:
+    app = create_app(settings)
+    engine = app.state.engine
+    with Session(engine) as session:
+        user = bootstrap_admin(session)
+        session.commit()
+        token = issue_operator_token(settings, user)
+    return Api(TestClient(app), settings, engine, token)
