@@ -21,6 +21,8 @@ PREFIXES = {
 def new_id(kind: str, *, at_ms: int | None = None) -> str:
     prefix = PREFIXES[kind]
     ms = int(time.time() * 1000) if at_ms is None else at_ms
+    if not 0 <= ms < 1 << 48:  # outside 48 bits the ids would wrap and stop sorting by time
+        raise ValueError(f"at_ms must be milliseconds since the epoch in 48 bits, got {ms}")
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):

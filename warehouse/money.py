@@ -102,7 +102,7 @@ def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
     elif isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
-        if not digits.isascii() or not digits.isdecimal():
+        if not digits.isdigit() or not digits.isascii():
             raise FloatAmountError(
                 f"{field} must be an integer number of minor units as a string of digits, "
                 f"got {value!r}"
@@ -308,6 +308,12 @@ def convert(money: Money, rate: FxRate) -> Converted:
     _, digits, rate_exp = rate.rate.as_tuple()
     coefficient = int("".join(map(str, digits)))
     scale = rate_exp + shift
-    numerator = money.amount_minor * coefficient * 10 ** max(scale, 0)
+    product = money.amount_minor * coefficient
+    # Settle extreme rate exponents before building 10^|scale| (a Decimal may carry any exponent).
+    if product == 0 or -scale > len(str(abs(product))) + 1:  # below half a minor unit
+        return Converted(Money(0, rate.quote), rate.rate_id)
+    if scale > 40:  # at least 10^41 minor units
+        raise AmountOutOfRangeError(f"{money} at rate {rate.rate_id} has more than 38 digits")
+    numerator = product * 10 ** max(scale, 0)
     return Converted(Money(div_round_half_up(numerator, 10 ** max(-scale, 0)), rate.quote),
                      rate.rate_id)

@@ -743,3 +743,19 @@ def test_fx_rate_refuses_unknown_currencies() -> None:
         _rate("USD", "XAU", "0.0003000000")
     with pytest.raises(UnknownCurrencyError):
         _rate("ZZZ", "USD", "1.000000000")
+
+
+def test_convert_with_extreme_rate_exponents_stays_fast_and_exact() -> None:
+    tiny = _rate("USD", "EUR", Decimal("1E-999999999"))
+    assert convert(Money(MAX_ABS_MINOR, "USD"), tiny).money == Money(0, "EUR")
+    huge = _rate("USD", "EUR", Decimal("1E+999999999"))
+    assert convert(Money(0, "USD"), huge).money == Money(0, "EUR")
+    with pytest.raises(AmountOutOfRangeError):
+        convert(Money(1, "USD"), huge)
+    # just at the boundary: 10^37 * 10 - 1 ... a rate that lands exactly on 38 nines
+    nines = _rate("JPY", "KWD", Decimal("9" * 38 + "E-3"))
+    assert convert(Money(1, "JPY"), nines).money == Money(10**38 - 1, "KWD")
+    # 0.5 * 10^-k of a minor unit rounds to zero; exactly 0.5 rounds to one
+    assert convert(Money(5, "USD"), _rate("USD", "EUR", Decimal("1E-1"))).money == Money(1, "EUR")
+    assert convert(Money(5, "USD"), _rate("USD", "EUR", Decimal("1E-2"))).money == Money(0, "EUR")
+    assert convert(Money(-5, "USD"), _rate("USD", "EUR", Decimal("1E-1"))).money == Money(-1, "EUR")

@@ -1,0 +1,263 @@
+"""Incremental extract of the API's database into the warehouse's raw schema.
+
+Each table is paged by its cursor column (updated_at, or created_at for the append-only ledger)
+from the table's high-water mark minus an overlap window; rows read again are replaced by key, so
+a re-run loads nothing twice and a row committed late (a transaction that began before the last
+extract) is still picked up. All tables and watermarks are written in one warehouse transaction:
+a run that fails halfway leaves the warehouse as it was.
+
+The fast path is Arrow end to end: ADBC reads the source (SQLite or Postgres) into Arrow tables,
+DuckDB scans them in place, and Postgres receives them by binary COPY (ADBC bulk ingest).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingest.raw_schema import PHYSICAL, RAW_SCHEMA, RAW_TABLES, WATERMARK_TABLE, RawTable, create_statements
+from warehouse.connections import to_libpq_url
+from warehouse.settings import Settings
+
+DEFAULT_OVERLAP = timedelta(minutes=5)
+# SQLite stores timestamps as text in this form (SQLAlchemy's DateTime on SQLite).
+SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True)
+class TableExtract:
+    table: str
+    rows: int
+    high_water: datetime | None
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    tables: tuple[TableExtract, ...]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+# --- source -----------------------------------------------------------------------------------
+
+
+class _Source:
+    """Reads Arrow tables from the API's database: SQLite through a child process (see
+    ingest.sqlite_reader), Postgres in process with ADBC."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+
+    def read_all(self, requests: list[tuple[RawTable, datetime | None]]) -> dict[str, pa.Table]:
+        queries = {}
+        for table, since in requests:
+            cols = ", ".join(self._select(c, t) for c, t in table.columns)
+            sql = f"SELECT {cols} FROM {table.name}"
+            params: list = []
+            if since is not None:
+                sql += f" WHERE {table.cursor} >= {'?' if self.is_sqlite else '$1'}"
+                params = [since.strftime(SQLITE_TS_FORMAT) if self.is_sqlite else since]
+            queries[table.name] = (sql, params)
+        return self._read_sqlite(queries) if self.is_sqlite else self._read_postgres(queries)
+
+    def _read_sqlite(self, queries: dict) -> dict[str, pa.Table]:
+        with tempfile.TemporaryDirectory(prefix="clearhouse-extract-") as out_dir:
+            request = Path(out_dir) / "request.json"
+            request.write_text(json.dumps({
+                "database": self.url.removeprefix("sqlite:///"), "out_dir": out_dir,
+                "queries": queries}))
+            done = subprocess.run([sys.executable, "-m", "ingest.sqlite_reader", str(request)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"reading the SQLite database failed: {done.stderr[-2000:]}")
+            tables = {}
+            for name in queries:
+                with pa.memory_map(str(Path(out_dir) / f"{name}.arrow")) as source:
+                    tables[name] = pa.ipc.open_file(source).read_all()
+            return tables
+
+    def _read_postgres(self, queries: dict) -> dict[str, pa.Table]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        tables = {}
+        with closing(adbc.connect(to_libpq_url(self.url))) as conn:
+            with closing(conn.cursor()) as cur:
+                cur.execute("SET TIME ZONE 'UTC'")  # naive watermarks are UTC
+                # One snapshot for all tables, so ledger legs and payments agree.
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                for name, (sql, params) in queries.items():
+                    cur.execute(sql, tuple(params))
+                    tables[name] = cur.fetch_arrow_table()
+            conn.rollback()
+        return tables
+
+    def _select(self, column: str, kind: str) -> str:
+        if self.is_sqlite:
+            return column
+        if kind in ("money", "json"):
+            return f"{column}::text AS {column}"  # exact digits; the warehouse casts back
+        if kind == "ts":
+            return f"({column} AT TIME ZONE 'UTC') AS {column}"
+        return column
+
+
+# --- warehouse writers -------------------------------------------------------------------------
+
+
+def _cast_list(table: RawTable, engine: str, source: str) -> str:
+    types = PHYSICAL[engine]
+    return ", ".join(f"CAST({source}.{c} AS {types[t]})" for c, t in table.columns)
+
+
+class _DuckDBWriter:
+    engine = "duckdb"
+
+    def __init__(self, path: Path):
+        import duckdb
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = duckdb.connect(str(path))
+        for stmt in create_statements("duckdb"):
+            self.conn.execute(stmt)
+        self.conn.execute("BEGIN TRANSACTION")
+
+    def watermarks(self) -> dict[str, datetime]:
+        rows = self.conn.execute(f"SELECT table_name, high_water FROM {RAW_SCHEMA}.{WATERMARK_TABLE}")
+        return {name: hw for name, hw in rows.fetchall() if hw is not None}
+
+    def load(self, table: RawTable, batch: pa.Table) -> None:
+        self.conn.register("extract_batch", batch)
+        key_type = PHYSICAL["duckdb"][dict(table.columns)[table.key]]
+        self.conn.execute(
+            f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE {table.key} IN "
+            f"(SELECT CAST({table.key} AS {key_type}) FROM extract_batch)")
+        self.conn.execute(
+            f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(table.column_names)}, _extracted_at) "
+            f"SELECT {_cast_list(table, 'duckdb', 'extract_batch')}, now()::TIMESTAMP FROM extract_batch")
+        self.conn.unregister("extract_batch")
+
+    def set_watermark(self, table: str, high_water: datetime | None, rows: int) -> None:
+        self.conn.execute(f"DELETE FROM {RAW_SCHEMA}.{WATERMARK_TABLE} WHERE table_name = ?", [table])
+        self.conn.execute(f"INSERT INTO {RAW_SCHEMA}.{WATERMARK_TABLE} VALUES (?, ?, ?, now()::TIMESTAMP)",
+                          [table, high_water, rows])
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _PostgresWriter:
+    engine = "postgres"
+
+    def __init__(self, url: str):
+        import adbc_driver_postgresql.dbapi as adbc
+
+        self.conn = adbc.connect(to_libpq_url(url))  # autocommit off: one transaction
+        with closing(self.conn.cursor()) as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('clearhouse.ingest.ledger'))")
+            for stmt in create_statements("postgres"):
+                cur.execute(stmt)
+
+    def watermarks(self) -> dict[str, datetime]:
+        with closing(self.conn.cursor()) as cur:
+            cur.execute(f"SELECT table_name, high_water FROM {RAW_SCHEMA}.{WATERMARK_TABLE}")
+            return {name: hw for name, hw in cur.fetchall() if hw is not None}
+
+    def load(self, table: RawTable, batch: pa.Table) -> None:
+        stage = f"stage_{table.name}"
+        with closing(self.conn.cursor()) as cur:
+            # Arrow -> binary COPY; every column staged as its Arrow type, cast on insert.
+            cur.adbc_ingest(stage, batch, mode="replace", temporary=True)
+            key_type = PHYSICAL["postgres"][dict(table.columns)[table.key]]
+            cur.execute(
+                f"DELETE FROM {RAW_SCHEMA}.{table.name} t USING {stage} s "
+                f"WHERE t.{table.key} = CAST(s.{table.key} AS {key_type})")
+            cur.execute(
+                f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(table.column_names)}, _extracted_at) "
+                f"SELECT {_cast_list(table, 'postgres', 's')}, "
+                f"(now() AT TIME ZONE 'UTC') FROM {stage} s")
+            cur.execute(f"DROP TABLE {stage}")
+
+    def set_watermark(self, table: str, high_water: datetime | None, rows: int) -> None:
+        with closing(self.conn.cursor()) as cur:
+            cur.execute(f"DELETE FROM {RAW_SCHEMA}.{WATERMARK_TABLE} WHERE table_name = $1", (table,))
+            cur.execute(f"INSERT INTO {RAW_SCHEMA}.{WATERMARK_TABLE} VALUES "
+                        "($1, $2, $3, now() AT TIME ZONE 'UTC')", (table, high_water, rows))
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_writer(settings: Settings):
+    if settings.warehouse_engine == "duckdb":
+        return _DuckDBWriter(settings.duckdb_path)
+    return _PostgresWriter(settings.warehouse_target)
+
+
+# --- the extract --------------------------------------------------------------------------------
+
+
+def _high_water(batch: pa.Table, column: str) -> datetime | None:
+    if batch.num_rows == 0:
+        return None
+    values = batch.column(column)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        text = pc.max(values).as_py()
+        return datetime.strptime(text, SQLITE_TS_FORMAT) if "." in text else datetime.fromisoformat(text)
+    return pc.max(values).as_py()
+
+
+def _retype_null_columns(batch: pa.Table) -> pa.Table:
+    """A column that is NULL in every row comes back typed int64 from SQLite; make it text, which
+    casts to any warehouse type."""
+    for i, field in enumerate(batch.schema):
+        column = batch.column(i)
+        if column.null_count == len(column) and not pa.types.is_string(field.type):
+            batch = batch.set_column(i, field.name, pa.nulls(len(column), pa.string()))
+    return batch
+
+
+def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
+                   writer=None) -> ExtractResult:
+    """Bring every raw table up to date; returns per-table row counts and high-water marks."""
+    started = time.perf_counter()
+    source = _Source(settings.oltp_url)
+    own_writer = writer is None
+    writer = writer or open_writer(settings)
+    results = []
+    try:
+        marks = writer.watermarks()
+        requests = [(t, marks[t.name] - overlap if t.name in marks else None) for t in RAW_TABLES]
+        batches = source.read_all(requests)
+        for table in RAW_TABLES:
+            batch = _retype_null_columns(batches[table.name])
+            if batch.num_rows:
+                writer.load(table, batch)
+            high_water = max(filter(None, [marks.get(table.name), _high_water(batch, table.cursor)]),
+                             default=None)
+            writer.set_watermark(table.name, high_water, batch.num_rows)
+            results.append(TableExtract(table.name, batch.num_rows, high_water))
+        writer.commit()
+    finally:
+        if own_writer:
+            writer.close()
+    return ExtractResult(tuple(results), time.perf_counter() - started)
