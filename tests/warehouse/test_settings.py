@@ -214,19 +214,21 @@ def test_configured_secret_wins_and_writes_no_file(tmp_path: Path) -> None:
 
 
 def test_dev_secret_is_never_readable_by_others(tmp_path: Path, monkeypatch) -> None:
-    modes: list[int] = []
-    original = Path.write_text
+    """The file must be born 0600 (not written, then chmod-ed), even under a permissive umask."""
+    created: list[int] = []
+    original = os.open
 
-    def spy(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        modes.append(stat.S_IMODE(os.stat(self).st_mode))
-        return result
+    def spy(path, flags, mode=0o777, *args, **kwargs):
+        if flags & os.O_CREAT and str(path).endswith("jwt_secret"):
+            created.append(mode)
+        return original(path, flags, mode, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", spy)
-    old_umask = os.umask(0o022)
+    monkeypatch.setattr(os, "open", spy)
+    old_umask = os.umask(0)
     try:
         Settings(home=tmp_path / "race").signing_secret()
     finally:
         os.umask(old_umask)
-    assert modes, "the secret was not written through Path.write_text"
-    assert all(mode & 0o077 == 0 for mode in modes)
+    assert created == [0o600]
+    assert stat.S_IMODE(os.stat(tmp_path / "race" / "jwt_secret").st_mode) == 0o600
+
