@@ -146,3 +146,27 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
     while pending is not None and pending[0] not in by_id:  # defensive: lines w/o statement
         pending = next(lines, None)
     yield flush()
+
+
+def merchants_with_statements(settings: Settings, start: date, end: date) -> list[str]:
+    sql = ("SELECT DISTINCT merchant_id FROM {statements} WHERE period_start >= ? "
+           "AND period_start <= ? ORDER BY merchant_id")
+    return [row[0] for row in _fetch(settings, sql, sql, [start, end])]
+
+
+def write_statement_files(settings: Settings, day: date) -> dict[str, int]:
+    """Write each merchant's statement CSV for a day under HOME/statements/<day>/ (atomically)."""
+    import os
+
+    folder = settings.statements_dir / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for merchant_id in merchants_with_statements(settings, day, day):
+        final = folder / f"{merchant_id}.csv"
+        tmp = final.with_suffix(".csv.tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            for chunk in stream_csv(settings, merchant_id, day, day):
+                fh.write(chunk)
+        os.replace(tmp, final)
+        written[merchant_id] = final.stat().st_size
+    return written

@@ -1,0 +1,35 @@
+"""The one Definitions object: `dagster dev -m orchestration.definitions`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.dbt.assets import clearhouse_dbt_assets, dbt_resource
+from orchestration.defs.ledger.assets import raw_ledger
+from orchestration.defs.serving.assets import DAILY, merchant_statement_files, published_statements
+
+# Ledger -> dbt (staging, marts, tests as checks) -> published snapshots. Unpartitioned: each run
+# extracts what changed and rebuilds the marts, so late data is always included.
+pipeline_job = dg.define_asset_job(
+    "clearhouse_pipeline",
+    selection=dg.AssetSelection.assets(raw_ledger, published_statements)
+    | dg.AssetSelection.assets(clearhouse_dbt_assets),
+    description="Extract the API database, build the dbt project, publish statements.",
+)
+statements_job = dg.define_asset_job(
+    "merchant_statements", selection=dg.AssetSelection.assets(merchant_statement_files),
+    partitions_def=DAILY, description="Write each merchant's statement CSV for a day.",
+)
+
+pipeline_schedule = dg.ScheduleDefinition(job=pipeline_job, cron_schedule="15 * * * *",
+                                          execution_timezone="UTC")
+# The day's statements, once the day is over (00:30 UTC the next morning).
+statements_schedule = dg.build_schedule_from_partitioned_job(statements_job, hour_of_day=0,
+                                                             minute_of_hour=30)
+
+defs = dg.Definitions(
+    assets=[raw_ledger, clearhouse_dbt_assets, published_statements, merchant_statement_files],
+    jobs=[pipeline_job, statements_job],
+    schedules=[pipeline_schedule, statements_schedule],
+    resources={"dbt": dbt_resource()},
+)

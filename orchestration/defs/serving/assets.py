@@ -1,0 +1,45 @@
+"""What the API and merchants read: published mart snapshots and statement files."""
+
+from datetime import date
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from orchestration.defs.dbt.assets import clearhouse_dbt_assets
+from serving.statements import write_statement_files
+from warehouse.published import PUBLISHED_MARTS, publish_from_duckdb
+from warehouse.settings import get_settings
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
+MART_KEYS = [get_asset_key_for_model([clearhouse_dbt_assets], mart) for mart in PUBLISHED_MARTS]
+
+
+@dg.asset(deps=MART_KEYS, group_name="serving", kinds={"duckdb", "parquet"})
+def published_statements(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Parquet snapshots of the statement marts for the API (DuckDB warehouse only: the API
+    must never open the live DuckDB file). On Postgres the API reads the marts directly."""
+    settings = get_settings()
+    if settings.warehouse_engine != "duckdb":
+        return dg.MaterializeResult(metadata={"published": "not needed: Postgres warehouse"})
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        counts = publish_from_duckdb(settings, con)
+    context.log.info(f"published {counts}")
+    return dg.MaterializeResult(metadata={f"rows_{k}": v for k, v in counts.items()})
+
+
+@dg.asset(deps=[published_statements], partitions_def=DAILY, group_name="serving",
+          kinds={"csv"})
+def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Each merchant's statement CSV for the day, under HOME/statements/<day>/<merchant>.csv."""
+    settings = get_settings()
+    day = date.fromisoformat(context.partition_key)
+    written = write_statement_files(settings, day)
+    table = "\n".join(f"| {m} | {size} |" for m, size in sorted(written.items())[:20])
+    return dg.MaterializeResult(metadata={
+        "statements_written": len(written),
+        "folder": dg.MetadataValue.path(str(settings.statements_dir / day.isoformat())),
+        "files": dg.MetadataValue.md("| merchant | bytes |\n|---|---|\n" + table) if written
+        else "none",
+    })
