@@ -94,14 +94,16 @@ def oltp_url(request, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def make_settings(tmp_path, monkeypatch):
-    """Settings for a temporary HOME; also installed as the process-wide get_settings()."""
+    """Settings for a temporary HOME, set through the environment (CLEARHOUSE_*), so every
+    lazy get_settings() in the process sees them."""
 
     def _make(**overrides) -> Settings:
         values = {"home": tmp_path / "home", "environment": "test", **overrides}
-        settings = Settings(**values)
-        settings.ensure_dirs()
+        for name, value in values.items():
+            monkeypatch.setenv(f"CLEARHOUSE_{name.upper()}", str(value))
         get_settings.cache_clear()
-        monkeypatch.setattr("warehouse.settings.get_settings", lambda: settings)
+        settings = get_settings()
+        settings.ensure_dirs()
         return settings
 
     yield _make

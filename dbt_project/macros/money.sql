@@ -8,9 +8,10 @@
 
   DuckDB: `/` and even `//` on DECIMAL fall into DOUBLE, so the arithmetic runs on HUGEINT
   (128-bit) with integer `//` and `%` (which truncate toward zero; we work on absolute values
-  and put the sign back). An intermediate product above 2^127 - 1 (~1.7e38) raises DuckDB's
-  "Overflow" error: the build fails loudly, it never returns a wrong figure. Postgres NUMERIC has
-  no such limit.
+  and put the sign back). fee_minor's product amount * rate_bps must stay below 2^127 (~1.7e38,
+  i.e. amounts below ~1.7e34 minor units at any rate); prorate avoids forming its product (see
+  duckdb__prorate). Past those limits DuckDB raises an "Overflow" error: the build fails loudly,
+  it never returns a wrong figure. Postgres NUMERIC has no such limit.
 
   Callers pass SQL expressions (column names, literals); the macros parenthesise them.
 -#}
@@ -79,8 +80,8 @@
 
 
 {# ---- prorate(amount, part, whole): round_half_up(amount * part / whole) ---------------- #}
-{#   When part = whole the answer is amount itself: returned without the multiplication, so a
-     full refund of a very large payment never needs the amount * part intermediate. #}
+{#   When part = whole the answer is amount itself (returned as is: a full refund never needs
+     the product). Postgres: plain NUMERIC. DuckDB: see duckdb__prorate. #}
 {% macro prorate(amount, part, whole) -%}
     {{ return(adapter.dispatch('prorate', 'clearhouse')(amount, part, whole)) }}
 {%- endmacro %}
@@ -92,6 +93,34 @@
         else {{ clearhouse.round_half_up_div(
             clearhouse.money_int(amount) ~ ' * ' ~ clearhouse.money_int(part),
             clearhouse.money_int(whole)) }}
+    end
+{%- endmacro %}
+
+{#   DuckDB: amount * part can pass 2^127 for 18-decimal assets (the fee of a 1000 ETH payment
+     times a 400 ETH refund is ~1e39), so the product is never formed. With a = |amount|,
+     b = |part|, c = |whole| and S = 10^10, split b = b1 * S + b0 (long division, one step):
+         X = a * b1                 = q1 * c + r1
+         Y = r1 * S + a * b0        = q2 * c + r2
+         a * b = (q1 * S + q2) * c + r2
+     so floor(a * b / c) = q1 * S + q2 and the half-up step is 2 * r2 >= c. Every intermediate
+     stays below 2^127 while a * b < 1.7e48 and a + c < 1.7e28 (amounts up to ~1.7e10 ETH in
+     wei). Same result as default__prorate, exactly. #}
+{% macro duckdb__prorate(amount, part, whole) -%}
+    {%- set a = 'abs(' ~ clearhouse.money_int(amount) ~ ')' -%}
+    {%- set b = 'abs(' ~ clearhouse.money_int(part) ~ ')' -%}
+    {%- set c = 'abs(' ~ clearhouse.money_int(whole) ~ ')' -%}
+    {%- set s = 'cast(10000000000 as hugeint)' -%}
+    {%- set x = '(' ~ a ~ ' * (' ~ b ~ ' // ' ~ s ~ '))' -%}
+    {%- set y = '((' ~ x ~ ' % ' ~ c ~ ') * ' ~ s ~ ' + ' ~ a ~ ' * (' ~ b ~ ' % ' ~ s ~ '))' -%}
+    case
+        when ({{ part }}) = ({{ whole }}) and ({{ whole }}) <> 0
+            then cast(({{ amount }}) as {{ clearhouse.money_type() }})
+        else cast(
+            sign({{ clearhouse.money_int(amount) }}) * sign({{ clearhouse.money_int(part) }})
+            * sign({{ clearhouse.money_int(whole) }})
+            * (({{ x }} // {{ c }}) * {{ s }} + ({{ y }} // {{ c }})
+               + case when 2 * ({{ y }} % {{ c }}) >= {{ c }} then 1 else 0 end)
+        as {{ clearhouse.money_type() }})
     end
 {%- endmacro %}
 

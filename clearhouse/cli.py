@@ -1,0 +1,131 @@
+"""The `clearhouse` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+
+def _settings():
+    from warehouse.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def cmd_db_upgrade(_args) -> None:
+    from warehouse.migrate import upgrade
+
+    upgrade(_settings().oltp_url)
+    print("database migrated to head")
+
+
+def cmd_admin_bootstrap(args) -> None:
+    from serving.auth import issue_operator_token
+    from serving.services.admin import bootstrap_admin
+    from warehouse.connections import oltp_engine
+    from warehouse.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.oltp_url)
+    with Session(oltp_engine(settings)) as session:
+        user = bootstrap_admin(session, args.email)
+        session.commit()
+        token = issue_operator_token(settings, user, days=args.days)
+    print(json.dumps({"user_id": user.id, "email": user.email, "role": user.role, "token": token}))
+
+
+def cmd_merchants_create(args) -> None:
+    from serving.errors import ApiError
+    from serving.schemas import MerchantCreate
+    from serving.services.admin import create_merchant
+    from warehouse.connections import oltp_engine
+    from warehouse.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.oltp_url)
+    body = MerchantCreate(name=args.name, agent_id=args.agent,
+                          settlement_currency=args.settlement_currency)
+    with Session(oltp_engine(settings)) as session:
+        try:
+            merchant, key = create_merchant(session, body)
+        except ApiError as exc:
+            sys.exit(f"error: {exc.message}")
+        session.commit()
+    print(json.dumps({"id": merchant.id, "name": merchant.name, "api_key": key}))
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run("serving.app:create_app", factory=True, host=args.host or settings.api_host,
+                port=args.port or settings.api_port, workers=args.workers)
+
+
+def cmd_pipeline(args) -> None:
+    from clearhouse.pipeline import run_pipeline
+
+    days = [date.fromisoformat(d) for d in args.day]
+    result = run_pipeline(_settings(), days=days)
+    print(json.dumps({k: v for k, v in result.items() if k != "statement_files"}
+                     | {"statement_files": {str(k): v for k, v in result["statement_files"].items()}}))
+
+
+def cmd_demo(args) -> None:
+    from clearhouse.demo import run_demo
+
+    run_demo(_settings(), payments=args.payments,
+             day=date.fromisoformat(args.day) if args.day else None, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearhouse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the API's database").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="run migrations to head").set_defaults(func=cmd_db_upgrade)
+
+    admin = sub.add_parser("admin", help="operators").add_subparsers(dest="admin_cmd", required=True)
+    boot = admin.add_parser("bootstrap", help="create a platform admin and print its token")
+    boot.add_argument("--email", default="admin@clearhouse.local")
+    boot.add_argument("--days", type=int, default=30, help="token lifetime")
+    boot.set_defaults(func=cmd_admin_bootstrap)
+
+    merchants = sub.add_parser("merchants").add_subparsers(dest="merchants_cmd", required=True)
+    create = merchants.add_parser("create", help="register a merchant; prints id and API key")
+    create.add_argument("name")
+    create.add_argument("--agent", default=None, help="the merchant's direct agent id")
+    create.add_argument("--settlement-currency", default="USD")
+    create.set_defaults(func=cmd_merchants_create)
+
+    serve = sub.add_parser("serve", help="run the API")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None, help="default: CLEARHOUSE_API_PORT or 8000")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    pipeline = sub.add_parser("pipeline", help="run extract -> dbt -> publish (and statement files)")
+    pipeline.add_argument("--day", action="append", default=[], help="write statement files for this day")
+    pipeline.set_defaults(func=cmd_pipeline)
+
+    demo = sub.add_parser("demo", help="simulate a day through the API and run the pipeline")
+    demo.add_argument("--payments", type=int, default=3000)
+    demo.add_argument("--day", default=None, help="the simulated day (default: yesterday, UTC)")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""`make demo`: the whole spine on the embedded default, start to finish.
+
+Starts the API (uvicorn, SQLite), simulates a business day through HTTP, runs the pipeline
+(extract -> dbt -> publish -> statement files) and prints a summary. Running it twice replays the
+same day: nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+
+from clearhouse.pipeline import run_pipeline
+from clearhouse.simulator import run_day, set_up_merchants
+from warehouse.connections import oltp_engine
+from warehouse.migrate import upgrade
+from warehouse.money import Money
+from warehouse.settings import Settings
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_api(settings: Settings, workers: int = 1):
+    """The API in a child process (as in production), on a free local port."""
+    port = _free_port()
+    env = {**os.environ, "CLEARHOUSE_HOME": str(settings.home_dir)}
+    if settings.database_url:
+        env["CLEARHOUSE_DATABASE_URL"] = settings.database_url
+    if settings.warehouse_url:
+        env["CLEARHOUSE_WAREHOUSE_URL"] = settings.warehouse_url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the API did not start; see its output above")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = None,
+             seed: int = 42) -> dict:
+    started = time.monotonic()
+    day = day or (datetime.now(UTC).date() - timedelta(days=1))
+    settings.ensure_dirs()
+    say(f"state folder: {settings.home_dir}")
+    say("migrating the API database")
+    upgrade(settings.oltp_url)
+    merchants = set_up_merchants(oltp_engine(settings), settings.home_dir / "demo" / "credentials.json")
+    say(f"{len(merchants)} merchants under a multi-level agent tree are ready")
+    with running_api(settings) as base:
+        say(f"API up at {base}; simulating {payments} payments on {day} through HTTP")
+        with httpx.Client(base_url=base, timeout=60) as client:
+            day_result = run_day(client, merchants, day=day, payments=payments, seed=seed,
+                                 progress=lambda d, n: say(f"  payments {d}/{n}"))
+    if day_result.errors:
+        raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
+    say("running the pipeline: extract -> dbt build (+ tests) -> publish -> statements")
+    pipeline = run_pipeline(settings, days=[day])
+    summary = {"day": day, "day_result": day_result, "pipeline": pipeline,
+               "seconds": time.monotonic() - started}
+    print_summary(settings, summary)
+    return summary
+
+
+def print_summary(settings: Settings, summary: dict) -> None:
+    result = summary["day_result"]
+    day = summary["day"]
+    print()
+    print(f"Clearhouse demo: {day} simulated in {summary['seconds']:.0f} s")
+    print(f"  payments     {result.payments} ({result.succeeded} captured, {result.declined} "
+          f"declined, {result.refunds} refunds; {result.replayed} replayed from an earlier run)")
+    for code, minor in sorted(result.captured_by_currency.items()):
+        print(f"  captured     {Money(minor, code)}")
+    files = summary["pipeline"]["statement_files"].get(day, 0)
+    print(f"  statements   {files} merchant statements in {settings.statements_dir / day.isoformat()}")
+    print(f"  warehouse    {settings.warehouse_target}")
+    print("Next: `make dev` opens Dagster on this state; `make serve` starts the API "
+          "(statements at GET /api/v1/settlements/{merchant_id}?period=" + day.isoformat() + ").")
+    print(f"Merchant API keys for trying the API: {settings.home_dir / 'demo' / 'credentials.json'}")

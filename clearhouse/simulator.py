@@ -1,0 +1,222 @@
+"""A realistic, seeded business day of payments, sent through the real HTTP API.
+
+Merchants hang under a multi-level agent tree; customers pay in USD, EUR, CNY, TWD, JPY and USDC
+with log-normal amounts at diurnal hours; some cards decline; some payments are refunded later,
+in part or in full. Every request carries a deterministic Idempotency-Key derived from the seed
+and the day, so simulating the same day twice replays the first answers instead of paying twice.
+The Clearhouse-Test-Clock header places each request at its simulated time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from serving.schemas import MerchantCreate, PriceIn
+from serving.services.admin import bootstrap_admin, create_agent, create_merchant
+from warehouse.models import Merchant
+from warehouse.money import exponent
+
+# Share of payments per hour of day (UTC): quiet nights, a lunch bump and an evening peak.
+HOURLY_WEIGHTS = [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6, 7, 6.5, 6, 5.5, 5.5, 6, 7,
+                  7.5, 7, 5.5, 3.5, 2]
+# Currency mix and the median ticket in major units (log-normal around it).
+CURRENCIES = {"USD": (0.30, 38), "EUR": (0.20, 32), "CNY": (0.18, 180), "TWD": (0.10, 900),
+              "JPY": (0.12, 4200), "USDC": (0.10, 60)}
+METHODS = {"USD": ["card", "card", "card", "apple_pay", "bank_transfer"],
+           "EUR": ["card", "card", "apple_pay", "bank_transfer"],
+           "CNY": ["wechat_pay", "alipay", "alipay", "e_cny"],
+           "TWD": ["card", "card", "apple_pay"], "JPY": ["card", "card", "apple_pay"],
+           "USDC": ["crypto"]}
+DECLINE_RATE = 0.05
+REFUND_RATE = 0.06
+DECLINE_CARDS = ["4000000000000002", "4000000000009995"]
+GOOD_CARDS = ["4242424242424242", "5555555555554444", "378282246310005"]
+
+
+@dataclass
+class SimMerchant:
+    id: str
+    name: str
+    api_key: str
+
+
+@dataclass
+class DayResult:
+    payments: int = 0
+    succeeded: int = 0
+    declined: int = 0
+    refunds: int = 0
+    replayed: int = 0
+    errors: list[str] = field(default_factory=list)
+    captured_by_currency: dict[str, int] = field(default_factory=dict)
+
+
+# --- the cast: agents, merchants, customers ---------------------------------------------------
+
+AGENT_TREE = [("North Star Partners", None), ("Harbor Resellers", None),
+              ("North Star East", "North Star Partners"), ("North Star West", "North Star Partners"),
+              ("Harbor Retail", "Harbor Resellers"), ("North Star East Metro", "North Star East")]
+MERCHANTS = [("Lotus Tea House", "North Star East Metro", "CNY", 320),
+             ("Kite Outdoor Gear", "North Star West", "USD", 290),
+             ("Sakura Stationery", "North Star East", "JPY", 300),
+             ("Formosa Bikes", "Harbor Retail", "TWD", 280),
+             ("Bistro Lumiere", "Harbor Resellers", "EUR", 260),
+             ("Chainlight Labs", None, "USDC", 150),
+             ("Atlas Books", "North Star Partners", "USD", 275),
+             ("Pixel Arcade", "Harbor Retail", "USD", 310)]
+
+
+def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant]:
+    """Create the agent tree and merchants once; later runs reuse them (idempotent)."""
+    if credentials_file.exists():
+        saved = [SimMerchant(**m) for m in json.loads(credentials_file.read_text())]
+        with Session(engine) as session:
+            if all(session.get(Merchant, m.id) is not None for m in saved):
+                return saved
+    merchants = []
+    with Session(engine) as session:
+        bootstrap_admin(session)
+        agents: dict[str, str] = {}
+        for name, parent in AGENT_TREE:
+            agents[name] = create_agent(session, name=name, parent_id=agents.get(parent)).id
+        for name, agent, settle_ccy, rate_bps in MERCHANTS:
+            pricing = [PriceIn(currency=c, rate_bps=rate_bps,
+                               fixed_minor=30 if exponent(c) == 2 and c != "USDC" else 0)
+                       for c in CURRENCIES]
+            merchant, key = create_merchant(session, MerchantCreate(
+                name=name, agent_id=agents.get(agent) if agent else None,
+                settlement_currency=settle_ccy, pricing=pricing))
+            merchants.append(SimMerchant(merchant.id, name, key))
+        session.commit()
+    credentials_file.parent.mkdir(parents=True, exist_ok=True)
+    credentials_file.write_text(json.dumps([m.__dict__ for m in merchants], indent=2))
+    credentials_file.chmod(0o600)
+    return merchants
+
+
+# --- the day ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedPayment:
+    index: int
+    merchant: SimMerchant
+    at: datetime
+    body: dict
+    refund_at: datetime | None
+    refund_minor: int | None  # None: full refund
+
+
+def _amount_minor(rng: random.Random, code: str) -> int:
+    median = CURRENCIES[code][1]
+    major = median * math.exp(rng.gauss(0, 0.9))
+    minor = max(1, int(round(major * 10 ** exponent(code))))
+    # Prices end in .00/.50/.99 more often than not, as on real tickets.
+    if exponent(code) >= 2 and rng.random() < 0.6:
+        cents = 10 ** exponent(code)
+        minor = max(cents, minor - minor % cents + rng.choice([0, cents // 2, cents - 1]))
+    return minor
+
+
+def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list[PlannedPayment]:
+    rng = random.Random(f"{seed}:{day.isoformat()}")
+    customers = [f"cus_sim_{seed}_{i:05d}" for i in range(max(10, n // 4))]
+    codes = list(CURRENCIES)
+    weights = [CURRENCIES[c][0] for c in codes]
+    plans = []
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    for i in range(n):
+        hour = rng.choices(range(24), weights=HOURLY_WEIGHTS)[0]
+        at = start + timedelta(hours=hour, seconds=rng.randrange(3600), milliseconds=rng.randrange(1000))
+        code = rng.choices(codes, weights=weights)[0]
+        merchant = rng.choice(merchants)
+        method_type = rng.choice(METHODS[code])
+        declined = rng.random() < DECLINE_RATE
+        method: dict = {"type": method_type}
+        if method_type == "card":
+            method["number"] = rng.choice(DECLINE_CARDS if declined else GOOD_CARDS)
+        elif declined:
+            method["test_outcome"] = "decline"
+        customer_id = rng.choice(customers)
+        body = {"amount_minor": str(_amount_minor(rng, code)), "currency": code,
+                "merchant_reference": f"order-{day:%Y%m%d}-{i:06d}", "payment_method": method,
+                "customer": {"id": customer_id, "email": f"{customer_id}@example.com",
+                             "ip": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                             "device_id": f"dev_{rng.randrange(10**8):08d}",
+                             "geo": rng.choice(["US", "DE", "CN", "TW", "JP", "FR", "SG"])}}
+        refund_at = refund_minor = None
+        if not declined and rng.random() < REFUND_RATE:
+            refund_at = at + timedelta(minutes=rng.randrange(5, 600))
+            if refund_at.date() != day:
+                refund_at = start + timedelta(days=1) - timedelta(seconds=1)
+            if rng.random() < 0.5:
+                refund_minor = max(1, int(body["amount_minor"]) * rng.randrange(10, 90) // 100)
+        plans.append(PlannedPayment(i, merchant, at, body, refund_at, refund_minor))
+    return plans
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, payments: int,
+            seed: int = 42, concurrency: int = 8,
+            progress: Callable[[int, int], None] | None = None) -> DayResult:
+    """Send the day's payments (then its refunds) through the API; returns what happened."""
+    plans = plan_day(merchants, day, payments, seed)
+    result = DayResult()
+    done = 0
+
+    def pay(plan: PlannedPayment):
+        headers = {"Authorization": f"Bearer {plan.merchant.api_key}",
+                   "Idempotency-Key": f"sim-{seed}-{day.isoformat()}-{plan.index}",
+                   "Clearhouse-Test-Clock": _iso(plan.at)}
+        return plan, client.post("/api/v1/payments", json=plan.body, headers=headers)
+
+    def refund(plan: PlannedPayment, payment_id: str):
+        body = {"payment_id": payment_id, "reason": "requested_by_customer"}
+        if plan.refund_minor is not None:
+            body["amount_minor"] = str(plan.refund_minor)
+        headers = {"Authorization": f"Bearer {plan.merchant.api_key}",
+                   "Idempotency-Key": f"sim-{seed}-{day.isoformat()}-r{plan.index}",
+                   "Clearhouse-Test-Clock": _iso(plan.refund_at)}
+        return client.post("/api/v1/refunds", json=body, headers=headers)
+
+    to_refund = []
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for plan, resp in pool.map(pay, sorted(plans, key=lambda p: p.at)):
+            done += 1
+            if progress and (done % max(1, payments // 20) == 0 or done == payments):
+                progress(done, payments)
+            if resp.status_code != 201:
+                result.errors.append(f"payment {plan.index}: {resp.status_code} {resp.text[:200]}")
+                continue
+            body = resp.json()
+            result.payments += 1
+            result.replayed += resp.headers.get("Idempotent-Replayed") == "true"
+            if body["status"] == "failed":
+                result.declined += 1
+                continue
+            result.succeeded += 1
+            code = body["currency"]
+            result.captured_by_currency[code] = (result.captured_by_currency.get(code, 0)
+                                                 + int(body["amount_minor"]))
+            if plan.refund_at is not None:
+                to_refund.append((plan, body["id"]))
+        for resp in pool.map(lambda item: refund(*item), to_refund):
+            if resp.status_code == 201:
+                result.refunds += 1
+            else:
+                result.errors.append(f"refund: {resp.status_code} {resp.text[:200]}")
+    return result

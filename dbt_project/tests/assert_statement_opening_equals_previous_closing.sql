@@ -1,0 +1,16 @@
+-- settlement.md: closing_balance = next period's opening_balance. For each merchant and
+-- currency, a statement's opening equals the previous statement's closing (0 for the first).
+
+with s as (
+    select
+        statement_id,
+        opening_balance_minor,
+        coalesce(lag(closing_balance_minor) over (
+            partition by merchant_id, currency order by period_start
+        ), 0) as previous_closing_minor
+    from {{ ref('fct_settlement_statements') }}
+)
+
+select *
+from s
+where opening_balance_minor <> previous_closing_minor

@@ -1,0 +1,27 @@
+-- Every statement total is the sum of its lines (each line links back to its payment/refund).
+
+with line_totals as (
+    select
+        statement_id,
+        sum(case when line_type = 'payment' then gross_minor else 0 end) as gross_minor,
+        0 - sum(case when line_type = 'refund' then gross_minor else 0 end) as refunds_minor,
+        sum(fee_minor) as fees_minor,
+        sum(net_minor) as net_minor,
+        count(case when line_type = 'payment' then 1 end) as payment_count,
+        count(case when line_type = 'refund' then 1 end) as refund_count
+    from {{ ref('fct_settlement_statement_lines') }}
+    group by statement_id
+)
+
+select s.statement_id
+from {{ ref('fct_settlement_statements') }} as s
+full outer join line_totals as l
+    on l.statement_id = s.statement_id
+where s.statement_id is null
+   or l.statement_id is null
+   or s.gross_minor <> l.gross_minor
+   or s.refunds_minor <> l.refunds_minor
+   or s.fees_minor <> l.fees_minor
+   or s.net_activity_minor + s.chargebacks_minor + s.adjustments_minor <> l.net_minor
+   or s.payment_count <> l.payment_count
+   or s.refund_count <> l.refund_count

@@ -1,0 +1,419 @@
+"""`dbt build` on DuckDB and on Postgres from a small hand-made raw fixture, with the figures
+checked against the Python money core (warehouse.money) and the two engines checked against
+each other, row for row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import accumulate
+
+import pytest
+
+from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+from warehouse.money import fee_minor, prorate
+
+TWO_63 = 2**63
+EXTRACTED_AT = datetime(2024, 3, 5, 0, 0, 0)
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --- the raw fixture ----------------------------------------------------------------------------
+
+ETH_BIG = 12_345_678_901_234_567_891  # ~12.35 ETH in wei, > 2^63
+ETH_HUGE = 1_234_567_890_123_456_789_012  # ~1234.57 ETH: fee * partial refund passes 2^127
+assert ETH_BIG > TWO_63
+
+MERCHANTS = [
+    {"id": "mer_a", "name": "Alpha Shop", "status": "active", "agent_id": None,
+     "settlement_currency": "USD", "settlement_cycle": "daily", "settlement_delay_days": 1,
+     "created_at": ts("2024-01-01 00:00:00"), "updated_at": ts("2024-01-01 00:00:00")},
+    {"id": "mer_b", "name": "Beta Ramen", "status": "active", "agent_id": None,
+     "settlement_currency": "JPY", "settlement_cycle": "daily", "settlement_delay_days": 1,
+     "created_at": ts("2024-01-01 00:00:00"), "updated_at": ts("2024-01-01 00:00:00")},
+]
+
+PRICES = [
+    # mer_a USD: the price changes at 2024-03-01 10:00 (valid_from inclusive, valid_to exclusive)
+    {"id": "prc_a_usd_1", "subject_type": "merchant", "subject_id": "mer_a", "currency": "USD",
+     "rate_bps": 290, "fixed_minor": 30, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": ts("2024-03-01 10:00:00")},
+    {"id": "prc_a_usd_2", "subject_type": "merchant", "subject_id": "mer_a", "currency": "USD",
+     "rate_bps": 250, "fixed_minor": 25, "valid_from": ts("2024-03-01 10:00:00"),
+     "valid_to": None},
+    # mer_a ETH: no fixed part recorded (counts as 0)
+    {"id": "prc_a_eth", "subject_type": "merchant", "subject_id": "mer_a", "currency": "ETH",
+     "rate_bps": 150, "fixed_minor": None, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": None},
+    {"id": "prc_b_jpy", "subject_type": "merchant", "subject_id": "mer_b", "currency": "JPY",
+     "rate_bps": 325, "fixed_minor": 0, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": None},
+    # Decoys that must never be used as a merchant price: another subject type with the same
+    # subject id, and a price of mer_a in another currency.
+    {"id": "prc_decoy_agent", "subject_type": "agent", "subject_id": "mer_a", "currency": "USD",
+     "rate_bps": 9999, "fixed_minor": 9999, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": None},
+    {"id": "prc_a_eur", "subject_type": "merchant", "subject_id": "mer_a", "currency": "EUR",
+     "rate_bps": 500, "fixed_minor": 0, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": None},
+]
+for _p in PRICES:
+    _p.update(created_at=ts("2024-01-01 00:00:00"), updated_at=ts("2024-01-01 00:00:00"))
+
+
+def _payment(pid, merchant, amount, currency, status, method, created, captured, refunded=0):
+    return {"id": pid, "merchant_id": merchant, "merchant_reference": f"order-{pid}",
+            "amount_minor": amount, "currency": currency, "status": status,
+            "payment_method_type": method, "channel_id": "ch_card" if method == "card" else "ch_eth",
+            "channel_reference": f"chref-{pid}", "failure_code": None if captured else "declined",
+            "risk_decision": "approve", "customer_id": "cus_1", "refunded_minor": refunded,
+            "captured_at": ts(captured) if captured else None, "created_at": ts(created),
+            "updated_at": ts(created)}
+
+
+PAYMENTS = [
+    # one second before the price change: old price (290 bps + 30)
+    _payment("pay_a1", "mer_a", 10_000, "USD", "success", "card",
+             "2024-03-01 09:59:58", "2024-03-01 09:59:59"),
+    # exactly at the change: new price (250 bps + 25), 251.25 -> 251; partially refunded
+    _payment("pay_a2", "mer_a", 10_050, "USD", "partially_refunded", "card",
+             "2024-03-01 09:59:59", "2024-03-01 10:00:00", refunded=3_333),
+    # 49.975 -> 50 (+25); refunded in full in two parts on the next day
+    _payment("pay_a3", "mer_a", 1_999, "USD", "refunded", "card",
+             "2024-03-01 23:59:00", "2024-03-01 23:59:59", refunded=1_999),
+    # failed: no capture, no fee
+    _payment("pay_a4", "mer_a", 5_000, "USD", "failed", "card", "2024-03-01 12:00:00", None),
+    # ETH above 2^63 wei, partially refunded
+    _payment("pay_a5", "mer_a", ETH_BIG, "ETH", "partially_refunded", "crypto",
+             "2024-03-02 11:59:00", "2024-03-02 12:00:00", refunded=5_000_000_000_000_000_001),
+    # ~1234 ETH, refunded in full in two parts (the first partial needs the no-overflow prorate)
+    _payment("pay_a6", "mer_a", ETH_HUGE, "ETH", "refunded", "crypto",
+             "2024-03-02 13:00:00", "2024-03-02 13:00:05", refunded=ETH_HUGE),
+    # JPY merchant: two statements with a day without activity in between
+    _payment("pay_b1", "mer_b", 12_345, "JPY", "success", "card",
+             "2024-03-01 05:00:00", "2024-03-01 05:00:01"),
+    _payment("pay_b2", "mer_b", 1_000, "JPY", "success", "card",
+             "2024-03-03 07:00:00", "2024-03-03 07:00:01"),
+    _payment("pay_b3", "mer_b", 2_000, "JPY", "failed", "card", "2024-03-03 07:10:00", None),
+]
+
+
+def _refund(rid, payment, merchant, amount, currency, status, succeeded):
+    return {"id": rid, "payment_id": payment, "merchant_id": merchant, "amount_minor": amount,
+            "currency": currency, "status": status, "reason": "requested_by_customer",
+            "succeeded_at": ts(succeeded) if succeeded else None,
+            "created_at": ts(succeeded) if succeeded else ts("2024-03-02 00:00:00"),
+            "updated_at": ts(succeeded) if succeeded else ts("2024-03-02 00:00:00")}
+
+
+REFUNDS = [
+    _refund("re_a2_1", "pay_a2", "mer_a", 3_333, "USD", "succeeded", "2024-03-01 15:00:00"),
+    _refund("re_a2_2", "pay_a2", "mer_a", 1_000, "USD", "failed", None),
+    _refund("re_a3_1", "pay_a3", "mer_a", 999, "USD", "succeeded", "2024-03-02 00:00:05"),
+    _refund("re_a3_2", "pay_a3", "mer_a", 1_000, "USD", "succeeded", "2024-03-02 08:00:00"),
+    _refund("re_a5_1", "pay_a5", "mer_a", 5_000_000_000_000_000_001, "ETH", "succeeded",
+            "2024-03-03 01:00:00"),
+    _refund("re_a6_1", "pay_a6", "mer_a", 987_654_321_098_765_432_101, "ETH", "succeeded",
+            "2024-03-02 20:00:00"),
+    _refund("re_a6_2", "pay_a6", "mer_a", ETH_HUGE - 987_654_321_098_765_432_101, "ETH",
+            "succeeded", "2024-03-03 09:00:00"),
+]
+
+CHANNELS = [
+    {"id": "ch_card", "name": "Card acquirer", "channel_type": "card", "status": "active",
+     "settlement_window_days": 1, "created_at": ts("2024-01-01 00:00:00"),
+     "updated_at": ts("2024-01-01 00:00:00")},
+    {"id": "ch_eth", "name": "Ethereum", "channel_type": "chain", "status": "active",
+     "settlement_window_days": 0, "created_at": ts("2024-01-01 00:00:00"),
+     "updated_at": ts("2024-01-01 00:00:00")},
+]
+
+LEDGER_ENTRIES = [
+    {"id": 1, "transaction_id": "ltx_1", "kind": "capture", "payment_id": "pay_a1",
+     "refund_id": None, "merchant_id": "mer_a", "account": "merchant:mer_a:payable",
+     "currency": "USD", "amount_minor": -10_000, "created_at": ts("2024-03-01 09:59:59")},
+    {"id": 2, "transaction_id": "ltx_1", "kind": "capture", "payment_id": "pay_a1",
+     "refund_id": None, "merchant_id": "mer_a", "account": "channel:ch_card:receivable",
+     "currency": "USD", "amount_minor": 10_000, "created_at": ts("2024-03-01 09:59:59")},
+]
+
+RAW_ROWS = {"merchants": MERCHANTS, "prices": PRICES, "payments": PAYMENTS, "refunds": REFUNDS,
+            "channels": CHANNELS, "ledger_entries": LEDGER_ENTRIES}
+
+
+def load_raw(warehouse) -> None:
+    for table in RAW_TABLES:
+        rows = RAW_ROWS.get(table.name, [])
+        if not rows:
+            continue
+        cols = table.column_names + ["_extracted_at"]
+        sql = (f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        money_cols = {c for c, t in table.columns if t == "money"}
+
+        warehouse.execute_many(
+            sql, [tuple(_raw_value(r, c, money_cols) for c in cols) for r in rows])
+
+
+def _raw_value(row: dict, col: str, money_cols: set[str]):
+    if col == "_extracted_at":
+        return EXTRACTED_AT
+    v = row.get(col)
+    # exact: big ints travel as Decimal (NUMERIC / DECIMAL(38,0)), never as float
+    return Decimal(v) if (col in money_cols and v is not None) else v
+
+
+# --- the expected figures, computed in Python with the money core ------------------------------
+
+CAPTURED = {"success", "partially_refunded", "refunded"}
+
+
+def expected_fees() -> dict[str, dict]:
+    out = {}
+    for p in PAYMENTS:
+        if p["status"] not in CAPTURED or p["captured_at"] is None:
+            continue
+        [price] = [pr for pr in PRICES
+                   if pr["subject_type"] == "merchant" and pr["subject_id"] == p["merchant_id"]
+                   and pr["currency"] == p["currency"] and pr["valid_from"] <= p["captured_at"]
+                   and (pr["valid_to"] is None or p["captured_at"] < pr["valid_to"])]
+        fee = fee_minor(p["amount_minor"], price["rate_bps"], price["fixed_minor"] or 0)
+        out[p["id"]] = {"price_id": price["id"], "fee": fee, "amount": p["amount_minor"]}
+    return out
+
+
+def expected_reversals() -> dict[str, int]:
+    fees = expected_fees()
+    by_payment = defaultdict(list)
+    for r in REFUNDS:
+        if r["status"] == "succeeded":
+            by_payment[r["payment_id"]].append(r)
+    out = {}
+    for pid, refunds in by_payment.items():
+        refunds.sort(key=lambda r: (r["succeeded_at"], r["id"]))
+        fee, amount = fees[pid]["fee"], fees[pid]["amount"]
+        cum = [0, *accumulate(r["amount_minor"] for r in refunds)]
+        for i, r in enumerate(refunds):
+            out[r["id"]] = prorate(fee, cum[i + 1], amount) - prorate(fee, cum[i], amount)
+    return out
+
+
+def expected_lines() -> dict[str, dict]:
+    fees, reversals = expected_fees(), expected_reversals()
+    payments = {p["id"]: p for p in PAYMENTS}
+    lines = {}
+    for pid, f in fees.items():
+        p = payments[pid]
+        lines[f"payment:{pid}"] = {
+            "merchant_id": p["merchant_id"], "currency": p["currency"],
+            "day": p["captured_at"].date(), "type": "payment",
+            "gross": p["amount_minor"], "fee": f["fee"]}
+    for r in REFUNDS:
+        if r["status"] != "succeeded":
+            continue
+        lines[f"refund:{r['id']}"] = {
+            "merchant_id": r["merchant_id"], "currency": r["currency"],
+            "day": r["succeeded_at"].date(), "type": "refund",
+            "gross": -r["amount_minor"], "fee": -reversals[r["id"]]}
+    return lines
+
+
+def expected_statements() -> dict[str, dict]:
+    groups = defaultdict(list)
+    for line in expected_lines().values():
+        groups[(line["merchant_id"], line["currency"], line["day"])].append(line)
+    statements, closing = {}, defaultdict(int)
+    for (merchant, currency, day) in sorted(groups):
+        lines = groups[(merchant, currency, day)]
+        gross = sum(x["gross"] for x in lines if x["type"] == "payment")
+        refunds = -sum(x["gross"] for x in lines if x["type"] == "refund")
+        fees = sum(x["fee"] for x in lines)
+        net = gross - refunds - fees
+        opening = closing[(merchant, currency)]
+        closing[(merchant, currency)] = opening + net
+        statements[f"{merchant}:{currency}:{day.isoformat()}"] = {
+            "opening": opening, "gross": gross, "refunds": refunds, "fees": fees,
+            "net_activity": net, "closing": opening + net,
+            "payment_count": sum(x["type"] == "payment" for x in lines),
+            "refund_count": sum(x["type"] == "refund" for x in lines)}
+    return statements
+
+
+# --- build each engine once per module ----------------------------------------------------------
+
+
+def _build(warehouse, work_dir, dbt_build):
+    load_raw(warehouse)
+    proc = dbt_build(warehouse, work_dir)
+    assert proc.returncode == 0, (
+        f"dbt build failed on {warehouse.engine}:\n{warehouse.dbt_output[-8000:]}")
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def built_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
+    return _build(duckdb_warehouse, tmp_path_factory.mktemp("dbt_duckdb"), dbt_build)
+
+
+@pytest.fixture(scope="module")
+def built_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
+    return _build(postgres_warehouse, tmp_path_factory.mktemp("dbt_postgres"), dbt_build)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def built(request):
+    return request.getfixturevalue(f"built_{request.param}")
+
+
+def _int(v):
+    assert v is None or isinstance(v, (int, Decimal)), f"money came back as {type(v).__name__}"
+    if isinstance(v, Decimal):
+        assert v == v.to_integral_value()
+    return None if v is None else int(v)
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+def test_dbt_build_ran_every_node_clean(built):
+    results = built.run_results["results"]
+    statuses = {r["unique_id"]: r["status"] for r in results}
+    bad = {k: v for k, v in statuses.items() if v not in ("success", "pass")}
+    assert not bad, f"{built.engine}: nodes not clean (warnings count too): {bad}"
+    ids = set(statuses)
+    assert "test.clearhouse.assert_money_macros_exact" in ids
+    assert any(i.startswith("unit_test.clearhouse.int_refund_fee_reversals.") for i in ids)
+    for model in ("fct_payments", "fct_settlement_statement_lines", "fct_settlement_statements",
+                  "rpt_merchant_daily", "int_payment_fees", "int_refund_fee_reversals"):
+        assert f"model.clearhouse.{model}" in ids
+
+
+def test_everything_lands_in_schema_analytics(built):
+    rows = built.query(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_name like 'stg_%' or table_name like 'int_%' or table_name like 'fct_%' "
+        "or table_name like 'rpt_%'")
+    assert {r["table_schema"] for r in rows} == {"analytics"}
+    assert len(rows) == 14
+
+
+def test_payment_fees_match_the_money_core(built):
+    fees = expected_fees()
+    rows = {r["payment_id"]: r for r in built.query(
+        "select * from analytics.fct_payments order by payment_id")}
+    assert set(rows) == {p["id"] for p in PAYMENTS}
+    for pid, row in rows.items():
+        if pid in fees:
+            assert row["is_captured"] is True
+            assert _int(row["fee_minor"]) == fees[pid]["fee"], pid
+            assert row["price_id"] == fees[pid]["price_id"], pid
+        else:
+            assert row["is_captured"] is False
+            assert row["fee_minor"] is None and row["price_id"] is None and row["rate_bps"] is None
+            assert _int(row["refunded_minor"]) == 0
+    # hand-checked figures: the price boundary, the half-up cases, the 2^63+ ETH amount
+    assert _int(rows["pay_a1"]["fee_minor"]) == 290 + 30
+    assert _int(rows["pay_a2"]["fee_minor"]) == 251 + 25  # 251.25
+    assert _int(rows["pay_a3"]["fee_minor"]) == 50 + 25  # 49.975
+    assert _int(rows["pay_a5"]["amount_minor"]) == ETH_BIG
+    assert _int(rows["pay_a5"]["fee_minor"]) == 185_185_183_518_518_518
+    assert _int(rows["pay_b1"]["fee_minor"]) == 401  # 401.2125 JPY
+    assert _int(rows["pay_a2"]["refunded_minor"]) == 3_333  # the failed refund does not count
+    assert rows["pay_a1"]["captured_date"] == date(2024, 3, 1)
+
+
+def test_refund_fee_reversals_are_cumulative_and_full_refunds_reverse_the_whole_fee(built):
+    reversals = expected_reversals()
+    rows = {r["refund_id"]: r for r in built.query(
+        "select * from analytics.int_refund_fee_reversals")}
+    assert set(rows) == set(reversals)  # failed refunds are not there
+    for rid, expected in reversals.items():
+        assert _int(rows[rid]["fee_reversed_minor"]) == expected, rid
+    fees = expected_fees()
+    for pid in ("pay_a3", "pay_a6"):  # refunded in full, in two parts
+        total = sum(_int(r["fee_reversed_minor"]) for r in rows.values() if r["payment_id"] == pid)
+        assert total == fees[pid]["fee"], pid
+    # pay_a3: F = 75, 999 then 1000 of 1999: prorate(75, 999, 1999) = 37.48 -> 37, then 38
+    assert _int(rows["re_a3_1"]["fee_reversed_minor"]) == 37
+    assert _int(rows["re_a3_2"]["fee_reversed_minor"]) == 38
+    # pay_a6's first partial reversal needs fee * refunded > 2^127 on the way
+    fee_a6 = fees["pay_a6"]["fee"]
+    assert fee_a6 * 987_654_321_098_765_432_101 > 2**127
+    assert _int(rows["re_a6_1"]["fee_reversed_minor"]) == prorate(
+        fee_a6, 987_654_321_098_765_432_101, ETH_HUGE)
+
+
+def test_statement_lines_match(built):
+    expected = expected_lines()
+    rows = {r["line_id"]: r for r in built.query(
+        "select * from analytics.fct_settlement_statement_lines")}
+    assert set(rows) == set(expected)
+    for line_id, exp in expected.items():
+        row = rows[line_id]
+        assert row["line_type"] == exp["type"]
+        assert row["merchant_id"] == exp["merchant_id"] and row["currency"] == exp["currency"]
+        assert row["period_start"] == exp["day"] == row["period_end"]
+        assert row["statement_id"] == f"{exp['merchant_id']}:{exp['currency']}:{exp['day']}"
+        assert _int(row["gross_minor"]) == exp["gross"], line_id
+        assert _int(row["fee_minor"]) == exp["fee"], line_id
+        assert _int(row["net_minor"]) == exp["gross"] - exp["fee"], line_id
+
+
+def test_statements_balance(built):
+    expected = expected_statements()
+    rows = {r["statement_id"]: r for r in built.query(
+        "select * from analytics.fct_settlement_statements")}
+    assert set(rows) == set(expected)
+    for sid, exp in expected.items():
+        row = rows[sid]
+        got = {"opening": row["opening_balance_minor"], "gross": row["gross_minor"],
+               "refunds": row["refunds_minor"], "fees": row["fees_minor"],
+               "net_activity": row["net_activity_minor"], "closing": row["closing_balance_minor"],
+               "payment_count": row["payment_count"], "refund_count": row["refund_count"]}
+        assert {k: _int(v) for k, v in got.items()} == exp, sid
+        assert _int(row["chargebacks_minor"]) == _int(row["adjustments_minor"]) == 0
+        assert _int(row["payouts_minor"]) == 0
+        assert row["settlement_cycle"] == "daily"
+    # mer_b has no activity on 2024-03-02: its 03-03 statement opens with 03-01's closing
+    assert rows["mer_b:JPY:2024-03-03"]["opening_balance_minor"] == \
+        rows["mer_b:JPY:2024-03-01"]["closing_balance_minor"] == 12_345 - 401
+    # pay_a3 fully refunded: over its life the merchant gets 0 for it and pays no fee
+    assert sum(_int(r["fees_minor"]) for r in rows.values() if r["currency"] == "USD") == \
+        expected_fees()["pay_a1"]["fee"] + expected_fees()["pay_a2"]["fee"] \
+        - expected_reversals()["re_a2_1"]
+
+
+def test_merchant_daily_report(built):
+    rows = {(r["merchant_id"], r["day"], r["payment_method_type"], r["currency"]): r
+            for r in built.query("select * from analytics.rpt_merchant_daily")}
+    usd = rows[("mer_a", date(2024, 3, 1), "card", "USD")]
+    assert usd["payment_count"] == 4 and usd["captured_count"] == 3
+    assert usd["success_rate"] == Decimal("0.750000")
+    assert _int(usd["captured_minor"]) == 10_000 + 10_050 + 1_999
+    assert _int(usd["refunded_minor"]) == 3_333 + 1_999 and usd["refund_count"] == 3
+    assert _int(usd["average_ticket_minor"]) == 7_350  # 22049 / 3 = 7349.67 -> 7350
+    jpy = rows[("mer_b", date(2024, 3, 3), "card", "JPY")]
+    assert jpy["success_rate"] == Decimal("0.500000") and _int(jpy["average_ticket_minor"]) == 1_000
+    eth = rows[("mer_a", date(2024, 3, 2), "crypto", "ETH")]
+    assert _int(eth["captured_minor"]) == ETH_BIG + ETH_HUGE
+    assert _int(eth["average_ticket_minor"]) == (ETH_BIG + ETH_HUGE + 1) // 2  # .5 rounds up
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("model, key", [
+    ("fct_settlement_statements", "statement_id"),
+    ("fct_settlement_statement_lines", "line_id"),
+    ("fct_payments", "payment_id"),
+    ("rpt_merchant_daily", "merchant_id, day, payment_method_type, currency"),
+])
+def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
+    sql = f"select * from analytics.{model} order by {key}"
+    duck, pg = built_duckdb.query(sql), built_postgres.query(sql)
+    assert duck, f"{model} is empty: the comparison would prove nothing"
+    assert [list(r) for r in duck] == [list(r) for r in pg]  # same columns, same order
+    assert duck == pg
