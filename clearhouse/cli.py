@@ -33,7 +33,7 @@ def cmd_admin_bootstrap(args) -> None:
 
     settings = _settings()
     upgrade(settings.oltp_url)
-    with Session(oltp_engine(settings)) as session:
+    with Session(oltp_engine(settings), expire_on_commit=False) as session:
         user = bootstrap_admin(session, args.email)
         session.commit()
         token = issue_operator_token(settings, user, days=args.days)
@@ -51,7 +51,7 @@ def cmd_merchants_create(args) -> None:
     upgrade(settings.oltp_url)
     body = MerchantCreate(name=args.name, agent_id=args.agent,
                           settlement_currency=args.settlement_currency)
-    with Session(oltp_engine(settings)) as session:
+    with Session(oltp_engine(settings), expire_on_commit=False) as session:
         try:
             merchant, key = create_merchant(session, body)
         except ApiError as exc:
@@ -72,9 +72,22 @@ def cmd_pipeline(args) -> None:
     from clearhouse.pipeline import run_pipeline
 
     days = [date.fromisoformat(d) for d in args.day]
-    result = run_pipeline(_settings(), days=days)
+    result = run_pipeline(_settings(), days=days, verbose=args.verbose)
     print(json.dumps({k: v for k, v in result.items() if k != "statement_files"}
                      | {"statement_files": {str(k): v for k, v in result["statement_files"].items()}}))
+
+
+def cmd_dev(args) -> None:
+    """`dagster dev` on the same state as the demo (Dagster's storage under HOME/dagster)."""
+    import os
+
+    from clearhouse.pipeline import dagster_instance
+
+    settings = _settings()
+    dagster_instance(settings).dispose()  # writes HOME/dagster/dagster.yaml, sets DAGSTER_HOME
+    os.execvp(sys.executable, [sys.executable, "-m", "dagster", "dev", "-m",
+                               "orchestration.definitions", "--host", args.host, "--port",
+                               str(args.port)])
 
 
 def cmd_demo(args) -> None:
@@ -112,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = sub.add_parser("pipeline", help="run extract -> dbt -> publish (and statement files)")
     pipeline.add_argument("--day", action="append", default=[], help="write statement files for this day")
+    pipeline.add_argument("--verbose", action="store_true", help="show Dagster's and dbt's logs")
     pipeline.set_defaults(func=cmd_pipeline)
+
+    dev = sub.add_parser("dev", help="dagster dev on this state (HOME/dagster)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
 
     demo = sub.add_parser("demo", help="simulate a day through the API and run the pipeline")
     demo.add_argument("--payments", type=int, default=3000)

@@ -24,25 +24,30 @@ def dagster_instance(settings: Settings, *, ephemeral: bool = False):
     return DagsterInstance.get()
 
 
-def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False) -> dict:
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False,
+                 verbose: bool = False) -> dict:
     """Extract -> dbt build (with its tests as checks) -> publish; then statement files per day."""
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)
-    main = defs.get_job_def("clearhouse_pipeline").execute_in_process(instance=instance)
+    run_config = {} if verbose else QUIET
+    main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False)
     if not main.success:
-        raise RuntimeError("the pipeline run failed: see `make dev` (Runs) or the log above")
-    files = {}
-    statements = defs.get_job_def("merchant_statements")
-    for day in days:
-        run = statements.execute_in_process(instance=instance, partition_key=day.isoformat())
-        if not run.success:
-            raise RuntimeError(f"writing the statements for {day} failed")
-        mat = run.asset_materializations_for_node("merchant_statement_files")
-        files[day] = mat[0].metadata["statements_written"].value if mat else 0
+        raise RuntimeError("the pipeline run failed (a dbt test or a step): "
+                           f"see run {main.run_id} in `make dev`, or rerun with --verbose")
     extracted = sum(
-        m.metadata["rows_extracted"].value
-        for m in main.get_asset_materialization_events() and [
-            e.event_specific_data.materialization for e in main.get_asset_materialization_events()]
-        if "rows_extracted" in m.metadata)
+        event.materialization.metadata["rows_extracted"].value
+        for event in main.get_asset_materialization_events()
+        if "rows_extracted" in event.materialization.metadata)
+    files = {}
+    statements = defs.resolve_job_def("merchant_statements")
+    for day in days:
+        run = statements.execute_in_process(instance=instance, partition_key=day.isoformat(),
+                                            run_config=run_config)
+        (event,) = run.get_asset_materialization_events()
+        files[day] = event.materialization.metadata["statements_written"].value
     return {"rows_extracted": extracted, "statement_files": files, "run_id": main.run_id}

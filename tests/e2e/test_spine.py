@@ -1,0 +1,129 @@
+"""The spine end to end: simulate a day through the API -> extract -> dbt (Dagster) -> statement
+download through the API; on SQLite+DuckDB and on Postgres, with the same figures on both."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import date
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clearhouse.pipeline import run_pipeline
+from clearhouse.simulator import run_day, set_up_merchants
+from serving.app import create_app
+from serving.services.payments import price_in_force
+from tests.conftest import create_pg_database, drop_pg_database, require_postgres
+from warehouse.migrate import upgrade
+from warehouse.models import Payment, Refund
+from warehouse.money import fee_minor, prorate
+
+DAY = date(2026, 11, 20)
+PAYMENTS = 150
+
+
+def expected_statements(engine) -> dict[tuple[str, str], dict[str, int]]:
+    """What each (merchant, currency) statement must say, from the API's own rows + money core."""
+    figures: dict = defaultdict(lambda: defaultdict(int))
+    with Session(engine) as s:
+        payments = {p.id: p for p in s.scalars(select(Payment).where(Payment.captured_at.is_not(None)))}
+        fees = {}
+        for p in payments.values():
+            price = price_in_force(s, subject_type="merchant", subject_id=p.merchant_id,
+                                   currency=p.currency, at=p.captured_at)
+            fees[p.id] = fee_minor(p.amount_minor, price.rate_bps, price.fixed_minor)
+            if p.captured_at.date() == DAY:
+                f = figures[(p.merchant_id, p.currency)]
+                f["gross"] += p.amount_minor
+                f["fees"] += fees[p.id]
+        refunded_before: dict[str, int] = defaultdict(int)
+        for r in s.scalars(select(Refund).order_by(Refund.succeeded_at, Refund.id)):
+            p = payments[r.payment_id]
+            before = refunded_before[p.id]
+            refunded_before[p.id] += r.amount_minor
+            reversal = (prorate(fees[p.id], refunded_before[p.id], p.amount_minor)
+                        - prorate(fees[p.id], before, p.amount_minor))
+            if r.succeeded_at.date() == DAY:
+                f = figures[(r.merchant_id, r.currency)]
+                f["refunds"] += r.amount_minor
+                f["fees"] -= reversal
+    return figures
+
+
+def download(client, key, merchant_id) -> list[dict]:
+    resp = client.get(f"/api/v1/settlements/{merchant_id}?period={DAY}&format=csv",
+                      headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(resp.text)))
+
+
+def run_spine(make_settings, **urls) -> dict:
+    settings = make_settings(**urls)
+    upgrade(settings.oltp_url)
+    app = create_app(settings)
+    merchants = set_up_merchants(app.state.engine, settings.home_dir / "demo" / "creds.json")
+    with TestClient(app) as client:
+        first = run_day(client, merchants, day=DAY, payments=PAYMENTS, seed=7, concurrency=1)
+        assert not first.errors and first.payments == PAYMENTS
+        assert first.declined > 0 and first.refunds > 0
+        run_pipeline(settings, days=[DAY], ephemeral=True)
+        expected = expected_statements(app.state.engine)
+        by_name = {}
+        for m in merchants:
+            rows = download(client, m.api_key, m.id)
+            closings = [r for r in rows if r["line_type"] == "closing_balance"]
+            assert {r["currency"] for r in closings} == {c for (mid, c) in expected if mid == m.id}
+            for closing in closings:
+                exp = expected[(m.id, closing["currency"])]
+                lines = [r for r in rows if r["statement_id"] == closing["statement_id"]
+                         and r["line_type"] in ("payment", "refund")]
+                # Ties out to the API's payments: gross, refunds and fees to the minor unit.
+                assert sum(int(r["gross_minor"]) for r in lines if r["line_type"] == "payment") == exp["gross"]
+                assert -sum(int(r["gross_minor"]) for r in lines if r["line_type"] == "refund") == exp["refunds"]
+                assert int(closing["fee_minor"]) == exp["fees"]
+                assert int(closing["net_minor"]) == exp["gross"] - exp["refunds"] - exp["fees"]
+                assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
+                by_name[(m.name, closing["currency"])] = (
+                    exp["gross"], exp["refunds"], exp["fees"], int(closing["balance_minor"]),
+                    len(lines))
+
+        # Re-running the day and the pipeline doubles nothing.
+        again = run_day(client, merchants, day=DAY, payments=PAYMENTS, seed=7, concurrency=1)
+        assert again.replayed == PAYMENTS and not again.errors
+        run_pipeline(settings, days=[DAY], ephemeral=True)
+        for m in merchants[:3]:
+            rows = download(client, m.api_key, m.id)
+            for closing in (r for r in rows if r["line_type"] == "closing_balance"):
+                assert int(closing["balance_minor"]) == by_name[(m.name, closing["currency"])][3]
+
+        # Another merchant's statement is a 404; a file was written per merchant.
+        other = client.get(f"/api/v1/settlements/{merchants[1].id}?period={DAY}",
+                           headers={"Authorization": f"Bearer {merchants[0].api_key}"})
+        assert other.status_code == 404
+        files = sorted((settings.statements_dir / DAY.isoformat()).glob("*.csv"))
+        assert len(files) == len(merchants)
+    app.state.engine.dispose()
+    return by_name
+
+
+@pytest.mark.slow
+def test_spine_gives_the_same_statements_on_duckdb_and_postgres(make_settings, tmp_path):
+    embedded = run_spine(make_settings, home=tmp_path / "embedded")
+    require_postgres()
+    oltp, warehouse = create_pg_database("ch_e2e_api"), create_pg_database("ch_e2e_wh")
+    try:
+        on_postgres = run_spine(make_settings, home=tmp_path / "pg", database_url=oltp,
+                                warehouse_url=warehouse)
+    finally:
+        from warehouse.connections import _engine_for
+
+        _engine_for.cache_clear()
+        drop_pg_database(oltp)
+        drop_pg_database(warehouse)
+    assert embedded == on_postgres
+    assert len(embedded) >= 8

@@ -1,0 +1,43 @@
+"""The Dagster definitions load, wire dbt to the raw tables and carry the dbt tests as checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from orchestration.defs.dbt.assets import ClearhouseTranslator, clearhouse_dbt_assets
+from orchestration.defs.ledger.assets import RAW_KEYS
+from orchestration.definitions import defs
+
+
+def test_definitions_load_with_every_layer():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw/payments", "raw/ledger_entries", "stg_clearhouse__payments", "fct_payments",
+            "fct_settlement_statements", "fct_settlement_statement_lines", "rpt_merchant_daily",
+            "published_statements", "merchant_statement_files"} <= keys
+
+
+def test_dbt_sources_are_the_extracts_raw_tables():
+    graph = defs.resolve_asset_graph()
+    staging = get_asset_key_for_model([clearhouse_dbt_assets], "stg_clearhouse__payments")
+    assert RAW_KEYS["payments"] in graph.get(staging).parent_keys
+    assert ClearhouseTranslator().get_asset_key(
+        {"resource_type": "source", "name": "refunds", "source_name": "clearhouse"}
+    ) == dg.AssetKey(["raw", "refunds"])
+
+
+def test_dbt_tests_become_asset_checks():
+    checks = defs.resolve_asset_graph().asset_check_keys
+    statement = get_asset_key_for_model([clearhouse_dbt_assets], "fct_settlement_statements")
+    assert sum(1 for c in checks if c.asset_key == statement) >= 3
+
+
+def test_jobs_partitions_and_schedules():
+    assert defs.resolve_job_def("clearhouse_pipeline") is not None
+    statements = defs.resolve_job_def("merchant_statements")
+    assert statements.partitions_def is not None
+    assert "2026-11-20" in statements.partitions_def.get_partition_keys(
+        current_time=__import__("datetime").datetime(2026, 11, 21))
+    names = {s.name for s in defs.schedules}
+    assert len(names) == 2
