@@ -69,7 +69,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_pipeline(args) -> None:
-    from clearhouse.pipeline import run_pipeline
+    from orchestration.run import run_pipeline
 
     days = [date.fromisoformat(d) for d in args.day]
     result = run_pipeline(_settings(), days=days, verbose=args.verbose)
@@ -81,7 +81,7 @@ def cmd_dev(args) -> None:
     """`dagster dev` on the same state as the demo (Dagster's storage under HOME/dagster)."""
     import os
 
-    from clearhouse.pipeline import dagster_instance
+    from orchestration.run import dagster_instance
 
     settings = _settings()
     dagster_instance(settings).dispose()  # writes HOME/dagster/dagster.yaml, sets DAGSTER_HOME

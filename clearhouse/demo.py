@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from clearhouse.pipeline import run_pipeline
+from orchestration.run import run_pipeline
 from clearhouse.simulator import run_day, set_up_merchants
 from warehouse.connections import oltp_engine
 from warehouse.migrate import upgrade

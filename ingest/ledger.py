@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -62,33 +63,54 @@ class _Source:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
 
-    def read_all(self, requests: list[tuple[RawTable, datetime | None]]) -> dict[str, pa.Table]:
+    def read_all(self, requests: list[tuple[RawTable, datetime | None]]
+                 ) -> Iterator[tuple[str, pa.Table]]:
+        """Yield (table name, Arrow table) as each becomes available."""
         queries = {}
         for table, since in requests:
             cols = ", ".join(self._select(c, t) for c, t in table.columns)
             sql = f"SELECT {cols} FROM {table.name}"
             params: list = []
-            if since is not None:
-                sql += f" WHERE {table.cursor} >= {'?' if self.is_sqlite else '$1'}"
-                params = [since.strftime(SQLITE_TS_FORMAT) if self.is_sqlite else since]
+            if since is not None and self.is_sqlite:
+                # A literal we format ourselves from a datetime (the low-level reader binds none).
+                sql += f" WHERE {table.cursor} >= '{since.strftime(SQLITE_TS_FORMAT)}'"
+            elif since is not None:
+                sql += f" WHERE {table.cursor} >= $1"
+                params = [since]
             queries[table.name] = (sql, params)
-        return self._read_sqlite(queries) if self.is_sqlite else self._read_postgres(queries)
+        if self.is_sqlite:
+            return self._read_sqlite({name: sql for name, (sql, _p) in queries.items()})
+        return iter(self._read_postgres(queries).items())
 
-    def _read_sqlite(self, queries: dict) -> dict[str, pa.Table]:
+    def _read_sqlite(self, queries: dict[str, str]) -> Iterator[tuple[str, pa.Table]]:
+        """The big tables each in a reader process of their own, side by side (SQLite in WAL
+        mode serves concurrent readers); the small ones together. Loading the first results
+        overlaps with reading the rest."""
+        big = [name for name in ("payments", "ledger_entries") if name in queries]
+        groups = [[n for n in queries if n not in big]] + [[n] for n in big]
         with tempfile.TemporaryDirectory(prefix="clearhouse-extract-") as out_dir:
-            request = Path(out_dir) / "request.json"
-            request.write_text(json.dumps({
-                "database": self.url.removeprefix("sqlite:///"), "out_dir": out_dir,
-                "queries": queries}))
-            done = subprocess.run([sys.executable, "-m", "ingest.sqlite_reader", str(request)],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"reading the SQLite database failed: {done.stderr[-2000:]}")
-            tables = {}
-            for name in queries:
-                with pa.memory_map(str(Path(out_dir) / f"{name}.arrow")) as source:
-                    tables[name] = pa.ipc.open_file(source).read_all()
-            return tables
+            procs = []
+            for i, names in enumerate(g for g in groups if g):
+                request = Path(out_dir) / f"request-{i}.json"
+                request.write_text(json.dumps({
+                    "database": self.url.removeprefix("sqlite:///"), "out_dir": out_dir,
+                    "queries": {name: queries[name] for name in names}}))
+                procs.append((names, subprocess.Popen(
+                    [sys.executable, "-m", "ingest.sqlite_reader", str(request)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+            try:
+                for names, proc in procs:
+                    _out, err = proc.communicate()
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"reading the SQLite database failed: {err[-2000:]}")
+                    for name in names:
+                        with pa.memory_map(str(Path(out_dir) / f"{name}.arrow")) as source:
+                            yield name, pa.ipc.open_file(source).read_all()
+            finally:
+                for _names, proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
 
     def _read_postgres(self, queries: dict) -> dict[str, pa.Table]:
         import adbc_driver_postgresql.dbapi as adbc
@@ -247,9 +269,10 @@ def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
     try:
         marks = writer.watermarks()
         requests = [(t, marks[t.name] - overlap if t.name in marks else None) for t in RAW_TABLES]
-        batches = source.read_all(requests)
-        for table in RAW_TABLES:
-            batch = _retype_null_columns(batches[table.name])
+        by_name = {t.name: t for t in RAW_TABLES}
+        for name, arrow_table in source.read_all(requests):
+            table = by_name[name]
+            batch = _retype_null_columns(arrow_table)
             if batch.num_rows:
                 writer.load(table, batch)
             high_water = max(filter(None, [marks.get(table.name), _high_water(batch, table.cursor)]),
@@ -257,6 +280,7 @@ def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
             writer.set_watermark(table.name, high_water, batch.num_rows)
             results.append(TableExtract(table.name, batch.num_rows, high_water))
         writer.commit()
+        results.sort(key=lambda r: [t.name for t in RAW_TABLES].index(r.table))
     finally:
         if own_writer:
             writer.close()

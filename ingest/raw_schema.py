@@ -56,7 +56,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "created_at:ts", "updated_at:ts"),
     _t("ledger_entries", "id", "created_at", "id:int", "transaction_id:text", "kind:text",
        "payment_id:text", "refund_id:text", "merchant_id:text", "account:text", "currency:text",
-       "amount_minor:money", "created_at:ts"),
+       "amount_minor:money", "effective_at:ts", "created_at:ts"),
 )
 
 RAW_SCHEMA = "raw"

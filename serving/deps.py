@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from serving.auth import Principal, authenticate
 from serving.errors import ApiError
+from warehouse.connections import read_only
 from warehouse.settings import DEV_ENVIRONMENTS, Settings
 
 
@@ -24,6 +25,12 @@ def get_engine(request: Request) -> Engine:
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """A session for reads (on SQLite it does not take the write lock)."""
+    with Session(read_only(engine), expire_on_commit=False) as session:
+        yield session
+
+
+def get_write_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         yield session
 
@@ -31,13 +38,14 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
 def get_principal(settings: SettingsDep, engine: EngineDep,
                   authorization: Annotated[str | None, Header()] = None) -> Principal:
-    # A short read-only session of its own: the auth lookup must not open the write
-    # transaction that money-moving handlers start themselves.
-    with Session(engine) as session:
+    # A short read-only session of its own: the auth lookup must not hold the write lock
+    # that money-moving handlers take themselves.
+    with Session(read_only(engine)) as session:
         return authenticate(session, settings, authorization)
 
 

@@ -27,19 +27,29 @@ def make_oltp_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        # BEGIN IMMEDIATE: take the write lock at the start, so two writers never deadlock
-        # upgrading read locks (pysqlite's deferred BEGIN would).
+        # BEGIN IMMEDIATE: a writing transaction takes the write lock at the start, so two
+        # writers never deadlock upgrading read locks (pysqlite's deferred BEGIN would). Reads
+        # (an engine from read_only(engine)) keep a plain BEGIN, so WAL serves them concurrently.
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn):  # pragma: no cover - trivial
+            read = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
         return engine
     url = to_sqlalchemy_pg_url(url)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+READ_ONLY_OPTION = "clearhouse_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (and pool) for transactions that only read."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def to_sqlalchemy_pg_url(url: str) -> str:

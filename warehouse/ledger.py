@@ -52,7 +52,7 @@ def post_transaction(session: Session, *, kind: str, legs: list[Leg], merchant_i
     session.add_all(
         LedgerEntry(transaction_id=transaction_id, kind=kind, payment_id=payment_id,
                     refund_id=refund_id, merchant_id=merchant_id, account=leg.account,
-                    currency=leg.currency, amount_minor=leg.amount_minor, created_at=at)
+                    currency=leg.currency, amount_minor=leg.amount_minor, effective_at=at)
         for leg in legs
     )
     return transaction_id

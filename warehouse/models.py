@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
     CheckConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -231,6 +230,9 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(String(120))
     currency: Mapped[str] = mapped_column(String(8))
     amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    # effective_at: the business time of the posting (the capture or refund time);
+    # created_at: when the row was written (wall clock), the extract's cursor.
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -261,6 +263,5 @@ class OutboxEvent(Base):
 
 __all__ = [
     "Agent", "AgentParent", "ApiKey", "Base", "Channel", "IdempotencyKey", "LedgerEntry",
-    "Merchant", "MinorUnits", "OutboxEvent", "Payment", "Price", "Refund", "UniqueConstraint",
-    "User", "utcnow",
+    "Merchant", "MinorUnits", "OutboxEvent", "Payment", "Price", "Refund", "User", "utcnow",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from serving.deps import AdminDep, PrincipalDep, SessionDep
+from serving.deps import AdminDep, PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import not_found
 from serving.schemas import MerchantCreate, MerchantCreated, MerchantOut
 from serving.services.admin import create_merchant
@@ -22,7 +22,7 @@ def merchant_out(merchant: Merchant) -> dict:
 
 
 @router.post("/merchants", status_code=201, response_model=MerchantCreated)
-def register_merchant(body: MerchantCreate, _admin: AdminDep, session: SessionDep):
+def register_merchant(body: MerchantCreate, _admin: AdminDep, session: WriteSessionDep):
     merchant, api_key = create_merchant(session, body)
     session.commit()
     return JSONResponse({**merchant_out(merchant), "api_key": api_key}, status_code=201)

@@ -136,10 +136,12 @@ CHANNELS = [
 LEDGER_ENTRIES = [
     {"id": 1, "transaction_id": "ltx_1", "kind": "capture", "payment_id": "pay_a1",
      "refund_id": None, "merchant_id": "mer_a", "account": "merchant:mer_a:payable",
-     "currency": "USD", "amount_minor": -10_000, "created_at": ts("2024-03-01 09:59:59")},
+     "currency": "USD", "amount_minor": -10_000, "effective_at": ts("2024-03-01 09:59:59"),
+     "created_at": ts("2024-03-01 10:00:01")},
     {"id": 2, "transaction_id": "ltx_1", "kind": "capture", "payment_id": "pay_a1",
      "refund_id": None, "merchant_id": "mer_a", "account": "channel:ch_card:receivable",
-     "currency": "USD", "amount_minor": 10_000, "created_at": ts("2024-03-01 09:59:59")},
+     "currency": "USD", "amount_minor": 10_000, "effective_at": ts("2024-03-01 09:59:59"),
+     "created_at": ts("2024-03-01 10:00:01")},
 ]
 
 RAW_ROWS = {"merchants": MERCHANTS, "prices": PRICES, "payments": PAYMENTS, "refunds": REFUNDS,

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clearhouse.pipeline import run_pipeline
+from orchestration.run import run_pipeline
 from clearhouse.simulator import run_day, set_up_merchants
 from serving.app import create_app
 from serving.services.payments import price_in_force

@@ -10,7 +10,7 @@ from serving.statements import write_statement_files
 from warehouse.published import PUBLISHED_MARTS, publish_from_duckdb
 from warehouse.settings import get_settings
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
+DAILY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
 MART_KEYS = [get_asset_key_for_model([clearhouse_dbt_assets], mart) for mart in PUBLISHED_MARTS]
 
 

@@ -12,6 +12,7 @@ select
     account,
     currency,
     cast(amount_minor as {{ money_type() }}) as amount_minor,
+    effective_at,
     created_at,
     _extracted_at as extracted_at
 from source

@@ -1,5 +1,5 @@
-"""Run the Dagster jobs in process against the instance under HOME/dagster (so `make dev` shows
-the runs afterwards)."""
+"""Run the Dagster jobs in process (the demo, the CLI, tests) against the instance under
+HOME/dagster, so `make dev` shows the runs afterwards."""
 
 from __future__ import annotations
 

@@ -1,0 +1,180 @@
+"""Benchmark the spine: N payments straight into the API's database, then time the ledger extract
+and the dbt build. Prints rows/s and peak memory; never a pass/fail test.
+
+    .venv/bin/python bench/pipeline.py --payments 1000000
+    .venv/bin/python bench/pipeline.py --payments 1000000 \
+        --database-url postgresql://postgres@127.0.0.1:5432/bench_api --warehouse-url ...
+
+Without URLs it uses a fresh SQLite + DuckDB under a temporary HOME (the embedded default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clearhouse.simulator import CURRENCIES, METHODS, _amount_minor, set_up_merchants  # noqa: E402
+from warehouse.connections import dbt_env, oltp_engine, to_libpq_url  # noqa: E402
+from warehouse.ids import new_id  # noqa: E402
+from warehouse.migrate import upgrade  # noqa: E402
+from warehouse.settings import get_settings  # noqa: E402
+
+DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def generate(n: int, merchant_ids: list[str], seed: int = 1):
+    """Payments (95% captured), their ledger legs, and refunds for 5% of captures."""
+    rng = random.Random(seed)
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    now = datetime.now(UTC)
+    codes = list(CURRENCIES)
+    weights = [CURRENCIES[c][0] for c in codes]
+    channel = {"card": "ch_card_sim", "apple_pay": "ch_applepay_sim", "bank_transfer": "ch_bank_sim",
+               "wechat_pay": "ch_wechat_sim", "alipay": "ch_alipay_sim", "e_cny": "ch_ecny_sim",
+               "crypto": "ch_crypto_sim"}
+    payments, ledger, refunds = [], [], []
+    base_ms = int(now.timestamp() * 1000)
+    for i in range(n):
+        at = day + timedelta(seconds=rng.randrange(86400), microseconds=rng.randrange(10**6))
+        code = rng.choices(codes, weights=weights)[0]
+        amount = _amount_minor(rng, code)
+        method = rng.choice(METHODS[code])
+        merchant = rng.choice(merchant_ids)
+        pid = new_id("payment", at_ms=base_ms + i)
+        ok = rng.random() >= 0.05
+        refunded = amount if ok and rng.random() < 0.05 else 0
+        status = ("refunded" if refunded else "success") if ok else "failed"
+        payments.append((pid, merchant, f"o{i}", amount, code, status, method, channel[method],
+                         f"ref_{i}", None if ok else "card_declined", "approve", f"cus_{i % 50000}",
+                         refunded, at if ok else None, at, now))
+        if ok:
+            txn = f"ltx_b{i}"
+            ledger.append((txn, "capture", pid, None, merchant, f"channel_receivable:{channel[method]}",
+                           code, amount, at, now))
+            ledger.append((txn, "capture", pid, None, merchant, f"merchant_payable:{merchant}",
+                           code, -amount, at, now))
+        if refunded:
+            rid = new_id("refund", at_ms=base_ms + i)
+            r_at = at + timedelta(minutes=30)
+            refunds.append((rid, pid, merchant, amount, code, "succeeded", None, r_at, r_at, now))
+            txn = f"ltx_r{i}"
+            ledger.append((txn, "refund", pid, rid, merchant, f"merchant_payable:{merchant}", code,
+                           amount, r_at, now))
+            ledger.append((txn, "refund", pid, rid, merchant,
+                           f"channel_receivable:{channel[method]}", code, -amount, r_at, now))
+    return payments, ledger, refunds
+
+
+PAYMENT_COLS = ("id, merchant_id, merchant_reference, amount_minor, currency, status, "
+                "payment_method_type, channel_id, channel_reference, failure_code, risk_decision, "
+                "customer_id, refunded_minor, captured_at, created_at, updated_at")
+LEDGER_COLS = ("transaction_id, kind, payment_id, refund_id, merchant_id, account, currency, "
+               "amount_minor, effective_at, created_at")
+REFUND_COLS = "id, payment_id, merchant_id, amount_minor, currency, status, reason, succeeded_at, created_at, updated_at"
+
+
+def load_sqlite(path: str, payments, ledger, refunds) -> None:
+    import sqlite3
+
+    def text(row):
+        return tuple(v.astimezone(UTC).strftime(TS) if isinstance(v, datetime)
+                     else str(v) if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**62
+                     else v for v in row)
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    with con:
+        for table, cols, rows in (("payments", PAYMENT_COLS, payments),
+                                  ("ledger_entries", LEDGER_COLS, ledger),
+                                  ("refunds", REFUND_COLS, refunds)):
+            marks = ", ".join("?" * len(cols.split(",")))
+            # amounts as decimal strings, as the MinorUnits type stores them on SQLite
+            money_at = [i for i, c in enumerate(cols.split(", ")) if c.endswith("_minor")]
+            con.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})",
+                            (tuple(str(v) if j in money_at else v for j, v in enumerate(text(r)))
+                             for r in rows))
+    con.close()
+
+
+def load_postgres(url: str, payments, ledger, refunds) -> None:
+    import psycopg
+
+    with psycopg.connect(to_libpq_url(url)) as con:
+        for table, cols, rows in (("payments", PAYMENT_COLS, payments),
+                                  ("ledger_entries", LEDGER_COLS, ledger),
+                                  ("refunds", REFUND_COLS, refunds)):
+            with con.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+
+def peak_mb(who) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payments", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--warehouse-url", default=None)
+    parser.add_argument("--home", default=None)
+    args = parser.parse_args()
+
+    home = args.home or tempfile.mkdtemp(prefix="clearhouse-bench-")
+    os.environ["CLEARHOUSE_HOME"] = home
+    for name, value in (("DATABASE_URL", args.database_url), ("WAREHOUSE_URL", args.warehouse_url)):
+        if value:
+            os.environ[f"CLEARHOUSE_{name}"] = value
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade(settings.oltp_url)
+    merchants = set_up_merchants(oltp_engine(settings), Path(home) / "bench-merchants.json")
+
+    t = time.perf_counter()
+    payments, ledger, refunds = generate(args.payments, [m.id for m in merchants])
+    if settings.oltp_url.startswith("sqlite"):
+        load_sqlite(settings.oltp_url.removeprefix("sqlite:///"), payments, ledger, refunds)
+    else:
+        load_postgres(settings.oltp_url, payments, ledger, refunds)
+    generated = len(payments) + len(ledger) + len(refunds)
+    del payments, ledger, refunds
+    print(f"generated {generated:,} rows ({args.payments:,} payments) in "
+          f"{time.perf_counter() - t:.1f} s into {settings.oltp_url.split(':')[0]}")
+
+    from ingest.ledger import extract_ledger
+
+    result = extract_ledger(settings)
+    print(f"ingest   {result.rows:,} rows in {result.seconds:.2f} s = "
+          f"{result.rows / result.seconds:,.0f} rows/s "
+          f"(peak RSS {peak_mb(resource.RUSAGE_SELF):,.0f} MB here, "
+          f"{peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB in the SQLite reader)")
+    again = extract_ledger(settings)
+    print(f"re-run   {again.rows:,} rows in {again.seconds:.2f} s (overlap window only)")
+
+    env = {**os.environ, **dbt_env(settings)}
+    t = time.perf_counter()
+    dbt = Path(sys.executable).parent / "dbt"
+    subprocess.run([str(dbt), "build", "--project-dir", str(DBT_DIR), "--profiles-dir",
+                    str(DBT_DIR), "--target-path", str(Path(home) / "dbt-target"), "--log-path",
+                    str(Path(home) / "dbt-logs"), "--quiet"], env=env, check=True)
+    seconds = time.perf_counter() - t
+    print(f"dbt build (models + tests) on {args.payments:,} payments: {seconds:.1f} s "
+          f"(peak RSS of children {peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB) "
+          f"on {settings.warehouse_engine}")
+    print(f"state kept in {home}")
+
+
+if __name__ == "__main__":
+    main()
