@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/clearhouse demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 dev: $(STAMP)

@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from orchestration.run import run_pipeline
 from clearhouse.simulator import run_day, set_up_merchants
+from orchestration.run import run_pipeline
 from warehouse.connections import oltp_engine
 from warehouse.migrate import upgrade
 from warehouse.money import Money

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.raw_schema import PHYSICAL, RAW_SCHEMA, RAW_TABLES, WATERMARK_TABLE, RawTable, create_statements
+from ingest.raw_schema import (
+    PHYSICAL,
+    RAW_SCHEMA,
+    RAW_TABLES,
+    WATERMARK_TABLE,
+    RawTable,
+    create_statements,
+)
 from warehouse.connections import to_libpq_url
 from warehouse.settings import Settings
 

@@ -8,12 +8,12 @@ intermediate arithmetic is on int or Decimal, and rounding to the minor unit is 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
 
 BPS_DENOMINATOR = 10_000
 # 38 digits: what DECIMAL(38,0)/NUMERIC(38,0) hold in the warehouse and the API's database.

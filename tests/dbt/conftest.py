@@ -88,7 +88,7 @@ def _duckdb_query(path: Path) -> Callable[[str], list[dict[str, Any]]]:
         with duckdb.connect(str(path), read_only=True) as conn:
             cur = conn.execute(sql)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
     return query
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestration.run import run_pipeline
 from clearhouse.simulator import run_day, set_up_merchants
+from orchestration.run import run_pipeline
 from serving.app import create_app
 from serving.services.payments import price_in_force
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.orm import Session
 
 from ingest.ledger import extract_ledger
 from tests.serving.helpers import make_api

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
+from orchestration.definitions import defs
 from orchestration.defs.dbt.assets import ClearhouseTranslator, clearhouse_dbt_assets
 from orchestration.defs.ledger.assets import RAW_KEYS
-from orchestration.definitions import defs
 
 
 def test_definitions_load_with_every_layer():

@@ -517,7 +517,7 @@ def test_allocate_parts_sum_to_total_and_stay_within_one_of_the_share(total: int
     assert all(type(p) is int for p in parts)
     assert sum(parts) == total
     weight_sum = sum(weights)
-    for part, w in zip(parts, weights):
+    for part, w in zip(parts, weights, strict=False):
         share = Fraction(total * w, weight_sum)
         assert abs(part - share) < 1
         if w == 0:
@@ -530,8 +530,8 @@ def test_allocate_is_largest_remainder(total: int, weights: list[int]) -> None:
     parts = allocate(total, weights)
     weight_sum = sum(weights)
     shares = [Fraction(total * w, weight_sum) for w in weights]
-    up = [i for i, (p, s) in enumerate(zip(parts, shares)) if p > s]
-    down = [i for i, (p, s) in enumerate(zip(parts, shares)) if p <= s]
+    up = [i for i, (p, s) in enumerate(zip(parts, shares, strict=False)) if p > s]
+    down = [i for i, (p, s) in enumerate(zip(parts, shares, strict=False)) if p <= s]
     for i in up:
         for j in down:
             fi, fj = shares[i] % 1, shares[j] % 1
@@ -605,7 +605,7 @@ def test_cumulative_proration_of_partial_refunds_reverses_exactly_the_fee(
     else:
         cuts = []
     boundaries = [0, *sorted(cuts), whole]
-    refunds = [b - a for a, b in zip(boundaries, boundaries[1:])]
+    refunds = [b - a for a, b in zip(boundaries, boundaries[1:], strict=False)]
     assert sum(refunds) == whole and all(r > 0 for r in refunds)
 
     reversed_total = 0

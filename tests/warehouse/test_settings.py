@@ -84,7 +84,7 @@ def test_postgres_warehouse_url_env_override(monkeypatch, url: str) -> None:
     assert s.warehouse_target == url
     assert s.warehouse_engine == "postgres"
     with pytest.raises(ValueError):
-        s.duckdb_path
+        _ = s.duckdb_path
 
 
 def test_duckdb_warehouse_url_env_override(monkeypatch, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from warehouse.connections import make_oltp_engine
 from warehouse.models import Base
 from warehouse.settings import get_settings

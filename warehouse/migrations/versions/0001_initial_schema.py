@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-21 23:33:58.286286
 """
-from alembic import op
 import sqlalchemy as sa
-import warehouse.models
+from alembic import op
 
+import warehouse.models
 
 revision = '0001'
 down_revision = None
