@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -118,8 +119,13 @@ class Merchant(Timestamped, Base):
     settlement_currency: Mapped[str] = mapped_column(String(8), default="USD")
     settlement_cycle: Mapped[str] = mapped_column(String(10), default="daily")
     settlement_delay_days: Mapped[int] = mapped_column(Integer, default=1)
+    kyc_tier: Mapped[int] = mapped_column(Integer, default=1)  # 0..3, sets daily risk limits
+    callback_url: Mapped[str | None] = mapped_column(String(500))  # webhook endpoint
+    # Kept in clear because the platform signs with it (like Stripe's whsec_); never logged.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
     __table_args__ = (
         CheckConstraint("settlement_cycle in ('daily','weekly','monthly')", name="cycle"),
+        CheckConstraint("kyc_tier between 0 and 3", name="kyc_tier"),
     )
 
 
@@ -130,18 +136,29 @@ class User(Timestamped, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     email: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default="active")
 
 
 class ApiKey(Timestamped, Base):
-    """A merchant's API key. Only its SHA-256 is stored; the key itself is shown once."""
+    """A merchant's or an agent's API key. Only its SHA-256 is stored; the key is shown once.
+
+    Exactly one of merchant_id / agent_id is set. Rotation issues a new key and revokes the old
+    one (optionally after a grace period, via expires_at).
+    """
 
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), index=True)
     role: Mapped[str] = mapped_column(String(30), default="merchant_admin")
+    name: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     key_prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        CheckConstraint("(merchant_id IS NULL) <> (agent_id IS NULL)", name="one_owner"),
+    )
 
 
 class Channel(Timestamped, Base):
@@ -151,6 +168,41 @@ class Channel(Timestamped, Base):
     channel_type: Mapped[str] = mapped_column(String(30), index=True)  # card, wechat_pay, ...
     status: Mapped[str] = mapped_column(String(20), default="active")
     settlement_window_days: Mapped[int] = mapped_column(Integer, default=1)
+    # Shared with the channel: its callbacks are signed with it (Clearhouse-Signature).
+    callback_secret: Mapped[str] = mapped_column(String(100), default="")
+    priority: Mapped[int] = mapped_column(Integer, default=100)  # lower is preferred on a tie
+
+
+class ChannelCurrency(Timestamped, Base):
+    """A currency a channel takes, with its per-payment bounds and its daily volume limit."""
+
+    __tablename__ = "channel_currencies"
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    min_amount_minor: Mapped[int] = mapped_column(MinorUnits, default=1)
+    max_amount_minor: Mapped[int | None] = mapped_column(MinorUnits)
+    daily_limit_minor: Mapped[int | None] = mapped_column(MinorUnits)
+
+
+class CommissionModel(Timestamped, Base):
+    """An agent's commission model per currency (commission.md), effective-dated.
+
+    markup: earns fee(child price) - fee(own cost price; see prices with subject 'agent');
+    percentage: pct_bps of the amount, paid by the platform; fixed: fixed_minor per transaction.
+    """
+
+    __tablename__ = "commission_models"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    model: Mapped[str] = mapped_column(String(20))
+    pct_bps: Mapped[int | None] = mapped_column(Integer)
+    fixed_minor: Mapped[int | None] = mapped_column(MinorUnits)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        CheckConstraint("model in ('markup','percentage','fixed')", name="model"),
+    )
 
 
 class Price(Timestamped, Base):
@@ -189,14 +241,40 @@ class Payment(Timestamped, Base):
     channel_reference: Mapped[str | None] = mapped_column(String(100))
     failure_code: Mapped[str | None] = mapped_column(String(60))
     risk_decision: Mapped[str] = mapped_column(String(20), default="approve")
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    risk_reasons: Mapped[list | None] = mapped_column(JSON)
+    routing: Mapped[dict | None] = mapped_column(JSON)  # the decision and its reasons
     customer_id: Mapped[str | None] = mapped_column(String(100))
     customer: Mapped[dict | None] = mapped_column(JSON)
+    # Risk keys, indexed for velocity rules (the card itself is never stored: a fingerprint).
+    customer_ip: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64))
     refunded_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_payments_merchant_created", "merchant_id", "id"),
+        Index("ix_payments_customer_created", "customer_id", "created_at"),
+        Index("ix_payments_ip_created", "customer_ip", "created_at"),
+        Index("ix_payments_device_created", "device_id", "created_at"),
+        Index("ix_payments_card_created", "card_fingerprint", "created_at"),
+        Index("ix_payments_channel_captured", "channel_id", "captured_at"),
+        Index("ix_payments_channel_reference", "channel_reference"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
+
+
+class PaymentEvent(Base):
+    """Every state transition of a payment (the state machine's trail)."""
+
+    __tablename__ = "payment_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(String(40), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(30))
+    to_status: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Refund(Timestamped, Base):
@@ -261,7 +339,122 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class WebhookDelivery(Base):
+    """One outbox event's delivery to one merchant endpoint, retried with backoff until it is
+    delivered or dead. Survives restarts: the dispatcher picks up whatever is due."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("outbox_events.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(String(40), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SimChannelOperation(Base):
+    """The simulated channels' own memory: an operation they will confirm later by a signed
+    callback (the pending-then-callback test instruments). A real PSP keeps this on its side."""
+
+    __tablename__ = "sim_channel_operations"
+    channel_reference: Mapped[str] = mapped_column(String(100), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20))  # succeeded, failed
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditLogEntry(Base):
+    """Append-only, hash-chained record of every administrative change.
+
+    hash = sha256(prev_hash + canonical JSON of the entry); `clearhouse audit verify` walks the
+    chain, so an edited, deleted or reordered entry is detected.
+    """
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(60))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Wallet(Timestamped, Base):
+    """A customer's stored-value balance at a merchant: principal (paid in) and bonus (given)."""
+
+    __tablename__ = "wallets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(8))
+    principal_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    bonus_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "customer_id", "currency"),
+    )
+
+
+class WalletTransaction(Base):
+    """Every movement of a wallet, split into its principal and bonus parts (signed)."""
+
+    __tablename__ = "wallet_transactions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # topup, spend, spend_refund, topup_refund
+    principal_minor: Mapped[int] = mapped_column(MinorUnits)
+    bonus_minor: Mapped[int] = mapped_column(MinorUnits)
+    payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    refund_id: Mapped[str | None] = mapped_column(String(40))
+    topup_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Withdrawal(Timestamped, Base):
+    """A payout request by a merchant or an agent against its available balance."""
+
+    __tablename__ = "withdrawals"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_type: Mapped[str] = mapped_column(String(10))  # merchant, agent
+    owner_id: Mapped[str] = mapped_column(String(40), index=True)
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    currency: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(20))  # requested, approved, rejected, paid
+    destination: Mapped[str | None] = mapped_column(String(200))
+    decided_by: Mapped[str | None] = mapped_column(String(60))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+
+class RiskListEntry(Timestamped, Base):
+    """A block- or allow-list entry (customer, card fingerprint, ip, device, email)."""
+
+    __tablename__ = "risk_list_entries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    list_type: Mapped[str] = mapped_column(String(10))  # block, allow
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(200))
+    merchant_id: Mapped[str | None] = mapped_column(String(40))  # NULL: platform-wide
+    reason: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (Index("ix_risk_list_lookup", "kind", "value"),)
+
+
 __all__ = [
-    "Agent", "AgentParent", "ApiKey", "Base", "Channel", "IdempotencyKey", "LedgerEntry",
-    "Merchant", "MinorUnits", "OutboxEvent", "Payment", "Price", "Refund", "User", "utcnow",
+    "Agent", "AgentParent", "ApiKey", "AuditLogEntry", "Base", "Channel", "ChannelCurrency",
+    "CommissionModel", "IdempotencyKey", "LedgerEntry", "Merchant", "MinorUnits", "OutboxEvent",
+    "Payment", "PaymentEvent", "Price", "Refund", "RiskListEntry", "SimChannelOperation", "User",
+    "Wallet",
+    "WalletTransaction", "WebhookDelivery", "Withdrawal", "utcnow",
 ]

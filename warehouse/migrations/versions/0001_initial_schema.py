@@ -1,8 +1,9 @@
-"""initial schema: merchants, agents, channels, prices, payments, refunds, ledger, idempotency, outbox
+"""initial schema: merchants, agents, channels, prices, payments, refunds, ledger, idempotency, outbox,
+webhooks, audit log, wallets, withdrawals, risk lists
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:33:58.286286
+Create Date: 2026-11-22 00:04:55.992062
 """
 import sqlalchemy as sa
 from alembic import op
@@ -13,6 +14,7 @@ revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+
 
 LEDGER_BALANCE_TRIGGER = """
 CREATE FUNCTION ledger_transaction_balances() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -57,12 +59,28 @@ def upgrade() -> None:
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_agents_updated_at'), ['updated_at'], unique=False)
 
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor', sa.String(length=100), nullable=False),
+    sa.Column('action', sa.String(length=60), nullable=False),
+    sa.Column('resource_type', sa.String(length=40), nullable=False),
+    sa.Column('resource_id', sa.String(length=60), nullable=False),
+    sa.Column('details', sa.Text(), nullable=False),
+    sa.Column('prev_hash', sa.String(length=64), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log')),
+    sa.UniqueConstraint('hash', name=op.f('uq_audit_log_hash')),
+    sa.UniqueConstraint('prev_hash', name=op.f('uq_audit_log_prev_hash'))
+    )
     op.create_table('channels',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('channel_type', sa.String(length=30), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('settlement_window_days', sa.Integer(), nullable=False),
+    sa.Column('callback_secret', sa.String(length=100), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_channels')),
@@ -115,6 +133,18 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_events_aggregate_id'), ['aggregate_id'], unique=False)
 
+    op.create_table('payment_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('payment_id', sa.String(length=40), nullable=False),
+    sa.Column('from_status', sa.String(length=30), nullable=True),
+    sa.Column('to_status', sa.String(length=30), nullable=False),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_events'))
+    )
+    with op.batch_alter_table('payment_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payment_events_payment_id'), ['payment_id'], unique=False)
+
     op.create_table('prices',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('subject_type', sa.String(length=20), nullable=False),
@@ -134,10 +164,38 @@ def upgrade() -> None:
         batch_op.create_index('ix_prices_subject', ['subject_type', 'subject_id', 'currency', 'valid_from'], unique=False)
         batch_op.create_index(batch_op.f('ix_prices_updated_at'), ['updated_at'], unique=False)
 
+    op.create_table('risk_list_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('list_type', sa.String(length=10), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('value', sa.String(length=200), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_risk_list_entries'))
+    )
+    with op.batch_alter_table('risk_list_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_risk_list_entries_updated_at'), ['updated_at'], unique=False)
+        batch_op.create_index('ix_risk_list_lookup', ['kind', 'value'], unique=False)
+
+    op.create_table('sim_channel_operations',
+    sa.Column('channel_reference', sa.String(length=100), nullable=False),
+    sa.Column('channel_id', sa.String(length=40), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=False),
+    sa.Column('failure_code', sa.String(length=60), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('channel_reference', name=op.f('pk_sim_channel_operations'))
+    )
+    with op.batch_alter_table('sim_channel_operations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sim_channel_operations_delivered_at'), ['delivered_at'], unique=False)
+
     op.create_table('users',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('email', sa.String(length=200), nullable=False),
     sa.Column('role', sa.String(length=30), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
@@ -145,6 +203,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_updated_at'), ['updated_at'], unique=False)
+
+    op.create_table('withdrawals',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('owner_type', sa.String(length=10), nullable=False),
+    sa.Column('owner_id', sa.String(length=40), nullable=False),
+    sa.Column('amount_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('currency', sa.String(length=8), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('destination', sa.String(length=200), nullable=True),
+    sa.Column('decided_by', sa.String(length=60), nullable=True),
+    sa.Column('decided_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('amount_minor > 0', name=op.f('ck_withdrawals_amount_positive')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_withdrawals'))
+    )
+    with op.batch_alter_table('withdrawals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_withdrawals_owner_id'), ['owner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_withdrawals_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('agent_parents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -162,6 +240,39 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_agent_parents_agent_id'), ['agent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_agent_parents_updated_at'), ['updated_at'], unique=False)
 
+    op.create_table('channel_currencies',
+    sa.Column('channel_id', sa.String(length=40), nullable=False),
+    sa.Column('currency', sa.String(length=8), nullable=False),
+    sa.Column('min_amount_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('max_amount_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=True),
+    sa.Column('daily_limit_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_channel_currencies_channel_id_channels')),
+    sa.PrimaryKeyConstraint('channel_id', 'currency', name=op.f('pk_channel_currencies'))
+    )
+    with op.batch_alter_table('channel_currencies', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_channel_currencies_updated_at'), ['updated_at'], unique=False)
+
+    op.create_table('commission_models',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('agent_id', sa.String(length=40), nullable=False),
+    sa.Column('currency', sa.String(length=8), nullable=False),
+    sa.Column('model', sa.String(length=20), nullable=False),
+    sa.Column('pct_bps', sa.Integer(), nullable=True),
+    sa.Column('fixed_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=True),
+    sa.Column('valid_from', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('valid_to', warehouse.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("model in ('markup','percentage','fixed')", name=op.f('ck_commission_models_model')),
+    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_commission_models_agent_id_agents')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_commission_models'))
+    )
+    with op.batch_alter_table('commission_models', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_commission_models_agent_id'), ['agent_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_commission_models_updated_at'), ['updated_at'], unique=False)
+
     op.create_table('merchants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -170,29 +281,59 @@ def upgrade() -> None:
     sa.Column('settlement_currency', sa.String(length=8), nullable=False),
     sa.Column('settlement_cycle', sa.String(length=10), nullable=False),
     sa.Column('settlement_delay_days', sa.Integer(), nullable=False),
+    sa.Column('kyc_tier', sa.Integer(), nullable=False),
+    sa.Column('callback_url', sa.String(length=500), nullable=True),
+    sa.Column('webhook_secret', sa.String(length=100), nullable=True),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("settlement_cycle in ('daily','weekly','monthly')", name=op.f('ck_merchants_cycle')),
+    sa.CheckConstraint('kyc_tier between 0 and 3', name=op.f('ck_merchants_kyc_tier')),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_merchants_agent_id_agents')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_merchants'))
     )
     with op.batch_alter_table('merchants', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_merchants_updated_at'), ['updated_at'], unique=False)
 
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('event_id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('url', sa.String(length=500), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('delivered_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['event_id'], ['outbox_events.id'], name=op.f('fk_webhook_deliveries_event_id_outbox_events')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_merchant_id'), ['merchant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_next_attempt_at'), ['next_attempt_at'], unique=False)
+
     op.create_table('api_keys',
     sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=True),
+    sa.Column('agent_id', sa.String(length=40), nullable=True),
     sa.Column('role', sa.String(length=30), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=True),
+    sa.Column('expires_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('key_prefix', sa.String(length=16), nullable=False),
     sa.Column('key_hash', sa.String(length=64), nullable=False),
     sa.Column('revoked_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('(merchant_id IS NULL) <> (agent_id IS NULL)', name=op.f('ck_api_keys_one_owner')),
+    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_api_keys_agent_id_agents')),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_api_keys_merchant_id_merchants')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_keys_agent_id'), ['agent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_api_keys_merchant_id'), ['merchant_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_api_keys_updated_at'), ['updated_at'], unique=False)
 
@@ -208,8 +349,14 @@ def upgrade() -> None:
     sa.Column('channel_reference', sa.String(length=100), nullable=True),
     sa.Column('failure_code', sa.String(length=60), nullable=True),
     sa.Column('risk_decision', sa.String(length=20), nullable=False),
+    sa.Column('risk_score', sa.Integer(), nullable=True),
+    sa.Column('risk_reasons', sa.JSON(), nullable=True),
+    sa.Column('routing', sa.JSON(), nullable=True),
     sa.Column('customer_id', sa.String(length=100), nullable=True),
     sa.Column('customer', sa.JSON(), nullable=True),
+    sa.Column('customer_ip', sa.String(length=64), nullable=True),
+    sa.Column('device_id', sa.String(length=100), nullable=True),
+    sa.Column('card_fingerprint', sa.String(length=64), nullable=True),
     sa.Column('refunded_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
     sa.Column('captured_at', warehouse.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
@@ -220,8 +367,30 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payments'))
     )
     with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_index('ix_payments_card_created', ['card_fingerprint', 'created_at'], unique=False)
+        batch_op.create_index('ix_payments_channel_captured', ['channel_id', 'captured_at'], unique=False)
+        batch_op.create_index('ix_payments_channel_reference', ['channel_reference'], unique=False)
+        batch_op.create_index('ix_payments_customer_created', ['customer_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_payments_device_created', ['device_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_payments_ip_created', ['customer_ip', 'created_at'], unique=False)
         batch_op.create_index('ix_payments_merchant_created', ['merchant_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_payments_updated_at'), ['updated_at'], unique=False)
+
+    op.create_table('wallets',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('customer_id', sa.String(length=100), nullable=False),
+    sa.Column('currency', sa.String(length=8), nullable=False),
+    sa.Column('principal_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('bonus_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_wallets_merchant_id_merchants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wallets')),
+    sa.UniqueConstraint('merchant_id', 'customer_id', 'currency', name=op.f('uq_wallets_merchant_id'))
+    )
+    with op.batch_alter_table('wallets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wallets_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('refunds',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -243,6 +412,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_refunds_payment_id'), ['payment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_refunds_updated_at'), ['updated_at'], unique=False)
 
+    op.create_table('wallet_transactions',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('wallet_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('principal_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('bonus_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=False),
+    sa.Column('payment_id', sa.String(length=40), nullable=True),
+    sa.Column('refund_id', sa.String(length=40), nullable=True),
+    sa.Column('topup_id', sa.String(length=40), nullable=True),
+    sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], name=op.f('fk_wallet_transactions_wallet_id_wallets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wallet_transactions'))
+    )
+    with op.batch_alter_table('wallet_transactions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wallet_transactions_payment_id'), ['payment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wallet_transactions_topup_id'), ['topup_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wallet_transactions_wallet_id'), ['wallet_id'], unique=False)
+
     # ### end Alembic commands ###
     # The database itself refuses an unbalanced ledger transaction at commit (loaders and
     # scripts write without the ORM). SQLite has no deferred triggers: the writer checks there.
@@ -257,39 +444,89 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_balance ON ledger_entries")
         op.execute("DROP FUNCTION IF EXISTS ledger_transaction_balances()")
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('wallet_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wallet_transactions_wallet_id'))
+        batch_op.drop_index(batch_op.f('ix_wallet_transactions_topup_id'))
+        batch_op.drop_index(batch_op.f('ix_wallet_transactions_payment_id'))
+
+    op.drop_table('wallet_transactions')
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_refunds_updated_at'))
         batch_op.drop_index(batch_op.f('ix_refunds_payment_id'))
 
     op.drop_table('refunds')
+    with op.batch_alter_table('wallets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wallets_updated_at'))
+
+    op.drop_table('wallets')
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payments_updated_at'))
         batch_op.drop_index('ix_payments_merchant_created')
+        batch_op.drop_index('ix_payments_ip_created')
+        batch_op.drop_index('ix_payments_device_created')
+        batch_op.drop_index('ix_payments_customer_created')
+        batch_op.drop_index('ix_payments_channel_reference')
+        batch_op.drop_index('ix_payments_channel_captured')
+        batch_op.drop_index('ix_payments_card_created')
 
     op.drop_table('payments')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_keys_updated_at'))
         batch_op.drop_index(batch_op.f('ix_api_keys_merchant_id'))
+        batch_op.drop_index(batch_op.f('ix_api_keys_agent_id'))
 
     op.drop_table('api_keys')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_next_attempt_at'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_merchant_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('merchants', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_merchants_updated_at'))
 
     op.drop_table('merchants')
+    with op.batch_alter_table('commission_models', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_commission_models_updated_at'))
+        batch_op.drop_index(batch_op.f('ix_commission_models_agent_id'))
+
+    op.drop_table('commission_models')
+    with op.batch_alter_table('channel_currencies', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_channel_currencies_updated_at'))
+
+    op.drop_table('channel_currencies')
     with op.batch_alter_table('agent_parents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agent_parents_updated_at'))
         batch_op.drop_index(batch_op.f('ix_agent_parents_agent_id'))
 
     op.drop_table('agent_parents')
+    with op.batch_alter_table('withdrawals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_withdrawals_updated_at'))
+        batch_op.drop_index(batch_op.f('ix_withdrawals_owner_id'))
+
+    op.drop_table('withdrawals')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_updated_at'))
 
     op.drop_table('users')
+    with op.batch_alter_table('sim_channel_operations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sim_channel_operations_delivered_at'))
+
+    op.drop_table('sim_channel_operations')
+    with op.batch_alter_table('risk_list_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_risk_list_lookup')
+        batch_op.drop_index(batch_op.f('ix_risk_list_entries_updated_at'))
+
+    op.drop_table('risk_list_entries')
     with op.batch_alter_table('prices', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_prices_updated_at'))
         batch_op.drop_index('ix_prices_subject')
 
     op.drop_table('prices')
+    with op.batch_alter_table('payment_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_events_payment_id'))
+
+    op.drop_table('payment_events')
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_events_aggregate_id'))
 
@@ -308,6 +545,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_channels_channel_type'))
 
     op.drop_table('channels')
+    op.drop_table('audit_log')
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agents_updated_at'))
 
