@@ -60,6 +60,21 @@ def cmd_merchants_create(args) -> None:
     print(json.dumps({"id": merchant.id, "name": merchant.name, "api_key": key}))
 
 
+def cmd_audit_verify(args) -> None:
+    """Walk the audit log's hash chain; exit 1 with the first bad entry when it was tampered."""
+    from warehouse.audit import verify
+    from warehouse.connections import oltp_engine, read_only
+
+    with Session(read_only(oltp_engine(_settings()))) as session:
+        result = verify(session, expected_head=args.head)
+    if not result.ok:
+        where = f" at entry {result.first_bad_id}" if result.first_bad_id is not None else ""
+        print(f"audit log TAMPERED{where}: {result.reason} ({result.entries} entries read)",
+              file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps({"ok": True, "entries": result.entries, "head": result.head}))
+
+
 def cmd_serve(args) -> None:
     import uvicorn
 
@@ -97,6 +112,55 @@ def cmd_demo(args) -> None:
              day=date.fromisoformat(args.day) if args.day else None, seed=args.seed)
 
 
+def cmd_webhooks_run(args) -> None:
+    """Enqueue outbox events and deliver due webhooks every --interval seconds (or once)."""
+    import logging
+    import time
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from serving.webhooks import run_once
+    from warehouse.connections import oltp_engine
+    from warehouse.migrate import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings()
+    upgrade(settings.oltp_url)
+    engine = oltp_engine(settings)
+    with httpx.Client() as client:
+        while True:
+            result = run_once(engine, client, datetime.now(UTC), batch=args.batch)
+            if args.once:
+                print(json.dumps(result))
+                return
+            if any(result.values()):
+                logging.getLogger("clearhouse.webhooks").info("%s", json.dumps(result))
+            try:
+                time.sleep(args.interval)
+            except KeyboardInterrupt:
+                return
+
+
+def cmd_channels_deliver_callbacks(args) -> None:
+    """Play the simulated channels: send their signed callbacks to the API."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from serving.channel_simulator import deliver_pending_callbacks, ensure_callback_secrets
+    from warehouse.connections import oltp_engine
+
+    settings = _settings()
+    engine = oltp_engine(settings)
+    with Session(engine) as session:
+        ensure_callback_secrets(session)
+        session.commit()
+    base_url = args.api_url or f"http://{settings.api_host}:{settings.api_port}"
+    with httpx.Client(base_url=base_url) as client:
+        print(json.dumps(deliver_pending_callbacks(engine, client, datetime.now(UTC))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearhouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--settlement-currency", default="USD")
     create.set_defaults(func=cmd_merchants_create)
 
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_cmd",
+                                                                        required=True)
+    audit_verify = audit.add_parser("verify", help="check the audit log's hash chain (exit 1 if "
+                                    "tampered)")
+    audit_verify.add_argument("--head", default=None,
+                              help="the head hash anchored earlier: also detects a truncated tail")
+    audit_verify.set_defaults(func=cmd_audit_verify)
+
     serve = sub.add_parser("serve", help="run the API")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None, help="default: CLEARHOUSE_API_PORT or 8000")
@@ -127,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--day", action="append", default=[], help="write statement files for this day")
     pipeline.add_argument("--verbose", action="store_true", help="show Dagster's and dbt's logs")
     pipeline.set_defaults(func=cmd_pipeline)
+
+    hooks = sub.add_parser("webhooks", help="merchant webhooks").add_subparsers(
+        dest="webhooks_cmd", required=True)
+    hooks_run = hooks.add_parser("run", help="deliver outbox events to merchants' callback URLs")
+    hooks_run.add_argument("--once", action="store_true", help="one pass, print a summary, exit")
+    hooks_run.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    hooks_run.add_argument("--batch", type=int, default=100, help="deliveries per pass")
+    hooks_run.set_defaults(func=cmd_webhooks_run)
+
+    chans = sub.add_parser("channels", help="the simulated channels").add_subparsers(
+        dest="channels_cmd", required=True)
+    callbacks = chans.add_parser("deliver-callbacks",
+                                 help="send the simulated channels' signed callbacks to the API")
+    callbacks.add_argument("--api-url", default=None,
+                           help="default: http://CLEARHOUSE_API_HOST:CLEARHOUSE_API_PORT")
+    callbacks.set_defaults(func=cmd_channels_deliver_callbacks)
 
     dev = sub.add_parser("dev", help="dagster dev on this state (HOME/dagster)")
     dev.add_argument("--host", default="127.0.0.1")

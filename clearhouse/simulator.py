@@ -41,7 +41,34 @@ METHODS = {"USD": ["card", "card", "card", "apple_pay", "bank_transfer"],
 DECLINE_RATE = 0.05
 REFUND_RATE = 0.06
 DECLINE_CARDS = ["4000000000000002", "4000000000009995"]
-GOOD_CARDS = ["4242424242424242", "5555555555554444", "378282246310005"]
+PENDING_CARD = "4000000000003220"  # confirmed later by the channel's signed callback
+PENDING_RATE = 0.02
+COUNTRIES = {"USD": "US", "EUR": "DE", "CNY": "CN", "TWD": "TW", "JPY": "JP", "USDC": "SG"}
+
+
+def _card_number(rng: random.Random) -> str:
+    """A Luhn-valid number that the simulated card channel approves."""
+    from serving.channels import luhn_ok
+
+    body = "4" + "".join(rng.choice("0123456789") for _ in range(14))
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    card: str
+    ip: str
+    device_id: str
+    home: str  # country
+
+
+def make_customers(n: int, seed: int) -> list[Customer]:
+    rng = random.Random(f"customers:{seed}")
+    homes = list(COUNTRIES.values())
+    return [Customer(f"cus_sim_{seed}_{i:05d}", _card_number(rng),
+                     f"203.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                     f"dev_{rng.randrange(10**10):010d}", rng.choice(homes)) for i in range(n)]
 
 
 @dataclass
@@ -58,6 +85,7 @@ class DayResult:
     declined: int = 0
     refunds: int = 0
     replayed: int = 0
+    pending: int = 0  # waiting for a channel callback or a review
     errors: list[str] = field(default_factory=list)
     captured_by_currency: dict[str, int] = field(default_factory=dict)
 
@@ -96,7 +124,7 @@ def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant
                        for c in CURRENCIES]
             merchant, key = create_merchant(session, MerchantCreate(
                 name=name, agent_id=agents.get(agent) if agent else None,
-                settlement_currency=settle_ccy, pricing=pricing))
+                settlement_currency=settle_ccy, kyc_tier=3, pricing=pricing))
             merchants.append(SimMerchant(merchant.id, name, key))
         session.commit()
     credentials_file.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +159,7 @@ def _amount_minor(rng: random.Random, code: str) -> int:
 
 def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list[PlannedPayment]:
     rng = random.Random(f"{seed}:{day.isoformat()}")
-    customers = [f"cus_sim_{seed}_{i:05d}" for i in range(max(10, n // 4))]
+    customers = make_customers(max(50, n // 3), seed)
     codes = list(CURRENCIES)
     weights = [CURRENCIES[c][0] for c in codes]
     plans = []
@@ -143,18 +171,21 @@ def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list
         merchant = rng.choice(merchants)
         method_type = rng.choice(METHODS[code])
         declined = rng.random() < DECLINE_RATE
+        pending = not declined and rng.random() < PENDING_RATE
+        customer = rng.choice(customers)
         method: dict = {"type": method_type}
         if method_type == "card":
-            method["number"] = rng.choice(DECLINE_CARDS if declined else GOOD_CARDS)
+            method["number"] = (rng.choice(DECLINE_CARDS) if declined
+                                else PENDING_CARD if pending else customer.card)
         elif declined:
             method["test_outcome"] = "decline"
-        customer_id = rng.choice(customers)
+        elif pending:
+            method["test_outcome"] = "pending"
         body = {"amount_minor": str(_amount_minor(rng, code)), "currency": code,
                 "merchant_reference": f"order-{day:%Y%m%d}-{i:06d}", "payment_method": method,
-                "customer": {"id": customer_id, "email": f"{customer_id}@example.com",
-                             "ip": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-                             "device_id": f"dev_{rng.randrange(10**8):08d}",
-                             "geo": rng.choice(["US", "DE", "CN", "TW", "JP", "FR", "SG"])}}
+                "customer": {"id": customer.id, "email": f"{customer.id}@example.com",
+                             "ip": customer.ip, "device_id": customer.device_id,
+                             "geo": customer.home}}
         refund_at = refund_minor = None
         if not declined and rng.random() < REFUND_RATE:
             refund_at = at + timedelta(minutes=rng.randrange(5, 600))
@@ -205,6 +236,9 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
             body = resp.json()
             result.payments += 1
             result.replayed += resp.headers.get("Idempotent-Replayed") == "true"
+            if body["status"] in ("pending_callback", "auth_required"):
+                result.pending += 1
+                continue
             if body["status"] == "failed":
                 result.declined += 1
                 continue

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy import text
 
-from serving.api import merchants, payments, settlements
+from serving.api import (
+    agents,
+    api_keys,
+    audit_log,
+    channel_callbacks,
+    channels,
+    commission_models,
+    events,
+    merchants,
+    payments,
+    prices,
+    settlements,
+    users,
+)
 from serving.errors import install_error_handlers
+from serving.observability import RequestContextMiddleware, configure_logging, metrics_payload
+from serving.ratelimit import RateLimitMiddleware, TokenBuckets
 from warehouse.connections import make_oltp_engine
 from warehouse.settings import Settings, get_settings
 
@@ -24,7 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.home_dir.mkdir(parents=True, exist_ok=True)
     app.state.engine = make_oltp_engine(settings.oltp_url)
     install_error_handlers(app)
-    for module in (payments, settlements, merchants):
+    configure_logging(settings.log_level)
+    app.state.customer_limits = TokenBuckets(settings.rate_limit_per_customer)
+    # Outermost first: every request gets an id and a latency sample, even a rate-limited one.
+    app.add_middleware(RateLimitMiddleware, per_key=settings.rate_limit_per_key,
+                       per_ip=settings.rate_limit_per_ip)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (payments, settlements, merchants, events, channel_callbacks):
+        app.include_router(module.router, prefix=API_PREFIX)
+    for module in (agents, channels, prices, commission_models, users, api_keys, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/health", tags=["ops"])
@@ -33,5 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok", "database": app.state.engine.dialect.name,
                 "warehouse": settings.warehouse_engine}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics():
+        payload, content_type = metrics_payload()
+        return Response(payload, media_type=content_type)
 
     return app

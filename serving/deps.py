@@ -69,6 +69,21 @@ MerchantDep = Annotated[Principal, Depends(require_merchant)]
 AdminDep = Annotated[Principal, Depends(require_operator)]
 
 
+def require_roles(*roles: str):
+    """A dependency that admits only these roles: 403 for any other valid credential."""
+
+    def _check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}",
+                           {"required_roles": list(roles), "role": principal.role})
+        return principal
+
+    return _check
+
+
+OperatorDep = Annotated[Principal, Depends(require_roles("platform_admin", "finance"))]
+
+
 def business_time(settings: SettingsDep,
                   clearhouse_test_clock: Annotated[str | None, Header()] = None) -> datetime:
     """Now, or (development and test only) the time a Clearhouse-Test-Clock header sets.

@@ -33,7 +33,8 @@ def _field_path(loc: tuple) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(MoneyError)
     async def _money_error(_request: Request, exc: MoneyError):

@@ -74,6 +74,14 @@ class PaymentCreate(BaseModel):
     customer: Customer | None = None
     channel: str | None = Field(default=None, description="force a channel id")
     description: str | None = Field(default=None, max_length=500)
+    confirm: bool = Field(default=True, description="false: stop at pending_confirm; "
+                          "POST /payments/{id}/confirm continues")
+
+
+class PaymentConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_method: PaymentMethod | None = Field(
+        default=None, description="required for cards (card numbers are never stored)")
 
 
 class RefundCreate(BaseModel):
@@ -86,6 +94,7 @@ class RefundCreate(BaseModel):
 class RiskDecision(BaseModel):
     decision: str
     score: int | None = None
+    reasons: list[str] = []
 
 
 class PaymentOut(BaseModel):
@@ -102,6 +111,7 @@ class PaymentOut(BaseModel):
     channel_reference: str | None
     failure_code: str | None
     risk: RiskDecision
+    routing: dict | None = None
     created_at: Timestamp
     captured_at: Timestamp | None
 
@@ -136,6 +146,8 @@ class MerchantCreate(BaseModel):
     settlement_currency: CurrencyCode = "USD"
     settlement_cycle: Literal["daily", "weekly", "monthly"] = "daily"
     settlement_delay_days: int = Field(default=1, ge=0, le=30)
+    kyc_tier: int = Field(default=1, ge=0, le=3, description="0-3: daily risk limits "
+                          "0 / 1,000 / 10,000 / 50,000 in the settlement currency")
     pricing: list[PriceIn] | None = Field(default=None, description="MDR per currency")
 
 

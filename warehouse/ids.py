@@ -15,6 +15,8 @@ PREFIXES = {
     "payment": "pay", "refund": "re", "merchant": "mer", "agent": "agt", "channel": "ch",
     "payout": "po", "event": "evt", "price": "prc", "api_key": "key", "user": "usr",
     "ledger_txn": "ltx", "customer": "cus",
+    "webhook_delivery": "whd",
+    "commission_model": "cm",
 }
 
 

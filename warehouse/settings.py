@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     idempotency_ttl_hours: int = 24
+    rate_limit_per_key: float = 1000.0  # requests/s per API key
+    rate_limit_per_ip: float = 1000.0  # requests/s per client IP
+    rate_limit_per_customer: float = 10.0  # payments/s per paying customer (the design's limit)
+    log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

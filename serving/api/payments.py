@@ -8,9 +8,19 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from serving import tenancy
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
-from serving.schemas import PaymentCreate, PaymentList, PaymentOut, RefundCreate, RefundOut
+from serving.observability import PAYMENTS
+from serving.ratelimit import limited
+from serving.schemas import (
+    PaymentConfirm,
+    PaymentCreate,
+    PaymentList,
+    PaymentOut,
+    RefundCreate,
+    RefundOut,
+)
 from serving.services import payments as service
 from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
 from warehouse.models import Payment
@@ -30,10 +40,16 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
                          engine: EngineDep, now: NowDep,
                          idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
+    if body.customer and body.customer.id:
+        wait = request.app.state.customer_limits.take(f"{principal.merchant_id}:{body.customer.id}")
+        if wait:
+            raise limited(wait, "customer")
     raw = await request.json()
     result = await _run(engine, principal.merchant_id, key, "/api/v1/payments", raw,
                         lambda s: service.create_payment(s, merchant_id=principal.merchant_id,
                                                          body=body, now=now))
+    if not result.replayed and result.status == 201:
+        PAYMENTS.labels(result.body["status"], result.body["channel"] or "none").inc()
     return _idempotent_response(result)
 
 
@@ -56,21 +72,47 @@ async def _run(engine, merchant_id, key, path, raw, work):
                                    path=path, fingerprint=request_fingerprint(path, raw), work=work)
 
 
+@router.post("/payments/{payment_id}/confirm", response_model=PaymentOut)
+async def confirm_payment(payment_id: str, request: Request, body: PaymentConfirm,
+                          principal: MerchantDep, engine: EngineDep, now: NowDep,
+                          idempotency_key: IdempotencyKeyHeader = None):
+    """Continue a payment created with confirm=false, or one held for review (auth_required)."""
+    key = check_key(idempotency_key)
+    raw = await request.json()
+    path = f"/api/v1/payments/{payment_id}/confirm"
+    result = await _run(engine, principal.merchant_id, key, path, raw,
+                        lambda s: service.confirm_payment(s, merchant_id=principal.merchant_id,
+                                                          payment_id=payment_id, body=body, now=now))
+    return _idempotent_response(result)
+
+
+@router.post("/payments/{payment_id}/cancel", response_model=PaymentOut)
+async def cancel_payment(payment_id: str, principal: MerchantDep, engine: EngineDep, now: NowDep,
+                         idempotency_key: IdempotencyKeyHeader = None):
+    key = check_key(idempotency_key)
+    path = f"/api/v1/payments/{payment_id}/cancel"
+    result = await _run(engine, principal.merchant_id, key, path, {},
+                        lambda s: service.cancel_payment(s, merchant_id=principal.merchant_id,
+                                                         payment_id=payment_id, now=now))
+    return _idempotent_response(result)
+
+
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
-def get_payment(payment_id: str, principal: PrincipalDep, session: SessionDep):
+def get_payment(payment_id: str, principal: PrincipalDep, session: SessionDep, now: NowDep):
     payment = session.get(Payment, payment_id)
-    if payment is None or not principal.can_see_merchant(payment.merchant_id):
+    if payment is None or not tenancy.can_see_merchant(session, principal, payment.merchant_id,
+                                                       now):
         raise not_found("payment", payment_id)  # 404, not 403: existence must not leak
     return JSONResponse(service.payment_out(payment))
 
 
 @router.get("/payments", response_model=PaymentList)
-def list_payments(principal: PrincipalDep, session: SessionDep,
+def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
                   limit: Annotated[int, Query(ge=1, le=100)] = 20,
                   starting_after: str | None = None):
     query = select(Payment).order_by(Payment.id.desc()).limit(limit + 1)
-    if not principal.is_operator:
-        query = query.where(Payment.merchant_id == principal.merchant_id)
+    # operators: all; a merchant: its own; an agent: its subtree's merchants
+    query = query.where(tenancy.merchant_filter(session, principal, Payment.merchant_id, now))
     if starting_after:
         query = query.where(Payment.id < starting_after)
     rows = session.scalars(query).all()

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from serving import statements
-from serving.deps import PrincipalDep, SessionDep, SettingsDep
+from serving import statements, tenancy
+from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep
 from serving.errors import ApiError, not_found
 from warehouse.models import Merchant
 
@@ -20,10 +20,12 @@ router = APIRouter(tags=["settlements"])
             responses={200: {"content": {"text/csv": {}}}})
 async def download_statement(
     merchant_id: str, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
+    now: NowDep,
     period: Annotated[str | None, Query(description="2026-11-20, 2026-11 or a..b")] = None,
     format: Annotated[Literal["csv", "pdf"], Query()] = "csv",
 ):
-    if not principal.can_see_merchant(merchant_id) or session.get(Merchant, merchant_id) is None:
+    if (not tenancy.can_see_merchant(session, principal, merchant_id, now)
+            or session.get(Merchant, merchant_id) is None):  # agents: their subtree
         raise not_found("merchant", merchant_id)
     start, end = statements.parse_period(period)
     if format != "csv":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from serving.auth import issue_api_key
 from serving.errors import ApiError
 from serving.schemas import MerchantCreate, PriceIn
 from warehouse.ids import new_id
-from warehouse.models import Agent, AgentParent, Channel, Merchant, Price, User
+from warehouse.models import Agent, AgentParent, Channel, ChannelCurrency, Merchant, Price, User
 
 # The MDR a merchant gets when none is given: 2.90 % in every currency the simulator uses.
 DEFAULT_MERCHANT_RATE_BPS = 290
@@ -21,15 +22,19 @@ PRICE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # prices set at bootstrap apply 
 
 
 def ensure_default_channels(session: Session) -> list[Channel]:
-    """Create the simulated channels (and their cost prices) if missing; idempotent."""
+    """Create the simulated channels, the currencies they take and their cost prices if
+    missing; idempotent. Each gets a random callback secret (its callbacks are signed)."""
     created = []
-    for channel_id, channel_type, cost_bps in channels.DEFAULT_CHANNELS:
+    for i, (channel_id, channel_type, cost_bps, codes) in enumerate(channels.DEFAULT_CHANNELS):
         if session.get(Channel, channel_id) is not None:
             continue
         channel = Channel(id=channel_id, name=channel_id.removeprefix("ch_"),
-                          channel_type=channel_type, settlement_window_days=1)
+                          channel_type=channel_type, settlement_window_days=1,
+                          callback_secret="chsec_" + secrets.token_urlsafe(24), priority=10 * i)
         session.add(channel)
-        for code in DEFAULT_CURRENCIES:
+        session.flush()
+        for code in codes:
+            session.add(ChannelCurrency(channel_id=channel_id, currency=code, min_amount_minor=1))
             session.add(Price(id=new_id("price"), subject_type="channel", subject_id=channel_id,
                               currency=code, rate_bps=cost_bps, fixed_minor=0,
                               valid_from=PRICE_EPOCH))
@@ -65,7 +70,8 @@ def create_merchant(session: Session, body: MerchantCreate,
     merchant = Merchant(id=new_id("merchant"), name=body.name, agent_id=body.agent_id,
                         settlement_currency=body.settlement_currency,
                         settlement_cycle=body.settlement_cycle,
-                        settlement_delay_days=body.settlement_delay_days)
+                        settlement_delay_days=body.settlement_delay_days,
+                        kyc_tier=body.kyc_tier)
     session.add(merchant)
     session.flush()
     pricing = body.pricing or [PriceIn(currency=c, rate_bps=DEFAULT_MERCHANT_RATE_BPS)

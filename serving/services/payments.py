@@ -1,24 +1,36 @@
-"""Payments and refunds: validate, route to a channel, record, post to the ledger, announce.
+"""Payments and refunds: validate, check risk, route to a channel, record, post, announce.
 
-One database transaction per state change: the payment row, its ledger legs and its outbox event
-commit together or not at all.
+Each request is one database transaction: the payment's moves through the state machine (each
+recorded in payment_events), its ledger legs and its outbox event commit together or not at all.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from serving import channels
+from serving import channels, risk
 from serving.errors import ApiError, not_found
-from serving.schemas import PaymentCreate, PaymentOut, RefundCreate, RefundOut, RiskDecision
+from serving.routing import HEALTH, route
+from serving.schemas import (
+    PaymentConfirm,
+    PaymentCreate,
+    PaymentMethod,
+    PaymentOut,
+    RefundCreate,
+    RefundOut,
+    RiskDecision,
+)
+from serving.services.state_machine import CAPTURED, move
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
-from warehouse.models import Channel, OutboxEvent, Payment, Price, Refund
+from warehouse.models import Merchant, OutboxEvent, Payment, Price, Refund, SimChannelOperation
 
-CAPTURED = ("success", "partially_refunded")  # states a refund may start from
+CONFIRMABLE = ("pending_confirm", "auth_required")
+CANCELLABLE = ("initiated", "pending_confirm", "auth_required")
 
 
 def price_in_force(session: Session, *, subject_type: str, subject_id: str, currency: str,
@@ -32,80 +44,211 @@ def price_in_force(session: Session, *, subject_type: str, subject_id: str, curr
     ).first()
 
 
-def _pick_channel(session: Session, body: PaymentCreate) -> Channel:
-    method_type = body.payment_method.type
-    if body.channel:
-        channel = session.get(Channel, body.channel)
-        if channel is None or channel.status != "active" or channel.channel_type != method_type:
-            raise ApiError(422, "channel_unavailable",
-                           f"channel {body.channel!r} is not an active {method_type} channel",
-                           {"field": "channel"})
-        return channel
-    channel = session.scalars(
-        select(Channel).where(Channel.channel_type == method_type, Channel.status == "active")
-        .order_by(Channel.id).limit(1)
-    ).first()
-    if channel is None:
-        raise ApiError(422, "no_channel_available",
-                       f"no active channel takes {method_type} payments",
-                       {"field": "payment_method.type"})
-    return channel
-
-
 def payment_out(payment: Payment) -> dict:
+    routing = dict(payment.routing) if payment.routing else None
+    if routing:
+        routing.pop("method", None)  # internal: what a later confirm needs
     return PaymentOut(
         id=payment.id, merchant_id=payment.merchant_id,
         merchant_reference=payment.merchant_reference, status=payment.status,
         amount_minor=payment.amount_minor, currency=payment.currency,
         refunded_minor=payment.refunded_minor, payment_method_type=payment.payment_method_type,
         channel=payment.channel_id, channel_reference=payment.channel_reference,
-        failure_code=payment.failure_code, risk=RiskDecision(decision=payment.risk_decision),
-        created_at=payment.created_at, captured_at=payment.captured_at,
+        failure_code=payment.failure_code,
+        risk=RiskDecision(decision=payment.risk_decision, score=payment.risk_score,
+                          reasons=payment.risk_reasons or []),
+        routing=routing, created_at=payment.created_at, captured_at=payment.captured_at,
     ).model_dump(mode="json")
+
+
+def _announce(session: Session, payment: Payment, event_type: str, now: datetime) -> dict:
+    out = payment_out(payment)
+    session.add(OutboxEvent(id=new_id("event"), aggregate_id=payment.id, created_at=now,
+                            event_type=event_type, payload=out))
+    return out
+
+
+def _fail(session: Session, payment: Payment, code: str, now: datetime) -> None:
+    move(session, payment, "failed", at=now, reason=code)
+    payment.failure_code = code
+    _announce(session, payment, "payment.failed", now)
+
+
+def _capture(session: Session, payment: Payment, now: datetime) -> None:
+    move(session, payment, "success", at=now)
+    payment.captured_at = now
+    post_transaction(session, kind="capture", merchant_id=payment.merchant_id, at=now,
+                     payment_id=payment.id, legs=[
+                         Leg(channel_receivable(payment.channel_id), payment.currency,
+                             payment.amount_minor),
+                         Leg(merchant_payable(payment.merchant_id), payment.currency,
+                             -payment.amount_minor),
+                     ])
+    _announce(session, payment, "payment.succeeded", now)
+
+
+def _method_memory(method: PaymentMethod) -> dict:
+    """What may be kept of a payment method: never the card number."""
+    kept = method.model_dump(exclude_none=True)
+    kept.pop("number", None)
+    return kept
 
 
 def create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
                    now: datetime) -> tuple[int, dict]:
+    merchant = session.get(Merchant, merchant_id)
     if price_in_force(session, subject_type="merchant", subject_id=merchant_id,
                       currency=body.currency, at=now) is None:
         raise ApiError(422, "currency_not_enabled",
                        f"{body.currency} is not enabled for this merchant (no price in force)",
                        {"field": "currency"})
-    channel = _pick_channel(session, body)
-    result = channels.charge(channel.channel_type, body.payment_method.model_dump())
+    method = body.payment_method.model_dump(exclude_none=True)
+    customer = body.customer
     payment = Payment(
         id=new_id("payment"), merchant_id=merchant_id, merchant_reference=body.merchant_reference,
-        amount_minor=body.amount_minor, currency=body.currency,
-        status="success" if result.approved else "failed",
-        payment_method_type=body.payment_method.type, channel_id=channel.id,
-        channel_reference=result.channel_reference, failure_code=result.failure_code,
-        risk_decision="approve", refunded_minor=0, created_at=now,
-        customer_id=body.customer.id if body.customer else None,
-        customer=body.customer.model_dump(exclude_none=True) if body.customer else None,
-        captured_at=now if result.approved else None,
+        amount_minor=body.amount_minor, currency=body.currency, status=None,
+        payment_method_type=body.payment_method.type, refunded_minor=0, created_at=now,
+        risk_decision="not_checked",
+        customer_id=customer.id if customer else None,
+        customer=customer.model_dump(exclude_none=True) if customer else None,
+        customer_ip=customer.ip if customer else None,
+        device_id=customer.device_id if customer else None,
+        card_fingerprint=channels.card_fingerprint(method),
+        routing={"method": _method_memory(body.payment_method), "forced": body.channel},
     )
     session.add(payment)
-    if result.approved:
-        post_transaction(session, kind="capture", merchant_id=merchant_id, at=now,
-                         payment_id=payment.id, legs=[
-                             Leg(channel_receivable(channel.id), body.currency, body.amount_minor),
-                             Leg(merchant_payable(merchant_id), body.currency, -body.amount_minor),
-                         ])
-    out = payment_out(payment)
-    session.add(OutboxEvent(id=new_id("event"), aggregate_id=payment.id, created_at=now,
-                            event_type=f"payment.{'succeeded' if result.approved else 'failed'}",
-                            payload=out))
-    return 201, out
+    move(session, payment, "initiated", at=now)
+    if not body.confirm:
+        move(session, payment, "pending_confirm", at=now)
+        return 201, _announce(session, payment, "payment.created", now)
+    move(session, payment, "processing", at=now)
+    _risk_and_channel(session, payment, merchant, method, body.channel, now)
+    return 201, payment_out(payment)
+
+
+def _risk_and_channel(session: Session, payment: Payment, merchant: Merchant, method: dict,
+                      forced: str | None, now: datetime) -> None:
+    move(session, payment, "risk_checking", at=now)
+    customer = payment.customer or {}
+    result = risk.evaluate(session, risk.RiskInput(
+        merchant=merchant, amount_minor=payment.amount_minor, currency=payment.currency,
+        customer_id=payment.customer_id, email=customer.get("email"),
+        customer_ip=payment.customer_ip, device_id=payment.device_id,
+        card_fingerprint=payment.card_fingerprint, geo=customer.get("geo")), now)
+    payment.risk_decision, payment.risk_score = result.decision, result.score
+    payment.risk_reasons = result.reasons
+    if result.decision == "reject":
+        _fail(session, payment, "risk_rejected", now)
+        return
+    if result.decision == "review":
+        move(session, payment, "auth_required", at=now, reason=",".join(result.reasons))
+        _announce(session, payment, "payment.requires_action", now)
+        return
+    _call_channel(session, payment, method, forced, now)
+
+
+def _call_channel(session: Session, payment: Payment, method: dict, forced: str | None,
+                  now: datetime) -> None:
+    move(session, payment, "channel_calling", at=now)
+    decision = route(session, method_type=payment.payment_method_type, currency=payment.currency,
+                     amount_minor=payment.amount_minor, now=now, forced_channel=forced)
+    result = None
+    for channel_id in decision.candidates:
+        if not HEALTH.allows(channel_id):
+            decision.attempts.append({"channel": channel_id, "outcome": "skipped_breaker_open"})
+            continue
+        started = time.perf_counter()
+        result = channels.charge(channel_id, payment.payment_method_type, method)
+        latency = (time.perf_counter() - started) * 1000
+        HEALTH.record(channel_id, ok=result.outcome != "timeout", latency_ms=latency)
+        decision.attempts.append({"channel": channel_id, "outcome": result.outcome})
+        if result.outcome != "timeout":
+            decision.chosen = channel_id
+            break
+    payment.routing = {**(payment.routing or {}), **decision.as_json()}
+    if decision.chosen is None:
+        code = "channel_unavailable" if decision.candidates else "no_channel_available"
+        _fail(session, payment, code, now)
+        return
+    payment.channel_id, payment.channel_reference = decision.chosen, result.channel_reference
+    if result.outcome == "approved":
+        _capture(session, payment, now)
+    elif result.outcome == "declined":
+        _fail(session, payment, result.failure_code or "declined", now)
+    else:  # pending: the channel confirms later with a signed callback
+        move(session, payment, "pending_callback", at=now)
+        session.add(SimChannelOperation(channel_reference=result.channel_reference,
+                                        channel_id=decision.chosen,
+                                        outcome=result.later_outcome or "succeeded",
+                                        failure_code=None if result.later_outcome != "failed"
+                                        else "card_declined", created_at=now))
+        _announce(session, payment, "payment.pending", now)
+
+
+def _own_payment(session: Session, merchant_id: str, payment_id: str) -> Payment:
+    payment = session.scalars(
+        select(Payment).where(Payment.id == payment_id, Payment.merchant_id == merchant_id)
+        .with_for_update()  # serialise state changes of one payment (Postgres row lock)
+    ).first()
+    if payment is None:
+        raise not_found("payment", payment_id)
+    return payment
+
+
+def confirm_payment(session: Session, *, merchant_id: str, payment_id: str, body: PaymentConfirm,
+                    now: datetime) -> tuple[int, dict]:
+    """pending_confirm -> risk and channel; auth_required (after review) -> channel."""
+    payment = _own_payment(session, merchant_id, payment_id)
+    if payment.status not in CONFIRMABLE:
+        raise ApiError(409, "illegal_transition",
+                       f"payment {payment.id} is {payment.status}; only {', '.join(CONFIRMABLE)} "
+                       "payments can be confirmed", {"status": payment.status})
+    memory = (payment.routing or {}).get("method", {})
+    if body.payment_method is not None:
+        if body.payment_method.type != payment.payment_method_type:
+            raise ApiError(422, "payment_method_mismatch",
+                           "confirm with the same payment method type", {"field": "payment_method"})
+        method = body.payment_method.model_dump(exclude_none=True)
+    elif payment.payment_method_type == "card":
+        raise ApiError(422, "payment_method_required",
+                       "card numbers are never stored: send payment_method to confirm",
+                       {"field": "payment_method"})
+    else:
+        method = memory
+    forced = (payment.routing or {}).get("forced")
+    if payment.status == "pending_confirm":
+        move(session, payment, "processing", at=now)
+        merchant = session.get(Merchant, merchant_id)
+        _risk_and_channel(session, payment, merchant, method, forced, now)
+    else:
+        _call_channel(session, payment, method, forced, now)
+    return 200, payment_out(payment)
+
+
+def cancel_payment(session: Session, *, merchant_id: str, payment_id: str,
+                   now: datetime) -> tuple[int, dict]:
+    payment = _own_payment(session, merchant_id, payment_id)
+    move(session, payment, "cancelled", at=now, reason="cancelled_by_merchant")
+    return 200, _announce(session, payment, "payment.cancelled", now)
+
+
+def apply_channel_outcome(session: Session, *, payment: Payment, approved: bool,
+                          failure_code: str | None, now: datetime) -> dict:
+    """A channel's (signed, verified) callback settles a pending payment."""
+    if payment.status != "pending_callback":
+        raise ApiError(409, "illegal_transition",
+                       f"payment {payment.id} is {payment.status}, not pending_callback",
+                       {"status": payment.status})
+    if approved:
+        _capture(session, payment, now)
+    else:
+        _fail(session, payment, failure_code or "declined", now)
+    return payment_out(payment)
 
 
 def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                   now: datetime) -> tuple[int, dict]:
-    payment = session.scalars(
-        select(Payment).where(Payment.id == body.payment_id, Payment.merchant_id == merchant_id)
-        .with_for_update()  # serialise refunds of one payment (Postgres row lock)
-    ).first()
-    if payment is None:
-        raise not_found("payment", body.payment_id)
+    payment = _own_payment(session, merchant_id, body.payment_id)
     if payment.status not in CAPTURED:
         raise ApiError(409, "payment_not_refundable",
                        f"payment {payment.id} is {payment.status}; only captured payments refund",
@@ -116,13 +259,15 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
         raise ApiError(422, "refund_exceeds_captured",
                        f"refund of {amount} exceeds the {remaining} {payment.currency} that remain",
                        {"field": "amount_minor", "remaining_minor": str(remaining)})
+    move(session, payment, "refunding", at=now)
     channels.refund(payment.payment_method_type)
     refund = Refund(id=new_id("refund"), payment_id=payment.id, merchant_id=merchant_id,
                     amount_minor=amount, currency=payment.currency, status="succeeded",
                     reason=body.reason, created_at=now, succeeded_at=now)
     session.add(refund)
     payment.refunded_minor += amount
-    payment.status = "refunded" if payment.refunded_minor == payment.amount_minor else "partially_refunded"
+    move(session, payment, "refunded" if payment.refunded_minor == payment.amount_minor
+         else "partially_refunded", at=now, reason=refund.id)
     post_transaction(session, kind="refund", merchant_id=merchant_id, at=now, payment_id=payment.id,
                      refund_id=refund.id, legs=[
                          Leg(merchant_payable(merchant_id), payment.currency, amount),
@@ -132,5 +277,5 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                     currency=refund.currency, reason=refund.reason,
                     created_at=now).model_dump(mode="json")
     session.add(OutboxEvent(id=new_id("event"), aggregate_id=refund.id, created_at=now,
-                            event_type="refund.succeeded", payload=out))
+                            event_type="refund.succeeded", payload={**out, "merchant_id": merchant_id}))
     return 201, out

@@ -47,7 +47,7 @@ def pg_url_factory():
 
 def test_extract_loads_each_row_once_and_catches_updates(settings):
     api = make_api(settings)
-    _, key = api.merchant()
+    _, key = api.merchant(settlement_currency="ETH", kyc_tier=3)
     big = api.pay(key, amount="123456789012345678901", currency="ETH", method={"type": "crypto"})
     small = api.pay(key, amount="1000").json()["id"]
     first = extract_ledger(settings)

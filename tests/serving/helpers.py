@@ -10,8 +10,20 @@ from sqlalchemy.orm import Session
 
 from serving.app import create_app
 from serving.auth import issue_operator_token
+from serving.channels import luhn_ok
 from serving.schemas import MerchantCreate
 from serving.services.admin import bootstrap_admin, create_merchant
+
+
+def random_card(prefix: str = "424242") -> str:
+    """A fresh Luhn-valid test card that approves (card velocity rules see a new card)."""
+    import random
+
+    body = prefix + "".join(random.choice("0123456789") for _ in range(15 - len(prefix)))
+    for check in "0123456789":
+        if luhn_ok(body + check):
+            return body + check
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -30,7 +42,7 @@ class Api:
     def pay(self, key: str, *, amount="1000", currency="USD", idem=None, method=None,
             headers=None, **extra):
         body = {"amount_minor": amount, "currency": currency, "merchant_reference": "order-1",
-                "payment_method": method or {"type": "card", "number": "4242424242424242"},
+                "payment_method": method or {"type": "card", "number": random_card()},
                 **extra}
         hdrs = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem or uuid.uuid4().hex,
                 **(headers or {})}

@@ -24,7 +24,8 @@ def count(api, model) -> int:
 
 
 def test_create_payment_returns_strings_and_writes_balanced_ledger(api):
-    _, key = api.merchant()
+    # Risk limits are in the merchant's currency: an ETH merchant at KYC tier 3 takes 123 ETH.
+    _, key = api.merchant(settlement_currency="ETH", kyc_tier=3)
     resp = api.pay(key, amount=123456789012345678901, currency="ETH",
                    method={"type": "crypto"})
     assert resp.status_code == 201, resp.text
@@ -64,11 +65,12 @@ def test_declined_card_is_recorded_as_failed_without_ledger(api):
 
 def test_idempotent_replay_and_reuse_with_other_body(api):
     _, key = api.merchant()
-    first = api.pay(key, amount="500", idem="k-1")
-    again = api.pay(key, amount="500", idem="k-1")
+    card = {"type": "card", "number": "4242424242424242"}
+    first = api.pay(key, amount="500", idem="k-1", method=card)
+    again = api.pay(key, amount="500", idem="k-1", method=card)
     assert again.status_code == 201 and again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    other = api.pay(key, amount="501", idem="k-1")
+    other = api.pay(key, amount="501", idem="k-1", method=card)
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert count(api, Payment) == 1
@@ -85,7 +87,8 @@ def test_concurrent_duplicates_make_one_payment(api):
     results = []
 
     def hit():
-        results.append(api.pay(key, amount="777", idem="race"))
+        results.append(api.pay(key, amount="777", idem="race",
+                               method={"type": "card", "number": "4242424242424242"}))
 
     threads = [threading.Thread(target=hit) for _ in range(8)]
     for t in threads:

@@ -1,0 +1,211 @@
+"""The live risk check, run before the channel call: approve, review or reject, with reasons.
+
+Rules, in order:
+- allow list (customer, email, card fingerprint, ip, device): approve, skipping the soft rules
+  (the KYC limits still apply: they are the merchant's contract, not a fraud guess);
+- block list: reject;
+- KYC tier limits in the merchant's settlement currency: daily 0 / 1,000 / 10,000 / 50,000 and
+  single payment 0 / 500 / 5,000 / 20,000 (tiers 0-3), over: reject;
+- velocity in the last hour per customer, card, device (review above 10, reject above 30) and
+  per IP (review above 50, reject above 150);
+- geo anomaly: the customer's previous payment more than 500 km away less than an hour ago:
+  review;
+- the ML hook (`set_score_hook`): a later issue plugs the champion fraud model in; its score
+  (0-99) reviews at >= 65 and rejects at >= 75 by default.
+
+Risk limits compare amounts across currencies with indicative rates (INDICATIVE_USD below):
+a limit check is a risk decision, not money movement, so no FX rate id is kept. Money itself is
+never converted here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from warehouse.models import Merchant, Payment, RiskListEntry
+from warehouse.money import exponent
+
+KYC_DAILY_LIMIT_MAJOR = {0: 0, 1: 1_000, 2: 10_000, 3: 50_000}
+KYC_SINGLE_LIMIT_MAJOR = {0: 0, 1: 500, 2: 5_000, 3: 20_000}
+VELOCITY = {"customer_id": (10, 30), "card_fingerprint": (10, 30), "device_id": (10, 30),
+            "customer_ip": (50, 150)}
+GEO_KM = 500
+REVIEW_SCORE, REJECT_SCORE = 65, 75
+# USD per one major unit; indicative only (see the module docstring).
+INDICATIVE_USD = {"USD": "1", "USDC": "1", "USDT": "1", "EUR": "1.08", "GBP": "1.27",
+                  "CNY": "0.14", "HKD": "0.128", "TWD": "0.031", "JPY": "0.0067", "KRW": "0.00073",
+                  "SGD": "0.74", "ETH": "3000", "BTC": "60000"}
+# Country centroids (lat, lon) for the geo rule when a customer sends a country code.
+CENTROIDS = {"US": (39.8, -98.6), "DE": (51.2, 10.4), "FR": (46.6, 2.2), "GB": (54.0, -2.0),
+             "CN": (35.9, 104.2), "TW": (23.7, 121.0), "JP": (36.2, 138.3), "SG": (1.35, 103.8),
+             "HK": (22.3, 114.2), "KR": (36.5, 127.9), "NL": (52.1, 5.3), "IT": (41.9, 12.6),
+             "ES": (40.5, -3.7), "CA": (56.1, -106.3), "AU": (-25.3, 133.8), "BR": (-14.2, -51.9),
+             "IN": (20.6, 79.0), "NG": (9.1, 8.7), "RU": (61.5, 105.3), "MX": (23.6, -102.6)}
+CAPTURING = ("success", "partially_refunded", "refunded", "pending_callback", "refunding")
+
+
+@dataclass
+class RiskInput:
+    merchant: Merchant
+    amount_minor: int
+    currency: str
+    customer_id: str | None = None
+    email: str | None = None
+    customer_ip: str | None = None
+    device_id: str | None = None
+    card_fingerprint: str | None = None
+    geo: str | None = None
+
+
+@dataclass
+class RiskResult:
+    decision: str = "approve"  # approve, review, reject
+    score: int | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def escalate(self, decision: str, reason: str) -> None:
+        order = ("approve", "review", "reject")
+        if order.index(decision) > order.index(self.decision):
+            self.decision = decision
+        self.reasons.append(reason)
+
+
+ScoreHook = Callable[[Session, RiskInput, datetime], tuple[int, list[str]] | None]
+_score_hook: ScoreHook | None = None
+
+
+def set_score_hook(hook: ScoreHook | None) -> None:
+    """Install the ML scorer (returns (score 0-99, reasons)); None removes it."""
+    global _score_hook
+    _score_hook = hook
+
+
+def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
+    rate = INDICATIVE_USD.get(currency)
+    if rate is None:
+        return None
+    return Decimal(amount_minor).scaleb(-exponent(currency)) * Decimal(rate)
+
+
+def _in_merchant_currency(amount_minor: int, currency: str, merchant: Merchant) -> Decimal | None:
+    usd = to_usd_major(amount_minor, currency)
+    target = INDICATIVE_USD.get(merchant.settlement_currency)
+    if usd is None or target is None:
+        return None
+    return usd / Decimal(target)
+
+
+def parse_geo(geo: str | None) -> tuple[float, float] | None:
+    """'lat,lon' or an ISO 3166 country code."""
+    if not geo:
+        return None
+    if "," in geo:
+        try:
+            lat, lon = (float(x) for x in geo.split(",", 1))
+            return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
+        except ValueError:
+            return None
+    return CENTROIDS.get(geo.strip().upper())
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (math.sin((lat2 - lat1) / 2) ** 2
+         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def _list_hits(session: Session, risk: RiskInput) -> tuple[set[str], set[str]]:
+    keys = {"customer": risk.customer_id, "email": risk.email, "card": risk.card_fingerprint,
+            "ip": risk.customer_ip, "device": risk.device_id}
+    wanted = [and_(RiskListEntry.kind == k, RiskListEntry.value == v) for k, v in keys.items() if v]
+    if not wanted:
+        return set(), set()
+    rows = session.execute(
+        select(RiskListEntry.list_type, RiskListEntry.kind).where(
+            or_(*wanted),
+            or_(RiskListEntry.merchant_id.is_(None), RiskListEntry.merchant_id == risk.merchant.id))
+    ).all()
+    return ({k for t, k in rows if t == "allow"}, {k for t, k in rows if t == "block"})
+
+
+def evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
+    # The payment being checked is already in the session: keep it out of its own history.
+    with session.no_autoflush:
+        return _evaluate(session, risk, now)
+
+
+def _evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
+    result = RiskResult()
+    allowed, blocked = _list_hits(session, risk)
+    if blocked:
+        for kind in sorted(blocked):
+            result.escalate("reject", f"blocklist_{kind}")
+        return result
+
+    tier = risk.merchant.kyc_tier
+    amount = _in_merchant_currency(risk.amount_minor, risk.currency, risk.merchant)
+    if tier == 0:
+        result.escalate("reject", "kyc_tier_0_cannot_accept_payments")
+        return result
+    if amount is not None and amount > KYC_SINGLE_LIMIT_MAJOR[tier]:
+        result.escalate("reject", f"single_payment_limit_kyc_{tier}")
+    if amount is not None:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = session.execute(
+            select(Payment.currency, Payment.amount_minor).where(
+                Payment.merchant_id == risk.merchant.id, Payment.created_at >= day_start,
+                Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))
+        ).all()
+        used = sum((_in_merchant_currency(a, c, risk.merchant) or Decimal(0)) for c, a in rows)
+        if used + amount > KYC_DAILY_LIMIT_MAJOR[tier]:
+            result.escalate("reject", f"daily_limit_kyc_{tier}")
+    if allowed:
+        result.reasons.append("allowlist_" + "_".join(sorted(allowed)))
+        return result
+
+    hour_ago = now - timedelta(hours=1)
+    counts = []
+    for column, value in (("customer_id", risk.customer_id), ("card_fingerprint", risk.card_fingerprint),
+                          ("device_id", risk.device_id), ("customer_ip", risk.customer_ip)):
+        if value:
+            col = getattr(Payment, column)
+            counts.append((column, select(func.count()).where(
+                col == value, Payment.created_at >= hour_ago).scalar_subquery()))
+    if counts:
+        values = session.execute(select(*[q for _, q in counts])).one()
+        for (column, _), seen in zip(counts, values, strict=True):
+            review_at, reject_at = VELOCITY[column]
+            if seen + 1 > reject_at:
+                result.escalate("reject", f"velocity_{column}")
+            elif seen + 1 > review_at:
+                result.escalate("review", f"velocity_{column}")
+
+    here = parse_geo(risk.geo)
+    if here and risk.customer_id:
+        last = session.execute(
+            select(Payment.customer, Payment.created_at).where(
+                Payment.customer_id == risk.customer_id, Payment.created_at >= hour_ago,
+                Payment.created_at <= now)
+            .order_by(Payment.created_at.desc()).limit(1)).first()
+        there = parse_geo((last.customer or {}).get("geo")) if last else None
+        if there and distance_km(here, there) > GEO_KM:
+            result.escalate("review", "geo_anomaly")
+
+    if _score_hook is not None:
+        scored = _score_hook(session, risk, now)
+        if scored is not None:
+            result.score, model_reasons = scored
+            if result.score >= REJECT_SCORE:
+                result.escalate("reject", "ml_score")
+            elif result.score >= REVIEW_SCORE:
+                result.escalate("review", "ml_score")
+            result.reasons.extend(model_reasons)
+    return result

@@ -1,0 +1,71 @@
+"""Factories for the administration and tenancy tests: operators, agents, keys, statements."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from tests.serving.helpers import Api
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def admin(api: Api) -> dict[str, str]:
+    return bearer(api.admin_token)
+
+
+def operator(api: Api, role: str = "finance", email: str | None = None) -> str:
+    """A new operator through the API; returns its JWT."""
+    resp = api.client.post("/api/v1/users", headers=admin(api),
+                           json={"email": email or f"{role}-{uuid.uuid4().hex[:8]}@clearhouse.test",
+                                 "role": role})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["token"]
+
+
+def agent(api: Api, name: str, parent_id: str | None = None,
+          valid_from: str = "2021-01-01T00:00:00Z") -> str:
+    resp = api.client.post("/api/v1/agents", headers=admin(api),
+                           json={"name": name, "parent_id": parent_id, "valid_from": valid_from})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def key_for(api: Api, *, merchant_id: str | None = None, agent_id: str | None = None,
+            role: str | None = None) -> tuple[str, str]:
+    """A new API key made by the platform admin; returns (key id, key)."""
+    body = {"merchant_id": merchant_id, "agent_id": agent_id}
+    if role:
+        body["role"] = role
+    resp = api.client.post("/api/v1/api-keys", headers=admin(api), json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"], resp.json()["key"]
+
+
+def publish_statements(settings, merchant_ids: list[str], day: date = date(2026, 11, 20)) -> None:
+    """Publish one statement per merchant as the pipeline would (DuckDB warehouse: Parquet)."""
+    import duckdb
+
+    from warehouse.published import published_path
+
+    settings.published_dir.mkdir(parents=True, exist_ok=True)
+    money = "DECIMAL(38,0)"
+    con = duckdb.connect()
+    con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
+        period_end DATE, currency VARCHAR, opening_balance_minor {money}, gross_minor {money},
+        refunds_minor {money}, fees_minor {money}, net_activity_minor {money},
+        payouts_minor {money}, closing_balance_minor {money})""")
+    con.execute(f"""CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
+        line_type VARCHAR, line_id VARCHAR, payment_id VARCHAR, refund_id VARCHAR,
+        occurred_at TIMESTAMP, gross_minor {money}, fee_minor {money}, net_minor {money})""")
+    for merchant_id in merchant_ids:
+        sid = f"{merchant_id}:USD:{day.isoformat()}"
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, 'USD', 0, 1000, 0, 29, 971, 0, 971)",
+                    [sid, merchant_id, day, day])
+        con.execute("INSERT INTO l VALUES (?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, ?, 1000, 29,"
+                    " 971)", [sid, merchant_id, day, f"{day.isoformat()} 10:00:00"])
+    for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
+        con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
+    con.close()
