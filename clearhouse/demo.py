@@ -17,7 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from clearhouse.simulator import run_day, set_up_merchants
+from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
+from clearhouse.webhook_receiver import WebhookReceiver
+from serving import webhooks
+from serving.channel_simulator import deliver_pending_callbacks
 from orchestration.run import run_pipeline
 from warehouse.connections import oltp_engine
 from warehouse.migrate import upgrade
@@ -39,7 +42,7 @@ def _free_port() -> int:
 def running_api(settings: Settings, workers: int = 1):
     """The API in a child process (as in production), on a free local port."""
     port = _free_port()
-    env = {**os.environ, "CLEARHOUSE_HOME": str(settings.home_dir)}
+    env = {**os.environ, "CLEARHOUSE_HOME": str(settings.home_dir), "CLEARHOUSE_LOG_LEVEL": "WARNING"}
     if settings.database_url:
         env["CLEARHOUSE_DATABASE_URL"] = settings.database_url
     if settings.warehouse_url:
@@ -79,11 +82,26 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     upgrade(settings.oltp_url)
     merchants = set_up_merchants(oltp_engine(settings), settings.home_dir / "demo" / "credentials.json")
     say(f"{len(merchants)} merchants under a multi-level agent tree are ready")
-    with running_api(settings) as base:
+    engine = oltp_engine(settings)
+    with running_api(settings) as base, WebhookReceiver(
+            {m.id: m.webhook_secret for m in merchants}) as receiver:
+        point_webhooks_at(engine, merchants, receiver.base_url)
         say(f"API up at {base}; simulating {payments} payments on {day} through HTTP")
         with httpx.Client(base_url=base, timeout=60) as client:
             day_result = run_day(client, merchants, day=day, payments=payments, seed=seed,
                                  progress=lambda d, n: say(f"  payments {d}/{n}"))
+            end_of_day = datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
+            callbacks = deliver_pending_callbacks(engine, client, datetime.now(UTC),
+                                                  test_clock=end_of_day)
+            say(f"channels confirmed {callbacks['delivered']} pending payments by signed callback")
+        say("delivering merchant webhooks from the outbox")
+        with httpx.Client(timeout=10) as hooks:
+            for _ in range(200):
+                tick = webhooks.run_once(engine, hooks, datetime.now(UTC), batch=1000)
+                if not tick["enqueued"] and not tick.get("delivered") and not tick.get("retrying"):
+                    break
+        day_result.webhooks = (receiver.verified, receiver.duplicates, receiver.rejected)
+        day_result.callbacks = callbacks["delivered"]
     if day_result.errors:
         raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
     say("running the pipeline: extract -> dbt build (+ tests) -> publish -> statements")
@@ -99,8 +117,13 @@ def print_summary(settings: Settings, summary: dict) -> None:
     day = summary["day"]
     print()
     print(f"Clearhouse demo: {day} simulated in {summary['seconds']:.0f} s")
-    print(f"  payments     {result.payments} ({result.succeeded} captured, {result.declined} "
-          f"declined, {result.refunds} refunds; {result.replayed} replayed from an earlier run)")
+    print(f"  payments     {result.payments} ({result.succeeded} captured at once, {result.declined} "
+          f"declined or held, {result.pending} pending; {result.refunds} refunds; "
+          f"{result.replayed} replayed from an earlier run)")
+    print(f"  callbacks    {result.callbacks} pending payments confirmed by signed channel callbacks")
+    verified, duplicates, rejected = result.webhooks
+    print(f"  webhooks     {verified} events delivered to the merchants' endpoints, signatures "
+          f"verified ({duplicates} duplicates, {rejected} rejected)")
     for code, minor in sorted(result.captured_by_currency.items()):
         print(f"  captured     {Money(minor, code)}")
     files = summary["pipeline"]["statement_files"].get(day, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class SimMerchant:
     id: str
     name: str
     api_key: str
+    webhook_secret: str = ""
 
 
 @dataclass
@@ -86,6 +88,8 @@ class DayResult:
     refunds: int = 0
     replayed: int = 0
     pending: int = 0  # waiting for a channel callback or a review
+    callbacks: int = 0
+    webhooks: tuple[int, int, int] = (0, 0, 0)  # verified, duplicates, rejected
     errors: list[str] = field(default_factory=list)
     captured_by_currency: dict[str, int] = field(default_factory=dict)
 
@@ -97,12 +101,20 @@ AGENT_TREE = [("North Star Partners", None), ("Harbor Resellers", None),
               ("Harbor Retail", "Harbor Resellers"), ("North Star East Metro", "North Star East")]
 MERCHANTS = [("Lotus Tea House", "North Star East Metro", "CNY", 320),
              ("Kite Outdoor Gear", "North Star West", "USD", 290),
-             ("Sakura Stationery", "North Star East", "JPY", 300),
-             ("Formosa Bikes", "Harbor Retail", "TWD", 280),
+             ("Sakura Stationery", "North Star East", "USD", 300),
+             ("Formosa Bikes", "Harbor Retail", "USD", 280),
              ("Bistro Lumiere", "Harbor Resellers", "EUR", 260),
              ("Chainlight Labs", None, "USDC", 150),
              ("Atlas Books", "North Star Partners", "USD", 275),
              ("Pixel Arcade", "Harbor Retail", "USD", 310)]
+
+
+def point_webhooks_at(engine: Engine, merchants: list[SimMerchant], base_url: str) -> None:
+    """Operator step: send each merchant's webhooks to base_url/<merchant id>."""
+    with Session(engine) as session:
+        for m in merchants:
+            session.get(Merchant, m.id).callback_url = f"{base_url}/{m.id}"
+        session.commit()
 
 
 def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant]:
@@ -125,7 +137,8 @@ def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant
             merchant, key = create_merchant(session, MerchantCreate(
                 name=name, agent_id=agents.get(agent) if agent else None,
                 settlement_currency=settle_ccy, kyc_tier=3, pricing=pricing))
-            merchants.append(SimMerchant(merchant.id, name, key))
+            merchant.webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+            merchants.append(SimMerchant(merchant.id, name, key, merchant.webhook_secret))
         session.commit()
     credentials_file.parent.mkdir(parents=True, exist_ok=True)
     credentials_file.write_text(json.dumps([m.__dict__ for m in merchants], indent=2))

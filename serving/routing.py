@@ -20,9 +20,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serving import cache
 from warehouse.models import Channel, ChannelCurrency, Payment, Price
 from warehouse.money import fee_minor
 
@@ -141,9 +142,16 @@ def _channel_configs(session: Session, method_type: str) -> list[_ChannelConfig]
     return configs
 
 
-def clear_config_cache() -> None:
+def _clear_channel_configs() -> None:
     with _config_lock:
         _config_cache.clear()
+
+
+cache.on_clear(_clear_channel_configs)
+
+
+def clear_config_cache() -> None:
+    cache.clear()
 
 
 def _captured_today(session: Session, channel_id: str, currency: str, now: datetime) -> int:
@@ -157,14 +165,17 @@ def _captured_today(session: Session, channel_id: str, currency: str, now: datet
 
 
 def _cost_prices(session: Session, ids: list[str], currency: str, at: datetime) -> dict:
-    rows = session.execute(
-        select(Price.subject_id, Price.rate_bps, Price.fixed_minor).where(
-            Price.subject_type == "channel", Price.subject_id.in_(ids),
-            Price.currency == currency, Price.valid_from <= at,
-            or_(Price.valid_to.is_(None), Price.valid_to > at))
-        .order_by(Price.valid_from)
-    ).all()
-    return {sid: (rate, fixed) for sid, rate, fixed in rows}  # latest valid_from wins
+    """The channels' cost prices in force at `at` (all their rows cached briefly)."""
+    def load():
+        return session.execute(
+            select(Price.subject_id, Price.rate_bps, Price.fixed_minor, Price.valid_from,
+                   Price.valid_to).where(
+                Price.subject_type == "channel", Price.subject_id.in_(ids),
+                Price.currency == currency).order_by(Price.valid_from)).all()
+
+    rows = cache.cached(("channel_prices", str(session.get_bind().url), tuple(ids), currency), load)
+    return {sid: (rate, fixed) for sid, rate, fixed, start, end in rows  # latest start wins
+            if start <= at and (end is None or at < end)}
 
 
 @dataclass

@@ -61,7 +61,7 @@ class PaymentMethod(BaseModel):
     type: Literal["card", "wechat_pay", "alipay", "bank_transfer", "e_cny", "apple_pay", "crypto",
                   "wallet"]
     number: str | None = Field(default=None, description="card: a test card number")
-    test_outcome: Literal["success", "decline"] | None = Field(
+    test_outcome: Literal["success", "decline", "timeout", "pending", "pending_decline"] | None = Field(
         default=None, description="non-card methods: force the simulated outcome")
 
 

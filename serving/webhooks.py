@@ -182,8 +182,8 @@ class DeliveryReport:
 
 def _claim(engine: Engine, now: datetime, limit: int) -> list[Claim]:
     with Session(engine) as session, session.begin():
-        # Oldest due first, then in event order (best effort: a retry can overtake nothing but
-        # is overtaken by later events; receivers must not rely on order).
+        # Oldest due first, then in event order. Best effort only: a delivery being retried
+        # falls behind later events, so receivers must not rely on order.
         deliveries = session.scalars(
             select(WebhookDelivery)
             .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)

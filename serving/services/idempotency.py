@@ -1,12 +1,14 @@
 """Stripe-style idempotency for POSTs that create or move money (api.md).
 
-The key is claimed by inserting its row first, inside the same transaction as the work, so:
+The key is claimed by inserting its row first (INSERT ... ON CONFLICT DO NOTHING), inside the
+same transaction as the work, so:
 - a retry after success finds the row and replays the stored status and body;
 - a concurrent duplicate blocks on the primary key (Postgres) or on the write lock (SQLite, BEGIN
   IMMEDIATE) until the first commits, then replays its response;
 - the same key with another body or path is refused with 409 idempotency_key_reused;
-- a business error (4xx ApiError) inside the work is stored and replayed too, and everything
-  the work wrote is rolled back (savepoint), so nothing is half-written.
+- a business error (4xx ApiError) inside the work rolls back everything the work wrote, then
+  the key is stored with the error response, which later retries replay: nothing is
+  half-written.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError, error_body
@@ -57,33 +60,49 @@ def _replay(row: IdempotencyKey, path: str, fingerprint: str) -> IdempotentResul
     return IdempotentResult(row.response_status, json.loads(row.response_body), True)
 
 
+def _claim(session: Session, *, merchant_id: str, key: str, path: str, fingerprint: str,
+           status: int = 0, body: dict | None = None) -> bool:
+    """INSERT the key unless it exists (one round trip). On Postgres a concurrent twin's
+    uncommitted claim makes this wait for it to commit, then report the conflict."""
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(IdempotencyKey)
+    values = {"merchant_id": merchant_id, "key": key, "request_path": path,
+              "request_hash": fingerprint, "response_status": status,
+              "response_body": json.dumps(body) if body is not None else "",
+              "created_at": datetime.now(UTC)}
+    claimed = session.execute(insert.values(**values).on_conflict_do_nothing()
+                              .returning(IdempotencyKey.key)).first()
+    return claimed is not None
+
+
 def run_idempotent(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
                    work: Callable[[Session], tuple[int, dict]]) -> IdempotentResult:
+    ident = {"merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint}
     for _attempt in range(5):
         with Session(engine, expire_on_commit=False) as session:
-            existing = session.get(IdempotencyKey, (merchant_id, key))
-            if existing is not None:
+            if not _claim(session, **ident):
+                session.rollback()
+                existing = session.get(IdempotencyKey, (merchant_id, key))
+                if existing is None:
+                    continue  # the twin rolled back: claim again
                 return _replay(existing, path, fingerprint)
-            claim = IdempotencyKey(merchant_id=merchant_id, key=key, request_path=path,
-                                   request_hash=fingerprint, response_status=0,
-                                   response_body="", created_at=datetime.now(UTC))
-            session.add(claim)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()  # a concurrent twin committed first: replay its answer
-                continue
-            savepoint = session.begin_nested()
             try:
                 status, body = work(session)
-                savepoint.commit()
             except ApiError as exc:
-                savepoint.rollback()
                 if exc.status >= 500:
                     raise
+                # Nothing the work wrote survives; the key keeps the error, to replay it.
+                session.rollback()
                 status, body = exc.status, error_body(exc.code, exc.message, exc.details)
-            claim.response_status = status
-            claim.response_body = json.dumps(body)
+                if not _claim(session, **ident, status=status, body=body):
+                    session.rollback()
+                    continue
+                session.commit()
+                return IdempotentResult(status, body, False)
+            session.execute(update(IdempotencyKey)
+                            .where(IdempotencyKey.merchant_id == merchant_id,
+                                   IdempotencyKey.key == key)
+                            .values(response_status=status, response_body=json.dumps(body)))
             session.commit()
             return IdempotentResult(status, body, False)
     raise ApiError(409, "idempotency_conflict", "the request could not claim its Idempotency-Key; retry")

@@ -7,12 +7,13 @@ recorded in payment_events), its ledger legs and its outbox event commit togethe
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from serving import channels, risk
+from serving import cache, channels, risk
 from serving.errors import ApiError, not_found
 from serving.routing import HEALTH, route
 from serving.schemas import (
@@ -42,6 +43,34 @@ def price_in_force(session: Session, *, subject_type: str, subject_id: str, curr
             or_(Price.valid_to.is_(None), Price.valid_to > at),
         ).order_by(Price.valid_from.desc()).limit(1)
     ).first()
+
+
+@dataclass(frozen=True)
+class MerchantSettings:
+    """What the payment path reads of a merchant (cached briefly: see serving/cache.py)."""
+
+    id: str
+    kyc_tier: int
+    settlement_currency: str
+
+
+def merchant_settings(session: Session, merchant_id: str) -> MerchantSettings:
+    def load():
+        m = session.get(Merchant, merchant_id)
+        return MerchantSettings(m.id, m.kyc_tier, m.settlement_currency)
+
+    return cache.cached(("merchant", str(session.get_bind().url), merchant_id), load)
+
+
+def _has_price(session: Session, merchant_id: str, currency: str, at: datetime) -> bool:
+    def load():
+        return session.execute(select(Price.valid_from, Price.valid_to).where(
+            Price.subject_type == "merchant", Price.subject_id == merchant_id,
+            Price.currency == currency)).all()
+
+    spans = cache.cached(("merchant_prices", str(session.get_bind().url), merchant_id, currency),
+                         load)
+    return any(start <= at and (end is None or at < end) for start, end in spans)
 
 
 def payment_out(payment: Payment) -> dict:
@@ -96,9 +125,16 @@ def _method_memory(method: PaymentMethod) -> dict:
 
 def create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
                    now: datetime) -> tuple[int, dict]:
-    merchant = session.get(Merchant, merchant_id)
-    if price_in_force(session, subject_type="merchant", subject_id=merchant_id,
-                      currency=body.currency, at=now) is None:
+    # One flush at the end: each table gets its rows in one statement, and the payment row is
+    # inserted complete instead of inserted then updated (round trips set the ceiling).
+    with session.no_autoflush:
+        return _create_payment(session, merchant_id=merchant_id, body=body, now=now)
+
+
+def _create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
+                    now: datetime) -> tuple[int, dict]:
+    merchant = merchant_settings(session, merchant_id)
+    if not _has_price(session, merchant_id, body.currency, now):
         raise ApiError(422, "currency_not_enabled",
                        f"{body.currency} is not enabled for this merchant (no price in force)",
                        {"field": "currency"})
@@ -126,7 +162,7 @@ def create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
     return 201, payment_out(payment)
 
 
-def _risk_and_channel(session: Session, payment: Payment, merchant: Merchant, method: dict,
+def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSettings, method: dict,
                       forced: str | None, now: datetime) -> None:
     move(session, payment, "risk_checking", at=now)
     customer = payment.customer or {}
@@ -218,7 +254,7 @@ def confirm_payment(session: Session, *, merchant_id: str, payment_id: str, body
     forced = (payment.routing or {}).get("forced")
     if payment.status == "pending_confirm":
         move(session, payment, "processing", at=now)
-        merchant = session.get(Merchant, merchant_id)
+        merchant = merchant_settings(session, merchant_id)
         _risk_and_channel(session, payment, merchant, method, forced, now)
     else:
         _call_channel(session, payment, method, forced, now)

@@ -179,8 +179,8 @@ def test_forged_or_stale_callbacks_are_401_and_change_nothing(api, case, caplog)
                      "sign_body": json.dumps({"channel_reference": ref, "status": "failed"}).encode()},
         "no_header": {},
         "malformed": {"header": "v1=deadbeef"},
-        "stale": {"secret": secret, "t": time.time() - 301},
-        "future": {"secret": secret, "t": time.time() + 301},
+        "stale": {"secret": secret, "t": time.time() - 330},
+        "future": {"secret": secret, "t": time.time() + 330},
         "unknown_channel": {"secret": secret, "channel_id": "ch_nope"},
     }[case]
     with caplog.at_level(logging.WARNING, logger="clearhouse.channels.callbacks"):

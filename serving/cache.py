@@ -1,0 +1,62 @@
+"""A small per-process TTL cache for configuration read on the hot path (merchant risk settings,
+prices, channel prices). Changes reach the API within TTL_SECONDS; money itself is never cached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+TTL_SECONDS = 5.0
+_store: dict[tuple, tuple[float, Any]] = {}
+_lock = threading.Lock()
+
+
+def cached(key: tuple, load: Callable[[], Any], ttl: float = TTL_SECONDS) -> Any:
+    now = time.monotonic()
+    with _lock:
+        hit = _store.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+    value = load()
+    with _lock:
+        if len(_store) > 50_000:
+            _store.clear()
+        _store[key] = (now, value)
+    return value
+
+
+_on_clear: list[Callable[[], None]] = []
+
+
+def clear() -> None:
+    with _lock:
+        _store.clear()
+    for hook in _on_clear:
+        hook()
+
+
+def on_clear(hook: Callable[[], None]) -> None:
+    _on_clear.append(hook)
+
+
+def install_invalidation() -> None:
+    """Clear the cache in this process whenever a session flushes configuration changes, so the
+    process that made a change sees it at once (others within TTL_SECONDS)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from warehouse.models import Channel, ChannelCurrency, Merchant, Price
+
+    watched = (Channel, ChannelCurrency, Merchant, Price)
+
+    @event.listens_for(Session, "after_flush")
+    def _invalidate(session, _context):  # pragma: no cover - trivial
+        changed = (*session.new, *session.dirty, *session.deleted)
+        if any(isinstance(obj, watched) for obj in changed):
+            clear()
+
+
+install_invalidation()
