@@ -19,9 +19,9 @@ import httpx
 
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
+from orchestration.run import run_pipeline
 from serving import webhooks
 from serving.channel_simulator import deliver_pending_callbacks
-from orchestration.run import run_pipeline
 from warehouse.connections import oltp_engine
 from warehouse.migrate import upgrade
 from warehouse.money import Money

@@ -57,7 +57,7 @@ def entry_out(entry: AuditLogEntry) -> dict:
 
 def _sequence(value: str) -> int:
     digits = value.removeprefix(ID_PREFIX)
-    if not digits.isdigit():
+    if not digits.isdigit() or len(digits) > 18:  # ids are BIGINTs
         raise ApiError(422, "validation_error", "starting_after must be an audit entry id",
                        {"field": "starting_after"})
     return int(digits)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError
+from serving.schemas import _iso_z as _iso
 
 
 def supersede(session: Session, model, filters: list, valid_from: datetime):
@@ -36,9 +37,3 @@ def supersede(session: Session, model, filters: list, valid_from: datetime):
                        "last row ends", {"field": "valid_from",
                                          "current_valid_to": _iso(latest.valid_to)})
     return latest
-
-
-def _iso(value: datetime) -> str:
-    from serving.schemas import _iso_z
-
-    return _iso_z(value)
