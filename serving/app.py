@@ -18,6 +18,8 @@ from serving.api import (
     prices,
     settlements,
     users,
+    wallets,
+    withdrawals,
 )
 from serving.errors import install_error_handlers
 from serving.observability import RequestContextMiddleware, configure_logging, metrics_payload
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (agents, channels, prices, commission_models, users, api_keys, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(withdrawals.router, prefix=API_PREFIX)
+    app.include_router(wallets.router, prefix=API_PREFIX)
 
     @app.get("/health", tags=["ops"])
     def health():

@@ -22,7 +22,7 @@ MAX_BUCKETS = 100_000
 
 class TokenBuckets:
     def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic):
-        self.rate, self.burst, self._clock = rate, burst or rate, clock
+        self.rate, self.burst, self._clock = rate, burst or max(rate, 1.0), clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last)
         self._lock = threading.Lock()
 

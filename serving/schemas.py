@@ -164,3 +164,43 @@ class MerchantOut(BaseModel):
 
 class MerchantCreated(MerchantOut):
     api_key: str = Field(description="shown once; only its hash is stored")
+
+
+class TopupCreate(BaseModel):
+    """A stored-value wallet top-up: a normal payment of amount_minor, credited to the wallet."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=100)
+    currency: CurrencyCode
+    amount_minor: PositiveMinor
+    bonus_minor: Annotated[int, BeforeValidator(_minor), PlainSerializer(str, return_type=str)] = Field(
+        default=0, ge=0, description="given by the merchant on top of the principal")
+    payment_method: PaymentMethod
+    merchant_reference: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class WalletOut(BaseModel):
+    id: str
+    object: Literal["wallet"] = "wallet"
+    merchant_id: str
+    customer_id: str
+    currency: str
+    principal_minor: MinorOut
+    bonus_minor: MinorOut
+    total_minor: MinorOut
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WalletTransactionOut(BaseModel):
+    id: str
+    object: Literal["wallet_transaction"] = "wallet_transaction"
+    wallet_id: str
+    kind: str
+    principal_minor: MinorOut
+    bonus_minor: MinorOut
+    shortfall_minor: MinorOut | None = None
+    payment_id: str | None
+    refund_id: str | None
+    topup_id: str | None
+    created_at: Timestamp

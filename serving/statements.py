@@ -10,6 +10,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from serving.errors import ApiError
@@ -90,6 +91,47 @@ def statements(settings: Settings, merchant_id: str, start: date, end: date) -> 
     sql = (f"SELECT {STATEMENT_COLUMNS} FROM {{statements}} WHERE merchant_id = ? "
            "AND period_start >= ? AND period_start <= ? ORDER BY statement_id")
     return list(_fetch(settings, sql, sql, [merchant_id, start, end]))
+
+
+@dataclass(frozen=True)
+class SettledBalance:
+    """A merchant's closing balance in one currency, from its latest settled statement."""
+
+    currency: str
+    statement_id: str
+    period_end: date
+    closing_balance_minor: int
+
+
+def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
+                     currency: str | None = None) -> list[SettledBalance]:
+    """Per currency, the closing balance of the merchant's latest statement whose period ended on
+    or before `settled_through`, as the pipeline computed it (fees included).
+
+    Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
+    no settled balance: an empty list, not an error.
+    """
+    if (settings.warehouse_engine == "duckdb"
+            and not published_path(settings, "fct_settlement_statements").exists()):
+        return []
+    where = "merchant_id = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
+    params: list = [merchant_id, settled_through] + ([currency] if currency else [])
+    sql = ("SELECT currency, statement_id, period_end, closing_balance_minor FROM ("
+           "SELECT currency, statement_id, period_end, closing_balance_minor, row_number() OVER "
+           "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn "
+           f"FROM {{statements}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")
+    try:
+        rows = list(_fetch(settings, sql, sql, params))
+    except ApiError as exc:
+        if exc.code == "statements_not_published":
+            return []
+        raise
+    except Exception as exc:  # Postgres warehouse before the first pipeline run
+        if type(exc).__name__ == "UndefinedTable":
+            return []
+        raise
+    return [SettledBalance(ccy, sid, end if isinstance(end, date) else date.fromisoformat(str(end)),
+                           int(closing)) for ccy, sid, end, closing in rows]
 
 
 def _lines(settings: Settings, merchant_id: str, start: date, end: date) -> Iterator[tuple]:

@@ -17,6 +17,7 @@ PREFIXES = {
     "ledger_txn": "ltx", "customer": "cus",
     "webhook_delivery": "whd",
     "commission_model": "cm",
+    "wallet": "wal", "wallet_txn": "wtx",
 }
 
 

@@ -37,6 +37,16 @@ def merchant_payable(merchant_id: str) -> str:
     return f"merchant_payable:{merchant_id}"
 
 
+def wallet_liability(merchant_id: str) -> str:
+    """Memo: the merchant's stored-value liability to its customers (no platform money)."""
+    return f"wallet_liability:{merchant_id}"
+
+
+def wallet_redemption(merchant_id: str) -> str:
+    """Memo: stored value the merchant's customers redeemed as payments."""
+    return f"wallet_redemption:{merchant_id}"
+
+
 def post_transaction(session: Session, *, kind: str, legs: list[Leg], merchant_id: str,
                      at: datetime, payment_id: str | None = None,
                      refund_id: str | None = None) -> str:

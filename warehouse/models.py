@@ -417,6 +417,9 @@ class WalletTransaction(Base):
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
     refund_id: Mapped[str | None] = mapped_column(String(40))
     topup_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # topup_refund only: bonus that was due but already spent, kept from the cash refund
+    # (principal_minor = -r, bonus_minor = -bonus clawed, cash refunded = r - shortfall).
+    shortfall_minor: Mapped[int | None] = mapped_column(MinorUnits)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -317,3 +317,69 @@ def convert(money: Money, rate: FxRate) -> Converted:
     numerator = product * 10 ** max(scale, 0)
     return Converted(Money(div_round_half_up(numerator, 10 ** max(-scale, 0)), rate.quote),
                      rate.rate_id)
+
+
+# --- stored-value wallets ---------------------------------------------------------------------
+
+
+def allocate_increment(weights: Iterable[int], done_minor: int, amount_minor: int) -> list[int]:
+    """The parts of `amount` when `done` of sum(weights) was already split the same way.
+
+    Cumulative largest remainder: part_k = allocate(done + amount)[k] - allocate(done)[k], so the
+    increments of a sequence of partial amounts sum to exactly allocate(total), and a sequence
+    that reaches sum(weights) gives back exactly the weights (a wallet spend refunded in parts
+    restores its original principal and bonus). Parts are never negative for two weights.
+    """
+    weights = [to_minor_int(w, field="weight") for w in weights]
+    done_minor, amount_minor = to_minor_int(done_minor), to_minor_int(amount_minor)
+    if done_minor < 0 or amount_minor < 0:
+        raise MoneyError("allocate_increment takes non-negative amounts")
+    if done_minor + amount_minor > sum(weights):
+        raise MoneyError("allocate_increment: more than the whole would be split")
+    after = allocate(done_minor + amount_minor, weights)
+    before = allocate(done_minor, weights)
+    return [a - b for a, b in zip(after, before, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class Clawback:
+    """What one refund of a wallet top-up does (all amounts >= 0).
+
+    principal_out: the principal leaving the wallet (the refund amount r).
+    bonus_clawed: the bonus taken back from the wallet.
+    shortfall: bonus that was due but already spent; kept from the cash instead.
+    cash: what the customer gets back through the channel = principal_out - shortfall.
+    """
+
+    principal_out: int
+    bonus_due: int
+    bonus_clawed: int
+    shortfall: int
+    cash: int
+
+
+def topup_clawback(*, topup_principal: int, topup_bonus: int, refunded_before: int,
+                   clawed_before: int, refund: int, wallet_bonus: int) -> Clawback:
+    """Claw back a top-up's bonus pro rata to the principal refunded, cumulatively.
+
+    bonus_due = prorate(topup_bonus, refunded_before + refund, topup_principal) - clawed_before
+    bonus_clawed = min(bonus_due, wallet_bonus); shortfall = bonus_due - bonus_clawed (the bonus
+    was spent), capped at the refund so the cash never goes negative; cash = refund - shortfall.
+    `clawed_before` counts what earlier refunds settled (bonus clawed + shortfall), so an
+    uncollected part carries over to the next refund, and a full refund with the bonus unspent
+    claws back exactly the whole bonus.
+    """
+    topup_principal, topup_bonus = to_minor_int(topup_principal), to_minor_int(topup_bonus)
+    refunded_before, clawed_before = to_minor_int(refunded_before), to_minor_int(clawed_before)
+    refund, wallet_bonus = to_minor_int(refund), to_minor_int(wallet_bonus)
+    if min(topup_principal - 1, topup_bonus, refunded_before, clawed_before, refund,
+           wallet_bonus) < 0:
+        raise MoneyError("topup_clawback takes non-negative amounts and a positive principal")
+    if refunded_before + refund > topup_principal:
+        raise MoneyError("a top-up cannot be refunded beyond its principal")
+    target = prorate(topup_bonus, refunded_before + refund, topup_principal)
+    bonus_due = max(target - clawed_before, 0)
+    bonus_clawed = min(bonus_due, wallet_bonus)
+    shortfall = min(bonus_due - bonus_clawed, refund)
+    return Clawback(principal_out=refund, bonus_due=bonus_due, bonus_clawed=bonus_clawed,
+                    shortfall=shortfall, cash=refund - shortfall)

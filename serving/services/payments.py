@@ -25,6 +25,7 @@ from serving.schemas import (
     RefundOut,
     RiskDecision,
 )
+from serving.services import wallets
 from serving.services.state_machine import CAPTURED, move
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
@@ -134,6 +135,7 @@ def create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
 def _create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
                     now: datetime) -> tuple[int, dict]:
     merchant = merchant_settings(session, merchant_id)
+    wallets.require_customer(body.payment_method.type, body.customer)
     if not _has_price(session, merchant_id, body.currency, now):
         raise ApiError(422, "currency_not_enabled",
                        f"{body.currency} is not enabled for this merchant (no price in force)",
@@ -186,6 +188,10 @@ def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSett
 def _call_channel(session: Session, payment: Payment, method: dict, forced: str | None,
                   now: datetime) -> None:
     move(session, payment, "channel_calling", at=now)
+    if payment.payment_method_type == "wallet":  # stored value: no channel, no platform money
+        wallets.spend(session, payment, now)
+        _announce(session, payment, "payment.succeeded", now)
+        return
     decision = route(session, method_type=payment.payment_method_type, currency=payment.currency,
                      amount_minor=payment.amount_minor, now=now, forced_channel=forced)
     result = None
@@ -289,26 +295,46 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
         raise ApiError(409, "payment_not_refundable",
                        f"payment {payment.id} is {payment.status}; only captured payments refund",
                        {"status": payment.status})
-    remaining = payment.amount_minor - payment.refunded_minor
-    amount = body.amount_minor if body.amount_minor is not None else remaining
-    if amount > remaining:
-        raise ApiError(422, "refund_exceeds_captured",
-                       f"refund of {amount} exceeds the {remaining} {payment.currency} that remain",
-                       {"field": "amount_minor", "remaining_minor": str(remaining)})
+    topup = (wallets.topup_of(session, payment.id) if payment.payment_method_type != "wallet"
+             else None)
+    if topup is not None:
+        # A top-up's refund takes principal r out of the wallet and claws the bonus back; the
+        # cash refunded (the Refund's amount) is r less the bonus already spent.
+        wallet, remaining, claw = wallets.plan_topup_refund(session, payment=payment, topup=topup,
+                                                            requested=body.amount_minor)
+        amount, fully = claw.cash, claw.principal_out == remaining
+    else:
+        remaining = payment.amount_minor - payment.refunded_minor
+        amount = body.amount_minor if body.amount_minor is not None else remaining
+        if amount > remaining:
+            raise ApiError(422, "refund_exceeds_captured",
+                           f"refund of {amount} exceeds the {remaining} {payment.currency} that "
+                           "remain", {"field": "amount_minor", "remaining_minor": str(remaining)})
+        fully = amount == remaining
     move(session, payment, "refunding", at=now)
-    channels.refund(payment.payment_method_type)
+    if payment.payment_method_type != "wallet":  # a wallet payment gives back stored value only
+        channels.refund(payment.payment_method_type)
     refund = Refund(id=new_id("refund"), payment_id=payment.id, merchant_id=merchant_id,
                     amount_minor=amount, currency=payment.currency, status="succeeded",
                     reason=body.reason, created_at=now, succeeded_at=now)
     session.add(refund)
+    refunded_before = payment.refunded_minor
     payment.refunded_minor += amount
-    move(session, payment, "refunded" if payment.refunded_minor == payment.amount_minor
-         else "partially_refunded", at=now, reason=refund.id)
-    post_transaction(session, kind="refund", merchant_id=merchant_id, at=now, payment_id=payment.id,
-                     refund_id=refund.id, legs=[
-                         Leg(merchant_payable(merchant_id), payment.currency, amount),
-                         Leg(channel_receivable(payment.channel_id), payment.currency, -amount),
-                     ])
+    move(session, payment, "refunded" if fully else "partially_refunded", at=now,
+         reason=refund.id)
+    if payment.payment_method_type == "wallet":
+        wallets.refund_spend(session, payment=payment, refund=refund,
+                             refunded_before=refunded_before, now=now)
+    else:
+        if topup is not None:
+            wallets.apply_topup_refund(session, payment=payment, topup=topup, wallet=wallet,
+                                       claw=claw, refund=refund, now=now)
+        post_transaction(session, kind="refund", merchant_id=merchant_id, at=now,
+                         payment_id=payment.id, refund_id=refund.id, legs=[
+                             Leg(merchant_payable(merchant_id), payment.currency, amount),
+                             Leg(channel_receivable(payment.channel_id), payment.currency,
+                                 -amount),
+                         ])
     out = RefundOut(id=refund.id, payment_id=payment.id, status=refund.status, amount_minor=amount,
                     currency=refund.currency, reason=refund.reason,
                     created_at=now).model_dump(mode="json")

@@ -69,7 +69,8 @@ for _p in PRICES:
 def _payment(pid, merchant, amount, currency, status, method, created, captured, refunded=0):
     return {"id": pid, "merchant_id": merchant, "merchant_reference": f"order-{pid}",
             "amount_minor": amount, "currency": currency, "status": status,
-            "payment_method_type": method, "channel_id": "ch_card" if method == "card" else "ch_eth",
+            "payment_method_type": method,
+            "channel_id": {"card": "ch_card", "wallet": "ch_wallet"}.get(method, "ch_eth"),
             "channel_reference": f"chref-{pid}", "failure_code": None if captured else "declined",
             "risk_decision": "approve", "customer_id": "cus_1", "refunded_minor": refunded,
             "captured_at": ts(captured) if captured else None, "created_at": ts(created),
@@ -100,7 +101,12 @@ PAYMENTS = [
     _payment("pay_b2", "mer_b", 1_000, "JPY", "success", "card",
              "2024-03-03 07:00:00", "2024-03-03 07:00:01"),
     _payment("pay_b3", "mer_b", 2_000, "JPY", "failed", "card", "2024-03-03 07:10:00", None),
+    # paid from a stored-value wallet: the top-up was the gross, so no statement line and no fee
+    # (for it or its refund); it stays in fct_payments and rpt_merchant_daily
+    _payment("pay_a7", "mer_a", 4_000, "USD", "partially_refunded", "wallet",
+             "2024-03-01 12:30:00", "2024-03-01 12:30:00", refunded=1_500),
 ]
+WALLET_PAYMENTS = {p["id"] for p in PAYMENTS if p["payment_method_type"] == "wallet"}
 
 
 def _refund(rid, payment, merchant, amount, currency, status, succeeded):
@@ -122,6 +128,7 @@ REFUNDS = [
             "2024-03-02 20:00:00"),
     _refund("re_a6_2", "pay_a6", "mer_a", ETH_HUGE - 987_654_321_098_765_432_101, "ETH",
             "succeeded", "2024-03-03 09:00:00"),
+    _refund("re_a7_1", "pay_a7", "mer_a", 1_500, "USD", "succeeded", "2024-03-01 18:00:00"),
 ]
 
 CHANNELS = [
@@ -178,7 +185,7 @@ CAPTURED = {"success", "partially_refunded", "refunded"}
 def expected_fees() -> dict[str, dict]:
     out = {}
     for p in PAYMENTS:
-        if p["status"] not in CAPTURED or p["captured_at"] is None:
+        if p["status"] not in CAPTURED or p["captured_at"] is None or p["id"] in WALLET_PAYMENTS:
             continue
         [price] = [pr for pr in PRICES
                    if pr["subject_type"] == "merchant" and pr["subject_id"] == p["merchant_id"]
@@ -193,7 +200,7 @@ def expected_reversals() -> dict[str, int]:
     fees = expected_fees()
     by_payment = defaultdict(list)
     for r in REFUNDS:
-        if r["status"] == "succeeded":
+        if r["status"] == "succeeded" and r["payment_id"] not in WALLET_PAYMENTS:
             by_payment[r["payment_id"]].append(r)
     out = {}
     for pid, refunds in by_payment.items():
@@ -216,7 +223,7 @@ def expected_lines() -> dict[str, dict]:
             "day": p["captured_at"].date(), "type": "payment",
             "gross": p["amount_minor"], "fee": f["fee"]}
     for r in REFUNDS:
-        if r["status"] != "succeeded":
+        if r["status"] != "succeeded" or r["payment_id"] in WALLET_PAYMENTS:
             continue
         lines[f"refund:{r['id']}"] = {
             "merchant_id": r["merchant_id"], "currency": r["currency"],
@@ -314,6 +321,9 @@ def test_payment_fees_match_the_money_core(built):
             assert row["is_captured"] is True
             assert _int(row["fee_minor"]) == fees[pid]["fee"], pid
             assert row["price_id"] == fees[pid]["price_id"], pid
+        elif pid in WALLET_PAYMENTS:  # captured, but stored value: no fee
+            assert row["is_captured"] is True and row["fee_minor"] is None
+            assert row["price_id"] is None
         else:
             assert row["is_captured"] is False
             assert row["fee_minor"] is None and row["price_id"] is None and row["rate_bps"] is None
@@ -326,6 +336,7 @@ def test_payment_fees_match_the_money_core(built):
     assert _int(rows["pay_a5"]["fee_minor"]) == 185_185_183_518_518_518
     assert _int(rows["pay_b1"]["fee_minor"]) == 401  # 401.2125 JPY
     assert _int(rows["pay_a2"]["refunded_minor"]) == 3_333  # the failed refund does not count
+    assert _int(rows["pay_a7"]["refunded_minor"]) == 1_500
     assert rows["pay_a1"]["captured_date"] == date(2024, 3, 1)
 
 
@@ -355,6 +366,9 @@ def test_statement_lines_match(built):
     rows = {r["line_id"]: r for r in built.query(
         "select * from analytics.fct_settlement_statement_lines")}
     assert set(rows) == set(expected)
+    # the wallet payment and its refund are not on the statement (the top-up was the gross)
+    assert "payment:pay_a7" not in rows and "refund:re_a7_1" not in rows
+    assert not {r["payment_id"] for r in rows.values()} & WALLET_PAYMENTS
     for line_id, exp in expected.items():
         row = rows[line_id]
         assert row["line_type"] == exp["type"]
@@ -394,6 +408,9 @@ def test_merchant_daily_report(built):
     rows = {(r["merchant_id"], r["day"], r["payment_method_type"], r["currency"]): r
             for r in built.query("select * from analytics.rpt_merchant_daily")}
     usd = rows[("mer_a", date(2024, 3, 1), "card", "USD")]
+    wallet = rows[("mer_a", date(2024, 3, 1), "wallet", "USD")]  # kept in the report
+    assert wallet["payment_count"] == wallet["captured_count"] == 1
+    assert _int(wallet["captured_minor"]) == 4_000 and _int(wallet["refunded_minor"]) == 1_500
     assert usd["payment_count"] == 4 and usd["captured_count"] == 3
     assert usd["success_rate"] == Decimal("0.750000")
     assert _int(usd["captured_minor"]) == 10_000 + 10_050 + 1_999

@@ -37,14 +37,14 @@ def api(tmp_path, make_settings):
 
     url = f"sqlite:///{tmp_path / 'o.sqlite'}"
     upgrade(url)
-    return make_api(make_settings(database_url=url, rate_limit_per_key=5,
-                                  rate_limit_per_customer=2))
+    # One request per 1,000 s per key: deterministic however slow the machine is.
+    return make_api(make_settings(database_url=url, rate_limit_per_key=0.001))
 
 
-def test_per_key_and_per_customer_limits(api):
+def test_per_key_limit(api):
     _, key = api.merchant()
-    statuses = [api.pay(key, amount="100", customer={"id": f"c{i}"}).status_code for i in range(7)]
-    assert statuses[:5] == [201] * 5 and statuses[5] == 429
+    statuses = [api.pay(key, amount="100", customer={"id": f"c{i}"}).status_code for i in range(3)]
+    assert statuses == [201, 429, 429]
     limited = api.pay(key, amount="100")
     assert limited.json()["error"]["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
@@ -55,16 +55,16 @@ def test_per_customer_limit(tmp_path, make_settings):
 
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
     upgrade(url)
-    api = make_api(make_settings(database_url=url, rate_limit_per_customer=2))
+    api = make_api(make_settings(database_url=url, rate_limit_per_customer=0.001))
     _, key = api.merchant()
     codes = [api.pay(key, amount="100", customer={"id": "same"}).status_code for _ in range(3)]
-    assert codes == [201, 201, 429]
+    assert codes == [201, 429, 429]
     assert api.pay(key, amount="100", customer={"id": "someone-else"}).status_code == 201
 
 
 def test_metrics_and_request_id(api):
     _, key = api.merchant()
-    api.pay(key, amount="100")
+    assert api.pay(key, amount="100").status_code == 201
     resp = api.client.get("/health", headers={"X-Request-Id": "req-abc"})
     assert resp.headers["x-request-id"] == "req-abc"
     assert len(api.client.get("/health").headers["x-request-id"]) == 32

@@ -3,7 +3,7 @@ webhooks, audit log, wallets, withdrawals, risk lists
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:04:55.992062
+Create Date: 2026-11-22 01:03:29.813912
 """
 import sqlalchemy as sa
 from alembic import op
@@ -421,6 +421,7 @@ def upgrade() -> None:
     sa.Column('payment_id', sa.String(length=40), nullable=True),
     sa.Column('refund_id', sa.String(length=40), nullable=True),
     sa.Column('topup_id', sa.String(length=40), nullable=True),
+    sa.Column('shortfall_minor', warehouse.models.MinorUnits(precision=38, scale=0), nullable=True),
     sa.Column('created_at', warehouse.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], name=op.f('fk_wallet_transactions_wallet_id_wallets')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_wallet_transactions'))

@@ -3,11 +3,15 @@
 -- Captured = status in (success, partially_refunded, refunded) and captured_at is set.
 -- A captured payment with no merchant price in force keeps a row with NULL price and fee
 -- (flagged by a warn-severity test), rather than disappearing or being charged 0 silently.
+-- Wallet payments (payment_method_type = 'wallet') are left out: they redeem stored value the
+-- customer already paid for with a top-up, which was the gross (and carried the fee); no money
+-- moves through the platform when it is spent.
 
 with payments as (
     select * from {{ ref('stg_clearhouse__payments') }}
     where status in ('success', 'partially_refunded', 'refunded')
       and captured_at is not null
+      and payment_method_type <> 'wallet'
 ),
 
 merchant_prices as (

@@ -4,11 +4,17 @@
 --   reversal_k = prorate(F, refunded through k, amount) - prorate(F, refunded before k, amount)
 -- with a payment's refunds ordered by (succeeded_at, refund_id).
 -- fee_reversed_minor is a positive number (fee given back to the merchant).
+-- Refunds of wallet payments are left out, like the payments (see int_payment_fees): they put
+-- stored value back in the wallet, no money.
 
 with refunds as (
-    select * from {{ ref('stg_clearhouse__refunds') }}
-    where status = 'succeeded'
-      and succeeded_at is not null
+    select r.* from {{ ref('stg_clearhouse__refunds') }} as r
+    where r.status = 'succeeded'
+      and r.succeeded_at is not null
+      and not exists (
+          select 1 from {{ ref('stg_clearhouse__payments') }} as p
+          where p.payment_id = r.payment_id and p.payment_method_type = 'wallet'
+      )
 ),
 
 fees as (

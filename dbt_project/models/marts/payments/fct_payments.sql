@@ -1,5 +1,6 @@
 -- One row per payment (every status). Fee columns are NULL when the payment was not captured:
--- no fee applies (NULL, not 0, so "not charged" and "charged 0" stay distinct).
+-- no fee applies (NULL, not 0, so "not charged" and "charged 0" stay distinct), and for wallet
+-- payments (stored value redeemed: the top-up carried the fee; int_payment_fees leaves them out).
 
 with payments as (
     select * from {{ ref('stg_clearhouse__payments') }}
@@ -28,7 +29,8 @@ select
     p.currency,
     p.amount_minor,
     p.status,
-    (f.payment_id is not null) as is_captured,
+    (p.status in ('success', 'partially_refunded', 'refunded')
+     and p.captured_at is not null) as is_captured,
     p.captured_at,
     cast(p.captured_at as date) as captured_date,
     cast(coalesce(r.refunded_minor, 0) as {{ money_type() }}) as refunded_minor,

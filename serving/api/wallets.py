@@ -1,0 +1,86 @@
+"""/api/v1/wallets: stored-value top-ups and the wallets a merchant keeps for its customers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from serving import tenancy
+from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
+from serving.errors import not_found
+from serving.schemas import TopupCreate, WalletOut
+from serving.services import wallets as service
+from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
+from warehouse.models import Wallet, WalletTransaction
+
+router = APIRouter(tags=["wallets"])
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post("/wallets/topups", status_code=201,
+             responses={201: {"description": '{"payment": Payment, "wallet": Wallet | null}'}})
+async def create_topup(request: Request, body: TopupCreate, principal: MerchantDep,
+                       engine: EngineDep, now: NowDep,
+                       idempotency_key: IdempotencyKeyHeader = None):
+    """Top up a customer's wallet: a normal payment of amount_minor; when it succeeds the wallet
+    gets amount_minor as principal and bonus_minor as bonus (a declined payment credits nothing)."""
+    from starlette.concurrency import run_in_threadpool
+
+    key = check_key(idempotency_key)
+    raw = await request.json()
+    path = "/api/v1/wallets/topups"
+    result = await run_in_threadpool(
+        run_idempotent, engine, merchant_id=principal.merchant_id, key=key, path=path,
+        fingerprint=request_fingerprint(path, raw),
+        work=lambda s: service.create_topup(s, merchant_id=principal.merchant_id, body=body,
+                                            now=now))
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+def _visible_wallet(session, principal, wallet_id: str, now) -> Wallet:
+    wallet = session.get(Wallet, wallet_id)
+    if wallet is None or not tenancy.can_see_merchant(session, principal, wallet.merchant_id, now):
+        raise not_found("wallet", wallet_id)  # 404, not 403: existence must not leak
+    return wallet
+
+
+@router.get("/wallets")
+def list_wallets(principal: PrincipalDep, session: SessionDep, now: NowDep,
+                 customer_id: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 starting_after: str | None = None):
+    query = (select(Wallet).where(tenancy.merchant_filter(session, principal, Wallet.merchant_id,
+                                                          now))
+             .order_by(Wallet.id).limit(limit + 1))
+    if customer_id is not None:
+        query = query.where(Wallet.customer_id == customer_id)
+    if starting_after:
+        query = query.where(Wallet.id > starting_after)
+    rows = session.scalars(query).all()
+    return JSONResponse({"data": [service.wallet_out(w) for w in rows[:limit]],
+                         "has_more": len(rows) > limit})
+
+
+@router.get("/wallets/{wallet_id}", response_model=WalletOut)
+def get_wallet(wallet_id: str, principal: PrincipalDep, session: SessionDep, now: NowDep):
+    return JSONResponse(service.wallet_out(_visible_wallet(session, principal, wallet_id, now)))
+
+
+@router.get("/wallets/{wallet_id}/transactions")
+def list_wallet_transactions(wallet_id: str, principal: PrincipalDep, session: SessionDep,
+                             now: NowDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                             starting_after: str | None = None):
+    """The wallet's movements, oldest first (signed principal and bonus parts)."""
+    wallet = _visible_wallet(session, principal, wallet_id, now)
+    query = (select(WalletTransaction).where(WalletTransaction.wallet_id == wallet.id)
+             .order_by(WalletTransaction.id).limit(limit + 1))
+    if starting_after:
+        query = query.where(WalletTransaction.id > starting_after)
+    rows = session.scalars(query).all()
+    return JSONResponse({"data": [service.transaction_out(t) for t in rows[:limit]],
+                         "has_more": len(rows) > limit})
+

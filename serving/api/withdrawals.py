@@ -1,0 +1,181 @@
+"""/api/v1/withdrawals (payout requests by merchants and agents) and /api/v1/balances."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, select
+from starlette.concurrency import run_in_threadpool
+
+from serving.api.common import Limit, StartingAfter, page
+from serving.auth import Principal
+from serving.deps import EngineDep, NowDep, OperatorDep, SessionDep, SettingsDep, require_roles
+from serving.errors import ApiError, not_found
+from serving.schemas import CurrencyCode, PositiveMinor
+from serving.services import withdrawals as service
+from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
+from warehouse.models import Withdrawal
+
+router = APIRouter(tags=["withdrawals"])
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+# merchant_developer only takes payments and refunds; finance decides but never requests.
+RequesterDep = Annotated[Principal, Depends(require_roles("merchant_admin", "agent"))]
+ReaderDep = Annotated[Principal, Depends(require_roles("merchant_admin", "agent",
+                                                       "platform_admin", "finance"))]
+PlatformAdminDep = Annotated[Principal, Depends(require_roles("platform_admin"))]
+
+
+class WithdrawalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_minor: PositiveMinor
+    currency: CurrencyCode
+    destination: str = Field(min_length=1, max_length=200,
+                             description="where the money goes, e.g. a bank account reference")
+
+
+class WithdrawalReject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class WithdrawalOut(BaseModel):
+    id: str
+    object: Literal["withdrawal"] = "withdrawal"
+    owner_type: Literal["merchant", "agent"]
+    owner_id: str
+    merchant_id: str | None
+    agent_id: str | None
+    amount_minor: str
+    currency: str
+    status: Literal["requested", "approved", "rejected", "paid"]
+    destination: str | None
+    decided_by: str | None
+    decided_at: str | None
+    reason: str | None
+    created_at: str | None
+
+
+class WithdrawalList(BaseModel):
+    data: list[WithdrawalOut]
+    has_more: bool
+
+
+def _scope(principal: Principal) -> str:
+    """Idempotency keys are scoped per caller: merchant, agent or operator user."""
+    return principal.merchant_id or principal.agent_id or principal.user_id or principal.role
+
+
+async def _run(engine, principal: Principal, key: str | None, path: str, raw: dict, work):
+    key = check_key(key)
+    result = await run_in_threadpool(
+        run_idempotent, engine, merchant_id=_scope(principal), key=key, path=path,
+        fingerprint=request_fingerprint(path, raw), work=work)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+async def _json(request: Request) -> dict:
+    body = await request.body()
+    return await request.json() if body else {}
+
+
+@router.post("/withdrawals", status_code=201, response_model=WithdrawalOut,
+             responses={422: {"description": "insufficient_available_balance"}})
+async def create_withdrawal(request: Request, body: WithdrawalCreate, principal: RequesterDep,
+                            engine: EngineDep, settings: SettingsDep, now: NowDep,
+                            idempotency_key: IdempotencyKeyHeader = None):
+    """Request a payout of part of the available balance (see GET /balances)."""
+    return await _run(engine, principal, idempotency_key, "/api/v1/withdrawals",
+                      await _json(request),
+                      lambda s: service.create(s, settings, principal,
+                                               amount_minor=body.amount_minor,
+                                               currency=body.currency,
+                                               destination=body.destination, now=now))
+
+
+@router.post("/withdrawals/{withdrawal_id}/approve", response_model=WithdrawalOut,
+             responses={409: {"description": "illegal_transition"}})
+async def approve_withdrawal(withdrawal_id: str, principal: OperatorDep, engine: EngineDep,
+                             now: NowDep, idempotency_key: IdempotencyKeyHeader = None):
+    """Approve: posts the payout to the ledger (payable -> payouts_in_transit)."""
+    return await _run(engine, principal, idempotency_key,
+                      f"/api/v1/withdrawals/{withdrawal_id}/approve", {},
+                      lambda s: service.decide(s, principal, withdrawal_id, approve=True,
+                                               reason=None, now=now))
+
+
+@router.post("/withdrawals/{withdrawal_id}/reject", response_model=WithdrawalOut,
+             responses={409: {"description": "illegal_transition"}})
+async def reject_withdrawal(withdrawal_id: str, request: Request, body: WithdrawalReject,
+                            principal: OperatorDep, engine: EngineDep, now: NowDep,
+                            idempotency_key: IdempotencyKeyHeader = None):
+    """Reject (reason required): the amount becomes available again."""
+    return await _run(engine, principal, idempotency_key,
+                      f"/api/v1/withdrawals/{withdrawal_id}/reject", await _json(request),
+                      lambda s: service.decide(s, principal, withdrawal_id, approve=False,
+                                               reason=body.reason, now=now))
+
+
+@router.post("/withdrawals/{withdrawal_id}/mark-paid", response_model=WithdrawalOut,
+             responses={409: {"description": "illegal_transition"}})
+async def mark_withdrawal_paid(withdrawal_id: str, principal: PlatformAdminDep,
+                               engine: EngineDep, now: NowDep,
+                               idempotency_key: IdempotencyKeyHeader = None):
+    """The bank transfer went out: payouts_in_transit -> bank."""
+    return await _run(engine, principal, idempotency_key,
+                      f"/api/v1/withdrawals/{withdrawal_id}/mark-paid", {},
+                      lambda s: service.mark_paid(s, principal, withdrawal_id, now=now))
+
+
+def _visible(principal: Principal):
+    if principal.is_operator:
+        return None
+    owner = service.owner_of(principal)
+    return and_(Withdrawal.owner_type == owner.type, Withdrawal.owner_id == owner.id)
+
+
+@router.get("/withdrawals", response_model=WithdrawalList)
+def list_withdrawals(principal: ReaderDep, session: SessionDep, limit: Limit = 20,
+                     starting_after: StartingAfter = None,
+                     status: Literal["requested", "approved", "rejected", "paid"] | None = None):
+    """Merchants and agents: their own; operators: all."""
+    query = select(Withdrawal)
+    if (where := _visible(principal)) is not None:
+        query = query.where(where)
+    if status:
+        query = query.where(Withdrawal.status == status)
+    return JSONResponse(page(session, query, Withdrawal.id, limit=limit,
+                             starting_after=starting_after, out=service.withdrawal_out))
+
+
+@router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalOut)
+def get_withdrawal(withdrawal_id: str, principal: ReaderDep, session: SessionDep):
+    w = session.get(Withdrawal, withdrawal_id)
+    if w is None or not service.can_see(principal, w):
+        raise not_found("withdrawal", withdrawal_id)  # 404, not 403: existence must not leak
+    return JSONResponse(service.withdrawal_out(w))
+
+
+@router.get("/balances")
+def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDep, now: NowDep,
+                 currency: Annotated[CurrencyCode | None, Query()] = None,
+                 merchant_id: Annotated[str | None, Query(description="operators only")] = None,
+                 agent_id: Annotated[str | None, Query(description="operators only")] = None):
+    """Available balance per currency: the latest settled statement's closing balance minus
+    withdrawals requested, approved or paid; with the statement it comes from."""
+    if principal.is_operator:
+        if (merchant_id is None) == (agent_id is None):
+            raise ApiError(422, "owner_required", "operators name one merchant_id or agent_id",
+                           {"field": "merchant_id"})
+        owner = (service.Owner("merchant", merchant_id) if merchant_id
+                 else service.Owner("agent", agent_id))
+    else:
+        owner = service.owner_of(principal)
+        if (merchant_id and merchant_id != owner.id) or (agent_id and agent_id != owner.id):
+            raise not_found("merchant" if merchant_id else "agent", merchant_id or agent_id)
+    return JSONResponse({"data": service.balances(session, settings, owner, now, currency),
+                         "has_more": False})

@@ -1,0 +1,368 @@
+"""Withdrawals on SQLite and Postgres: available balance from the settled statement, requests
+within and above it, concurrency, approve/reject/mark-paid with ledger legs, roles, tenancy,
+agents, idempotency; and serving.statements.settled_balances on a published snapshot."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from serving import statements
+from tests.serving.admin_helpers import agent, bearer, key_for, operator, publish_statements
+from tests.serving.helpers import make_api
+from warehouse.models import AuditLogEntry, LedgerEntry, OutboxEvent, Withdrawal
+
+CLOCK = {"Clearhouse-Test-Clock": "2026-11-22T12:00:00Z"}  # settled through 2026-11-21 (T+1)
+DAY = date(2026, 11, 20)
+
+
+@pytest.fixture
+def api(oltp_url, make_settings):
+    return make_api(make_settings(database_url=oltp_url))
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Stand-in for the published statements: {(merchant_id, currency): (closing, period_end)}."""
+    book: dict[tuple[str, str], tuple[int, date]] = {}
+
+    def fake(settings, merchant_id, settled_through, currency=None):
+        return [statements.SettledBalance(ccy, f"{mid}:{ccy}:{end}", end, closing)
+                for (mid, ccy), (closing, end) in sorted(book.items())
+                if mid == merchant_id and end <= settled_through and currency in (None, ccy)]
+
+    monkeypatch.setattr(statements, "settled_balances", fake)
+    return book
+
+
+def withdraw(api, key, amount="1000", currency="USD", idem=None, destination="acct-1"):
+    return api.client.post("/api/v1/withdrawals",
+                           json={"amount_minor": amount, "currency": currency,
+                                 "destination": destination},
+                           headers={**bearer(key), **CLOCK,
+                                    "Idempotency-Key": idem or uuid.uuid4().hex})
+
+
+def act(api, token, withdrawal_id, action, body=None, idem=None):
+    return api.client.post(f"/api/v1/withdrawals/{withdrawal_id}/{action}", json=body,
+                           headers={**bearer(token), **CLOCK,
+                                    "Idempotency-Key": idem or uuid.uuid4().hex})
+
+
+def available(api, key, currency="USD") -> str:
+    resp = api.client.get(f"/api/v1/balances?currency={currency}", headers={**bearer(key), **CLOCK})
+    assert resp.status_code == 200, resp.text
+    (row,) = resp.json()["data"]
+    return row["available_minor"]
+
+
+def count(api, model, *where) -> int:
+    with Session(api.engine) as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def funded(api, settled, closing=10_000, name="Acme"):
+    merchant_id, key = api.merchant(name)
+    settled[(merchant_id, "USD")] = (closing, DAY)
+    return merchant_id, key
+
+
+def test_within_balance_is_requested_with_audit_and_outbox(api, settled):
+    merchant_id, key = funded(api, settled)
+    resp = withdraw(api, key, amount=4000)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["id"].startswith("po_") and body["status"] == "requested"
+    assert body["amount_minor"] == "4000" and body["merchant_id"] == merchant_id
+    assert body["owner_type"] == "merchant" and body["destination"] == "acct-1"
+    balance = api.client.get("/api/v1/balances", headers={**bearer(key), **CLOCK}).json()["data"]
+    assert balance == [{
+        "object": "balance", "owner_type": "merchant", "owner_id": merchant_id, "currency": "USD",
+        "available_minor": "6000", "settled_minor": "10000", "withheld_minor": "4000",
+        "settled_through": "2026-11-21",
+        "statement": {"id": f"{merchant_id}:USD:2026-11-20", "period_end": "2026-11-20",
+                      "closing_balance_minor": "10000"}}]
+    with Session(api.engine) as s:
+        event = s.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == body["id"])).one()
+        assert event.event_type == "withdrawal.requested"
+        assert event.payload["merchant_id"] == merchant_id  # webhooks route on it
+        entry = s.scalars(select(AuditLogEntry).where(AuditLogEntry.resource_id == body["id"])).one()
+        assert entry.action == "withdrawal.requested"
+    assert count(api, LedgerEntry) == 0  # a request moves no money yet
+
+
+def test_above_balance_is_422_and_writes_nothing(api, settled):
+    _, key = funded(api, settled)
+    resp = withdraw(api, key, amount="10001")
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "insufficient_available_balance"
+    assert error["details"]["available_minor"] == "10000"
+    assert error["details"]["requested_minor"] == "10001"
+    assert count(api, Withdrawal) == 0 and count(api, OutboxEvent) == 0
+    assert count(api, AuditLogEntry, AuditLogEntry.resource_type == "withdrawal") == 0
+    assert withdraw(api, key, amount="10000").status_code == 201  # the whole balance is fine
+
+
+def test_balance_uses_only_settled_periods_and_currency(api, settled):
+    merchant_id, key = api.merchant()
+    settled[(merchant_id, "USD")] = (5_000, date(2026, 11, 22))  # not settled yet at T+1
+    assert available(api, key) == "0"
+    assert withdraw(api, key, amount=1).status_code == 422
+    settled[(merchant_id, "EUR")] = (700, DAY)
+    assert available(api, key, "EUR") == "700"
+    resp = withdraw(api, key, amount=701, currency="EUR")
+    assert resp.status_code == 422 and resp.json()["error"]["details"]["available_minor"] == "700"
+
+
+def test_two_requests_together_above_balance_second_refused(api, settled):
+    _, key = funded(api, settled)
+    assert withdraw(api, key, amount=6000).status_code == 201
+    second = withdraw(api, key, amount=6000)
+    assert second.status_code == 422
+    assert second.json()["error"]["details"]["available_minor"] == "4000"
+    assert count(api, Withdrawal) == 1
+
+
+def test_concurrent_requests_never_exceed_the_balance(api, settled):
+    merchant_id, key = funded(api, settled)
+    results = []
+
+    def hit():
+        results.append(withdraw(api, key, amount=3000))
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [201] * 3 + [422] * 5, \
+        [r.text for r in results]
+    with Session(api.engine) as s:
+        amounts = s.scalars(select(Withdrawal.amount_minor)
+                            .where(Withdrawal.owner_id == merchant_id)).all()
+    assert sum(amounts) == 9000
+    assert available(api, key) == "1000"
+
+
+def test_approve_posts_balanced_ledger_then_mark_paid(api, settled):
+    merchant_id, key = funded(api, settled)
+    wid = withdraw(api, key, amount=2500).json()["id"]
+    finance = operator(api, "finance")
+    approved = act(api, finance, wid, "approve")
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert body["status"] == "approved" and body["decided_by"].startswith("finance:")
+    assert body["decided_at"] == "2026-11-22T12:00:00.000Z"
+    with Session(api.engine) as s:
+        legs = s.scalars(select(LedgerEntry).order_by(LedgerEntry.amount_minor)).all()
+    assert [(leg.kind, leg.account, leg.currency, leg.amount_minor) for leg in legs] == [
+        ("payout", "payouts_in_transit:USD", "USD", -2500),
+        ("payout", f"merchant_payable:{merchant_id}", "USD", 2500)]
+    assert len({leg.transaction_id for leg in legs}) == 1
+    assert available(api, key) == "7500"  # approved still withheld
+
+    assert act(api, finance, wid, "mark-paid").status_code == 403  # platform_admin only
+    paid = act(api, api.admin_token, wid, "mark-paid")
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    with Session(api.engine) as s:
+        paid_legs = s.execute(select(LedgerEntry.account, LedgerEntry.amount_minor)
+                              .where(LedgerEntry.transaction_id != legs[0].transaction_id)
+                              .order_by(LedgerEntry.amount_minor)).all()
+        events = s.scalars(select(OutboxEvent.event_type).order_by(OutboxEvent.created_at,
+                                                                   OutboxEvent.id)).all()
+    assert [tuple(r) for r in paid_legs] == [("bank:USD", -2500), ("payouts_in_transit:USD", 2500)]
+    assert events == ["withdrawal.requested", "withdrawal.approved", "withdrawal.paid"]
+    assert available(api, key) == "7500"  # statements do not show payouts yet
+
+    again = act(api, api.admin_token, wid, "approve")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "illegal_transition"
+    assert act(api, api.admin_token, wid, "reject", {"reason": "late"}).status_code == 409
+    assert count(api, LedgerEntry) == 4
+
+
+def test_reject_frees_the_balance_and_needs_a_reason(api, settled):
+    _, key = funded(api, settled)
+    wid = withdraw(api, key, amount=10_000).json()["id"]
+    assert available(api, key) == "0"
+    missing = act(api, api.admin_token, wid, "reject", {})
+    assert missing.status_code == 422 and missing.json()["error"]["details"]["field"] == "reason"
+    rejected = act(api, api.admin_token, wid, "reject", {"reason": "destination not verified"})
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "rejected"
+    assert rejected.json()["reason"] == "destination not verified"
+    assert available(api, key) == "10000"
+    assert count(api, LedgerEntry) == 0
+    assert act(api, api.admin_token, wid, "approve").status_code == 409
+    assert act(api, api.admin_token, wid, "mark-paid").status_code == 409
+    assert withdraw(api, key, amount=10_000).status_code == 201
+
+
+def test_roles_and_tenancy(api, settled):
+    merchant_id, key = funded(api, settled)
+    other_id, other_key = funded(api, settled, name="Other")
+    wid = withdraw(api, key, amount=100).json()["id"]
+    other_wid = withdraw(api, other_key, amount=200).json()["id"]
+    _, developer = key_for(api, merchant_id=merchant_id, role="merchant_developer")
+    finance = operator(api, "finance")
+
+    for credential in (developer, finance, api.admin_token):
+        resp = withdraw(api, credential, amount=1)
+        assert resp.status_code == 403, (credential, resp.text)
+    assert act(api, key, wid, "approve").status_code == 403
+    assert act(api, key, wid, "reject", {"reason": "x"}).status_code == 403
+    assert api.client.get("/api/v1/withdrawals", headers=bearer(developer)).status_code == 403
+    assert withdraw(api, key, amount=1, idem=None).status_code == 201
+    no_key = api.client.post("/api/v1/withdrawals", headers=bearer(key),
+                             json={"amount_minor": 1, "currency": "USD", "destination": "a"})
+    assert no_key.status_code == 400
+
+    # Another tenant's withdrawal is 404 (also for approving a missing one).
+    assert api.client.get(f"/api/v1/withdrawals/{other_wid}", headers=bearer(key)).status_code == 404
+    assert api.client.get(f"/api/v1/withdrawals/{wid}", headers=bearer(key)).status_code == 200
+    assert act(api, api.admin_token, "po_missing", "approve").status_code == 404
+    mine = api.client.get("/api/v1/withdrawals", headers=bearer(key)).json()
+    assert {w["owner_id"] for w in mine["data"]} == {merchant_id} and len(mine["data"]) == 2
+    everything = api.client.get("/api/v1/withdrawals?limit=2", headers=bearer(finance)).json()
+    assert len(everything["data"]) == 2 and everything["has_more"] is True
+    rest = api.client.get(f"/api/v1/withdrawals?starting_after={everything['data'][1]['id']}",
+                          headers=bearer(finance)).json()
+    assert [w["id"] for w in rest["data"]] == [wid] and rest["has_more"] is False
+    assert api.client.get(f"/api/v1/withdrawals/{other_wid}",
+                          headers=bearer(finance)).json()["owner_id"] == other_id
+
+    # Balances: operators name the owner; a merchant cannot ask for another's.
+    resp = api.client.get(f"/api/v1/balances?merchant_id={other_id}",
+                          headers={**bearer(finance), **CLOCK})
+    assert resp.status_code == 200 and resp.json()["data"][0]["available_minor"] == "9800"
+    assert api.client.get("/api/v1/balances", headers=bearer(finance)).status_code == 422
+    assert api.client.get(f"/api/v1/balances?merchant_id={other_id}",
+                          headers=bearer(key)).status_code == 404
+
+
+def test_agent_has_zero_available_for_now(api, settled):
+    agent_id = agent(api, "Agent A")
+    _, agent_key = key_for(api, agent_id=agent_id)
+    settled[(agent_id, "USD")] = (5_000, DAY)  # ignored: agents have no commission statements yet
+    assert available(api, agent_key) == "0"
+    resp = withdraw(api, agent_key, amount=1)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"] == {"available_minor": "0", "requested_minor": "1",
+                                               "currency": "USD"}
+    assert api.client.get("/api/v1/withdrawals", headers=bearer(agent_key)).json() == {
+        "data": [], "has_more": False}
+    assert count(api, Withdrawal) == 0
+
+
+def test_idempotent_replay_and_key_reuse(api, settled):
+    _, key = funded(api, settled)
+    first = withdraw(api, key, amount=3000, idem="w-1")
+    again = withdraw(api, key, amount=3000, idem="w-1")
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = withdraw(api, key, amount=3001, idem="w-1")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert count(api, Withdrawal) == 1
+    # A refusal is replayed too, even after the balance would allow it.
+    refused = withdraw(api, key, amount=8000, idem="w-2")
+    assert refused.status_code == 422
+    wid = first.json()["id"]
+    assert act(api, api.admin_token, wid, "reject", {"reason": "dup"}, idem="r-1").status_code == 200
+    replay = withdraw(api, key, amount=8000, idem="w-2")
+    assert replay.status_code == 422 and replay.headers["Idempotent-Replayed"] == "true"
+    wid2 = withdraw(api, key, amount=10).json()["id"]
+    approved = act(api, api.admin_token, wid2, "approve", idem="a-1")
+    replayed = act(api, api.admin_token, wid2, "approve", idem="a-1")
+    assert approved.status_code == replayed.status_code == 200
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert count(api, LedgerEntry) == 2  # approved once
+
+
+def test_bad_input_is_422(api, settled):
+    _, key = funded(api, settled)
+    for body, field in (({"amount_minor": "12.50", "currency": "USD", "destination": "a"},
+                         "amount_minor"),
+                        ({"amount_minor": 0, "currency": "USD", "destination": "a"},
+                         "amount_minor"),
+                        ({"amount_minor": 1, "currency": "XXQ", "destination": "a"}, "currency"),
+                        ({"amount_minor": 1, "currency": "USD"}, "destination")):
+        resp = api.client.post("/api/v1/withdrawals", json=body,
+                               headers={**bearer(key), "Idempotency-Key": uuid.uuid4().hex})
+        assert resp.status_code == 422 and resp.json()["error"]["details"]["field"] == field
+    assert count(api, Withdrawal) == 0
+
+
+# --- serving.statements.settled_balances against real published statements -------------------
+
+ROWS = [  # merchant, currency, period, closing
+    ("mer_a", "USD", date(2026, 11, 19), 500), ("mer_a", "USD", date(2026, 11, 20), 971),
+    ("mer_a", "USD", date(2026, 11, 21), 1500), ("mer_a", "EUR", date(2026, 11, 18), 42),
+    ("mer_b", "USD", date(2026, 11, 20), 7),
+]
+
+
+def _check_settled_balances(settings):
+    got = statements.settled_balances(settings, "mer_a", date(2026, 11, 20))
+    assert got == [statements.SettledBalance("EUR", "mer_a:EUR:2026-11-18", date(2026, 11, 18), 42),
+                   statements.SettledBalance("USD", "mer_a:USD:2026-11-20", date(2026, 11, 20), 971)]
+    usd = statements.settled_balances(settings, "mer_a", date(2026, 11, 30), "USD")
+    assert [(b.statement_id, b.closing_balance_minor) for b in usd] == [("mer_a:USD:2026-11-21", 1500)]
+    assert statements.settled_balances(settings, "mer_a", date(2026, 11, 17)) == []
+    assert statements.settled_balances(settings, "mer_z", date(2026, 11, 30)) == []
+
+
+def test_settled_balances_from_published_parquet(make_settings):
+    import duckdb
+
+    from warehouse.published import published_path
+
+    settings = make_settings()
+    assert statements.settled_balances(settings, "mer_a", DAY) == []  # nothing published: 0
+    settings.published_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    money = "DECIMAL(38,0)"
+    con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
+        period_end DATE, currency VARCHAR, closing_balance_minor {money})""")
+    con.execute("CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR)")
+    for merchant_id, ccy, day, closing in ROWS:
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?)",
+                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing])
+    for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
+        con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
+    con.close()
+    _check_settled_balances(settings)
+
+
+def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
+    import psycopg
+
+    settings = make_settings(warehouse_url=pg_url)
+    assert statements.settled_balances(settings, "mer_a", DAY) == []  # no mart yet: 0
+    with psycopg.connect(pg_url) as con:
+        con.execute("CREATE SCHEMA analytics")
+        con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
+            merchant_id text, period_start date, period_end date, currency text,
+            closing_balance_minor numeric(38,0))""")
+        for merchant_id, ccy, day, closing in ROWS:
+            con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
+                        "(%s, %s, %s, %s, %s, %s)",
+                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing])
+    _check_settled_balances(settings)
+
+
+def test_withdrawal_against_a_published_statement(oltp_url, make_settings):
+    """No stand-in: the balance comes from a Parquet snapshot as the pipeline publishes it."""
+    settings = make_settings(database_url=oltp_url)
+    api = make_api(settings)
+    merchant_id, key = api.merchant()
+    assert available(api, key) == "0"  # nothing published yet
+    publish_statements(settings, [merchant_id], DAY)  # closing balance 971 USD
+    assert available(api, key) == "971"
+    assert withdraw(api, key, amount=972).status_code == 422
+    assert withdraw(api, key, amount=971).status_code == 201
+    assert available(api, key) == "0"
