@@ -120,6 +120,8 @@ def print_summary(settings: Settings, summary: dict) -> None:
     print(f"  payments     {result.payments} ({result.succeeded} captured at once, {result.declined} "
           f"declined or held, {result.pending} pending; {result.refunds} refunds; "
           f"{result.replayed} replayed from an earlier run)")
+    print(f"  wallets      {result.wallet_topups} top-ups with bonus, {result.wallet_spends} payments "
+          f"from wallets")
     print(f"  callbacks    {result.callbacks} pending payments confirmed by signed channel callbacks")
     verified, duplicates, rejected = result.webhooks
     print(f"  webhooks     {verified} events delivered to the merchants' endpoints, signatures "

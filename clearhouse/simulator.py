@@ -90,6 +90,8 @@ class DayResult:
     pending: int = 0  # waiting for a channel callback or a review
     callbacks: int = 0
     webhooks: tuple[int, int, int] = (0, 0, 0)  # verified, duplicates, rejected
+    wallet_topups: int = 0
+    wallet_spends: int = 0
     errors: list[str] = field(default_factory=list)
     captured_by_currency: dict[str, int] = field(default_factory=dict)
 
@@ -210,6 +212,46 @@ def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list
     return plans
 
 
+def _wallet_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, n: int,
+                seed: int, result: DayResult) -> None:
+    """A few customers top up a stored-value wallet in the morning (10 % bonus) and pay from
+    it during the day; one refunds part of a top-up, which claws back bonus pro rata."""
+    rng = random.Random(f"wallets:{seed}:{day.isoformat()}")
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    customers = make_customers(max(3, n // 200), seed + 1)
+    for i, customer in enumerate(customers):
+        merchant = rng.choice([m for m in merchants if m.name != "Chainlight Labs"])
+        auth = {"Authorization": f"Bearer {merchant.api_key}"}
+        at = start + timedelta(hours=8, minutes=i)
+        topup = client.post("/api/v1/wallets/topups", headers={
+            **auth, "Idempotency-Key": f"sim-{seed}-{day}-topup-{i}", "Clearhouse-Test-Clock": _iso(at)},
+            json={"customer_id": customer.id, "currency": "USD", "amount_minor": "10000",
+                  "bonus_minor": "1000", "payment_method": {"type": "card", "number": customer.card}})
+        if topup.status_code != 201 or topup.json()["wallet"] is None:
+            result.errors.append(f"wallet top-up {i}: {topup.status_code} {topup.text[:200]}")
+            continue
+        result.wallet_topups += 1
+        for j in range(2):
+            spend_at = at + timedelta(hours=2 + 3 * j, minutes=rng.randrange(60))
+            spend = client.post("/api/v1/payments", headers={
+                **auth, "Idempotency-Key": f"sim-{seed}-{day}-wallet-{i}-{j}",
+                "Clearhouse-Test-Clock": _iso(spend_at)},
+                json={"amount_minor": str(rng.randrange(1500, 4000)), "currency": "USD",
+                      "merchant_reference": f"wallet-{day:%Y%m%d}-{i}-{j}",
+                      "payment_method": {"type": "wallet"}, "customer": {"id": customer.id}})
+            if spend.status_code == 201 and spend.json()["status"] == "success":
+                result.wallet_spends += 1
+            else:
+                result.errors.append(f"wallet spend {i}/{j}: {spend.status_code} {spend.text[:200]}")
+        if i == 0:  # the first customer takes 20.00 of principal back
+            back = client.post("/api/v1/refunds", headers={
+                **auth, "Idempotency-Key": f"sim-{seed}-{day}-topup-refund-{i}",
+                "Clearhouse-Test-Clock": _iso(at + timedelta(hours=9))},
+                json={"payment_id": topup.json()["payment"]["id"], "amount_minor": "2000"})
+            if back.status_code != 201:
+                result.errors.append(f"top-up refund: {back.status_code} {back.text[:200]}")
+
+
 def _iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -238,6 +280,7 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
         return client.post("/api/v1/refunds", json=body, headers=headers)
 
     to_refund = []
+    _wallet_day(client, merchants, day=day, n=payments, seed=seed, result=result)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for plan, resp in pool.map(pay, sorted(plans, key=lambda p: p.at)):
             done += 1
