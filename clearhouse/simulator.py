@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from serving.schemas import MerchantCreate, PriceIn
+from serving.schemas import MerchantCreate, PriceIn, iso_z
 from serving.services.admin import bootstrap_admin, create_agent, create_merchant
 from warehouse.models import Merchant
 from warehouse.money import exponent
@@ -224,7 +224,7 @@ def _wallet_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date
         auth = {"Authorization": f"Bearer {merchant.api_key}"}
         at = start + timedelta(hours=8, minutes=i)
         topup = client.post("/api/v1/wallets/topups", headers={
-            **auth, "Idempotency-Key": f"sim-{seed}-{day}-topup-{i}", "Clearhouse-Test-Clock": _iso(at)},
+            **auth, "Idempotency-Key": f"sim-{seed}-{day}-topup-{i}", "Clearhouse-Test-Clock": iso_z(at)},
             json={"customer_id": customer.id, "currency": "USD", "amount_minor": "10000",
                   "bonus_minor": "1000", "payment_method": {"type": "card", "number": customer.card}})
         if topup.status_code != 201 or topup.json()["wallet"] is None:
@@ -235,7 +235,7 @@ def _wallet_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date
             spend_at = at + timedelta(hours=2 + 3 * j, minutes=rng.randrange(60))
             spend = client.post("/api/v1/payments", headers={
                 **auth, "Idempotency-Key": f"sim-{seed}-{day}-wallet-{i}-{j}",
-                "Clearhouse-Test-Clock": _iso(spend_at)},
+                "Clearhouse-Test-Clock": iso_z(spend_at)},
                 json={"amount_minor": str(rng.randrange(1500, 4000)), "currency": "USD",
                       "merchant_reference": f"wallet-{day:%Y%m%d}-{i}-{j}",
                       "payment_method": {"type": "wallet"}, "customer": {"id": customer.id}})
@@ -246,14 +246,10 @@ def _wallet_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date
         if i == 0:  # the first customer takes 20.00 of principal back
             back = client.post("/api/v1/refunds", headers={
                 **auth, "Idempotency-Key": f"sim-{seed}-{day}-topup-refund-{i}",
-                "Clearhouse-Test-Clock": _iso(at + timedelta(hours=9))},
+                "Clearhouse-Test-Clock": iso_z(at + timedelta(hours=9))},
                 json={"payment_id": topup.json()["payment"]["id"], "amount_minor": "2000"})
             if back.status_code != 201:
                 result.errors.append(f"top-up refund: {back.status_code} {back.text[:200]}")
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, payments: int,
@@ -267,7 +263,7 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
     def pay(plan: PlannedPayment):
         headers = {"Authorization": f"Bearer {plan.merchant.api_key}",
                    "Idempotency-Key": f"sim-{seed}-{day.isoformat()}-{plan.index}",
-                   "Clearhouse-Test-Clock": _iso(plan.at)}
+                   "Clearhouse-Test-Clock": iso_z(plan.at)}
         return plan, client.post("/api/v1/payments", json=plan.body, headers=headers)
 
     def refund(plan: PlannedPayment, payment_id: str):
@@ -276,7 +272,7 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
             body["amount_minor"] = str(plan.refund_minor)
         headers = {"Authorization": f"Bearer {plan.merchant.api_key}",
                    "Idempotency-Key": f"sim-{seed}-{day.isoformat()}-r{plan.index}",
-                   "Clearhouse-Test-Clock": _iso(plan.refund_at)}
+                   "Clearhouse-Test-Clock": iso_z(plan.refund_at)}
         return client.post("/api/v1/refunds", json=body, headers=headers)
 
     to_refund = []

@@ -36,7 +36,8 @@ def _currency(value: Any) -> str:
         raise PydanticCustomError("unknown_currency", str(exc), {"code": exc.code}) from None
 
 
-def _iso_z(value: datetime) -> str:
+def iso_z(value: datetime) -> str:
+    """API timestamps: UTC, milliseconds, with Z (api.md)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -44,7 +45,7 @@ def _iso_z(value: datetime) -> str:
 PositiveMinor = Annotated[int, BeforeValidator(_positive_minor), PlainSerializer(str, return_type=str)]
 MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_currency)]
-Timestamp = Annotated[datetime, PlainSerializer(_iso_z, return_type=str)]
+Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
 
 
 class Customer(BaseModel):

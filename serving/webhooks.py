@@ -23,13 +23,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from serving import signing
+from serving.schemas import iso_z
 from warehouse.ids import new_id
 from warehouse.models import Merchant, OutboxEvent, Payment, Refund, WebhookDelivery
 
@@ -44,10 +45,6 @@ CLAIM_CHUNK = 10  # claimed at a time: 10 sends x REQUEST_TIMEOUT stays well ins
 REQUEST_TIMEOUT = httpx.Timeout(10.0)
 ENQUEUE_BATCH = 500
 USER_AGENT = "Clearhouse-Webhooks/1"
-
-
-def iso_z(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def backoff(attempt: int, key: str = "") -> timedelta:

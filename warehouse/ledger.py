@@ -37,6 +37,21 @@ def merchant_payable(merchant_id: str) -> str:
     return f"merchant_payable:{merchant_id}"
 
 
+def agent_payable(agent_id: str) -> str:
+    """What the platform owes an agent (commission); the credit side of an agent's payout."""
+    return f"agent_payable:{agent_id}"
+
+
+def payouts_in_transit(currency: str) -> str:
+    """Approved payouts not yet sent by the bank."""
+    return f"payouts_in_transit:{currency}"
+
+
+def bank(currency: str) -> str:
+    """The platform's bank account in a currency."""
+    return f"bank:{currency}"
+
+
 def wallet_liability(merchant_id: str) -> str:
     """Memo: the merchant's stored-value liability to its customers (no platform money)."""
     return f"wallet_liability:{merchant_id}"

@@ -1,17 +1,20 @@
-"""Bits the admin routers share: list pages (api.md), money and time inputs."""
+"""Bits the routers share: list pages (api.md), money and time inputs, idempotent POSTs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Header, Query
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from serving.schemas import _minor
+from serving.services.idempotency import IdempotentResult, request_fingerprint, run_idempotent
 
 Limit = Annotated[int, Query(ge=1, le=100, description="page size (default 20, at most 100)")]
 StartingAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]
@@ -37,3 +40,19 @@ def page(session: Session, query: Select, id_column, *, limit: int, starting_aft
         query = query.where(id_column < starting_after)
     rows = session.scalars(query).all()
     return {"data": [out(row) for row in rows[:limit]], "has_more": len(rows) > limit}
+
+
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def call_idempotent(engine, *, scope: str, key: str, path: str, raw: dict,
+                          work: Callable[[Session], tuple[int, dict]]) -> IdempotentResult:
+    """Run a money-moving POST's work under its (already checked) Idempotency-Key, off the event
+    loop; `scope` is whose keys these are (a merchant, an agent, an operator)."""
+    return await run_in_threadpool(run_idempotent, engine, merchant_id=scope, key=key, path=path,
+                                   fingerprint=request_fingerprint(path, raw), work=work)
+
+
+def idempotent_response(result: IdempotentResult) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return JSONResponse(result.body, status_code=result.status, headers=headers)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from serving import tenancy
+from serving.api.common import IdempotencyKeyHeader, call_idempotent, idempotent_response
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
 from serving.observability import PAYMENTS
@@ -22,16 +23,10 @@ from serving.schemas import (
     RefundOut,
 )
 from serving.services import payments as service
-from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
+from serving.services.idempotency import check_key
 from warehouse.models import Payment
 
 router = APIRouter(tags=["payments"])
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-def _idempotent_response(result) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
 
 
 @router.post("/payments", status_code=201, response_model=PaymentOut,
@@ -45,12 +40,13 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
         if wait:
             raise limited(wait, "customer")
     raw = await request.json()
-    result = await _run(engine, principal.merchant_id, key, "/api/v1/payments", raw,
-                        lambda s: service.create_payment(s, merchant_id=principal.merchant_id,
-                                                         body=body, now=now))
+    merchant_id = principal.merchant_id
+    result = await call_idempotent(
+        engine, scope=merchant_id, key=key, path="/api/v1/payments", raw=raw,
+        work=lambda s: service.create_payment(s, merchant_id=merchant_id, body=body, now=now))
     if not result.replayed and result.status == 201:
         PAYMENTS.labels(result.body["status"], result.body["channel"] or "none").inc()
-    return _idempotent_response(result)
+    return idempotent_response(result)
 
 
 @router.post("/refunds", status_code=201, response_model=RefundOut)
@@ -59,17 +55,11 @@ async def create_refund(request: Request, body: RefundCreate, principal: Merchan
                         idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
     raw = await request.json()
-    result = await _run(engine, principal.merchant_id, key, "/api/v1/refunds", raw,
-                        lambda s: service.create_refund(s, merchant_id=principal.merchant_id,
-                                                        body=body, now=now))
-    return _idempotent_response(result)
-
-
-async def _run(engine, merchant_id, key, path, raw, work):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(run_idempotent, engine, merchant_id=merchant_id, key=key,
-                                   path=path, fingerprint=request_fingerprint(path, raw), work=work)
+    merchant_id = principal.merchant_id
+    result = await call_idempotent(
+        engine, scope=merchant_id, key=key, path="/api/v1/refunds", raw=raw,
+        work=lambda s: service.create_refund(s, merchant_id=merchant_id, body=body, now=now))
+    return idempotent_response(result)
 
 
 @router.post("/payments/{payment_id}/confirm", response_model=PaymentOut)
@@ -80,10 +70,12 @@ async def confirm_payment(payment_id: str, request: Request, body: PaymentConfir
     key = check_key(idempotency_key)
     raw = await request.json()
     path = f"/api/v1/payments/{payment_id}/confirm"
-    result = await _run(engine, principal.merchant_id, key, path, raw,
-                        lambda s: service.confirm_payment(s, merchant_id=principal.merchant_id,
-                                                          payment_id=payment_id, body=body, now=now))
-    return _idempotent_response(result)
+    merchant_id = principal.merchant_id
+    result = await call_idempotent(
+        engine, scope=merchant_id, key=key, path=path, raw=raw,
+        work=lambda s: service.confirm_payment(s, merchant_id=merchant_id, payment_id=payment_id,
+                                               body=body, now=now))
+    return idempotent_response(result)
 
 
 @router.post("/payments/{payment_id}/cancel", response_model=PaymentOut)
@@ -91,10 +83,12 @@ async def cancel_payment(payment_id: str, principal: MerchantDep, engine: Engine
                          idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
     path = f"/api/v1/payments/{payment_id}/cancel"
-    result = await _run(engine, principal.merchant_id, key, path, {},
-                        lambda s: service.cancel_payment(s, merchant_id=principal.merchant_id,
-                                                         payment_id=payment_id, now=now))
-    return _idempotent_response(result)
+    merchant_id = principal.merchant_id
+    result = await call_idempotent(
+        engine, scope=merchant_id, key=key, path=path, raw={},
+        work=lambda s: service.cancel_payment(s, merchant_id=merchant_id, payment_id=payment_id,
+                                              now=now))
+    return idempotent_response(result)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from serving import tenancy
+from serving.api.common import IdempotencyKeyHeader, call_idempotent, idempotent_response
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
 from serving.schemas import TopupCreate, WalletOut
 from serving.services import wallets as service
-from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
+from serving.services.idempotency import check_key
 from warehouse.models import Wallet, WalletTransaction
 
 router = APIRouter(tags=["wallets"])
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/wallets/topups", status_code=201,
@@ -27,18 +27,13 @@ async def create_topup(request: Request, body: TopupCreate, principal: MerchantD
                        idempotency_key: IdempotencyKeyHeader = None):
     """Top up a customer's wallet: a normal payment of amount_minor; when it succeeds the wallet
     gets amount_minor as principal and bonus_minor as bonus (a declined payment credits nothing)."""
-    from starlette.concurrency import run_in_threadpool
-
     key = check_key(idempotency_key)
-    raw = await request.json()
-    path = "/api/v1/wallets/topups"
-    result = await run_in_threadpool(
-        run_idempotent, engine, merchant_id=principal.merchant_id, key=key, path=path,
-        fingerprint=request_fingerprint(path, raw),
-        work=lambda s: service.create_topup(s, merchant_id=principal.merchant_id, body=body,
-                                            now=now))
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
+    merchant_id = principal.merchant_id
+    result = await call_idempotent(
+        engine, scope=merchant_id, key=key, path="/api/v1/wallets/topups",
+        raw=await request.json(),
+        work=lambda s: service.create_topup(s, merchant_id=merchant_id, body=body, now=now))
+    return idempotent_response(result)
 
 
 def _visible_wallet(session, principal, wallet_id: str, now) -> Wallet:

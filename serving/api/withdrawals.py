@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select
-from starlette.concurrency import run_in_threadpool
 
-from serving.api.common import Limit, StartingAfter, page
+from serving.api.common import (
+    IdempotencyKeyHeader,
+    Limit,
+    StartingAfter,
+    call_idempotent,
+    idempotent_response,
+    page,
+)
 from serving.auth import Principal
 from serving.deps import EngineDep, NowDep, OperatorDep, SessionDep, SettingsDep, require_roles
 from serving.errors import ApiError, not_found
 from serving.schemas import CurrencyCode, PositiveMinor
 from serving.services import withdrawals as service
-from serving.services.idempotency import check_key, request_fingerprint, run_idempotent
+from serving.services.idempotency import check_key
 from warehouse.models import Withdrawal
 
 router = APIRouter(tags=["withdrawals"])
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 # merchant_developer only takes payments and refunds; finance decides but never requests.
 RequesterDep = Annotated[Principal, Depends(require_roles("merchant_admin", "agent"))]
@@ -70,12 +75,9 @@ def _scope(principal: Principal) -> str:
 
 
 async def _run(engine, principal: Principal, key: str | None, path: str, raw: dict, work):
-    key = check_key(key)
-    result = await run_in_threadpool(
-        run_idempotent, engine, merchant_id=_scope(principal), key=key, path=path,
-        fingerprint=request_fingerprint(path, raw), work=work)
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
+    result = await call_idempotent(engine, scope=_scope(principal), key=check_key(key), path=path,
+                                   raw=raw, work=work)
+    return idempotent_response(result)
 
 
 async def _json(request: Request) -> dict:

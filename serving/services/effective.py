@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError
-from serving.schemas import _iso_z as _iso
+from serving.schemas import iso_z as _iso
 
 
 def supersede(session: Session, model, filters: list, valid_from: datetime):

@@ -25,10 +25,17 @@ from sqlalchemy.orm import Session
 from serving import statements
 from serving.auth import Principal
 from serving.errors import ApiError, not_found
-from serving.schemas import _iso_z
+from serving.schemas import iso_z
 from serving.services import audit
 from warehouse.ids import new_id
-from warehouse.ledger import Leg, merchant_payable, post_transaction
+from warehouse.ledger import (
+    Leg,
+    agent_payable,
+    bank,
+    merchant_payable,
+    payouts_in_transit,
+    post_transaction,
+)
 from warehouse.locks import advisory_xact_lock
 from warehouse.models import Merchant, OutboxEvent, Withdrawal
 from warehouse.settings import Settings
@@ -49,19 +56,6 @@ def owner_of(principal: Principal) -> Owner:
     if principal.agent_id is not None:
         return Owner("agent", principal.agent_id)
     raise ApiError(403, "forbidden", "withdrawals are requested by a merchant or an agent")
-
-
-def agent_payable(agent_id: str) -> str:
-    """What the platform owes an agent (commission); the credit side of an agent's payout."""
-    return f"agent_payable:{agent_id}"
-
-
-def payouts_in_transit(currency: str) -> str:
-    return f"payouts_in_transit:{currency}"
-
-
-def bank(currency: str) -> str:
-    return f"bank:{currency}"
 
 
 def _payable(owner: Owner) -> str:
@@ -125,8 +119,8 @@ def withdrawal_out(w: Withdrawal) -> dict:
         "agent_id": w.owner_id if w.owner_type == "agent" else None,
         "amount_minor": str(w.amount_minor), "currency": w.currency, "status": w.status,
         "destination": w.destination, "decided_by": w.decided_by,
-        "decided_at": _iso_z(w.decided_at) if w.decided_at else None, "reason": w.reason,
-        "created_at": _iso_z(w.created_at) if w.created_at else None,
+        "decided_at": iso_z(w.decided_at) if w.decided_at else None, "reason": w.reason,
+        "created_at": iso_z(w.created_at) if w.created_at else None,
     }
 
 
