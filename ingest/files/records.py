@@ -1,0 +1,166 @@
+"""What every file parser returns: normalised, typed records, one shape per kind of source.
+
+Parsers live in `ingest/files/formats/`, one module per format family. Each exposes
+
+    FORMAT: str                      # e.g. "camt", "mt940", "bai2", "psp_csv", "wechat", ...
+    def sniff(head: bytes, name: str) -> bool   # cheap: does this file look like mine?
+    def parse(data: bytes, name: str) -> ParsedFile
+
+`parse` never guesses: a file it cannot read completely raises `ParseError` with a machine-readable
+reason and where it failed (line number or XML element path); the loader quarantines the file with
+that reason and goes on with the next one. Problems that do not stop the file from being read (a
+statement whose own arithmetic does not hold, a bill whose trailer disagrees with its rows) are
+`warnings` on the parsed file; the loader records them and flags the rows - never silently accepts.
+
+Amounts are integer minor units of the record's currency (exponent from `warehouse.money`),
+converted exactly from the decimal text in the file: never through float. A file amount with more
+decimals than the currency allows raises `ParseError("amount_precision", ...)` unless the format
+documents that the extra digits are zeros.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+class ParseError(Exception):
+    """The file cannot be read; the loader quarantines it with `reason` and `location`."""
+
+    def __init__(self, reason: str, message: str, location: str | None = None):
+        super().__init__(f"{reason}: {message}" + (f" (at {location})" if location else ""))
+        self.reason = reason  # machine-readable, snake_case: "xml_syntax", "missing_field", ...
+        self.message = message  # for a human
+        self.location = location  # "line 17" or "/Document/BkToCstmrStmt/Stmt[2]/Ntry[4]/Amt"
+
+
+@dataclass(frozen=True, slots=True)
+class Warning_:
+    code: str  # "balance_mismatch", "trailer_total_mismatch", "record_count_mismatch", ...
+    message: str
+    statement_index: int | None = None  # which statement of the file, when it is about one
+
+
+# --- bank statements: camt.052/053/054, MT940/MT942, BAI2 -------------------------------------
+
+@dataclass(slots=True)
+class Statement:
+    index: int  # position in the file, 0-based
+    message_type: str  # "camt.053" | "camt.052" | "camt.054" | "mt940" | "mt942" | "bai2"
+    account_id: str  # IBAN when the file has one, else the account number as written
+    statement_id: str | None  # camt Stmt/Id, MT940 :20:, BAI2 file id + account
+    sequence_number: str | None  # camt ElctrncSeqNb / LglSeqNb, MT940 :28C:, BAI2 file seq
+    currency: str | None  # account currency
+    servicer_bic: str | None = None
+    account_name: str | None = None
+    created_at: dt.datetime | None = None
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
+    opening_balance_minor: int | None = None  # booked opening (camt OPBD/PRCD, MT940 :60F:/:60M:)
+    opening_date: dt.date | None = None
+    closing_balance_minor: int | None = None  # booked closing (camt CLBD, MT940 :62F:/:62M:)
+    closing_date: dt.date | None = None
+    # Control figures the file states about itself (BAI2 trailers, camt TxsSummry), for checks.
+    control_total_minor: int | None = None
+    control_count: int | None = None
+    # "ok" (opening + sum(lines) == closing), "mismatch" (a warning is raised too), or
+    # "not_applicable" (no opening/closing in this message type, e.g. camt.054, MT942).
+    balance_check: str = "not_applicable"
+
+
+@dataclass(slots=True)
+class StatementLine:
+    statement_index: int
+    line_number: int  # 0-based within its statement
+    booking_date: dt.date | None
+    value_date: dt.date | None
+    amount_minor: int  # signed: credits positive, debits negative
+    currency: str
+    status: str = "booked"  # "booked" | "pending" | "info"
+    bank_reference: str | None = None  # camt AcctSvcrRef, MT940 bank ref, BAI2 bank ref
+    customer_reference: str | None = None  # MT940 customer ref, BAI2 customer ref
+    end_to_end_id: str | None = None  # camt Refs/EndToEndId
+    remittance: str | None = None  # camt RmtInf/Ustrd (joined), MT940 :86:, BAI2 text
+    counterparty_name: str | None = None
+    counterparty_account: str | None = None
+    transaction_code: str | None = None  # camt BkTxCd (Domn/Fmly/SubFmly or Prtry), MT940 code,
+    #                                      BAI2 type code
+    # Detail lines (camt TxDtls) of a batched entry are separate lines sharing entry_reference.
+    entry_reference: str | None = None
+
+
+# --- PSP bills: Clearhouse PSP CSV, WeChat Pay trade/fund-flow bills, Alipay bills ------------
+
+@dataclass(slots=True)
+class PspLine:
+    line_number: int  # 1-based physical line in the file, for tracing
+    record_type: str  # "payment" | "refund" | "chargeback" | "fee_adjustment" | "payout" | "other"
+    channel: str | None  # e.g. "card_stripe" from the file name, "wechat_pay", "alipay"
+    channel_reference: str | None  # the PSP's transaction id
+    merchant_reference: str | None  # the platform's payment/refund id as sent to the PSP
+    transaction_at: dt.datetime | None  # UTC, naive
+    currency: str
+    gross_minor: int  # signed: refunds and chargebacks negative
+    fee_minor: int  # signed
+    net_minor: int  # gross_minor - fee_minor
+    payout_id: str | None = None
+    payout_date: dt.date | None = None
+    status: str | None = None  # the PSP's own status word (e.g. WeChat "SUCCESS", "REFUND")
+    description: str | None = None
+
+
+@dataclass(slots=True)
+class PspSummary:
+    """A bill's own totals (WeChat/Alipay trailers), checked against the rows by the parser."""
+
+    row_count: int | None = None
+    gross_minor: int | None = None
+    refund_minor: int | None = None
+    fee_minor: int | None = None
+    net_minor: int | None = None
+
+
+# --- chain: ERC-20 Transfer logs in eth_getLogs shape ------------------------------------------
+
+@dataclass(slots=True)
+class ChainLog:
+    network: str  # CAIP-2, e.g. "eip155:1", "eip155:84532"; from the file, else the landing dir
+    block_number: int
+    block_hash: str | None
+    block_timestamp: dt.datetime | None  # when the file has it
+    transaction_hash: str  # 0x-prefixed lowercase
+    log_index: int
+    token_address: str  # the log's `address`, lowercase
+    from_address: str  # decoded from topics[1], lowercase 0x + 40 hex
+    to_address: str  # topics[2]
+    value: int  # uint256, exact (may exceed 2^63; the loader stores it as decimal text too)
+    removed: bool
+
+
+# --- FX: ECB euro reference rates --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class FxRate:
+    rate_date: dt.date
+    base_currency: str  # "EUR" for the ECB
+    quote_currency: str
+    rate: str  # exact decimal text as published: 1 base = rate quote ("1.1172")
+    source: str  # "ecb"
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    format: str  # the parser's FORMAT
+    kind: str  # "bank_statement" | "psp_bill" | "chain_logs" | "fx_rates"
+    statements: list[Statement] = field(default_factory=list)
+    statement_lines: list[StatementLine] = field(default_factory=list)
+    psp_lines: list[PspLine] = field(default_factory=list)
+    psp_summary: PspSummary | None = None
+    chain_logs: list[ChainLog] = field(default_factory=list)
+    fx_rates: list[FxRate] = field(default_factory=list)
+    warnings: list[Warning_] = field(default_factory=list)
+
+    @property
+    def row_count(self) -> int:
+        return (len(self.statement_lines) + len(self.psp_lines) + len(self.chain_logs)
+                + len(self.fx_rates))
