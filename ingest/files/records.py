@@ -3,8 +3,13 @@
 Parsers live in `ingest/files/formats/`, one module per format family. Each exposes
 
     FORMAT: str                      # e.g. "camt", "mt940", "bai2", "psp_csv", "wechat", ...
-    def sniff(head: bytes, name: str) -> bool   # cheap: does this file look like mine?
-    def parse(data: bytes, name: str) -> ParsedFile
+    def sniff(head: bytes, name: str) -> bool   # cheap: do these first 4 KiB look like mine?
+    def parse(source: bytes | Path, name: str | None = None) -> ParsedFile
+    def render(parsed: ParsedFile, ...) -> bytes  # the inverse, for the demo's channels and bench
+
+`source` is the file's bytes or its path (big files: parsers may stream from the path, see
+`open_source`); `name` is the file name (some formats carry facts in it, e.g. the PSP CSV's
+channel and day).
 
 `parse` never guesses: a file it cannot read completely raises `ParseError` with a machine-readable
 reason and where it failed (line number or XML element path); the loader quarantines the file with
@@ -21,7 +26,23 @@ documents that the extra digits are zeros.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+def open_source(source: bytes | Path) -> IO[bytes]:
+    """A binary file object over bytes or a path (the caller closes it)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(source)
+    return open(source, "rb")  # noqa: SIM115 - returned to the caller
+
+
+def read_source(source: bytes | Path) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    return Path(source).read_bytes()
 
 
 class ParseError(Exception):
@@ -156,11 +177,14 @@ class ParsedFile:
     statement_lines: list[StatementLine] = field(default_factory=list)
     psp_lines: list[PspLine] = field(default_factory=list)
     psp_summary: PspSummary | None = None
+    # Big PSP files may come back columnar instead of as psp_lines: an Arrow table whose columns
+    # are exactly PspLine's fields (amounts int64, dates date32, times timestamp[us]).
+    psp_table: Any = None
     chain_logs: list[ChainLog] = field(default_factory=list)
     fx_rates: list[FxRate] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 
     @property
     def row_count(self) -> int:
-        return (len(self.statement_lines) + len(self.psp_lines) + len(self.chain_logs)
-                + len(self.fx_rates))
+        psp_rows = self.psp_table.num_rows if self.psp_table is not None else len(self.psp_lines)
+        return len(self.statement_lines) + psp_rows + len(self.chain_logs) + len(self.fx_rates)
