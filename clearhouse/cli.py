@@ -161,6 +161,31 @@ def cmd_channels_deliver_callbacks(args) -> None:
         print(json.dumps(deliver_pending_callbacks(engine, client, datetime.now(UTC))))
 
 
+def cmd_ingest(args) -> None:
+    """Hand files to the landing zone and load them now; prints one JSON line per file.
+    Exit status 1 when any file was quarantined."""
+    from pathlib import Path
+
+    from ingest.files.formats import sniff_source
+    from ingest.files.loader import land, load_landing
+
+    settings = _settings()
+    todo = []
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            sys.exit(f"clearhouse ingest: {name}: no such file")
+        with path.open("rb") as fh:
+            source = args.source or sniff_source(fh.read(4096), path.name)
+        todo.append((source, land(settings, path, source)))
+    report = load_landing(settings, paths=todo)
+    for outcome in report.files:
+        print(json.dumps({k: v for k, v in vars(outcome).items() if v not in (None, [], {})}))
+    print(json.dumps(report.summary()))
+    if report.count("quarantined"):
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearhouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
+
+    ingest = sub.add_parser("ingest", help="load statement/bill/chain/FX files now "
+                            "(copied into HOME/landing/<source>/, then loaded or quarantined)")
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    ingest.add_argument("--source", default=None,
+                        help="landing folder (bank, psp, chain, fx, ...); default: by format")
+    ingest.set_defaults(func=cmd_ingest)
 
     demo = sub.add_parser("demo", help="simulate a day through the API and run the pipeline")
     demo.add_argument("--payments", type=int, default=3000)

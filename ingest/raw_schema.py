@@ -52,7 +52,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "customer_id:text", "refunded_minor:money", "captured_at:ts", "created_at:ts",
        "updated_at:ts"),
     _t("refunds", "id", "updated_at", "id:text", "payment_id:text", "merchant_id:text",
-       "amount_minor:money", "currency:text", "status:text", "reason:text", "succeeded_at:ts",
+       "amount_minor:money", "currency:text", "status:text", "reason:text", "channel_reference:text", "succeeded_at:ts",
        "created_at:ts", "updated_at:ts"),
     _t("ledger_entries", "id", "created_at", "id:int", "transaction_id:text", "kind:text",
        "payment_id:text", "refund_id:text", "merchant_id:text", "account:text", "currency:text",
@@ -72,6 +72,9 @@ def create_statements(engine: str) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} ({cols}, "
             f"_extracted_at TIMESTAMP)"
         )
+        # A warehouse made before a column was added to the API's schema gets it now.
+        stmts += [f"ALTER TABLE {RAW_SCHEMA}.{table.name} ADD COLUMN IF NOT EXISTS {c} {types[t]}"
+                  for c, t in table.columns]
     stmts.append(
         f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{WATERMARK_TABLE} (table_name {types['text']} "
         f"PRIMARY KEY, high_water {types['ts']}, rows_last_run BIGINT, extracted_at TIMESTAMP)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.defs.dbt.assets import clearhouse_dbt_assets, dbt_resource
+from orchestration.defs.files.assets import FILE_ASSETS, FILE_CHECKS
+from orchestration.defs.files.sensors import landing_zone_sensor
 from orchestration.defs.ledger.assets import raw_ledger
 from orchestration.defs.serving.assets import DAILY, merchant_statement_files, published_statements
 
@@ -12,9 +14,14 @@ from orchestration.defs.serving.assets import DAILY, merchant_statement_files, p
 # extracts what changed and rebuilds the marts, so late data is always included.
 pipeline_job = dg.define_asset_job(
     "clearhouse_pipeline",
-    selection=dg.AssetSelection.assets(raw_ledger, published_statements)
+    selection=dg.AssetSelection.assets(raw_ledger, published_statements, *FILE_ASSETS)
     | dg.AssetSelection.assets(clearhouse_dbt_assets),
-    description="Extract the API database, build the dbt project, publish statements.",
+    description="Extract the API database, load the landing zone, build the dbt project, "
+    "publish statements.",
+)
+files_job = dg.define_asset_job(
+    "ingest_files", selection=dg.AssetSelection.assets(*FILE_ASSETS),
+    description="Load bank statements, PSP bills, chain logs and FX rates from the landing zone.",
 )
 statements_job = dg.define_asset_job(
     "merchant_statements", selection=dg.AssetSelection.assets(merchant_statement_files),
@@ -28,8 +35,11 @@ statements_schedule = dg.build_schedule_from_partitioned_job(statements_job, hou
                                                              minute_of_hour=30)
 
 defs = dg.Definitions(
-    assets=[raw_ledger, clearhouse_dbt_assets, published_statements, merchant_statement_files],
-    jobs=[pipeline_job, statements_job],
+    assets=[raw_ledger, clearhouse_dbt_assets, published_statements, merchant_statement_files,
+            *FILE_ASSETS],
+    asset_checks=FILE_CHECKS,
+    jobs=[pipeline_job, statements_job, files_job],
     schedules=[pipeline_schedule, statements_schedule],
+    sensors=[landing_zone_sensor],
     resources={"dbt": dbt_resource()},
 )

@@ -287,6 +287,8 @@ class Refund(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(200))
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The channel's id of the refund (reconciliation matches the PSP's refund line on it).
+    channel_reference: Mapped[str | None] = mapped_column(String(100), index=True)
     __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
 
 

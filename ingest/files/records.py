@@ -181,6 +181,9 @@ class ParsedFile:
     # are exactly PspLine's fields (amounts int64, dates date32, times timestamp[us]).
     psp_table: Any = None
     chain_logs: list[ChainLog] = field(default_factory=list)
+    # network -> the newest block the node had seen when the file was written (confirmations
+    # are counted against it); empty when the file does not say.
+    chain_heads: dict[str, int] = field(default_factory=dict)
     fx_rates: list[FxRate] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 

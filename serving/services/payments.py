@@ -312,11 +312,13 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                            "remain", {"field": "amount_minor", "remaining_minor": str(remaining)})
         fully = amount == remaining
     move(session, payment, "refunding", at=now)
+    channel_reference = None
     if payment.payment_method_type != "wallet":  # a wallet payment gives back stored value only
-        channels.refund(payment.payment_method_type)
+        channel_reference = channels.refund(payment.payment_method_type)
     refund = Refund(id=new_id("refund"), payment_id=payment.id, merchant_id=merchant_id,
                     amount_minor=amount, currency=payment.currency, status="succeeded",
-                    reason=body.reason, created_at=now, succeeded_at=now)
+                    reason=body.reason, created_at=now, succeeded_at=now,
+                    channel_reference=channel_reference)
     session.add(refund)
     refunded_before = payment.refunded_minor
     payment.refunded_minor += amount

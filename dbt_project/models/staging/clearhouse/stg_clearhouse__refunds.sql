@@ -10,6 +10,7 @@ select
     currency,
     status,
     reason,
+    channel_reference,
     succeeded_at,
     created_at,
     updated_at,

@@ -1,0 +1,448 @@
+"""Load the landing zone: each file once, by content hash, into the raw tables - or quarantine it.
+
+A file dropped under `HOME/landing/<source>/` ends in exactly one state:
+- **loaded**: its rows are in the raw tables, `raw.landed_files` holds its format, row count,
+  totals per currency and any warnings (a statement whose arithmetic does not hold is loaded and
+  flagged, never silently accepted), and the file moves to `HOME/archive/<source>/`;
+- **quarantined**: it moves to `HOME/quarantine/<source>/` next to a `.reason.json` with the
+  machine-readable reason and the line or element where parsing failed.
+
+Each file is one warehouse transaction, so a bad or crashing file never blocks the others and
+nothing is half-written. The same bytes again are recognised by SHA-256 and skipped. A corrected
+re-send (same account + statement sequence + period, or same PSP channel + settlement day, with
+different bytes) supersedes the earlier rows: they get `superseded_by`, and the pair is recorded
+in `raw.file_supersessions`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pyarrow as pa
+
+from ingest.files import formats
+from ingest.files.records import (
+    ChainLog,
+    FxRate,
+    ParsedFile,
+    ParseError,
+    PspLine,
+    StatementLine,
+)
+from ingest.files.schema import (
+    BANK_STATEMENT_LINES,
+    BANK_STATEMENTS,
+    CHAIN_HEADS,
+    CHAIN_LOGS,
+    FILE_SUPERSESSIONS,
+    FX_RATES,
+    LANDED_FILES,
+    PSP_LINES,
+)
+from ingest.files.warehouse_io import open_files_writer
+from ingest.raw_schema import RAW_SCHEMA
+from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_HEAD_BYTES = 4096
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    source: str
+    file_id: str
+    status: str  # "loaded" | "quarantined" | "duplicate"
+    format: str | None = None
+    rows: int = 0
+    reason: str | None = None
+    location: str | None = None
+    message: str | None = None
+    totals: dict[str, str] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadReport:
+    files: list[FileOutcome]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files if f.status == "loaded")
+
+    def summary(self) -> dict:
+        return {"loaded": self.count("loaded"), "quarantined": self.count("quarantined"),
+                "duplicates": self.count("duplicate"), "rows": self.rows,
+                "seconds": round(self.seconds, 3)}
+
+
+# --- finding files ------------------------------------------------------------------------------
+
+def pending_files(settings: Settings, sources: list[str] | None = None) -> list[tuple[str, Path]]:
+    """(source, path) of every file waiting in the landing zone, oldest first."""
+    found = []
+    root = settings.landing_dir
+    if not root.is_dir():
+        return []
+    for source_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if sources and source_dir.name not in sources:
+            continue
+        for path in source_dir.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                found.append((source_dir.name, path))
+    found.sort(key=lambda sp: (sp[1].stat().st_mtime, str(sp[1])))
+    return found
+
+
+def land(settings: Settings, path: Path, source: str) -> Path:
+    """Copy an operator's file into the landing zone (the original stays where it was)."""
+    target_dir = settings.landing_dir / source
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    if target.exists() and target.read_bytes() != path.read_bytes():
+        target = target_dir / f"{path.stem}.{int(time.time() * 1000)}{path.suffix}"
+    shutil.copyfile(path, target)
+    return target
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+def detect_and_parse(data: bytes, name: str, source: str) -> ParsedFile:
+    head = data[:_HEAD_BYTES]
+    tried = []
+    for fmt in formats.candidates(source):
+        module = formats.module(fmt)
+        if module.sniff(head, name):
+            return module.parse(data, name)
+        tried.append(fmt)
+    raise ParseError("unknown_format",
+                     f"the file matches none of the formats expected in landing/{source} "
+                     f"({', '.join(tried)})", "line 1")
+
+
+# --- rows -> Arrow ------------------------------------------------------------------------------
+
+def _arrow(records: list, cls, extra: dict[str, list]) -> pa.Table:
+    columns = {f.name: [getattr(r, f.name) for r in records] for f in fields(cls)}
+    columns.update(extra)
+    return pa.table({name: _array(values) for name, values in columns.items()})
+
+
+def _array(values: list) -> pa.Array:
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, bool):
+        return pa.array(values, pa.bool_())
+    if isinstance(sample, int):
+        # Amounts may exceed int64 (chain values are stored as text separately): go through text.
+        if any(v is not None and not -(2**63) <= v < 2**63 for v in values):
+            return pa.array([None if v is None else str(v) for v in values], pa.string())
+        return pa.array(values, pa.int64())
+    if sample is None:
+        return pa.array(values, pa.string())
+    return pa.array(values)
+
+
+def _totals_by_currency(pairs) -> dict[str, str]:
+    totals: dict[str, int] = defaultdict(int)
+    for currency, amount in pairs:
+        totals[currency] += amount
+    return {k: str(v) for k, v in sorted(totals.items())}
+
+
+def _statement_key(stmt, fmt: str) -> str | None:
+    reference = stmt.sequence_number or stmt.statement_id
+    period = stmt.to_date or stmt.closing_date
+    if not stmt.account_id or not reference or period is None:
+        return None
+    return f"{fmt}|{stmt.message_type}|{stmt.account_id}|{reference}|{period.isoformat()}"
+
+
+# --- the loader ---------------------------------------------------------------------------------
+
+class FileLoader:
+    def __init__(self, settings: Settings, writer=None):
+        self.settings = settings
+        self.own_writer = writer is None
+        self.writer = writer or open_files_writer(settings)
+
+    def close(self) -> None:
+        if self.own_writer:
+            self.writer.close()
+
+    def __enter__(self) -> FileLoader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # One file ---------------------------------------------------------------------------------
+
+    def load(self, path: Path, source: str) -> FileOutcome:
+        data = path.read_bytes()
+        file_id = hashlib.sha256(data).hexdigest()
+        known = self.writer.fetchall(
+            f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = $1", (file_id,))
+        if known:
+            self._archive(path, source, file_id, quarantined=known[0][0] == "quarantined",
+                          duplicate=True)
+            return FileOutcome(str(path), source, file_id, "duplicate")
+        try:
+            parsed = detect_and_parse(data, path.name, source)
+        except ParseError as err:
+            return self._quarantine(path, source, file_id, len(data), err.reason, err.message,
+                                    err.location)
+        except Exception as err:  # a parser bug must not block the batch either
+            log.exception("parser crashed on %s", path)
+            return self._quarantine(path, source, file_id, len(data), "parser_error",
+                                    f"{type(err).__name__}: {err}", None)
+        outcome = FileOutcome(str(path), source, file_id, "loaded", format=parsed.format,
+                              rows=parsed.row_count,
+                              warnings=[asdict(w) for w in parsed.warnings])
+        self.writer.begin()
+        try:
+            self._write(parsed, path, source, file_id, len(data), outcome)
+            self.writer.commit()
+        except Exception:
+            self.writer.rollback()
+            raise
+        self._archive(path, source, file_id)
+        return outcome
+
+    def _write(self, parsed: ParsedFile, path: Path, source: str, file_id: str, size: int,
+               outcome: FileOutcome) -> None:
+        short = file_id[:16]
+        if parsed.kind == "bank_statement":
+            outcome.totals = self._write_statements(parsed, short, file_id, outcome)
+        elif parsed.kind == "psp_bill":
+            outcome.totals = self._write_psp(parsed, path.name, short, file_id, outcome)
+        elif parsed.kind == "chain_logs":
+            outcome.totals = self._write_chain(parsed, file_id)
+        elif parsed.kind == "fx_rates":
+            outcome.totals = self._write_fx(parsed, file_id)
+        else:
+            raise ValueError(f"unknown parsed kind {parsed.kind!r}")
+        self._register(file_id, source, parsed.format, parsed.kind, path, size, "loaded",
+                       rows=parsed.row_count, totals=outcome.totals, warnings=outcome.warnings)
+
+    def _write_statements(self, parsed: ParsedFile, short: str, file_id: str,
+                          outcome: FileOutcome) -> dict:
+        by_statement: dict[int, list[StatementLine]] = defaultdict(list)
+        for line in parsed.statement_lines:
+            by_statement[line.statement_index].append(line)
+        uids, keys, accounts = [], [], {}
+        for stmt in parsed.statements:
+            uid = f"{short}:{stmt.index}"
+            key = _statement_key(stmt, parsed.format)
+            uids.append(uid)
+            keys.append(key)
+            accounts[stmt.index] = stmt.account_id
+            if key:
+                outcome.superseded += self._supersede("bank_statements", key, file_id, uid)
+        lines = parsed.statement_lines
+        self.writer.insert(BANK_STATEMENTS, _arrow(parsed.statements, type(parsed.statements[0]), {
+            "statement_uid": uids, "file_id": [file_id] * len(uids), "supersession_key": keys,
+            "format": [parsed.format] * len(uids),
+            "statement_index": [s.index for s in parsed.statements],
+            "line_count": [len(by_statement[s.index]) for s in parsed.statements],
+            "lines_total_minor": [sum(x.amount_minor for x in by_statement[s.index]
+                                      if x.status == "booked") for s in parsed.statements],
+        }) if parsed.statements else pa.table({}))
+        if lines:
+            self.writer.insert(BANK_STATEMENT_LINES, _arrow(lines, StatementLine, {
+                "statement_line_id": [f"{short}:{x.statement_index}:{x.line_number}"
+                                      for x in lines],
+                "statement_uid": [f"{short}:{x.statement_index}" for x in lines],
+                "file_id": [file_id] * len(lines),
+                "account_id": [accounts.get(x.statement_index) for x in lines],
+            }))
+        return _totals_by_currency((x.currency, x.amount_minor) for x in lines)
+
+    def _write_psp(self, parsed: ParsedFile, name: str, short: str, file_id: str,
+                   outcome: FileOutcome) -> dict:
+        day_match = _DAY_IN_NAME.search(name)
+        day = dt.date.fromisoformat(day_match.group(1)) if day_match else None
+        table = parsed.psp_table
+        if table is None:
+            table = _arrow(parsed.psp_lines, PspLine, {})
+        channel = None
+        if table.num_rows and "channel" in table.column_names:
+            channel = table.column("channel")[0].as_py()
+        key = (f"psp|{parsed.format}|{channel}|{day.isoformat()}" if channel and day
+               else f"psp|{parsed.format}|name:{name}")
+        outcome.superseded += self._supersede("psp_lines", key, file_id, None)
+        n = table.num_rows
+        line_numbers = table.column("line_number").to_pylist()
+        table = (table.append_column("psp_line_id", pa.array([f"{short}:{i}" for i in line_numbers],
+                                                             pa.string()))
+                 .append_column("file_id", pa.array([file_id] * n, pa.string()))
+                 .append_column("format", pa.array([parsed.format] * n, pa.string()))
+                 .append_column("supersession_key", pa.array([key] * n, pa.string()))
+                 .append_column("settlement_date", pa.array([day] * n, pa.date32())))
+        self.writer.insert(PSP_LINES, table)
+        currencies = table.column("currency").to_pylist()
+        gross = table.column("gross_minor").to_pylist()
+        return _totals_by_currency(zip(currencies, gross, strict=True))
+
+    def _write_chain(self, parsed: ParsedFile, file_id: str) -> dict:
+        logs = parsed.chain_logs
+        ids = [f"{x.network}:{x.transaction_hash}:{x.log_index}" + (":removed" if x.removed else "")
+               for x in logs]
+        # Logs are facts of the chain: the same log in a later file is the same row.
+        existing = self._existing_ids("chain_logs", "chain_log_id", ids)
+        fresh = list({i: x for i, x in zip(ids, logs, strict=True) if i not in existing}.items())
+        if fresh:
+            new_ids, new_logs = zip(*fresh, strict=True)
+            self.writer.insert(CHAIN_LOGS, _arrow(list(new_logs), ChainLog, {
+                "chain_log_id": list(new_ids), "file_id": [file_id] * len(new_ids),
+                "value_text": [str(x.value) for x in new_logs],
+                "value_minor": [str(x.value) if x.value < 10**38 else None for x in new_logs],
+            }).drop_columns(["value"]))
+        heads = {}
+        for x in logs:
+            heads[x.network] = max(heads.get(x.network, 0), x.block_number)
+        for network, block in (parsed_heads(parsed) or heads).items():
+            self.writer.insert(CHAIN_HEADS, pa.table({
+                "file_id": [file_id], "network": [network], "latest_block": [block],
+                "seen_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)]}))
+        return _totals_by_currency((x.token_address, x.value) for x in logs if not x.removed)
+
+    def _write_fx(self, parsed: ParsedFile, file_id: str) -> dict:
+        rates: list[FxRate] = parsed.fx_rates
+        ids = [f"{r.source}:{r.rate_date.isoformat()}:{r.base_currency}:{r.quote_currency}"
+               for r in rates]
+        existing = self._existing_ids("fx_rates", "fx_rate_id", ids)
+        fresh = list({i: r for i, r in zip(ids, rates, strict=True) if i not in existing}.items())
+        if fresh:
+            new_ids, new_rates = zip(*fresh, strict=True)
+            self.writer.insert(FX_RATES, _arrow(list(new_rates), FxRate, {
+                "fx_rate_id": list(new_ids), "file_id": [file_id] * len(new_ids),
+                "rate_text": [r.rate for r in new_rates],
+            }))
+        days = sorted({r.rate_date for r in rates})
+        return {"rates": str(len(rates)), "new_rates": str(len(fresh)),
+                "first_date": days[0].isoformat() if days else "",
+                "last_date": days[-1].isoformat() if days else ""}
+
+    # Registry, supersession, files ------------------------------------------------------------
+
+    def _existing_ids(self, table: str, column: str, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        probe = pa.table({"id": pa.array(sorted(set(ids)), pa.string())})
+        if self.writer.engine == "duckdb":
+            self.writer.conn.register("probe_ids", probe)
+            try:
+                rows = self.writer.fetchall(
+                    f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} IN "
+                    "(SELECT id FROM probe_ids)")
+            finally:
+                self.writer.conn.unregister("probe_ids")
+        else:
+            rows = self.writer.fetchall(
+                f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} = ANY($1)",
+                (sorted(set(ids)),))
+        return {r[0] for r in rows}
+
+    def _supersede(self, table: str, key: str, file_id: str, _uid: str | None) -> list[str]:
+        old = [r[0] for r in self.writer.fetchall(
+            f"SELECT DISTINCT file_id FROM {RAW_SCHEMA}.{table} WHERE supersession_key = $1 "
+            "AND superseded_by IS NULL AND file_id <> $2", (key, file_id))]
+        for old_file in old:
+            self.writer.execute(
+                f"UPDATE {RAW_SCHEMA}.{table} SET superseded_by = $1 "
+                "WHERE supersession_key = $2 AND file_id = $3", (file_id, key, old_file))
+            if table == "bank_statements":
+                self.writer.execute(
+                    f"UPDATE {RAW_SCHEMA}.bank_statement_lines SET superseded_by = $1 "
+                    f"WHERE statement_uid IN (SELECT statement_uid FROM {RAW_SCHEMA}.bank_statements "
+                    "WHERE supersession_key = $2 AND file_id = $3)", (file_id, key, old_file))
+            self.writer.insert(FILE_SUPERSESSIONS, pa.table({
+                "superseded_file_id": [old_file], "superseding_file_id": [file_id],
+                "supersession_key": [key],
+                "superseded_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)]}))
+        return old
+
+    def _register(self, file_id: str, source: str, fmt: str | None, kind: str | None, path: Path,
+                  size: int, status: str, *, rows: int = 0, totals=None, warnings=None,
+                  reason=None, location=None, message=None, stored: Path | None = None) -> None:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        landed = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+        self.writer.insert(LANDED_FILES, pa.table({
+            "file_id": [file_id], "source": [source], "format": pa.array([fmt], pa.string()),
+            "kind": pa.array([kind], pa.string()), "original_name": [path.name],
+            "stored_path": [str(stored or self._archive_path(path, source, file_id))],
+            "size_bytes": [size], "status": [status], "reason": pa.array([reason], pa.string()),
+            "location": pa.array([location], pa.string()),
+            "message": pa.array([message], pa.string()), "row_count": [rows],
+            "totals": [json.dumps(totals or {})], "warnings": [json.dumps(warnings or [])],
+            "landed_at": [landed], "processed_at": [now]}))
+
+    def _quarantine(self, path: Path, source: str, file_id: str, size: int, reason: str,
+                    message: str, location: str | None) -> FileOutcome:
+        target = self.settings.quarantine_dir / source / f"{file_id[:12]}__{path.name}"
+        self.writer.begin()
+        try:
+            self._register(file_id, source, None, None, path, size, "quarantined", reason=reason,
+                           location=location, message=message, stored=target)
+            self.writer.commit()
+        except Exception:
+            self.writer.rollback()
+            raise
+        self._archive(path, source, file_id, quarantined=True, reason={
+            "file": path.name, "file_id": file_id, "source": source, "reason": reason,
+            "message": message, "location": location})
+        return FileOutcome(str(path), source, file_id, "quarantined", reason=reason,
+                           location=location, message=message)
+
+    def _archive_path(self, path: Path, source: str, file_id: str) -> Path:
+        return self.settings.home_dir / "archive" / source / f"{file_id[:12]}__{path.name}"
+
+    def _archive(self, path: Path, source: str, file_id: str, *, quarantined: bool = False,
+                 duplicate: bool = False, reason: dict | None = None) -> None:
+        """Move the file out of the landing zone (after the warehouse commit: a crash in between
+        leaves it in landing, and the next run recognises it by hash and only moves it)."""
+        if quarantined:
+            target = self.settings.quarantine_dir / source / f"{file_id[:12]}__{path.name}"
+        else:
+            target = self._archive_path(path, source, file_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if reason is not None:
+            target.with_name(target.name + ".reason.json").write_text(json.dumps(reason, indent=2))
+        if duplicate and target.exists():
+            path.unlink(missing_ok=True)
+            return
+        if path.exists():
+            shutil.move(str(path), target)
+
+
+def parsed_heads(parsed: ParsedFile) -> dict[str, int] | None:
+    """The newest block per network the writer of the file had seen, when the file says so."""
+    return dict(parsed.chain_heads) if parsed.chain_heads else None
+
+
+def load_landing(settings: Settings, *, sources: list[str] | None = None,
+                 paths: list[tuple[str, Path]] | None = None, writer=None) -> LoadReport:
+    """Load every pending file (or the given (source, path) pairs); never stops at a bad one."""
+    started = time.perf_counter()
+    todo = paths if paths is not None else pending_files(settings, sources)
+    outcomes = []
+    with FileLoader(settings, writer) as loader:
+        for source, path in todo:
+            outcomes.append(loader.load(path, source))
+    return LoadReport(outcomes, time.perf_counter() - started)
