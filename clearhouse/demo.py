@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
+from clearhouse.channel_files import write_day
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
 from orchestration.run import run_pipeline
@@ -104,7 +105,11 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
         day_result.callbacks = callbacks["delivered"]
     if day_result.errors:
         raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
-    say("running the pipeline: extract -> dbt build (+ tests) -> publish -> statements")
+    written = write_day(engine, settings.landing_dir, day)
+    say(f"channels, banks, chain and ECB sent their files for {day}: "
+        + ", ".join(f"{n} {source}" for source, n in sorted(written.items())))
+    say("running the pipeline: extract + landing zone -> dbt build (+ tests) -> publish -> "
+        "statements")
     pipeline = run_pipeline(settings, days=[day])
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline,
                "seconds": time.monotonic() - started}
@@ -128,6 +133,9 @@ def print_summary(settings: Settings, summary: dict) -> None:
           f"verified ({duplicates} duplicates, {rejected} rejected)")
     for code, minor in sorted(result.captured_by_currency.items()):
         print(f"  captured     {Money(minor, code)}")
+    for asset, counts in sorted(summary["pipeline"].get("landed_files", {}).items()):
+        print(f"  ingested     {asset}: {counts['loaded']} files loaded ({counts['rows']} rows), "
+              f"{counts['quarantined']} quarantined, {counts['duplicates']} already loaded")
     files = summary["pipeline"]["statement_files"].get(day, 0)
     print(f"  statements   {files} merchant statements in {settings.statements_dir / day.isoformat()}")
     print(f"  warehouse    {settings.warehouse_target}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.files.schema import create_statements as create_file_tables
 from ingest.raw_schema import (
     PHYSICAL,
     RAW_SCHEMA,
@@ -176,7 +177,8 @@ class _DuckDBWriter:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = duckdb.connect(str(path))
-        for stmt in create_statements("duckdb"):
+        # The file tables too, so dbt finds every source even before the first file lands.
+        for stmt in create_statements("duckdb") + create_file_tables("duckdb"):
             self.conn.execute(stmt)
         self.conn.execute("BEGIN TRANSACTION")
 
@@ -216,7 +218,7 @@ class _PostgresWriter:
         self.conn = adbc.connect(to_libpq_url(url))  # autocommit off: one transaction
         with closing(self.conn.cursor()) as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('clearhouse.ingest.ledger'))")
-            for stmt in create_statements("postgres"):
+            for stmt in create_statements("postgres") + create_file_tables("postgres"):
                 cur.execute(stmt)
 
     def watermarks(self) -> dict[str, datetime]:

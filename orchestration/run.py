@@ -43,6 +43,12 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         event.materialization.metadata["rows_extracted"].value
         for event in main.get_asset_materialization_events()
         if "rows_extracted" in event.materialization.metadata)
+    landed = {}
+    for event in main.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "quarantined" in meta and "loaded" in meta:
+            landed[event.asset_key.path[-1]] = {k: meta[k].value for k in
+                                                 ("loaded", "quarantined", "duplicates", "rows")}
     files = {}
     statements = defs.resolve_job_def("merchant_statements")
     for day in days:
@@ -50,4 +56,5 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
                                             run_config=run_config)
         (event,) = run.get_asset_materialization_events()
         files[day] = event.materialization.metadata["statements_written"].value
-    return {"rows_extracted": extracted, "statement_files": files, "run_id": main.run_id}
+    return {"rows_extracted": extracted, "statement_files": files, "landed_files": landed,
+            "run_id": main.run_id}

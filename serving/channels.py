@@ -92,8 +92,16 @@ def card_fingerprint(method: dict) -> str | None:
     return hashlib.sha256(b"clearhouse-card:" + card_digits(method).encode()).hexdigest()
 
 
+def new_reference(channel_type: str) -> str:
+    # A crypto channel's reference is the transaction hash: reconciliation finds the Transfer
+    # log by it.
+    if channel_type == "crypto":
+        return "0x" + secrets.token_hex(32)
+    return f"{REFERENCE_PREFIX.get(channel_type, 'ref')}_{secrets.token_hex(10)}"
+
+
 def charge(channel_id: str, channel_type: str, method: dict) -> ChannelResult:
-    reference = f"{REFERENCE_PREFIX.get(channel_type, 'ref')}_{secrets.token_hex(10)}"
+    reference = new_reference(channel_type)
     if _FAULTS.get(channel_id) == "timeout":
         return ChannelResult("timeout", reference, "channel_timeout")
     if channel_type == "card":
