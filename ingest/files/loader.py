@@ -8,7 +8,8 @@ A file dropped under `HOME/landing/<source>/` ends in exactly one state:
   machine-readable reason and the line or element where parsing failed.
 
 Each file is one warehouse transaction, so a bad or crashing file never blocks the others and
-nothing is half-written. The same bytes again are recognised by SHA-256 and skipped. A corrected
+nothing is half-written. The same bytes again are recognised by SHA-256 and skipped (for the
+PSP settlement CSV, whose name carries channel and day, name + bytes). A corrected
 re-send (same account + statement sequence + period, or same PSP channel + settlement day, with
 different bytes) supersedes the earlier rows: they get `superseded_by`, and the pair is recorded
 in `raw.file_supersessions`.
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _HEAD_BYTES = 4096
+_PSP_CSV_NAME = re.compile(r"[A-Za-z0-9_.-]+_\d{4}-\d{2}-\d{2}\.csv")
 
 
 @dataclass
@@ -195,7 +197,7 @@ class FileLoader:
 
     def load(self, path: Path, source: str) -> FileOutcome:
         data = path.read_bytes()
-        file_id = hashlib.sha256(data).hexdigest()
+        file_id = file_identity(path.name, data)
         known = self.writer.fetchall(
             f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = $1", (file_id,))
         if known:
@@ -429,6 +431,17 @@ class FileLoader:
             return
         if path.exists():
             shutil.move(str(path), target)
+
+
+def file_identity(name: str, data: bytes) -> str:
+    """SHA-256 of the bytes; for a PSP settlement CSV, whose name carries its channel and day
+    (`<channel>_<YYYY-MM-DD>.csv`), of the name too: two channels' identical files (say, both
+    empty for the day) are two files."""
+    digest = hashlib.sha256()
+    if _PSP_CSV_NAME.fullmatch(name):
+        digest.update(name.encode() + b"\0")
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def parsed_heads(parsed: ParsedFile) -> dict[str, int] | None:

@@ -111,7 +111,7 @@ def test_each_file_loads_once_and_bad_files_are_quarantined(settings, shared_dat
     # The same files dropped again (an operator retry, a channel re-sending): nothing doubles.
     drop(settings, "psp", psp_name, psp_bytes)
     drop(settings, "fx", "eurofxref.csv", (shared_data / "fx" / "eurofxref.csv").read_bytes())
-    drop(settings, "psp", "again.csv", b"this is not a settlement file\n")
+    drop(settings, "psp", "ch_card_sim_2026-11-21.csv", b"this is not a settlement file\n")
     second = load_landing(settings)
     assert second.summary()["duplicates"] == 3 and second.summary()["loaded"] == 0
     assert rows(settings, "SELECT count(*) FROM raw.psp_lines") == [(3,)]
