@@ -136,8 +136,8 @@ def _list_hits(session: Session, risk: RiskInput) -> tuple[set[str], set[str]]:
     return ({k for t, k in rows if t == "allow"}, {k for t, k in rows if t == "block"})
 
 
-def _used_today(session: Session, merchant: Merchant, now: datetime) -> Decimal:
-    """Today's accepted volume of the merchant, in its settlement currency (indicative)."""
+def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
+    """Today's accepted volume of the merchant per currency (minor units)."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))
@@ -146,25 +146,72 @@ def _used_today(session: Session, merchant: Merchant, now: datetime) -> Decimal:
         totals: dict[str, int] = {}
         for code, value in session.execute(select(Payment.currency, Payment.amount_minor).where(*where)):
             totals[code] = totals.get(code, 0) + value
-    else:
-        totals = dict(session.execute(
-            select(Payment.currency, func.sum(Payment.amount_minor)).where(*where)
-            .group_by(Payment.currency)).all())
+        return totals
+    return {code: int(value) for code, value in session.execute(
+        select(Payment.currency, func.sum(Payment.amount_minor)).where(*where)
+        .group_by(Payment.currency)).all()}
+
+
+def _in_settlement_currency(totals: dict[str, int], merchant: Merchant) -> Decimal:
     return sum((_in_merchant_currency(int(v), c, merchant) or Decimal(0))
                for c, v in totals.items())
+
+
+@dataclass
+class RiskFacts:
+    """What the rules read from the database; gathered in one place (or in one statement by the
+    Postgres fast path, serving/services/fast_payments.py) and judged by `decide`."""
+
+    allowed: set[str] = field(default_factory=set)
+    blocked: set[str] = field(default_factory=set)
+    used_today: dict[str, int] = field(default_factory=dict)  # currency -> minor units
+    velocity: dict[str, int] = field(default_factory=dict)  # risk key column -> count, last hour
+    last_geo: str | None = None  # the customer's previous payment's geo within the hour
+
+
+def velocity_keys(risk: RiskInput) -> list[tuple[str, str]]:
+    return [(column, value) for column, value in (
+        ("customer_id", risk.customer_id), ("card_fingerprint", risk.card_fingerprint),
+        ("device_id", risk.device_id), ("customer_ip", risk.customer_ip)) if value]
+
+
+def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
+    facts = RiskFacts()
+    facts.allowed, facts.blocked = _list_hits(session, risk)
+    if facts.blocked:
+        return facts
+    facts.used_today = _used_today(session, risk.merchant, now)
+    if facts.allowed:
+        return facts
+    hour_ago = now - timedelta(hours=1)
+    counts = [(column, select(func.count()).where(
+        getattr(Payment, column) == value, Payment.created_at >= hour_ago).scalar_subquery())
+        for column, value in velocity_keys(risk)]
+    if counts:
+        values = session.execute(select(*[q for _, q in counts])).one()
+        facts.velocity = {column: seen for (column, _), seen in zip(counts, values, strict=True)}
+    if parse_geo(risk.geo) and risk.customer_id:
+        last = session.execute(
+            select(Payment.customer).where(
+                Payment.customer_id == risk.customer_id, Payment.created_at >= hour_ago,
+                Payment.created_at <= now)
+            .order_by(Payment.created_at.desc()).limit(1)).first()
+        facts.last_geo = (last.customer or {}).get("geo") if last else None
+    return facts
 
 
 def evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
     # The payment being checked is already in the session: keep it out of its own history.
     with session.no_autoflush:
-        return _evaluate(session, risk, now)
+        return decide(risk, gather(session, risk, now), now, session=session)
 
 
-def _evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
+def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
+           session: Session | None = None) -> RiskResult:
+    """The rules, in order, over gathered facts (pure but for the ML hook, which may read)."""
     result = RiskResult()
-    allowed, blocked = _list_hits(session, risk)
-    if blocked:
-        for kind in sorted(blocked):
+    if facts.blocked:
+        for kind in sorted(facts.blocked):
             result.escalate("reject", f"blocklist_{kind}")
         return result
 
@@ -176,40 +223,23 @@ def _evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
     if amount is not None and amount > KYC_SINGLE_LIMIT_MAJOR[tier]:
         result.escalate("reject", f"single_payment_limit_kyc_{tier}")
     if amount is not None:
-        used = _used_today(session, risk.merchant, now)
+        used = _in_settlement_currency(facts.used_today, risk.merchant)
         if used + amount > KYC_DAILY_LIMIT_MAJOR[tier]:
             result.escalate("reject", f"daily_limit_kyc_{tier}")
-    if allowed:
-        result.reasons.append("allowlist_" + "_".join(sorted(allowed)))
+    if facts.allowed:
+        result.reasons.append("allowlist_" + "_".join(sorted(facts.allowed)))
         return result
 
-    hour_ago = now - timedelta(hours=1)
-    counts = []
-    for column, value in (("customer_id", risk.customer_id), ("card_fingerprint", risk.card_fingerprint),
-                          ("device_id", risk.device_id), ("customer_ip", risk.customer_ip)):
-        if value:
-            col = getattr(Payment, column)
-            counts.append((column, select(func.count()).where(
-                col == value, Payment.created_at >= hour_ago).scalar_subquery()))
-    if counts:
-        values = session.execute(select(*[q for _, q in counts])).one()
-        for (column, _), seen in zip(counts, values, strict=True):
-            review_at, reject_at = VELOCITY[column]
-            if seen + 1 > reject_at:
-                result.escalate("reject", f"velocity_{column}")
-            elif seen + 1 > review_at:
-                result.escalate("review", f"velocity_{column}")
+    for column, seen in facts.velocity.items():
+        review_at, reject_at = VELOCITY[column]
+        if seen + 1 > reject_at:
+            result.escalate("reject", f"velocity_{column}")
+        elif seen + 1 > review_at:
+            result.escalate("review", f"velocity_{column}")
 
-    here = parse_geo(risk.geo)
-    if here and risk.customer_id:
-        last = session.execute(
-            select(Payment.customer, Payment.created_at).where(
-                Payment.customer_id == risk.customer_id, Payment.created_at >= hour_ago,
-                Payment.created_at <= now)
-            .order_by(Payment.created_at.desc()).limit(1)).first()
-        there = parse_geo((last.customer or {}).get("geo")) if last else None
-        if there and distance_km(here, there) > GEO_KM:
-            result.escalate("review", "geo_anomaly")
+    here, there = parse_geo(risk.geo), parse_geo(facts.last_geo)
+    if here and there and distance_km(here, there) > GEO_KM:
+        result.escalate("review", "geo_anomaly")
 
     if _score_hook is not None:
         scored = _score_hook(session, risk, now)

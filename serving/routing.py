@@ -190,9 +190,18 @@ class RoutingDecision:
                 "considered": self.considered, "attempts": self.attempts}
 
 
+def channels_with_daily_limit(session: Session, method_type: str, currency: str) -> list[str]:
+    """The channels whose daily limit routing must check (their captured volume is read)."""
+    return [c.channel[0] for c in _channel_configs(session, method_type)
+            if (c.currencies.get(currency) or (0, None, None))[2] is not None]
+
+
 def route(session: Session, *, method_type: str, currency: str, amount_minor: int,
           now: datetime, forced_channel: str | None = None,
-          health: HealthRegistry = HEALTH) -> RoutingDecision:
+          health: HealthRegistry = HEALTH,
+          captured_today: dict[str, int] | None = None) -> RoutingDecision:
+    """`captured_today` (channel -> minor units captured today in `currency`) may be given by a
+    caller that read it already; otherwise it is read per channel with a daily limit."""
     configs = _channel_configs(session, method_type)
     costs = _cost_prices(session, [c.channel[0] for c in configs], currency, now)
     considered, eligible = [], []
@@ -213,8 +222,11 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
                 reasons.append("below_min_amount")
             if hi is not None and amount_minor > hi:
                 reasons.append("above_max_amount")
-            if (daily is not None and not reasons
-                    and _captured_today(session, cid, currency, now) + amount_minor > daily):
+            used = None
+            if daily is not None and not reasons:
+                used = (captured_today.get(cid, 0) if captured_today is not None
+                        else _captured_today(session, cid, currency, now))
+            if used is not None and used + amount_minor > daily:
                 reasons.append("daily_limit_reached")
         price = costs.get(cid)
         if price is None:

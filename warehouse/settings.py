@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     rate_limit_per_ip: float = 1000.0  # requests/s per client IP
     rate_limit_per_customer: float = 10.0  # payments/s per paying customer (the design's limit)
     log_level: str = "INFO"
+    # Postgres: create confirmed payments in four round trips (serving/services/fast_payments.py)
+    payments_fast_path: bool = True
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

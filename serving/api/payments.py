@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -22,8 +23,9 @@ from serving.schemas import (
     RefundCreate,
     RefundOut,
 )
+from serving.services import fast_payments
 from serving.services import payments as service
-from serving.services.idempotency import check_key
+from serving.services.idempotency import check_key, request_fingerprint
 from warehouse.models import Payment
 
 router = APIRouter(tags=["payments"])
@@ -41,9 +43,16 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
             raise limited(wait, "customer")
     raw = await request.json()
     merchant_id = principal.merchant_id
-    result = await call_idempotent(
-        engine, scope=merchant_id, key=key, path="/api/v1/payments", raw=raw,
-        work=lambda s: service.create_payment(s, merchant_id=merchant_id, body=body, now=now))
+    path = "/api/v1/payments"
+    result = None
+    if fast_payments.eligible(engine, body) and request.app.state.settings.payments_fast_path:
+        result = await run_in_threadpool(
+            fast_payments.create, engine, merchant_id=merchant_id, key=key, path=path,
+            fingerprint=request_fingerprint(path, raw), body=body, now=now)
+    if result is None:
+        result = await call_idempotent(
+            engine, scope=merchant_id, key=key, path=path, raw=raw,
+            work=lambda s: service.create_payment(s, merchant_id=merchant_id, body=body, now=now))
     if not result.replayed and result.status == 201:
         PAYMENTS.labels(result.body["status"], result.body["channel"] or "none").inc()
     return idempotent_response(result)

@@ -125,15 +125,20 @@ def _method_memory(method: PaymentMethod) -> dict:
 
 
 def create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
-                   now: datetime) -> tuple[int, dict]:
+                   now: datetime, facts: risk.RiskFacts | None = None,
+                   captured_today: dict[str, int] | None = None) -> tuple[int, dict]:
     # One flush at the end: each table gets its rows in one statement, and the payment row is
     # inserted complete instead of inserted then updated (round trips set the ceiling).
     with session.no_autoflush:
-        return _create_payment(session, merchant_id=merchant_id, body=body, now=now)
+        return _create_payment(session, merchant_id=merchant_id, body=body, now=now,
+                               facts=facts, captured_today=captured_today)
 
 
 def _create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
-                    now: datetime) -> tuple[int, dict]:
+                    now: datetime, facts: risk.RiskFacts | None = None,
+                    captured_today: dict[str, int] | None = None) -> tuple[int, dict]:
+    """`facts` and `captured_today`, when given, were read already (the Postgres fast path reads
+    them in one statement with the idempotency claim); otherwise they are read here."""
     merchant = merchant_settings(session, merchant_id)
     wallets.require_customer(body.payment_method.type, body.customer)
     if not _has_price(session, merchant_id, body.currency, now):
@@ -160,19 +165,27 @@ def _create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
         move(session, payment, "pending_confirm", at=now)
         return 201, _announce(session, payment, "payment.created", now)
     move(session, payment, "processing", at=now)
-    _risk_and_channel(session, payment, merchant, method, body.channel, now)
+    _risk_and_channel(session, payment, merchant, method, body.channel, now, facts=facts,
+                      captured_today=captured_today)
     return 201, payment_out(payment)
 
 
-def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSettings, method: dict,
-                      forced: str | None, now: datetime) -> None:
-    move(session, payment, "risk_checking", at=now)
+def risk_input(payment: Payment, merchant: MerchantSettings) -> risk.RiskInput:
     customer = payment.customer or {}
-    result = risk.evaluate(session, risk.RiskInput(
+    return risk.RiskInput(
         merchant=merchant, amount_minor=payment.amount_minor, currency=payment.currency,
         customer_id=payment.customer_id, email=customer.get("email"),
         customer_ip=payment.customer_ip, device_id=payment.device_id,
-        card_fingerprint=payment.card_fingerprint, geo=customer.get("geo")), now)
+        card_fingerprint=payment.card_fingerprint, geo=customer.get("geo"))
+
+
+def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSettings, method: dict,
+                      forced: str | None, now: datetime, *, facts: risk.RiskFacts | None = None,
+                      captured_today: dict[str, int] | None = None) -> None:
+    move(session, payment, "risk_checking", at=now)
+    checked = risk_input(payment, merchant)
+    result = (risk.evaluate(session, checked, now) if facts is None
+              else risk.decide(checked, facts, now, session=session))
     payment.risk_decision, payment.risk_score = result.decision, result.score
     payment.risk_reasons = result.reasons
     if result.decision == "reject":
@@ -182,18 +195,19 @@ def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSett
         move(session, payment, "auth_required", at=now, reason=",".join(result.reasons))
         _announce(session, payment, "payment.requires_action", now)
         return
-    _call_channel(session, payment, method, forced, now)
+    _call_channel(session, payment, method, forced, now, captured_today=captured_today)
 
 
 def _call_channel(session: Session, payment: Payment, method: dict, forced: str | None,
-                  now: datetime) -> None:
+                  now: datetime, *, captured_today: dict[str, int] | None = None) -> None:
     move(session, payment, "channel_calling", at=now)
     if payment.payment_method_type == "wallet":  # stored value: no channel, no platform money
         wallets.spend(session, payment, now)
         _announce(session, payment, "payment.succeeded", now)
         return
     decision = route(session, method_type=payment.payment_method_type, currency=payment.currency,
-                     amount_minor=payment.amount_minor, now=now, forced_channel=forced)
+                     amount_minor=payment.amount_minor, now=now, forced_channel=forced,
+                     captured_today=captured_today)
     result = None
     for channel_id in decision.candidates:
         if not HEALTH.allows(channel_id):

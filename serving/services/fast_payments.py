@@ -1,0 +1,188 @@
+"""The Postgres fast path for POST /api/v1/payments: the same payment, in four round trips.
+
+Round trips, not Python, set the ceiling of a payments API (see docs/architecture.md section 9).
+The general path (services/payments.py through the ORM) takes a dozen: claim the key, read the
+risk facts one query at a time, flush each table, update the key, commit. This path runs the
+very same domain code - `payments._create_payment`, the state machine, risk.decide, routing,
+the ledger writer - but:
+
+1. one statement claims the Idempotency-Key (INSERT ... ON CONFLICT DO NOTHING, so a concurrent
+   twin waits for us and then replays) *and* reads every risk and routing fact
+   (block/allow lists, the merchant's volume today, velocities, the customer's last geo, the
+   channels' captured volume today);
+2. the domain code runs against a collector instead of a session: the rows it would add
+   (payment, its events, ledger legs, outbox event, the simulated channel's memory) are gathered;
+3. one statement writes them all, with the key's stored response, as data-modifying CTEs;
+4. COMMIT (the ledger's balance trigger fires there, as on the general path).
+
+Anything the fast path does not take (SQLite, a payment created unconfirmed, a wallet payment,
+an ML score hook installed, a key already used) returns None and the general path handles the
+request from the start; nothing was written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, insert, literal, select, text, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+
+from serving import channels, risk
+from serving.errors import ApiError, error_body
+from serving.routing import channels_with_daily_limit
+from serving.schemas import PaymentCreate
+from serving.services import payments
+from serving.services.idempotency import IdempotentResult
+from warehouse.models import IdempotencyKey
+
+_CLAIM_AND_FACTS = text("""
+WITH claim AS (
+    INSERT INTO idempotency_keys (merchant_id, key, request_path, request_hash,
+                                  response_status, response_body, created_at)
+    VALUES (:merchant_id, :key, :path, :fingerprint, 0, '', :now)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM claim) AS claimed,
+    (SELECT string_agg(list_type || ':' || kind, ',') FROM risk_list_entries
+      WHERE ((kind = 'customer' AND value = CAST(:customer_id AS text))
+          OR (kind = 'email' AND value = CAST(:email AS text))
+          OR (kind = 'card' AND value = CAST(:card AS text))
+          OR (kind = 'ip' AND value = CAST(:ip AS text))
+          OR (kind = 'device' AND value = CAST(:device AS text)))
+        AND (merchant_id IS NULL OR merchant_id = :merchant_id)) AS lists,
+    (SELECT string_agg(currency || '=' || total::text, ',') FROM (
+        SELECT currency, sum(amount_minor) AS total FROM payments
+         WHERE merchant_id = :merchant_id AND created_at >= :day_start
+           AND created_at < :day_end AND status = ANY(CAST(:capturing AS text[]))
+         GROUP BY currency) used) AS used_today,
+    (SELECT count(*) FROM payments WHERE customer_id = CAST(:customer_id AS text)
+        AND created_at >= :hour_ago) AS v_customer,
+    (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(:card AS text)
+        AND created_at >= :hour_ago) AS v_card,
+    (SELECT count(*) FROM payments WHERE device_id = CAST(:device AS text)
+        AND created_at >= :hour_ago) AS v_device,
+    (SELECT count(*) FROM payments WHERE customer_ip = CAST(:ip AS text)
+        AND created_at >= :hour_ago) AS v_ip,
+    (SELECT customer::text FROM payments WHERE customer_id = CAST(:customer_id AS text)
+        AND created_at >= :hour_ago AND created_at <= :now
+      ORDER BY created_at DESC LIMIT 1) AS last_customer,
+    (SELECT string_agg(channel_id || '=' || total::text, ',') FROM (
+        SELECT channel_id, sum(amount_minor) AS total FROM payments
+         WHERE channel_id = ANY(CAST(:limited_channels AS text[])) AND currency = :currency
+           AND captured_at >= :day_start AND captured_at < :day_end
+         GROUP BY channel_id) captured) AS captured_today
+""")
+
+_VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
+                     "device_id": "v_device", "customer_ip": "v_ip"}
+
+
+class _Collector:
+    """Stands in for the Session the domain code writes through: keeps the rows it adds, and
+    lends the lookups session for reads (cached merchant, price and channel settings)."""
+
+    def __init__(self, lookups: Session):
+        self.lookups = lookups
+        self.rows: list = []
+
+    def add(self, obj) -> None:
+        self.rows.append(obj)
+
+    def add_all(self, objs) -> None:
+        self.rows.extend(objs)
+
+    def __getattr__(self, name):
+        return getattr(self.lookups, name)
+
+
+def eligible(engine: Engine, body: PaymentCreate) -> bool:
+    return (engine.dialect.name == "postgresql" and body.confirm
+            and body.payment_method.type != "wallet" and risk._score_hook is None)
+
+
+def _pairs(text_value: str | None) -> dict[str, int]:
+    if not text_value:
+        return {}
+    return {k: int(v) for k, v in (item.rsplit("=", 1) for item in text_value.split(","))}
+
+
+def _facts(row, risk_keys: dict) -> tuple[risk.RiskFacts, dict[str, int]]:
+    lists = [item.split(":", 1) for item in (row.lists or "").split(",") if item]
+    facts = risk.RiskFacts(
+        allowed={kind for list_type, kind in lists if list_type == "allow"},
+        blocked={kind for list_type, kind in lists if list_type == "block"},
+        used_today=_pairs(row.used_today),
+        velocity={column: getattr(row, alias) for column, alias in _VELOCITY_COLUMNS.items()
+                  if risk_keys.get(column)},
+        last_geo=(json.loads(row.last_customer) or {}).get("geo") if row.last_customer else None)
+    return facts, _pairs(row.captured_today)
+
+
+def _row_values(obj) -> dict:
+    """The column values of a pending ORM object, leaving out what the table fills itself
+    (autoincrement ids) or defaults (created_at/updated_at when unset)."""
+    values = {}
+    for attr in sa_inspect(obj).mapper.column_attrs:
+        column = attr.columns[0]
+        value = getattr(obj, attr.key)
+        if value is None and column.primary_key and column.autoincrement is True:
+            continue  # a serial id
+        if value is None and column.default is not None:
+            default = column.default
+            value = default.arg(None) if default.is_callable else default.arg
+        values[column.key] = value
+    return values
+
+
+def _write_statement(rows: list, *, merchant_id: str, key: str, status: int, body: dict):
+    by_table: dict = {}
+    for obj in rows:
+        by_table.setdefault(obj.__table__, []).append(_row_values(obj))
+    ctes = [update(IdempotencyKey).where(IdempotencyKey.merchant_id == merchant_id,
+                                         IdempotencyKey.key == key)
+            .values(response_status=status, response_body=json.dumps(body)).cte("stored_key")]
+    for i, (table, values) in enumerate(by_table.items()):
+        ctes.append(insert(table).values(values).cte(f"rows_{i}"))
+    return select(literal(1)).add_cte(*ctes)
+
+
+def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
+           body: PaymentCreate, now: datetime) -> IdempotentResult | None:
+    method = body.payment_method.model_dump(exclude_none=True)
+    customer = body.customer
+    risk_keys = {"customer_id": customer.id if customer else None,
+                 "card_fingerprint": channels.card_fingerprint(method),
+                 "device_id": customer.device_id if customer else None,
+                 "customer_ip": customer.ip if customer else None}
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with Session(engine, expire_on_commit=False) as lookups, engine.connect() as conn:
+        limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
+        row = conn.execute(_CLAIM_AND_FACTS, {
+            "merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint,
+            "now": now, "customer_id": risk_keys["customer_id"],
+            "email": customer.email if customer else None, "card": risk_keys["card_fingerprint"],
+            "ip": risk_keys["customer_ip"], "device": risk_keys["device_id"],
+            "day_start": day_start, "day_end": day_start + timedelta(days=1),
+            "hour_ago": now - timedelta(hours=1), "capturing": list(risk.CAPTURING),
+            "limited_channels": limited, "currency": body.currency}).one()
+        if not row.claimed:
+            conn.rollback()
+            return None  # the key exists: the general path replays it or answers 409
+        facts, captured = _facts(row, risk_keys)
+        collector = _Collector(lookups)
+        try:
+            status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
+                                                  now=now, facts=facts, captured_today=captured)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            status, out = exc.status, error_body(exc.code, exc.message, exc.details)
+            collector.rows = []  # nothing the work added survives; the key keeps the error
+        conn.execute(_write_statement(collector.rows, merchant_id=merchant_id, key=key,
+                                      status=status, body=out))
+        conn.commit()
+    return IdempotentResult(status, out, False)
