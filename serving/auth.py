@@ -18,6 +18,7 @@ import jwt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serving import cache
 from serving.errors import ApiError
 from warehouse.ids import new_id
 from warehouse.models import Agent, ApiKey, Merchant, User
@@ -88,32 +89,63 @@ def issue_operator_token(settings: Settings, user: User, *, days: int = 30) -> s
     return jwt.encode(claims, settings.signing_secret(), algorithm=JWT_ALGORITHM)
 
 
-def authenticate(session: Session, settings: Settings, authorization: str | None) -> Principal:
+def _key_cache_key(session_or_engine, key_hash: str) -> tuple:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return ("api_key", str(bind.url), key_hash)
+
+
+def _bearer(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, "unauthorized", "send your API key as 'Authorization: Bearer sk_test_...'")
-    credential = authorization.removeprefix("Bearer ").strip()
+    return authorization.removeprefix("Bearer ").strip()
+
+
+def _principal_from_key(row) -> Principal:
+    """Checked on every request, also when the key's row came from the cache."""
+    if row is None or row.revoked_at is not None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+        # credentials expire on the wall clock, never the test clock
+        raise ApiError(401, "invalid_api_key", "the API key has expired")
+    if row.agent_id is not None:
+        if row.agent_status != "active":
+            raise ApiError(403, "agent_inactive", f"agent {row.agent_id} is {row.agent_status}")
+        return Principal(role=AGENT_ROLE, agent_id=row.agent_id, key_id=row.id)
+    if row.merchant_status != "active":
+        raise ApiError(403, "merchant_inactive",
+                       f"merchant {row.merchant_id} is {row.merchant_status}")
+    return Principal(role=row.role, merchant_id=row.merchant_id, key_id=row.id)
+
+
+def cached_principal(engine, authorization: str | None) -> Principal | None:
+    """The principal of an API key whose row is cached (no database: safe on the event loop),
+    or None when the credential needs a lookup. Raises ApiError as `authenticate` would."""
+    credential = _bearer(authorization)
+    if not credential.startswith(API_KEY_PREFIX):
+        return None
+    row = cache.peek(_key_cache_key(engine, hash_key(credential)))
+    return None if row is cache.MISSING else _principal_from_key(row)
+
+
+def authenticate(session: Session, settings: Settings, authorization: str | None) -> Principal:
+    credential = _bearer(authorization)
     if credential.startswith(API_KEY_PREFIX):
-        now = datetime.now(UTC)  # credentials expire on the wall clock, never the test clock
-        row = session.execute(
-            select(ApiKey.id, ApiKey.merchant_id, ApiKey.agent_id, ApiKey.role,
-                   ApiKey.revoked_at, ApiKey.expires_at, Merchant.status.label("merchant_status"),
-                   Agent.status.label("agent_status"))
-            .outerjoin(Merchant, Merchant.id == ApiKey.merchant_id)
-            .outerjoin(Agent, Agent.id == ApiKey.agent_id)
-            .where(ApiKey.key_hash == hash_key(credential))
-        ).first()
-        if row is None or row.revoked_at is not None:
-            raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-        if row.expires_at is not None and row.expires_at <= now:
-            raise ApiError(401, "invalid_api_key", "the API key has expired")
-        if row.agent_id is not None:
-            if row.agent_status != "active":
-                raise ApiError(403, "agent_inactive", f"agent {row.agent_id} is {row.agent_status}")
-            return Principal(role=AGENT_ROLE, agent_id=row.agent_id, key_id=row.id)
-        if row.merchant_status != "active":
-            raise ApiError(403, "merchant_inactive",
-                           f"merchant {row.merchant_id} is {row.merchant_status}")
-        return Principal(role=row.role, merchant_id=row.merchant_id, key_id=row.id)
+        key_hash = hash_key(credential)
+
+        def load():
+            return session.execute(
+                select(ApiKey.id, ApiKey.merchant_id, ApiKey.agent_id, ApiKey.role,
+                       ApiKey.revoked_at, ApiKey.expires_at,
+                       Merchant.status.label("merchant_status"),
+                       Agent.status.label("agent_status"))
+                .outerjoin(Merchant, Merchant.id == ApiKey.merchant_id)
+                .outerjoin(Agent, Agent.id == ApiKey.agent_id)
+                .where(ApiKey.key_hash == key_hash)
+            ).first()
+
+        # Key rows are cached briefly (serving/cache.py): a revocation or a merchant's
+        # suspension reaches other API processes within its TTL.
+        return _principal_from_key(cache.cached(_key_cache_key(session, key_hash), load))
     try:
         claims = jwt.decode(credential, settings.signing_secret(), algorithms=[JWT_ALGORITHM],
                             options={"require": ["exp", "sub", "role"]})

@@ -1,5 +1,6 @@
-"""A small per-process TTL cache for configuration read on the hot path (merchant risk settings,
-prices, channel prices). Changes reach the API within TTL_SECONDS; money itself is never cached.
+"""A small per-process TTL cache for configuration read on the hot path (API keys, merchant risk
+settings, prices, channel prices). Changes reach every API process within TTL_SECONDS (the
+process that made the change clears at once); money itself is never cached.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def cached(key: tuple, load: Callable[[], Any], ttl: float = TTL_SECONDS) -> Any
     return value
 
 
+MISSING = object()
+
+
+def peek(key: tuple, ttl: float = TTL_SECONDS) -> Any:
+    """The cached value if fresh, else MISSING (never loads: safe on the event loop)."""
+    now = time.monotonic()
+    with _lock:
+        hit = _store.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    return MISSING
+
+
 _on_clear: list[Callable[[], None]] = []
 
 
@@ -48,9 +62,9 @@ def install_invalidation() -> None:
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from warehouse.models import Channel, ChannelCurrency, Merchant, Price
+    from warehouse.models import Agent, ApiKey, Channel, ChannelCurrency, Merchant, Price
 
-    watched = (Channel, ChannelCurrency, Merchant, Price)
+    watched = (Agent, ApiKey, Channel, ChannelCurrency, Merchant, Price)
 
     @event.listens_for(Session, "after_flush")
     def _invalidate(session, _context):  # pragma: no cover - trivial

@@ -7,20 +7,22 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from serving.auth import Principal, authenticate
+from serving.auth import Principal, authenticate, cached_principal
 from serving.errors import ApiError
 from warehouse.connections import read_only
 from warehouse.settings import DEV_ENVIRONMENTS, Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+# Cheap dependencies are async: FastAPI runs sync ones in the thread pool, a hop each.
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
@@ -41,25 +43,32 @@ SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
-def get_principal(settings: SettingsDep, engine: EngineDep,
-                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+def _authenticate(settings: Settings, engine: Engine, authorization: str | None) -> Principal:
     # A short read-only session of its own: the auth lookup must not hold the write lock
     # that money-moving handlers take themselves.
     with Session(read_only(engine)) as session:
         return authenticate(session, settings, authorization)
 
 
+async def get_principal(settings: SettingsDep, engine: EngineDep,
+                        authorization: Annotated[str | None, Header()] = None) -> Principal:
+    principal = cached_principal(read_only(engine), authorization)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(_authenticate, settings, engine, authorization)
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_merchant(principal: PrincipalDep) -> Principal:
+async def require_merchant(principal: PrincipalDep) -> Principal:
     if principal.merchant_id is None:
         raise ApiError(403, "merchant_credential_required",
                        "this endpoint acts for a merchant: use the merchant's API key")
     return principal
 
 
-def require_operator(principal: PrincipalDep) -> Principal:
+async def require_operator(principal: PrincipalDep) -> Principal:
     if principal.role != "platform_admin":
         raise ApiError(403, "forbidden", "this endpoint needs a platform_admin token")
     return principal
@@ -72,7 +81,7 @@ AdminDep = Annotated[Principal, Depends(require_operator)]
 def require_roles(*roles: str):
     """A dependency that admits only these roles: 403 for any other valid credential."""
 
-    def _check(principal: PrincipalDep) -> Principal:
+    async def _check(principal: PrincipalDep) -> Principal:
         if principal.role not in roles:
             raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}",
                            {"required_roles": list(roles), "role": principal.role})
@@ -84,7 +93,7 @@ def require_roles(*roles: str):
 OperatorDep = Annotated[Principal, Depends(require_roles("platform_admin", "finance"))]
 
 
-def business_time(settings: SettingsDep,
+async def business_time(settings: SettingsDep,
                   clearhouse_test_clock: Annotated[str | None, Header()] = None) -> datetime:
     """Now, or (development and test only) the time a Clearhouse-Test-Clock header sets.
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert, literal, select, text, update
+from psycopg.types.json import Json
+from sqlalchemy import JSON, Engine, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,6 @@ from serving.routing import channels_with_daily_limit
 from serving.schemas import PaymentCreate
 from serving.services import payments
 from serving.services.idempotency import IdempotentResult
-from warehouse.models import IdempotencyKey
 
 _CLAIM_AND_FACTS = text("""
 WITH claim AS (
@@ -138,16 +138,27 @@ def _row_values(obj) -> dict:
     return values
 
 
-def _write_statement(rows: list, *, merchant_id: str, key: str, status: int, body: dict):
+def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
+                     body: dict) -> tuple[str, list]:
+    """One statement of data-modifying CTEs, as driver SQL: compiling it through SQLAlchemy
+    took longer than running it (its shape varies with the rows, so it caches badly)."""
     by_table: dict = {}
     for obj in rows:
         by_table.setdefault(obj.__table__, []).append(_row_values(obj))
-    ctes = [update(IdempotencyKey).where(IdempotencyKey.merchant_id == merchant_id,
-                                         IdempotencyKey.key == key)
-            .values(response_status=status, response_body=json.dumps(body)).cte("stored_key")]
+    sql = ["WITH stored_key AS (UPDATE idempotency_keys SET response_status = %s, "
+           "response_body = %s WHERE merchant_id = %s AND key = %s)"]
+    params: list = [status, json.dumps(body), merchant_id, key]
     for i, (table, values) in enumerate(by_table.items()):
-        ctes.append(insert(table).values(values).cte(f"rows_{i}"))
-    return select(literal(1)).add_cte(*ctes)
+        columns = list(dict.fromkeys(c for row in values for c in row))
+        json_columns = {c for c in columns if isinstance(table.c[c].type, JSON)}
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql.append(f", rows_{i} AS (INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+                   + ", ".join([placeholder] * len(values)) + ")")
+        for row in values:
+            params.extend(Json(row.get(c)) if c in json_columns else row.get(c)
+                          for c in columns)
+    sql.append(" SELECT 1")
+    return "".join(sql), params
 
 
 def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
@@ -182,7 +193,8 @@ def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint
                 raise
             status, out = exc.status, error_body(exc.code, exc.message, exc.details)
             collector.rows = []  # nothing the work added survives; the key keeps the error
-        conn.execute(_write_statement(collector.rows, merchant_id=merchant_id, key=key,
-                                      status=status, body=out))
+        sql, params = _write_statement(collector.rows, merchant_id=merchant_id, key=key,
+                                       status=status, body=out)
+        conn.exec_driver_sql(sql, tuple(params))
         conn.commit()
     return IdempotentResult(status, out, False)
