@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--merchants", type=int, default=50)
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="record one worker with py-spy during the run (collapsed stacks)")
     args = parser.parse_args()
     for tool in ("wrk", "pgbench"):
         if shutil.which(tool) is None:
@@ -132,8 +134,17 @@ def main() -> None:
         wrk = ["wrk", "-t", "2", "-c", str(args.connections), "--latency", "-s", str(script),
                "http://127.0.0.1:8765"]
         subprocess.run([*wrk[:1], "-d", "3", *wrk[1:]], capture_output=True)  # warm-up
+        spy = None
+        if args.profile:
+            worker = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
+                                    text=True).stdout.split()
+            spy = subprocess.Popen(["py-spy", "record", "--gil", "--format", "raw", "-o", args.profile,
+                                    "-d", str(args.seconds), "--pid", worker[-1]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = subprocess.run([*wrk[:1], "-d", str(args.seconds), *wrk[1:]], capture_output=True,
                              text=True).stdout
+        if spy is not None:
+            spy.wait()
         stats = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         with psycopg.connect(url) as conn:

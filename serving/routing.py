@@ -43,14 +43,16 @@ class ChannelHealth:
     probing: bool = False
 
     def success_rate(self) -> float | None:
-        if not self.outcomes:
+        outcomes = tuple(self.outcomes)  # a snapshot: other threads append meanwhile
+        if not outcomes:
             return None
-        return sum(1 for ok, _ in self.outcomes if ok) / len(self.outcomes)
+        return sum(1 for ok, _ in outcomes if ok) / len(outcomes)
 
     def p50_latency_ms(self) -> float | None:
-        if not self.outcomes:
+        outcomes = tuple(self.outcomes)  # a snapshot: other threads append meanwhile
+        if not outcomes:
             return None
-        values = sorted(lat for _, lat in self.outcomes)
+        values = sorted(lat for _, lat in outcomes)
         return values[len(values) // 2]
 
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from psycopg.types.json import Json
-from sqlalchemy import JSON, Engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -138,10 +137,18 @@ def _row_values(obj) -> dict:
     return values
 
 
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
 def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
                      body: dict) -> tuple[str, list]:
-    """One statement of data-modifying CTEs, as driver SQL: compiling it through SQLAlchemy
-    took longer than running it (its shape varies with the rows, so it caches badly)."""
+    """One statement of data-modifying CTEs, as driver SQL, each table's rows passed as one JSON
+    array (json_populate_recordset): the text depends only on which tables and columns are
+    written, so the driver caches it and the server prepares it (compiling a statement through
+    SQLAlchemy took longer than running it)."""
     by_table: dict = {}
     for obj in rows:
         by_table.setdefault(obj.__table__, []).append(_row_values(obj))
@@ -149,14 +156,10 @@ def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
            "response_body = %s WHERE merchant_id = %s AND key = %s)"]
     params: list = [status, json.dumps(body), merchant_id, key]
     for i, (table, values) in enumerate(by_table.items()):
-        columns = list(dict.fromkeys(c for row in values for c in row))
-        json_columns = {c for c in columns if isinstance(table.c[c].type, JSON)}
-        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        sql.append(f", rows_{i} AS (INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-                   + ", ".join([placeholder] * len(values)) + ")")
-        for row in values:
-            params.extend(Json(row.get(c)) if c in json_columns else row.get(c)
-                          for c in columns)
+        columns = ", ".join(dict.fromkeys(c for row in values for c in row))
+        sql.append(f", rows_{i} AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "
+                   f"FROM json_populate_recordset(NULL::{table.name}, %s))")
+        params.append(json.dumps(values, default=_json_default))
     sql.append(" SELECT 1")
     return "".join(sql), params
 
