@@ -126,12 +126,12 @@ def payout_id(channel_id: str, currency: str, day: dt.date) -> str:
 def write_day(engine: Engine, landing: Path, day: dt.date) -> dict[str, int]:
     """Write the day's channel, bank, chain and FX files into `landing/<source>/`; returns the
     number of files per source."""
-    start = dt.datetime(day.year, day.month, day.day)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     with Session(engine) as session:
         channels = {c.id: c for c in session.scalars(select(Channel))}
         events = _events(session, start, start + dt.timedelta(days=1))
         # Opening balances of the collection accounts: every earlier payout (deterministic).
-        earlier = _events(session, dt.datetime(2000, 1, 1), start)
+        earlier = _events(session, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), start)
     written: dict[str, int] = defaultdict(int)
     payouts = _write_psp_files(landing, day, channels, events, written)
     _write_bank_statements(landing, day, channels, payouts, _payout_totals(channels, earlier),
@@ -262,7 +262,8 @@ def _write_chain_logs(landing, day, channels, events, written) -> None:
         logs.append(ChainLog(
             network=BASE_NETWORK, block_number=block,
             block_hash="0x" + hashlib.sha256(f"block:{block}".encode()).hexdigest(),
-            block_timestamp=e.at, transaction_hash=e.channel_reference, log_index=i % 50,
+            block_timestamp=e.at.replace(microsecond=0), transaction_hash=e.channel_reference,
+            log_index=i % 50,
             token_address=USDC_ON_BASE, from_address=payer, to_address=PLATFORM_ADDRESS,
             value=e.gross, removed=False))
     latest = max(x.block_number for x in logs) + 600  # the node is 20 minutes further on

@@ -43,12 +43,16 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         event.materialization.metadata["rows_extracted"].value
         for event in main.get_asset_materialization_events()
         if "rows_extracted" in event.materialization.metadata)
+    from orchestration.defs.files.assets import FILE_SOURCES
+
+    first_table = {source.tables[0]: source.asset_name for source in FILE_SOURCES}
     landed = {}
     for event in main.get_asset_materialization_events():
         meta = event.materialization.metadata
-        if "quarantined" in meta and "loaded" in meta:
-            landed[event.asset_key.path[-1]] = {k: meta[k].value for k in
-                                                 ("loaded", "quarantined", "duplicates", "rows")}
+        name = first_table.get(event.asset_key.path[-1])
+        if name and "loaded" in meta:
+            landed[name] = {k: meta[k].value for k in
+                            ("loaded", "quarantined", "duplicates", "rows")}
     files = {}
     statements = defs.resolve_job_def("merchant_statements")
     for day in days:

@@ -56,6 +56,8 @@ class DuckDBFiles:
     def insert(self, table: RawTable, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
+        # Row-group-sized batches: DuckDB scans (and casts) them on all cores.
+        rows = pa.Table.from_batches(rows.to_batches(max_chunksize=122_880), schema=rows.schema)
         self.conn.register("file_rows", rows)
         try:
             self.conn.execute(

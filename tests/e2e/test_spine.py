@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clearhouse.channel_files import write_day
 from clearhouse.simulator import run_day, set_up_merchants
+from ingest.files.warehouse_io import open_files_writer
 from orchestration.run import run_pipeline
 from serving.app import create_app
 from serving.services.payments import price_in_force
@@ -76,7 +78,10 @@ def run_spine(make_settings, **urls) -> dict:
         assert not first.errors and first.payments == PAYMENTS
         assert first.declined > 0 and first.refunds > 0
         assert first.wallet_topups >= 3 and first.wallet_spends == 2 * first.wallet_topups
+        written = write_day(app.state.engine, settings.landing_dir, DAY)
+        assert written["psp"] >= 3 and written["bank"] >= 2 and written["fx"] == 1
         run_pipeline(settings, days=[DAY], ephemeral=True)
+        files = landed_figures(settings, app.state.engine)
         expected = expected_statements(app.state.engine)
         by_name = {}
         for m in merchants:
@@ -112,8 +117,47 @@ def run_spine(make_settings, **urls) -> dict:
         assert other.status_code == 404
         files = sorted((settings.statements_dir / DAY.isoformat()).glob("*.csv"))
         assert len(files) == len(merchants)
+        # The channels' files again (the same bytes): loaded once, nothing doubles.
+        write_day(app.state.engine, settings.landing_dir, DAY)
+        run_pipeline(settings, days=[DAY], ephemeral=True)
+        assert landed_figures(settings, app.state.engine) == files
     app.state.engine.dispose()
+    by_name[("files", "")] = files
     return by_name
+
+
+def landed_figures(settings, engine) -> tuple:
+    """The channels' files for the day loaded in full: one PSP line per captured card/wallet-less
+    payment, and each payout's bank credit equal to its PSP payout row."""
+    writer = open_files_writer(settings)
+    try:
+        statuses = dict(writer.fetchall(
+            "SELECT status, count(*) FROM raw.landed_files GROUP BY status"))
+        psp_payments = writer.fetchall(
+            "SELECT count(*), CAST(sum(gross_minor) AS VARCHAR(40)) FROM raw.psp_lines "
+            "WHERE record_type = 'payment' AND format = 'psp_csv' AND superseded_by IS NULL")[0]
+        payouts = dict(writer.fetchall(
+            "SELECT payout_id, CAST(gross_minor AS VARCHAR(40)) FROM raw.psp_lines "
+            "WHERE record_type = 'payout' AND superseded_by IS NULL"))
+        credits = dict(writer.fetchall(
+            "SELECT end_to_end_id, CAST(amount_minor AS VARCHAR(40)) "
+            "FROM raw.bank_statement_lines WHERE superseded_by IS NULL"))
+        continuity_ok = not writer.fetchall(
+            "SELECT 1 FROM raw.bank_statements WHERE balance_check = 'mismatch'")
+    finally:
+        writer.close()
+    with Session(engine) as s:
+        captured = s.scalars(select(Payment).where(
+            Payment.captured_at.is_not(None), Payment.payment_method_type.not_in(
+                ("wallet", "crypto")))).all()
+    assert statuses == {"loaded": statuses.get("loaded", 0)} and statuses["loaded"] >= 6
+    assert psp_payments[0] == len(captured)
+    assert int(psp_payments[1]) == sum(p.amount_minor for p in captured)
+    fiat = {k: v for k, v in payouts.items() if k.split("_")[-2] not in ("usdc", "usdt")}
+    assert fiat and all(credits.get(pid) == amount for pid, amount in fiat.items())
+    assert continuity_ok
+    return (statuses["loaded"], psp_payments[0], int(psp_payments[1]), len(fiat),
+            sum(int(v) for v in fiat.values()))
 
 
 @pytest.mark.slow

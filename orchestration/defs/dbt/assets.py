@@ -30,9 +30,21 @@ clearhouse_dbt = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJEC
 clearhouse_dbt.prepare_if_dev()
 
 
+def _manifest_is_stale() -> bool:
+    manifest = clearhouse_dbt.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = (p for folder in ("models", "macros", "tests", "seeds")
+               for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file())
+    return any(p.stat().st_mtime > built for p in sources) or (
+        (DBT_PROJECT_DIR / "dbt_project.yml").stat().st_mtime > built)
+
+
 def ensure_manifest() -> Path:
-    """`dagster dev` parses the project itself; the CLI, the demo and tests parse it here."""
-    if not clearhouse_dbt.manifest_path.exists():
+    """`dagster dev` parses the project itself; the CLI, the demo and tests parse it here, again
+    whenever a model, macro or test changed since the last parse."""
+    if _manifest_is_stale():
         clearhouse_dbt.preparer.prepare(clearhouse_dbt)
     return clearhouse_dbt.manifest_path
 

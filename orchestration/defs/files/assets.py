@@ -20,16 +20,19 @@ from warehouse.settings import get_settings
 class FileSource:
     asset_name: str
     sources: tuple[str, ...]  # landing folders
+    tables: tuple[str, ...]  # the raw tables it fills: one asset key each (dbt sources map to them)
     description: str
 
 
 FILE_SOURCES = (
     FileSource("bank_statements", ("bank", "camt", "mt940", "bai2"),
+               ("bank_statements", "bank_statement_lines"),
                "Bank statements (camt.052/053/054, MT940/MT942, BAI2) from landing/bank etc."),
-    FileSource("psp_bills", ("psp", "wechat", "alipay"),
+    FileSource("psp_bills", ("psp", "wechat", "alipay"), ("psp_lines",),
                "PSP settlement CSVs, WeChat Pay and Alipay bills from landing/psp etc."),
-    FileSource("chain_logs", ("chain",), "ERC-20 Transfer logs (eth_getLogs) from landing/chain"),
-    FileSource("fx_rates", ("fx",), "ECB euro reference rates from landing/fx"),
+    FileSource("chain_logs", ("chain",), ("chain_logs", "chain_heads"),
+               "ERC-20 Transfer logs (eth_getLogs) from landing/chain"),
+    FileSource("fx_rates", ("fx",), ("fx_rates",), "ECB euro reference rates from landing/fx"),
 )
 
 
@@ -53,16 +56,21 @@ def _metadata(report: LoadReport) -> dict:
 
 
 def _build_asset(source: FileSource) -> dg.AssetsDefinition:
-    @dg.asset(name=source.asset_name, key_prefix="raw", group_name="ingest",
-              kinds={"python", "sql"}, description=source.description)
-    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    specs = [dg.AssetSpec(["raw", table], group_name="ingest", kinds={"python", "sql"},
+                          description=f"raw.{table}: {source.description}")
+             for table in source.tables]
+
+    @dg.multi_asset(name=f"load_{source.asset_name}", specs=specs, can_subset=False)
+    def _asset(context: dg.AssetExecutionContext):
         report = load_landing(get_settings(), sources=list(source.sources))
         for f in report.files:
             if f.status == "quarantined":
                 context.log.warning(f"quarantined {f.path}: {f.reason} at {f.location}: "
                                     f"{f.message}")
         context.log.info(json.dumps(report.summary()))
-        return dg.MaterializeResult(metadata=_metadata(report))
+        metadata = _metadata(report)
+        for spec in specs:
+            yield dg.MaterializeResult(asset_key=spec.key, metadata=metadata)
 
     return _asset
 
@@ -71,8 +79,8 @@ FILE_ASSETS = [_build_asset(s) for s in FILE_SOURCES]
 ASSET_BY_NAME = {s.asset_name: a for s, a in zip(FILE_SOURCES, FILE_ASSETS, strict=True)}
 
 
-def _check(asset_name: str, name: str, fn, *, blocking: bool, description: str):
-    @dg.asset_check(asset=dg.AssetKey(["raw", asset_name]), name=name, blocking=blocking,
+def _check(table: str, name: str, fn, *, blocking: bool, description: str):
+    @dg.asset_check(asset=dg.AssetKey(["raw", table]), name=name, blocking=blocking,
                     description=description)
     def _run() -> dg.AssetCheckResult:
         writer = open_files_writer(get_settings())
@@ -96,15 +104,15 @@ FILE_CHECKS = [
            blocking=False, description="Each statement opens at the previous one's closing."),
     _check("bank_statements", "statement_arithmetic", checks.statement_arithmetic,
            blocking=False, description="Opening + lines = closing on every statement."),
-    _check("bank_statements", "no_duplicate_lines",
+    _check("bank_statement_lines", "no_duplicate_lines",
            lambda w: checks.duplicate_rows(w, "bank_statement_lines", "statement_line_id"),
            blocking=True, description="Every statement line is loaded once."),
     _check("bank_statements", "one_current_file_per_statement",
            checks.duplicate_current_statements, blocking=True,
            description="A re-sent statement supersedes the earlier file."),
-    _check("psp_bills", "channel_files_on_time", checks.late_psp_channels, blocking=False,
+    _check("psp_lines", "channel_files_on_time", checks.late_psp_channels, blocking=False,
            description="Every channel's settlement file has arrived for the newest day."),
-    _check("psp_bills", "no_duplicate_lines",
+    _check("psp_lines", "no_duplicate_lines",
            lambda w: checks.duplicate_rows(w, "psp_lines", "psp_line_id"), blocking=True,
            description="Every PSP line is loaded once."),
     _check("chain_logs", "no_duplicate_logs",

@@ -34,7 +34,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext):
         seen[source.asset_name] = fingerprint
         fired = True
         yield dg.RunRequest(run_key=f"{source.asset_name}:{fingerprint}",
-                            asset_selection=[ASSET_BY_NAME[source.asset_name].key],
+                            asset_selection=list(ASSET_BY_NAME[source.asset_name].keys),
                             tags={"clearhouse/files": str(len(files))})
     context.update_cursor(json.dumps(seen))
     if not fired:
