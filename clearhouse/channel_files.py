@@ -213,7 +213,11 @@ def _write_bank_statements(landing, day, channels, payouts, opening_totals, writ
                 statement_index=0, line_number=len(lines), booking_date=value_day,
                 value_date=value_day, amount_minor=amount, currency=currency,
                 bank_reference=f"B{hashlib.sha256(pid.encode()).hexdigest()[:14].upper()}",
-                customer_reference=pid[:16], end_to_end_id=pid, remittance=f"PAYOUT {pid}",
+                # The payout id where each format carries it: camt EndToEndId, MT940 :86:
+                # /EREF/ (its :61: customer reference holds 16 characters), BAI2 customer
+                # reference (BAI2 has no end-to-end field).
+                customer_reference=pid if bank == "bai2" else pid[:16],
+                end_to_end_id=pid, remittance=f"PAYOUT {pid}",
                 counterparty_name=channels[channel_id].name,
                 transaction_code={"camt": "PMNT/RCDT/ESCT", "bai2": "195", "mt940": "NTRF"}[bank]))
         closing = opening + sum(x.amount_minor for x in lines)

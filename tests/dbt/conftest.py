@@ -139,11 +139,12 @@ def _pg_execute_many(dbname: str) -> Callable[[str, list[tuple]], None]:
 @pytest.fixture(scope="module")
 def duckdb_warehouse(tmp_path_factory) -> Warehouse:
     """A fresh DuckDB file with the raw schema (empty tables)."""
+    from ingest.files.schema import create_statements as create_file_tables
     from ingest.raw_schema import create_statements
 
     path = tmp_path_factory.mktemp("duckdb") / "warehouse.duckdb"
     execute = _duckdb_execute_many(path)
-    for stmt in create_statements("duckdb"):
+    for stmt in create_statements("duckdb") + create_file_tables("duckdb"):
         execute(stmt, [])
     env = {"CLEARHOUSE_DBT_TARGET": "duckdb", "CLEARHOUSE_DUCKDB_PATH": str(path)}
     return Warehouse("duckdb", env, _duckdb_query(path), execute)
@@ -155,6 +156,7 @@ def postgres_warehouse() -> Warehouse:
     require_postgres()
     import psycopg
 
+    from ingest.files.schema import create_statements as create_file_tables
     from ingest.raw_schema import create_statements
 
     dbname = f"ch_dbt_{secrets.token_hex(6)}"
@@ -162,7 +164,7 @@ def postgres_warehouse() -> Warehouse:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
         execute = _pg_execute_many(dbname)
-        for stmt in create_statements("postgres"):
+        for stmt in create_statements("postgres") + create_file_tables("postgres"):
             execute(stmt, [])
         env = {
             "CLEARHOUSE_DBT_TARGET": "postgres",

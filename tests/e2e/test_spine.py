@@ -81,7 +81,7 @@ def run_spine(make_settings, **urls) -> dict:
         written = write_day(app.state.engine, settings.landing_dir, DAY)
         assert written["psp"] >= 3 and written["bank"] >= 2 and written["fx"] == 1
         run_pipeline(settings, days=[DAY], ephemeral=True)
-        files = landed_figures(settings, app.state.engine)
+        landed = landed_figures(settings, app.state.engine)
         expected = expected_statements(app.state.engine)
         by_name = {}
         for m in merchants:
@@ -120,9 +120,9 @@ def run_spine(make_settings, **urls) -> dict:
         # The channels' files again (the same bytes): loaded once, nothing doubles.
         write_day(app.state.engine, settings.landing_dir, DAY)
         run_pipeline(settings, days=[DAY], ephemeral=True)
-        assert landed_figures(settings, app.state.engine) == files
+        assert landed_figures(settings, app.state.engine) == landed
     app.state.engine.dispose()
-    by_name[("files", "")] = files
+    by_name[("files", "")] = landed
     return by_name
 
 
@@ -140,7 +140,8 @@ def landed_figures(settings, engine) -> tuple:
             "SELECT payout_id, CAST(gross_minor AS VARCHAR(40)) FROM raw.psp_lines "
             "WHERE record_type = 'payout' AND superseded_by IS NULL"))
         credits = dict(writer.fetchall(
-            "SELECT end_to_end_id, CAST(amount_minor AS VARCHAR(40)) "
+            "SELECT coalesce(end_to_end_id, customer_reference), "
+            "CAST(amount_minor AS VARCHAR(40)) "
             "FROM raw.bank_statement_lines WHERE superseded_by IS NULL"))
         continuity_ok = not writer.fetchall(
             "SELECT 1 FROM raw.bank_statements WHERE balance_check = 'mismatch'")
