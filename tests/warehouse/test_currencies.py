@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_paths import shared_dir
 from warehouse.money import UnknownCurrencyError, currency, currency_table, exponent
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+SHARED = shared_dir()
 ISO_XML = SHARED / "data" / "iso4217" / "iso4217_table.xml"
 CSV_PATH = REPO / "warehouse" / "data" / "currencies.csv"
 

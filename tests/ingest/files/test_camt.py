@@ -16,11 +16,12 @@ from lxml import etree
 
 from ingest.files.formats import camt
 from ingest.files.records import ParsedFile, ParseError, Statement, StatementLine
+from tests.shared_paths import SHARED_DATA
 
 GENKGO = "camt/genkgo"
 EUR = "EUR"
 # File names for parametrising only; the tests read the files through `shared_data`.
-_LISTING = Path(__file__).resolve().parents[3].parent / "shared" / "data" / GENKGO
+_LISTING = SHARED_DATA / GENKGO
 _MISSING = ["shared-data-missing"]  # one case, so the fixture fails loudly instead of a skip
 
 
