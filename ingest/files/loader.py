@@ -286,7 +286,10 @@ class FileLoader:
         channel = None
         if table.num_rows and "channel" in table.column_names:
             channel = table.column("channel")[0].as_py()
-        key = (f"psp|{parsed.format}|{channel}|{day.isoformat()}" if channel and day
+        # A PSP settlement CSV is one per channel and day (its name says which); other bills
+        # (a WeChat trade bill and fund-flow bill of the same day) are told apart by name.
+        key = (f"psp|{parsed.format}|{channel}|{day.isoformat()}"
+               if parsed.format == "psp_csv" and channel and day
                else f"psp|{parsed.format}|name:{name}")
         outcome.superseded += self._supersede("psp_lines", key, file_id, None)
         n = table.num_rows

@@ -207,3 +207,24 @@ def test_cli_ingest_lands_and_loads(make_settings, shared_data, tmp_path, capsys
         main(["ingest", str(bad)])
     assert stop.value.code == 1
     assert json.loads(capsys.readouterr().out.splitlines()[0])["reason"] == "unknown_format"
+
+
+def wechat_bill(amounts: list[int]) -> bytes:
+    at = dt.datetime(2026, 11, 20, 4)
+    lines = [PspLine(line_number=i + 2, record_type="payment", channel="wechat_pay",
+                     channel_reference=f"42000{i:010d}", merchant_reference=f"pay_{i}",
+                     transaction_at=at, currency="CNY", gross_minor=a, fee_minor=0,
+                     net_minor=a, status="SUCCESS") for i, a in enumerate(amounts)]
+    return formats.module("wechat").render(ParsedFile(format="wechat", kind="psp_bill",
+                                                      psp_lines=lines))
+
+
+def test_two_bills_of_one_day_do_not_supersede_each_other(settings):
+    # Only the PSP settlement CSV is one file per channel and day; other bills go by name.
+    drop(settings, "psp", "wechatpay_tradebill_ALL_2026-11-20.csv", wechat_bill([100, 200]))
+    drop(settings, "psp", "wechatpay_tradebill_SUCCESS_2026-11-20.csv", wechat_bill([300]))
+    report = load_landing(settings)
+    assert [f.status for f in report.files] == ["loaded", "loaded"]
+    assert not any(f.superseded for f in report.files)
+    assert rows(settings, "SELECT count(*) FROM raw.psp_lines WHERE superseded_by IS NULL") == [
+        (3,)]
