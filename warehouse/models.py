@@ -254,6 +254,8 @@ class Payment(Timestamped, Base):
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_payments_merchant_created", "merchant_id", "id"),
+        # The KYC daily-volume rule reads a merchant's payments of the day.
+        Index("ix_payments_merchant_created_at", "merchant_id", "created_at"),
         Index("ix_payments_customer_created", "customer_id", "created_at"),
         Index("ix_payments_ip_created", "customer_ip", "created_at"),
         Index("ix_payments_device_created", "device_id", "created_at"),

@@ -152,10 +152,11 @@ def _array(values: list) -> pa.Array:
     if isinstance(sample, bool):
         return pa.array(values, pa.bool_())
     if isinstance(sample, int):
-        # Amounts may exceed int64 (chain values are stored as text separately): go through text.
-        if any(v is not None and not -(2**63) <= v < 2**63 for v in values):
+        try:
+            return pa.array(values, pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            # Amounts beyond int64 (18-decimal assets) go as exact text; the insert casts.
             return pa.array([None if v is None else str(v) for v in values], pa.string())
-        return pa.array(values, pa.int64())
     if sample is None:
         return pa.array(values, pa.string())
     return pa.array(values)

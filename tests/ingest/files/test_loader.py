@@ -228,3 +228,25 @@ def test_two_bills_of_one_day_do_not_supersede_each_other(settings):
     assert not any(f.superseded for f in report.files)
     assert rows(settings, "SELECT count(*) FROM raw.psp_lines WHERE superseded_by IS NULL") == [
         (3,)]
+
+
+def test_amounts_beyond_int64_load_exactly(settings):
+    at = dt.datetime(2026, 11, 20, 12)
+    gross, fee = 123456789012345678901, 370370367037037037
+    lines = [PspLine(line_number=2, record_type="payment", channel="ch_crypto_sim",
+                     channel_reference="0xabc", merchant_reference="pay_eth", transaction_at=at,
+                     currency="ETH", gross_minor=gross, fee_minor=fee, net_minor=gross - fee,
+                     payout_id="po_eth", payout_date=dt.date(2026, 11, 21)),
+             PspLine(line_number=3, record_type="payout", channel="ch_crypto_sim",
+                     channel_reference=None, merchant_reference=None, transaction_at=at,
+                     currency="ETH", gross_minor=gross - fee, fee_minor=0,
+                     net_minor=gross - fee, payout_id="po_eth",
+                     payout_date=dt.date(2026, 11, 21))]
+    data = formats.module("psp_csv").render(ParsedFile(format="psp_csv", kind="psp_bill",
+                                                       psp_lines=lines))
+    drop(settings, "psp", "ch_crypto_sim_2026-11-20.csv", data)
+    (outcome,) = load_landing(settings).files
+    assert outcome.status == "loaded" and outcome.totals == {"ETH": str(2 * gross - fee)}
+    stored = rows(settings, "SELECT CAST(gross_minor AS VARCHAR(40)), CAST(net_minor AS "
+                            "VARCHAR(40)) FROM raw.psp_lines ORDER BY line_number")
+    assert stored == [(str(gross), str(gross - fee)), (str(gross - fee), str(gross - fee))]
