@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import chain
 from ingest.files.records import ChainLog, ParsedFile, ParseError
+from tests.ingest.files.mutations import damaged as _damaged
 
 TRANSFER = chain.TRANSFER_TOPIC
 ETL = "chain/ethereum-etl"
@@ -427,24 +428,6 @@ def test_render_parse_round_trip(logs, extra):
 
 
 # --- fuzz: damaged real files never raise anything but ParseError ------------------------------
-
-
-@st.composite
-def _damaged(draw, data: bytes) -> bytes:
-    op = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-    at = draw(st.integers(0, len(data)))
-    if op == "truncate":
-        return data[:at]
-    if op == "flip":
-        at = min(at, len(data) - 1)
-        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
-    if op == "delete":
-        return data[:at] + data[at + draw(st.integers(1, 64)):]
-    if op == "insert":
-        return data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at:]
-    lines = data.split(b"\n")
-    del lines[min(at, len(lines) - 1)]
-    return b"\n".join(lines)
 
 
 _FUZZED = {

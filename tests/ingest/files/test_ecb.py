@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import ecb
 from ingest.files.records import FxRate, ParsedFile, ParseError
+from tests.ingest.files.mutations import damaged as _damaged
 
 DAY = dt.date(2026, 10, 30)
 XML_DAY = dt.date(2018, 6, 11)
@@ -342,24 +343,6 @@ def test_cross_rate_matches_decimal_half_up(base, quote):
 
 
 # --- fuzz: damaged real files never raise anything but ParseError ------------------------------
-
-
-@st.composite
-def _damaged(draw, data: bytes) -> bytes:
-    op = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-    at = draw(st.integers(0, len(data)))
-    if op == "truncate":
-        return data[:at]
-    if op == "flip":
-        at = min(at, len(data) - 1)
-        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
-    if op == "delete":
-        return data[:at] + data[at + draw(st.integers(1, 64)):]
-    if op == "insert":
-        return data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at:]
-    lines = data.split(b"\n")
-    del lines[min(at, len(lines) - 1)]
-    return b"\n".join(lines)
 
 
 def _hist_head(fx: Path, lines: int) -> bytes:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import psp_csv
 from ingest.files.records import ParsedFile, ParseError, PspLine
+from tests.ingest.files.mutations import damaged as mutations
 
 NAME = "ch_card_sim_2024-03-03.csv"
 HEADER = ",".join(psp_csv.COLUMNS)
@@ -278,23 +279,6 @@ def test_generated_rows_render_and_parse_back_equal(big, data):
 # --- hypothesis: a broken file is a ParseError, never another exception --------------------------
 
 SAMPLE = csv_bytes([*GOOD, 'payment,"q,""x""",m,2024-03-02T10:00:00Z,JPY,7,0,7,,'])
-
-
-@st.composite
-def mutations(draw, data: bytes) -> bytes:
-    lines = data.split(b"\n")
-    kind = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-    at = draw(st.integers(0, len(data)))
-    if kind == "truncate":
-        return data[:at]
-    if kind == "flip":
-        return data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
-    if kind == "delete":
-        return data[:at] + data[at + draw(st.integers(1, 8)):]
-    if kind == "insert":
-        return data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
-    del lines[draw(st.integers(0, len(lines) - 1))]
-    return b"\n".join(lines)
 
 
 @settings(max_examples=150, deadline=None)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import alipay, psp_csv, wechat
 from ingest.files.records import ParsedFile, ParseError, PspLine
+from tests.ingest.files.mutations import damaged as broken
 
 V3_TRADE = "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv"
 V2_TRADE = "psp/wechatpay/wechatpay_v2_sandbox_downloadbill_ALL.tsv"
@@ -305,22 +306,6 @@ def test_render_accepts_a_psp_table():
 
 
 # --- fuzz: the real files, broken anywhere -------------------------------------------------------
-
-@st.composite
-def broken(draw, data: bytes) -> bytes:
-    kind = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-    at = draw(st.integers(0, len(data)))
-    if kind == "truncate":
-        return data[:at]
-    if kind == "flip":
-        return data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
-    if kind == "delete":
-        return data[:at] + data[at + draw(st.integers(1, 8)):]
-    if kind == "insert":
-        return data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
-    lines = data.split(b"\n")
-    del lines[draw(st.integers(0, len(lines) - 1))]
-    return b"\n".join(lines)
 
 
 @pytest.mark.parametrize("sample", [V3_TRADE, V3_FUND, V2_FUND, CONSUMER, V2_TRADE])
