@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session
 
 from ingest.files import formats
 from ingest.files.records import ChainLog, FxRate, ParsedFile, PspLine, Statement, StatementLine
-from warehouse.models import Channel, Payment, Price, Refund
+from serving.services.payments import price_in_force
+from warehouse.models import Channel, Payment, Refund
 from warehouse.money import fee_minor
 
 CAPTURED = ("success", "refunded", "partially_refunded", "refunding")
@@ -76,36 +77,29 @@ class _Event:
     fee: int
 
 
-def _channel_prices(session: Session) -> dict[tuple[str, str], list[Price]]:
-    prices = defaultdict(list)
-    for price in session.scalars(select(Price).where(Price.subject_type == "channel")):
-        prices[(price.subject_id, price.currency)].append(price)
-    return prices
-
-
-def _fee(prices, channel_id: str, currency: str, amount: int, at: dt.datetime) -> int:
-    for price in prices.get((channel_id, currency), []):
-        start, end = _naive(price.valid_from), _naive(price.valid_to) if price.valid_to else None
-        if start <= at and (end is None or at < end):
-            return fee_minor(amount, price.rate_bps, price.fixed_minor or 0)
-    return 0
+def _fee(session: Session, channel_id: str, currency: str, amount: int,
+         at: dt.datetime) -> int:
+    """The channel's fee: its price in force at the capture (no price: no fee)."""
+    price = price_in_force(session, subject_type="channel", subject_id=channel_id,
+                           currency=currency, at=at)
+    return fee_minor(amount, price.rate_bps, price.fixed_minor or 0) if price else 0
 
 
 def _naive(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    """Naive UTC, as the file records carry times."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _events(session: Session, start: dt.datetime, end: dt.datetime) -> list[_Event]:
-    prices = _channel_prices(session)
     events = []
     payments = session.scalars(select(Payment).where(and_(
         Payment.captured_at >= start, Payment.captured_at < end, Payment.status.in_(CAPTURED),
         Payment.channel_id.is_not(None), Payment.payment_method_type != "wallet")))
     for p in payments:
-        at = _naive(p.captured_at)
-        events.append(_Event("payment", p.channel_id, p.channel_reference, p.id, at, p.currency,
-                             p.amount_minor, _fee(prices, p.channel_id, p.currency,
-                                                  p.amount_minor, at)))
+        events.append(_Event("payment", p.channel_id, p.channel_reference, p.id,
+                             _naive(p.captured_at), p.currency, p.amount_minor,
+                             _fee(session, p.channel_id, p.currency, p.amount_minor,
+                                  p.captured_at)))
     rows = session.execute(select(Refund, Payment.channel_id).join(
         Payment, Payment.id == Refund.payment_id).where(and_(
             Refund.succeeded_at >= start, Refund.succeeded_at < end,

@@ -1,7 +1,7 @@
 """The raw tables the ledger extract fills: one per table of the API's database.
 
 Column types are logical: 'text', 'int', 'money' (DECIMAL(38,0)/NUMERIC(38,0)), 'ts' (timestamp,
-UTC, without zone) and 'json' (text). The same shape is created on DuckDB and Postgres, so the dbt
+UTC, without zone), 'json' (text), 'date', 'bool' and 'rate' (DECIMAL(28,12), FX rates). The same shape is created on DuckDB and Postgres, so the dbt
 sources are identical on both engines.
 """
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 PHYSICAL = {
     "duckdb": {"text": "VARCHAR", "int": "BIGINT", "money": "DECIMAL(38,0)", "ts": "TIMESTAMP",
-               "json": "VARCHAR"},
+               "json": "VARCHAR", "date": "DATE", "bool": "BOOLEAN", "rate": "DECIMAL(28,12)"},
     "postgres": {"text": "TEXT", "int": "BIGINT", "money": "NUMERIC(38,0)", "ts": "TIMESTAMP",
-                 "json": "TEXT"},
+                 "json": "TEXT", "date": "DATE", "bool": "BOOLEAN", "rate": "NUMERIC(28,12)"},
 }
 
 
@@ -29,8 +29,12 @@ class RawTable:
         return [c for c, _ in self.columns]
 
 
-def _t(name, key, cursor, *cols):
+def raw_table(name: str, key: str, cursor: str, *cols: str) -> RawTable:
+    """A table from "column:type" strings."""
     return RawTable(name, key, cursor, tuple(tuple(c.split(":")) for c in cols))
+
+
+_t = raw_table
 
 
 RAW_TABLES: tuple[RawTable, ...] = (
@@ -63,20 +67,24 @@ RAW_SCHEMA = "raw"
 WATERMARK_TABLE = "_extract_watermarks"
 
 
-def create_statements(engine: str) -> list[str]:
+def table_statements(tables: tuple[RawTable, ...], engine: str, stamp_column: str) -> list[str]:
+    """CREATE SCHEMA/TABLE IF NOT EXISTS for `tables`, each with a load-time `stamp_column`, and
+    ADD COLUMN IF NOT EXISTS for every column, so a warehouse made before a column was added
+    gets it now."""
     types = PHYSICAL[engine]
     stmts = [f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}"]
-    for table in RAW_TABLES:
+    for table in tables:
         cols = ", ".join(f"{c} {types[t]}" for c, t in table.columns)
-        stmts.append(
-            f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} ({cols}, "
-            f"_extracted_at TIMESTAMP)"
-        )
-        # A warehouse made before a column was added to the API's schema gets it now.
+        stmts.append(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} ({cols}, "
+                     f"{stamp_column} TIMESTAMP)")
         stmts += [f"ALTER TABLE {RAW_SCHEMA}.{table.name} ADD COLUMN IF NOT EXISTS {c} {types[t]}"
                   for c, t in table.columns]
-    stmts.append(
+    return stmts
+
+
+def create_statements(engine: str) -> list[str]:
+    types = PHYSICAL[engine]
+    return table_statements(RAW_TABLES, engine, "_extracted_at") + [
         f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{WATERMARK_TABLE} (table_name {types['text']} "
         f"PRIMARY KEY, high_water {types['ts']}, rows_last_run BIGINT, extracted_at TIMESTAMP)"
-    )
-    return stmts
+    ]

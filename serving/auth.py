@@ -89,9 +89,8 @@ def issue_operator_token(settings: Settings, user: User, *, days: int = 30) -> s
     return jwt.encode(claims, settings.signing_secret(), algorithm=JWT_ALGORITHM)
 
 
-def _key_cache_key(session_or_engine, key_hash: str) -> tuple:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return ("api_key", str(bind.url), key_hash)
+def _key_cache_key(engine, key_hash: str) -> tuple:
+    return ("api_key", str(engine.url), key_hash)
 
 
 def _bearer(authorization: str | None) -> str:
@@ -145,7 +144,8 @@ def authenticate(session: Session, settings: Settings, authorization: str | None
 
         # Key rows are cached briefly (serving/cache.py): a revocation or a merchant's
         # suspension reaches other API processes within its TTL.
-        return _principal_from_key(cache.cached(_key_cache_key(session, key_hash), load))
+        return _principal_from_key(cache.cached(_key_cache_key(session.get_bind(), key_hash),
+                                                load))
     try:
         claims = jwt.decode(credential, settings.signing_secret(), algorithms=[JWT_ALGORITHM],
                             options={"require": ["exp", "sub", "role"]})

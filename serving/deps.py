@@ -52,7 +52,7 @@ def _authenticate(settings: Settings, engine: Engine, authorization: str | None)
 
 async def get_principal(settings: SettingsDep, engine: EngineDep,
                         authorization: Annotated[str | None, Header()] = None) -> Principal:
-    principal = cached_principal(read_only(engine), authorization)
+    principal = cached_principal(engine, authorization)
     if principal is not None:
         return principal
     return await run_in_threadpool(_authenticate, settings, engine, authorization)

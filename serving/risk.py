@@ -87,6 +87,10 @@ def set_score_hook(hook: ScoreHook | None) -> None:
     _score_hook = hook
 
 
+def score_hook_installed() -> bool:
+    return _score_hook is not None
+
+
 def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
     rate = INDICATIVE_USD.get(currency)
     if rate is None:

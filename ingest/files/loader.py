@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.files import formats
+from ingest.files.formats import psp_csv
 from ingest.files.records import (
     ChainLog,
     FxRate,
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _HEAD_BYTES = 4096
-_PSP_CSV_NAME = re.compile(r"[A-Za-z0-9_.-]+_\d{4}-\d{2}-\d{2}\.csv")
 
 
 @dataclass
@@ -257,7 +257,7 @@ class FileLoader:
             keys.append(key)
             accounts[stmt.index] = stmt.account_id
             if key:
-                outcome.superseded += self._supersede("bank_statements", key, file_id, uid)
+                outcome.superseded += self._supersede("bank_statements", key, file_id)
         lines = parsed.statement_lines
         self.writer.insert(BANK_STATEMENTS, _arrow(parsed.statements, type(parsed.statements[0]), {
             "statement_uid": uids, "file_id": [file_id] * len(uids), "supersession_key": keys,
@@ -292,7 +292,7 @@ class FileLoader:
         key = (f"psp|{parsed.format}|{channel}|{day.isoformat()}"
                if parsed.format == "psp_csv" and channel and day
                else f"psp|{parsed.format}|name:{name}")
-        outcome.superseded += self._supersede("psp_lines", key, file_id, None)
+        outcome.superseded += self._supersede("psp_lines", key, file_id)
         n = table.num_rows
         # Column-wise (Arrow compute), not row by row: big settlement files have 1M+ lines.
         ids = pc.binary_join_element_wise(
@@ -322,19 +322,18 @@ class FileLoader:
         ids = [f"{x.network}:{x.transaction_hash}:{x.log_index}" + (":removed" if x.removed else "")
                for x in logs]
         # Logs are facts of the chain: the same log in a later file is the same row.
-        existing = self._existing_ids("chain_logs", "chain_log_id", ids)
-        fresh = list({i: x for i, x in zip(ids, logs, strict=True) if i not in existing}.items())
-        if fresh:
-            new_ids, new_logs = zip(*fresh, strict=True)
-            self.writer.insert(CHAIN_LOGS, _arrow(list(new_logs), ChainLog, {
-                "chain_log_id": list(new_ids), "file_id": [file_id] * len(new_ids),
+        new_ids, new_logs = self._not_yet_loaded("chain_logs", "chain_log_id", ids, logs)
+        if new_ids:
+            self.writer.insert(CHAIN_LOGS, _arrow(new_logs, ChainLog, {
+                "chain_log_id": new_ids, "file_id": [file_id] * len(new_ids),
                 "value_text": [str(x.value) for x in new_logs],
                 "value_minor": [str(x.value) if x.value < 10**38 else None for x in new_logs],
             }).drop_columns(["value"]))
-        heads = {}
-        for x in logs:
-            heads[x.network] = max(heads.get(x.network, 0), x.block_number)
-        for network, block in (parsed_heads(parsed) or heads).items():
+        heads = dict(parsed.chain_heads)  # what the file's node had seen, else its newest log
+        if not heads:
+            for x in logs:
+                heads[x.network] = max(heads.get(x.network, 0), x.block_number)
+        for network, block in heads.items():
             self.writer.insert(CHAIN_HEADS, pa.table({
                 "file_id": [file_id], "network": [network], "latest_block": [block],
                 "seen_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)]}))
@@ -344,40 +343,27 @@ class FileLoader:
         rates: list[FxRate] = parsed.fx_rates
         ids = [f"{r.source}:{r.rate_date.isoformat()}:{r.base_currency}:{r.quote_currency}"
                for r in rates]
-        existing = self._existing_ids("fx_rates", "fx_rate_id", ids)
-        fresh = list({i: r for i, r in zip(ids, rates, strict=True) if i not in existing}.items())
-        if fresh:
-            new_ids, new_rates = zip(*fresh, strict=True)
-            self.writer.insert(FX_RATES, _arrow(list(new_rates), FxRate, {
-                "fx_rate_id": list(new_ids), "file_id": [file_id] * len(new_ids),
+        new_ids, new_rates = self._not_yet_loaded("fx_rates", "fx_rate_id", ids, rates)
+        if new_ids:
+            self.writer.insert(FX_RATES, _arrow(new_rates, FxRate, {
+                "fx_rate_id": new_ids, "file_id": [file_id] * len(new_ids),
                 "rate_text": [r.rate for r in new_rates],
             }))
         days = sorted({r.rate_date for r in rates})
-        return {"rates": str(len(rates)), "new_rates": str(len(fresh)),
+        return {"rates": str(len(rates)), "new_rates": str(len(new_ids)),
                 "first_date": days[0].isoformat() if days else "",
                 "last_date": days[-1].isoformat() if days else ""}
 
     # Registry, supersession, files ------------------------------------------------------------
 
-    def _existing_ids(self, table: str, column: str, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        probe = pa.table({"id": pa.array(sorted(set(ids)), pa.string())})
-        if self.writer.engine == "duckdb":
-            self.writer.conn.register("probe_ids", probe)
-            try:
-                rows = self.writer.fetchall(
-                    f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} IN "
-                    "(SELECT id FROM probe_ids)")
-            finally:
-                self.writer.conn.unregister("probe_ids")
-        else:
-            rows = self.writer.fetchall(
-                f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} = ANY($1)",
-                (sorted(set(ids)),))
-        return {r[0] for r in rows}
+    def _not_yet_loaded(self, table: str, column: str, ids: list[str], records: list
+                        ) -> tuple[list[str], list]:
+        """The records (and their ids) not in raw.<table> yet, each id once."""
+        existing = self.writer.existing(table, column, sorted(set(ids))) if ids else set()
+        fresh = {i: r for i, r in zip(ids, records, strict=True) if i not in existing}
+        return list(fresh), list(fresh.values())
 
-    def _supersede(self, table: str, key: str, file_id: str, _uid: str | None) -> list[str]:
+    def _supersede(self, table: str, key: str, file_id: str) -> list[str]:
         old = [r[0] for r in self.writer.fetchall(
             f"SELECT DISTINCT file_id FROM {RAW_SCHEMA}.{table} WHERE supersession_key = $1 "
             "AND superseded_by IS NULL AND file_id <> $2", (key, file_id))]
@@ -454,15 +440,10 @@ def file_identity(name: str, data: bytes) -> str:
     (`<channel>_<YYYY-MM-DD>.csv`), of the name too: two channels' identical files (say, both
     empty for the day) are two files."""
     digest = hashlib.sha256()
-    if _PSP_CSV_NAME.fullmatch(name):
+    if psp_csv.FILE_NAME.fullmatch(name):
         digest.update(name.encode() + b"\0")
     digest.update(data)
     return digest.hexdigest()
-
-
-def parsed_heads(parsed: ParsedFile) -> dict[str, int] | None:
-    """The newest block per network the writer of the file had seen, when the file says so."""
-    return dict(parsed.chain_heads) if parsed.chain_heads else None
 
 
 def load_landing(settings: Settings, *, sources: list[str] | None = None,

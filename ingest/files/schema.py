@@ -8,18 +8,11 @@ rows, the pair recorded in `file_supersessions`), so staging models read `supers
 
 from __future__ import annotations
 
-from ingest.raw_schema import RAW_SCHEMA, RawTable
-
-PHYSICAL = {
-    "duckdb": {"text": "VARCHAR", "int": "BIGINT", "money": "DECIMAL(38,0)", "ts": "TIMESTAMP",
-               "json": "VARCHAR", "date": "DATE", "bool": "BOOLEAN", "rate": "DECIMAL(28,12)"},
-    "postgres": {"text": "TEXT", "int": "BIGINT", "money": "NUMERIC(38,0)", "ts": "TIMESTAMP",
-                 "json": "TEXT", "date": "DATE", "bool": "BOOLEAN", "rate": "NUMERIC(28,12)"},
-}
+from ingest.raw_schema import RawTable, raw_table, table_statements
 
 
 def _t(name: str, key: str, *cols: str) -> RawTable:
-    return RawTable(name, key, "", tuple(tuple(c.split(":")) for c in cols))
+    return raw_table(name, key, "", *cols)  # no cursor: files are loaded whole
 
 
 LANDED_FILES = _t(
@@ -85,10 +78,4 @@ FILE_TABLES: tuple[RawTable, ...] = (
 
 
 def create_statements(engine: str) -> list[str]:
-    types = PHYSICAL[engine]
-    stmts = [f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}"]
-    for table in FILE_TABLES:
-        cols = ", ".join(f"{c} {types[t]}" for c, t in table.columns)
-        stmts.append(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} ({cols}, "
-                     f"_loaded_at TIMESTAMP)")
-    return stmts
+    return table_statements(FILE_TABLES, engine, "_loaded_at")

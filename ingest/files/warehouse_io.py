@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingest.files.schema import PHYSICAL, create_statements
-from ingest.raw_schema import RAW_SCHEMA, RawTable
+from ingest.files.schema import create_statements
+from ingest.raw_schema import PHYSICAL, RAW_SCHEMA, RawTable
 from warehouse.connections import to_libpq_url
 from warehouse.settings import Settings
 
@@ -67,6 +67,16 @@ class DuckDBFiles:
         finally:
             self.conn.unregister("file_rows")
 
+    def existing(self, table: str, column: str, ids: list[str]) -> set[str]:
+        """Which of `ids` are already in raw.<table>.<column>."""
+        self.conn.register("probe_ids", pa.table({"id": pa.array(ids, pa.string())}))
+        try:
+            return {r[0] for r in self.fetchall(
+                f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} IN "
+                "(SELECT id FROM probe_ids)")}
+        finally:
+            self.conn.unregister("probe_ids")
+
     def close(self) -> None:
         self.conn.close()
 
@@ -115,6 +125,11 @@ class PostgresFiles:
                 f"_loaded_at) SELECT {_casts(table, 'postgres', 's', set(rows.column_names))}, "
                 f"{self.now} FROM {stage} s")
             cur.execute(f"DROP TABLE {stage}")
+
+    def existing(self, table: str, column: str, ids: list[str]) -> set[str]:
+        """Which of `ids` are already in raw.<table>.<column>."""
+        return {r[0] for r in self.fetchall(
+            f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} = ANY($1)", (ids,))}
 
     def close(self) -> None:
         self.conn.close()

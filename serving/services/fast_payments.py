@@ -100,7 +100,7 @@ class _Collector:
 
 def eligible(engine: Engine, body: PaymentCreate) -> bool:
     return (engine.dialect.name == "postgresql" and body.confirm
-            and body.payment_method.type != "wallet" and risk._score_hook is None)
+            and body.payment_method.type != "wallet" and not risk.score_hook_installed())
 
 
 def _pairs(text_value: str | None) -> dict[str, int]:
