@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
@@ -20,10 +22,14 @@ from serving.api import (
     users,
     wallets,
     withdrawals,
+    x402,
 )
 from serving.errors import install_error_handlers
 from serving.observability import RequestContextMiddleware, configure_logging, metrics_payload
 from serving.ratelimit import RateLimitMiddleware, TokenBuckets
+from serving.x402 import facilitator as x402_facilitator
+from serving.x402 import gateway as x402_gateway
+from serving.x402 import verify as x402_verify
 from warehouse.connections import make_oltp_engine
 from warehouse.settings import Settings, get_settings
 
@@ -53,6 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(withdrawals.router, prefix=API_PREFIX)
     app.include_router(wallets.router, prefix=API_PREFIX)
+    app.include_router(x402.router, prefix=API_PREFIX)
+    app.include_router(x402_gateway.router)  # /x402/{merchant_id}/...: the pay-per-call proxy
+    app.include_router(x402_facilitator.router)  # /facilitator/verify|settle|supported
+    # eth-account takes ~0.7 s to import: warm it off the start-up path, before the first paid call.
+    threading.Thread(target=x402_verify.warm_up, name="x402-warm-up", daemon=True).start()
 
     @app.get("/health", tags=["ops"])
     def health():

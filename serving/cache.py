@@ -62,9 +62,19 @@ def install_invalidation() -> None:
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from warehouse.models import Agent, ApiKey, Channel, ChannelCurrency, Merchant, Price
+    from warehouse.models import (
+        Agent,
+        ApiKey,
+        Channel,
+        ChannelCurrency,
+        Merchant,
+        Price,
+        X402Gateway,
+        X402PricingRule,
+    )
 
-    watched = (Agent, ApiKey, Channel, ChannelCurrency, Merchant, Price)
+    watched = (Agent, ApiKey, Channel, ChannelCurrency, Merchant, Price, X402Gateway,
+               X402PricingRule)
 
     @event.listens_for(Session, "after_flush")
     def _invalidate(session, _context):  # pragma: no cover - trivial

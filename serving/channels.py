@@ -129,4 +129,6 @@ DEFAULT_CHANNELS = [
     ("ch_bank_sim", "bank_transfer", 20, FIAT), ("ch_ecny_sim", "e_cny", 10, ("CNY",)),
     ("ch_applepay_sim", "apple_pay", 150, FIAT), ("ch_crypto_sim", "crypto", 50, CRYPTO),
     ("ch_wallet_sim", "wallet", 0, FIAT + CRYPTO),
+    # Not routed to by the payments API: the x402 gateway books its paid calls on these.
+    ("ch_x402_sim", "x402", 0, ("USDC",)), ("ch_agent_token", "agent_token", 0, ("USDC",)),
 ]

@@ -26,7 +26,7 @@ BREAKER = Gauge("clearhouse_channel_breaker_open", "1 when a channel's circuit b
                 ["channel", "state"])
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@")
-_SECRETS = re.compile(r"(sk_test_|whsec_|chsec_)[A-Za-z0-9_\-]+|\b\d{12,19}\b")
+_SECRETS = re.compile(r"(sk_test_|whsec_|chsec_|cpt_)[A-Za-z0-9_\-]+|\b\d{12,19}\b")
 
 
 def mask(text: str) -> str:

@@ -18,6 +18,7 @@ PREFIXES = {
     "webhook_delivery": "whd",
     "commission_model": "cm",
     "wallet": "wal", "wallet_txn": "wtx",
+    "x402_rule": "xpr", "x402_usage": "xpu", "payment_token": "apt",
 }
 
 

@@ -458,10 +458,149 @@ class RiskListEntry(Timestamped, Base):
     __table_args__ = (Index("ix_risk_list_lookup", "kind", "value"),)
 
 
+# --- x402 gateway, agent payment tokens and the simulated chain (serving/x402/) ----------------
+
+
+class X402Gateway(Timestamped, Base):
+    """A merchant's x402 gateway: the API it sells (upstream) and its abuse limits."""
+
+    __tablename__ = "x402_gateways"
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    upstream_url: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    requests_per_second: Mapped[int] = mapped_column(Integer, default=1000)  # all callers
+    payer_requests_per_minute: Mapped[int] = mapped_column(Integer, default=600)  # each payer
+
+
+class X402PricingRule(Timestamped, Base):
+    """A priced path of a merchant's API: a glob over the path, a price in atomic units of an
+    asset on a network, paid to pay_to. The most specific matching rule wins (priority, then the
+    longest pattern)."""
+
+    __tablename__ = "x402_pricing_rules"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    path_pattern: Mapped[str] = mapped_column(String(300))
+    http_method: Mapped[str] = mapped_column(String(10), default="*")
+    amount_atomic: Mapped[int] = mapped_column(MinorUnits)
+    asset: Mapped[str] = mapped_column(String(10), default="USDC")
+    network: Mapped[str] = mapped_column(String(40))
+    pay_to: Mapped[str] = mapped_column(String(42))
+    billing_mode: Mapped[str] = mapped_column(String(20), default="per_request")
+    description: Mapped[str | None] = mapped_column(String(300))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    max_timeout_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    protocol_versions: Mapped[str] = mapped_column(String(10), default="2,1")
+    priority: Mapped[int] = mapped_column(Integer, default=100)  # lower wins
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    __table_args__ = (
+        CheckConstraint("amount_atomic > 0", name="amount_positive"),
+        CheckConstraint("billing_mode in ('per_request')", name="billing_mode"),
+    )
+
+
+class X402Usage(Timestamped, Base):
+    """One paid call: claimed before the upstream is called, settled after it answered < 400.
+
+    (payer, nonce) is unique: an EIP-3009 authorization is used once, ever, by any process,
+    whatever happened to its first use (token payments have no nonce).
+    status: verified -> settled | upstream_failed | settle_failed.
+    """
+
+    __tablename__ = "x402_usage"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    rule_id: Mapped[str] = mapped_column(String(40))
+    http_method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    scheme: Mapped[str] = mapped_column(String(20))  # exact, token
+    x402_version: Mapped[int] = mapped_column(Integer)
+    network: Mapped[str] = mapped_column(String(40))
+    asset: Mapped[str] = mapped_column(String(10))
+    amount_atomic: Mapped[int] = mapped_column(MinorUnits)
+    pay_to: Mapped[str] = mapped_column(String(42))
+    payer: Mapped[str] = mapped_column(String(60))  # 0x address, or the token's id
+    nonce: Mapped[str | None] = mapped_column(String(66))
+    token_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    upstream_status: Mapped[int | None] = mapped_column(Integer)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), index=True)
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    error_reason: Mapped[str | None] = mapped_column(String(100))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        UniqueConstraint("payer", "nonce", name="uq_x402_usage_payer_nonce"),
+        Index("ix_x402_usage_merchant_created", "merchant_id", "created_at"),
+    )
+
+
+class AgentPaymentToken(Timestamped, Base):
+    """A budget a merchant's user grants an AI agent for 402-priced APIs; the bearer secret is
+    shown once and only its SHA-256 is kept. spent_minor only grows, under a row lock."""
+
+    __tablename__ = "agent_payment_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)  # pays
+    issued_by: Mapped[str] = mapped_column(String(100))
+    agent_name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    currency: Mapped[str] = mapped_column(String(8))
+    budget_minor: Mapped[int] = mapped_column(MinorUnits)
+    spent_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    per_call_cap_minor: Mapped[int | None] = mapped_column(MinorUnits)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    allowed_merchants: Mapped[list | None] = mapped_column(JSON)  # None: any merchant
+    allowed_paths: Mapped[list | None] = mapped_column(JSON)  # globs; None: any path
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active, revoked
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (
+        CheckConstraint("budget_minor > 0", name="budget_positive"),
+    )
+
+
+class SimChainBalance(Base):
+    """The simulated chain's token balances (what balanceOf would return)."""
+
+    __tablename__ = "sim_chain_balances"
+    network: Mapped[str] = mapped_column(String(40), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(42), primary_key=True)  # contract, lowercase
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)  # lowercase
+    balance: Mapped[int] = mapped_column(MinorUnits, default=0)
+
+
+class SimChainLog(Base):
+    """An ERC-20 Transfer the simulated chain mined. (network, asset, from, nonce) is the
+    contract's authorizationState: an EIP-3009 authorization executes once. A reorg marks the
+    log removed and reverses its balances."""
+
+    __tablename__ = "sim_chain_logs"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    network: Mapped[str] = mapped_column(String(40))
+    asset: Mapped[str] = mapped_column(String(42))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    log_index: Mapped[int] = mapped_column(Integer, default=0)
+    from_address: Mapped[str] = mapped_column(String(42))
+    to_address: Mapped[str] = mapped_column(String(42))
+    value: Mapped[int] = mapped_column(MinorUnits)
+    nonce: Mapped[str | None] = mapped_column(String(66))  # the authorization's; None for mints
+    removed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    __table_args__ = (
+        UniqueConstraint("network", "asset", "from_address", "nonce",
+                         name="uq_sim_chain_logs_authorization"),
+        Index("ix_sim_chain_logs_network_block", "network", "block_number"),
+    )
+
+
 __all__ = [
-    "Agent", "AgentParent", "ApiKey", "AuditLogEntry", "Base", "Channel", "ChannelCurrency",
+    "Agent", "AgentParent", "AgentPaymentToken", "ApiKey", "AuditLogEntry", "Base", "Channel", "ChannelCurrency",
     "CommissionModel", "IdempotencyKey", "LedgerEntry", "Merchant", "MinorUnits", "OutboxEvent",
-    "Payment", "PaymentEvent", "Price", "Refund", "RiskListEntry", "SimChannelOperation", "User",
+    "Payment", "PaymentEvent", "Price", "Refund", "RiskListEntry", "SimChainBalance", "SimChainLog", "SimChannelOperation", "User",
     "Wallet",
-    "WalletTransaction", "WebhookDelivery", "Withdrawal", "utcnow",
+    "WalletTransaction", "WebhookDelivery", "Withdrawal", "X402Gateway", "X402PricingRule",
+    "X402Usage", "utcnow",
 ]

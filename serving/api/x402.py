@@ -1,0 +1,211 @@
+"""/api/v1/x402/* and /api/v1/payment-tokens: what merchants configure to sell and buy per call.
+
+- PUT/GET /x402/gateway: the merchant's upstream base URL and abuse limits (merchant_admin).
+- POST/GET /x402/pricing-rules, GET/DELETE /x402/pricing-rules/{id}: priced paths (a DELETE
+  archives the rule; usage records keep naming it).
+- GET /x402/usage: the merchant's paid calls.
+- POST/GET /payment-tokens, GET/DELETE /payment-tokens/{id}: budgets for AI agents; the token
+  is shown once (merchant_admin issues and revokes; both merchant roles read).
+- POST /x402/faucet (development and test only): test USDC on the simulated chain.
+Operators (platform_admin, finance) read every merchant's configuration, usage and tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from serving.api.common import Limit, StartingAfter, page
+from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from serving.errors import ApiError, not_found
+from serving.services.audit import record
+from serving.x402 import chain, rules, tokens
+from serving.x402.networks import require_asset, require_network
+from serving.x402.schemas import (
+    FaucetIn,
+    GatewayIn,
+    GatewayOut,
+    PricingRuleIn,
+    PricingRuleOut,
+    TokenCreate,
+    TokenCreated,
+    TokenOut,
+)
+from warehouse.models import AgentPaymentToken, X402Gateway, X402PricingRule, X402Usage
+from warehouse.settings import DEV_ENVIRONMENTS
+
+router = APIRouter(tags=["x402"])
+
+
+def _merchant_admin(principal) -> str:
+    if principal.role != "merchant_admin":
+        raise ApiError(403, "forbidden", "this needs a merchant_admin API key",
+                       {"role": principal.role})
+    return principal.merchant_id
+
+
+def _reader_scope(principal, column):
+    """Operators see all; a merchant its own; others nothing (agents sell no APIs here)."""
+    if principal.is_operator:
+        return True
+    if principal.merchant_id is None:
+        raise ApiError(403, "forbidden", "x402 configuration belongs to merchants")
+    return column == principal.merchant_id
+
+
+@router.put("/x402/gateway", response_model=GatewayOut)
+def put_gateway(body: GatewayIn, principal: PrincipalDep, session: WriteSessionDep, now: NowDep):
+    merchant_id = _merchant_admin(principal)
+    gateway = rules.put_gateway(session, merchant_id, body, now)
+    record(session, actor=principal.actor, action="x402.gateway.put", resource_type="merchant",
+           resource_id=merchant_id, details=body.model_dump())
+    session.commit()
+    return JSONResponse(rules.gateway_out(gateway))
+
+
+@router.get("/x402/gateway", response_model=GatewayOut)
+def get_gateway(principal: PrincipalDep, session: SessionDep):
+    if principal.merchant_id is None:
+        raise ApiError(403, "forbidden", "a merchant's gateway: use the merchant's API key")
+    gateway = session.get(X402Gateway, principal.merchant_id)
+    if gateway is None:
+        raise not_found("x402 gateway", principal.merchant_id)
+    return JSONResponse(rules.gateway_out(gateway))
+
+
+@router.post("/x402/pricing-rules", status_code=201, response_model=PricingRuleOut)
+def create_rule(body: PricingRuleIn, principal: PrincipalDep, session: WriteSessionDep,
+                now: NowDep):
+    merchant_id = _merchant_admin(principal)
+    rule = rules.create_rule(session, merchant_id, body, now)
+    record(session, actor=principal.actor, action="x402.rule.create",
+           resource_type="x402_pricing_rule", resource_id=rule.id,
+           details=body.model_dump(mode="json"))
+    session.commit()
+    return JSONResponse(rules.rule_out(rule), status_code=201)
+
+
+@router.get("/x402/pricing-rules")
+def list_rules(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
+               starting_after: StartingAfter = None, status: str | None = None):
+    query = select(X402PricingRule).where(_reader_scope(principal, X402PricingRule.merchant_id))
+    if status is not None:
+        query = query.where(X402PricingRule.status == status)
+    return JSONResponse(page(session, query, X402PricingRule.id, limit=limit,
+                             starting_after=starting_after, out=rules.rule_out))
+
+
+def _visible_rule(session, principal, rule_id: str) -> X402PricingRule:
+    rule = session.get(X402PricingRule, rule_id)
+    if rule is None or not (principal.is_operator or rule.merchant_id == principal.merchant_id):
+        raise not_found("pricing rule", rule_id)
+    return rule
+
+
+@router.get("/x402/pricing-rules/{rule_id}", response_model=PricingRuleOut)
+def get_rule(rule_id: str, principal: PrincipalDep, session: SessionDep):
+    return JSONResponse(rules.rule_out(_visible_rule(session, principal, rule_id)))
+
+
+@router.delete("/x402/pricing-rules/{rule_id}", response_model=PricingRuleOut)
+def archive_rule(rule_id: str, principal: PrincipalDep, session: WriteSessionDep, now: NowDep):
+    merchant_id = _merchant_admin(principal)
+    rule = rules.archive_rule(session, rules.own_rule(session, merchant_id, rule_id), now)
+    record(session, actor=principal.actor, action="x402.rule.archive",
+           resource_type="x402_pricing_rule", resource_id=rule.id)
+    session.commit()
+    return JSONResponse(rules.rule_out(rule))
+
+
+def usage_out(usage: X402Usage) -> dict:
+    return {"id": usage.id, "merchant_id": usage.merchant_id, "rule_id": usage.rule_id,
+            "method": usage.http_method, "path": usage.path, "scheme": usage.scheme,
+            "x402_version": usage.x402_version, "network": usage.network,
+            "amount_minor": str(usage.amount_atomic), "currency": usage.asset,
+            "pay_to": usage.pay_to, "payer": usage.payer, "status": usage.status,
+            "upstream_status": usage.upstream_status, "tx_hash": usage.tx_hash,
+            "payment_id": usage.payment_id, "error_reason": usage.error_reason,
+            "created_at": usage.created_at.astimezone(UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")}
+
+
+@router.get("/x402/usage")
+def list_usage(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
+               starting_after: StartingAfter = None, status: str | None = None):
+    query = select(X402Usage).where(_reader_scope(principal, X402Usage.merchant_id))
+    if status is not None:
+        query = query.where(X402Usage.status == status)
+    return JSONResponse(page(session, query, X402Usage.id, limit=limit,
+                             starting_after=starting_after, out=usage_out))
+
+
+# --- agent payment tokens ---------------------------------------------------------------------
+
+
+@router.post("/payment-tokens", status_code=201, response_model=TokenCreated)
+def issue_token(body: TokenCreate, principal: PrincipalDep, session: WriteSessionDep,
+                settings: SettingsDep):
+    merchant_id = _merchant_admin(principal)
+    now = datetime.now(UTC)  # credentials live on the wall clock, never a test clock
+    row, secret = tokens.issue(session, merchant_id=merchant_id, issued_by=principal.actor,
+                               body=body, signing_secret=settings.signing_secret(), now=now)
+    record(session, actor=principal.actor, action="payment_token.issue",
+           resource_type="payment_token", resource_id=row.id,
+           details={"agent_name": body.agent_name, "budget_minor": str(body.amount_minor),
+                    "currency": body.currency, "expires_at": row.expires_at.isoformat()})
+    session.commit()
+    return JSONResponse({**tokens.token_out(row), "token": secret}, status_code=201)
+
+
+@router.get("/payment-tokens")
+def list_tokens(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
+                starting_after: StartingAfter = None):
+    query = select(AgentPaymentToken).where(
+        _reader_scope(principal, AgentPaymentToken.merchant_id))
+    return JSONResponse(page(session, query, AgentPaymentToken.id, limit=limit,
+                             starting_after=starting_after, out=tokens.token_out))
+
+
+def _visible_token(session, principal, token_id: str, lock: bool = False) -> AgentPaymentToken:
+    row = session.get(AgentPaymentToken, token_id, with_for_update=lock)
+    if row is None or not (principal.is_operator or row.merchant_id == principal.merchant_id):
+        raise not_found("payment token", token_id)
+    return row
+
+
+@router.get("/payment-tokens/{token_id}", response_model=TokenOut)
+def get_token(token_id: str, principal: PrincipalDep, session: SessionDep):
+    return JSONResponse(tokens.token_out(_visible_token(session, principal, token_id)))
+
+
+@router.delete("/payment-tokens/{token_id}", response_model=TokenOut)
+def revoke_token(token_id: str, principal: PrincipalDep, session: WriteSessionDep):
+    if principal.role not in ("merchant_admin", "platform_admin"):
+        raise ApiError(403, "forbidden", "revoking a token needs merchant_admin or platform_admin")
+    row = tokens.revoke(session, _visible_token(session, principal, token_id, lock=True),
+                        datetime.now(UTC))
+    record(session, actor=principal.actor, action="payment_token.revoke",
+           resource_type="payment_token", resource_id=row.id)
+    session.commit()
+    return JSONResponse(tokens.token_out(row))
+
+
+# --- the simulated chain's faucet -------------------------------------------------------------
+
+
+@router.post("/x402/faucet")
+def faucet(body: FaucetIn, principal: PrincipalDep, session: WriteSessionDep,
+           settings: SettingsDep):
+    if settings.environment not in DEV_ENVIRONMENTS:
+        raise ApiError(403, "faucet_disabled", "the faucet exists in development and test only")
+    net = require_network(body.network)
+    asset = require_asset(net, body.asset)
+    log = chain.mint(session, net, asset.address, body.address, body.amount_minor,
+                     datetime.now(UTC))
+    balance = chain.balance_of(session, net, asset.address, body.address)
+    session.commit()
+    return {"network": net.caip2, "asset": asset.address, "address": body.address.lower(),
+            "tx_hash": log.tx_hash, "balance_minor": str(balance), "currency": asset.symbol}

@@ -1,0 +1,109 @@
+"""The books of a paid call: the usage record, and once delivered, a payment on the same ledger
+as the payments API.
+
+A call is claimed (an x402_usage row, status `verified`) before the upstream is called; the
+unique (payer, nonce) makes an EIP-3009 authorization usable once, ever. After the upstream
+answered < 400 the call is settled: a payment (channel ch_x402_sim for on-chain `exact`,
+ch_agent_token for tokens) that walks the state machine to success, two balanced ledger legs and
+an outbox event, in the transaction that executes the transfer on chain.
+
+Ledger legs: `exact` debits channel_receivable:ch_x402_sim (USDC that reached pay_to on chain)
+and credits the seller's merchant_payable; a token payment debits the buyer's merchant_payable
+(the budget is the buyer merchant's money) and credits the seller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from serving.services.payments import payment_out
+from serving.services.state_machine import move
+from serving.x402.protocol import InvalidPayment
+from warehouse.ids import new_id
+from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
+from warehouse.models import OutboxEvent, Payment, X402Usage
+
+X402_CHANNEL = "ch_x402_sim"
+TOKEN_CHANNEL = "ch_agent_token"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What is being paid for, and how."""
+
+    merchant_id: str
+    rule_id: str
+    http_method: str
+    path: str
+    scheme: str  # exact, token
+    x402_version: int
+    network: str
+    asset: str  # currency code, e.g. USDC
+    amount: int
+    pay_to: str
+    payer: str  # 0x address, or the token's id
+    nonce: str | None = None
+    token_id: str | None = None
+
+
+def claim(session: Session, call: Call, now: datetime) -> X402Usage:
+    """Insert the usage row; a reused (payer, nonce) is refused here, by the database."""
+    usage = X402Usage(
+        id=new_id("x402_usage"), merchant_id=call.merchant_id, rule_id=call.rule_id,
+        http_method=call.http_method, path=call.path[:500], scheme=call.scheme,
+        x402_version=call.x402_version, network=call.network, asset=call.asset,
+        amount_atomic=call.amount, pay_to=call.pay_to, payer=call.payer, nonce=call.nonce,
+        token_id=call.token_id, status="verified", created_at=now, updated_at=now)
+    session.add(usage)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization was already presented", payer=call.payer) from None
+    return usage
+
+
+def record_paid(session: Session, usage: X402Usage, *, tx_hash: str | None, upstream_status: int,
+                buyer_merchant_id: str | None, now: datetime) -> Payment:
+    """The payment, its ledger legs and outbox event for a delivered call (caller commits).
+    The payment's channel_reference is the chain transaction, or for a token the usage id."""
+    channel = X402_CHANNEL if usage.scheme == "exact" else TOKEN_CHANNEL
+    payment = Payment(
+        id=new_id("payment"), merchant_id=usage.merchant_id, merchant_reference=usage.id,
+        amount_minor=usage.amount_atomic, currency=usage.asset, status=None,
+        payment_method_type="x402" if usage.scheme == "exact" else "agent_token",
+        channel_id=channel, channel_reference=tx_hash or usage.id, refunded_minor=0, created_at=now,
+        risk_decision="approve", risk_reasons=[],
+        routing={"chosen": channel, "candidates": [channel], "considered": [],
+                 "attempts": [{"channel": channel, "outcome": "approved"}],
+                 "x402": {"rule": usage.rule_id, "path": usage.path, "network": usage.network,
+                          "payer": usage.payer, "version": usage.x402_version}},
+        customer_id=usage.payer[:100])
+    session.add(payment)
+    for status in ("initiated", "processing", "risk_checking", "channel_calling", "success"):
+        move(session, payment, status, at=now)
+    payment.captured_at = now
+    debit = (channel_receivable(X402_CHANNEL) if usage.scheme == "exact"
+             else merchant_payable(buyer_merchant_id))
+    post_transaction(session, kind="capture", merchant_id=usage.merchant_id, at=now,
+                     payment_id=payment.id, legs=[
+                         Leg(debit, usage.asset, usage.amount_atomic),
+                         Leg(merchant_payable(usage.merchant_id), usage.asset,
+                             -usage.amount_atomic)])
+    session.add(OutboxEvent(id=new_id("event"), aggregate_id=payment.id, created_at=now,
+                            event_type="payment.succeeded", payload=payment_out(payment)))
+    usage.status, usage.tx_hash, usage.payment_id = "settled", tx_hash, payment.id
+    usage.upstream_status, usage.settled_at, usage.updated_at = upstream_status, now, now
+    return payment
+
+
+def mark(session: Session, usage_id: str, *, status: str, now: datetime,
+         upstream_status: int | None = None, reason: str | None = None) -> None:
+    usage = session.get(X402Usage, usage_id)
+    if usage is not None and usage.status == "verified":
+        usage.status, usage.error_reason, usage.updated_at = status, reason, now
+        usage.upstream_status = upstream_status

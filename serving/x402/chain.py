@@ -1,0 +1,196 @@
+"""A simulated EVM chain for the local facilitator: token balances, a faucet, blocks, and
+ERC-20 Transfer logs that are exported in the `eth_getLogs` shape for ingest.
+
+Blocks are a function of time (a block every `block_seconds` from a fixed genesis), so every
+process agrees on the head without a block table; block and transaction hashes are derived from
+their content, so settling the same authorization twice yields the same transaction. State lives
+in the API's database (sim_chain_balances, sim_chain_logs) and changes inside the caller's
+transaction. A real deployment swaps this module for an RPC node; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from serving.x402.networks import Network
+from warehouse.models import SimChainBalance, SimChainLog
+
+GENESIS_TIME = datetime(2025, 1, 1, tzinfo=UTC)
+GENESIS_BLOCK = {"eip155:8453": 24_500_000, "eip155:84532": 20_000_000}
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+class ChainError(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def block_at(net: Network, when: datetime) -> int:
+    seconds = int((when - GENESIS_TIME).total_seconds())
+    return GENESIS_BLOCK[net.caip2] + max(seconds, 0) // net.block_seconds
+
+
+def block_time(net: Network, number: int) -> datetime:
+    return GENESIS_TIME + timedelta(seconds=(number - GENESIS_BLOCK[net.caip2]) * net.block_seconds)
+
+
+def _hash(*parts: object) -> str:
+    return "0x" + hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def block_hash(net: Network, number: int) -> str:
+    return _hash("block", net.caip2, number)
+
+
+def authorization_tx_hash(net: Network, asset: str, payer: str, nonce: str) -> str:
+    """The transaction that executes an authorization: the same authorization, the same hash."""
+    return _hash("transferWithAuthorization", net.caip2, asset.lower(), payer.lower(),
+                 nonce.lower())
+
+
+def balance_of(session: Session, net: Network, asset: str, address: str) -> int:
+    row = session.get(SimChainBalance, (net.caip2, asset.lower(), address.lower()))
+    return row.balance if row else 0
+
+
+def _locked_balance(session: Session, net: Network, asset: str, address: str) -> SimChainBalance:
+    key = (net.caip2, asset.lower(), address.lower())
+    row = session.scalars(select(SimChainBalance).where(
+        SimChainBalance.network == key[0], SimChainBalance.asset == key[1],
+        SimChainBalance.address == key[2]).with_for_update()).first()
+    if row is None:
+        row = SimChainBalance(network=key[0], asset=key[1], address=key[2], balance=0)
+        session.add(row)
+    return row
+
+
+def executed(session: Session, net: Network, asset: str, payer: str,
+             nonce: str) -> SimChainLog | None:
+    """The log of an executed authorization (the contract's authorizationState), if any."""
+    return session.scalars(select(SimChainLog).where(
+        SimChainLog.network == net.caip2, SimChainLog.asset == asset.lower(),
+        SimChainLog.from_address == payer.lower(), SimChainLog.nonce == nonce.lower())).first()
+
+
+def mint(session: Session, net: Network, asset: str, to: str, value: int,
+         now: datetime) -> SimChainLog:
+    """The faucet: new tokens for `to`, logged as a Transfer from the zero address."""
+    if value <= 0:
+        raise ChainError("invalid_amount", "mint a positive amount")
+    _locked_balance(session, net, asset, to).balance += value
+    block = block_at(net, now)
+    log = SimChainLog(network=net.caip2, asset=asset.lower(), block_number=block,
+                      block_timestamp=block_time(net, block), log_index=0,
+                      tx_hash=_hash("mint", net.caip2, asset.lower(), to.lower(), value,
+                                    now.isoformat(), id(object())),
+                      from_address=ZERO_ADDRESS, to_address=to.lower(), value=value, nonce=None,
+                      created_at=now)
+    session.add(log)
+    session.flush()
+    return log
+
+
+def transfer_with_authorization(session: Session, net: Network, asset: str, *, payer: str,
+                                to: str, value: int, nonce: str, now: datetime) -> SimChainLog:
+    """Execute an EIP-3009 authorization once. Executing it again returns the first log (the
+    facilitator may retry after a timeout without paying twice)."""
+    done = executed(session, net, asset, payer, nonce)
+    if done is not None:
+        if (done.to_address, done.value) != (to.lower(), value) or done.removed:
+            raise ChainError("invalid_exact_evm_nonce_already_used",
+                             "this authorization was already used")
+        return done
+    # Lock both balances in a fixed order, so two transfers between the same pair never deadlock.
+    first, second = sorted({payer.lower(), to.lower()})
+    rows = {first: _locked_balance(session, net, asset, first)}
+    rows[second] = rows.get(second) or _locked_balance(session, net, asset, second)
+    if rows[payer.lower()].balance < value:
+        raise ChainError("insufficient_funds",
+                         f"{payer} holds {rows[payer.lower()].balance}, needs {value}")
+    rows[payer.lower()].balance -= value
+    rows[to.lower()].balance += value
+    block = block_at(net, now)
+    log = SimChainLog(network=net.caip2, asset=asset.lower(), block_number=block,
+                      block_timestamp=block_time(net, block), log_index=0,
+                      tx_hash=authorization_tx_hash(net, asset, payer, nonce),
+                      from_address=payer.lower(), to_address=to.lower(), value=value,
+                      nonce=nonce.lower(), created_at=now)
+    session.add(log)
+    session.flush()  # the unique authorization constraint speaks here, not at commit
+    return log
+
+
+def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[SimChainLog]:
+    """Drop the last `depth` blocks: their logs become removed and their transfers are undone."""
+    head = block_at(net, now)
+    logs = session.scalars(select(SimChainLog).where(
+        SimChainLog.network == net.caip2, SimChainLog.block_number > head - depth,
+        SimChainLog.removed.is_(False)).order_by(SimChainLog.id)).all()
+    for log in logs:
+        log.removed = True
+        if log.from_address != ZERO_ADDRESS:
+            _locked_balance(session, net, log.asset, log.from_address).balance += log.value
+        _locked_balance(session, net, log.asset, log.to_address).balance -= log.value
+    return logs
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    logs: int
+    removed: int
+    latest_block: int
+
+
+def export_day(session: Session, net: Network, landing_dir: Path, day: date,
+               now: datetime) -> Export | None:
+    """Write the day's Transfer logs (block time in `day`, UTC) as a chain file under
+    landing/chain/, the way a node's eth_getLogs returns them; a reorged log appears twice, the
+    second time with removed: true. Re-exporting a day rewrites the file; ingest keeps only new
+    facts, so nothing doubles."""
+    from ingest.files.formats import chain as chain_format
+    from ingest.files.records import ChainLog, ParsedFile
+
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    first, last = block_at(net, start), block_at(net, start + timedelta(days=1)) - 1
+    rows = session.scalars(select(SimChainLog).where(
+        SimChainLog.network == net.caip2, SimChainLog.block_number.between(first, last))
+        .order_by(SimChainLog.block_number, SimChainLog.id)).all()
+    if not rows:
+        return None
+    head = block_at(net, now)
+    logs = []
+    for row in rows:
+        fields = dict(network=net.caip2, block_number=row.block_number,
+                      block_hash=block_hash(net, row.block_number),
+                      block_timestamp=row.block_timestamp.astimezone(UTC).replace(tzinfo=None),
+                      transaction_hash=row.tx_hash, log_index=row.log_index,
+                      token_address=row.asset, from_address=row.from_address,
+                      to_address=row.to_address, value=row.value)
+        logs.append(ChainLog(**fields, removed=False))
+        if row.removed:
+            logs.append(ChainLog(**fields, removed=True))
+    body = chain_format.render(ParsedFile(format=chain_format.FORMAT, kind=chain_format.KIND,
+                                          chain_logs=logs), latest_block=head, network=net.caip2)
+    folder = landing_dir / "chain" / net.caip2.replace(":", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"x402_{day.isoformat()}_{head}.json"
+    tmp = folder / f".{path.name}.part"  # dot files are not picked up
+    tmp.write_bytes(body)
+    tmp.replace(path)  # the sensor never sees half a file
+    removed = sum(1 for row in rows if row.removed)
+    return Export(path, len(rows), removed, head)
+
+
+def summary(session: Session, net: Network) -> dict:
+    count, removed = session.execute(select(
+        func.count(), func.count().filter(SimChainLog.removed.is_(True))).where(
+        SimChainLog.network == net.caip2)).one()
+    return {"network": net.caip2, "logs": count, "removed": removed}

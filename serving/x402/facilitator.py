@@ -1,0 +1,120 @@
+"""The local facilitator: x402's verify / settle / supported against the simulated chain.
+
+The gateway calls it in-process (no HTTP hop on the paid path); other resource servers - the
+`x402` package's own middleware, for one - reach the same logic over HTTP at
+`/facilitator/verify`, `/facilitator/settle` and `/facilitator/supported`. As the protocol has
+it, those answer 200 with `isValid` / `success` and x402's reason codes, whatever the verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from serving.deps import EngineDep
+from serving.x402 import chain
+from serving.x402.networks import NETWORKS
+from serving.x402.protocol import (
+    InvalidPayment,
+    Offer,
+    offer_from_requirements,
+    parse_payload,
+)
+from serving.x402.verify import Verified, verify_exact
+from warehouse.models import SimChainLog
+
+
+def check_chain(session: Session, verified: Verified) -> None:
+    """The checks only the chain can answer: the nonce is unused and the payer can pay."""
+    auth, offer = verified.authorization, verified.offer
+    if chain.executed(session, offer.network, offer.asset.address, auth.payer,
+                      auth.nonce) is not None:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization's nonce was already used", payer=auth.payer)
+    if chain.balance_of(session, offer.network, offer.asset.address, auth.payer) < auth.value:
+        raise InvalidPayment("insufficient_funds",
+                             f"{auth.payer} cannot pay {auth.value} atomic units of "
+                             f"{offer.asset.symbol}", payer=auth.payer)
+
+
+def settle(session: Session, verified: Verified, now: datetime) -> SimChainLog:
+    """Execute the authorization on chain (in the caller's transaction). Idempotent: the same
+    authorization settles once and a retry gets the same transaction back."""
+    auth, offer = verified.authorization, verified.offer
+    try:
+        return chain.transfer_with_authorization(
+            session, offer.network, offer.asset.address, payer=auth.payer, to=auth.to,
+            value=auth.value, nonce=auth.nonce, now=now)
+    except chain.ChainError as exc:
+        raise InvalidPayment(exc.reason, exc.message, payer=auth.payer) from None
+
+
+def supported() -> dict[str, Any]:
+    kinds = []
+    for net in NETWORKS.values():
+        kinds.append({"x402Version": 2, "scheme": "exact", "network": net.caip2})
+        kinds.append({"x402Version": 1, "scheme": "exact", "network": net.v1_name})
+    return {"kinds": kinds, "extensions": [], "signers": {}}
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/facilitator", tags=["x402 facilitator"])
+FacilitatorBody = Annotated[dict[str, Any], Body()]
+
+
+def _request(body: dict[str, Any]) -> tuple[Verified, Offer]:
+    payload, requirements = body.get("paymentPayload"), body.get("paymentRequirements")
+    if not isinstance(payload, dict) or not isinstance(requirements, dict):
+        raise InvalidPayment("invalid_payload", "send paymentPayload and paymentRequirements")
+    offer = offer_from_requirements(requirements)
+    return verify_exact(parse_payload(payload), [offer], int(time.time())), offer
+
+
+def _verify(engine, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        verified, _ = _request(body)
+        with Session(engine) as session:
+            check_chain(session, verified)
+    except InvalidPayment as exc:
+        return {"isValid": False, "invalidReason": exc.reason, "invalidMessage": exc.message,
+                "payer": exc.payer}
+    return {"isValid": True, "payer": verified.authorization.payer}
+
+
+def _settle(engine, body: dict[str, Any]) -> dict[str, Any]:
+    network_id = str((body.get("paymentRequirements") or {}).get("network", ""))
+    try:
+        verified, offer = _request(body)
+        with Session(engine) as session, session.begin():
+            log = settle(session, verified, datetime.now(UTC))
+    except InvalidPayment as exc:
+        return {"success": False, "errorReason": exc.reason, "errorMessage": exc.message,
+                "payer": exc.payer, "transaction": "", "network": network_id}
+    except IntegrityError:  # a concurrent settle of the same authorization won
+        return {"success": False, "errorReason": "invalid_exact_evm_nonce_already_used",
+                "errorMessage": "this authorization was settled concurrently",
+                "payer": verified.authorization.payer, "transaction": "", "network": network_id}
+    return {"success": True, "payer": verified.authorization.payer, "transaction": log.tx_hash,
+            "network": network_id or offer.network.caip2, "amount": str(log.value)}
+
+
+@router.get("/supported")
+async def get_supported():
+    return supported()
+
+
+@router.post("/verify")
+async def post_verify(body: FacilitatorBody, engine: EngineDep):
+    return await run_in_threadpool(_verify, engine, body)
+
+
+@router.post("/settle")
+async def post_settle(body: FacilitatorBody, engine: EngineDep):
+    return await run_in_threadpool(_settle, engine, body)

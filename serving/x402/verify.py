@@ -1,0 +1,181 @@
+"""Offline verification of an `exact` (EIP-3009) payment, in the order the gateway promises:
+
+scheme -> network -> the accepted requirement is one we offered -> to == payTo -> value == amount
+-> time window -> the EIP-712 signature recovers to `from`. The facilitator then checks the
+payer's balance and that the authorization's nonce was never used (serving/x402/facilitator.py).
+
+No network call: the signature is recovered locally with eth-account (coincurve underneath,
+~0.15 ms). eth-account costs ~0.7 s to import, so it is imported on first use (and warmed in the
+background at start-up), never on the API's start-up path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from x402.schemas import PaymentPayload
+from x402.schemas.v1 import PaymentPayloadV1
+
+from serving.x402.networks import network
+from serving.x402.protocol import InvalidPayment, Offer
+
+# validAfter may be this far in the future (the payer's clock runs ahead of ours).
+CLOCK_SKEW_SECONDS = 5
+# validBefore must leave at least this long for settlement (x402's facilitators use 6 s).
+SETTLE_MARGIN_SECONDS = 6
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_NONCE = re.compile(r"0x[0-9a-fA-F]{64}")
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+TRANSFER_WITH_AUTHORIZATION = [
+    {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"},
+]
+EIP712_DOMAIN = [
+    {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+]
+
+
+@dataclass(frozen=True)
+class Authorization:
+    payer: str  # `from`, lowercase
+    to: str
+    value: int
+    valid_after: int
+    valid_before: int
+    nonce: str  # 0x + 64 hex, lowercase
+    signature: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    offer: Offer
+    authorization: Authorization
+    version: int
+
+
+def scheme_and_network(payload: PaymentPayload | PaymentPayloadV1) -> tuple[str, str]:
+    if isinstance(payload, PaymentPayloadV1):
+        return payload.scheme, payload.network
+    return payload.accepted.scheme, payload.accepted.network
+
+
+def verify_exact(payload: PaymentPayload | PaymentPayloadV1, offers: list[Offer],
+                 now: int) -> Verified:
+    """Check everything that needs no chain; raises InvalidPayment with x402's reason code."""
+    scheme, network_name = scheme_and_network(payload)
+    if scheme != "exact":
+        raise InvalidPayment("unsupported_scheme", f"scheme {scheme!r} is not offered here")
+    net = network(network_name)
+    matching = [o for o in offers if net is not None and o.network is net]
+    if not matching:
+        raise InvalidPayment("invalid_network",
+                             f"network {network_name!r} is not offered for this resource")
+    version = payload.x402_version
+    if version == 2:
+        accepted = payload.accepted.model_dump(by_alias=True, exclude_none=True)
+        offer = next((o for o in matching if _same_requirement(
+            accepted, o.v2().model_dump(by_alias=True, exclude_none=True))), None)
+        if offer is None:
+            raise InvalidPayment("invalid_payment_requirements",
+                                 "`accepted` is not one of the requirements this resource offers")
+    else:  # v1 names no requirement: the one offered for this network
+        offer = matching[0]
+        if 1 not in offer.versions:
+            raise InvalidPayment("invalid_x402_version", "this resource takes x402 v2 only")
+    auth = read_authorization(payload.payload)
+    if auth.to != offer.pay_to.lower():
+        raise InvalidPayment("invalid_exact_evm_payload_recipient_mismatch",
+                             f"authorization pays {auth.to}, not {offer.pay_to}",
+                             payer=auth.payer)
+    if auth.value != offer.amount:
+        raise InvalidPayment("invalid_exact_evm_payload_authorization_value_mismatch",
+                             f"authorization is for {auth.value}, the price is {offer.amount}",
+                             payer=auth.payer)
+    if auth.valid_after > now + CLOCK_SKEW_SECONDS:
+        raise InvalidPayment("invalid_exact_evm_payload_authorization_valid_after",
+                             f"authorization is valid only after {auth.valid_after}",
+                             payer=auth.payer)
+    if auth.valid_before < now + SETTLE_MARGIN_SECONDS:
+        raise InvalidPayment("invalid_exact_evm_payload_authorization_valid_before",
+                             f"authorization expires at {auth.valid_before}, too soon to settle",
+                             payer=auth.payer)
+    if recover_signer(offer, auth) != auth.payer:
+        raise InvalidPayment("invalid_exact_evm_payload_signature",
+                             "the signature does not recover to `from` for this asset's EIP-712 "
+                             "domain", payer=auth.payer)
+    return Verified(offer, auth, version)
+
+
+def _same_requirement(accepted: dict, offered: dict) -> bool:
+    """Equal as requirements: addresses compare case-insensitively, amounts as integers."""
+    def norm(req: dict) -> tuple:
+        return (req.get("scheme"), req.get("network"), str(req.get("asset", "")).lower(),
+                str(req.get("amount")), str(req.get("payTo", "")).lower(),
+                req.get("maxTimeoutSeconds"), req.get("extra") or {})
+    return norm(accepted) == norm(offered)
+
+
+def read_authorization(payload: dict) -> Authorization:
+    auth, signature = payload.get("authorization"), payload.get("signature")
+    if not isinstance(auth, dict) or not isinstance(signature, str):
+        raise InvalidPayment("invalid_payload", "payload needs `authorization` and `signature`")
+    try:
+        payer, to, nonce = str(auth["from"]), str(auth["to"]), str(auth["nonce"])
+        value, after, before = (_uint(auth[k], k) for k in ("value", "validAfter", "validBefore"))
+    except KeyError as exc:
+        raise InvalidPayment("invalid_payload", f"authorization lacks {exc.args[0]}") from None
+    for name, text, pattern in (("from", payer, _ADDRESS), ("to", to, _ADDRESS),
+                                ("nonce", nonce, _NONCE), ("signature", signature, _SIGNATURE)):
+        if not pattern.fullmatch(text):
+            raise InvalidPayment("invalid_payload", f"authorization.{name} is malformed")
+    return Authorization(payer.lower(), to.lower(), value, after, before, nonce.lower(),
+                         signature)
+
+
+def _uint(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidPayment("invalid_payload", f"authorization.{name} must be an integer string")
+    text = str(value)
+    if not text.isdigit() or len(text) > 78:
+        raise InvalidPayment("invalid_payload", f"authorization.{name} must be a uint256")
+    return int(text)
+
+
+def typed_data(offer: Offer, auth: Authorization) -> dict:
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN,
+                  "TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION},
+        "primaryType": "TransferWithAuthorization",
+        "domain": {"name": offer.asset.eip712_name, "version": offer.asset.eip712_version,
+                   "chainId": offer.network.chain_id, "verifyingContract": offer.asset.address},
+        "message": {"from": auth.payer, "to": auth.to, "value": auth.value,
+                    "validAfter": auth.valid_after, "validBefore": auth.valid_before,
+                    "nonce": auth.nonce},
+    }
+
+
+def recover_signer(offer: Offer, auth: Authorization) -> str | None:
+    account, encode_typed_data = _eth_account()
+    try:
+        signer = account.recover_message(encode_typed_data(full_message=typed_data(offer, auth)),
+                                         signature=auth.signature)
+    except Exception:  # noqa: BLE001 - any malformed signature is simply not valid
+        return None
+    return signer.lower()
+
+
+@cache
+def _eth_account():
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    return Account, encode_typed_data
+
+
+def warm_up() -> None:
+    """Import eth-account now (from a background thread at start-up)."""
+    _eth_account()
