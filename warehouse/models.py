@@ -559,14 +559,16 @@ class AgentPaymentToken(Timestamped, Base):
     )
 
 
-class SimChainBalance(Base):
-    """The simulated chain's token balances (what balanceOf would return)."""
+class SimChainAccount(Base):
+    """A sender on the simulated chain: what it has sent (live transfers out). Its balance is
+    what it received (live Transfer logs to it, mints included) minus `sent`, so a transfer
+    locks only its sender's row - a busy recipient is never a hot row."""
 
-    __tablename__ = "sim_chain_balances"
+    __tablename__ = "sim_chain_accounts"
     network: Mapped[str] = mapped_column(String(40), primary_key=True)
     asset: Mapped[str] = mapped_column(String(42), primary_key=True)  # contract, lowercase
     address: Mapped[str] = mapped_column(String(42), primary_key=True)  # lowercase
-    balance: Mapped[int] = mapped_column(MinorUnits, default=0)
+    sent: Mapped[int] = mapped_column(MinorUnits, default=0)
 
 
 class SimChainLog(Base):
@@ -593,13 +595,14 @@ class SimChainLog(Base):
         UniqueConstraint("network", "asset", "from_address", "nonce",
                          name="uq_sim_chain_logs_authorization"),
         Index("ix_sim_chain_logs_network_block", "network", "block_number"),
+        Index("ix_sim_chain_logs_recipient", "network", "asset", "to_address"),
     )
 
 
 __all__ = [
     "Agent", "AgentParent", "AgentPaymentToken", "ApiKey", "AuditLogEntry", "Base", "Channel", "ChannelCurrency",
     "CommissionModel", "IdempotencyKey", "LedgerEntry", "Merchant", "MinorUnits", "OutboxEvent",
-    "Payment", "PaymentEvent", "Price", "Refund", "RiskListEntry", "SimChainBalance", "SimChainLog", "SimChannelOperation", "User",
+    "Payment", "PaymentEvent", "Price", "Refund", "RiskListEntry", "SimChainAccount", "SimChainLog", "SimChannelOperation", "User",
     "Wallet",
     "WalletTransaction", "WebhookDelivery", "Withdrawal", "X402Gateway", "X402PricingRule",
     "X402Usage", "utcnow",

@@ -26,7 +26,6 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from serving import channels, risk
@@ -35,6 +34,7 @@ from serving.routing import channels_with_daily_limit
 from serving.schemas import PaymentCreate
 from serving.services import payments
 from serving.services.idempotency import IdempotentResult
+from serving.services.row_writer import Collector, insert_ctes
 
 _CLAIM_AND_FACTS = text("""
 WITH claim AS (
@@ -80,24 +80,6 @@ _VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
                      "device_id": "v_device", "customer_ip": "v_ip"}
 
 
-class _Collector:
-    """Stands in for the Session the domain code writes through: keeps the rows it adds, and
-    lends the lookups session for reads (cached merchant, price and channel settings)."""
-
-    def __init__(self, lookups: Session):
-        self.lookups = lookups
-        self.rows: list = []
-
-    def add(self, obj) -> None:
-        self.rows.append(obj)
-
-    def add_all(self, objs) -> None:
-        self.rows.extend(objs)
-
-    def __getattr__(self, name):
-        return getattr(self.lookups, name)
-
-
 def eligible(engine: Engine, body: PaymentCreate) -> bool:
     return (engine.dialect.name == "postgresql" and body.confirm
             and body.payment_method.type != "wallet" and not risk.score_hook_installed())
@@ -121,47 +103,14 @@ def _facts(row, risk_keys: dict) -> tuple[risk.RiskFacts, dict[str, int]]:
     return facts, _pairs(row.captured_today)
 
 
-def _row_values(obj) -> dict:
-    """The column values of a pending ORM object, leaving out what the table fills itself
-    (autoincrement ids) or defaults (created_at/updated_at when unset)."""
-    values = {}
-    for attr in sa_inspect(obj).mapper.column_attrs:
-        column = attr.columns[0]
-        value = getattr(obj, attr.key)
-        if value is None and column.primary_key and column.autoincrement is True:
-            continue  # a serial id
-        if value is None and column.default is not None:
-            default = column.default
-            value = default.arg(None) if default.is_callable else default.arg
-        values[column.key] = value
-    return values
-
-
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
                      body: dict) -> tuple[str, list]:
-    """One statement of data-modifying CTEs, as driver SQL, each table's rows passed as one JSON
-    array (json_populate_recordset): the text depends only on which tables and columns are
-    written, so the driver caches it and the server prepares it (compiling a statement through
-    SQLAlchemy took longer than running it)."""
-    by_table: dict = {}
-    for obj in rows:
-        by_table.setdefault(obj.__table__, []).append(_row_values(obj))
-    sql = ["WITH stored_key AS (UPDATE idempotency_keys SET response_status = %s, "
-           "response_body = %s WHERE merchant_id = %s AND key = %s)"]
-    params: list = [status, json.dumps(body), merchant_id, key]
-    for i, (table, values) in enumerate(by_table.items()):
-        columns = ", ".join(dict.fromkeys(c for row in values for c in row))
-        sql.append(f", rows_{i} AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "
-                   f"FROM json_populate_recordset(NULL::{table.name}, %s))")
-        params.append(json.dumps(values, default=_json_default))
-    sql.append(" SELECT 1")
-    return "".join(sql), params
+    """One statement of data-modifying CTEs (serving/services/row_writer.py) that stores the
+    key's response and inserts every row."""
+    inserts, insert_params = insert_ctes(rows)
+    sql = ("WITH stored_key AS (UPDATE idempotency_keys SET response_status = %s, "
+           "response_body = %s WHERE merchant_id = %s AND key = %s)" + inserts + " SELECT 1")
+    return sql, [status, json.dumps(body), merchant_id, key, *insert_params]
 
 
 def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
@@ -187,7 +136,7 @@ def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint
             conn.rollback()
             return None  # the key exists: the general path replays it or answers 409
         facts, captured = _facts(row, risk_keys)
-        collector = _Collector(lookups)
+        collector = Collector(lookups)
         try:
             status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
                                                   now=now, facts=facts, captured_today=captured)

@@ -50,14 +50,18 @@ class Call:
     token_id: str | None = None
 
 
+def usage_fields(call: Call) -> dict:
+    """The usage row's columns that describe the call."""
+    return dict(merchant_id=call.merchant_id, rule_id=call.rule_id, http_method=call.http_method,
+                path=call.path[:500], scheme=call.scheme, x402_version=call.x402_version,
+                network=call.network, asset=call.asset, amount_atomic=call.amount,
+                pay_to=call.pay_to, payer=call.payer, nonce=call.nonce, token_id=call.token_id)
+
+
 def claim(session: Session, call: Call, now: datetime) -> X402Usage:
     """Insert the usage row; a reused (payer, nonce) is refused here, by the database."""
-    usage = X402Usage(
-        id=new_id("x402_usage"), merchant_id=call.merchant_id, rule_id=call.rule_id,
-        http_method=call.http_method, path=call.path[:500], scheme=call.scheme,
-        x402_version=call.x402_version, network=call.network, asset=call.asset,
-        amount_atomic=call.amount, pay_to=call.pay_to, payer=call.payer, nonce=call.nonce,
-        token_id=call.token_id, status="verified", created_at=now, updated_at=now)
+    usage = X402Usage(id=new_id("x402_usage"), status="verified", created_at=now,
+                      updated_at=now, **usage_fields(call))
     session.add(usage)
     try:
         session.flush()

@@ -4,8 +4,9 @@ ERC-20 Transfer logs that are exported in the `eth_getLogs` shape for ingest.
 Blocks are a function of time (a block every `block_seconds` from a fixed genesis), so every
 process agrees on the head without a block table; block and transaction hashes are derived from
 their content, so settling the same authorization twice yields the same transaction. State lives
-in the API's database (sim_chain_balances, sim_chain_logs) and changes inside the caller's
-transaction. A real deployment swaps this module for an RPC node; nothing else changes.
+in the API's database and changes inside the caller's transaction: sim_chain_logs is the chain
+(append-only, a reorg only flags logs removed) and sim_chain_accounts keeps what each sender has
+sent, so a balance is received - sent and a transfer locks only its sender. A real deployment swaps this module for an RPC node; nothing else changes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from serving.x402.networks import Network
-from warehouse.models import SimChainBalance, SimChainLog
+from warehouse.models import MinorUnits, SimChainAccount, SimChainLog
 
 GENESIS_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 GENESIS_BLOCK = {"eip155:8453": 24_500_000, "eip155:84532": 20_000_000}
@@ -55,18 +56,30 @@ def authorization_tx_hash(net: Network, asset: str, payer: str, nonce: str) -> s
                  nonce.lower())
 
 
+def received(session: Session, net: Network, asset: str, address: str) -> int:
+    """What `address` received in live (not reorged) Transfer logs, mints included."""
+    query = select(SimChainLog.value).where(
+        SimChainLog.network == net.caip2, SimChainLog.asset == asset.lower(),
+        SimChainLog.to_address == address.lower(), SimChainLog.removed.is_(False))
+    if session.get_bind().dialect.name == "sqlite":  # amounts are decimal text there: add in Python
+        return sum(session.scalars(query))
+    total = query.with_only_columns(type_coerce(func.coalesce(func.sum(SimChainLog.value), 0),
+                                                MinorUnits))
+    return session.scalar(total)
+
+
 def balance_of(session: Session, net: Network, asset: str, address: str) -> int:
-    row = session.get(SimChainBalance, (net.caip2, asset.lower(), address.lower()))
-    return row.balance if row else 0
+    account = session.get(SimChainAccount, (net.caip2, asset.lower(), address.lower()))
+    return received(session, net, asset, address) - (account.sent if account else 0)
 
 
-def _locked_balance(session: Session, net: Network, asset: str, address: str) -> SimChainBalance:
+def _locked_account(session: Session, net: Network, asset: str, address: str) -> SimChainAccount:
     key = (net.caip2, asset.lower(), address.lower())
-    row = session.scalars(select(SimChainBalance).where(
-        SimChainBalance.network == key[0], SimChainBalance.asset == key[1],
-        SimChainBalance.address == key[2]).with_for_update()).first()
+    row = session.scalars(select(SimChainAccount).where(
+        SimChainAccount.network == key[0], SimChainAccount.asset == key[1],
+        SimChainAccount.address == key[2]).with_for_update()).first()
     if row is None:
-        row = SimChainBalance(network=key[0], asset=key[1], address=key[2], balance=0)
+        row = SimChainAccount(network=key[0], asset=key[1], address=key[2], sent=0)
         session.add(row)
     return row
 
@@ -84,7 +97,6 @@ def mint(session: Session, net: Network, asset: str, to: str, value: int,
     """The faucet: new tokens for `to`, logged as a Transfer from the zero address."""
     if value <= 0:
         raise ChainError("invalid_amount", "mint a positive amount")
-    _locked_balance(session, net, asset, to).balance += value
     block = block_at(net, now)
     log = SimChainLog(network=net.caip2, asset=asset.lower(), block_number=block,
                       block_timestamp=block_time(net, block), log_index=0,
@@ -97,6 +109,17 @@ def mint(session: Session, net: Network, asset: str, to: str, value: int,
     return log
 
 
+def authorization_log(net: Network, asset: str, *, payer: str, to: str, value: int, nonce: str,
+                      now: datetime) -> SimChainLog:
+    """The Transfer log of an authorization mined now (not yet added to a session)."""
+    block = block_at(net, now)
+    return SimChainLog(network=net.caip2, asset=asset.lower(), block_number=block,
+                       block_timestamp=block_time(net, block), log_index=0,
+                       tx_hash=authorization_tx_hash(net, asset, payer, nonce),
+                       from_address=payer.lower(), to_address=to.lower(), value=value,
+                       nonce=nonce.lower(), removed=False, created_at=now)
+
+
 def transfer_with_authorization(session: Session, net: Network, asset: str, *, payer: str,
                                 to: str, value: int, nonce: str, now: datetime) -> SimChainLog:
     """Execute an EIP-3009 authorization once. Executing it again returns the first log (the
@@ -107,21 +130,12 @@ def transfer_with_authorization(session: Session, net: Network, asset: str, *, p
             raise ChainError("invalid_exact_evm_nonce_already_used",
                              "this authorization was already used")
         return done
-    # Lock both balances in a fixed order, so two transfers between the same pair never deadlock.
-    first, second = sorted({payer.lower(), to.lower()})
-    rows = {first: _locked_balance(session, net, asset, first)}
-    rows[second] = rows.get(second) or _locked_balance(session, net, asset, second)
-    if rows[payer.lower()].balance < value:
-        raise ChainError("insufficient_funds",
-                         f"{payer} holds {rows[payer.lower()].balance}, needs {value}")
-    rows[payer.lower()].balance -= value
-    rows[to.lower()].balance += value
-    block = block_at(net, now)
-    log = SimChainLog(network=net.caip2, asset=asset.lower(), block_number=block,
-                      block_timestamp=block_time(net, block), log_index=0,
-                      tx_hash=authorization_tx_hash(net, asset, payer, nonce),
-                      from_address=payer.lower(), to_address=to.lower(), value=value,
-                      nonce=nonce.lower(), created_at=now)
+    sender = _locked_account(session, net, asset, payer)  # only the sender's row is locked
+    balance = received(session, net, asset, payer) - sender.sent
+    if balance < value:
+        raise ChainError("insufficient_funds", f"{payer} holds {balance}, needs {value}")
+    sender.sent += value
+    log = authorization_log(net, asset, payer=payer, to=to, value=value, nonce=nonce, now=now)
     session.add(log)
     session.flush()  # the unique authorization constraint speaks here, not at commit
     return log
@@ -134,10 +148,9 @@ def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[
         SimChainLog.network == net.caip2, SimChainLog.block_number > head - depth,
         SimChainLog.removed.is_(False)).order_by(SimChainLog.id)).all()
     for log in logs:
-        log.removed = True
+        log.removed = True  # the recipient's `received` no longer counts it
         if log.from_address != ZERO_ADDRESS:
-            _locked_balance(session, net, log.asset, log.from_address).balance += log.value
-        _locked_balance(session, net, log.asset, log.to_address).balance -= log.value
+            _locked_account(session, net, log.asset, log.from_address).sent -= log.value
     return logs
 
 

@@ -92,7 +92,11 @@ def _settle(engine, body: dict[str, Any]) -> dict[str, Any]:
     network_id = str((body.get("paymentRequirements") or {}).get("network", ""))
     try:
         verified, offer = _request(body)
-        with Session(engine) as session, session.begin():
+        # expire_on_commit=False: the log is read after the commit. check_chain first: as in
+        # x402's own facilitators, settle re-verifies, so a used authorization is refused (not
+        # answered with its first transaction, which would let a caller deliver twice).
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            check_chain(session, verified)
             log = settle(session, verified, datetime.now(UTC))
     except InvalidPayment as exc:
         return {"success": False, "errorReason": exc.reason, "errorMessage": exc.message,

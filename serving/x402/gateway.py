@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from serving import cache
 from serving.errors import ApiError, error_body
 from serving.ratelimit import TokenBuckets, limited
-from serving.x402 import booking, facilitator, tokens
+from serving.x402 import booking, facilitator, fast_path, tokens
 from serving.x402.protocol import (
     PAYMENT_RESPONSE,
     PAYMENT_SIGNATURE,
@@ -150,16 +150,17 @@ async def _exact_call(ctx: _CallContext, payload) -> Response:
         raise limited(wait, "payer")
     call = ctx.call(scheme="exact", x402_version=verified.version, payer=auth.payer,
                     nonce=auth.nonce)
+    fast = fast_path.eligible(engine, ctx.state.settings)
     try:
-        usage_id = await run_in_threadpool(_claim_exact, engine, verified, call)
+        usage_id = await run_in_threadpool(_claim_exact, engine, verified, call, fast)
     except InvalidPayment as exc:
         return _refused(ctx.offer, ctx.url, exc)
     upstream = await _delivered(ctx, usage_id)
     if isinstance(upstream, Response):
         return upstream
     try:
-        tx_hash = await run_in_threadpool(_settle_exact, engine, usage_id, verified,
-                                          upstream.status_code)
+        tx_hash = await run_in_threadpool(_settle_exact, engine, usage_id, verified, call,
+                                          upstream.status_code, fast)
     except InvalidPayment as exc:
         await run_in_threadpool(_mark, engine, usage_id, "settle_failed", upstream.status_code,
                                 exc.reason)
@@ -230,17 +231,25 @@ def _config(engine, merchant_id: str) -> GatewayConfig | None:
         return gateway_config(session, merchant_id)
 
 
-def _claim_exact(engine, verified: Verified, call: booking.Call) -> str:
+def _claim_exact(engine, verified: Verified, call: booking.Call, fast: bool = False) -> str:
+    if fast:
+        return fast_path.claim(engine, verified, call, datetime.now(UTC))
     with Session(engine) as session, session.begin():
         facilitator.check_chain(session, verified)
         return booking.claim(session, call, datetime.now(UTC)).id
 
 
-def _settle_exact(engine, usage_id: str, verified: Verified, upstream_status: int) -> str:
+def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
+                  upstream_status: int, fast: bool = False) -> str:
     """Transfer on chain and book the payment; idempotent, so a retry after a timeout (or a
     lost commit acknowledgement) finds the first transfer instead of making a second."""
     for attempt in range(1, SETTLE_ATTEMPTS + 1):
         try:
+            if fast and attempt == 1:
+                tx_hash = fast_path.settle(engine, usage_id, verified, call, upstream_status,
+                                           datetime.now(UTC))
+                if tx_hash is not None:
+                    return tx_hash
             with Session(engine) as session, session.begin():
                 usage = session.get(X402Usage, usage_id, with_for_update=True)
                 if usage.status == "settled":

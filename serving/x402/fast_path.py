@@ -1,0 +1,110 @@
+"""The Postgres fast path of a paid call: claim in one round trip, settle in one.
+
+The general path (gateway._claim_exact / _settle_exact through the ORM) takes about twenty
+round trips per paid call; round trips set the ceiling (docs/architecture.md section 9). Here
+the same checks and the same rows - built by the same domain code, booking.record_paid,
+against a row collector - go to the server as two autocommit statements of data-modifying CTEs:
+
+claim:  the chain's facts (nonce unused, received - sent >= value), the sender's account row and
+        the usage row (unique (payer, nonce)), one statement;
+settle: debit the sender (only if the balance still covers it and the usage is still
+        `verified`), flag the usage settled, insert the Transfer log, the payment, its events,
+        ledger legs and outbox event, one statement. The log's unique authorization makes a
+        concurrent second settle of the same authorization fail as a whole.
+
+When a statement cannot decide (no sender row, not enough funds, a conflict) it writes nothing
+and returns None; the general path then runs and gives the precise reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from serving.services.row_writer import Collector, insert_ctes, row_values
+from serving.x402 import booking, chain
+from serving.x402.protocol import InvalidPayment
+from serving.x402.verify import Verified
+from warehouse.ids import new_id
+from warehouse.models import X402Usage
+
+_SUM_RECEIVED = ("(SELECT coalesce(sum(value), 0) FROM sim_chain_logs WHERE network = %s "
+                 "AND asset = %s AND to_address = %s AND NOT removed)")
+
+
+def eligible(engine: Engine, settings) -> bool:
+    return engine.dialect.name == "postgresql" and settings.payments_fast_path
+
+
+def _autocommit(engine: Engine):
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime) -> str | None:
+    """The usage id, or None when the general path must decide (nothing was written)."""
+    auth, offer = verified.authorization, verified.offer
+    net, asset = offer.network.caip2, offer.asset.address.lower()
+    usage = X402Usage(id=new_id("x402_usage"), status="verified", created_at=now, updated_at=now,
+                      **{k: v for k, v in booking.usage_fields(call).items()})
+    sql = (
+        "WITH facts AS (SELECT EXISTS (SELECT 1 FROM sim_chain_logs WHERE network = %s AND "
+        "asset = %s AND from_address = %s AND nonce = %s) AS used, " + _SUM_RECEIVED +
+        " - coalesce((SELECT sent FROM sim_chain_accounts WHERE network = %s AND asset = %s "
+        "AND address = %s), 0) AS balance), "
+        "account AS (INSERT INTO sim_chain_accounts (network, asset, address, sent) "
+        "VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING), "
+        "claimed AS (INSERT INTO x402_usage SELECT * FROM json_populate_recordset("
+        "NULL::x402_usage, %s) WHERE (SELECT NOT used AND balance >= %s FROM facts) "
+        "ON CONFLICT (payer, nonce) DO NOTHING RETURNING 1) "
+        "SELECT used, balance, (SELECT count(*) FROM claimed) FROM facts")
+    params = (net, asset, auth.payer, auth.nonce, net, asset, auth.payer, net, asset, auth.payer,
+              net, asset, auth.payer, json.dumps([row_values(usage)], default=str), auth.value)
+    with _autocommit(engine) as conn:
+        used, balance, claimed = conn.exec_driver_sql(sql, params).one()
+    if used:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization's nonce was already used", payer=auth.payer)
+    if balance < auth.value:
+        raise InvalidPayment("insufficient_funds",
+                             f"{auth.payer} cannot pay {auth.value} atomic units of "
+                             f"{offer.asset.symbol}", payer=auth.payer)
+    if not claimed:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization was already presented", payer=auth.payer)
+    return usage.id
+
+
+def settle(engine: Engine, usage_id: str, verified: Verified, call: booking.Call,
+           upstream_status: int, now: datetime) -> str | None:
+    """The transaction hash, or None when the general path must settle (nothing was written)."""
+    auth, offer = verified.authorization, verified.offer
+    net, asset = offer.network.caip2, offer.asset.address.lower()
+    log = chain.authorization_log(offer.network, offer.asset.address, payer=auth.payer,
+                                  to=auth.to, value=auth.value, nonce=auth.nonce, now=now)
+    usage = X402Usage(id=usage_id, status="verified", **booking.usage_fields(call))
+    with Session(engine) as lookups:
+        collector = Collector(lookups)
+        payment = booking.record_paid(collector, usage, tx_hash=log.tx_hash,
+                                      upstream_status=upstream_status, buyer_merchant_id=None,
+                                      now=now)
+        inserts, insert_params = insert_ctes(collector.rows, when="EXISTS (SELECT 1 FROM settled)")
+        chain_insert, chain_params = insert_ctes([log], when="EXISTS (SELECT 1 FROM debit)",
+                                                name="chain_log")
+    sql = (
+        "WITH debit AS (UPDATE sim_chain_accounts SET sent = sent + %s WHERE network = %s AND "
+        "asset = %s AND address = %s AND " + _SUM_RECEIVED + " - sent >= %s AND EXISTS ("
+        "SELECT 1 FROM x402_usage WHERE id = %s AND status = 'verified') RETURNING 1), "
+        "settled AS (UPDATE x402_usage SET status = 'settled', tx_hash = %s, payment_id = %s, "
+        "upstream_status = %s, settled_at = %s, updated_at = %s WHERE id = %s AND "
+        "status = 'verified' AND EXISTS (SELECT 1 FROM debit) RETURNING 1)"
+        + chain_insert + inserts +
+        " SELECT (SELECT count(*) FROM settled)")
+    params = (auth.value, net, asset, auth.payer, net, asset, auth.payer, auth.value, usage_id,
+              log.tx_hash, payment.id, upstream_status, now, now, usage_id, *chain_params,
+              *insert_params)
+    with _autocommit(engine) as conn:
+        settled = conn.exec_driver_sql(sql, params).scalar()
+    return log.tx_hash if settled else None
