@@ -55,13 +55,15 @@ def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime)
         " - coalesce((SELECT sent FROM sim_chain_accounts WHERE network = %s AND asset = %s "
         "AND address = %s), 0) AS balance), "
         "account AS (INSERT INTO sim_chain_accounts (network, asset, address, sent) "
-        "VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING), "
+        "SELECT %s, %s, %s, 0 WHERE (SELECT NOT used AND balance >= %s FROM facts) "
+        "ON CONFLICT DO NOTHING), "
         "claimed AS (INSERT INTO x402_usage SELECT * FROM json_populate_recordset("
         "NULL::x402_usage, %s) WHERE (SELECT NOT used AND balance >= %s FROM facts) "
         "ON CONFLICT (payer, nonce) DO NOTHING RETURNING 1) "
         "SELECT used, balance, (SELECT count(*) FROM claimed) FROM facts")
     params = (net, asset, auth.payer, auth.nonce, net, asset, auth.payer, net, asset, auth.payer,
-              net, asset, auth.payer, json.dumps([row_values(usage)], default=str), auth.value)
+              net, asset, auth.payer, auth.value, json.dumps([row_values(usage)], default=str),
+              auth.value)
     with _autocommit(engine) as conn:
         used, balance, claimed = conn.exec_driver_sql(sql, params).one()
     if used:
