@@ -14,7 +14,8 @@ currency family, each in its own statement format:
 each payout credit carrying the payout id (camt `Ustrd` and `EndToEndId`, MT940 field 86, BAI2
 text). USDC paid through the crypto channel lands on Base as ERC-20 Transfer logs in
 `eth_getLogs` shape (the channel reference is the transaction hash); ETH/BTC/USDT payments are
-not modelled on a chain. The ECB's daily reference rates for the day are written too.
+not modelled on a chain. The ECB's daily reference rates for the day are written too. Paid
+x402 calls and agent-token payments write nothing here (see NO_FILES).
 
 Everything is deterministic for a given database and day (no clock, no randomness), so a re-run
 writes byte-identical files and the loader skips them by content hash.
@@ -39,6 +40,9 @@ from warehouse.models import Channel, Payment, Refund
 from warehouse.money import fee_minor
 
 CAPTURED = ("success", "refunded", "partially_refunded", "refunding")
+# Channels that send no file back: x402 settles on chain (serving/x402/chain.py exports its
+# Transfer logs) and agent tokens move money between merchants inside the platform.
+NO_FILES = ("x402", "agent_token")
 
 # The platform's collection accounts, by the currency they take.
 BANKS = {
@@ -90,11 +94,14 @@ def _naive(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _events(session: Session, start: dt.datetime, end: dt.datetime) -> list[_Event]:
+def _events(session: Session, channels: dict[str, Channel], start: dt.datetime,
+            end: dt.datetime) -> list[_Event]:
+    silent = [c.id for c in channels.values() if c.channel_type in NO_FILES]
     events = []
     payments = session.scalars(select(Payment).where(and_(
         Payment.captured_at >= start, Payment.captured_at < end, Payment.status.in_(CAPTURED),
-        Payment.channel_id.is_not(None), Payment.payment_method_type != "wallet")))
+        Payment.channel_id.is_not(None), Payment.channel_id.not_in(silent),
+        Payment.payment_method_type != "wallet")))
     for p in payments:
         events.append(_Event("payment", p.channel_id, p.channel_reference, p.id,
                              _naive(p.captured_at), p.currency, p.amount_minor,
@@ -104,7 +111,7 @@ def _events(session: Session, start: dt.datetime, end: dt.datetime) -> list[_Eve
         Payment, Payment.id == Refund.payment_id).where(and_(
             Refund.succeeded_at >= start, Refund.succeeded_at < end,
             Refund.status == "succeeded", Payment.channel_id.is_not(None),
-            Payment.payment_method_type != "wallet")))
+            Payment.channel_id.not_in(silent), Payment.payment_method_type != "wallet")))
     for refund, channel_id in rows:
         # The simulated channels keep their fee on refunds (as most card acquirers do).
         events.append(_Event("refund", channel_id, refund.channel_reference, refund.id,
@@ -123,9 +130,9 @@ def write_day(engine: Engine, landing: Path, day: dt.date) -> dict[str, int]:
     start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     with Session(engine) as session:
         channels = {c.id: c for c in session.scalars(select(Channel))}
-        events = _events(session, start, start + dt.timedelta(days=1))
+        events = _events(session, channels, start, start + dt.timedelta(days=1))
         # Opening balances of the collection accounts: every earlier payout (deterministic).
-        earlier = _events(session, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), start)
+        earlier = _events(session, channels, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), start)
     written: dict[str, int] = defaultdict(int)
     payouts = _write_psp_files(landing, day, channels, events, written)
     _write_bank_statements(landing, day, channels, payouts, _payout_totals(channels, earlier),

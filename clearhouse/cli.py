@@ -186,6 +186,78 @@ def cmd_ingest(args) -> None:
         sys.exit(1)
 
 
+def cmd_agent_research(args) -> None:
+    """Research companies on a merchant's x402-priced API, paying with a token or an account."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from clearhouse.agent.research import run_research
+
+    account = None
+    if args.private_key:
+        from eth_account import Account
+
+        account = Account.from_key(args.private_key)
+    report = Path(args.report) if args.report else (
+        _settings().home_dir / "agent" / f"research_{datetime.now(UTC):%Y%m%dT%H%M%S}.md")
+    summary = run_research(args.base_url, args.merchant, args.companies, token=args.token,
+                           account=account, report_path=report,
+                           max_per_call_minor=args.max_per_call_minor)
+    spent = {code: str(money) for code, money in summary.spent().items()}
+    print(json.dumps({"report": str(summary.report_path), "spent": spent,
+                      "paid_calls": len(summary.paid), "refused": len(summary.refused),
+                      "stopped_by": summary.stopped_by}))
+
+
+def _chain_network(name: str):
+    from serving.x402.networks import network
+
+    found = network(name)
+    if found is None:
+        sys.exit(f"error: unknown network {name!r}")
+    return found
+
+
+def cmd_chain_export(args) -> None:
+    """Write the simulated chain's Transfer logs of a day (default today, UTC) into the landing
+    zone, one file per network that has logs."""
+    from datetime import UTC, datetime
+
+    from clearhouse.sim_chain import export
+    from warehouse.connections import oltp_engine
+
+    settings = _settings()
+    now = datetime.now(UTC)
+    day = date.fromisoformat(args.day) if args.day else now.date()
+    for done in export(oltp_engine(settings), settings.landing_dir, now=now, days=[day]):
+        print(json.dumps({"path": str(done.path), "logs": done.logs, "removed": done.removed,
+                          "latest_block": done.latest_block}))
+
+
+def cmd_chain_reorg(args) -> None:
+    """Development only: drop the simulated chain's last N blocks (their transfers undone)."""
+    from datetime import UTC, datetime
+
+    from clearhouse.sim_chain import reorg
+    from warehouse.connections import oltp_engine
+    from warehouse.settings import DEV_ENVIRONMENTS
+
+    settings = _settings()
+    if settings.environment not in DEV_ENVIRONMENTS:
+        sys.exit(f"error: chain reorg is for development and test, not {settings.environment}")
+    logs = reorg(oltp_engine(settings), network=_chain_network(args.network), depth=args.depth,
+                 now=datetime.now(UTC))
+    print(json.dumps({"network": args.network, "depth": args.depth, "removed_logs": len(logs),
+                      "transactions": [log.tx_hash for log in logs]}))
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearhouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +324,35 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--source", default=None,
                         help="landing folder (bank, psp, chain, fx, ...); default: by format")
     ingest.set_defaults(func=cmd_ingest)
+
+    agent = sub.add_parser("agent", help="an AI agent buying per call (x402)").add_subparsers(
+        dest="agent_cmd", required=True)
+    research = agent.add_parser("research", help="research companies on a merchant's x402 API; "
+                                "prints the report path and the spend")
+    research.add_argument("--base-url", required=True, help="the Clearhouse API, e.g. "
+                          "http://127.0.0.1:8000")
+    research.add_argument("--merchant", required=True, help="the selling merchant's id")
+    pay_with = research.add_mutually_exclusive_group(required=True)
+    pay_with.add_argument("--token", help="an agent payment token (cpt_...)")
+    pay_with.add_argument("--private-key", help="hex key of a funded wallet (pays x402 exact)")
+    research.add_argument("--max-per-call-minor", type=_positive, default=None,
+                          help="refuse any call priced above this (USDC atomic units)")
+    research.add_argument("--report", default=None,
+                          help="default: HOME/agent/research_<time>.md")
+    research.add_argument("companies", nargs="+", metavar="COMPANY")
+    research.set_defaults(func=cmd_agent_research)
+
+    chain_cmd = sub.add_parser("chain", help="the simulated chain").add_subparsers(
+        dest="chain_cmd", required=True)
+    chain_export = chain_cmd.add_parser("export", help="write a day's Transfer logs into the "
+                                        "landing zone (HOME/landing/chain/)")
+    chain_export.add_argument("--day", default=None, help="YYYY-MM-DD (default: today, UTC)")
+    chain_export.set_defaults(func=cmd_chain_export)
+    chain_reorg = chain_cmd.add_parser("reorg", help="development only: drop the last N blocks "
+                                       "(for trying reconciliation)")
+    chain_reorg.add_argument("--depth", type=_positive, required=True, help="blocks to drop")
+    chain_reorg.add_argument("--network", default="eip155:84532")
+    chain_reorg.set_defaults(func=cmd_chain_reorg)
 
     demo = sub.add_parser("demo", help="simulate a day through the API and run the pipeline")
     demo.add_argument("--payments", type=int, default=3000)

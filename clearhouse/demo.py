@@ -1,8 +1,10 @@
 """`make demo`: the whole spine on the embedded default, start to finish.
 
-Starts the API (uvicorn, SQLite), simulates a business day through HTTP, runs the pipeline
-(extract -> dbt -> publish -> statement files) and prints a summary. Running it twice replays the
-same day: nothing is doubled.
+Starts the API (uvicorn, SQLite), simulates a business day through HTTP, plays the x402 act
+(clearhouse/x402_demo.py: paid API calls on the simulated chain and an agent's token budget),
+exports the chain's logs, runs the pipeline (extract -> dbt -> publish -> statement files) and
+prints a summary. Running it twice replays the same day: nothing is doubled (the x402 act makes
+new calls, at wall-clock time).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
+from clearhouse import sim_chain
 from clearhouse.channel_files import write_day
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
+from clearhouse.x402_demo import run_x402
 from orchestration.run import run_pipeline
 from serving import webhooks
 from serving.channel_simulator import deliver_pending_callbacks
@@ -103,16 +107,22 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
                     break
         day_result.webhooks = (receiver.verified, receiver.duplicates, receiver.rejected)
         day_result.callbacks = callbacks["delivered"]
+        say("x402: a merchant sells its API per call; wallets and an agent's token pay for it")
+        x402 = run_x402(engine, base, settings.home_dir)
     if day_result.errors:
         raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
     written = write_day(engine, settings.landing_dir, day)
     say(f"channels, banks, chain and ECB sent their files for {day}: "
         + ", ".join(f"{n} {source}" for source, n in sorted(written.items())))
+    # x402 calls run at wall-clock time (today's blocks), not on the simulated day.
+    exports = sim_chain.export(engine, settings.landing_dir, now=datetime.now(UTC))
+    say(f"the simulated chain exported {sum(e.logs for e in exports)} Transfer logs in "
+        f"{len(exports)} file(s)")
     say("running the pipeline: extract + landing zone -> dbt build (+ tests) -> publish -> "
         "statements")
     pipeline = run_pipeline(settings, days=[day])
-    summary = {"day": day, "day_result": day_result, "pipeline": pipeline,
-               "seconds": time.monotonic() - started}
+    summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
+               "chain_exports": exports, "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
 
@@ -133,6 +143,7 @@ def print_summary(settings: Settings, summary: dict) -> None:
           f"verified ({duplicates} duplicates, {rejected} rejected)")
     for code, minor in sorted(result.captured_by_currency.items()):
         print(f"  captured     {Money(minor, code)}")
+    _print_x402(summary)
     for asset, counts in sorted(summary["pipeline"].get("landed_files", {}).items()):
         print(f"  ingested     {asset}: {counts['loaded']} files loaded ({counts['rows']} rows), "
               f"{counts['quarantined']} quarantined, {counts['duplicates']} already loaded")
@@ -142,3 +153,20 @@ def print_summary(settings: Settings, summary: dict) -> None:
     print("Next: `make dev` opens Dagster on this state; `make serve` starts the API "
           "(statements at GET /api/v1/settlements/{merchant_id}?period=" + day.isoformat() + ").")
     print(f"Merchant API keys for trying the API: {settings.home_dir / 'demo' / 'credentials.json'}")
+
+
+def _print_x402(summary: dict) -> None:
+    x402, exports = summary.get("x402"), summary.get("chain_exports", [])
+    if x402 is None:
+        return
+    versions = ", ".join(f"{n} v{v}" for v, n in sorted(x402.by_version.items()))
+    revenue = Money(x402.exact_revenue_minor + x402.token_spent_minor, "USDC")
+    reasons = ", ".join(sorted({r.split(": ", 1)[-1] for r in x402.refused}))
+    print(f"  x402         {x402.paid_calls} paid calls on chain ({versions}) + "
+          f"{x402.token_calls} agent-token calls ({Money(x402.token_spent_minor, 'USDC')}): "
+          f"{revenue} revenue for {x402.seller_name} ({x402.seller_id}); "
+          f"{len(x402.refused)} refused ({reasons})")
+    print(f"  x402 agent   report {x402.research.report_path}"
+          + (f" (stopped: {x402.research.stopped_by})" if x402.research.stopped_by else ""))
+    print(f"  x402 chain   {sum(e.logs for e in exports)} Transfer logs exported in "
+          f"{len(exports)} file(s): " + ", ".join(e.path.name for e in exports))

@@ -6,15 +6,14 @@ process agrees on the head without a block table; block and transaction hashes a
 their content, so settling the same authorization twice yields the same transaction. State lives
 in the API's database and changes inside the caller's transaction: sim_chain_logs is the chain
 (append-only, a reorg only flags logs removed) and sim_chain_accounts keeps what each sender has
-sent, so a balance is received - sent and a transfer locks only its sender. A real deployment swaps this module for an RPC node; nothing else changes.
+sent, so a balance is received - sent and a transfer locks only its sender. A real deployment swaps this module for an RPC node; nothing else changes. Writing
+the logs out for ingest is clearhouse/sim_chain.py's job (serving does not import ingest).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
@@ -152,54 +151,6 @@ def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[
         if log.from_address != ZERO_ADDRESS:
             _locked_account(session, net, log.asset, log.from_address).sent -= log.value
     return logs
-
-
-@dataclass(frozen=True)
-class Export:
-    path: Path
-    logs: int
-    removed: int
-    latest_block: int
-
-
-def export_day(session: Session, net: Network, landing_dir: Path, day: date,
-               now: datetime) -> Export | None:
-    """Write the day's Transfer logs (block time in `day`, UTC) as a chain file under
-    landing/chain/, the way a node's eth_getLogs returns them; a reorged log appears twice, the
-    second time with removed: true. Re-exporting a day rewrites the file; ingest keeps only new
-    facts, so nothing doubles."""
-    from ingest.files.formats import chain as chain_format
-    from ingest.files.records import ChainLog, ParsedFile
-
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    first, last = block_at(net, start), block_at(net, start + timedelta(days=1)) - 1
-    rows = session.scalars(select(SimChainLog).where(
-        SimChainLog.network == net.caip2, SimChainLog.block_number.between(first, last))
-        .order_by(SimChainLog.block_number, SimChainLog.id)).all()
-    if not rows:
-        return None
-    head = block_at(net, now)
-    logs = []
-    for row in rows:
-        fields = dict(network=net.caip2, block_number=row.block_number,
-                      block_hash=block_hash(net, row.block_number),
-                      block_timestamp=row.block_timestamp.astimezone(UTC).replace(tzinfo=None),
-                      transaction_hash=row.tx_hash, log_index=row.log_index,
-                      token_address=row.asset, from_address=row.from_address,
-                      to_address=row.to_address, value=row.value)
-        logs.append(ChainLog(**fields, removed=False))
-        if row.removed:
-            logs.append(ChainLog(**fields, removed=True))
-    body = chain_format.render(ParsedFile(format=chain_format.FORMAT, kind=chain_format.KIND,
-                                          chain_logs=logs), latest_block=head, network=net.caip2)
-    folder = landing_dir / "chain" / net.caip2.replace(":", "-")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"x402_{day.isoformat()}_{head}.json"
-    tmp = folder / f".{path.name}.part"  # dot files are not picked up
-    tmp.write_bytes(body)
-    tmp.replace(path)  # the sensor never sees half a file
-    removed = sum(1 for row in rows if row.removed)
-    return Export(path, len(rows), removed, head)
 
 
 def summary(session: Session, net: Network) -> dict:
