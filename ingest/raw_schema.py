@@ -61,6 +61,16 @@ RAW_TABLES: tuple[RawTable, ...] = (
     _t("ledger_entries", "id", "created_at", "id:int", "transaction_id:text", "kind:text",
        "payment_id:text", "refund_id:text", "merchant_id:text", "account:text", "currency:text",
        "amount_minor:money", "effective_at:ts", "created_at:ts"),
+    # x402: what merchants price per call and every paid call (revenue per endpoint).
+    _t("x402_pricing_rules", "id", "updated_at", "id:text", "merchant_id:text",
+       "path_pattern:text", "http_method:text", "amount_atomic:money", "asset:text",
+       "network:text", "pay_to:text", "billing_mode:text", "status:text", "created_at:ts",
+       "updated_at:ts"),
+    _t("x402_usage", "id", "updated_at", "id:text", "merchant_id:text", "rule_id:text",
+       "http_method:text", "path:text", "scheme:text", "x402_version:int", "network:text",
+       "asset:text", "amount_atomic:money", "pay_to:text", "payer:text", "token_id:text",
+       "status:text", "upstream_status:int", "tx_hash:text", "payment_id:text",
+       "error_reason:text", "settled_at:ts", "created_at:ts", "updated_at:ts"),
 )
 
 RAW_SCHEMA = "raw"

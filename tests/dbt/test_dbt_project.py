@@ -51,6 +51,10 @@ PRICES = [
     {"id": "prc_a_eth", "subject_type": "merchant", "subject_id": "mer_a", "currency": "ETH",
      "rate_bps": 150, "fixed_minor": None, "valid_from": ts("2024-01-01 00:00:00"),
      "valid_to": None},
+    # mer_b sells its API over x402 in USDC (atomic units, 6 decimals)
+    {"id": "prc_b_usdc", "subject_type": "merchant", "subject_id": "mer_b", "currency": "USDC",
+     "rate_bps": 100, "fixed_minor": 0, "valid_from": ts("2024-01-01 00:00:00"),
+     "valid_to": None},
     {"id": "prc_b_jpy", "subject_type": "merchant", "subject_id": "mer_b", "currency": "JPY",
      "rate_bps": 325, "fixed_minor": 0, "valid_from": ts("2024-01-01 00:00:00"),
      "valid_to": None},
@@ -67,12 +71,17 @@ for _p in PRICES:
     _p.update(created_at=ts("2024-01-01 00:00:00"), updated_at=ts("2024-01-01 00:00:00"))
 
 
+X402_TX = "0x" + "7e" * 32
+X402_REFERENCES = {"pay_x1": X402_TX, "pay_x2": "xpu_2"}  # chain tx (exact), usage id (token)
+
+
 def _payment(pid, merchant, amount, currency, status, method, created, captured, refunded=0):
     return {"id": pid, "merchant_id": merchant, "merchant_reference": f"order-{pid}",
             "amount_minor": amount, "currency": currency, "status": status,
             "payment_method_type": method,
-            "channel_id": {"card": "ch_card", "wallet": "ch_wallet"}.get(method, "ch_eth"),
-            "channel_reference": f"chref-{pid}", "failure_code": None if captured else "declined",
+            "channel_id": {"card": "ch_card", "wallet": "ch_wallet", "x402": "ch_x402_sim",
+                           "agent_token": "ch_agent_token"}.get(method, "ch_eth"),
+            "channel_reference": X402_REFERENCES.get(pid, f"chref-{pid}"), "failure_code": None if captured else "declined",
             "risk_decision": "approve", "customer_id": "cus_1", "refunded_minor": refunded,
             "captured_at": ts(captured) if captured else None, "created_at": ts(created),
             "updated_at": ts(created)}
@@ -106,8 +115,46 @@ PAYMENTS = [
     # (for it or its refund); it stays in fct_payments and rpt_merchant_daily
     _payment("pay_a7", "mer_a", 4_000, "USD", "partially_refunded", "wallet",
              "2024-03-01 12:30:00", "2024-03-01 12:30:00", refunded=1_500),
+    # x402 calls paid to mer_b: on chain (exact) and with an agent payment token
+    _payment("pay_x1", "mer_b", 50_000, "USDC", "success", "x402",
+             "2024-03-02 10:00:00", "2024-03-02 10:00:00"),
+    _payment("pay_x2", "mer_b", 50_000, "USDC", "success", "agent_token",
+             "2024-03-02 11:00:00", "2024-03-02 11:00:00"),
 ]
 WALLET_PAYMENTS = {p["id"] for p in PAYMENTS if p["payment_method_type"] == "wallet"}
+
+
+def _rule(rid, path, amount):
+    return {"id": rid, "merchant_id": "mer_b", "path_pattern": path, "http_method": "*",
+            "amount_atomic": amount, "asset": "USDC", "network": "eip155:84532",
+            "pay_to": "0x" + "5a" * 20, "billing_mode": "per_request", "status": "active",
+            "created_at": ts("2024-03-01 00:00:00"), "updated_at": ts("2024-03-01 00:00:00")}
+
+
+X402_RULES = [_rule("xpr_detail", "/company/detail", 50_000),
+              _rule("xpr_filings", "/company/filings", 30_000)]
+
+
+def _usage(uid, rule, scheme, status, payer, created, amount=50_000, payment=None, tx=None):
+    return {"id": uid, "merchant_id": "mer_b", "rule_id": rule, "http_method": "GET",
+            "path": "/company/detail", "scheme": scheme, "x402_version": 2,
+            "network": "eip155:84532", "asset": "USDC", "amount_atomic": amount,
+            "pay_to": "0x" + "5a" * 20, "payer": payer, "token_id": None, "status": status,
+            "upstream_status": 200 if status == "settled" else 404, "tx_hash": tx,
+            "payment_id": payment, "error_reason": None,
+            "settled_at": ts(created) if status == "settled" else None,
+            "created_at": ts(created), "updated_at": ts(created)}
+
+
+X402_USAGE = [
+    _usage("xpu_1", "xpr_detail", "exact", "settled", "0xaa", "2024-03-02 10:00:00",
+           payment="pay_x1", tx=X402_TX),
+    _usage("xpu_2", "xpr_detail", "token", "settled", "apt_1", "2024-03-02 11:00:00",
+           payment="pay_x2"),
+    _usage("xpu_3", "xpr_detail", "exact", "upstream_failed", "0xaa", "2024-03-02 12:00:00"),
+    _usage("xpu_4", "xpr_filings", "exact", "settle_failed", "0xbb", "2024-03-02 13:00:00",
+           amount=30_000),
+]
 
 
 def _refund(rid, payment, merchant, amount, currency, status, succeeded):
@@ -153,7 +200,8 @@ LEDGER_ENTRIES = [
 ]
 
 RAW_ROWS = {"merchants": MERCHANTS, "prices": PRICES, "payments": PAYMENTS, "refunds": REFUNDS,
-            "channels": CHANNELS, "ledger_entries": LEDGER_ENTRIES}
+            "channels": CHANNELS, "ledger_entries": LEDGER_ENTRIES,
+            "x402_pricing_rules": X402_RULES, "x402_usage": X402_USAGE}
 
 
 def load_raw(warehouse) -> None:
@@ -428,12 +476,32 @@ def test_merchant_daily_report(built):
     assert _int(eth["average_ticket_minor"]) == (ETH_BIG + ETH_HUGE + 1) // 2  # .5 rounds up
 
 
+def test_x402_endpoint_report(built):
+    rows = {(r["rule_id"], r["scheme"]): r
+            for r in built.query("select * from analytics.rpt_x402_endpoint_daily")}
+    assert set(rows) == {("xpr_detail", "exact"), ("xpr_detail", "token"),
+                         ("xpr_filings", "exact")}
+    exact, token = rows[("xpr_detail", "exact")], rows[("xpr_detail", "token")]
+    assert (exact["calls"], exact["paid_calls"], exact["not_charged_calls"]) == (2, 1, 1)
+    assert _int(exact["revenue_minor"]) == 50_000 and exact["payers"] == 1
+    assert exact["path_pattern"] == "/company/detail" and exact["day"] == date(2024, 3, 2)
+    assert (token["calls"], _int(token["revenue_minor"])) == (1, 50_000)
+    filings = rows[("xpr_filings", "exact")]
+    assert (filings["paid_calls"], _int(filings["revenue_minor"])) == (0, 0)
+    # the x402 revenue is also in the merchant's USDC statement, fee at the merchant's price
+    statement = {r["statement_id"]: r for r in built.query(
+        "select * from analytics.fct_settlement_statements")}["mer_b:USDC:2024-03-02"]
+    assert _int(statement["gross_minor"]) == 100_000
+    assert _int(statement["fees_minor"]) == 2 * fee_minor(50_000, 100)
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),
     ("fct_settlement_statement_lines", "line_id"),
     ("fct_payments", "payment_id"),
     ("rpt_merchant_daily", "merchant_id, day, payment_method_type, currency"),
+    ("rpt_x402_endpoint_daily", "merchant_id, day, rule_id, scheme, currency"),
 ])
 def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"
