@@ -92,12 +92,17 @@ def _settle(engine, body: dict[str, Any]) -> dict[str, Any]:
     network_id = str((body.get("paymentRequirements") or {}).get("network", ""))
     try:
         verified, offer = _request(body)
-        # expire_on_commit=False: the log is read after the commit. check_chain first: as in
-        # x402's own facilitators, settle re-verifies, so a used authorization is refused (not
-        # answered with its first transaction, which would let a caller deliver twice).
+        # expire_on_commit=False: the log is read after the commit. As in x402's own
+        # facilitators, settle re-verifies: a used authorization is refused, never answered with
+        # its first transaction (that would let each caller deliver once per settle).
+        now = datetime.now(UTC)
         with Session(engine, expire_on_commit=False) as session, session.begin():
             check_chain(session, verified)
-            log = settle(session, verified, datetime.now(UTC))
+            log = settle(session, verified, now)
+            if log.created_at != now:  # a concurrent settle executed it after our check
+                raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                                     "this authorization was settled concurrently",
+                                     payer=verified.authorization.payer)
     except InvalidPayment as exc:
         return {"success": False, "errorReason": exc.reason, "errorMessage": exc.message,
                 "payer": exc.payer, "transaction": "", "network": network_id}
