@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--payers", type=int, default=200)
     parser.add_argument("--max-rate", type=int, default=1500,
                         help="paid calls/s to sign for (headers are signed before the run)")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="record one worker with py-spy during the paid load phase")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -204,8 +206,17 @@ def main() -> None:
                            connections=1, threads=1)
         free_load = _wrk(script, free_path, [], seconds=args.seconds,
                          connections=args.connections, threads=THREADS)
+        spy = None
+        if args.profile:
+            worker = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
+                                    text=True).stdout.split()
+            spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o",
+                                    args.profile, "-d", str(args.seconds), "--pid", worker[-1]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         paid_load = _wrk(script, paid_path, take(len(signed) - used), seconds=args.seconds,
                          connections=args.connections, threads=THREADS)
+        if spy is not None:
+            spy.wait()
         with psycopg.connect(url) as conn:
             usage = dict(conn.execute("SELECT status, count(*) FROM x402_usage GROUP BY 1")
                          .fetchall())
