@@ -151,10 +151,3 @@ def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[
         if log.from_address != ZERO_ADDRESS:
             _locked_account(session, net, log.asset, log.from_address).sent -= log.value
     return logs
-
-
-def summary(session: Session, net: Network) -> dict:
-    count, removed = session.execute(select(
-        func.count(), func.count().filter(SimChainLog.removed.is_(True))).where(
-        SimChainLog.network == net.caip2)).one()
-    return {"network": net.caip2, "logs": count, "removed": removed}

@@ -19,6 +19,7 @@ with a budget reservation instead of the chain (serving/x402/tokens.py).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -278,8 +279,7 @@ def _claim_token(engine, call: booking.Call, hashed: str) -> tuple[str, str, str
         now = datetime.now(UTC)
         token = tokens.reserve(session, hashed=hashed, merchant_id=call.merchant_id,
                                path=call.path, amount=call.amount, currency=call.asset, now=now)
-        usage = booking.claim(session, booking.Call(**{**call.__dict__, "payer": token.id,
-                                                       "token_id": token.id}), now)
+        usage = booking.claim(session, replace(call, payer=token.id, token_id=token.id), now)
         return usage.id, token.id, token.merchant_id
 
 
