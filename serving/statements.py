@@ -134,7 +134,8 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
                            int(closing)) for ccy, sid, end, closing in rows]
 
 
-def _lines(settings: Settings, merchant_id: str, start: date, end: date) -> Iterator[tuple]:
+def statement_lines(settings: Settings, merchant_id: str, start: date,
+                    end: date) -> Iterator[tuple]:
     sql = (f"SELECT {LINE_COLUMNS} FROM {{lines}} WHERE merchant_id = ? "
            "AND period_start >= ? AND period_start <= ? ORDER BY statement_id, occurred_at, line_id")
     return _fetch(settings, sql, sql, [merchant_id, start, end])
@@ -163,7 +164,7 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
 
     writer.writerow(CSV_COLUMNS)
     by_id = {h[0]: h for h in heads}
-    lines = _lines(settings, merchant_id, start, end)
+    lines = statement_lines(settings, merchant_id, start, end)
     pending = next(lines, None)
     for head in heads:
         (statement_id, _m, p_start, p_end, ccy, opening, _gross, _refunds, fees, net_activity,
@@ -196,9 +197,13 @@ def merchants_with_statements(settings: Settings, start: date, end: date) -> lis
     return [row[0] for row in _fetch(settings, sql, sql, [start, end])]
 
 
-def write_statement_files(settings: Settings, day: date) -> dict[str, int]:
-    """Write each merchant's statement CSV for a day under HOME/statements/<day>/ (atomically)."""
+def write_statement_files(settings: Settings, day: date,
+                          names: dict[str, str] | None = None) -> dict[str, int]:
+    """Write each merchant's statement for a day under HOME/statements/<day>/ as CSV and PDF
+    (each atomically: a temporary file renamed into place); returns the CSV sizes."""
     import os
+
+    from serving import statement_pdf
 
     folder = settings.statements_dir / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,4 +216,9 @@ def write_statement_files(settings: Settings, day: date) -> dict[str, int]:
                 fh.write(chunk)
         os.replace(tmp, final)
         written[merchant_id] = final.stat().st_size
+        pdf = folder / f"{merchant_id}.pdf"
+        pdf_tmp = pdf.with_suffix(".pdf.tmp")
+        pdf_tmp.write_bytes(statement_pdf.render(
+            settings, merchant_id, (names or {}).get(merchant_id, merchant_id), day, day))
+        os.replace(pdf_tmp, pdf)
     return written

@@ -1,4 +1,5 @@
-"""/api/v1/settlements/{merchant_id}: a merchant's statements for a period, streamed."""
+"""/api/v1/settlements/{merchant_id}: a merchant's statements for a period, as CSV (streamed)
+or PDF."""
 
 from __future__ import annotations
 
@@ -8,29 +9,31 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from serving import statements, tenancy
+from serving import statement_pdf, statements, tenancy
 from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep
-from serving.errors import ApiError, not_found
+from serving.errors import not_found
 from warehouse.models import Merchant
 
 router = APIRouter(tags=["settlements"])
 
 
 @router.get("/settlements/{merchant_id}", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}}})
+            responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}})
 async def download_statement(
     merchant_id: str, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
     now: NowDep,
     period: Annotated[str | None, Query(description="2026-11-20, 2026-11 or a..b")] = None,
     format: Annotated[Literal["csv", "pdf"], Query()] = "csv",
 ):
-    if (not tenancy.can_see_merchant(session, principal, merchant_id, now)
-            or session.get(Merchant, merchant_id) is None):  # agents: their subtree
-        raise not_found("merchant", merchant_id)
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None or not tenancy.can_see_merchant(session, principal, merchant_id, now):
+        raise not_found("merchant", merchant_id)  # agents: their subtree
     start, end = statements.parse_period(period)
-    if format != "csv":
-        raise ApiError(422, "unsupported_format", "statements are served as format=csv for now",
-                       {"field": "format", "supported": ["csv"]})
+    if format == "pdf":
+        chunks = await run_in_threadpool(
+            lambda: list(statement_pdf.stream(settings, merchant_id, merchant.name, start, end)))
+        return StreamingResponse(iter(chunks), media_type="application/pdf", headers={
+            "Content-Disposition": f'attachment; filename="statement_{merchant_id}_{period}.pdf"'})
     # Read the statement heads before answering, so a missing snapshot is a clean 503, not a
     # broken stream; the lines then stream in batches.
     chunks = statements.stream_csv(settings, merchant_id, start, end)

@@ -94,7 +94,6 @@ def _state(request: Request):
     return state
 
 
-@router.api_route("/x402/{merchant_id}/{path:path}", methods=METHODS)
 async def gateway(request: Request, merchant_id: str, path: str):
     """Proxy to the merchant's API; priced paths need an x402 payment or an agent token."""
     state = _state(request)
@@ -125,6 +124,13 @@ async def gateway(request: Request, merchant_id: str, path: str):
     if scheme == TOKEN_SCHEME and header == PAYMENT_SIGNATURE:
         return await _token_call(call, payload)
     return await _exact_call(call, payload)
+
+
+# One route per method, in a fixed order: a multi-method route lists its methods from a set,
+# so the OpenAPI document (and the schema fuzz tests built on it) would vary between processes.
+for _method in METHODS:
+    router.add_api_route("/x402/{merchant_id}/{path:path}", gateway, methods=[_method],
+                         name=f"x402_gateway_{_method.lower()}")
 
 
 class _CallContext:

@@ -22,7 +22,7 @@ from serving.services.payments import price_in_force
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from warehouse.migrate import upgrade
 from warehouse.models import Payment, Refund
-from warehouse.money import fee_minor, prorate
+from warehouse.money import Money, fee_minor, prorate
 
 DAY = date(2026, 11, 20)
 PAYMENTS = 150
@@ -66,6 +66,28 @@ def download(client, key, merchant_id) -> list[dict]:
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/csv")
     return list(csv.DictReader(io.StringIO(resp.text)))
+
+
+def check_pdf(client, merchant) -> None:
+    """The PDF statement carries what the CSV carries: every statement, every line's reference
+    and the balances, in major units."""
+    from pypdf import PdfReader
+
+    resp = client.get(f"/api/v1/settlements/{merchant.id}?period={DAY}&format=pdf",
+                      headers={"Authorization": f"Bearer {merchant.api_key}"})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/pdf"
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(resp.content)).pages)
+    assert merchant.name in text and DAY.isoformat() in text
+    rows = download(client, merchant.api_key, merchant.id)
+    assert rows, "the merchant has statements: the PDF check would prove nothing"
+    for row in rows:
+        if row["line_type"] == "opening_balance":
+            assert row["statement_id"] in text
+        elif row["line_type"] == "closing_balance":
+            assert str(Money(int(row["balance_minor"]), row["currency"])) in text
+        else:
+            assert (row["payment_id"] or row["refund_id"]) in text
+            assert str(Money(int(row["balance_minor"]), row["currency"])) in text
 
 
 def run_spine(make_settings, **urls) -> dict:
@@ -117,6 +139,8 @@ def run_spine(make_settings, **urls) -> dict:
         assert other.status_code == 404
         files = sorted((settings.statements_dir / DAY.isoformat()).glob("*.csv"))
         assert len(files) == len(merchants)
+        assert len(list((settings.statements_dir / DAY.isoformat()).glob("*.pdf"))) == len(merchants)
+        check_pdf(client, merchants[0])
         # The channels' files again (the same bytes): loaded once, nothing doubles.
         write_day(app.state.engine, settings.landing_dir, DAY)
         run_pipeline(settings, days=[DAY], ephemeral=True)

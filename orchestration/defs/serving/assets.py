@@ -29,13 +29,26 @@ def published_statements(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata={f"rows_{k}": v for k, v in counts.items()})
 
 
+def _merchant_names() -> dict[str, str]:
+    """Names for the PDF headers, from the API's database (the source of truth for names)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from warehouse.connections import oltp_engine, read_only
+    from warehouse.models import Merchant
+
+    with Session(read_only(oltp_engine())) as session:
+        return dict(session.execute(select(Merchant.id, Merchant.name)).all())
+
+
 @dg.asset(deps=[published_statements], partitions_def=DAILY, group_name="serving",
-          kinds={"csv"})
+          kinds={"csv", "pdf"})
 def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    """Each merchant's statement CSV for the day, under HOME/statements/<day>/<merchant>.csv."""
+    """Each merchant's statement for the day as CSV and PDF, under
+    HOME/statements/<day>/<merchant>.csv|pdf."""
     settings = get_settings()
     day = date.fromisoformat(context.partition_key)
-    written = write_statement_files(settings, day)
+    written = write_statement_files(settings, day, names=_merchant_names())
     table = "\n".join(f"| {m} | {size} |" for m, size in sorted(written.items())[:20])
     return dg.MaterializeResult(metadata={
         "statements_written": len(written),
