@@ -61,6 +61,9 @@ RAW_TABLES: tuple[RawTable, ...] = (
     _t("ledger_entries", "id", "created_at", "id:int", "transaction_id:text", "kind:text",
        "payment_id:text", "refund_id:text", "merchant_id:text", "account:text", "currency:text",
        "amount_minor:money", "effective_at:ts", "created_at:ts"),
+    _t("commission_models", "id", "updated_at", "id:text", "agent_id:text", "currency:text",
+       "model:text", "pct_bps:int", "fixed_minor:money", "valid_from:ts", "valid_to:ts",
+       "created_at:ts", "updated_at:ts"),
     # x402: what merchants price per call and every paid call (revenue per endpoint).
     _t("x402_pricing_rules", "id", "updated_at", "id:text", "merchant_id:text",
        "path_pattern:text", "http_method:text", "amount_atomic:money", "asset:text",

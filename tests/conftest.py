@@ -108,3 +108,18 @@ def make_settings(tmp_path, monkeypatch):
 
     yield _make
     get_settings.cache_clear()
+
+
+_RECURSION_LIMIT = __import__("sys").getrecursionlimit()
+
+
+@pytest.fixture(autouse=True)
+def _keep_recursion_limit():
+    """py_ecc (imported with eth-account by the x402 tests) raises the process's recursion limit
+    to 100,000 at import; then a deeply nested JSON file overflows the C stack of the worker
+    (a segfault) instead of failing as the parsers expect. Restore the limit after each test."""
+    import sys
+
+    yield
+    if sys.getrecursionlimit() != _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)

@@ -199,7 +199,106 @@ LEDGER_ENTRIES = [
      "created_at": ts("2024-03-01 10:00:01")},
 ]
 
+# --- agents and commission (commission.md): generated trees and rate cards --------------------
+# A seeded generator stands in for hypothesis here (dbt builds once per engine and module): three
+# agent trees, re-parenting and model changes mid-period, random models, cost prices and MDRs,
+# and payments with partial and full refunds; fct_commissions and fct_platform_revenue are then
+# checked row by row against the small oracle below.
+
+COMMISSION_EPOCH = ts("2024-01-01 00:00:00")
+CUTOVER = ts("2024-03-02 00:00:00")  # re-parenting and a model change happen here
+
+
+def _generate_commission_world(seed: int = 20241122):
+    import random
+
+    rng = random.Random(seed)
+    agents = [f"agt_{i}" for i in range(1, 10)]
+    # agt_1..3 are top agents; the rest hang below, some two or three levels deep
+    parents = {"agt_1": None, "agt_2": None, "agt_3": None, "agt_4": "agt_1", "agt_5": "agt_4",
+               "agt_6": "agt_5", "agt_7": "agt_2", "agt_8": "agt_7", "agt_9": "agt_3"}
+    links = []
+    for agent, parent in parents.items():
+        if agent == "agt_6":  # re-parented from agt_5 to agt_8 at the cutover
+            links.append((agent, parent, COMMISSION_EPOCH, CUTOVER))
+            links.append((agent, "agt_8", CUTOVER, None))
+        else:
+            links.append((agent, parent, COMMISSION_EPOCH, None))
+    models, cost_prices = [], []
+    for agent in agents:
+        spans = [(COMMISSION_EPOCH, CUTOVER), (CUTOVER, None)] if agent in ("agt_4", "agt_7") \
+            else [(COMMISSION_EPOCH, None)]
+        for start, end in spans:
+            model = rng.choice(["markup", "markup", "percentage", "fixed"])
+            models.append({"agent_id": agent, "model": model, "valid_from": start,
+                           "valid_to": end,
+                           "pct_bps": rng.randint(5, 60) if model == "percentage" else None,
+                           "fixed_minor": rng.randint(1, 40) if model == "fixed" else None})
+            if model == "markup":
+                cost_prices.append({"agent_id": agent, "valid_from": start, "valid_to": end,
+                                    "rate_bps": rng.randint(120, 260),
+                                    "fixed_minor": rng.choice([None, 0, 5, 15])})
+    merchants = {f"mer_c{i}": rng.choice(["agt_1", "agt_4", "agt_5", "agt_6", "agt_6", "agt_8",
+                                           "agt_9", "agt_3"]) for i in range(1, 9)}
+    mdrs = {m: (rng.randint(180, 320), rng.choice([0, 10, 30])) for m in merchants}
+    payments, refunds = [], []
+    for i in range(90):
+        merchant = rng.choice(sorted(merchants))
+        day = rng.choice(["2024-03-01", "2024-03-02", "2024-03-03"])
+        at = f"{day} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+        amount = rng.choice([1, 99, 1_005, 12_345, 250_000, rng.randint(100, 2_000_000)])
+        refunded = 0
+        pid = f"pay_c{i:03d}"
+        if rng.random() < 0.3:
+            parts = [rng.randint(1, amount)] if rng.random() < 0.5 else [amount // 3,
+                                                                         amount - amount // 3]
+            parts = [x for x in parts if x > 0]
+            for k, part in enumerate(parts):
+                refunds.append(_refund(f"re_c{i:03d}_{k}", pid, merchant, part, "USD",
+                                       "succeeded", f"2024-03-04 0{k}:00:00"))
+            refunded = sum(parts)
+        status = "refunded" if refunded == amount else ("partially_refunded" if refunded
+                                                        else "success")
+        payments.append(_payment(pid, merchant, amount, "USD", status, "card", at, at,
+                                 refunded=refunded))
+    return links, models, cost_prices, merchants, mdrs, payments, refunds
+
+
+(COMMISSION_LINKS, COMMISSION_MODEL_SPECS, AGENT_COST_PRICES, AGENT_MERCHANTS, AGENT_MDRS,
+ AGENT_PAYMENTS, AGENT_REFUNDS) = _generate_commission_world()
+CHANNEL_CARD_USD = {"rate_bps": 180, "fixed_minor": 10}
+
+AGENTS = [{"id": a, "name": f"Agent {a}", "status": "active", "created_at": COMMISSION_EPOCH,
+           "updated_at": COMMISSION_EPOCH} for a in sorted({link[0] for link in COMMISSION_LINKS})]
+AGENT_PARENTS = [{"id": i + 1, "agent_id": a, "parent_id": p, "valid_from": start,
+                  "valid_to": end, "created_at": COMMISSION_EPOCH, "updated_at": COMMISSION_EPOCH}
+                 for i, (a, p, start, end) in enumerate(COMMISSION_LINKS)]
+COMMISSION_MODELS = [{"id": f"cm_{i}", "currency": "USD", "created_at": COMMISSION_EPOCH,
+                      "updated_at": COMMISSION_EPOCH, **spec}
+                     for i, spec in enumerate(COMMISSION_MODEL_SPECS)]
+MERCHANTS += [{"id": m, "name": f"Agent merchant {m}", "status": "active", "agent_id": agent,
+               "settlement_currency": "USD", "settlement_cycle": "daily",
+               "settlement_delay_days": 1, "created_at": COMMISSION_EPOCH,
+               "updated_at": COMMISSION_EPOCH} for m, agent in sorted(AGENT_MERCHANTS.items())]
+PRICES += [{"id": f"prc_{m}", "subject_type": "merchant", "subject_id": m, "currency": "USD",
+            "rate_bps": rate, "fixed_minor": fixed, "valid_from": COMMISSION_EPOCH,
+            "valid_to": None, "created_at": COMMISSION_EPOCH, "updated_at": COMMISSION_EPOCH}
+           for m, (rate, fixed) in sorted(AGENT_MDRS.items())]
+PRICES += [{"id": f"prc_cost_{i}", "subject_type": "agent", "subject_id": c["agent_id"],
+            "currency": "USD", "rate_bps": c["rate_bps"], "fixed_minor": c["fixed_minor"],
+            "valid_from": c["valid_from"], "valid_to": c["valid_to"],
+            "created_at": COMMISSION_EPOCH, "updated_at": COMMISSION_EPOCH}
+           for i, c in enumerate(AGENT_COST_PRICES)]
+PRICES.append({"id": "prc_ch_card_usd", "subject_type": "channel", "subject_id": "ch_card",
+               "currency": "USD", "valid_from": COMMISSION_EPOCH, "valid_to": None,
+               "created_at": COMMISSION_EPOCH, "updated_at": COMMISSION_EPOCH,
+               **CHANNEL_CARD_USD})
+PAYMENTS += AGENT_PAYMENTS
+REFUNDS += AGENT_REFUNDS
+
 RAW_ROWS = {"merchants": MERCHANTS, "prices": PRICES, "payments": PAYMENTS, "refunds": REFUNDS,
+            "agents": AGENTS, "agent_parents": AGENT_PARENTS,
+            "commission_models": COMMISSION_MODELS,
             "channels": CHANNELS, "ledger_entries": LEDGER_ENTRIES,
             "x402_pricing_rules": X402_RULES, "x402_usage": X402_USAGE}
 
@@ -452,7 +551,8 @@ def test_statements_balance(built):
     assert rows["mer_b:JPY:2024-03-03"]["opening_balance_minor"] == \
         rows["mer_b:JPY:2024-03-01"]["closing_balance_minor"] == 12_345 - 401
     # pay_a3 fully refunded: over its life the merchant gets 0 for it and pays no fee
-    assert sum(_int(r["fees_minor"]) for r in rows.values() if r["currency"] == "USD") == \
+    assert sum(_int(r["fees_minor"]) for r in rows.values()
+               if r["currency"] == "USD" and r["merchant_id"] == "mer_a") == \
         expected_fees()["pay_a1"]["fee"] + expected_fees()["pay_a2"]["fee"] \
         - expected_reversals()["re_a2_1"]
 
@@ -495,6 +595,118 @@ def test_x402_endpoint_report(built):
     assert _int(statement["fees_minor"]) == 2 * fee_minor(50_000, 100)
 
 
+# --- the commission oracle: commission.md walked in plain Python --------------------------------
+
+
+def _in_force(rows, at, **match):
+    found = [r for r in rows if all(r[k] == v for k, v in match.items())
+             and r["valid_from"] <= at and (r["valid_to"] is None or at < r["valid_to"])]
+    assert len(found) <= 1, f"overlapping rows for {match} at {at}"
+    return found[0] if found else None
+
+
+def expected_commission() -> tuple[dict, dict]:
+    """({(event_id, agent, level): amount}, {event_id: (F, channel_cost, commissions, net,
+    negative_margin)}) for every captured, priced payment and its succeeded refunds."""
+    merchants = {m["id"]: m for m in MERCHANTS}
+    fees = expected_fees()
+    rows, platform, per_payment = {}, {}, {}
+    for p in PAYMENTS:
+        if p["id"] not in fees:
+            continue
+        amount, at, f_fee = p["amount_minor"], p["captured_at"], fees[p["id"]]["fee"]
+        up, paid_by_platform, negative, level = f_fee, 0, False, 1
+        agent = merchants[p["merchant_id"]]["agent_id"]
+        earned = {}
+        while agent is not None:
+            model = _in_force(COMMISSION_MODELS, at, agent_id=agent, currency=p["currency"])
+            cost = _in_force([x for x in PRICES if x["subject_type"] == "agent"], at,
+                             subject_id=agent, currency=p["currency"])
+            kind = model["model"] if model else None
+            if kind == "markup" and cost is not None:
+                cost_fee = fee_minor(amount, cost["rate_bps"], cost["fixed_minor"] or 0)
+                amount_earned, up = up - cost_fee, cost_fee
+                negative |= amount_earned < 0
+            elif kind == "percentage":
+                amount_earned = fee_minor(amount, model["pct_bps"], 0)
+                paid_by_platform += amount_earned
+            elif kind == "fixed":
+                amount_earned = model["fixed_minor"]
+                paid_by_platform += amount_earned
+            else:
+                amount_earned = 0
+            earned[(agent, level)] = amount_earned
+            link = _in_force(AGENT_PARENTS, at, agent_id=agent)
+            agent, level = (link["parent_id"] if link else None), level + 1
+        channel = _in_force([x for x in PRICES if x["subject_type"] == "channel"], at,
+                            subject_id=p["channel_id"], currency=p["currency"])
+        channel_cost = fee_minor(amount, channel["rate_bps"], channel["fixed_minor"] or 0) \
+            if channel else 0
+        net = up - channel_cost - paid_by_platform
+        for (agent_id, lvl), value in earned.items():
+            rows[(p["id"], agent_id, lvl)] = value
+        platform[p["id"]] = (f_fee, channel_cost, sum(earned.values()), net, net < 0 or negative)
+        per_payment[p["id"]] = (amount, f_fee, channel_cost, earned)
+    reversals = expected_reversals()
+    refunded_before: dict[str, int] = defaultdict(int)
+    for r in sorted(REFUNDS, key=lambda r: (r["succeeded_at"] or datetime.max, r["id"])):
+        if r["status"] != "succeeded" or r["payment_id"] not in per_payment:
+            continue
+        amount, _f, channel_cost, earned = per_payment[r["payment_id"]]
+        before = refunded_before[r["payment_id"]]
+        after = before + r["amount_minor"]
+        refunded_before[r["payment_id"]] = after
+
+        def back(x, before=before, after=after, amount=amount):
+            return prorate(x, after, amount) - prorate(x, before, amount)
+
+        total = 0
+        for (agent_id, lvl), value in earned.items():
+            rows[(r["id"], agent_id, lvl)] = -back(value)
+            total += back(value)
+        fee_back, cost_back = reversals[r["id"]], back(channel_cost)
+        platform[r["id"]] = (-fee_back, -cost_back, -total, -(fee_back - cost_back - total),
+                             False)
+    return rows, platform
+
+
+def test_commissions_match_the_oracle(built):
+    expected_rows, expected_platform = expected_commission()
+    assert sum(1 for v in expected_platform.values() if v[4]) >= 1, \
+        "the generated world should contain a negative margin to check the flag"
+    assert sum(1 for k in expected_rows if k[0].startswith("re_")) >= 10
+    got = {(r["event_id"], r["beneficiary_id"], r["level"]): _int(r["amount_minor"])
+           for r in built.query("select * from analytics.fct_commissions")}
+    assert got == expected_rows
+    platform = {r["event_id"]: (_int(r["merchant_fee_minor"]), _int(r["channel_cost_minor"]),
+                                _int(r["agent_commission_minor"]), _int(r["platform_net_minor"]),
+                                bool(r["negative_margin"]))
+                for r in built.query("select * from analytics.fct_platform_revenue")}
+    assert platform == expected_platform
+    for fee, cost, commission, net, _neg in platform.values():
+        assert fee == cost + net + commission  # conservation, every row
+
+
+def test_commission_rows_name_model_and_rate(built):
+    rows = built.query("select * from analytics.fct_commissions where event_kind = 'payment'")
+    models = {r["model"] for r in rows}
+    assert {"markup", "percentage", "fixed"} <= models
+    for r in rows:
+        if r["model"] == "markup":
+            assert r["rate_bps"] is not None and r["pct_bps"] is None
+        elif r["model"] == "percentage":
+            assert r["pct_bps"] is not None and r["rate_bps"] is None
+        elif r["model"] == "fixed":
+            assert r["fixed_minor"] is not None
+    # agt_6 was re-parented at the cutover: its payments' chains differ before and after
+    chains = defaultdict(set)
+    for r in rows:
+        chains[r["payment_id"]].add((r["level"], r["beneficiary_id"]))
+    before = [c for pid, c in chains.items() if (1, "agt_6") in c and (2, "agt_5") in c]
+    after = [c for pid, c in chains.items() if (1, "agt_6") in c and (2, "agt_8") in c]
+    assert before and after
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),
@@ -502,6 +714,8 @@ def test_x402_endpoint_report(built):
     ("fct_payments", "payment_id"),
     ("rpt_merchant_daily", "merchant_id, day, payment_method_type, currency"),
     ("rpt_x402_endpoint_daily", "merchant_id, day, rule_id, scheme, currency"),
+    ("fct_commissions", "commission_id"),
+    ("fct_platform_revenue", "event_id"),
 ])
 def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"

@@ -49,6 +49,7 @@ import datetime as dt
 import io
 import json
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -184,9 +185,22 @@ def _read_shape(text: str) -> tuple[str, Iterator[tuple[str, Any]], str | None, 
     raise ParseError("unknown_shape", "a JSON object that is not a JSON-RPC response or a log file")
 
 
+# json's C scanner recurses per nesting level and stops at the recursion limit. Some libraries
+# raise that limit for the whole process (py_ecc, imported with eth-account, sets 100,000); a
+# deeply nested file would then overflow the C stack - a crash, not a RecursionError. Parse
+# under a limit the stack can hold (real logs nest five levels deep).
+_PARSE_RECURSION_LIMIT = 2000
+
+
 def _json_loads(text: str) -> Any:
     # Floats and NaN are never valid here; Decimal keeps them from being silently accepted.
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    limit = sys.getrecursionlimit()
+    if limit > _PARSE_RECURSION_LIMIT:
+        sys.setrecursionlimit(_PARSE_RECURSION_LIMIT)
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _reject_constant(name: str) -> Any:

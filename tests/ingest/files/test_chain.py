@@ -458,3 +458,21 @@ def test_fuzzed_real_files_parse_or_raise_parse_error(shared_data, sample):
             assert isinstance(result, ParsedFile)
 
     check()
+
+
+def test_deep_nesting_is_refused_even_when_a_library_raised_the_recursion_limit():
+    """py_ecc (with eth-account) sets the process's recursion limit to 100,000; json's C scanner
+    would then overflow a thread's stack on a deeply nested file. The parser caps it."""
+    import sys
+    import threading
+
+    sys.setrecursionlimit(100_000)  # restored after the test (tests/conftest.py)
+    outcome = []
+    old_size = threading.stack_size(1024 * 1024)
+    try:
+        worker = threading.Thread(target=lambda: outcome.append(_refused(b"[" * 200_000).reason))
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(old_size)
+    assert outcome == ["json_syntax"]
