@@ -24,6 +24,7 @@ from clearhouse.channel_files import write_day
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
 from clearhouse.x402_demo import run_x402
+from ingest.files.warehouse_io import open_files_writer
 from orchestration.run import run_pipeline
 from serving import webhooks
 from serving.channel_simulator import deliver_pending_callbacks
@@ -122,7 +123,8 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
         "statements")
     pipeline = run_pipeline(settings, days=[day])
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
-               "chain_exports": exports, "seconds": time.monotonic() - started}
+               "chain_exports": exports, "revenue": fee_split(settings, day),
+               "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
 
@@ -147,12 +149,34 @@ def print_summary(settings: Settings, summary: dict) -> None:
     for asset, counts in sorted(summary["pipeline"].get("landed_files", {}).items()):
         print(f"  ingested     {asset}: {counts['loaded']} files loaded ({counts['rows']} rows), "
               f"{counts['quarantined']} quarantined, {counts['duplicates']} already loaded")
+    for currency, (fee, channel, agents, net, flagged) in summary.get("revenue", {}).items():
+        print(f"  fees         {Money(fee, currency)} charged: channels {Money(channel, currency)}, "
+              f"agents {Money(agents, currency)}, platform {Money(net, currency)}"
+              + (f" ({flagged} with a negative margin)" if flagged else ""))
     files = summary["pipeline"]["statement_files"].get(day, 0)
-    print(f"  statements   {files} merchant statements in {settings.statements_dir / day.isoformat()}")
+    print(f"  statements   {files} merchant statements (CSV and PDF) in "
+          f"{settings.statements_dir / day.isoformat()}")
     print(f"  warehouse    {settings.warehouse_target}")
     print("Next: `make dev` opens Dagster on this state; `make serve` starts the API "
           "(statements at GET /api/v1/settlements/{merchant_id}?period=" + day.isoformat() + ").")
     print(f"Merchant API keys for trying the API: {settings.home_dir / 'demo' / 'credentials.json'}")
+
+
+def fee_split(settings: Settings, day: date) -> dict[str, tuple[int, int, int, int, int]]:
+    """Per currency for the day: merchant fees, channel costs, agent commissions, platform net
+    and events with a negative margin (analytics.fct_platform_revenue, commission.md)."""
+    writer = open_files_writer(settings)
+    try:
+        rows = writer.fetchall(
+            "SELECT currency, CAST(sum(merchant_fee_minor) AS VARCHAR(40)), "
+            "CAST(sum(channel_cost_minor) AS VARCHAR(40)), "
+            "CAST(sum(agent_commission_minor) AS VARCHAR(40)), "
+            "CAST(sum(platform_net_minor) AS VARCHAR(40)), "
+            "count(CASE WHEN negative_margin THEN 1 END) FROM analytics.fct_platform_revenue "
+            "WHERE CAST(occurred_at AS DATE) = $1 GROUP BY currency ORDER BY currency", (day,))
+    finally:
+        writer.close()
+    return {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
 
 
 def _print_x402(summary: dict) -> None:

@@ -24,7 +24,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from serving.schemas import MerchantCreate, PriceIn, iso_z
-from serving.services.admin import bootstrap_admin, create_agent, create_merchant
+from serving.services.admin import PRICE_EPOCH, bootstrap_admin, create_agent, create_merchant
+from serving.services.prices import set_commission_model, set_price
 from warehouse.models import Merchant
 from warehouse.money import exponent
 
@@ -101,6 +102,13 @@ class DayResult:
 AGENT_TREE = [("North Star Partners", None), ("Harbor Resellers", None),
               ("North Star East", "North Star Partners"), ("North Star West", "North Star Partners"),
               ("Harbor Retail", "Harbor Resellers"), ("North Star East Metro", "North Star East")]
+# Each agent's commission model (commission.md) in every currency: a markup agent earns the
+# spread over its cost price (rate_bps, set by its parent), a percentage agent pct_bps of the
+# amount, a fixed agent a fixed amount per payment (in minor units), the last two paid by the
+# platform.
+AGENT_MODELS = {"North Star Partners": ("markup", 235), "Harbor Resellers": ("markup", 245),
+                "North Star East": ("percentage", 15), "North Star West": ("markup", 265),
+                "Harbor Retail": ("fixed", 5), "North Star East Metro": ("markup", 280)}
 MERCHANTS = [("Lotus Tea House", "North Star East Metro", "CNY", 320),
              ("Kite Outdoor Gear", "North Star West", "USD", 290),
              ("Sakura Stationery", "North Star East", "USD", 300),
@@ -132,6 +140,8 @@ def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant
         agents: dict[str, str] = {}
         for name, parent in AGENT_TREE:
             agents[name] = create_agent(session, name=name, parent_id=agents.get(parent)).id
+        session.flush()
+        _set_commission_models(session, agents)
         for name, agent, settle_ccy, rate_bps in MERCHANTS:
             pricing = [PriceIn(currency=c, rate_bps=rate_bps,
                                fixed_minor=30 if exponent(c) == 2 and c != "USDC" else 0)
@@ -146,6 +156,19 @@ def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant
     credentials_file.write_text(json.dumps([m.__dict__ for m in merchants], indent=2))
     credentials_file.chmod(0o600)
     return merchants
+
+
+def _set_commission_models(session: Session, agents: dict[str, str]) -> None:
+    for name, (model, rate) in AGENT_MODELS.items():
+        for code in CURRENCIES:
+            set_commission_model(session, agent_id=agents[name], currency=code, model=model,
+                                 pct_bps=rate if model == "percentage" else None,
+                                 fixed_minor=rate if model == "fixed" else None,
+                                 valid_from=PRICE_EPOCH, actor="simulator")
+            if model == "markup":  # its cost price, set by its parent
+                set_price(session, subject_type="agent", subject_id=agents[name], currency=code,
+                          rate_bps=rate, fixed_minor=0, valid_from=PRICE_EPOCH,
+                          actor="simulator")
 
 
 # --- the day ------------------------------------------------------------------------------------
