@@ -27,6 +27,14 @@ STATEMENT_COLUMNS = ("statement_id, merchant_id, period_start, period_end, curre
                      "net_activity_minor, payouts_minor, closing_balance_minor")
 LINE_COLUMNS = "statement_id, line_type, line_id, payment_id, refund_id, occurred_at, gross_minor, fee_minor, net_minor"
 
+# What the SQL below names in braces -> the mart (a published Parquet file on DuckDB).
+MARTS = {"statements": "fct_settlement_statements", "lines": "fct_settlement_statement_lines",
+         "agent_statements": "fct_agent_commission_statements",
+         "agent_lines": "fct_agent_commission_statement_lines"}
+AGENT_CSV_COLUMNS = ["statement_id", "agent_id", "period_start", "period_end", "currency",
+                     "line_type", "model", "level", "payment_count", "refund_count",
+                     "earned_minor", "reversed_minor", "net_minor", "balance_minor"]
+
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 
@@ -60,16 +68,15 @@ def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iter
     if settings.warehouse_engine == "duckdb":
         import duckdb
 
-        files = {m: published_path(settings, m) for m in ("fct_settlement_statements",
-                                                          "fct_settlement_statement_lines")}
+        files = {alias: published_path(settings, mart) for alias, mart in MARTS.items()
+                 if "{" + alias + "}" in sql_duck}
         if not all(path.exists() for path in files.values()):
             raise ApiError(503, "statements_not_published",
                            "no statements have been published yet: run the pipeline first")
         con = duckdb.connect()
         try:
-            sql = sql_duck.format(
-                statements=f"read_parquet('{files['fct_settlement_statements']}')",
-                lines=f"read_parquet('{files['fct_settlement_statement_lines']}')")
+            sql = sql_duck.format(**{alias: f"read_parquet('{path}')"
+                                     for alias, path in files.items()})
             cursor = con.execute(sql, params)
             while batch := cursor.fetchmany(2000):
                 yield from batch
@@ -79,8 +86,7 @@ def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iter
     import psycopg
 
     with psycopg.connect(to_libpq_url(settings.warehouse_target)) as con:
-        sql = sql_pg.format(statements=f"{MARTS_SCHEMA}.fct_settlement_statements",
-                            lines=f"{MARTS_SCHEMA}.fct_settlement_statement_lines")
+        sql = sql_pg.format(**{alias: f"{MARTS_SCHEMA}.{mart}" for alias, mart in MARTS.items()})
         with con.cursor(name="statement_stream") as cursor:  # server-side: streams large periods
             cursor.itersize = 2000
             cursor.execute(sql.replace("?", "%s"), params)
@@ -222,3 +228,39 @@ def write_statement_files(settings: Settings, day: date,
             settings, merchant_id, (names or {}).get(merchant_id, merchant_id), day, day))
         os.replace(pdf_tmp, pdf)
     return written
+
+
+def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) -> Iterator[str]:
+    """An agent's commission statements (settlement.md): per statement an opening balance, one
+    line per model and level (earned, reversed, net) and the closing balance."""
+    heads = list(_fetch(settings, *(2 * [
+        "SELECT statement_id, period_start, period_end, currency, opening_balance_minor, "
+        "earned_minor, reversed_minor, net_minor, closing_balance_minor, payment_count, "
+        "refund_count FROM {agent_statements} WHERE agent_id = ? AND period_start >= ? "
+        "AND period_start <= ? ORDER BY statement_id"]), [agent_id, start, end]))
+    lines = _fetch(settings, *(2 * [
+        "SELECT statement_id, model, level, payment_count, refund_count, earned_minor, "
+        "reversed_minor, net_minor FROM {agent_lines} WHERE agent_id = ? AND period_start >= ? "
+        "AND period_start <= ? ORDER BY statement_id, level, model"]), [agent_id, start, end])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(AGENT_CSV_COLUMNS)
+    pending = next(lines, None)
+    for (statement_id, p_start, p_end, ccy, opening, earned, reversed_, net, closing, payments,
+         refunds) in heads:
+        prefix = [statement_id, agent_id, _text(p_start), _text(p_end), ccy]
+        writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(opening)])
+        balance = int(opening)
+        while pending is not None and pending[0] == statement_id:
+            _sid, model, level, n_pay, n_ref, l_earned, l_reversed, l_net = pending
+            balance += int(l_net)
+            writer.writerow(prefix + ["commission", model or "", level, n_pay, n_ref,
+                                      _text(l_earned), _text(l_reversed), _text(l_net),
+                                      _text(balance)])
+            pending = next(lines, None)
+        writer.writerow(prefix + ["closing_balance", "", "", payments, refunds, _text(earned),
+                                  _text(reversed_), _text(net), _text(closing)])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()

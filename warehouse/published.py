@@ -13,7 +13,8 @@ from pathlib import Path
 
 from warehouse.settings import Settings
 
-PUBLISHED_MARTS = ("fct_settlement_statements", "fct_settlement_statement_lines")
+PUBLISHED_MARTS = ("fct_settlement_statements", "fct_settlement_statement_lines",
+                   "fct_agent_commission_statements", "fct_agent_commission_statement_lines")
 MARTS_SCHEMA = "analytics"
 
 

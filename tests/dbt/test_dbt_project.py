@@ -707,6 +707,30 @@ def test_commission_rows_name_model_and_rate(built):
     assert before and after
 
 
+def test_agent_commission_statements(built):
+    """Per agent, currency and UTC day: earned on payments, reversed by refunds, a running
+    balance - all from the oracle's commission rows."""
+    expected_rows, _ = expected_commission()
+    when = {p["id"]: p["captured_at"] for p in PAYMENTS}
+    when.update({r["id"]: r["succeeded_at"] for r in REFUNDS})
+    figures: dict = defaultdict(lambda: [0, 0])
+    for (event_id, agent, _level), amount in expected_rows.items():
+        key = (agent, "USD", when[event_id].date())
+        figures[key][0 if event_id.startswith("pay_") else 1] += amount
+    rows = {(r["agent_id"], r["currency"], r["period_start"]): r for r in built.query(
+        "select * from analytics.fct_agent_commission_statements")}
+    assert set(rows) == set(figures)
+    balance: dict = defaultdict(int)
+    for key in sorted(figures):
+        earned, reversed_ = figures[key]
+        row = rows[key]
+        assert (_int(row["earned_minor"]), _int(row["reversed_minor"])) == (earned, reversed_)
+        assert _int(row["opening_balance_minor"]) == balance[key[:2]]
+        balance[key[:2]] += earned + reversed_
+        assert _int(row["closing_balance_minor"]) == balance[key[:2]]
+    assert any(_int(r["reversed_minor"]) != 0 for r in rows.values())
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),
@@ -716,6 +740,8 @@ def test_commission_rows_name_model_and_rate(built):
     ("rpt_x402_endpoint_daily", "merchant_id, day, rule_id, scheme, currency"),
     ("fct_commissions", "commission_id"),
     ("fct_platform_revenue", "event_id"),
+    ("fct_agent_commission_statements", "statement_id"),
+    ("fct_agent_commission_statement_lines", "statement_id, model, level"),
 ])
 def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"

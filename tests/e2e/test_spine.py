@@ -90,6 +90,36 @@ def check_pdf(client, merchant) -> None:
             assert str(Money(int(row["balance_minor"]), row["currency"])) in text
 
 
+def check_agent_statements(client, engine, merchants) -> None:
+    """Each agent downloads its own commission statements (CSV): lines add up to the closing
+    balance; another agent's are a 404; an agent with merchants that paid earned something."""
+    from serving.auth import new_api_key
+    from warehouse.models import Agent
+
+    with Session(engine) as s:
+        agents = {a.id: a.name for a in s.scalars(select(Agent))}
+        keys = {agent_id: new_api_key(s, agent_id=agent_id, role="agent")[1]
+                for agent_id in agents}
+        s.commit()
+    earned_any = False
+    for agent_id, key in keys.items():
+        resp = client.get(f"/api/v1/settlements/{agent_id}?period={DAY}",
+                          headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        rows = list(csv.DictReader(io.StringIO(resp.text)))
+        for closing in (r for r in rows if r["line_type"] == "closing_balance"):
+            lines = [r for r in rows if r["statement_id"] == closing["statement_id"]
+                     and r["line_type"] == "commission"]
+            assert sum(int(r["net_minor"]) for r in lines) == int(closing["net_minor"])
+            assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
+            earned_any |= int(closing["earned_minor"]) > 0
+    assert earned_any
+    one, other = list(keys)[:2]
+    resp = client.get(f"/api/v1/settlements/{other}?period={DAY}",
+                      headers={"Authorization": f"Bearer {keys[one]}"})
+    assert resp.status_code == 404
+
+
 def run_spine(make_settings, **urls) -> dict:
     settings = make_settings(**urls)
     upgrade(settings.oltp_url)
@@ -141,6 +171,7 @@ def run_spine(make_settings, **urls) -> dict:
         assert len(files) == len(merchants)
         assert len(list((settings.statements_dir / DAY.isoformat()).glob("*.pdf"))) == len(merchants)
         check_pdf(client, merchants[0])
+        check_agent_statements(client, app.state.engine, merchants)
         # The channels' files again (the same bytes): loaded once, nothing doubles.
         write_day(app.state.engine, settings.landing_dir, DAY)
         run_pipeline(settings, days=[DAY], ephemeral=True)
