@@ -72,7 +72,10 @@ for _p in PRICES:
 
 
 X402_TX = "0x" + "7e" * 32
-X402_REFERENCES = {"pay_x1": X402_TX, "pay_x2": "xpu_2"}  # chain tx (exact), usage id (token)
+X402_TX_WRONG_RECIPIENT = "0x" + "c3" * 32
+X402_REFERENCES = {"pay_x1": X402_TX, "pay_x2": "xpu_2",  # chain tx (exact), usage id (token)
+                   "pay_x3": X402_TX_WRONG_RECIPIENT,
+                   "pay_a5": "0x" + "a5" * 32, "pay_a6": "0x" + "a6" * 32}  # ETH on chain
 
 
 def _payment(pid, merchant, amount, currency, status, method, created, captured, refunded=0):
@@ -120,6 +123,15 @@ PAYMENTS = [
              "2024-03-02 10:00:00", "2024-03-02 10:00:00"),
     _payment("pay_x2", "mer_b", 50_000, "USDC", "success", "agent_token",
              "2024-03-02 11:00:00", "2024-03-02 11:00:00"),
+    _payment("pay_x3", "mer_b", 50_000, "USDC", "success", "x402",
+             "2024-03-02 14:00:00", "2024-03-02 14:00:00"),
+    # reconciliation: no reference on the channel's line (fuzzy), and two look-alikes (ambiguous)
+    _payment("pay_f1", "mer_a", 4_242, "USD", "success", "card",
+             "2024-03-02 08:00:00", "2024-03-02 08:00:00"),
+    _payment("pay_f2", "mer_a", 5_555, "USD", "success", "card",
+             "2024-03-02 08:10:00", "2024-03-02 08:10:00"),
+    _payment("pay_f3", "mer_a", 5_555, "USD", "success", "card",
+             "2024-03-02 08:20:00", "2024-03-02 08:20:00"),
 ]
 WALLET_PAYMENTS = {p["id"] for p in PAYMENTS if p["payment_method_type"] == "wallet"}
 
@@ -154,6 +166,8 @@ X402_USAGE = [
     _usage("xpu_3", "xpr_detail", "exact", "upstream_failed", "0xaa", "2024-03-02 12:00:00"),
     _usage("xpu_4", "xpr_filings", "exact", "settle_failed", "0xbb", "2024-03-02 13:00:00",
            amount=30_000),
+    _usage("xpu_5", "xpr_detail", "exact", "settled", "0xcc", "2024-03-02 14:00:00",
+           payment="pay_x3", tx=X402_TX_WRONG_RECIPIENT),
 ]
 
 
@@ -180,6 +194,11 @@ REFUNDS = [
 ]
 
 CHANNELS = [
+    *({"id": cid, "name": cid, "channel_type": kind, "status": "active",
+       "settlement_window_days": 0, "created_at": ts("2024-01-01 00:00:00"),
+       "updated_at": ts("2024-01-01 00:00:00")}
+      for cid, kind in (("ch_x402_sim", "x402"), ("ch_agent_token", "agent_token"),
+                        ("ch_wallet", "wallet"))),
     {"id": "ch_card", "name": "Card acquirer", "channel_type": "card", "status": "active",
      "settlement_window_days": 1, "created_at": ts("2024-01-01 00:00:00"),
      "updated_at": ts("2024-01-01 00:00:00")},
@@ -304,6 +323,19 @@ RAW_ROWS = {"merchants": MERCHANTS, "prices": PRICES, "payments": PAYMENTS, "ref
 
 
 def load_raw(warehouse) -> None:
+    from ingest.files.schema import FILE_TABLES
+
+    for table in FILE_TABLES:
+        rows = FILE_ROWS.get(table.name, [])
+        if not rows:
+            continue
+        cols = [c for c in table.column_names if any(c in r for r in rows)]
+        money_cols = {c for c, t in table.columns if t == "money"}
+        sql = (f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        warehouse.execute_many(sql, [tuple(Decimal(r[c]) if c in money_cols and r.get(c)
+                                           is not None else r.get(c) for c in cols)
+                                     for r in rows])
     for table in RAW_TABLES:
         rows = RAW_ROWS.get(table.name, [])
         if not rows:
@@ -323,6 +355,76 @@ def _raw_value(row: dict, col: str, money_cols: set[str]):
     v = row.get(col)
     # exact: big ints travel as Decimal (NUMERIC / DECIMAL(38,0)), never as float
     return Decimal(v) if (col in money_cols and v is not None) else v
+
+
+# --- reconciliation: channel lines, bank credits and chain logs with a planted break of each
+# class (reconciliation.md); the test asserts exactly these are found --------------------------
+
+SUCCESS_AGENT_PAYMENT = next(p for p in AGENT_PAYMENTS if p["status"] == "success")
+
+
+def _line(lid, *, ref=None, mref=None, amount, currency="USD", fee=0, day="2024-03-02",
+          kind="payment", payout=None):
+    return {"psp_line_id": lid, "file_id": "f_psp", "format": "psp_csv", "line_number": 1,
+            "settlement_date": date.fromisoformat(day), "record_type": kind,
+            "channel": "ch_card", "channel_reference": ref, "merchant_reference": mref,
+            "transaction_at": ts(f"{day} 12:00:00"), "currency": currency,
+            "gross_minor": amount, "fee_minor": fee, "net_minor": amount - fee,
+            "payout_id": payout, "payout_date": None, "status": None, "superseded_by": None}
+
+
+PSP_LINES = [
+    _line("L1", ref="chref-pay_a1", amount=10_000, fee=190, day="2024-03-01"),  # exact
+    _line("L2", ref="chref-pay_a2", amount=10_050, fee=999, day="2024-03-01"),  # fee_mismatch
+    _line("L3", ref="chref-pay_a1", amount=10_000, fee=190, day="2024-03-03"),  # duplicate
+    _line("L4", mref="pay_a3", amount=1_999, fee=46, day="2024-03-02"),  # refunded: status
+    _line("L5", ref="chref-pay_b1", amount=12_000, currency="JPY"),  # amount_mismatch
+    _line("L6", ref="psp-only-1", amount=777),  # missing_in_ledger
+    _line("L7", ref="psp-unknown-1", amount=4_242),  # fuzzy -> pay_f1
+    _line("L8", ref="psp-unknown-2", amount=5_555),  # ambiguous: pay_f2, pay_f3
+    _line("L9", ref=SUCCESS_AGENT_PAYMENT["channel_reference"],
+          amount=SUCCESS_AGENT_PAYMENT["amount_minor"], currency="EUR"),  # currency_mismatch
+    _line("P1", kind="payout", payout="po_1", amount=9_810, day="2024-03-02"),
+    _line("P2", kind="payout", payout="po_2", amount=5_000, day="2024-03-02"),
+]
+
+
+def _bank(lid, amount, *, e2e=None, remittance=None):
+    return {"statement_line_id": lid, "statement_uid": "st_1", "file_id": "f_bank",
+            "statement_index": 0, "line_number": 1, "account_id": "DE00", "booking_date":
+            date(2024, 3, 3), "value_date": date(2024, 3, 3), "amount_minor": amount,
+            "currency": "USD", "status": "BOOK", "end_to_end_id": e2e, "remittance": remittance,
+            "superseded_by": None}
+
+
+BANK_STATEMENTS = [{"statement_uid": "st_1", "file_id": "f_bank", "statement_index": 0,
+                    "format": "camt", "message_type": "camt.053", "account_id": "DE00",
+                    "currency": "USD", "superseded_by": None}]
+BANK_LINES = [_bank("B1", 9_810, e2e="po_1"),  # payout_batch
+              _bank("B2", 4_990, remittance="PAYOUT po_2")]  # payout_mismatch
+
+
+def _log(tx, to, value, block, *, removed=False, network="eip155:84532"):
+    return {"chain_log_id": f"{tx}:0:{removed}", "file_id": "f_chain", "network": network,
+            "block_number": block, "block_hash": None, "block_timestamp": ts("2024-03-02 12:00:00"),
+            "transaction_hash": tx, "log_index": 0, "token_address": "0x" + "0" * 40,
+            "from_address": "0x" + "11" * 20, "to_address": to, "value_text": str(value),
+            "value_minor": value, "removed": removed}
+
+
+PAY_TO = "0x" + "5a" * 20
+CHAIN_LOGS = [
+    _log(X402_TX, PAY_TO, 50_000, 100),  # chain match (pay_x1)
+    _log(X402_TX_WRONG_RECIPIENT, "0x" + "99" * 20, 50_000, 100),  # recipient_mismatch
+    _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, network="eip155:1"),
+    _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, removed=True, network="eip155:1"),  # reorged
+    _log("0x" + "a6" * 32, PAY_TO, ETH_HUGE, 998, network="eip155:1"),  # 3 confirmations
+]
+CHAIN_HEADS = [{"file_id": "f_chain", "network": "eip155:84532", "latest_block": 1000},
+               {"file_id": "f_chain_1", "network": "eip155:1", "latest_block": 1000}]
+FILE_ROWS = {"psp_lines": PSP_LINES, "bank_statements": BANK_STATEMENTS,
+             "bank_statement_lines": BANK_LINES, "chain_logs": CHAIN_LOGS,
+             "chain_heads": CHAIN_HEADS}
 
 
 # --- the expected figures, computed in Python with the money core ------------------------------
@@ -554,7 +656,8 @@ def test_statements_balance(built):
     assert sum(_int(r["fees_minor"]) for r in rows.values()
                if r["currency"] == "USD" and r["merchant_id"] == "mer_a") == \
         expected_fees()["pay_a1"]["fee"] + expected_fees()["pay_a2"]["fee"] \
-        - expected_reversals()["re_a2_1"]
+        - expected_reversals()["re_a2_1"] \
+        + sum(expected_fees()[p]["fee"] for p in ("pay_f1", "pay_f2", "pay_f3"))
 
 
 def test_merchant_daily_report(built):
@@ -582,8 +685,8 @@ def test_x402_endpoint_report(built):
     assert set(rows) == {("xpr_detail", "exact"), ("xpr_detail", "token"),
                          ("xpr_filings", "exact")}
     exact, token = rows[("xpr_detail", "exact")], rows[("xpr_detail", "token")]
-    assert (exact["calls"], exact["paid_calls"], exact["not_charged_calls"]) == (2, 1, 1)
-    assert _int(exact["revenue_minor"]) == 50_000 and exact["payers"] == 1
+    assert (exact["calls"], exact["paid_calls"], exact["not_charged_calls"]) == (3, 2, 1)
+    assert _int(exact["revenue_minor"]) == 100_000 and exact["payers"] == 2
     assert exact["path_pattern"] == "/company/detail" and exact["day"] == date(2024, 3, 2)
     assert (token["calls"], _int(token["revenue_minor"])) == (1, 50_000)
     filings = rows[("xpr_filings", "exact")]
@@ -591,8 +694,8 @@ def test_x402_endpoint_report(built):
     # the x402 revenue is also in the merchant's USDC statement, fee at the merchant's price
     statement = {r["statement_id"]: r for r in built.query(
         "select * from analytics.fct_settlement_statements")}["mer_b:USDC:2024-03-02"]
-    assert _int(statement["gross_minor"]) == 100_000
-    assert _int(statement["fees_minor"]) == 2 * fee_minor(50_000, 100)
+    assert _int(statement["gross_minor"]) == 150_000
+    assert _int(statement["fees_minor"]) == 3 * fee_minor(50_000, 100)
 
 
 # --- the commission oracle: commission.md walked in plain Python --------------------------------
@@ -731,6 +834,51 @@ def test_agent_commission_statements(built):
     assert any(_int(r["reversed_minor"]) != 0 for r in rows.values())
 
 
+def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
+    matches = {(r["match_type"], r["payment_id"] or r["channel_reference"])
+               for r in built.query("select * from analytics.fct_reconciliation_matches")}
+    assert matches == {("exact_reference", "pay_a1"), ("exact_reference", "pay_a2"),
+                       ("fuzzy", "pay_f1"), ("payout_batch", "po_1"), ("chain", "pay_x1")}
+    breaks = built.query("select * from analytics.fct_reconciliation_breaks")
+    by_type = defaultdict(set)
+    for r in breaks:
+        by_type[r["break_type"]].add(r["payment_id"] or r["channel_reference"])
+    settled = {p["id"] for p in PAYMENTS if p["status"] in ("success", "partially_refunded")
+               and p["payment_method_type"] not in ("wallet", "agent_token")}
+    seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3",
+            "pay_a5", SUCCESS_AGENT_PAYMENT["id"]}
+    assert dict(by_type) == {
+        "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
+        "status_mismatch": {"pay_a3"}, "amount_mismatch": {"pay_b1"},
+        "missing_in_ledger": {"psp-only-1"}, "ambiguous": {"psp-unknown-2"},
+        "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"]}, "payout_mismatch": {"po_2"},
+        "recipient_mismatch": {"pay_x3"}, "chain_reorged": {"pay_a5"},
+        "chain_unconfirmed": {"pay_a6"}, "missing_in_channel": settled - seen}
+    rows = {(r["break_type"], r["payment_id"] or r["channel_reference"]): r for r in breaks}
+    assert _int(rows[("amount_mismatch", "pay_b1")]["delta_minor"]) == -345
+    assert _int(rows[("payout_mismatch", "po_2")]["delta_minor"]) == -10
+    fee = rows[("fee_mismatch", "pay_a2")]
+    assert (_int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"])) == \
+        (fee_minor(10_050, 180, 10), 999)
+    assert rows[("ambiguous", "psp-unknown-2")]["candidates"] == "pay_f2,pay_f3"
+    assert all(r["status"] == "open" and r["age_days"] >= 0 for r in breaks)
+    daily = {(r["day"], r["channel"]): r
+             for r in built.query("select * from analytics.rpt_reconciliation_daily")}
+    card = daily[(date(2024, 3, 1), "ch_card")]
+    assert card["matched_count"] == 2 and _int(card["matched_amount_minor"]) == 20_050
+
+
+def test_reconciliation_ids_are_stable_across_builds(built, tmp_path_factory, dbt_build):
+    """Re-running gives the same matches and the same break ids."""
+    query = "select {} from analytics.{} order by 1"
+    before = (built.query(query.format("match_id", "fct_reconciliation_matches")),
+              built.query(query.format("break_id, break_type", "fct_reconciliation_breaks")))
+    assert dbt_build(built, tmp_path_factory.mktemp("rebuild")).returncode == 0  # same inputs
+    after = (built.query(query.format("match_id", "fct_reconciliation_matches")),
+             built.query(query.format("break_id, break_type", "fct_reconciliation_breaks")))
+    assert before == after and before[0] and before[1]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),
@@ -742,6 +890,9 @@ def test_agent_commission_statements(built):
     ("fct_platform_revenue", "event_id"),
     ("fct_agent_commission_statements", "statement_id"),
     ("fct_agent_commission_statement_lines", "statement_id, model, level"),
+    ("fct_reconciliation_matches", "match_id"),
+    ("fct_reconciliation_breaks", "break_id"),
+    ("rpt_reconciliation_daily", "day, channel"),
 ])
 def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"

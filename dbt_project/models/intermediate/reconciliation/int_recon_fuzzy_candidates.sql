@@ -1,0 +1,40 @@
+-- Fuzzy pairs (reconciliation.md step 3): a PSP line with no reference to a ledger payment,
+-- and a settled ledger payment on the same channel with no line of its own, same currency and
+-- amount, the line's transaction day within [capture day, capture day + settlement window].
+-- line_candidates / payment_candidates count the partners each side has.
+
+with lines as (
+    select * from {{ ref('int_recon_psp_payment_lines') }} where payment_id is null
+),
+
+ledger as (
+    select g.* from {{ ref('int_recon_ledger') }} as g
+    where g.side = 'psp' and g.is_settled_in_ledger
+      and not exists (select 1 from {{ ref('int_recon_psp_payment_lines') }} as l
+                      where l.payment_id = g.payment_id)
+),
+
+pairs as (
+    select
+        l.psp_line_id,
+        l.channel,
+        l.channel_reference,
+        l.currency,
+        l.gross_minor,
+        l.settlement_date,
+        g.payment_id,
+        g.ledger_date
+    from lines as l
+    inner join ledger as g
+        on  g.channel_id = l.channel
+        and g.currency = l.currency
+        and g.amount_minor = l.gross_minor
+        and cast(l.transaction_at as date) between g.ledger_date
+            and g.ledger_date + g.settlement_window_days
+)
+
+select
+    *,
+    count(*) over (partition by psp_line_id) as line_candidates,
+    count(*) over (partition by payment_id) as payment_candidates
+from pairs

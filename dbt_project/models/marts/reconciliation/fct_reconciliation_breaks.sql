@@ -1,0 +1,211 @@
+-- reconciliation.md: one row per break, with a stable id (md5 of its type and the keys of the
+-- sides involved: the same inputs give the same ids on every run), the amounts, the delta
+-- (channel - ledger), first_seen (the day the break could first be seen: the line's settlement
+-- day, the bank booking day, the block day, or for missing_in_channel the day the channel's
+-- settlement window plus var recon_grace_days ran out), age_days against var recon_as_of
+-- (default: today, UTC). Inside the window a ledger payment with no channel line is pending
+-- (rpt_reconciliation_daily counts it), not a break. Breaks are recomputed from the current
+-- inputs: one that later data closes no longer appears (status 'open' on every row here;
+-- keeping resolved breaks with when and by what needs the break history, a later step).
+
+{% set as_of = "cast('" ~ var('recon_as_of', run_started_at.strftime('%Y-%m-%d')) ~ "' as date)" %}
+{% set grace = var('recon_grace_days', 1) %}
+
+with ledger as (
+    select * from {{ ref('int_recon_ledger') }}
+),
+
+lines as (
+    select * from {{ ref('int_recon_psp_payment_lines') }}
+),
+
+matches as (
+    select * from {{ ref('fct_reconciliation_matches') }}
+),
+
+fuzzy as (
+    select * from {{ ref('int_recon_fuzzy_candidates') }}
+),
+
+transfers as (
+    select * from {{ ref('int_recon_chain_transfers') }}
+),
+
+channel_prices as (
+    select * from {{ ref('stg_clearhouse__prices') }} where subject_type = 'channel'
+),
+
+referenced as (
+    select l.*, g.amount_minor as ledger_minor, g.currency as ledger_currency,
+           g.is_settled_in_ledger, g.status as ledger_status
+    from lines as l
+    inner join ledger as g on g.payment_id = l.payment_id
+),
+
+reference_breaks as (
+    select
+        case
+            when reference_rank > 1 then 'duplicate_in_channel'
+            when not is_settled_in_ledger then 'status_mismatch'
+            when currency <> ledger_currency then 'currency_mismatch'
+            else 'amount_mismatch'
+        end as break_type,
+        psp_line_id as break_key,
+        channel, currency, payment_id, channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        ledger_minor, gross_minor as channel_minor, settlement_date as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from referenced
+    where reference_rank > 1 or not is_settled_in_ledger or currency <> ledger_currency
+       or gross_minor <> ledger_minor
+),
+
+fee_breaks as (
+    select
+        'fee_mismatch' as break_type,
+        r.psp_line_id as break_key,
+        r.channel, r.currency, r.payment_id, r.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        {{ fee_minor('r.gross_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
+            as ledger_minor,
+        r.fee_minor as channel_minor,
+        r.settlement_date as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from referenced as r
+    inner join channel_prices as cp
+        on  cp.subject_id = r.channel
+        and cp.currency = r.currency
+        and cp.valid_from <= r.transaction_at
+        and (cp.valid_to is null or r.transaction_at < cp.valid_to)
+    where r.reference_rank = 1 and r.is_settled_in_ledger and r.currency = r.ledger_currency
+      and r.fee_minor <> {{ fee_minor('r.gross_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
+),
+
+unreferenced as (
+    select l.* from lines as l
+    where l.payment_id is null
+      and not exists (select 1 from matches as m where m.psp_line_id = l.psp_line_id)
+),
+
+line_breaks as (
+    select
+        case when exists (select 1 from fuzzy as f where f.psp_line_id = u.psp_line_id)
+             then 'ambiguous' else 'missing_in_ledger' end as break_type,
+        u.psp_line_id as break_key,
+        u.channel, u.currency, cast(null as varchar(40)) as payment_id, u.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(null as {{ money_type() }}) as ledger_minor,
+        u.gross_minor as channel_minor,
+        u.settlement_date as first_seen,
+        (select string_agg(f.payment_id, ',' order by f.payment_id) from fuzzy as f
+         where f.psp_line_id = u.psp_line_id) as candidates
+    from unreferenced as u
+),
+
+unsettled_ledger as (
+    -- settled in the ledger, nothing on the channel side: no line, no fuzzy match, no transfer
+    select g.* from ledger as g
+    where g.is_settled_in_ledger and g.side in ('psp', 'chain')
+      and not exists (select 1 from lines as l where l.payment_id = g.payment_id)
+      and not exists (select 1 from matches as m where m.payment_id = g.payment_id)
+      and not exists (select 1 from transfers as t
+                      where g.side = 'chain' and t.transaction_hash = lower(g.channel_reference))
+      and not exists (select 1 from fuzzy as f where f.payment_id = g.payment_id)
+),
+
+missing_in_channel as (
+    select
+        'missing_in_channel' as break_type,
+        u.payment_id as break_key,
+        u.channel_id as channel, u.currency, u.payment_id, u.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        u.amount_minor as ledger_minor,
+        cast(null as {{ money_type() }}) as channel_minor,
+        u.ledger_date + u.settlement_window_days + {{ grace }} as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from unsettled_ledger as u
+    where u.ledger_date + u.settlement_window_days + {{ grace }} < {{ as_of }}
+),
+
+chain_breaks as (
+    select
+        case
+            when t.is_reorged then 'chain_reorged'
+            when g.expected_recipient is not null and g.expected_recipient <> t.to_address
+                then 'recipient_mismatch'
+            when t.value_minor <> g.amount_minor then 'amount_mismatch'
+            else 'chain_unconfirmed'
+        end as break_type,
+        t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as break_key,
+        g.channel_id as channel, g.currency, g.payment_id, g.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        t.transaction_hash as chain_tx_hash,
+        g.amount_minor as ledger_minor,
+        t.value_minor as channel_minor,
+        cast(t.block_timestamp as date) as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from ledger as g
+    inner join transfers as t on t.transaction_hash = lower(g.channel_reference)
+    where g.side = 'chain'
+      and (t.is_reorged or not t.is_confirmed or t.value_minor <> g.amount_minor
+           or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
+),
+
+payout_pairs as (
+    select p.psp_line_id, p.channel, p.currency, p.payout_id, p.gross_minor, b.statement_line_id,
+           b.amount_minor as bank_minor, b.booking_date
+    from {{ ref('stg_files__psp_lines') }} as p
+    inner join {{ ref('stg_files__bank_statement_lines') }} as b
+        on  b.amount_minor > 0
+        and (b.end_to_end_id = p.payout_id or b.customer_reference = p.payout_id
+             or position(p.payout_id in coalesce(b.remittance, '')) > 0)
+    where p.format = 'psp_csv' and p.record_type = 'payout'
+),
+
+payout_breaks as (
+    select
+        'payout_mismatch' as break_type,
+        psp_line_id || ':' || statement_line_id as break_key,
+        channel, currency, cast(null as varchar(40)) as payment_id, payout_id as channel_reference,
+        statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        gross_minor as ledger_minor,
+        bank_minor as channel_minor,
+        booking_date as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from payout_pairs
+    where bank_minor <> gross_minor
+),
+
+breaks as (
+    select * from reference_breaks
+    union all select * from fee_breaks
+    union all select * from line_breaks
+    union all select * from missing_in_channel
+    union all select * from chain_breaks
+    union all select * from payout_breaks
+)
+
+select
+    md5(break_type || ':' || break_key) as break_id,
+    break_type,
+    channel,
+    currency,
+    payment_id,
+    channel_reference,
+    statement_line_id,
+    chain_tx_hash,
+    cast(ledger_minor as {{ money_type() }}) as ledger_amount_minor,
+    cast(channel_minor as {{ money_type() }}) as channel_amount_minor,
+    cast(channel_minor - ledger_minor as {{ money_type() }}) as delta_minor,
+    first_seen,
+    {{ as_of }} - first_seen as age_days,
+    'open' as status,
+    cast(null as date) as resolved_at,
+    cast(null as varchar(200)) as resolved_by,
+    candidates
+from breaks

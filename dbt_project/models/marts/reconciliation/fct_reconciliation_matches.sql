@@ -1,0 +1,138 @@
+-- reconciliation.md, match order: 1. exact reference (ledger payment <-> PSP line, 1:1),
+-- 2. payout batch (a PSP payout <-> the bank credit whose remittance carries its id, N:1),
+-- chain (crypto and x402 payment <-> Transfer log by transaction hash, recipient, value),
+-- 3. fuzzy (no reference: same channel, currency and amount, the line inside the channel's
+-- settlement window, exactly one candidate either way). A pair that differs in amount,
+-- currency or status is a break, not a match (fct_reconciliation_breaks).
+
+with lines as (
+    select * from {{ ref('int_recon_psp_payment_lines') }}
+),
+
+ledger as (
+    select * from {{ ref('int_recon_ledger') }}
+),
+
+exact as (
+    select
+        'exact_reference' as match_type,
+        'exact_reference:' || l.psp_line_id as match_key,
+        l.channel,
+        l.currency,
+        g.payment_id,
+        l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        l.gross_minor as amount_minor,
+        l.settlement_date as matched_on,
+        l.psp_line_id
+    from lines as l
+    inner join ledger as g on g.payment_id = l.payment_id
+    where l.reference_rank = 1 and g.is_settled_in_ledger
+      and g.currency = l.currency and g.amount_minor = l.gross_minor
+),
+
+payouts as (
+    select * from {{ ref('stg_files__psp_lines') }}
+    where format = 'psp_csv' and record_type = 'payout'
+),
+
+bank as (
+    select * from {{ ref('stg_files__bank_statement_lines') }} where amount_minor > 0
+),
+
+payout_pairs as (
+    select
+        p.psp_line_id,
+        p.channel,
+        p.currency,
+        p.payout_id,
+        p.gross_minor as payout_minor,
+        p.settlement_date,
+        b.statement_line_id,
+        b.amount_minor as bank_minor,
+        b.currency as bank_currency,
+        b.booking_date
+    from payouts as p
+    inner join bank as b
+        on  b.end_to_end_id = p.payout_id
+        or  b.customer_reference = p.payout_id
+        or  position(p.payout_id in coalesce(b.remittance, '')) > 0
+),
+
+payout_matches as (
+    select
+        'payout_batch' as match_type,
+        'payout_batch:' || psp_line_id || ':' || statement_line_id as match_key,
+        channel,
+        currency,
+        cast(null as varchar(40)) as payment_id,
+        payout_id as channel_reference,
+        statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        bank_minor as amount_minor,
+        booking_date as matched_on,
+        psp_line_id
+    from payout_pairs
+    where bank_minor = payout_minor and bank_currency = currency
+),
+
+chain as (
+    select
+        'chain' as match_type,
+        'chain:' || t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as match_key,
+        g.channel_id as channel,
+        g.currency,
+        g.payment_id,
+        g.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        t.transaction_hash as chain_tx_hash,
+        g.amount_minor,
+        cast(t.block_timestamp as date) as matched_on,
+        cast(null as varchar(200)) as psp_line_id
+    from ledger as g
+    inner join {{ ref('int_recon_chain_transfers') }} as t
+        on t.transaction_hash = lower(g.channel_reference)
+    where g.side = 'chain' and g.is_settled_in_ledger
+      and not t.is_reorged and t.is_confirmed
+      and t.value_minor = g.amount_minor
+      and (g.expected_recipient is null or g.expected_recipient = t.to_address)
+),
+
+fuzzy as (
+    select
+        'fuzzy' as match_type,
+        'fuzzy:' || c.psp_line_id as match_key,
+        c.channel,
+        c.currency,
+        c.payment_id,
+        c.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        c.gross_minor as amount_minor,
+        c.settlement_date as matched_on,
+        c.psp_line_id
+    from {{ ref('int_recon_fuzzy_candidates') }} as c
+    where c.line_candidates = 1 and c.payment_candidates = 1
+),
+
+matches as (
+    select * from exact
+    union all select * from payout_matches
+    union all select * from chain
+    union all select * from fuzzy
+)
+
+select
+    md5(match_key) as match_id,
+    match_type,
+    channel,
+    currency,
+    payment_id,
+    channel_reference,
+    statement_line_id,
+    chain_tx_hash,
+    cast(amount_minor as {{ money_type() }}) as amount_minor,
+    matched_on,
+    psp_line_id
+from matches

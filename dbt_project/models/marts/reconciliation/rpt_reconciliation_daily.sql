@@ -1,0 +1,76 @@
+-- reconciliation.md "Figures per day and channel": matched count and amount, match rate,
+-- breaks by type (count; amount = the ledger amount, else the channel's), pending (settled in
+-- the ledger, no channel evidence yet, still inside the settlement window), and the oldest open
+-- break of the channel seen by that day. match_rate = matched / (matched + breaks), an exact
+-- DECIMAL(9,6); day = matched_on for matches, first_seen for breaks, capture day for pending.
+
+{% set break_types = ['missing_in_channel', 'missing_in_ledger', 'amount_mismatch',
+    'currency_mismatch', 'fee_mismatch', 'duplicate_in_channel', 'status_mismatch',
+    'payout_mismatch', 'chain_unconfirmed', 'chain_reorged', 'recipient_mismatch',
+    'ambiguous'] %}
+{% set as_of = "cast('" ~ var('recon_as_of', run_started_at.strftime('%Y-%m-%d')) ~ "' as date)" %}
+{% set grace = var('recon_grace_days', 1) %}
+
+with matches as (
+    select matched_on as day, channel, count(*) as matched_count,
+           cast(sum(amount_minor) as {{ money_type() }}) as matched_amount_minor
+    from {{ ref('fct_reconciliation_matches') }}
+    group by matched_on, channel
+),
+
+breaks as (
+    select * from {{ ref('fct_reconciliation_breaks') }}
+),
+
+break_days as (
+    select
+        first_seen as day,
+        channel,
+        count(*) as break_count,
+        cast(sum(coalesce(ledger_amount_minor, channel_amount_minor)) as {{ money_type() }})
+            as break_amount_minor
+        {% for t in break_types %}
+        , count(case when break_type = '{{ t }}' then 1 end) as breaks_{{ t }}
+        {% endfor %}
+    from breaks
+    group by first_seen, channel
+),
+
+pending as (
+    select g.ledger_date as day, g.channel_id as channel, count(*) as pending_count
+    from {{ ref('int_recon_ledger') }} as g
+    where g.is_settled_in_ledger and g.side in ('psp', 'chain')
+      and g.ledger_date + g.settlement_window_days + {{ grace }} >= {{ as_of }}
+      and not exists (select 1 from {{ ref('fct_reconciliation_matches') }} as m
+                      where m.payment_id = g.payment_id)
+      and not exists (select 1 from breaks as b where b.payment_id = g.payment_id)
+    group by g.ledger_date, g.channel_id
+),
+
+keys as (
+    select day, channel from matches
+    union select day, channel from break_days
+    union select day, channel from pending
+)
+
+select
+    k.day,
+    k.channel,
+    coalesce(m.matched_count, 0) as matched_count,
+    cast(coalesce(m.matched_amount_minor, 0) as {{ money_type() }}) as matched_amount_minor,
+    {{ ratio_decimal('coalesce(m.matched_count, 0)',
+                     'coalesce(m.matched_count, 0) + coalesce(b.break_count, 0)') }}
+        as match_rate,
+    coalesce(b.break_count, 0) as break_count,
+    cast(coalesce(b.break_amount_minor, 0) as {{ money_type() }}) as break_amount_minor
+    {% for t in break_types %}
+    , coalesce(b.breaks_{{ t }}, 0) as breaks_{{ t }}
+    {% endfor %},
+    coalesce(p.pending_count, 0) as pending_count,
+    (select max(o.age_days) from breaks as o
+     where o.channel = k.channel and o.status = 'open' and o.first_seen <= k.day)
+        as oldest_open_break_days
+from keys as k
+left join matches as m on m.day = k.day and m.channel = k.channel
+left join break_days as b on b.day = k.day and b.channel = k.channel
+left join pending as p on p.day = k.day and p.channel = k.channel
