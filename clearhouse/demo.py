@@ -124,6 +124,7 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     pipeline = run_pipeline(settings, days=[day])
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
                "chain_exports": exports, "revenue": fee_split(settings, day),
+               "reconciliation": reconciliation_summary(settings),
                "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
@@ -153,6 +154,11 @@ def print_summary(settings: Settings, summary: dict) -> None:
         print(f"  fees         {Money(fee, currency)} charged: channels {Money(channel, currency)}, "
               f"agents {Money(agents, currency)}, platform {Money(net, currency)}"
               + (f" ({flagged} with a negative margin)" if flagged else ""))
+    matched, breaks = summary.get("reconciliation", (0, {}))
+    total = matched + sum(breaks.values())
+    print(f"  reconciled   {matched} matches"
+          + (f" ({matched * 100 // total} % of items)" if total else "") + "; breaks: "
+          + (", ".join(f"{n} {kind}" for kind, n in sorted(breaks.items())) or "none"))
     files = summary["pipeline"]["statement_files"].get(day, 0)
     print(f"  statements   {files} merchant statements (CSV and PDF) in "
           f"{settings.statements_dir / day.isoformat()}")
@@ -177,6 +183,18 @@ def fee_split(settings: Settings, day: date) -> dict[str, tuple[int, int, int, i
     finally:
         writer.close()
     return {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
+
+
+def reconciliation_summary(settings: Settings) -> tuple[int, dict[str, int]]:
+    """Matches, and open breaks by class (analytics.fct_reconciliation_*)."""
+    writer = open_files_writer(settings)
+    try:
+        matched = writer.fetchall("SELECT count(*) FROM analytics.fct_reconciliation_matches")
+        breaks = writer.fetchall("SELECT break_type, count(*) FROM analytics."
+                                 "fct_reconciliation_breaks WHERE status = 'open' GROUP BY 1")
+    finally:
+        writer.close()
+    return int(matched[0][0]), {kind: int(n) for kind, n in breaks}
 
 
 def _print_x402(summary: dict) -> None:

@@ -377,7 +377,7 @@ PSP_LINES = [
     _line("L1", ref="chref-pay_a1", amount=10_000, fee=190, day="2024-03-01"),  # exact
     _line("L2", ref="chref-pay_a2", amount=10_050, fee=999, day="2024-03-01"),  # fee_mismatch
     _line("L3", ref="chref-pay_a1", amount=10_000, fee=190, day="2024-03-03"),  # duplicate
-    _line("L4", mref="pay_a3", amount=1_999, fee=46, day="2024-03-02"),  # refunded: status
+    _line("L4", mref="pay_a4", amount=5_000, fee=100, day="2024-03-02"),  # failed: status
     _line("L5", ref="chref-pay_b1", amount=12_000, currency="JPY"),  # amount_mismatch
     _line("L6", ref="psp-only-1", amount=777),  # missing_in_ledger
     _line("L7", ref="psp-unknown-1", amount=4_242),  # fuzzy -> pay_f1
@@ -843,13 +843,14 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     by_type = defaultdict(set)
     for r in breaks:
         by_type[r["break_type"]].add(r["payment_id"] or r["channel_reference"])
-    settled = {p["id"] for p in PAYMENTS if p["status"] in ("success", "partially_refunded")
+    settled = {p["id"] for p in PAYMENTS
+               if p["status"] in ("success", "partially_refunded", "refunded")
                and p["payment_method_type"] not in ("wallet", "agent_token")}
     seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3",
-            "pay_a5", SUCCESS_AGENT_PAYMENT["id"]}
+            "pay_a5", "pay_a6", SUCCESS_AGENT_PAYMENT["id"]}
     assert dict(by_type) == {
         "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
-        "status_mismatch": {"pay_a3"}, "amount_mismatch": {"pay_b1"},
+        "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1"},
         "missing_in_ledger": {"psp-only-1"}, "ambiguous": {"psp-unknown-2"},
         "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"]}, "payout_mismatch": {"po_2"},
         "recipient_mismatch": {"pay_x3"}, "chain_reorged": {"pay_a5"},

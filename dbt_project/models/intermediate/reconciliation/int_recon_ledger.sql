@@ -1,5 +1,6 @@
--- The ledger side of reconciliation.md: every payment the platform recorded as captured, or
--- that ended failed / cancelled / fully refunded (a channel line for those is status_mismatch),
+-- The ledger side of reconciliation.md: every payment the platform recorded as captured (a
+-- refunded payment was captured too: the channel settles it and reports the refund apart), or
+-- that ended failed / cancelled (a channel line for those is status_mismatch),
 -- with where it settles: 'psp' (a channel that sends the PSP settlement CSV), 'chain' (crypto
 -- and x402: a Transfer log) or 'internal' (wallets, agent tokens: nothing to reconcile).
 
@@ -26,7 +27,7 @@ select
     p.status,
     p.captured_at,
     cast(coalesce(p.captured_at, p.created_at) as date) as ledger_date,
-    p.status in ('success', 'partially_refunded') as is_settled_in_ledger,
+    p.status in ('success', 'partially_refunded', 'refunded') as is_settled_in_ledger,
     case
         when c.channel_type in ('crypto', 'chain', 'x402') then 'chain'
         when c.channel_type in ('wallet', 'agent_token') or p.channel_id is null then 'internal'
