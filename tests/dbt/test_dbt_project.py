@@ -880,6 +880,41 @@ def test_reconciliation_ids_are_stable_across_builds(built, tmp_path_factory, db
     assert before == after and before[0] and before[1]
 
 
+def test_a_break_that_later_data_closes_is_resolved_not_deleted(built, tmp_path_factory,
+                                                                 dbt_build):
+    """pay_b2 has no channel line: missing_in_channel. A late line arrives -> the break is kept,
+    resolved by the match that covers it; the line withdrawn again -> the break reopens with its
+    first_seen. (The inputs end as they began, so later tests see the original state.)"""
+    def breaks_of(payment_id):
+        return [r for r in built.query("select * from analytics.fct_reconciliation_breaks")
+                if r["payment_id"] == payment_id]
+
+    [before] = breaks_of("pay_b2")
+    assert (before["break_type"], before["status"]) == ("missing_in_channel", "open")
+    late = _line("L_late", ref="chref-pay_b2", amount=1_000, currency="JPY", day="2024-03-05")
+    cols = [c for c in late if late[c] is not None]
+    built.execute_many(
+        f"INSERT INTO {RAW_SCHEMA}.psp_lines ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)})",
+        [tuple(Decimal(late[c]) if c.endswith("_minor") else late[c] for c in cols)])
+    try:
+        assert dbt_build(built, tmp_path_factory.mktemp("late")).returncode == 0
+        [resolved] = breaks_of("pay_b2")
+        [match] = [m for m in built.query("select * from analytics.fct_reconciliation_matches")
+                   if m["payment_id"] == "pay_b2"]
+        assert resolved["break_id"] == before["break_id"] and resolved["status"] == "resolved"
+        assert resolved["resolved_by"] == "match:" + match["match_id"]
+        assert resolved["resolved_at"] is not None
+        assert resolved["first_seen"] == before["first_seen"]
+    finally:
+        built.execute_many(f"DELETE FROM {RAW_SCHEMA}.psp_lines WHERE psp_line_id = ?",
+                           [("L_late",)])
+        assert dbt_build(built, tmp_path_factory.mktemp("withdrawn")).returncode == 0
+    [reopened] = breaks_of("pay_b2")
+    assert (reopened["status"], reopened["resolved_at"], reopened["first_seen"]) == \
+        ("open", None, before["first_seen"])
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),

@@ -4,12 +4,17 @@
 -- day, the bank booking day, the block day, or for missing_in_channel the day the channel's
 -- settlement window plus var recon_grace_days ran out), age_days against var recon_as_of
 -- (default: today, UTC). Inside the window a ledger payment with no channel line is pending
--- (rpt_reconciliation_daily counts it), not a break. Breaks are recomputed from the current
--- inputs: one that later data closes no longer appears (status 'open' on every row here;
--- keeping resolved breaks with when and by what needs the break history, a later step).
+-- (rpt_reconciliation_daily counts it), not a break.
+-- Incremental: the model keeps every break it has seen. Each run recomputes the open ones from
+-- the current inputs (keeping their first_seen); one that no longer shows is marked resolved,
+-- with the day (resolved_at = recon_as_of) and what resolved it (the match that now covers its
+-- payment or reference, else 'data_changed'), and stays. A break that shows again reopens.
+-- `dbt build --full-refresh` forgets the history.
 
 {% set as_of = "cast('" ~ var('recon_as_of', run_started_at.strftime('%Y-%m-%d')) ~ "' as date)" %}
 {% set grace = var('recon_grace_days', 1) %}
+
+{{ config(materialized='incremental', unique_key='break_id') }}
 
 with ledger as (
     select * from {{ ref('int_recon_ledger') }}
@@ -188,24 +193,73 @@ breaks as (
     union all select * from missing_in_channel
     union all select * from chain_breaks
     union all select * from payout_breaks
+),
+
+current_breaks as (
+    select
+        md5(break_type || ':' || break_key) as break_id,
+        break_type,
+        channel,
+        currency,
+        payment_id,
+        channel_reference,
+        statement_line_id,
+        chain_tx_hash,
+        cast(ledger_minor as {{ money_type() }}) as ledger_amount_minor,
+        cast(channel_minor as {{ money_type() }}) as channel_amount_minor,
+        cast(channel_minor - ledger_minor as {{ money_type() }}) as delta_minor,
+        first_seen,
+        candidates
+    from breaks
 )
 
+{% if is_incremental() %}
+, previous as (
+    select * from {{ this }}
+),
+
+-- What closed a break that no longer shows: the match now covering its payment, line or
+-- payout, else the data that changed (a corrected file, a later status).
+closing_matches as (
+    select m.match_id, m.payment_id, m.psp_line_id, m.channel_reference
+    from matches as m
+)
+{% endif %}
+
 select
-    md5(break_type || ':' || break_key) as break_id,
-    break_type,
-    channel,
-    currency,
-    payment_id,
-    channel_reference,
-    statement_line_id,
-    chain_tx_hash,
-    cast(ledger_minor as {{ money_type() }}) as ledger_amount_minor,
-    cast(channel_minor as {{ money_type() }}) as channel_amount_minor,
-    cast(channel_minor - ledger_minor as {{ money_type() }}) as delta_minor,
-    first_seen,
-    {{ as_of }} - first_seen as age_days,
+    c.break_id, c.break_type, c.channel, c.currency, c.payment_id, c.channel_reference,
+    c.statement_line_id, c.chain_tx_hash, c.ledger_amount_minor, c.channel_amount_minor,
+    c.delta_minor,
+    {% if is_incremental() %}coalesce(p.first_seen, c.first_seen){% else %}c.first_seen{% endif %}
+        as first_seen,
+    {{ as_of }} - {% if is_incremental() %}coalesce(p.first_seen, c.first_seen){% else %}c.first_seen{% endif %}
+        as age_days,
     'open' as status,
     cast(null as date) as resolved_at,
     cast(null as varchar(200)) as resolved_by,
-    candidates
-from breaks
+    c.candidates
+from current_breaks as c
+{% if is_incremental() %}
+left join previous as p on p.break_id = c.break_id
+
+union all
+
+-- A break is never deleted: one that the current inputs no longer show is resolved, once.
+select
+    p.break_id, p.break_type, p.channel, p.currency, p.payment_id, p.channel_reference,
+    p.statement_line_id, p.chain_tx_hash, p.ledger_amount_minor, p.channel_amount_minor,
+    p.delta_minor, p.first_seen,
+    coalesce(p.resolved_at, {{ as_of }}) - p.first_seen as age_days,
+    'resolved' as status,
+    coalesce(p.resolved_at, {{ as_of }}) as resolved_at,
+    -- the same type as the first build's column: Postgres would otherwise widen it on each
+    -- incremental run, moving it to the end of the table
+    cast(coalesce(p.resolved_by, (
+        select min('match:' || m.match_id) from closing_matches as m
+        where m.payment_id = p.payment_id
+           or (p.channel_reference is not null and m.channel_reference = p.channel_reference)),
+        'data_changed') as varchar(200)) as resolved_by,
+    p.candidates
+from previous as p
+where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
+{% endif %}
