@@ -810,6 +810,23 @@ def test_commission_rows_name_model_and_rate(built):
     assert before and after
 
 
+def test_finance_ties_out_per_day_and_currency(built):
+    """settlement.md: statements' net + commissions + platform net + channel cost = gross -
+    refunds, per day and currency (the dbt test assert_finance_tie_out says the same)."""
+    assert "assert_finance_tie_out" in built.dbt_output
+    tie: dict = defaultdict(int)
+    for r in built.query("select * from analytics.fct_settlement_statements"):
+        key = (r["period_start"], r["currency"])
+        tie[key] += _int(r["net_activity_minor"]) - _int(r["gross_minor"]) \
+            + _int(r["refunds_minor"])
+    for r in built.query("select * from analytics.fct_platform_revenue"):
+        occurred = r["occurred_at"]
+        key = (occurred.date() if hasattr(occurred, "date") else occurred, r["currency"])
+        tie[key] += _int(r["agent_commission_minor"]) + _int(r["platform_net_minor"]) \
+            + _int(r["channel_cost_minor"])
+    assert tie and all(v == 0 for v in tie.values()), {k: v for k, v in tie.items() if v}
+
+
 def test_agent_commission_statements(built):
     """Per agent, currency and UTC day: earned on payments, reversed by refunds, a running
     balance - all from the oracle's commission rows."""

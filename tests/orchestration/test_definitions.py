@@ -41,3 +41,14 @@ def test_jobs_partitions_and_schedules():
         current_time=__import__("datetime").datetime(2026, 11, 21))
     names = {s.name for s in defs.schedules}
     assert len(names) == 2
+
+
+def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():
+    """settlement.md's tie-out runs as a dbt test that Dagster attaches to fct_platform_revenue:
+    a day that does not tie out fails the run before anything is published."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    keys = defs.resolve_asset_graph().asset_check_keys
+    assert dg.AssetCheckKey(dg.AssetKey(["fct_platform_revenue"]), "assert_finance_tie_out") in keys
