@@ -122,9 +122,10 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     say("running the pipeline: extract + landing zone -> dbt build (+ tests) -> publish -> "
         "statements")
     pipeline = run_pipeline(settings, days=[day])
+    revenue, reconciliation = finance_summary(settings, day)
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
-               "chain_exports": exports, "revenue": fee_split(settings, day),
-               "reconciliation": reconciliation_summary(settings),
+               "revenue": revenue, "reconciliation": reconciliation,
+               "chain_exports": exports,
                "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
@@ -168,9 +169,11 @@ def print_summary(settings: Settings, summary: dict) -> None:
     print(f"Merchant API keys for trying the API: {settings.home_dir / 'demo' / 'credentials.json'}")
 
 
-def fee_split(settings: Settings, day: date) -> dict[str, tuple[int, int, int, int, int]]:
-    """Per currency for the day: merchant fees, channel costs, agent commissions, platform net
-    and events with a negative margin (analytics.fct_platform_revenue, commission.md)."""
+def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dict[str, int]]]:
+    """From the marts, in one warehouse connection: per currency for the day, merchant fees,
+    channel costs, agent commissions, platform net and events with a negative margin
+    (fct_platform_revenue, commission.md); and the matches and open breaks by class
+    (fct_reconciliation_*)."""
     writer = open_files_writer(settings)
     try:
         rows = writer.fetchall(
@@ -180,21 +183,13 @@ def fee_split(settings: Settings, day: date) -> dict[str, tuple[int, int, int, i
             "CAST(sum(platform_net_minor) AS VARCHAR(40)), "
             "count(CASE WHEN negative_margin THEN 1 END) FROM analytics.fct_platform_revenue "
             "WHERE CAST(occurred_at AS DATE) = $1 GROUP BY currency ORDER BY currency", (day,))
-    finally:
-        writer.close()
-    return {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
-
-
-def reconciliation_summary(settings: Settings) -> tuple[int, dict[str, int]]:
-    """Matches, and open breaks by class (analytics.fct_reconciliation_*)."""
-    writer = open_files_writer(settings)
-    try:
         matched = writer.fetchall("SELECT count(*) FROM analytics.fct_reconciliation_matches")
         breaks = writer.fetchall("SELECT break_type, count(*) FROM analytics."
                                  "fct_reconciliation_breaks WHERE status = 'open' GROUP BY 1")
     finally:
         writer.close()
-    return int(matched[0][0]), {kind: int(n) for kind, n in breaks}
+    revenue = {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
+    return revenue, (int(matched[0][0]), {kind: int(n) for kind, n in breaks})
 
 
 def _print_x402(summary: dict) -> None:

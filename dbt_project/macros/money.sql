@@ -150,3 +150,10 @@
 
 {% macro default__date_key(d) -%}to_char(({{ d }}), 'YYYY-MM-DD'){%- endmacro %}
 {% macro duckdb__date_key(d) -%}strftime(({{ d }}), '%Y-%m-%d'){%- endmacro %}
+
+
+{# ---- in_force(alias, at): an effective-dated row in force at `at` --------------------- #}
+{#   valid_from inclusive, valid_to exclusive (NULL = open), as every dated table here. #}
+{% macro in_force(alias, at) -%}
+    {{ alias }}.valid_from <= {{ at }} and ({{ alias }}.valid_to is null or {{ at }} < {{ alias }}.valid_to)
+{%- endmacro %}

@@ -98,16 +98,18 @@ def list_rules(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
                              starting_after=starting_after, out=rules.rule_out))
 
 
-def _visible_rule(session, principal, rule_id: str) -> X402PricingRule:
-    rule = session.get(X402PricingRule, rule_id)
-    if rule is None or not (principal.is_operator or rule.merchant_id == principal.merchant_id):
-        raise not_found("pricing rule", rule_id)
-    return rule
+def _visible(session, principal, model, ident: str, kind: str, lock: bool = False):
+    """A merchant's own row, or any row for an operator; 404 otherwise (existence must not leak)."""
+    row = session.get(model, ident, with_for_update=lock)
+    if row is None or not (principal.is_operator or row.merchant_id == principal.merchant_id):
+        raise not_found(kind, ident)
+    return row
 
 
 @router.get("/x402/pricing-rules/{rule_id}", response_model=PricingRuleOut)
 def get_rule(rule_id: str, principal: PrincipalDep, session: SessionDep):
-    return JSONResponse(rules.rule_out(_visible_rule(session, principal, rule_id)))
+    return JSONResponse(rules.rule_out(_visible(session, principal, X402PricingRule, rule_id,
+                                                     "pricing rule")))
 
 
 @router.delete("/x402/pricing-rules/{rule_id}", response_model=PricingRuleOut)
@@ -169,24 +171,18 @@ def list_tokens(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
                              starting_after=starting_after, out=tokens.token_out))
 
 
-def _visible_token(session, principal, token_id: str, lock: bool = False) -> AgentPaymentToken:
-    row = session.get(AgentPaymentToken, token_id, with_for_update=lock)
-    if row is None or not (principal.is_operator or row.merchant_id == principal.merchant_id):
-        raise not_found("payment token", token_id)
-    return row
-
-
 @router.get("/payment-tokens/{token_id}", response_model=TokenOut)
 def get_token(token_id: str, principal: PrincipalDep, session: SessionDep):
-    return JSONResponse(tokens.token_out(_visible_token(session, principal, token_id)))
+    return JSONResponse(tokens.token_out(_visible(session, principal, AgentPaymentToken, token_id,
+                                                       "payment token")))
 
 
 @router.delete("/payment-tokens/{token_id}", response_model=TokenOut)
 def revoke_token(token_id: str, principal: PrincipalDep, session: WriteSessionDep):
     if principal.role not in ("merchant_admin", "platform_admin"):
         raise ApiError(403, "forbidden", "revoking a token needs merchant_admin or platform_admin")
-    row = tokens.revoke(session, _visible_token(session, principal, token_id, lock=True),
-                        datetime.now(UTC))
+    row = tokens.revoke(session, _visible(session, principal, AgentPaymentToken, token_id,
+                                         "payment token", lock=True), datetime.now(UTC))
     record(session, actor=principal.actor, action="payment_token.revoke",
            resource_type="payment_token", resource_id=row.id)
     session.commit()

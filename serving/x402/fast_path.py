@@ -48,7 +48,7 @@ def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime)
     auth, offer = verified.authorization, verified.offer
     net, asset = offer.network.caip2, offer.asset.address.lower()
     usage = X402Usage(id=new_id("x402_usage"), status="verified", created_at=now, updated_at=now,
-                      **{k: v for k, v in booking.usage_fields(call).items()})
+                      **booking.usage_fields(call))
     sql = (
         "WITH facts AS (SELECT EXISTS (SELECT 1 FROM sim_chain_logs WHERE network = %s AND "
         "asset = %s AND from_address = %s AND nonce = %s) AS used, " + _SUM_RECEIVED +

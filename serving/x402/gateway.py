@@ -19,8 +19,9 @@ with a budget reservation instead of the chain (serving/x402/tokens.py).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request
@@ -133,10 +134,17 @@ for _method in METHODS:
                          name=f"x402_gateway_{_method.lower()}")
 
 
+@dataclass(frozen=True)
 class _CallContext:
-    def __init__(self, state, config, request, path, url, body, offer):
-        self.state, self.config, self.request, self.path = state, config, request, path
-        self.url, self.body, self.offer = url, body, offer
+    """One paid call on its way through the gateway."""
+
+    state: Any
+    config: GatewayConfig
+    request: Request
+    path: str
+    url: str
+    body: bytes
+    offer: Offer
 
     def call(self, **fields) -> booking.Call:
         return booking.Call(merchant_id=self.config.merchant_id, rule_id=self.offer.rule_id,

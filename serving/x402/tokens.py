@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from serving.errors import ApiError
 from serving.x402.protocol import InvalidPayment
-from serving.x402.schemas import TokenCreate
+from serving.x402.schemas import TokenCreate, TokenOut
 from warehouse.ids import new_id
 from warehouse.models import AgentPaymentToken
 from warehouse.money import MAX_ABS_MINOR
@@ -131,8 +131,6 @@ def revoke(session: Session, row: AgentPaymentToken, now: datetime) -> AgentPaym
 
 
 def token_out(row: AgentPaymentToken) -> dict:
-    from serving.x402.schemas import TokenOut
-
     return TokenOut(
         id=row.id, merchant_id=row.merchant_id, agent_name=row.agent_name,
         amount_minor=row.budget_minor, currency=row.currency, spent_minor=row.spent_minor,

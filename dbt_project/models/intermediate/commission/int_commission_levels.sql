@@ -10,6 +10,18 @@
 -- passes up what it received (flagged by has_model / has_cost_price; see the yml tests).
 -- The walk stops at 32 levels, so a cycle in bad data cannot recurse forever.
 
+{#- The model and the cost price in force for chain row c's agent (used twice below). -#}
+{% set agent_terms %}
+left join models as cm
+        on  cm.agent_id = c.agent_id
+        and cm.currency = c.currency
+        and {{ in_force('cm', 'c.captured_at') }}
+    left join cost_prices as cp
+        on  cp.subject_id = c.agent_id
+        and cp.currency = c.currency
+        and {{ in_force('cp', 'c.captured_at') }}
+{%- endset %}
+
 with recursive
 
 fees as (
@@ -64,19 +76,9 @@ chain as (
     from chain as c
     inner join parents as ap
         on  ap.agent_id = c.agent_id
-        and ap.valid_from <= c.captured_at
-        and (ap.valid_to is null or c.captured_at < ap.valid_to)
+        and {{ in_force('ap', 'c.captured_at') }}
         and ap.parent_agent_id is not null
-    left join models as cm
-        on  cm.agent_id = c.agent_id
-        and cm.currency = c.currency
-        and cm.valid_from <= c.captured_at
-        and (cm.valid_to is null or c.captured_at < cm.valid_to)
-    left join cost_prices as cp
-        on  cp.subject_id = c.agent_id
-        and cp.currency = c.currency
-        and cp.valid_from <= c.captured_at
-        and (cp.valid_to is null or c.captured_at < cp.valid_to)
+    {{ agent_terms }}
     where c.level < 32
 ),
 
@@ -100,16 +102,7 @@ levels as (
              then {{ fee_minor('c.amount_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
         end as cost_fee_minor
     from chain as c
-    left join models as cm
-        on  cm.agent_id = c.agent_id
-        and cm.currency = c.currency
-        and cm.valid_from <= c.captured_at
-        and (cm.valid_to is null or c.captured_at < cm.valid_to)
-    left join cost_prices as cp
-        on  cp.subject_id = c.agent_id
-        and cp.currency = c.currency
-        and cp.valid_from <= c.captured_at
-        and (cp.valid_to is null or c.captured_at < cp.valid_to)
+    {{ agent_terms }}
 )
 
 select

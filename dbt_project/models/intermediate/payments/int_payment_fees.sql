@@ -36,8 +36,7 @@ priced as (
     left join merchant_prices as pr
         on  pr.subject_id = p.merchant_id
         and pr.currency = p.currency
-        and pr.valid_from <= p.captured_at
-        and (pr.valid_to is null or p.captured_at < pr.valid_to)
+        and {{ in_force('pr', 'p.captured_at') }}
 )
 
 select

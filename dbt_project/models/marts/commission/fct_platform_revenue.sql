@@ -34,8 +34,7 @@ costed as (
     left join channel_prices as cp
         on  cp.subject_id = f.channel_id
         and cp.currency = f.currency
-        and cp.valid_from <= f.captured_at
-        and (cp.valid_to is null or f.captured_at < cp.valid_to)
+        and {{ in_force('cp', 'f.captured_at') }}
 ),
 
 levels as (

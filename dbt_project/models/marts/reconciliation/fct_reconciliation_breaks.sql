@@ -11,7 +11,7 @@
 -- payment or reference, else 'data_changed'), and stays. A break that shows again reopens.
 -- `dbt build --full-refresh` forgets the history.
 
-{% set as_of = "cast('" ~ var('recon_as_of', run_started_at.strftime('%Y-%m-%d')) ~ "' as date)" %}
+{% set as_of = recon_as_of() %}
 {% set grace = var('recon_grace_days', 1) %}
 
 {{ config(materialized='incremental', unique_key='break_id') }}
@@ -82,8 +82,7 @@ fee_breaks as (
     inner join channel_prices as cp
         on  cp.subject_id = r.channel
         and cp.currency = r.currency
-        and cp.valid_from <= r.transaction_at
-        and (cp.valid_to is null or r.transaction_at < cp.valid_to)
+        and {{ in_force('cp', 'r.transaction_at') }}
     where r.reference_rank = 1 and r.is_settled_in_ledger and r.currency = r.ledger_currency
       and r.fee_minor <> {{ fee_minor('r.gross_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
 ),
@@ -160,17 +159,6 @@ chain_breaks as (
            or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
 ),
 
-payout_pairs as (
-    select p.psp_line_id, p.channel, p.currency, p.payout_id, p.gross_minor, b.statement_line_id,
-           b.amount_minor as bank_minor, b.booking_date
-    from {{ ref('stg_files__psp_lines') }} as p
-    inner join {{ ref('stg_files__bank_statement_lines') }} as b
-        on  b.amount_minor > 0
-        and (b.end_to_end_id = p.payout_id or b.customer_reference = p.payout_id
-             or position(p.payout_id in coalesce(b.remittance, '')) > 0)
-    where p.format = 'psp_csv' and p.record_type = 'payout'
-),
-
 payout_breaks as (
     select
         'payout_mismatch' as break_type,
@@ -178,12 +166,12 @@ payout_breaks as (
         channel, currency, cast(null as varchar(40)) as payment_id, payout_id as channel_reference,
         statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
-        gross_minor as ledger_minor,
+        payout_minor as ledger_minor,
         bank_minor as channel_minor,
         booking_date as first_seen,
         cast(null as varchar(2000)) as candidates
-    from payout_pairs
-    where bank_minor <> gross_minor
+    from {{ ref('int_recon_payout_pairs') }}
+    where bank_minor <> payout_minor
 ),
 
 breaks as (

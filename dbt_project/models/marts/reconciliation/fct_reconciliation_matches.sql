@@ -32,34 +32,6 @@ exact as (
       and g.currency = l.currency and g.amount_minor = l.gross_minor
 ),
 
-payouts as (
-    select * from {{ ref('stg_files__psp_lines') }}
-    where format = 'psp_csv' and record_type = 'payout'
-),
-
-bank as (
-    select * from {{ ref('stg_files__bank_statement_lines') }} where amount_minor > 0
-),
-
-payout_pairs as (
-    select
-        p.psp_line_id,
-        p.channel,
-        p.currency,
-        p.payout_id,
-        p.gross_minor as payout_minor,
-        p.settlement_date,
-        b.statement_line_id,
-        b.amount_minor as bank_minor,
-        b.currency as bank_currency,
-        b.booking_date
-    from payouts as p
-    inner join bank as b
-        on  b.end_to_end_id = p.payout_id
-        or  b.customer_reference = p.payout_id
-        or  position(p.payout_id in coalesce(b.remittance, '')) > 0
-),
-
 payout_matches as (
     select
         'payout_batch' as match_type,
@@ -73,7 +45,7 @@ payout_matches as (
         bank_minor as amount_minor,
         booking_date as matched_on,
         psp_line_id
-    from payout_pairs
+    from {{ ref('int_recon_payout_pairs') }}
     where bank_minor = payout_minor and bank_currency = currency
 ),
 

@@ -8,7 +8,7 @@
     'currency_mismatch', 'fee_mismatch', 'duplicate_in_channel', 'status_mismatch',
     'payout_mismatch', 'chain_unconfirmed', 'chain_reorged', 'recipient_mismatch',
     'ambiguous'] %}
-{% set as_of = "cast('" ~ var('recon_as_of', run_started_at.strftime('%Y-%m-%d')) ~ "' as date)" %}
+{% set as_of = recon_as_of() %}
 {% set grace = var('recon_grace_days', 1) %}
 
 with matches as (
