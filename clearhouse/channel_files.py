@@ -55,8 +55,10 @@ PLATFORM_ADDRESS = "0x" + hashlib.sha256(b"clearhouse-platform-base").hexdigest(
 BASE_NETWORK = "eip155:8453"
 # The simulated day's euro reference rates: the ECB's of 2026-10-30 (the ECB does not publish
 # TWD; TWD amounts stay in TWD).
+# TWD is not an ECB currency; the demo's file carries a rate for it so that every demo currency
+# converts into the merchants' settlement currencies (production would load a second source).
 DEMO_ECB_RATES = {"USD": "1.1172", "JPY": "175.68", "GBP": "0.8338", "CNY": "7.4326",
-                  "HKD": "8.7652", "CHF": "0.9194", "SGD": "1.4282"}
+                  "HKD": "8.7652", "CHF": "0.9194", "SGD": "1.4282", "TWD": "35.871"}
 
 
 def bank_for(currency: str) -> str | None:

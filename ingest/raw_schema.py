@@ -74,6 +74,13 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "asset:text", "amount_atomic:money", "pay_to:text", "payer:text", "token_id:text",
        "status:text", "upstream_status:int", "tx_hash:text", "payment_id:text",
        "error_reason:text", "settled_at:ts", "created_at:ts", "updated_at:ts"),
+    # Statement items that are not payments or refunds: manual adjustments and payouts.
+    _t("settlement_adjustments", "id", "updated_at", "id:text", "merchant_id:text",
+       "amount_minor:money", "currency:text", "reason:text", "created_by:text",
+       "effective_at:ts", "created_at:ts", "updated_at:ts"),
+    _t("withdrawals", "id", "updated_at", "id:text", "owner_type:text", "owner_id:text",
+       "amount_minor:money", "currency:text", "status:text", "decided_by:text",
+       "decided_at:ts", "reason:text", "created_at:ts", "updated_at:ts"),
 )
 
 RAW_SCHEMA = "raw"

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Response
 from sqlalchemy import text
 
 from serving.api import (
+    adjustments,
     agents,
     api_keys,
     audit_log,
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (agents, channels, prices, commission_models, users, api_keys, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(withdrawals.router, prefix=API_PREFIX)
+    app.include_router(adjustments.router, prefix=API_PREFIX)
     app.include_router(wallets.router, prefix=API_PREFIX)
     app.include_router(x402.router, prefix=API_PREFIX)
     app.include_router(x402_gateway.router)  # /x402/{merchant_id}/...: the pay-per-call proxy

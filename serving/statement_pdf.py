@@ -15,10 +15,18 @@ from serving import statements
 from warehouse.money import Money
 from warehouse.settings import Settings
 
-SUMMARY = (("Opening balance", 5), ("Gross payments", 6), ("Refunds", 7), ("Fees", 8),
-           ("Net activity", 9), ("Payouts", 10), ("Closing balance", 11))
+SUMMARY = (("Opening balance", "opening_balance_minor"), ("Gross payments", "gross_minor"),
+           ("Refunds", "refunds_minor"), ("Chargebacks", "chargebacks_minor"),
+           ("Fees", "fees_minor"), ("Adjustments", "adjustments_minor"),
+           ("Net activity", "net_activity_minor"), ("Payouts", "payouts_minor"),
+           ("Closing balance", "closing_balance_minor"))
 COLUMNS = (("Time (UTC)", 34), ("Type", 16), ("Reference", 62), ("Gross", 26), ("Fee", 20),
            ("Net", 26), ("Balance", 28))  # widths in mm: 212 of the landscape A4's 277
+
+
+def _latin1(text: str) -> str:
+    """The PDF's core fonts cover Latin-1 only: anything else shows as '?', never an error."""
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _money(minor, currency: str) -> str:
@@ -38,7 +46,7 @@ def render(settings: Settings, merchant_id: str, merchant_name: str, start: date
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 9, "Clearhouse settlement statement", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
-    for text in (f"Merchant: {merchant_name} ({merchant_id})",
+    for text in (_latin1(f"Merchant: {merchant_name} ({merchant_id})"),
                  f"Period: {start.isoformat()} to {end.isoformat()} (UTC days)",
                  f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"):
         pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
@@ -49,15 +57,16 @@ def render(settings: Settings, merchant_id: str, merchant_name: str, start: date
     lines = statements.statement_lines(settings, merchant_id, start, end)
     pending = next(lines, None)
     for head in heads:
-        statement_id, currency, opening = head[0], head[4], int(head[5])
+        statement_id, currency = head["statement_id"], head["currency"]
         pdf.ln(4)
         pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 7, f"Statement {statement_id} - {currency}, {head[2]} to {head[3]}",
-                 new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 7, f"Statement {statement_id} - {currency}, {head['settlement_cycle']} "
+                       f"{head['period_start']} to {head['period_end']} ({head['status']}, "
+                       f"settles {head['settles_on']})", new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", size=9)
-        for label, index in SUMMARY:
+        for label, key in SUMMARY:
             pdf.cell(45, 5.5, label)
-            pdf.cell(50, 5.5, _money(head[index], currency), align="R", new_x="LMARGIN",
+            pdf.cell(50, 5.5, _money(head[key], currency), align="R", new_x="LMARGIN",
                      new_y="NEXT")
         pdf.ln(2)
         pdf.set_font("Helvetica", "B", 8)
@@ -65,16 +74,26 @@ def render(settings: Settings, merchant_id: str, merchant_name: str, start: date
             pdf.cell(width, 6, title, border="B", align="L" if width > 30 else "R")
         pdf.ln()
         pdf.set_font("Helvetica", size=8)
-        balance = opening
-        while pending is not None and pending[0] == statement_id:
-            _sid, line_type, line_id, payment_id, refund_id, occurred_at, gross, fee, net = pending
-            balance += int(net)
-            cells = (str(occurred_at)[:19], line_type, payment_id or refund_id or line_id,
-                     _money(gross, currency), _money(fee, currency), _money(net, currency),
-                     _money(balance, currency))
+        balance = int(head["opening_balance_minor"])
+        while pending is not None and pending["statement_id"] == statement_id:
+            line = pending
+            balance += int(line["net_minor"])
+            reference = (line["payment_id"] or line["refund_id"] or line["payout_id"]
+                         or line["adjustment_id"] or line["line_id"])
+            cells = (str(line["occurred_at"])[:19], line["line_type"], reference,
+                     _money(line["gross_minor"], currency), _money(line["fee_minor"], currency),
+                     _money(line["net_minor"], currency), _money(balance, currency))
             for text, (_title, width) in zip(cells, COLUMNS, strict=True):
                 pdf.cell(width, 5, text, align="L" if width > 30 else "R")
             pdf.ln()
+            if line["description"] or line["fx_rate_id"]:  # why a line is there, which rate
+                pdf.set_font("Helvetica", "I", 7)
+                note = "; ".join(x for x in (
+                    line["description"],
+                    line["fx_rate_id"] and f"{Money(int(line['txn_gross_minor']), line['txn_currency'])}"
+                    f" at {line['fx_rate']} ({line['fx_rate_id']})") if x)
+                pdf.cell(0, 4, _latin1("    " + note[:160]), new_x="LMARGIN", new_y="NEXT")
+                pdf.set_font("Helvetica", size=8)
             pending = next(lines, None)
     return bytes(pdf.output())
 

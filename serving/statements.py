@@ -12,20 +12,29 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 from serving.errors import ApiError
 from warehouse.connections import to_libpq_url
 from warehouse.published import MARTS_SCHEMA, published_path
 from warehouse.settings import Settings
 
-CSV_COLUMNS = ["statement_id", "merchant_id", "period_start", "period_end", "currency",
-               "line_type", "line_id", "payment_id", "refund_id", "occurred_at", "gross_minor",
-               "fee_minor", "net_minor", "balance_minor"]
+# One CSV row per statement line, framed by an opening_balance and a closing_balance row per
+# statement; balance_minor is the running balance after the row.
+CSV_COLUMNS = ["statement_id", "merchant_id", "settlement_cycle", "period_start", "period_end",
+               "status", "currency", "line_type", "line_id", "payment_id", "refund_id",
+               "payout_id", "adjustment_id", "occurred_at", "txn_currency", "txn_gross_minor",
+               "txn_fee_minor", "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor", "balance_minor",
+               "description"]
 
-STATEMENT_COLUMNS = ("statement_id, merchant_id, period_start, period_end, currency, "
-                     "opening_balance_minor, gross_minor, refunds_minor, fees_minor, "
-                     "net_activity_minor, payouts_minor, closing_balance_minor")
-LINE_COLUMNS = "statement_id, line_type, line_id, payment_id, refund_id, occurred_at, gross_minor, fee_minor, net_minor"
+STATEMENT_FIELDS = ("statement_id", "merchant_id", "settlement_cycle", "period_start",
+                    "period_end", "settles_on", "status", "currency", "opening_balance_minor",
+                    "gross_minor", "refunds_minor", "chargebacks_minor", "fees_minor",
+                    "adjustments_minor", "net_activity_minor", "payouts_minor",
+                    "closing_balance_minor")
+LINE_FIELDS = ("statement_id", "line_type", "line_id", "payment_id", "refund_id", "payout_id",
+               "adjustment_id", "occurred_at", "txn_currency", "txn_gross_minor", "txn_fee_minor",
+               "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor", "description")
 
 # What the SQL below names in braces -> the mart (a published Parquet file on DuckDB).
 MARTS = {"statements": "fct_settlement_statements", "lines": "fct_settlement_statement_lines",
@@ -93,20 +102,25 @@ def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iter
             yield from cursor
 
 
-def statements(settings: Settings, merchant_id: str, start: date, end: date) -> list[tuple]:
-    sql = (f"SELECT {STATEMENT_COLUMNS} FROM {{statements}} WHERE merchant_id = ? "
-           "AND period_start >= ? AND period_start <= ? ORDER BY statement_id")
-    return list(_fetch(settings, sql, sql, [merchant_id, start, end]))
+def statements(settings: Settings, merchant_id: str, start: date, end: date) -> list[dict]:
+    """The merchant's statements whose period overlaps start..end (a monthly statement shows for
+    any day of its month), as dicts of STATEMENT_FIELDS."""
+    sql = (f"SELECT {', '.join(STATEMENT_FIELDS)} FROM {{statements}} WHERE merchant_id = ? "
+           "AND period_start <= ? AND period_end >= ? ORDER BY period_start, statement_id")
+    return [dict(zip(STATEMENT_FIELDS, row, strict=True))
+            for row in _fetch(settings, sql, sql, [merchant_id, end, start])]
 
 
 @dataclass(frozen=True)
 class SettledBalance:
-    """A merchant's closing balance in one currency, from its latest settled statement."""
+    """A merchant's closing balance in one currency, from its latest settled statement, and the
+    payouts (paid withdrawals) its statements have already deducted up to it."""
 
     currency: str
     statement_id: str
     period_end: date
     closing_balance_minor: int
+    paid_out_minor: int = 0
 
 
 def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
@@ -122,9 +136,10 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
         return []
     where = "merchant_id = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
     params: list = [merchant_id, settled_through] + ([currency] if currency else [])
-    sql = ("SELECT currency, statement_id, period_end, closing_balance_minor FROM ("
+    sql = ("SELECT currency, statement_id, period_end, closing_balance_minor, paid_out FROM ("
            "SELECT currency, statement_id, period_end, closing_balance_minor, row_number() OVER "
-           "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn "
+           "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn, "
+           "sum(payouts_minor) OVER (PARTITION BY currency) AS paid_out "
            f"FROM {{statements}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")
     try:
         rows = list(_fetch(settings, sql, sql, params))
@@ -137,14 +152,18 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
             return []
         raise
     return [SettledBalance(ccy, sid, end if isinstance(end, date) else date.fromisoformat(str(end)),
-                           int(closing)) for ccy, sid, end, closing in rows]
+                           int(closing), int(paid_out or 0))
+            for ccy, sid, end, closing, paid_out in rows]
 
 
 def statement_lines(settings: Settings, merchant_id: str, start: date,
-                    end: date) -> Iterator[tuple]:
-    sql = (f"SELECT {LINE_COLUMNS} FROM {{lines}} WHERE merchant_id = ? "
-           "AND period_start >= ? AND period_start <= ? ORDER BY statement_id, occurred_at, line_id")
-    return _fetch(settings, sql, sql, [merchant_id, start, end])
+                    end: date) -> Iterator[dict]:
+    """The lines of those statements, in statement order, then by time."""
+    sql = (f"SELECT {', '.join(LINE_FIELDS)} FROM {{lines}} WHERE merchant_id = ? "
+           "AND period_start <= ? AND period_end >= ? "
+           "ORDER BY period_start, statement_id, occurred_at, line_id")
+    for row in _fetch(settings, sql, sql, [merchant_id, end, start]):
+        yield dict(zip(LINE_FIELDS, row, strict=True))
 
 
 def _text(value) -> str:
@@ -153,14 +172,18 @@ def _text(value) -> str:
     if hasattr(value, "isoformat"):
         text = value.isoformat()
         return text + "Z" if "T" in text and not text.endswith("Z") and "+" not in text else text
-    return str(int(value)) if not isinstance(value, str) else value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal) and value != value.to_integral_value():
+        return format(value.normalize(), "f")  # an FX rate: exact, never through float
+    return str(int(value))  # minor units (Decimal(38,0) / NUMERIC / int)
 
 
 def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> Iterator[str]:
     """Opening balance, every line with its running balance, closing balance; per statement."""
     heads = statements(settings, merchant_id, start, end)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n", restval="")
 
     def flush() -> str:
         text = buffer.getvalue()
@@ -168,45 +191,40 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
         buffer.truncate()
         return text
 
-    writer.writerow(CSV_COLUMNS)
-    by_id = {h[0]: h for h in heads}
+    writer.writeheader()
     lines = statement_lines(settings, merchant_id, start, end)
     pending = next(lines, None)
     for head in heads:
-        (statement_id, _m, p_start, p_end, ccy, opening, _gross, _refunds, fees, net_activity,
-         _payouts, closing) = head
-        prefix = [statement_id, merchant_id, _text(p_start), _text(p_end), ccy]
-        balance = int(opening)
-        writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(balance)])
-        gross_total = fee_total = 0
-        while pending is not None and pending[0] == statement_id:
-            (_sid, line_type, line_id, payment_id, refund_id, occurred_at, gross, fee,
-             net) = pending
-            balance += int(net)
-            gross_total += int(gross)
-            fee_total += int(fee)
-            writer.writerow(prefix + [line_type, line_id, payment_id or "", refund_id or "",
-                                      _text(occurred_at), _text(gross), _text(fee), _text(net),
-                                      _text(balance)])
+        frame = {key: _text(head[key]) for key in ("statement_id", "merchant_id",
+                                                   "settlement_cycle", "period_start",
+                                                   "period_end", "status", "currency")}
+        balance = int(head["opening_balance_minor"])
+        writer.writerow({**frame, "line_type": "opening_balance", "balance_minor": balance})
+        while pending is not None and pending["statement_id"] == head["statement_id"]:
+            balance += int(pending["net_minor"])
+            writer.writerow({**frame, **{k: _text(v) for k, v in pending.items()},
+                             "balance_minor": balance})
             pending = next(lines, None)
-        writer.writerow(prefix + ["closing_balance", "", "", "", "", _text(gross_total),
-                                  _text(fee_total), _text(net_activity), _text(closing)])
+        writer.writerow({**frame, "line_type": "closing_balance",
+                         "gross_minor": _text(head["gross_minor"]),
+                         "fee_minor": _text(head["fees_minor"]),
+                         "net_minor": _text(head["net_activity_minor"]),
+                         "balance_minor": _text(head["closing_balance_minor"])})
         yield flush()
-    while pending is not None and pending[0] not in by_id:  # defensive: lines w/o statement
-        pending = next(lines, None)
     yield flush()
 
 
 def merchants_with_statements(settings: Settings, start: date, end: date) -> list[str]:
-    sql = ("SELECT DISTINCT merchant_id FROM {statements} WHERE period_start >= ? "
-           "AND period_start <= ? ORDER BY merchant_id")
-    return [row[0] for row in _fetch(settings, sql, sql, [start, end])]
+    sql = ("SELECT DISTINCT merchant_id FROM {statements} WHERE period_start <= ? "
+           "AND period_end >= ? ORDER BY merchant_id")
+    return [row[0] for row in _fetch(settings, sql, sql, [end, start])]
 
 
 def write_statement_files(settings: Settings, day: date,
                           names: dict[str, str] | None = None) -> dict[str, int]:
-    """Write each merchant's statement for a day under HOME/statements/<day>/ as CSV and PDF
-    (each atomically: a temporary file renamed into place); returns the CSV sizes."""
+    """Write, for every merchant with a statement whose period covers the day (a weekly or
+    monthly statement shows its period to date), the statement under HOME/statements/<day>/ as
+    CSV and PDF (each atomically: a temporary file renamed into place); returns the CSV sizes."""
     import os
 
     from serving import statement_pdf

@@ -19,6 +19,7 @@ PREFIXES = {
     "commission_model": "cm",
     "wallet": "wal", "wallet_txn": "wtx",
     "x402_rule": "xpr", "x402_usage": "xpu", "payment_token": "apt",
+    "settlement_adjustment": "adj",
 }
 
 

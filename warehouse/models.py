@@ -444,6 +444,24 @@ class Withdrawal(Timestamped, Base):
     __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
 
 
+class SettlementAdjustment(Timestamped, Base):
+    """A manual statement item (settlement.md: "adjustments (manual, with reason and who)"):
+    positive credits the merchant, negative debits it, in its settlement currency."""
+
+    __tablename__ = "settlement_adjustments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
+    currency: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(60))  # the principal's actor string
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # statement time
+    __table_args__ = (
+        CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
+        CheckConstraint("length(trim(reason)) > 0", name="reason_not_empty"),
+    )
+
+
 class RiskListEntry(Timestamped, Base):
     """A block- or allow-list entry (customer, card fingerprint, ip, device, email)."""
 

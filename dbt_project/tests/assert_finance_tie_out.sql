@@ -1,17 +1,22 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_platform_revenue'}}}) }}
 -- settlement.md's finance tie-out, per day and currency, to the minor unit:
---   sum(merchant statements' net activity) + agent commissions + platform net + channel cost
---     = gross captured - refunds
+--   sum(merchant statements' payment and refund lines, net of fees) + agent commissions
+--     + platform net + channel cost = gross captured - refunds
 -- i.e. the fees the statements charged are exactly what commission.md splits between the
--- channels, the agents and the platform. A row returned is a day that does not tie out; as a
--- Dagster asset check on fct_platform_revenue it fails the run before anything is published.
+-- channels, the agents and the platform. It is taken in the transaction currency on the day
+-- each payment or refund happened, so late items (shown as adjustments in a later period) and
+-- items converted to another settlement currency count where they belong. Chargebacks,
+-- payouts and manual adjustments move money between the merchant and others, not fees, so
+-- they stay out of it. A row returned is a day that does not tie out; as a Dagster asset
+-- check on fct_platform_revenue it fails the run before anything is published.
 
 with statements as (
-    select period_start as day, currency,
-           sum(net_activity_minor) as net_activity,
-           sum(gross_minor) - sum(refunds_minor) as gross_less_refunds
-    from {{ ref('fct_settlement_statements') }}
-    group by period_start, currency
+    select cast(occurred_at as date) as day, txn_currency as currency,
+           sum(txn_gross_minor - txn_fee_minor) as merchant_net,
+           sum(txn_gross_minor) as gross_less_refunds
+    from {{ ref('fct_settlement_statement_lines') }}
+    where item_type in ('payment', 'refund')
+    group by cast(occurred_at as date), txn_currency
 ),
 
 revenue as (
@@ -23,9 +28,9 @@ revenue as (
     group by cast(occurred_at as date), currency
 )
 
-select s.day, s.currency, s.net_activity, s.gross_less_refunds,
+select s.day, s.currency, s.merchant_net, s.gross_less_refunds,
        r.commissions, r.platform_net, r.channel_cost
 from statements as s
 full outer join revenue as r on r.day = s.day and r.currency = s.currency
-where coalesce(s.net_activity, 0) + coalesce(r.commissions, 0) + coalesce(r.platform_net, 0)
+where coalesce(s.merchant_net, 0) + coalesce(r.commissions, 0) + coalesce(r.platform_net, 0)
       + coalesce(r.channel_cost, 0) <> coalesce(s.gross_less_refunds, 0)

@@ -1,11 +1,15 @@
--- Every statement total is the sum of its lines (each line links back to its payment/refund).
+-- Every statement total is the sum of its lines (each line links back to what it came from),
+-- and the statement's own arithmetic holds (settlement.md).
 
 with line_totals as (
     select
         statement_id,
         sum(case when line_type = 'payment' then gross_minor else 0 end) as gross_minor,
         0 - sum(case when line_type = 'refund' then gross_minor else 0 end) as refunds_minor,
-        sum(fee_minor) as fees_minor,
+        0 - sum(case when line_type = 'chargeback' then net_minor else 0 end) as chargebacks_minor,
+        sum(case when line_type in ('payment', 'refund') then fee_minor else 0 end) as fees_minor,
+        0 - sum(case when line_type = 'adjustment' then net_minor else 0 end) as adjustments_minor,
+        0 - sum(case when line_type = 'payout' then net_minor else 0 end) as payouts_minor,
         sum(net_minor) as net_minor,
         count(case when line_type = 'payment' then 1 end) as payment_count,
         count(case when line_type = 'refund' then 1 end) as refund_count
@@ -21,7 +25,11 @@ where s.statement_id is null
    or l.statement_id is null
    or s.gross_minor <> l.gross_minor
    or s.refunds_minor <> l.refunds_minor
+   or s.chargebacks_minor <> l.chargebacks_minor
    or s.fees_minor <> l.fees_minor
-   or s.net_activity_minor + s.chargebacks_minor + s.adjustments_minor <> l.net_minor
+   or s.adjustments_minor <> l.adjustments_minor
+   or s.payouts_minor <> l.payouts_minor
+   or s.net_activity_minor - s.payouts_minor <> l.net_minor
+   or s.closing_balance_minor <> s.opening_balance_minor + l.net_minor
    or s.payment_count <> l.payment_count
    or s.refund_count <> l.refund_count

@@ -3,9 +3,9 @@
 Available balance (per owner and currency) = the closing balance of the owner's latest settled
 statement (serving.statements.settled_balances: period_end <= business day - the merchant's
 settlement_delay_days, fees included, as the pipeline computed it) minus every withdrawal of that
-owner and currency in status requested, approved or paid. Statements do not show payouts yet, so
-paid withdrawals are subtracted here instead. Agents have no commission statements yet: their
-settled balance is 0.
+owner and currency in status requested, approved or paid, plus the payouts those statements have
+already deducted (a paid withdrawal shows on the statement of the period it was paid in, and must
+not count twice). Agents' withdrawals are not on a merchant statement: their settled balance is 0.
 
 Moves: requested -> approved | rejected; approved -> paid. Anything else is 409
 illegal_transition. A request is serialised per owner (Postgres: pg_advisory_xact_lock on the
@@ -95,9 +95,10 @@ def balances(session: Session, settings: Settings, owner: Owner, now: datetime,
     for ccy in currencies:
         statement = settled.get(ccy)
         closing = statement.closing_balance_minor if statement else 0
+        paid_out = statement.paid_out_minor if statement else 0
         out.append({
             "object": "balance", "owner_type": owner.type, "owner_id": owner.id, "currency": ccy,
-            "available_minor": str(closing - withheld.get(ccy, 0)),
+            "available_minor": str(closing + paid_out - withheld.get(ccy, 0)),
             "settled_minor": str(closing), "withheld_minor": str(withheld.get(ccy, 0)),
             "settled_through": through.isoformat(),
             "statement": None if statement is None else {

@@ -183,8 +183,10 @@ def postgres_warehouse() -> Warehouse:
 # --- dbt ----------------------------------------------------------------------------------------
 
 
-def run_dbt_build(warehouse: Warehouse, work_dir: Path) -> subprocess.CompletedProcess:
-    """`dbt build` against the warehouse; target/ and logs/ go to work_dir, not the repo."""
+def run_dbt_build(warehouse: Warehouse, work_dir: Path,
+                  extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`dbt build` against the warehouse; target/ and logs/ go to work_dir, not the repo.
+    extra_args: more dbt options, e.g. ("--vars", "{settlement_as_of: '2024-03-06'}")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARHOUSE_", "DBT_"))}
     env.update(warehouse.env)
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
@@ -197,6 +199,7 @@ def run_dbt_build(warehouse: Warehouse, work_dir: Path) -> subprocess.CompletedP
         "--target-path", str(target_path),
         "--log-path", str(work_dir / "logs"),
         "--no-use-colors",
+        *extra_args,
     ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600, check=False)

@@ -7,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,11 +22,16 @@ from serving.app import create_app
 from serving.services.payments import price_in_force
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from warehouse.migrate import upgrade
-from warehouse.models import Payment, Refund
-from warehouse.money import Money, fee_minor, prorate
+from warehouse.models import Merchant, Payment, Refund
+from warehouse.money import FxRate, Money, convert, fee_minor, prorate
 
 DAY = date(2026, 11, 20)
 PAYMENTS = 150
+
+
+def settlement_currency(engine, merchant_id: str) -> str:
+    with Session(engine) as s:
+        return s.get(Merchant, merchant_id).settlement_currency
 
 
 def expected_statements(engine) -> dict[tuple[str, str], dict[str, int]]:
@@ -138,21 +144,34 @@ def run_spine(make_settings, **urls) -> dict:
         by_name = {}
         for m in merchants:
             rows = download(client, m.api_key, m.id)
+            settle = settlement_currency(app.state.engine, m.id)
             closings = [r for r in rows if r["line_type"] == "closing_balance"]
-            assert {r["currency"] for r in closings} == {c for (mid, c) in expected if mid == m.id}
-            for closing in closings:
-                exp = expected[(m.id, closing["currency"])]
-                lines = [r for r in rows if r["statement_id"] == closing["statement_id"]
-                         and r["line_type"] in ("payment", "refund")]
-                # Ties out to the API's payments: gross, refunds and fees to the minor unit.
-                assert sum(int(r["gross_minor"]) for r in lines if r["line_type"] == "payment") == exp["gross"]
-                assert -sum(int(r["gross_minor"]) for r in lines if r["line_type"] == "refund") == exp["refunds"]
-                assert int(closing["fee_minor"]) == exp["fees"]
-                assert int(closing["net_minor"]) == exp["gross"] - exp["refunds"] - exp["fees"]
-                assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
-                by_name[(m.name, closing["currency"])] = (
-                    exp["gross"], exp["refunds"], exp["fees"], int(closing["balance_minor"]),
-                    len(lines))
+            # One statement for the day, in the merchant's settlement currency (all converted).
+            assert [r["currency"] for r in closings] == [settle]
+            [closing] = closings
+            lines = [r for r in rows if r["line_type"] in ("payment", "refund")]
+            assert {r["txn_currency"] for r in lines} == {c for (mid, c) in expected if mid == m.id}
+            for ccy in {r["txn_currency"] for r in lines}:
+                exp = expected[(m.id, ccy)]
+                mine = [r for r in lines if r["txn_currency"] == ccy]
+                # Ties out to the API's payments, in their own currency, to the minor unit.
+                assert sum(int(r["txn_gross_minor"]) for r in mine
+                           if r["line_type"] == "payment") == exp["gross"]
+                assert -sum(int(r["txn_gross_minor"]) for r in mine
+                            if r["line_type"] == "refund") == exp["refunds"]
+                assert sum(int(r["txn_fee_minor"]) for r in mine) == exp["fees"]
+                by_name[(m.name, ccy)] = (exp["gross"], exp["refunds"], exp["fees"], len(mine))
+            for r in lines:  # every converted line: money.md's rule with the rate it names
+                if r["txn_currency"] != settle:
+                    assert r["fx_rate_id"], r
+                    rate = FxRate(r["fx_rate_id"], r["txn_currency"], settle,
+                                  Decimal(r["fx_rate"]), "ecb", DAY)
+                    assert int(r["gross_minor"]) == convert(
+                        Money(int(r["txn_gross_minor"]), r["txn_currency"]), rate).money.amount_minor
+            assert int(closing["net_minor"]) == sum(int(r["net_minor"]) for r in lines)
+            assert int(closing["fee_minor"]) == sum(int(r["fee_minor"]) for r in lines)
+            assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
+            by_name[(m.name, "closing")] = int(closing["balance_minor"])
 
         # Re-running the day and the pipeline doubles nothing.
         again = run_day(client, merchants, day=DAY, payments=PAYMENTS, seed=7, concurrency=1)
@@ -161,7 +180,7 @@ def run_spine(make_settings, **urls) -> dict:
         for m in merchants[:3]:
             rows = download(client, m.api_key, m.id)
             for closing in (r for r in rows if r["line_type"] == "closing_balance"):
-                assert int(closing["balance_minor"]) == by_name[(m.name, closing["currency"])][3]
+                assert int(closing["balance_minor"]) == by_name[(m.name, "closing")]
 
         # Another merchant's statement is a 404; a file was written per merchant.
         other = client.get(f"/api/v1/settlements/{merchants[1].id}?period={DAY}",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from ingest.ledger import extract_ledger
+from tests.serving.admin_helpers import bearer, operator
 from tests.serving.helpers import make_api
+from warehouse.models import Withdrawal
 
 
 def warehouse_rows(settings, sql):
@@ -68,6 +72,43 @@ def test_extract_loads_each_row_once_and_catches_updates(settings):
     assert big.json()["id"] == rows[1][0]
     assert warehouse_rows(settings, "SELECT count(*), sum(amount_minor) FROM raw.ledger_entries")[0][0] == 6
     assert warehouse_rows(settings, "SELECT count(*) FROM raw.refunds") == [(1,)]
+
+
+def test_extract_loads_adjustments_and_withdrawals(settings):
+    api = make_api(settings)
+    merchant_id, _ = api.merchant()
+    resp = api.client.post(
+        f"/api/v1/merchants/{merchant_id}/adjustments",
+        json={"amount_minor": "-123456789012345678901", "currency": "USD", "reason": "late fee"},
+        headers={**bearer(operator(api, "finance")), "Idempotency-Key": uuid.uuid4().hex,
+                 "Clearhouse-Test-Clock": "2026-11-20T09:30:00Z"})
+    assert resp.status_code == 201, resp.text
+    adjustment = resp.json()
+    with Session(api.engine) as s:
+        s.add(Withdrawal(id="po_extract_1", owner_type="merchant", owner_id=merchant_id,
+                         amount_minor=4000, currency="USD", status="requested",
+                         destination="acct-1"))
+        s.commit()
+    counts = {t.table: t.rows for t in extract_ledger(settings).tables}
+    assert counts["settlement_adjustments"] == 1 and counts["withdrawals"] == 1
+    rows = warehouse_rows(settings, "SELECT id, merchant_id, amount_minor, currency, reason, "
+                          "created_by, effective_at FROM raw.settlement_adjustments")
+    assert [(r[0], r[1], int(r[2]), r[3], r[4], r[5], r[6]) for r in rows] == [
+        (adjustment["id"], merchant_id, -123456789012345678901, "USD", "late fee",
+         adjustment["created_by"], datetime(2026, 11, 20, 9, 30))]  # exact, signed, naive UTC
+
+    # A decision updates the withdrawal: the new state replaces the raw row.
+    with Session(api.engine) as s:
+        w = s.get(Withdrawal, "po_extract_1")
+        w.status, w.decided_by = "approved", "finance:usr_x"
+        w.decided_at = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+        s.commit()
+    extract_ledger(settings)
+    assert warehouse_rows(settings, "SELECT id, owner_type, owner_id, amount_minor, status, "
+                          "decided_by, decided_at FROM raw.withdrawals") == [
+        ("po_extract_1", "merchant", merchant_id, 4000, "approved", "finance:usr_x",
+         datetime(2026, 11, 21, 8, 0))]
+    assert warehouse_rows(settings, "SELECT count(*) FROM raw.settlement_adjustments") == [(1,)]
 
 
 def test_extract_without_overlap_skips_old_rows(settings):

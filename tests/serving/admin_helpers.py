@@ -44,8 +44,10 @@ def key_for(api: Api, *, merchant_id: str | None = None, agent_id: str | None = 
     return resp.json()["id"], resp.json()["key"]
 
 
-def publish_statements(settings, merchant_ids: list[str], day: date = date(2026, 11, 20)) -> None:
-    """Publish one statement per merchant as the pipeline would (DuckDB warehouse: Parquet)."""
+def publish_statements(settings, merchant_ids: list[str], day: date = date(2026, 11, 20),
+                       payouts_minor: int = 0) -> None:
+    """Publish one statement per merchant as the pipeline would (DuckDB warehouse: Parquet):
+    a 1000 USD payment with a 29 fee, less `payouts_minor` paid out in the period."""
     import duckdb
 
     from warehouse.published import published_path
@@ -53,19 +55,26 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
     settings.published_dir.mkdir(parents=True, exist_ok=True)
     money = "DECIMAL(38,0)"
     con = duckdb.connect()
-    con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        period_end DATE, currency VARCHAR, opening_balance_minor {money}, gross_minor {money},
-        refunds_minor {money}, fees_minor {money}, net_activity_minor {money},
-        payouts_minor {money}, closing_balance_minor {money})""")
+    con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR,
+        settlement_cycle VARCHAR, period_start DATE, period_end DATE, settles_on DATE,
+        status VARCHAR, currency VARCHAR, opening_balance_minor {money}, gross_minor {money},
+        refunds_minor {money}, chargebacks_minor {money}, fees_minor {money},
+        adjustments_minor {money}, net_activity_minor {money}, payouts_minor {money},
+        closing_balance_minor {money})""")
     con.execute(f"""CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        line_type VARCHAR, line_id VARCHAR, payment_id VARCHAR, refund_id VARCHAR,
-        occurred_at TIMESTAMP, gross_minor {money}, fee_minor {money}, net_minor {money})""")
+        period_end DATE, line_type VARCHAR, line_id VARCHAR, payment_id VARCHAR,
+        refund_id VARCHAR, payout_id VARCHAR, adjustment_id VARCHAR, occurred_at TIMESTAMP,
+        txn_currency VARCHAR, txn_gross_minor {money}, txn_fee_minor {money}, fx_rate_id VARCHAR,
+        fx_rate DECIMAL(28,12), gross_minor {money}, fee_minor {money}, net_minor {money},
+        description VARCHAR)""")
     for merchant_id in merchant_ids:
         sid = f"{merchant_id}:USD:{day.isoformat()}"
-        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, 'USD', 0, 1000, 0, 29, 971, 0, 971)",
-                    [sid, merchant_id, day, day])
-        con.execute("INSERT INTO l VALUES (?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, ?, 1000, 29,"
-                    " 971)", [sid, merchant_id, day, f"{day.isoformat()} 10:00:00"])
+        con.execute("INSERT INTO s VALUES (?, ?, 'daily', ?, ?, ?, 'closed', 'USD', 0, 1000, 0, 0,"
+                    " 29, 0, 971, ?, ?)",
+                    [sid, merchant_id, day, day, day, payouts_minor, 971 - payouts_minor])
+        con.execute("INSERT INTO l VALUES (?, ?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, NULL, NULL,"
+                    " ?, 'USD', 1000, 29, NULL, 1, 1000, 29, 971, NULL)",
+                    [sid, merchant_id, day, day, f"{day.isoformat()} 10:00:00"])
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()

@@ -299,19 +299,21 @@ def test_bad_input_is_422(api, settled):
 
 # --- serving.statements.settled_balances against real published statements -------------------
 
-ROWS = [  # merchant, currency, period, closing
-    ("mer_a", "USD", date(2026, 11, 19), 500), ("mer_a", "USD", date(2026, 11, 20), 971),
-    ("mer_a", "USD", date(2026, 11, 21), 1500), ("mer_a", "EUR", date(2026, 11, 18), 42),
-    ("mer_b", "USD", date(2026, 11, 20), 7),
+ROWS = [  # merchant, currency, period, closing, payouts in the period
+    ("mer_a", "USD", date(2026, 11, 19), 500, 100), ("mer_a", "USD", date(2026, 11, 20), 971, 0),
+    ("mer_a", "USD", date(2026, 11, 21), 1500, 50), ("mer_a", "EUR", date(2026, 11, 18), 42, 0),
+    ("mer_b", "USD", date(2026, 11, 20), 7, 0),
 ]
 
 
 def _check_settled_balances(settings):
     got = statements.settled_balances(settings, "mer_a", date(2026, 11, 20))
-    assert got == [statements.SettledBalance("EUR", "mer_a:EUR:2026-11-18", date(2026, 11, 18), 42),
-                   statements.SettledBalance("USD", "mer_a:USD:2026-11-20", date(2026, 11, 20), 971)]
+    assert got == [
+        statements.SettledBalance("EUR", "mer_a:EUR:2026-11-18", date(2026, 11, 18), 42, 0),
+        statements.SettledBalance("USD", "mer_a:USD:2026-11-20", date(2026, 11, 20), 971, 100)]
     usd = statements.settled_balances(settings, "mer_a", date(2026, 11, 30), "USD")
-    assert [(b.statement_id, b.closing_balance_minor) for b in usd] == [("mer_a:USD:2026-11-21", 1500)]
+    assert [(b.statement_id, b.closing_balance_minor, b.paid_out_minor) for b in usd] == \
+        [("mer_a:USD:2026-11-21", 1500, 150)]
     assert statements.settled_balances(settings, "mer_a", date(2026, 11, 17)) == []
     assert statements.settled_balances(settings, "mer_z", date(2026, 11, 30)) == []
 
@@ -327,11 +329,11 @@ def test_settled_balances_from_published_parquet(make_settings):
     con = duckdb.connect()
     money = "DECIMAL(38,0)"
     con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        period_end DATE, currency VARCHAR, closing_balance_minor {money})""")
+        period_end DATE, currency VARCHAR, closing_balance_minor {money}, payouts_minor {money})""")
     con.execute("CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR)")
-    for merchant_id, ccy, day, closing in ROWS:
-        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?)",
-                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing])
+    for merchant_id, ccy, day, closing, payouts in ROWS:
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing, payouts])
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
@@ -347,11 +349,12 @@ def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
         con.execute("CREATE SCHEMA analytics")
         con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
             merchant_id text, period_start date, period_end date, currency text,
-            closing_balance_minor numeric(38,0))""")
-        for merchant_id, ccy, day, closing in ROWS:
+            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
+        for merchant_id, ccy, day, closing, payouts in ROWS:
             con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
-                        "(%s, %s, %s, %s, %s, %s)",
-                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing])
+                        "(%s, %s, %s, %s, %s, %s, %s)",
+                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing,
+                         payouts])
     _check_settled_balances(settings)
 
 
@@ -366,3 +369,19 @@ def test_withdrawal_against_a_published_statement(oltp_url, make_settings):
     assert withdraw(api, key, amount=972).status_code == 422
     assert withdraw(api, key, amount=971).status_code == 201
     assert available(api, key) == "0"
+
+
+def test_a_paid_withdrawal_on_the_statement_is_not_deducted_twice(oltp_url, make_settings):
+    """Once the pipeline puts a paid withdrawal on the statement (payouts), the closing balance
+    already carries it: the available balance must not subtract it again."""
+    settings = make_settings(database_url=oltp_url)
+    api = make_api(settings)
+    merchant_id, key = api.merchant()
+    publish_statements(settings, [merchant_id], DAY)  # 971 USD
+    created = withdraw(api, key, amount=300)
+    assert created.status_code == 201, created.text
+    for action in ("approve", "mark-paid"):  # finance approves; the platform marks it paid
+        assert act(api, api.admin_token, created.json()["id"], action).status_code == 200
+    assert available(api, key) == "671"  # paid, not yet on a statement
+    publish_statements(settings, [merchant_id], DAY, payouts_minor=300)  # now it is: closing 671
+    assert available(api, key) == "671"

@@ -1,59 +1,31 @@
--- One line per captured payment and per succeeded refund, each linked to its merchant's daily
--- statement (settlement.md). Daily cycle: the statement day is the UTC date of captured_at
--- (payments) or succeeded_at (refunds). Amounts in the transaction currency (no FX yet).
--- Signs: gross_minor refunds negative; fee_minor charged positive, reversal negative;
--- net_minor = gross_minor - fee_minor.
-
-with payment_lines as (
-    select
-        'payment:' || payment_id as line_id,
-        merchant_id,
-        currency,
-        'payment' as line_type,
-        payment_id,
-        cast(null as {{ dbt.type_string() }}) as refund_id,
-        captured_at as occurred_at,
-        cast(captured_at as date) as period_start,
-        cast(amount_minor as {{ money_type() }}) as gross_minor,
-        -- captured but unpriced: no fee on the statement (int_payment_fees warns about it)
-        cast(coalesce(fee_minor, 0) as {{ money_type() }}) as fee_minor
-    from {{ ref('int_payment_fees') }}
+-- Merchant statement lines (settlement.md): one per payment, refund, chargeback, payout and
+-- manual adjustment, each linked to what it came from (payment_id, refund_id, payout_id =
+-- withdrawal id, adjustment_id, psp_line_id), on the statement of its merchant's cycle period
+-- (daily, weekly from Monday, monthly) in the statement currency, with the FX rate it used.
+-- Lines of closed periods come frozen (int_settlement_frozen_lines); open periods are live.
+-- Signs: net_minor = gross_minor - fee_minor is the line's effect on the merchant's balance.
+with frozen as (
+    select * from {{ ref('int_settlement_frozen_lines') }}
 ),
 
-refund_lines as (
-    select
-        'refund:' || refund_id as line_id,
-        merchant_id,
-        currency,
-        'refund' as line_type,
-        payment_id,
-        refund_id,
-        succeeded_at as occurred_at,
-        cast(succeeded_at as date) as period_start,
-        cast(0 - refund_minor as {{ money_type() }}) as gross_minor,
-        cast(0 - coalesce(fee_reversed_minor, 0) as {{ money_type() }}) as fee_minor
-    from {{ ref('int_refund_fee_reversals') }}
-),
-
-lines as (
-    select * from payment_lines
-    union all
-    select * from refund_lines
+live as (
+    select l.*
+    from {{ ref('int_settlement_lines') }} as l
+    where not exists (select 1 from frozen as f where f.line_id = l.line_id)
 )
 
 select
-    line_id,
-    merchant_id,
-    merchant_id || ':' || currency || ':' || {{ date_key('period_start') }} as statement_id,
-    'daily' as settlement_cycle,
-    period_start,
-    period_start as period_end,
-    currency,
-    line_type,
-    payment_id,
-    refund_id,
-    occurred_at,
-    gross_minor,
-    fee_minor,
-    cast(gross_minor - fee_minor as {{ money_type() }}) as net_minor
-from lines
+    line_id, statement_id, merchant_id, settlement_cycle, period_start, period_end, currency,
+    line_type, item_type, is_late, natural_period_start, payment_id, refund_id, payout_id,
+    adjustment_id, psp_line_id, occurred_at, txn_currency, txn_gross_minor, txn_fee_minor,
+    fx_rate_id, fx_rate, fx_derivation, gross_minor, fee_minor, net_minor, description,
+    created_by, true as is_frozen
+from frozen
+union all
+select
+    line_id, statement_id, merchant_id, settlement_cycle, period_start, period_end, currency,
+    line_type, item_type, is_late, natural_period_start, payment_id, refund_id, payout_id,
+    adjustment_id, psp_line_id, occurred_at, txn_currency, txn_gross_minor, txn_fee_minor,
+    fx_rate_id, fx_rate, fx_derivation, gross_minor, fee_minor, net_minor, description,
+    created_by, false
+from live

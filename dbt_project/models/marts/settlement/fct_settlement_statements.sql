@@ -1,10 +1,20 @@
--- One statement per merchant, per day (daily cycle), per currency, for the days that have
--- lines (settlement.md). Foundation: settled in the transaction currency, no FX yet.
--- Chargebacks, adjustments and payouts are 0 until their sources exist.
--- opening = previous statement's closing for the same merchant + currency (0 for the first).
+-- Merchant settlement statements (settlement.md): one per merchant, cycle period and statement
+-- currency (the settlement currency; another only for items settled in kind, having no FX
+-- rate), for the periods that have lines.
+--     opening + gross - refunds - chargebacks - fees - adjustments = net_activity
+--     net_activity - payouts + opening = closing  (= the next statement's opening)
+-- Every column is a positive amount that the formula subtracts, so adjustments_minor is
+-- negative when the adjustments credit the merchant (a late capture, a goodwill credit).
+-- status: 'closed' once the period's last day is before the settlement_as_of day (then every
+-- line is frozen and the statement never changes), else 'open' (provisional).
+-- settles_on = period_end + the merchant's settlement_delay_days (T+N): the payout date.
 
 with lines as (
     select * from {{ ref('fct_settlement_statement_lines') }}
+),
+
+merchants as (
+    select merchant_id, settlement_delay_days from {{ ref('stg_clearhouse__merchants') }}
 ),
 
 activity as (
@@ -19,12 +29,19 @@ activity as (
              as {{ money_type() }}) as gross_minor,
         cast(0 - sum(case when line_type = 'refund' then gross_minor else 0 end)
              as {{ money_type() }}) as refunds_minor,
-        cast(0 as {{ money_type() }}) as chargebacks_minor,
-        cast(sum(fee_minor) as {{ money_type() }}) as fees_minor,
-        cast(0 as {{ money_type() }}) as adjustments_minor,
-        cast(0 as {{ money_type() }}) as payouts_minor,
+        cast(0 - sum(case when line_type = 'chargeback' then net_minor else 0 end)
+             as {{ money_type() }}) as chargebacks_minor,
+        cast(sum(case when line_type in ('payment', 'refund') then fee_minor else 0 end)
+             as {{ money_type() }}) as fees_minor,
+        cast(0 - sum(case when line_type = 'adjustment' then net_minor else 0 end)
+             as {{ money_type() }}) as adjustments_minor,
+        cast(0 - sum(case when line_type = 'payout' then net_minor else 0 end)
+             as {{ money_type() }}) as payouts_minor,
         count(case when line_type = 'payment' then 1 end) as payment_count,
-        count(case when line_type = 'refund' then 1 end) as refund_count
+        count(case when line_type = 'refund' then 1 end) as refund_count,
+        count(case when line_type = 'chargeback' then 1 end) as chargeback_count,
+        count(case when line_type = 'adjustment' then 1 end) as adjustment_count,
+        count(case when line_type = 'payout' then 1 end) as payout_count
     from lines
     group by statement_id, merchant_id, settlement_cycle, period_start, period_end, currency
 ),
@@ -49,22 +66,28 @@ balanced as (
 )
 
 select
-    statement_id,
-    merchant_id,
-    settlement_cycle,
-    period_start,
-    period_end,
-    currency,
-    opening_balance_minor,
-    gross_minor,
-    refunds_minor,
-    chargebacks_minor,
-    fees_minor,
-    adjustments_minor,
-    net_activity_minor,
-    payouts_minor,
-    cast(opening_balance_minor + net_activity_minor - payouts_minor
+    b.statement_id,
+    b.merchant_id,
+    b.settlement_cycle,
+    b.period_start,
+    b.period_end,
+    {{ add_days('b.period_end', 'coalesce(m.settlement_delay_days, 0)') }} as settles_on,
+    case when b.period_end < {{ settlement_as_of() }} then 'closed' else 'open' end as status,
+    b.currency,
+    b.opening_balance_minor,
+    b.gross_minor,
+    b.refunds_minor,
+    b.chargebacks_minor,
+    b.fees_minor,
+    b.adjustments_minor,
+    b.net_activity_minor,
+    b.payouts_minor,
+    cast(b.opening_balance_minor + b.net_activity_minor - b.payouts_minor
          as {{ money_type() }}) as closing_balance_minor,
-    cast(payment_count as bigint) as payment_count,
-    cast(refund_count as bigint) as refund_count
-from balanced
+    cast(b.payment_count as bigint) as payment_count,
+    cast(b.refund_count as bigint) as refund_count,
+    cast(b.chargeback_count as bigint) as chargeback_count,
+    cast(b.adjustment_count as bigint) as adjustment_count,
+    cast(b.payout_count as bigint) as payout_count
+from balanced as b
+left join merchants as m on m.merchant_id = b.merchant_id

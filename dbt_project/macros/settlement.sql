@@ -1,0 +1,65 @@
+{# Settlement (settlement.md): the day statements are closed to, cycle periods, FX conversion. #}
+
+{# The day settlement closes periods to: var settlement_as_of, else var recon_as_of, else the
+   run's UTC date. A period is closed once its last day is before this day. #}
+{% macro settlement_as_of() -%}
+    cast('{{ var("settlement_as_of", var("recon_as_of", run_started_at.strftime("%Y-%m-%d"))) }}' as date)
+{%- endmacro %}
+
+
+{# First day of the period of `cycle` ('daily', 'weekly' = ISO week from Monday, 'monthly')
+   that contains the date `d`. #}
+{% macro cycle_period_start(cycle, d) -%}
+    case {{ cycle }}
+        when 'weekly' then cast(date_trunc('week', {{ d }}) as date)
+        when 'monthly' then cast(date_trunc('month', {{ d }}) as date)
+        else cast({{ d }} as date)
+    end
+{%- endmacro %}
+
+{# Last day (inclusive) of the period of `cycle` that starts on `start`. #}
+{% macro cycle_period_end(cycle, start) -%}
+    case {{ cycle }}
+        when 'weekly' then cast({{ start }} + interval '6 days' as date)
+        when 'monthly' then cast({{ start }} + interval '1 month' - interval '1 day' as date)
+        else cast({{ start }} as date)
+    end
+{%- endmacro %}
+
+{# A day plus n days (n an integer expression), as a date on both engines. #}
+{% macro add_days(d, n) -%}
+    {{ return(adapter.dispatch('add_days', 'clearhouse')(d, n)) }}
+{%- endmacro %}
+{% macro default__add_days(d, n) -%}cast(({{ d }}) + cast({{ n }} as integer) as date){%- endmacro %}
+{% macro duckdb__add_days(d, n) -%}cast(({{ d }}) + to_days(cast({{ n }} as integer)) as date){%- endmacro %}
+
+
+{# The currency an asset is converted through: USDC and USDT are taken at par with USD
+   (their issuers redeem 1:1); everything else is itself. #}
+{% macro fx_anchor(currency) -%}
+    case when {{ currency }} in ('USDC', 'USDT') then 'USD' else {{ currency }} end
+{%- endmacro %}
+
+
+{# 10^n as an exact integer (n a non-negative integer expression): no power(), which is DOUBLE. #}
+{% macro pow10(n) -%}
+    {{ clearhouse.money_int("'1' || repeat('0', cast(" ~ n ~ " as integer))") }}
+{%- endmacro %}
+
+
+{# money.md point 6: converted_minor = round_half_up(amount_minor * rate * 10^(exp_to - exp_from)).
+   `rate_units` is the rate as an exact integer of 10^-12 units (DECIMAL(28,12) text without
+   its point), so the whole computation stays on integers: HUGEINT on DuckDB, NUMERIC on
+   Postgres. #}
+{% macro fx_convert(amount, rate_units, exp_from, exp_to) -%}
+    {{ clearhouse.round_half_up_div(
+        clearhouse.money_int(amount) ~ ' * ' ~ clearhouse.money_int(rate_units) ~ ' * '
+            ~ clearhouse.pow10('greatest(0, ' ~ exp_to ~ ' - ' ~ exp_from ~ ')'),
+        "cast('1000000000000' as " ~ ('hugeint' if target.type == 'duckdb' else 'numeric') ~ ") * "
+            ~ clearhouse.pow10('greatest(0, ' ~ exp_from ~ ' - ' ~ exp_to ~ ')')) }}
+{%- endmacro %}
+
+{# A DECIMAL(28,12) rate as exact integer units of 10^-12. #}
+{% macro rate_units(rate) -%}
+    {{ clearhouse.money_int("replace(cast(cast(" ~ rate ~ " as decimal(28, 12)) as " ~ dbt.type_string() ~ "), '.', '')") }}
+{%- endmacro %}

@@ -1,0 +1,201 @@
+{{ config(materialized='table') }}
+-- Everything that moves a merchant's settlement balance (settlement.md), one row per item, at
+-- the time it happened, in its own currency and converted to the merchant's settlement currency:
+--   payment    captured (gross +amount, fee F charged)
+--   refund     succeeded (gross -amount, fee reversed pro rata: negative)
+--   chargeback the channel's chargeback row on its PSP settlement file (gross = its amount,
+--              negative; the fee is not given back); one per payment, the first the channel sent
+--   payout     a merchant withdrawal paid out (gross -amount)
+--   adjustment a manual adjustment finance posted (signed: + credits the merchant)
+-- net_minor = gross_minor - fee_minor is the item's effect on the balance.
+--
+-- FX (money.md point 6): converted with the ECB rate of the item's day, or the latest before it
+-- (weekends, holidays); USDC/USDT at par with USD. Gross and fee are converted separately and
+-- net is their difference, so a line always adds up. With no rate at all for the pair the item
+-- settles in kind: it stays in its own currency, on a statement in that currency.
+
+with merchants as (
+    select merchant_id, settlement_currency, settlement_cycle, settlement_delay_days
+    from {{ ref('stg_clearhouse__merchants') }}
+),
+
+payments as (
+    select
+        'payment:' || payment_id as item_id, 'payment' as item_type, merchant_id,
+        payment_id, cast(null as {{ dbt.type_string() }}) as refund_id,
+        cast(null as {{ dbt.type_string() }}) as payout_id,
+        cast(null as {{ dbt.type_string() }}) as adjustment_id,
+        cast(null as {{ dbt.type_string() }}) as psp_line_id,
+        captured_at as occurred_at, currency,
+        cast(amount_minor as {{ money_type() }}) as txn_gross_minor,
+        -- captured but unpriced: no fee (int_payment_fees warns about it)
+        cast(coalesce(fee_minor, 0) as {{ money_type() }}) as txn_fee_minor,
+        cast(null as {{ dbt.type_string() }}) as reason,
+        cast(null as {{ dbt.type_string() }}) as created_by
+    from {{ ref('int_payment_fees') }}
+),
+
+refunds as (
+    select
+        'refund:' || refund_id, 'refund', merchant_id, payment_id, refund_id, null, null, null,
+        succeeded_at, currency,
+        cast(0 - refund_minor as {{ money_type() }}),
+        cast(0 - coalesce(fee_reversed_minor, 0) as {{ money_type() }}),
+        null, null
+    from {{ ref('int_refund_fee_reversals') }}
+),
+
+chargeback_rows as (
+    select
+        l.psp_line_id, l.transaction_at, l.currency, l.gross_minor, p.payment_id, p.merchant_id,
+        row_number() over (partition by p.payment_id
+                           order by l.transaction_at, l.psp_line_id) as nth
+    from {{ ref('stg_files__psp_lines') }} as l
+    join {{ ref('stg_clearhouse__payments') }} as p
+        on p.payment_id = l.merchant_reference
+    where l.record_type = 'chargeback'
+),
+
+chargebacks as (
+    select
+        'chargeback:' || payment_id, 'chargeback', merchant_id, payment_id, null, null, null,
+        psp_line_id, transaction_at, currency,
+        cast(gross_minor as {{ money_type() }}), cast(0 as {{ money_type() }}), null, null
+    from chargeback_rows
+    where nth = 1
+),
+
+payouts as (
+    select
+        'payout:' || withdrawal_id, 'payout', owner_id, null, null, withdrawal_id, null, null,
+        decided_at, currency,
+        cast(0 - amount_minor as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        null, decided_by
+    from {{ ref('stg_clearhouse__withdrawals') }}
+    where owner_type = 'merchant' and status = 'paid'
+),
+
+adjustments as (
+    select
+        'adjustment:' || adjustment_id, 'adjustment', merchant_id, null, null, null,
+        adjustment_id, null, effective_at, currency,
+        cast(amount_minor as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        reason, created_by
+    from {{ ref('stg_clearhouse__settlement_adjustments') }}
+),
+
+items as (
+    select * from payments
+    union all select * from refunds
+    union all select * from chargebacks
+    union all select * from payouts
+    union all select * from adjustments
+),
+
+placed as (
+    select
+        i.*,
+        cast(i.occurred_at as date) as occurred_on,
+        m.settlement_currency,
+        m.settlement_cycle,
+        m.settlement_delay_days,
+        {{ fx_anchor('i.currency') }} as fx_from,
+        {{ fx_anchor('m.settlement_currency') }} as fx_to
+    from items as i
+    join merchants as m on m.merchant_id = i.merchant_id
+),
+
+-- the latest ECB rate on or before each (pair, day) needed: looked up once per pair and day
+needed as (
+    select distinct fx_from, fx_to, occurred_on from placed where fx_from <> fx_to
+),
+
+rated as (
+    select
+        n.fx_from, n.fx_to, n.occurred_on, r.fx_rate_id, r.rate, r.derivation,
+        row_number() over (partition by n.fx_from, n.fx_to, n.occurred_on
+                           order by r.rate_date desc) as nth
+    from needed as n
+    join {{ ref('int_fx__rates') }} as r
+        on  r.base_currency = n.fx_from
+        and r.quote_currency = n.fx_to
+        and r.rate_date <= n.occurred_on
+),
+
+with_rate as (
+    select
+        p.*,
+        case
+            when p.currency = p.settlement_currency then 'none'
+            when p.fx_from = p.fx_to then 'peg'
+            when r.fx_rate_id is null then 'in_kind'
+            else r.derivation
+                 || case when p.fx_from <> p.currency or p.fx_to <> p.settlement_currency
+                         then '+peg' else '' end
+        end as fx_derivation,
+        case
+            when p.currency = p.settlement_currency then null
+            when p.fx_from = p.fx_to then 'peg:' || p.currency || ':' || p.settlement_currency
+            else r.fx_rate_id
+        end as fx_rate_id,
+        case
+            when p.currency = p.settlement_currency or p.fx_from = p.fx_to
+                then cast(1 as decimal(28, 12))
+            else r.rate
+        end as fx_rate
+    from placed as p
+    left join rated as r
+        on  r.fx_from = p.fx_from and r.fx_to = p.fx_to and r.occurred_on = p.occurred_on
+        and r.nth = 1
+),
+
+converted as (
+    select
+        w.*,
+        case when w.fx_derivation = 'in_kind' then w.currency else w.settlement_currency end
+            as statement_currency,
+        e_from.exponent as exp_from,
+        e_to.exponent as exp_to
+    from with_rate as w
+    left join {{ ref('ref_currencies') }} as e_from on e_from.code = w.currency
+    left join {{ ref('ref_currencies') }} as e_to on e_to.code = w.settlement_currency
+)
+
+select
+    item_id,
+    item_type,
+    merchant_id,
+    payment_id,
+    refund_id,
+    payout_id,
+    adjustment_id,
+    psp_line_id,
+    occurred_at,
+    occurred_on,
+    settlement_cycle,
+    settlement_delay_days,
+    {{ cycle_period_start('settlement_cycle', 'occurred_on') }} as natural_period_start,
+    currency as txn_currency,
+    txn_gross_minor,
+    txn_fee_minor,
+    cast(txn_gross_minor - txn_fee_minor as {{ money_type() }}) as txn_net_minor,
+    statement_currency,
+    fx_rate_id,
+    fx_rate,
+    fx_derivation,
+    gross_minor,
+    fee_minor,
+    cast(gross_minor - fee_minor as {{ money_type() }}) as net_minor,
+    reason,
+    created_by
+from (
+    select
+        c.*,
+        case when c.statement_currency = c.currency then c.txn_gross_minor
+             else {{ fx_convert('c.txn_gross_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
+        end as gross_minor,
+        case when c.statement_currency = c.currency then c.txn_fee_minor
+             else {{ fx_convert('c.txn_fee_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
+        end as fee_minor
+    from converted as c
+) as amounts
