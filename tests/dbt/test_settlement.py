@@ -191,7 +191,7 @@ def expected_lines(build: int) -> dict[str, dict]:
         payment_fee = _fee(m, ccy, next(p[2] for p in PAYMENTS if p[0] == pid))
         reversed_fee = prorate(payment_fee, amount, next(p[2] for p in PAYMENTS if p[0] == pid))
         lines[f"refund:{rid}"] = _line("refund", m, ccy, -amount, -reversed_fee, at, rates)
-    for lid, pid, gross, at in CHARGEBACKS_FIRST[:1] + (CHARGEBACKS_SECOND if build == 2 else []):
+    for _lid, pid, gross, at in CHARGEBACKS_FIRST[:1] + (CHARGEBACKS_SECOND if build == 2 else []):
         lines[f"chargeback:{pid}"] = _line("chargeback", "mer_m", "USD", gross, 0, at, rates)
     for wid, kind, owner, amount, status, at in WITHDRAWALS:
         if kind == "merchant" and status == "paid":
