@@ -7,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -190,6 +191,7 @@ def run_spine(make_settings, **urls) -> dict:
         assert len(files) == len(merchants)
         assert len(list((settings.statements_dir / DAY.isoformat()).glob("*.pdf"))) == len(merchants)
         check_pdf(client, merchants[0])
+        check_lineage_query(settings)
         check_agent_statements(client, app.state.engine, merchants)
         # The channels' files again (the same bytes): loaded once, nothing doubles.
         write_day(app.state.engine, settings.landing_dir, DAY)
@@ -198,6 +200,35 @@ def run_spine(make_settings, **urls) -> dict:
     app.state.engine.dispose()
     by_name[("files", "")] = landed
     return by_name
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def check_lineage_query(settings) -> None:
+    """The README's one query from a statement line to its payment, channel line, bank credit and
+    commissions works as printed, for a card payment of an agent's merchant."""
+    text = README.read_text()
+    block = text.split("**From a statement line to everything behind it**", 1)[1]
+    query = block.split("```sql", 1)[1].split("```", 1)[0]
+    writer = open_files_writer(settings)
+    try:
+        [(line_id,)] = writer.fetchall(
+            "SELECT min(sl.line_id) FROM analytics.fct_settlement_statement_lines sl "
+            "JOIN analytics.fct_payments p ON p.payment_id = sl.payment_id "
+            "JOIN analytics.fct_commissions c ON c.event_id = sl.payment_id "
+            "JOIN analytics.fct_reconciliation_matches m ON m.payment_id = sl.payment_id "
+            "WHERE sl.item_type = 'payment' AND p.channel_id LIKE 'ch_card%'")
+        assert line_id, "no card payment with commissions: the lineage check would prove nothing"
+        rows = writer.fetchall(query.replace("'payment:pay_...'", f"'{line_id}'").rstrip("; \n"))
+    finally:
+        writer.close()
+    assert rows
+    for (found, _sid, status, _channel, match_type, psp_line, payout, bank_credit, _tx,
+         beneficiary, level, commission) in rows:
+        assert found == line_id and status in ("success", "partially_refunded", "refunded")
+        assert match_type == "exact_reference" and psp_line and payout and bank_credit
+        assert beneficiary and level >= 1 and commission is not None
 
 
 def landed_figures(settings, engine) -> tuple:
