@@ -53,6 +53,12 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         if name and "loaded" in meta:
             landed[name] = {k: meta[k].value for k in
                             ("loaded", "quarantined", "duplicates", "rows")}
+    # What finance sees on each mart in the UI (orchestration/defs/dbt/metadata.py).
+    marts = {event.asset_key.path[-1]: {k: v.value for k, v in
+                                        event.materialization.metadata.items()
+                                        if k in ("dagster/row_count", "summary")}
+             for event in main.get_asset_materialization_events()
+             if "summary" in event.materialization.metadata}
     files = {}
     statements = defs.resolve_job_def("merchant_statements")
     for day in days:
@@ -61,4 +67,4 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         (event,) = run.get_asset_materialization_events()
         files[day] = event.materialization.metadata["statements_written"].value
     return {"rows_extracted": extracted, "statement_files": files, "landed_files": landed,
-            "run_id": main.run_id}
+            "marts": marts, "run_id": main.run_id}

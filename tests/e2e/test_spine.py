@@ -7,8 +7,8 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -139,7 +139,13 @@ def run_spine(make_settings, **urls) -> dict:
         assert first.wallet_topups >= 3 and first.wallet_spends == 2 * first.wallet_topups
         written = write_day(app.state.engine, settings.landing_dir, DAY)
         assert written["psp"] >= 3 and written["bank"] >= 2 and written["fx"] == 1
-        run_pipeline(settings, days=[DAY], ephemeral=True)
+        result = run_pipeline(settings, days=[DAY], ephemeral=True)
+        # The marts finance reads carry their figures into the Dagster UI.
+        statements_meta = result["marts"]["fct_settlement_statements"]
+        assert statements_meta["dagster/row_count"] == len(merchants)
+        assert "| currency | status | statements |" in statements_meta["summary"]
+        assert {"fct_platform_revenue", "rpt_reconciliation_daily",
+                "fct_reconciliation_breaks"} <= set(result["marts"])
         landed = landed_figures(settings, app.state.engine)
         expected = expected_statements(app.state.engine)
         by_name = {}

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from orchestration.defs.dbt.metadata import mart_metadata
 from warehouse.connections import dbt_env
 from warehouse.settings import get_settings
 
@@ -86,8 +87,37 @@ def dbt_environment() -> Iterator[None]:
 @dbt_assets(manifest=ensure_manifest(), project=clearhouse_dbt,
             dagster_dbt_translator=ClearhouseTranslator())
 def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """`dbt build`; the marts' outputs (and their checks, in order) are held until dbt has
+    finished, then yielded with their figures (orchestration/defs/dbt/metadata.py)."""
+    held: list = []
     with dbt_environment():
-        yield from dbt.cli(["build"], context=context).stream()
+        try:
+            for event in dbt.cli(["build"], context=context).stream():
+                if held or _is_mart(event):
+                    held.append(event)
+                else:
+                    yield event
+        except Exception:
+            yield from held  # what did build still lands; the failure then stops the run
+            raise
+    marts = [_model_name(e) for e in held if isinstance(e, dg.Output)]
+    figures = mart_metadata(get_settings(), [m for m in marts if m])
+    for event in held:
+        if isinstance(event, dg.Output) and _model_name(event) in figures:
+            event = event.with_metadata({**event.metadata, **figures[_model_name(event)]})
+        yield event
+
+
+def _model_name(event) -> str | None:
+    """The dbt model an event is about: outputs are named model_<project>_<model>."""
+    if isinstance(event, dg.Output):
+        return event.output_name.removeprefix("model_clearhouse_")
+    key = getattr(event, "asset_key", None)
+    return key.path[-1] if isinstance(key, dg.AssetKey) else None
+
+
+def _is_mart(event) -> bool:
+    return (_model_name(event) or "").startswith(("fct_", "rpt_"))
 
 
 def dbt_resource() -> DbtCliResource:
