@@ -123,6 +123,32 @@ def peak_mb(who) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+# dbt nodes by the stage of the finance DAG they belong to (first matching prefix wins).
+STAGES = (("seed", ("seed.",)), ("staging", ("model.clearhouse.stg_",)),
+          ("reconciliation", ("model.clearhouse.int_recon", "model.clearhouse.fct_reconciliation",
+                              "model.clearhouse.rpt_reconciliation")),
+          ("commission", ("model.clearhouse.int_commission", "model.clearhouse.fct_commissions",
+                          "model.clearhouse.fct_platform", "model.clearhouse.fct_agent",
+                          "model.clearhouse.int_payment_fees", "model.clearhouse.int_refund")),
+          ("settlement", ("model.clearhouse.int_settlement", "model.clearhouse.fct_settlement",
+                          "model.clearhouse.int_fx")),
+          ("analytics", ("model.clearhouse.",)), ("tests", ("test.", "unit_test.")))
+
+
+def stage_times(target: Path) -> dict[str, tuple[float, int]]:
+    """Seconds dbt spent per stage (from run_results.json: node execution times, summed; with 2
+    threads the stages overlap, so they add up to more than the wall clock)."""
+    import json
+
+    totals: dict[str, list] = {name: [0.0, 0] for name, _ in STAGES}
+    for result in json.loads((target / "run_results.json").read_text())["results"]:
+        uid = result["unique_id"]
+        stage = next(name for name, prefixes in STAGES if uid.startswith(prefixes))
+        totals[stage][0] += result["execution_time"]
+        totals[stage][1] += 1
+    return {name: (seconds, count) for name, (seconds, count) in totals.items() if count}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=100_000)
@@ -173,6 +199,9 @@ def main() -> None:
     print(f"dbt build (models + tests) on {args.payments:,} payments: {seconds:.1f} s "
           f"(peak RSS of children {peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB) "
           f"on {settings.warehouse_engine}")
+    for stage, (node_seconds, nodes) in stage_times(Path(home) / "dbt-target").items():
+        print(f"  {stage:<14} {node_seconds:7.1f} s in {nodes} nodes "
+              f"= {args.payments / node_seconds if node_seconds else 0:,.0f} payments/s")
     print(f"state kept in {home}")
 
 

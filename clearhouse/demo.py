@@ -123,8 +123,9 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
         "statements")
     pipeline = run_pipeline(settings, days=[day])
     revenue, reconciliation = finance_summary(settings, day)
+    settled = settlement_summary(settings, day)
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
-               "revenue": revenue, "reconciliation": reconciliation,
+               "revenue": revenue, "reconciliation": reconciliation, "settled": settled,
                "chain_exports": exports,
                "seconds": time.monotonic() - started}
     print_summary(settings, summary)
@@ -160,6 +161,9 @@ def print_summary(settings: Settings, summary: dict) -> None:
     print(f"  reconciled   {matched} matches"
           + (f" ({matched * 100 // total} % of items)" if total else "") + "; breaks: "
           + (", ".join(f"{n} {kind}" for kind, n in sorted(breaks.items())) or "none"))
+    for currency, (count, net, converted) in summary.get("settled", {}).items():
+        print(f"  settled      {count} statement(s) in {currency}: net activity "
+              f"{Money(net, currency)}, {converted} line(s) converted at ECB rates")
     files = summary["pipeline"]["statement_files"].get(day, 0)
     print(f"  statements   {files} merchant statements (CSV and PDF) in "
           f"{settings.statements_dir / day.isoformat()}")
@@ -190,6 +194,23 @@ def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dic
         writer.close()
     revenue = {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
     return revenue, (int(matched[0][0]), {kind: int(n) for kind, n in breaks})
+
+
+def settlement_summary(settings: Settings, day: date) -> dict[str, tuple[int, int, int]]:
+    """Per statement currency, the statements covering the day: how many, their net activity
+    and how many of their lines were converted from another currency (settlement.md)."""
+    writer = open_files_writer(settings)
+    try:
+        rows = writer.fetchall(
+            "SELECT s.currency, count(DISTINCT s.statement_id), "
+            "CAST(sum(l.net_minor) AS VARCHAR(40)), count(l.fx_rate_id) "
+            "FROM analytics.fct_settlement_statements s "
+            "JOIN analytics.fct_settlement_statement_lines l ON l.statement_id = s.statement_id "
+            "WHERE s.period_start <= $1 AND s.period_end >= $1 AND l.line_type <> 'payout' "
+            "GROUP BY s.currency ORDER BY s.currency", (day,))
+    finally:
+        writer.close()
+    return {ccy: (int(n), int(net), int(converted)) for ccy, n, net, converted in rows}
 
 
 def _print_x402(summary: dict) -> None:

@@ -98,8 +98,75 @@ def render(settings: Settings, merchant_id: str, merchant_name: str, start: date
     return bytes(pdf.output())
 
 
-def stream(settings: Settings, merchant_id: str, merchant_name: str, start: date,
-           end: date, chunk: int = 64 * 1024) -> Iterator[bytes]:
-    document = render(settings, merchant_id, merchant_name, start, end)
+AGENT_COLUMNS = (("Model", 40), ("Level", 16), ("Payments", 22), ("Refunds", 22),
+                 ("Earned", 34), ("Reversed", 34), ("Net", 34), ("Balance", 34))
+
+
+def render_agent(settings: Settings, agent_id: str, agent_name: str, start: date,
+                 end: date) -> bytes:
+    """An agent's commission statements (settlement.md): per statement the opening balance, one
+    row per model and level with earned, reversed and net, and the closing balance - the rows of
+    the agent CSV (serving.statements.stream_agent_csv), laid out as a document."""
+    import csv
+    import io
+
+    from fpdf import FPDF
+
+    rows = list(csv.DictReader(io.StringIO("".join(
+        statements.stream_agent_csv(settings, agent_id, start, end)))))
+    pdf = FPDF(orientation="L", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=12)
+    pdf.set_title(f"Commission statement {agent_id} {start}..{end}")
+    pdf.set_author("Clearhouse")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 9, "Clearhouse commission statement", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=10)
+    for text in (_latin1(f"Agent: {agent_name} ({agent_id})"),
+                 f"Period: {start.isoformat()} to {end.isoformat()} (UTC days)",
+                 f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"):
+        pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+    if not rows:
+        pdf.ln(4)
+        pdf.cell(0, 6, "No commission in this period.", new_x="LMARGIN", new_y="NEXT")
+    for row in rows:
+        currency = row["currency"]
+        if row["line_type"] == "opening_balance":
+            pdf.ln(4)
+            pdf.set_font("Helvetica", "B", 12)
+            pdf.cell(0, 7, f"Statement {row['statement_id']} - {currency}, {row['period_start']}"
+                           f" to {row['period_end']}", new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=9)
+            pdf.cell(0, 6, f"Opening balance {_money(row['balance_minor'], currency)}",
+                     new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", "B", 8)
+            for title, width in AGENT_COLUMNS:
+                pdf.cell(width, 6, title, border="B", align="L" if width == 40 else "R")
+            pdf.ln()
+            pdf.set_font("Helvetica", size=8)
+        elif row["line_type"] == "commission":
+            cells = (row["model"], row["level"], row["payment_count"], row["refund_count"],
+                     *(_money(row[k], currency) for k in ("earned_minor", "reversed_minor",
+                                                          "net_minor", "balance_minor")))
+            for text, (_title, width) in zip(cells, AGENT_COLUMNS, strict=True):
+                pdf.cell(width, 5, str(text), align="L" if width == 40 else "R")
+            pdf.ln()
+        else:
+            pdf.set_font("Helvetica", "B", 9)
+            pdf.cell(0, 6, f"Earned {_money(row['earned_minor'], currency)}, reversed "
+                           f"{_money(row['reversed_minor'], currency)}, net "
+                           f"{_money(row['net_minor'], currency)}; closing balance "
+                           f"{_money(row['balance_minor'], currency)}",
+                     new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=8)
+    return bytes(pdf.output())
+
+
+def chunked(document: bytes, chunk: int = 64 * 1024) -> Iterator[bytes]:
     for offset in range(0, len(document), chunk):
         yield document[offset:offset + chunk]
+
+
+def stream(settings: Settings, merchant_id: str, merchant_name: str, start: date,
+           end: date, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    return chunked(render(settings, merchant_id, merchant_name, start, end), chunk)

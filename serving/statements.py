@@ -254,12 +254,13 @@ def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) 
     heads = list(_fetch(settings, *(2 * [
         "SELECT statement_id, period_start, period_end, currency, opening_balance_minor, "
         "earned_minor, reversed_minor, net_minor, closing_balance_minor, payment_count, "
-        "refund_count FROM {agent_statements} WHERE agent_id = ? AND period_start >= ? "
-        "AND period_start <= ? ORDER BY statement_id"]), [agent_id, start, end]))
+        "refund_count FROM {agent_statements} WHERE agent_id = ? AND period_start <= ? "
+        "AND period_end >= ? ORDER BY period_start, statement_id"]), [agent_id, end, start]))
     lines = _fetch(settings, *(2 * [
         "SELECT statement_id, model, level, payment_count, refund_count, earned_minor, "
-        "reversed_minor, net_minor FROM {agent_lines} WHERE agent_id = ? AND period_start >= ? "
-        "AND period_start <= ? ORDER BY statement_id, level, model"]), [agent_id, start, end])
+        "reversed_minor, net_minor FROM {agent_lines} WHERE agent_id = ? AND period_start <= ? "
+        "AND period_end >= ? ORDER BY period_start, statement_id, level, model"]),
+        [agent_id, end, start])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(AGENT_CSV_COLUMNS)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving import statement_pdf, statements, tenancy
 from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep
-from serving.errors import ApiError, not_found
+from serving.errors import not_found
 from warehouse.models import Agent, Merchant
 
 router = APIRouter(tags=["settlements"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["settlements"])
 
 @router.get("/settlements/{merchant_id}", response_class=StreamingResponse,
             description="A merchant's settlement statements (CSV or PDF), or with an agent id "
-                        "that agent's commission statements (CSV).",
+                        "that agent's commission statements (CSV or PDF).",
             responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}})
 async def download_statement(
     merchant_id: str, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
@@ -27,8 +27,9 @@ async def download_statement(
     period: Annotated[str | None, Query(description="2026-11-20, 2026-11 or a..b")] = None,
     format: Annotated[Literal["csv", "pdf"], Query()] = "csv",
 ):
-    if session.get(Agent, merchant_id) is not None:
-        return await _agent_statement(principal, settings, merchant_id, period, format)
+    agent = session.get(Agent, merchant_id)
+    if agent is not None:
+        return await _agent_statement(principal, settings, agent, period, format)
     merchant = session.get(Merchant, merchant_id)
     if merchant is None or not tenancy.can_see_merchant(session, principal, merchant_id, now):
         raise not_found("merchant", merchant_id)  # agents: their subtree
@@ -52,14 +53,18 @@ async def download_statement(
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _agent_statement(principal, settings, agent_id: str, period: str | None, format: str):
+async def _agent_statement(principal, settings, agent: Agent, period: str | None, format: str):
     """An agent's commission statements: the agent itself and operators only (settlement.md)."""
+    agent_id = agent.id
     if not (principal.is_operator or principal.agent_id == agent_id):
         raise not_found("agent", agent_id)
     start, end = statements.parse_period(period)
-    if format != "csv":
-        raise ApiError(422, "unsupported_format", "commission statements are served as CSV",
-                       {"field": "format", "supported": ["csv"]})
+    if format == "pdf":
+        document = await run_in_threadpool(
+            statement_pdf.render_agent, settings, agent_id, agent.name, start, end)
+        return StreamingResponse(statement_pdf.chunked(document), media_type="application/pdf",
+                                 headers={"Content-Disposition":
+                                          f'attachment; filename="commission_{agent_id}_{period}.pdf"'})
     chunks = statements.stream_agent_csv(settings, agent_id, start, end)
     first = await run_in_threadpool(next, chunks)
 

@@ -828,14 +828,14 @@ def test_finance_ties_out_per_day_and_currency(built):
 
 
 def test_agent_commission_statements(built):
-    """Per agent, currency and UTC day: earned on payments, reversed by refunds, a running
-    balance - all from the oracle's commission rows."""
+    """Per agent, currency and month (the default agent cycle): earned on payments, reversed by
+    refunds, a running balance - all from the oracle's commission rows."""
     expected_rows, _ = expected_commission()
     when = {p["id"]: p["captured_at"] for p in PAYMENTS}
     when.update({r["id"]: r["succeeded_at"] for r in REFUNDS})
     figures: dict = defaultdict(lambda: [0, 0])
     for (event_id, agent, _level), amount in expected_rows.items():
-        key = (agent, "USD", when[event_id].date())
+        key = (agent, "USD", when[event_id].date().replace(day=1))
         figures[key][0 if event_id.startswith("pay_") else 1] += amount
     rows = {(r["agent_id"], r["currency"], r["period_start"]): r for r in built.query(
         "select * from analytics.fct_agent_commission_statements")}
@@ -844,6 +844,7 @@ def test_agent_commission_statements(built):
     for key in sorted(figures):
         earned, reversed_ = figures[key]
         row = rows[key]
+        assert (row["settlement_cycle"], row["period_end"]) == ("monthly", date(2024, 3, 31))
         assert (_int(row["earned_minor"]), _int(row["reversed_minor"])) == (earned, reversed_)
         assert _int(row["opening_balance_minor"]) == balance[key[:2]]
         balance[key[:2]] += earned + reversed_

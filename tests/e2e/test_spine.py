@@ -108,7 +108,7 @@ def check_agent_statements(client, engine, merchants) -> None:
         keys = {agent_id: new_api_key(s, agent_id=agent_id, role="agent")[1]
                 for agent_id in agents}
         s.commit()
-    earned_any = False
+    earned_any = pdf_checked = False
     for agent_id, key in keys.items():
         resp = client.get(f"/api/v1/settlements/{agent_id}?period={DAY}",
                           headers={"Authorization": f"Bearer {key}"})
@@ -120,11 +120,28 @@ def check_agent_statements(client, engine, merchants) -> None:
             assert sum(int(r["net_minor"]) for r in lines) == int(closing["net_minor"])
             assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
             earned_any |= int(closing["earned_minor"]) > 0
-    assert earned_any
+            if int(closing["earned_minor"]) > 0 and not pdf_checked:
+                check_agent_pdf(client, key, agent_id, agents[agent_id], rows)
+                pdf_checked = True
+    assert earned_any and pdf_checked
     one, other = list(keys)[:2]
     resp = client.get(f"/api/v1/settlements/{other}?period={DAY}",
                       headers={"Authorization": f"Bearer {keys[one]}"})
     assert resp.status_code == 404
+
+
+def check_agent_pdf(client, key, agent_id, agent_name, rows) -> None:
+    """The agent's PDF commission statement shows its name, each statement and every balance."""
+    from pypdf import PdfReader
+
+    resp = client.get(f"/api/v1/settlements/{agent_id}?period={DAY}&format=pdf",
+                      headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/pdf"
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(resp.content)).pages)
+    assert agent_name in text
+    for row in rows:
+        assert row["statement_id"] in text or row["line_type"] != "opening_balance"
+        assert str(Money(int(row["balance_minor"]), row["currency"])) in text
 
 
 def run_spine(make_settings, **urls) -> dict:

@@ -1,5 +1,5 @@
--- An agent's daily commission statement per currency: what it earned on payments captured that
--- day, what refunds reversed, the net, and a running balance (opening = the previous
+-- An agent's commission statement per cycle (var agent_statement_cycle, default monthly) and
+-- currency: what it earned on payments captured in the period, what refunds reversed, the net, and a running balance (opening = the previous
 -- statement's closing; the first opens at 0). Lines: fct_agent_commission_statement_lines.
 
 with lines as (
@@ -28,7 +28,7 @@ select
     currency,
     period_start,
     period_end,
-    'daily' as settlement_cycle,
+    '{{ var("agent_statement_cycle", "monthly") }}' as settlement_cycle,
     cast(coalesce(sum(net_minor) over (
         partition by agent_id, currency order by period_start
         rows between unbounded preceding and 1 preceding), 0) as {{ money_type() }})
