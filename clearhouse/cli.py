@@ -9,6 +9,8 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
+from ml.cli import add_parser as add_ml_parser
+
 
 def _settings():
     from warehouse.settings import get_settings
@@ -359,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--day", default=None, help="the simulated day (default: yesterday, UTC)")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
+    add_ml_parser(sub)
     return parser
 
 

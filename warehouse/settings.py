@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Postgres: create confirmed payments in four round trips (serving/services/fast_payments.py)
     payments_fast_path: bool = True
+    # ml.registry: a challenger replaces the champion only if its holdout PR-AUC is this much higher
+    ml_promotion_margin: float = Field(default=0.01, ge=0)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

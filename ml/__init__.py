@@ -1,0 +1,1 @@
+"""Fraud models: PaySim-layout import, point-in-time features, training, a model registry."""

@@ -1,0 +1,115 @@
+"""`clearhouse ml ...`: evaluate on PaySim-layout data, train and register, promote, roll back.
+
+Heavy imports (scikit-learn, polars) happen inside the commands, so `clearhouse --help` and the
+other commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _events(path: str):
+    from ml.paysim import PaySimError, load_paysim
+
+    if not Path(path).is_file():
+        sys.exit(f"clearhouse ml: {path}: no such file")
+    try:
+        return load_paysim(path)
+    except PaySimError as exc:
+        sys.exit(f"clearhouse ml: {exc}")
+
+
+def _registry():
+    from ml.registry import Registry
+
+    return Registry()
+
+
+def cmd_evaluate(args) -> None:
+    from ml.train import evaluate
+
+    try:
+        result = evaluate(_events(args.paysim), args.holdout_fraction)
+    except ValueError as exc:
+        sys.exit(f"clearhouse ml evaluate: {exc}")
+    print(json.dumps(result, indent=2))
+
+
+def cmd_train(args) -> None:
+    from ml.train import train_candidate
+
+    try:
+        model, fields = train_candidate(_events(args.paysim), args.holdout_fraction)
+    except ValueError as exc:
+        sys.exit(f"clearhouse ml train: {exc}")
+    from ml.registry import file_sha256
+
+    data = Path(args.paysim).resolve()
+    fields["data"] = {"file": str(data), "sha256": file_sha256(data)}
+    version = _registry().register(model, fields)
+    print(json.dumps({"version": version, "window": fields["window"],
+                      "metrics": fields["metrics"]}))
+
+
+def cmd_promote(args) -> None:
+    from ml.registry import RegistryError
+
+    try:
+        print(json.dumps(_registry().promote(args.version, force=args.force)))
+    except RegistryError as exc:
+        sys.exit(f"clearhouse ml promote: refused: {exc}")
+
+
+def cmd_rollback(_args) -> None:
+    from ml.registry import RegistryError
+
+    try:
+        print(json.dumps(_registry().rollback()))
+    except RegistryError as exc:
+        sys.exit(f"clearhouse ml rollback: {exc}")
+
+
+def cmd_models(_args) -> None:
+    registry = _registry()
+    champion = registry.champion()
+    for name in registry.versions():
+        card = registry.card(name)
+        print(json.dumps({"version": name, "champion": name == champion,
+                          "created_at": card["created_at"], "window": card["window"],
+                          "metrics": card["metrics"]}))
+
+
+def add_parser(sub) -> None:
+    """Register `clearhouse ml` on the top-level subparsers."""
+    ml = sub.add_parser("ml", help="fraud models: evaluate, train, promote, roll back")
+    cmds = ml.add_subparsers(dest="ml_cmd", required=True)
+    for name, func, text in (
+            ("evaluate", cmd_evaluate, "print holdout metrics of both models on a PaySim-layout "
+             "file (time-based split)"),
+            ("train", cmd_train, "train on a PaySim-layout file and register a version")):
+        cmd = cmds.add_parser(name, help=text)
+        cmd.add_argument("--paysim", required=True, metavar="FILE",
+                         help="CSV in the PaySim column layout (see ml/paysim.py)")
+        cmd.add_argument("--holdout-fraction", type=_fraction, default=0.3,
+                         help="the latest share of events held out (default 0.3)")
+        cmd.set_defaults(func=func)
+    promote = cmds.add_parser("promote", help="make VERSION the champion if it beats the current "
+                              "one by CLEARHOUSE_ML_PROMOTION_MARGIN on the same holdout")
+    promote.add_argument("version")
+    promote.add_argument("--force", action="store_true", help="skip the comparison (audited)")
+    promote.set_defaults(func=cmd_promote)
+    cmds.add_parser("rollback", help="make the previous champion the champion again"
+                    ).set_defaults(func=cmd_rollback)
+    cmds.add_parser("models", help="list versions with their metrics (one JSON line each)"
+                    ).set_defaults(func=cmd_models)
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return number

@@ -1,0 +1,227 @@
+"""Versioned fraud models under HOME/models/, a champion pointer, promotion rules and an audit.
+
+Layout:
+    HOME/models/v0001/model.joblib   the fitted model (joblib: a pickle - load only our own files)
+    HOME/models/v0001/card.json      data window, feature list, metrics, library versions and the
+                                     artifact's sha256 (checked again on every load)
+    HOME/models/champion.json        {"champion": "v0002", "history": ["v0001"]}
+    HOME/models/audit.jsonl          one line per promotion, refused promotion and rollback
+
+A version directory is written under a temporary name and renamed into place, and the pointer is
+replaced by rename, so a reader never sees half a model or half a pointer. Registering, promoting
+and rolling back hold an exclusive lock on HOME/models/.lock, so two commands cannot interleave.
+
+Promotion: a challenger replaces the champion only if both were evaluated on the same holdout
+(equal holdout_sha256) and the challenger's PR-AUC is at least the champion's plus the margin
+(settings.ml_promotion_margin, default 0.01). `force=True` skips both checks (and says so in the
+audit). `rollback()` makes the previous champion the champion again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from ml.features import FEATURES
+from warehouse.settings import Settings, get_settings
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+LIBRARIES = ("scikit-learn", "polars", "numpy", "joblib", "scipy")
+
+
+class RegistryError(ValueError):
+    """A registry command that cannot be done; the message says why."""
+
+
+class PromotionRefused(RegistryError):
+    pass
+
+
+class Registry:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        self.root = self.settings.home_dir / "models"
+
+    # --- versions ---------------------------------------------------------------------------
+
+    def register(self, model, fields: dict) -> str:
+        """Save a fitted model with its card (fields from ml.train.train_candidate); returns the
+        new version."""
+        import joblib
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            number = max((int(m.group(1)) for p in self.root.iterdir()
+                          if (m := _VERSION.match(p.name))), default=0) + 1
+            name = f"v{number:04d}"
+            staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            try:
+                staging.chmod(0o755)  # mkdtemp makes it 0700; a serving process must read it
+                joblib.dump(model, staging / "model.joblib")
+                card = {"version": name, "created_at": _now(), **fields,
+                        "features": list(FEATURES), "libraries": _library_versions(),
+                        "artifact_sha256": file_sha256(staging / "model.joblib")}
+                (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+                staging.rename(self.root / name)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return name
+
+    def card(self, name: str) -> dict:
+        path = self.root / name / "card.json"
+        if not _VERSION.match(name) or not path.is_file():
+            raise RegistryError(f"no model version {name!r} under {self.root}")
+        return json.loads(path.read_text())
+
+    def load(self, name: str):
+        """The fitted model of a version, after checking its sha256 against the card."""
+        import joblib
+
+        card = self.card(name)
+        path = self.root / name / "model.joblib"
+        if file_sha256(path) != card["artifact_sha256"]:
+            raise RegistryError(f"{path} does not match the sha256 in its card: refusing to load")
+        return joblib.load(path)
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = [p.name for p in self.root.iterdir() if _VERSION.match(p.name)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    # --- champion ---------------------------------------------------------------------------
+
+    def champion(self) -> str | None:
+        return self._pointer()["champion"]
+
+    def promote(self, name: str, *, force: bool = False, margin: float | None = None) -> dict:
+        margin = self.settings.ml_promotion_margin if margin is None else margin
+        challenger = self.card(name)
+        with self._locked():
+            pointer = self._pointer()
+            current = pointer["champion"]
+            entry = {"action": "promote", "version": name, "previous": current, "forced": force,
+                     "margin": margin, "challenger_pr_auc": challenger["metrics"]["pr_auc"]}
+            if name == current:
+                reason = f"{name} is already the champion"
+            else:
+                reason = None if force else self._refusal(challenger, current, margin, entry)
+            if reason:
+                self._audit({**entry, "outcome": "refused", "reason": reason})
+                raise PromotionRefused(reason)
+            history = pointer["history"] + ([current] if current else [])
+            self._write_pointer({"champion": name, "history": history})
+            return self._audit({**entry, "outcome": "promoted"})
+
+    def _refusal(self, challenger: dict, current: str | None, margin: float,
+                 entry: dict) -> str | None:
+        if current is None:
+            return None
+        champion = self.card(current)
+        entry["champion_pr_auc"] = champion["metrics"]["pr_auc"]
+        if champion["holdout_sha256"] != challenger["holdout_sha256"]:
+            return (f"{challenger['version']} and the champion {current} were evaluated on "
+                    "different holdouts; their metrics are not comparable (use --force to "
+                    "promote anyway)")
+        needed = champion["metrics"]["pr_auc"] + margin
+        if challenger["metrics"]["pr_auc"] < needed:
+            return (f"{challenger['version']} PR-AUC {challenger['metrics']['pr_auc']:.4f} does "
+                    f"not beat the champion {current} ({champion['metrics']['pr_auc']:.4f}) by "
+                    f"the margin {margin} (needs >= {needed:.4f})")
+        return None
+
+    def rollback(self) -> dict:
+        with self._locked():
+            pointer = self._pointer()
+            if not pointer["history"]:
+                raise RegistryError("no previous champion to roll back to")
+            previous = pointer["history"][-1]
+            self._write_pointer({"champion": previous, "history": pointer["history"][:-1]})
+            return self._audit({"action": "rollback", "version": previous,
+                                "previous": pointer["champion"], "outcome": "rolled_back"})
+
+    def audit_log(self) -> list[dict]:
+        path = self.root / "audit.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    # --- files ------------------------------------------------------------------------------
+
+    def _pointer(self) -> dict:
+        path = self.root / "champion.json"
+        return json.loads(path.read_text()) if path.is_file() else {"champion": None,
+                                                                    "history": []}
+
+    def _write_pointer(self, pointer: dict) -> None:
+        _atomic_write(self.root / "champion.json", json.dumps(pointer, indent=2) + "\n")
+
+    def _audit(self, entry: dict) -> dict:
+        line = {"at": _now(), "by": _user(), **entry}
+        # One short line with O_APPEND, flushed and fsynced: appends never interleave or vanish.
+        with (self.root / "audit.jsonl").open("a") as fh:
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return line
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(),
+            **{name: package_version(name) for name in LIBRARIES}}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "unknown"
