@@ -174,6 +174,7 @@ X402_USAGE = [
 def _refund(rid, payment, merchant, amount, currency, status, succeeded):
     return {"id": rid, "payment_id": payment, "merchant_id": merchant, "amount_minor": amount,
             "currency": currency, "status": status, "reason": "requested_by_customer",
+            "channel_reference": f"chref-{rid}",
             "succeeded_at": ts(succeeded) if succeeded else None,
             "created_at": ts(succeeded) if succeeded else ts("2024-03-02 00:00:00"),
             "updated_at": ts(succeeded) if succeeded else ts("2024-03-02 00:00:00")}
@@ -384,6 +385,11 @@ PSP_LINES = [
     _line("L8", ref="psp-unknown-2", amount=5_555),  # ambiguous: pay_f2, pay_f3
     _line("L9", ref=SUCCESS_AGENT_PAYMENT["channel_reference"],
           amount=SUCCESS_AGENT_PAYMENT["amount_minor"], currency="EUR"),  # currency_mismatch
+    # refunds settle as their own (negative) lines: an exact match, an amount_mismatch and a
+    # refund line nobody recorded; re_a3_2 has no line at all (missing_in_channel)
+    _line("R1", ref="chref-re_a2_1", amount=-3_333, kind="refund"),
+    _line("R2", ref="chref-re_a3_1", amount=-998, kind="refund"),
+    _line("R3", ref="psp-refund-unknown", amount=-500, kind="refund"),
     _line("P1", kind="payout", payout="po_1", amount=9_810, day="2024-03-02"),
     _line("P2", kind="payout", payout="po_2", amount=5_000, day="2024-03-02"),
 ]
@@ -853,28 +859,41 @@ def test_agent_commission_statements(built):
 
 
 def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
-    matches = {(r["match_type"], r["payment_id"] or r["channel_reference"])
+    matches = {(r["match_type"], r["refund_id"] or r["payment_id"] or r["channel_reference"])
                for r in built.query("select * from analytics.fct_reconciliation_matches")}
     assert matches == {("exact_reference", "pay_a1"), ("exact_reference", "pay_a2"),
+                       ("exact_reference", "re_a2_1"),
                        ("fuzzy", "pay_f1"), ("payout_batch", "po_1"), ("chain", "pay_x1")}
     breaks = built.query("select * from analytics.fct_reconciliation_breaks")
     by_type = defaultdict(set)
     for r in breaks:
-        by_type[r["break_type"]].add(r["payment_id"] or r["channel_reference"])
+        by_type[r["break_type"]].add(r["refund_id"] or r["payment_id"] or r["channel_reference"])
     settled = {p["id"] for p in PAYMENTS
                if p["status"] in ("success", "partially_refunded", "refunded")
                and p["payment_method_type"] not in ("wallet", "agent_token")}
     seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3",
             "pay_a5", "pay_a6", SUCCESS_AGENT_PAYMENT["id"]}
+    # succeeded refunds of card payments settle as channel lines; only two have one
+    card = {p["id"] for p in PAYMENTS if p["channel_id"] == "ch_card"}
+    refunds_without_line = {r["id"] for r in REFUNDS if r["status"] == "succeeded"
+                            and r["payment_id"] in card} - {"re_a2_1", "re_a3_1"}
+    assert "re_a3_2" in refunds_without_line
     assert dict(by_type) == {
         "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
-        "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1"},
-        "missing_in_ledger": {"psp-only-1"}, "ambiguous": {"psp-unknown-2"},
+        "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
+        "missing_in_ledger": {"psp-only-1", "psp-refund-unknown"}, "ambiguous": {"psp-unknown-2"},
         "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"]}, "payout_mismatch": {"po_2"},
         "recipient_mismatch": {"pay_x3"}, "chain_reorged": {"pay_a5"},
-        "chain_unconfirmed": {"pay_a6"}, "missing_in_channel": settled - seen}
-    rows = {(r["break_type"], r["payment_id"] or r["channel_reference"]): r for r in breaks}
+        "chain_unconfirmed": {"pay_a6"},
+        "missing_in_channel": (settled - seen) | refunds_without_line}
+    rows = {(r["break_type"], r["refund_id"] or r["payment_id"] or r["channel_reference"]): r
+            for r in breaks}
     assert _int(rows[("amount_mismatch", "pay_b1")]["delta_minor"]) == -345
+    # refund amounts are signed as the channel reports them: ledger -999, channel -998
+    refund_break = rows[("amount_mismatch", "re_a3_1")]
+    assert (_int(refund_break["ledger_amount_minor"]), _int(refund_break["channel_amount_minor"]),
+            _int(refund_break["delta_minor"]), refund_break["payment_id"]) == \
+        (-999, -998, 1, "pay_a3")
     assert _int(rows[("payout_mismatch", "po_2")]["delta_minor"]) == -10
     fee = rows[("fee_mismatch", "pay_a2")]
     assert (_int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"])) == \

@@ -4,7 +4,9 @@
 -- day, the bank booking day, the block day, or for missing_in_channel the day the channel's
 -- settlement window plus var recon_grace_days ran out), age_days against var recon_as_of
 -- (default: today, UTC). Inside the window a ledger payment with no channel line is pending
--- (rpt_reconciliation_daily counts it), not a break.
+-- (rpt_reconciliation_daily counts it), not a break. Refunds of PSP payments reconcile against
+-- the channel's refund lines the same way (refund_id set; amounts signed as the channel reports
+-- them, so a refund's ledger amount is negative too).
 -- Incremental: the model keeps every break it has seen. Each run recomputes the open ones from
 -- the current inputs (keeping their first_seen); one that no longer shows is marked resolved,
 -- with the day (resolved_at = recon_as_of) and what resolved it (the match that now covers its
@@ -14,7 +16,12 @@
 {% set as_of = recon_as_of() %}
 {% set grace = var('recon_grace_days', 1) %}
 
-{{ config(materialized='incremental', unique_key='break_id') }}
+{{ config(materialized='incremental', unique_key='break_id',
+          on_schema_change='append_new_columns') }}
+{#- refund_id came later: a table built before it has no such column yet -#}
+{% set previous_refund_id = 'p.refund_id' if is_incremental() and 'refund_id' in
+    (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)
+    else 'cast(null as varchar(40))' %}
 
 with ledger as (
     select * from {{ ref('int_recon_ledger') }}
@@ -159,6 +166,54 @@ chain_breaks as (
            or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
 ),
 
+refund_lines as (
+    select * from {{ ref('int_recon_psp_refund_lines') }}
+),
+
+ledger_refunds as (
+    select * from {{ ref('int_recon_refunds') }}
+),
+
+refund_breaks as (
+    select
+        case
+            when l.refund_id is null then 'missing_in_ledger'
+            when l.reference_rank > 1 then 'duplicate_in_channel'
+            when not r.is_settled_in_ledger then 'status_mismatch'
+            when l.currency <> r.currency then 'currency_mismatch'
+            else 'amount_mismatch'
+        end as break_type,
+        l.psp_line_id as break_key,
+        l.channel, l.currency, l.payment_id, l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(0 - r.amount_minor as {{ money_type() }}) as ledger_minor,
+        l.gross_minor as channel_minor,
+        l.settlement_date as first_seen,
+        cast(null as varchar(2000)) as candidates,
+        l.refund_id
+    from refund_lines as l
+    left join ledger_refunds as r on r.refund_id = l.refund_id
+    where l.refund_id is null or l.reference_rank > 1 or not r.is_settled_in_ledger
+       or l.currency <> r.currency or l.gross_minor <> 0 - r.amount_minor
+
+    union all
+
+    -- succeeded in the ledger, no refund line once the window and the grace have passed
+    select
+        'missing_in_channel', 'refund:' || r.refund_id,
+        r.channel_id, r.currency, r.payment_id, r.channel_reference,
+        cast(null as varchar(200)), cast(null as varchar(66)),
+        cast(0 - r.amount_minor as {{ money_type() }}), cast(null as {{ money_type() }}),
+        r.ledger_date + r.settlement_window_days + {{ grace }},
+        cast(null as varchar(2000)),
+        r.refund_id
+    from ledger_refunds as r
+    where r.is_settled_in_ledger
+      and not exists (select 1 from refund_lines as l where l.refund_id = r.refund_id)
+      and r.ledger_date + r.settlement_window_days + {{ grace }} < {{ as_of }}
+),
+
 payout_breaks as (
     select
         'payout_mismatch' as break_type,
@@ -174,13 +229,18 @@ payout_breaks as (
     where bank_minor <> payout_minor
 ),
 
-breaks as (
+payment_breaks as (
     select * from reference_breaks
     union all select * from fee_breaks
     union all select * from line_breaks
     union all select * from missing_in_channel
     union all select * from chain_breaks
     union all select * from payout_breaks
+),
+
+breaks as (
+    select *, cast(null as varchar(40)) as refund_id from payment_breaks
+    union all select * from refund_breaks
 ),
 
 current_breaks as (
@@ -197,7 +257,8 @@ current_breaks as (
         cast(channel_minor as {{ money_type() }}) as channel_amount_minor,
         cast(channel_minor - ledger_minor as {{ money_type() }}) as delta_minor,
         first_seen,
-        candidates
+        candidates,
+        refund_id
     from breaks
 )
 
@@ -209,7 +270,7 @@ current_breaks as (
 -- What closed a break that no longer shows: the match now covering its payment, line or
 -- payout, else the data that changed (a corrected file, a later status).
 closing_matches as (
-    select m.match_id, m.payment_id, m.psp_line_id, m.channel_reference
+    select m.match_id, m.payment_id, m.psp_line_id, m.channel_reference, m.refund_id
     from matches as m
 )
 {% endif %}
@@ -225,7 +286,8 @@ select
     'open' as status,
     cast(null as date) as resolved_at,
     cast(null as varchar(200)) as resolved_by,
-    c.candidates
+    c.candidates,
+    c.refund_id
 from current_breaks as c
 {% if is_incremental() %}
 left join previous as p on p.break_id = c.break_id
@@ -244,10 +306,12 @@ select
     -- incremental run, moving it to the end of the table
     cast(coalesce(p.resolved_by, (
         select min('match:' || m.match_id) from closing_matches as m
-        where m.payment_id = p.payment_id
+        where (m.payment_id = p.payment_id
+               and coalesce(m.refund_id, '') = coalesce({{ previous_refund_id }}, ''))
            or (p.channel_reference is not null and m.channel_reference = p.channel_reference)),
         'data_changed') as varchar(200)) as resolved_by,
-    p.candidates
+    p.candidates,
+    {{ previous_refund_id }} as refund_id
 from previous as p
 where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
 {% endif %}

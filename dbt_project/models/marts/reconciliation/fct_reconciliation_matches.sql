@@ -2,7 +2,9 @@
 -- 2. payout batch (a PSP payout <-> the bank credit whose remittance carries its id, N:1),
 -- chain (crypto and x402 payment <-> Transfer log by transaction hash, recipient, value),
 -- 3. fuzzy (no reference: same channel, currency and amount, the line inside the channel's
--- settlement window, exactly one candidate either way). A pair that differs in amount,
+-- settlement window, exactly one candidate either way). Refunds match their channel's refund
+-- line by reference the same way (exact_reference, refund_id set; amount_minor is the line's
+-- signed gross, negative). A pair that differs in amount,
 -- currency or status is a break, not a match (fct_reconciliation_breaks).
 
 with lines as (
@@ -25,11 +27,32 @@ exact as (
         cast(null as varchar(66)) as chain_tx_hash,
         l.gross_minor as amount_minor,
         l.settlement_date as matched_on,
-        l.psp_line_id
+        l.psp_line_id,
+        cast(null as varchar(40)) as refund_id
     from lines as l
     inner join ledger as g on g.payment_id = l.payment_id
     where l.reference_rank = 1 and g.is_settled_in_ledger
       and g.currency = l.currency and g.amount_minor = l.gross_minor
+),
+
+refunds as (
+    select
+        'exact_reference' as match_type,
+        'exact_reference:' || l.psp_line_id as match_key,
+        l.channel,
+        l.currency,
+        r.payment_id,
+        l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        l.gross_minor as amount_minor,
+        l.settlement_date as matched_on,
+        l.psp_line_id,
+        r.refund_id
+    from {{ ref('int_recon_psp_refund_lines') }} as l
+    inner join {{ ref('int_recon_refunds') }} as r on r.refund_id = l.refund_id
+    where l.reference_rank = 1 and r.is_settled_in_ledger
+      and r.currency = l.currency and r.amount_minor = 0 - l.gross_minor
 ),
 
 payout_matches as (
@@ -44,7 +67,8 @@ payout_matches as (
         cast(null as varchar(66)) as chain_tx_hash,
         bank_minor as amount_minor,
         booking_date as matched_on,
-        psp_line_id
+        psp_line_id,
+        cast(null as varchar(40)) as refund_id
     from {{ ref('int_recon_payout_pairs') }}
     where bank_minor = payout_minor and bank_currency = currency
 ),
@@ -61,7 +85,8 @@ chain as (
         t.transaction_hash as chain_tx_hash,
         g.amount_minor,
         cast(t.block_timestamp as date) as matched_on,
-        cast(null as varchar(200)) as psp_line_id
+        cast(null as varchar(200)) as psp_line_id,
+        cast(null as varchar(40)) as refund_id
     from ledger as g
     inner join {{ ref('int_recon_chain_transfers') }} as t
         on t.transaction_hash = lower(g.channel_reference)
@@ -83,13 +108,15 @@ fuzzy as (
         cast(null as varchar(66)) as chain_tx_hash,
         c.gross_minor as amount_minor,
         c.settlement_date as matched_on,
-        c.psp_line_id
+        c.psp_line_id,
+        cast(null as varchar(40)) as refund_id
     from {{ ref('int_recon_fuzzy_candidates') }} as c
     where c.line_candidates = 1 and c.payment_candidates = 1
 ),
 
 matches as (
     select * from exact
+    union all select * from refunds
     union all select * from payout_matches
     union all select * from chain
     union all select * from fuzzy
@@ -106,5 +133,6 @@ select
     chain_tx_hash,
     cast(amount_minor as {{ money_type() }}) as amount_minor,
     matched_on,
-    psp_line_id
+    psp_line_id,
+    refund_id
 from matches

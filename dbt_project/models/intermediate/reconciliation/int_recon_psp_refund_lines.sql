@@ -1,0 +1,26 @@
+-- The channel side of refunds: `refund` lines of the Clearhouse PSP settlement CSV (current
+-- files only), each with the ledger refund its reference names (the refund's channel_reference
+-- on the same channel, else the platform's refund id in merchant_reference) and its rank among
+-- lines carrying the same channel reference (a second one is a duplicate).
+with lines as (
+    select * from {{ ref('stg_files__psp_lines') }}
+    where format = 'psp_csv' and record_type = 'refund'
+),
+
+refunds as (
+    select * from {{ ref('int_recon_refunds') }}
+)
+
+select
+    l.*,
+    coalesce(by_ref.refund_id, by_id.refund_id) as refund_id,
+    coalesce(by_ref.payment_id, by_id.payment_id) as payment_id,
+    case when l.channel_reference is null then 1
+         else row_number() over (partition by l.channel, l.channel_reference
+                                 order by l.settlement_date, l.psp_line_id)
+    end as reference_rank
+from lines as l
+left join refunds as by_ref
+    on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
+left join refunds as by_id
+    on by_ref.refund_id is null and by_id.refund_id = l.merchant_reference
