@@ -8,6 +8,7 @@ from orchestration.defs.dbt.assets import clearhouse_dbt_assets, dbt_resource
 from orchestration.defs.files.assets import FILE_ASSETS, FILE_CHECKS
 from orchestration.defs.files.sensors import landing_zone_sensor
 from orchestration.defs.ledger.assets import raw_ledger
+from orchestration.defs.quality.checks import QUALITY_CHECKS
 from orchestration.defs.serving.assets import DAILY, merchant_statement_files, published_statements
 
 # Ledger -> dbt (staging, marts, tests as checks) -> published snapshots. Unpartitioned: each run
@@ -37,7 +38,7 @@ statements_schedule = dg.build_schedule_from_partitioned_job(statements_job, hou
 defs = dg.Definitions(
     assets=[raw_ledger, clearhouse_dbt_assets, published_statements, merchant_statement_files,
             *FILE_ASSETS],
-    asset_checks=FILE_CHECKS,
+    asset_checks=[*FILE_CHECKS, *QUALITY_CHECKS],
     jobs=[pipeline_job, statements_job, files_job],
     schedules=[pipeline_schedule, statements_schedule],
     sensors=[landing_zone_sensor],
