@@ -195,3 +195,31 @@ def test_a_missing_column_or_table_fails(warehouse):
     warehouse.execute("DROP TABLE analytics.fct_platform_revenue")
     (missing,) = validate(warehouse.settings, "analytics.fct_platform_revenue").failures
     assert missing.expectation == "table_exists"
+
+
+def test_raw_suites_check_the_latest_extract_and_balance_over_the_whole_table(warehouse):
+    """A raw table is checked on the rows the latest extract wrote (older rows were checked when
+    they arrived); a transaction's legs still balance over the whole table."""
+    warehouse.execute(
+        "INSERT INTO raw.payments (id, merchant_id, amount_minor, currency, status, "
+        "refunded_minor, _extracted_at) VALUES "
+        "('pay_old', 'mer_1', -1, 'USD', 'success', 0, TIMESTAMP '2026-11-20 01:00:00'), "
+        "('pay_new', 'mer_1', 100, 'USD', 'success', 0, TIMESTAMP '2026-11-20 02:00:00')")
+    result = assert_passes(warehouse, "raw.payments")
+    assert result.rows == 1  # only the latest extract's row
+    warehouse.execute(
+        "INSERT INTO raw.payments (id, merchant_id, amount_minor, currency, status, "
+        "refunded_minor, _extracted_at) VALUES "
+        "('pay_bad', 'mer_1', -7, 'USD', 'success', 0, TIMESTAMP '2026-11-20 03:00:00')")
+    found = failures(validate(warehouse.settings, "raw.payments"))
+    assert found[("expect_column_values_to_match_regex", "amount_minor")].examples == [
+        {"id": "pay_bad", "amount_minor": "-7"}]
+    # legs of one transaction in two extracts: balanced over the table, so no failure
+    warehouse.execute(
+        "INSERT INTO raw.ledger_entries (id, transaction_id, kind, merchant_id, account, "
+        "currency, amount_minor, effective_at, _extracted_at) VALUES "
+        "(1, 'ltx_1', 'capture', 'mer_1', 'a', 'USD', 100, TIMESTAMP '2026-11-20 00:00:00', "
+        "TIMESTAMP '2026-11-20 01:00:00'), "
+        "(2, 'ltx_1', 'capture', 'mer_1', 'b', 'USD', -100, TIMESTAMP '2026-11-20 00:00:00', "
+        "TIMESTAMP '2026-11-20 02:00:00')")
+    assert assert_passes(warehouse, "raw.ledger_entries").rows == 1
