@@ -89,7 +89,8 @@ def cmd_pipeline(args) -> None:
     from orchestration.run import run_pipeline
 
     days = [date.fromisoformat(d) for d in args.day]
-    result = run_pipeline(_settings(), days=days, verbose=args.verbose)
+    as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    result = run_pipeline(_settings(), days=days, verbose=args.verbose, as_of=as_of)
     print(json.dumps({k: v for k, v in result.items() if k != "statement_files"}
                      | {"statement_files": {str(k): v for k, v in result["statement_files"].items()}}))
 
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = sub.add_parser("pipeline", help="run extract -> dbt -> publish (and statement files)")
     pipeline.add_argument("--day", action="append", default=[], help="write statement files for this day")
     pipeline.add_argument("--verbose", action="store_true", help="show Dagster's and dbt's logs")
+    pipeline.add_argument("--as-of", help="close to this day (YYYY-MM-DD): settlement periods "
+                          "ending before it close, breaks age to it; default today (UTC)")
     pipeline.set_defaults(func=cmd_pipeline)
 
     hooks = sub.add_parser("webhooks", help="merchant webhooks").add_subparsers(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.dbt.assets import clearhouse_dbt_assets, dbt_resource
+from orchestration.defs.dbt.assets import clearhouse_dbt_assets, close_run_config, dbt_resource
 from orchestration.defs.files.assets import FILE_ASSETS, FILE_CHECKS
 from orchestration.defs.files.sensors import landing_zone_sensor
 from orchestration.defs.ledger.assets import raw_ledger
@@ -31,6 +31,17 @@ statements_job = dg.define_asset_job(
 
 pipeline_schedule = dg.ScheduleDefinition(job=pipeline_job, cron_schedule="15 * * * *",
                                           execution_timezone="UTC")
+
+
+@dg.schedule(job=pipeline_job, cron_schedule="5 0 * * *", execution_timezone="UTC",
+             name="daily_close")
+def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """The daily close at 00:05 UTC: the pipeline with as_of = the new day, so yesterday's
+    settlement periods close and reconciliation ages count to today. One run per day (run_key),
+    so a missed tick is not doubled; replay a day with `clearhouse pipeline --as-of DAY`."""
+    day = context.scheduled_execution_time.date().isoformat()
+    return dg.RunRequest(run_key=f"daily_close:{day}", tags={"clearhouse/as_of": day},
+                         run_config=close_run_config(day))
 # The day's statements, once the day is over (00:30 UTC the next morning).
 statements_schedule = dg.build_schedule_from_partitioned_job(statements_job, hour_of_day=0,
                                                              minute_of_hour=30)
@@ -40,7 +51,7 @@ defs = dg.Definitions(
             *FILE_ASSETS],
     asset_checks=[*FILE_CHECKS, *QUALITY_CHECKS],
     jobs=[pipeline_job, statements_job, files_job],
-    schedules=[pipeline_schedule, statements_schedule],
+    schedules=[pipeline_schedule, daily_close_schedule, statements_schedule],
     sensors=[landing_zone_sensor],
     resources={"dbt": dbt_resource()},
 )

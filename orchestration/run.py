@@ -28,14 +28,18 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False,
-                 verbose: bool = False) -> dict:
+                 verbose: bool = False, as_of: date | None = None) -> dict:
     """Extract -> dbt build (with its tests as checks) -> publish; then statement files per day."""
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)
+    from orchestration.defs.dbt.assets import close_run_config
+
     run_config = {} if verbose else QUIET
+    # as_of: close settlement periods and age breaks to that day (default: today, UTC)
+    main_config = {**run_config, **(close_run_config(as_of.isoformat()) if as_of else {})}
     main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False)
+        instance=instance, run_config=main_config, raise_on_error=False)
     if not main.success:
         raise RuntimeError("the pipeline run failed (a dbt test or a step): "
                            f"see run {main.run_id} in `make dev`, or rerun with --verbose")

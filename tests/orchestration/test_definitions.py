@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 from dagster_dbt import get_asset_key_for_model
 
 from orchestration.definitions import defs
@@ -40,7 +41,7 @@ def test_jobs_partitions_and_schedules():
     assert "2026-11-20" in statements.partitions_def.get_partition_keys(
         current_time=__import__("datetime").datetime(2026, 11, 21))
     names = {s.name for s in defs.schedules}
-    assert len(names) == 2
+    assert len(names) == 3 and "daily_close" in names
 
 
 def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():
@@ -52,3 +53,26 @@ def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():
 
     keys = defs.resolve_asset_graph().asset_check_keys
     assert dg.AssetCheckKey(dg.AssetKey(["fct_platform_revenue"]), "assert_finance_tie_out") in keys
+
+
+def test_the_daily_close_closes_to_the_new_day_once():
+    """00:05 UTC: one run per day (run_key) with as_of = that day, which the job accepts and
+    turns into dbt vars; a malformed day is refused with a clear message."""
+    from datetime import UTC, datetime
+
+    from orchestration.defs.dbt.assets import dbt_build_args
+
+    schedule = defs.get_schedule_def("daily_close")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 21, 0, 5, tzinfo=UTC))
+    request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.run_key == "daily_close:2026-11-21"
+    assert request.run_config == {
+        "ops": {"clearhouse_dbt_assets": {"config": {"as_of": "2026-11-21"}}}}
+    job = defs.resolve_job_def("clearhouse_pipeline")
+    assert dg.validate_run_config(job, request.run_config)
+    args = dbt_build_args("2026-11-21")
+    assert args[:2] == ["build", "--vars"] and '"settlement_as_of": "2026-11-21"' in args[2]
+    assert dbt_build_args("") == ["build"]
+    with pytest.raises(dg.Failure, match="as_of must be a day"):
+        dbt_build_args("21/11/2026")

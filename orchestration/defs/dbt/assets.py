@@ -1,9 +1,11 @@
 """The dbt project as Dagster assets (dagster-dbt), with dbt tests as asset checks."""
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +86,40 @@ def dbt_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+class DbtBuildConfig(dg.Config):
+    """as_of: the day the run closes to (YYYY-MM-DD): settlement periods ending before it are
+    closed, reconciliation ages count to it. Empty = today (UTC). Replaying a past close with the
+    same inputs gives the same statements and break ids."""
+
+    as_of: str = ""
+
+
+def dbt_build_args(as_of: str) -> list[str]:
+    if not as_of:
+        return ["build"]
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise dg.Failure(f"as_of must be a day (YYYY-MM-DD), got {as_of!r}") from None
+    return ["build", "--vars", json.dumps({"settlement_as_of": day.isoformat(),
+                                           "recon_as_of": day.isoformat()})]
+
+
+def close_run_config(as_of: str) -> dict:
+    """Run config that makes a pipeline run close to `as_of`."""
+    return {"ops": {"clearhouse_dbt_assets": {"config": {"as_of": as_of}}}}
+
+
 @dbt_assets(manifest=ensure_manifest(), project=clearhouse_dbt,
             dagster_dbt_translator=ClearhouseTranslator())
-def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                          config: DbtBuildConfig):
     """`dbt build`; the marts' outputs (and their checks, in order) are held until dbt has
     finished, then yielded with their figures (orchestration/defs/dbt/metadata.py)."""
     held: list = []
     with dbt_environment():
         try:
-            for event in dbt.cli(["build"], context=context).stream():
+            for event in dbt.cli(dbt_build_args(config.as_of), context=context).stream():
                 if held or _is_mart(event):
                     held.append(event)
                 else:
