@@ -1,5 +1,7 @@
 """Benchmark the spine: N payments straight into the API's database, then time the ledger extract
 and the dbt build. Prints rows/s and peak memory; never a pass/fail test.
+On DuckDB it then times the floor (bench/floor.sql: the DAG's core queries hand-written over the
+same raw.* inputs) and prints end-to-end (extract + dbt build) / floor as a ratio.
 
     .venv/bin/python bench/pipeline.py --payments 1000000
     .venv/bin/python bench/pipeline.py --payments 1000000 \
@@ -30,6 +32,7 @@ from warehouse.migrate import upgrade  # noqa: E402
 from warehouse.settings import get_settings  # noqa: E402
 
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+FLOOR_SQL = Path(__file__).resolve().with_name("floor.sql")
 TS = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -149,13 +152,104 @@ def stage_times(target: Path) -> dict[str, tuple[float, int]]:
     return {name: (seconds, count) for name, (seconds, count) in totals.items() if count}
 
 
+def run_floor(duckdb_path: str) -> dict:
+    """Run bench/floor.sql against the warehouse file, in this process (pipeline.py starts it as a
+    child, so its peak RSS is the floor's own). The clock runs from the first statement to the
+    first DROP; then, untimed, the temp tables are counted and checked against the dbt models the
+    build left in the same file, and dropped."""
+    import duckdb
+
+    t = time.perf_counter()
+    con = duckdb.connect(duckdb_path, read_only=True)
+    statements = [s.query for s in con.extract_statements(FLOOR_SQL.read_text())]
+    first_drop = next(i for i, q in enumerate(statements) if q.lstrip().upper().startswith("DROP"))
+    for query in statements[:first_drop]:
+        con.execute(query)
+    seconds = time.perf_counter() - t
+
+    def one(query: str):
+        return con.execute(query).fetchall()
+
+    counts = {name: one(f"SELECT count(*) FROM {name}")[0][0]
+              for name in ("floor_fees", "floor_commissions", "floor_statements", "floor_recon")}
+    classes = dict(one("SELECT classification, count(*) FROM floor_recon GROUP BY 1 ORDER BY 1"))
+    found = one("SELECT table_schema FROM information_schema.tables "
+                "WHERE table_name = 'int_commission_levels' LIMIT 1")
+    mismatches: list[str] | None = None
+    if found:
+        dbt = found[0][0]
+        checks = {
+            # same fee on the same payments
+            "fees": f"""SELECT count(*) FROM (
+                (SELECT payment_id, fee_minor FROM floor_fees
+                 EXCEPT ALL SELECT payment_id, CAST(fee_minor AS HUGEINT) FROM {dbt}.int_payment_fees)
+                UNION ALL
+                (SELECT payment_id, CAST(fee_minor AS HUGEINT) FROM {dbt}.int_payment_fees
+                 EXCEPT ALL SELECT payment_id, fee_minor FROM floor_fees))""",
+            # same (payment, level, agent, amount) rows
+            "commissions": f"""SELECT count(*) FROM (
+                (SELECT payment_id, level, agent_id, commission_minor FROM floor_commissions
+                 EXCEPT ALL SELECT payment_id, level, agent_id, CAST(commission_minor AS HUGEINT)
+                 FROM {dbt}.int_commission_levels)
+                UNION ALL
+                (SELECT payment_id, level, agent_id, CAST(commission_minor AS HUGEINT)
+                 FROM {dbt}.int_commission_levels
+                 EXCEPT ALL SELECT payment_id, level, agent_id, commission_minor
+                 FROM floor_commissions))""",
+            # statement totals per currency = the settlement items' payment and refund totals
+            # before FX (txn_* columns)
+            "statements": f"""SELECT count(*) FROM (
+                (SELECT currency, sum(gross_minor), sum(refunds_minor), sum(fees_minor),
+                        sum(payment_count), sum(refund_count)
+                 FROM floor_statements GROUP BY currency
+                 EXCEPT ALL
+                 SELECT txn_currency,
+                        sum(CASE WHEN item_type = 'payment' THEN txn_gross_minor ELSE 0 END),
+                        0 - sum(CASE WHEN item_type = 'refund' THEN txn_gross_minor ELSE 0 END),
+                        sum(txn_fee_minor),
+                        count(*) FILTER (WHERE item_type = 'payment'),
+                        count(*) FILTER (WHERE item_type = 'refund')
+                 FROM {dbt}.int_settlement_items WHERE item_type IN ('payment', 'refund')
+                 GROUP BY txn_currency))""",
+            # exact-reference payment matches
+            "recon": f"""SELECT abs((SELECT count(*) FROM floor_recon
+                                     WHERE classification = 'matched')
+                                  - (SELECT count(*) FROM {dbt}.fct_reconciliation_matches
+                                     WHERE match_type = 'exact_reference' AND refund_id IS NULL))""",
+        }
+        mismatches = [name for name, query in checks.items() if one(query)[0][0]]
+    for query in statements[first_drop:]:
+        con.execute(query)
+    con.close()
+    return {"seconds": seconds, "peak_mb": peak_mb(resource.RUSAGE_SELF), "counts": counts,
+            "classes": classes, "mismatches": mismatches}
+
+
+def time_floor(duckdb_path: str) -> dict:
+    """run_floor in a fresh child process (a clean peak RSS: this process holds the generated
+    rows' high-water mark)."""
+    import json
+
+    out = subprocess.run([sys.executable, __file__, "--floor-only", duckdb_path],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=100_000)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--warehouse-url", default=None)
     parser.add_argument("--home", default=None)
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=None,
+                        help="time bench/floor.sql after the build (default: on for DuckDB)")
+    parser.add_argument("--floor-only", metavar="DUCKDB_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_only:  # the child time_floor starts
+        import json
+
+        print(json.dumps(run_floor(args.floor_only)))
+        return
 
     home = args.home or tempfile.mkdtemp(prefix="clearhouse-bench-")
     os.environ["CLEARHOUSE_HOME"] = home
@@ -202,6 +296,25 @@ def main() -> None:
     for stage, (node_seconds, nodes) in stage_times(Path(home) / "dbt-target").items():
         print(f"  {stage:<14} {node_seconds:7.1f} s in {nodes} nodes "
               f"= {args.payments / node_seconds if node_seconds else 0:,.0f} payments/s")
+    floor = settings.warehouse_engine == "duckdb" if args.floor is None else args.floor
+    if floor and settings.warehouse_engine != "duckdb":
+        print("floor skipped: bench/floor.sql is DuckDB SQL and the warehouse is "
+              f"{settings.warehouse_engine}")
+    elif floor:
+        f = time_floor(str(settings.duckdb_path))
+        end_to_end = result.seconds + seconds
+        print(f"floor (hand-written DuckDB SQL): {f['seconds']:.2f} s; end-to-end (extract + dbt "
+              f"build): {end_to_end:.1f} s; ratio {end_to_end:.1f}/{f['seconds']:.2f} = "
+              f"{end_to_end / f['seconds']:.1f} (floor peak RSS {f['peak_mb']:,.0f} MB)")
+        c = f["counts"]
+        check = ("not checked (no dbt models in the file)" if f["mismatches"] is None
+                 else "same as the dbt models" if not f["mismatches"]
+                 else "DIFFERS from the dbt models in: " + ", ".join(f["mismatches"]))
+        print(f"  floor = fees {c['floor_fees']:,}, commission rows {c['floor_commissions']:,} "
+              f"(all three models, markup chain in full), statements {c['floor_statements']:,} "
+              f"(per merchant, day, txn currency; no FX), recon "
+              + ", ".join(f"{k} {v:,}" for k, v in f["classes"].items())
+              + f" (exact reference only); {check}")
     print(f"state kept in {home}")
 
 
