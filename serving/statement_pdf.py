@@ -33,23 +33,29 @@ def _money(minor, currency: str) -> str:
     return str(Money(int(minor), currency))
 
 
-def render(settings: Settings, merchant_id: str, merchant_name: str, start: date,
-           end: date) -> bytes:
-    """The whole document; a statement with no activity in the period says so."""
+def _document(kind: str, who: str, entity_id: str, start: date, end: date):
+    """A landscape A4 document with the Clearhouse header: kind, who, period, generated."""
     from fpdf import FPDF
 
     pdf = FPDF(orientation="L", format="A4")
     pdf.set_auto_page_break(auto=True, margin=12)
-    pdf.set_title(f"Settlement statement {merchant_id} {start}..{end}")
+    pdf.set_title(f"{kind} {entity_id} {start}..{end}")
     pdf.set_author("Clearhouse")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, "Clearhouse settlement statement", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 9, f"Clearhouse {kind.lower()}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
-    for text in (_latin1(f"Merchant: {merchant_name} ({merchant_id})"),
-                 f"Period: {start.isoformat()} to {end.isoformat()} (UTC days)",
+    for text in (_latin1(who), f"Period: {start.isoformat()} to {end.isoformat()} (UTC days)",
                  f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"):
         pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+    return pdf
+
+
+def render(settings: Settings, merchant_id: str, merchant_name: str, start: date,
+           end: date) -> bytes:
+    """The whole document; a statement with no activity in the period says so."""
+    pdf = _document("Settlement statement", f"Merchant: {merchant_name} ({merchant_id})",
+                    merchant_id, start, end)
     heads = statements.statements(settings, merchant_id, start, end)
     if not heads:
         pdf.ln(4)
@@ -110,22 +116,10 @@ def render_agent(settings: Settings, agent_id: str, agent_name: str, start: date
     import csv
     import io
 
-    from fpdf import FPDF
-
     rows = list(csv.DictReader(io.StringIO("".join(
         statements.stream_agent_csv(settings, agent_id, start, end)))))
-    pdf = FPDF(orientation="L", format="A4")
-    pdf.set_auto_page_break(auto=True, margin=12)
-    pdf.set_title(f"Commission statement {agent_id} {start}..{end}")
-    pdf.set_author("Clearhouse")
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, "Clearhouse commission statement", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    for text in (_latin1(f"Agent: {agent_name} ({agent_id})"),
-                 f"Period: {start.isoformat()} to {end.isoformat()} (UTC days)",
-                 f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"):
-        pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+    pdf = _document("Commission statement", f"Agent: {agent_name} ({agent_id})", agent_id,
+                    start, end)
     if not rows:
         pdf.ln(4)
         pdf.cell(0, 6, "No commission in this period.", new_x="LMARGIN", new_y="NEXT")
