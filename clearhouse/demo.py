@@ -165,7 +165,7 @@ def print_summary(settings: Settings, summary: dict) -> None:
         print(f"  settled      {count} statement(s) in {currency}: net activity "
               f"{Money(net, currency)}, {converted} line(s) converted at ECB rates")
     files = summary["pipeline"]["statement_files"].get(day, 0)
-    print(f"  statements   {files} merchant statements (CSV and PDF) in "
+    print(f"  statements   {files} merchant and agent statements (CSV and PDF) in "
           f"{settings.statements_dir / day.isoformat()}")
     print(f"  warehouse    {settings.warehouse_target}")
     print("Next: `make dev` opens Dagster on this state; `make serve` starts the API "

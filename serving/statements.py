@@ -220,31 +220,50 @@ def merchants_with_statements(settings: Settings, start: date, end: date) -> lis
     return [row[0] for row in _fetch(settings, sql, sql, [end, start])]
 
 
+def _write_atomically(path, chunks) -> int:
+    """Write the chunks to a temporary file beside `path`, then rename it into place."""
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def agents_with_statements(settings: Settings, start: date, end: date) -> list[str]:
+    sql = ("SELECT DISTINCT agent_id FROM {agent_statements} WHERE period_start <= ? "
+           "AND period_end >= ? ORDER BY agent_id")
+    return [row[0] for row in _fetch(settings, sql, sql, [end, start])]
+
+
 def write_statement_files(settings: Settings, day: date,
                           names: dict[str, str] | None = None) -> dict[str, int]:
     """Write, for every merchant with a statement whose period covers the day (a weekly or
     monthly statement shows its period to date), the statement under HOME/statements/<day>/ as
-    CSV and PDF (each atomically: a temporary file renamed into place); returns the CSV sizes."""
-    import os
-
+    CSV and PDF, and every agent's commission statement covering the day under
+    HOME/statements/<day>/agents/ (each file atomically: a temporary file renamed into place);
+    returns the CSV sizes by merchant or agent id. `names`: ids -> names for the PDF headers."""
     from serving import statement_pdf
 
     folder = settings.statements_dir / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
+    names = names or {}
     written = {}
     for merchant_id in merchants_with_statements(settings, day, day):
-        final = folder / f"{merchant_id}.csv"
-        tmp = final.with_suffix(".csv.tmp")
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            for chunk in stream_csv(settings, merchant_id, day, day):
-                fh.write(chunk)
-        os.replace(tmp, final)
-        written[merchant_id] = final.stat().st_size
-        pdf = folder / f"{merchant_id}.pdf"
-        pdf_tmp = pdf.with_suffix(".pdf.tmp")
-        pdf_tmp.write_bytes(statement_pdf.render(
-            settings, merchant_id, (names or {}).get(merchant_id, merchant_id), day, day))
-        os.replace(pdf_tmp, pdf)
+        written[merchant_id] = _write_atomically(
+            folder / f"{merchant_id}.csv", stream_csv(settings, merchant_id, day, day))
+        _write_atomically(folder / f"{merchant_id}.pdf", [statement_pdf.render(
+            settings, merchant_id, names.get(merchant_id, merchant_id), day, day)])
+    agents = agents_with_statements(settings, day, day)
+    if agents:
+        (folder / "agents").mkdir(exist_ok=True)
+    for agent_id in agents:
+        written[agent_id] = _write_atomically(
+            folder / "agents" / f"{agent_id}.csv", stream_agent_csv(settings, agent_id, day, day))
+        _write_atomically(folder / "agents" / f"{agent_id}.pdf", [statement_pdf.render_agent(
+            settings, agent_id, names.get(agent_id, agent_id), day, day)])
     return written
 
 

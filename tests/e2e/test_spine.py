@@ -213,6 +213,9 @@ def run_spine(make_settings, **urls) -> dict:
         files = sorted((settings.statements_dir / DAY.isoformat()).glob("*.csv"))
         assert len(files) == len(merchants)
         assert len(list((settings.statements_dir / DAY.isoformat()).glob("*.pdf"))) == len(merchants)
+        agent_files = settings.statements_dir / DAY.isoformat() / "agents"
+        assert sorted(p.stem for p in agent_files.glob("*.csv")) == \
+            sorted(p.stem for p in agent_files.glob("*.pdf")) != []
         check_pdf(client, merchants[0])
         check_lineage_query(settings)
         check_agent_statements(client, app.state.engine, merchants)

@@ -35,17 +35,19 @@ def _merchant_names() -> dict[str, str]:
     from sqlalchemy.orm import Session
 
     from warehouse.connections import oltp_engine, read_only
-    from warehouse.models import Merchant
+    from warehouse.models import Agent, Merchant
 
     with Session(read_only(oltp_engine())) as session:
-        return dict(session.execute(select(Merchant.id, Merchant.name)).all())
+        return (dict(session.execute(select(Merchant.id, Merchant.name)).all())
+                | dict(session.execute(select(Agent.id, Agent.name)).all()))
 
 
 @dg.asset(deps=[published_statements], partitions_def=DAILY, group_name="serving",
           kinds={"csv", "pdf"})
 def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Each merchant's statement for the day as CSV and PDF, under
-    HOME/statements/<day>/<merchant>.csv|pdf."""
+    HOME/statements/<day>/<merchant>.csv|pdf, and each agent's commission statement under
+    HOME/statements/<day>/agents/<agent>.csv|pdf."""
     settings = get_settings()
     day = date.fromisoformat(context.partition_key)
     written = write_statement_files(settings, day, names=_merchant_names())
@@ -53,6 +55,6 @@ def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.Materializ
     return dg.MaterializeResult(metadata={
         "statements_written": len(written),
         "folder": dg.MetadataValue.path(str(settings.statements_dir / day.isoformat())),
-        "files": dg.MetadataValue.md("| merchant | bytes |\n|---|---|\n" + table) if written
+        "files": dg.MetadataValue.md("| merchant or agent | bytes |\n|---|---|\n" + table) if written
         else "none",
     })
