@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+-- A table: read by several models downstream; a view would recompute it for each.
 -- One row per captured payment with the merchant price in force at captured_at and the fee F
 -- the merchant is charged (commission.md: F = fee(merchant price)).
 -- Captured = status in (success, partially_refunded, refunded) and captured_at is set.

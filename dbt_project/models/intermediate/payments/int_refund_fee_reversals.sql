@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+-- A table: read by several models downstream; a view would recompute it for each.
 -- One row per succeeded refund: the part of the payment's fee F it reverses.
 -- Cumulative proration, so that the reversals of a payment's refunds sum to exactly
 -- prorate(F, total refunded, amount), and a full refund reverses exactly F:
