@@ -122,8 +122,7 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     say("running the pipeline: extract + landing zone -> dbt build (+ tests) -> publish -> "
         "statements")
     pipeline = run_pipeline(settings, days=[day])
-    revenue, reconciliation = finance_summary(settings, day)
-    settled = settlement_summary(settings, day)
+    revenue, reconciliation, settled = finance_summary(settings, day)
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
                "revenue": revenue, "reconciliation": reconciliation, "settled": settled,
                "chain_exports": exports,
@@ -173,11 +172,13 @@ def print_summary(settings: Settings, summary: dict) -> None:
     print(f"Merchant API keys for trying the API: {settings.home_dir / 'demo' / 'credentials.json'}")
 
 
-def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dict[str, int]]]:
+def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dict[str, int]],
+                                                            dict[str, tuple[int, int, int]]]:
     """From the marts, in one warehouse connection: per currency for the day, merchant fees,
     channel costs, agent commissions, platform net and events with a negative margin
-    (fct_platform_revenue, commission.md); and the matches and open breaks by class
-    (fct_reconciliation_*)."""
+    (fct_platform_revenue, commission.md); the matches and open breaks by class
+    (fct_reconciliation_*); and per statement currency the statements covering the day, their
+    net activity and how many of their lines were converted (settlement.md)."""
     writer = open_files_writer(settings)
     try:
         rows = writer.fetchall(
@@ -190,18 +191,7 @@ def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dic
         matched = writer.fetchall("SELECT count(*) FROM analytics.fct_reconciliation_matches")
         breaks = writer.fetchall("SELECT break_type, count(*) FROM analytics."
                                  "fct_reconciliation_breaks WHERE status = 'open' GROUP BY 1")
-    finally:
-        writer.close()
-    revenue = {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
-    return revenue, (int(matched[0][0]), {kind: int(n) for kind, n in breaks})
-
-
-def settlement_summary(settings: Settings, day: date) -> dict[str, tuple[int, int, int]]:
-    """Per statement currency, the statements covering the day: how many, their net activity
-    and how many of their lines were converted from another currency (settlement.md)."""
-    writer = open_files_writer(settings)
-    try:
-        rows = writer.fetchall(
+        statements = writer.fetchall(
             "SELECT s.currency, count(DISTINCT s.statement_id), "
             "CAST(sum(l.net_minor) AS VARCHAR(40)), count(l.fx_rate_id) "
             "FROM analytics.fct_settlement_statements s "
@@ -210,7 +200,9 @@ def settlement_summary(settings: Settings, day: date) -> dict[str, tuple[int, in
             "GROUP BY s.currency ORDER BY s.currency", (day,))
     finally:
         writer.close()
-    return {ccy: (int(n), int(net), int(converted)) for ccy, n, net, converted in rows}
+    revenue = {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
+    settled = {ccy: (int(n), int(net), int(converted)) for ccy, n, net, converted in statements}
+    return revenue, (int(matched[0][0]), {kind: int(n) for kind, n in breaks}), settled
 
 
 def _print_x402(summary: dict) -> None:

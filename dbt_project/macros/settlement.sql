@@ -59,7 +59,8 @@
             ~ clearhouse.pow10('greatest(0, ' ~ exp_from ~ ' - ' ~ exp_to ~ ')')) }}
 {%- endmacro %}
 
-{# A DECIMAL(28,12) rate as exact integer units of 10^-12. #}
+{# A DECIMAL(28,12) rate as exact integer units of 10^-12: its text always has 12 decimals, so
+   dropping the point is exact (multiplying would leave DuckDB's DECIMAL range). #}
 {% macro rate_units(rate) -%}
     {{ clearhouse.money_int("replace(cast(cast(" ~ rate ~ " as decimal(28, 12)) as " ~ dbt.type_string() ~ "), '.', '')") }}
 {%- endmacro %}

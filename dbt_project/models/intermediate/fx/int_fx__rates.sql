@@ -21,8 +21,7 @@ with_euro as (
 -- dropping the point is exact (multiplying would leave DuckDB's DECIMAL range)
 scaled as (
     select rate_date, currency, fx_rate_id,
-           {{ money_int("replace(cast(cast(rate as decimal(28, 12)) as varchar), '.', '')") }}
-               as units
+           {{ rate_units('rate') }} as units
     from with_euro
 )
 
