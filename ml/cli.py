@@ -23,10 +23,10 @@ def _events(path: str):
         sys.exit(f"clearhouse ml: {exc}")
 
 
-def _registry():
+def _registry(family: str = "payments"):
     from ml.registry import Registry
 
-    return Registry()
+    return Registry(family=family)
 
 
 def cmd_evaluate(args) -> None:
@@ -50,7 +50,7 @@ def cmd_train(args) -> None:
 
     data = Path(args.paysim).resolve()
     fields["data"] = {"file": str(data), "sha256": file_sha256(data)}
-    version = _registry().register(model, fields)
+    version = _registry("paysim").register(model, fields)
     print(json.dumps({"version": version, "window": fields["window"],
                       "metrics": fields["metrics"]}))
 
@@ -59,22 +59,22 @@ def cmd_promote(args) -> None:
     from ml.registry import RegistryError
 
     try:
-        print(json.dumps(_registry().promote(args.version, force=args.force)))
+        print(json.dumps(_registry(args.family).promote(args.version, force=args.force)))
     except RegistryError as exc:
         sys.exit(f"clearhouse ml promote: refused: {exc}")
 
 
-def cmd_rollback(_args) -> None:
+def cmd_rollback(args) -> None:
     from ml.registry import RegistryError
 
     try:
-        print(json.dumps(_registry().rollback()))
+        print(json.dumps(_registry(args.family).rollback()))
     except RegistryError as exc:
         sys.exit(f"clearhouse ml rollback: {exc}")
 
 
-def cmd_models(_args) -> None:
-    registry = _registry()
+def cmd_models(args) -> None:
+    registry = _registry(args.family)
     champion = registry.champion()
     for name in registry.versions():
         card = registry.card(name)
@@ -102,10 +102,15 @@ def add_parser(sub) -> None:
     promote.add_argument("version")
     promote.add_argument("--force", action="store_true", help="skip the comparison (audited)")
     promote.set_defaults(func=cmd_promote)
-    cmds.add_parser("rollback", help="make the previous champion the champion again"
-                    ).set_defaults(func=cmd_rollback)
-    cmds.add_parser("models", help="list versions with their metrics (one JSON line each)"
-                    ).set_defaults(func=cmd_models)
+    rollback = cmds.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.set_defaults(func=cmd_rollback)
+    models = cmds.add_parser("models", help="list versions with their metrics (one JSON line "
+                             "each)")
+    models.set_defaults(func=cmd_models)
+    for cmd in (promote, rollback, models):
+        cmd.add_argument("--family", choices=("payments", "paysim"), default="payments",
+                         help="payments: the model the live API serves (default); paysim: "
+                         "models trained with `train --paysim`")
 
 
 def _fraction(value: str) -> float:

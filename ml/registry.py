@@ -1,11 +1,15 @@
-"""Versioned fraud models under HOME/models/, a champion pointer, promotion rules and an audit.
+"""Versioned fraud models under HOME/models/<family>/, a champion pointer, promotion rules and
+an audit.
 
-Layout:
-    HOME/models/v0001/model.joblib   the fitted model (joblib: a pickle - load only our own files)
-    HOME/models/v0001/card.json      data window, feature list, metrics, library versions and the
-                                     artifact's sha256 (checked again on every load)
-    HOME/models/champion.json        {"champion": "v0002", "history": ["v0001"]}
-    HOME/models/audit.jsonl          one line per promotion, refused promotion and rollback
+A family is one kind of model with its own champion: `payments` (Clearhouse payments, the one
+the live API serves; the default) and `paysim` (trained on PaySim-layout benchmark data).
+
+Layout (under HOME/models/<family>/):
+    v0001/model.joblib   the fitted model (joblib: a pickle - load only our own files)
+    v0001/card.json      data window, feature set and list, metrics, PR curve, reference values,
+                         library versions and the artifact's sha256 (checked again on every load)
+    champion.json        {"champion": "v0002", "history": ["v0001"]}
+    audit.jsonl          one line per promotion, refused promotion and rollback
 
 A version directory is written under a temporary name and renamed into place, and the pointer is
 replaced by rename, so a reader never sees half a model or half a pointer. Registering, promoting
@@ -33,10 +37,10 @@ from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 
-from ml.features import FEATURES
 from warehouse.settings import Settings, get_settings
 
 _VERSION = re.compile(r"^v(\d{4,})$")
+FAMILIES = ("payments", "paysim")
 LIBRARIES = ("scikit-learn", "polars", "numpy", "joblib", "scipy")
 
 
@@ -49,9 +53,12 @@ class PromotionRefused(RegistryError):
 
 
 class Registry:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, family: str = "payments"):
+        if family not in FAMILIES:
+            raise RegistryError(f"unknown model family {family!r}; expected one of {FAMILIES}")
         self.settings = settings or get_settings()
-        self.root = self.settings.home_dir / "models"
+        self.family = family
+        self.root = self.settings.home_dir / "models" / family
 
     # --- versions ---------------------------------------------------------------------------
 
@@ -60,6 +67,9 @@ class Registry:
         new version."""
         import joblib
 
+        missing = sorted({"feature_set", "features", "holdout_sha256", "metrics"} - set(fields))
+        if missing:
+            raise RegistryError(f"a model card needs the fields {missing}")
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             number = max((int(m.group(1)) for p in self.root.iterdir()
@@ -69,8 +79,8 @@ class Registry:
             try:
                 staging.chmod(0o755)  # mkdtemp makes it 0700; a serving process must read it
                 joblib.dump(model, staging / "model.joblib")
-                card = {"version": name, "created_at": _now(), **fields,
-                        "features": list(FEATURES), "libraries": _library_versions(),
+                card = {"version": name, "created_at": _now(), "family": self.family,
+                        **fields, "libraries": _library_versions(),
                         "artifact_sha256": file_sha256(staging / "model.joblib")}
                 (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
                 staging.rename(self.root / name)

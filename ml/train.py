@@ -1,8 +1,11 @@
 """Train and evaluate the fraud models on a time-based split.
 
-Split. Events are ordered by (step, seq). The holdout is the last `holdout_fraction` of the
-events, cut at a step boundary: train on steps < cut_step, evaluate on steps >= cut_step; nothing
-is shuffled across time. Features are computed once over the whole file: they only look back, so
+Every function takes a feature set (ml.feature_sets: PaySim-layout data or Clearhouse
+payments; PaySim by default) that names the key, time order, label, amounts and rule.
+
+Split. Events are ordered by arrival (PaySim: step, seq; payments: created_at, payment_id). The
+holdout is the last `holdout_fraction` of the events, cut at a period boundary (PaySim: a step;
+payments: a UTC day): train before the cut, evaluate from it; nothing is shuffled across time. Features are computed once over the whole file: they only look back, so
 a holdout event's features use the history that a live scorer would have had.
 
 Models. A gradient-boosted model (HistGradientBoostingClassifier) and a logistic-regression
@@ -22,9 +25,11 @@ Metrics on the holdout (`holdout_metrics`):
   The model sends its 100 highest scores; the rules-only baseline sends the events its rule
   flags, in arrival order, until the budget is spent (it has no ranking). Money saved = fraud
   amount (integer minor units) among the model's reviewed events minus the fraud amount among
-  the rule's. Negative means the rule did better.
-  The rule (`rule_flags`): PaySim's own isFlaggedFraud, or a TRANSFER/CASH_OUT that moves the
-  origin's whole balance (amount >= oldbalanceOrg > 0), the classic drain rule.
+  the rule's. Negative means the rule did better. For payments in many currencies the three
+  amounts are per currency ({"USD": ..., "EUR": ...}): minor units of different currencies are
+  never added up.
+  The rules (ml.feature_sets): PaySim's flag or the balance-drain rule; for payments the live
+  API's velocity and geo rules.
 """
 
 from __future__ import annotations
@@ -37,12 +42,12 @@ import polars as pl
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml.features import FEATURES, batch_features
+from ml.feature_sets import PAYSIM, FeatureSet
 
 RANDOM_STATE = 0
 HOLDOUT_FRACTION = 0.3
@@ -57,34 +62,53 @@ MODEL_NAMES = ("gbm", "logistic")
 class Split:
     train: pl.DataFrame  # events with their features and labels
     holdout: pl.DataFrame
-    cut_step: int
+    cut: int  # the first period of the holdout
+    feature_set: FeatureSet = PAYSIM
 
-    def window(self) -> dict[str, int]:
-        return {"train_first_step": int(self.train["step"].min()),
-                "train_last_step": int(self.train["step"].max()),
-                "holdout_first_step": int(self.holdout["step"].min()),
-                "holdout_last_step": int(self.holdout["step"].max()),
-                "train_rows": self.train.height, "holdout_rows": self.holdout.height,
-                "train_frauds": int(self.train["isFraud"].sum()),
-                "holdout_frauds": int(self.holdout["isFraud"].sum())}
+    @property
+    def cut_step(self) -> int:
+        return self.cut
+
+    def window(self) -> dict:
+        fs, train, holdout = self.feature_set, self.train, self.holdout
+        first, last = ("step", "step") if fs is PAYSIM else ("created_at", "created_at")
+        names = ("train_first_step", "train_last_step", "holdout_first_step",
+                 "holdout_last_step") if fs is PAYSIM else (
+            "train_from", "train_to", "holdout_from", "holdout_to")
+        values = (train[first].min(), train[last].max(), holdout[first].min(),
+                  holdout[last].max())
+        return {**{name: _plain(value) for name, value in zip(names, values, strict=True)},
+                "train_rows": train.height, "holdout_rows": holdout.height,
+                "train_frauds": int(train[fs.label].sum()),
+                "holdout_frauds": int(holdout[fs.label].sum())}
 
 
-def time_split(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION) -> Split:
-    """Features for every event, then train = steps before the cut, holdout = the rest."""
+def _plain(value):
+    return value.isoformat() if hasattr(value, "isoformat") else int(value)
+
+
+def time_split(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION, *,
+               feature_set: FeatureSet = PAYSIM) -> Split:
+    """Features for every event, then train = periods before the cut, holdout = the rest."""
+    fs = feature_set
     if not 0 < holdout_fraction < 1:
         raise ValueError("holdout_fraction must be between 0 and 1")
-    data = events.join(batch_features(events), on="seq").sort("step", "seq")
-    cut_step = int(data["step"][int(data.height * (1 - holdout_fraction))])
-    train, holdout = data.filter(pl.col("step") < cut_step), data.filter(pl.col("step") >= cut_step)
+    if events.is_empty():
+        raise ValueError("no events to train on")
+    data = (fs.with_period(events).join(fs.compute(events), on=fs.key)
+            .sort(*fs.order))
+    cut = int(data[fs.period][int(data.height * (1 - holdout_fraction))])
+    train = data.filter(pl.col(fs.period) < cut)
+    holdout = data.filter(pl.col(fs.period) >= cut)
     for name, part in (("training", train), ("holdout", holdout)):
-        if part["isFraud"].n_unique() < 2:
-            raise ValueError(f"the {name} window (cut at step {cut_step}) needs both fraud and "
-                             "legitimate events")
-    return Split(train, holdout, cut_step)
+        if part[fs.label].n_unique() < 2:
+            raise ValueError(f"the {name} window (cut at {fs.period} {cut}) needs both fraud "
+                             "and legitimate events")
+    return Split(train, holdout, cut, fs)
 
 
-def matrix(frame: pl.DataFrame) -> np.ndarray:
-    return frame.select(FEATURES).to_numpy().astype(np.float64)
+def matrix(frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
+    return frame.select(feature_set.features).to_numpy().astype(np.float64)
 
 
 def build_model(name: str):
@@ -99,12 +123,13 @@ def build_model(name: str):
                                   cv=TimeSeriesSplit(n_splits=CALIBRATION_FOLDS))
 
 
-def fit(name: str, train: pl.DataFrame):
-    return build_model(name).fit(matrix(train), train["isFraud"].to_numpy())
+def fit(name: str, train: pl.DataFrame, feature_set: FeatureSet = PAYSIM):
+    return build_model(name).fit(matrix(train, feature_set),
+                                 train[feature_set.label].to_numpy())
 
 
-def scores(model, frame: pl.DataFrame) -> np.ndarray:
-    return model.predict_proba(matrix(frame))[:, 1]
+def scores(model, frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
+    return model.predict_proba(matrix(frame, feature_set))[:, 1]
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -125,40 +150,65 @@ def precision_at_k(y: np.ndarray, score: np.ndarray, k: int = TOP_K) -> float:
     return float(y[chosen].mean()) if len(chosen) else 0.0
 
 
-def rule_flags(frame: pl.DataFrame) -> np.ndarray:
-    drains = ((pl.col("type").is_in(["TRANSFER", "CASH_OUT"])) & (pl.col("oldbalanceOrg") > 0)
-              & (pl.col("amount") >= pl.col("oldbalanceOrg")))
-    return frame.select((pl.col("isFlaggedFraud") == 1) | drains).to_series().to_numpy()
+def rule_flags(frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
+    return feature_set.rule(frame)
 
 
-def fraud_caught_minor(frame: pl.DataFrame, reviewed: np.ndarray) -> int:
-    """Exact sum of the fraud amounts (minor units) among the reviewed rows."""
-    return int(frame[reviewed].filter(pl.col("isFraud") == 1)["amount"].sum())
+def fraud_caught_minor(frame: pl.DataFrame, reviewed: np.ndarray,
+                       feature_set: FeatureSet = PAYSIM) -> int | dict[str, int]:
+    """Exact sum of the fraud amounts (minor units) among the reviewed rows; per currency when
+    the feature set has several."""
+    fs = feature_set
+    fraud = frame[reviewed].filter(pl.col(fs.label) == 1)
+    if fs.currency is None:
+        return int(fraud[fs.amount].sum())
+    return {code: int(total) for code, total in fraud.group_by(fs.currency)
+            .agg(pl.col(fs.amount).sum()).sort(fs.currency).iter_rows()}
 
 
-def holdout_metrics(holdout: pl.DataFrame, score: np.ndarray,
-                    budget: int = REVIEW_BUDGET) -> dict[str, float | int]:
+def _minus(a: int | dict[str, int], b: int | dict[str, int]) -> int | dict[str, int]:
+    if isinstance(a, int):
+        return a - b
+    return {code: a.get(code, 0) - b.get(code, 0) for code in sorted(set(a) | set(b))}
+
+
+def holdout_metrics(holdout: pl.DataFrame, score: np.ndarray, budget: int = REVIEW_BUDGET, *,
+                    feature_set: FeatureSet = PAYSIM) -> dict:
     """holdout must be in arrival order (as Split gives it), score aligned with its rows."""
-    y = holdout["isFraud"].to_numpy()
-    model_caught = fraud_caught_minor(holdout, top_k(score, budget))
-    rule_caught = fraud_caught_minor(holdout, np.flatnonzero(rule_flags(holdout))[:budget])
+    fs = feature_set
+    y = holdout[fs.label].to_numpy()
+    model_caught = fraud_caught_minor(holdout, top_k(score, budget), fs)
+    rule_caught = fraud_caught_minor(holdout, np.flatnonzero(fs.rule(holdout))[:budget], fs)
     return {"pr_auc": float(average_precision_score(y, score)),
             "recall_at_1pct_fpr": recall_at_fpr(y, score),
             "precision_at_100": precision_at_k(y, score, TOP_K),
             "fraud_caught_minor": model_caught,
             "rule_fraud_caught_minor": rule_caught,
-            "money_saved_minor": model_caught - rule_caught}
+            "money_saved_minor": _minus(model_caught, rule_caught)}
 
 
-def evaluate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION) -> dict:
+def pr_curve(holdout: pl.DataFrame, score: np.ndarray, feature_set: FeatureSet = PAYSIM,
+             points: int = 101) -> list[tuple[float, float]]:
+    """(recall, precision) pairs of the holdout's precision-recall curve, thinned to about
+    `points` for the model card."""
+    precision, recall, _ = precision_recall_curve(holdout[feature_set.label].to_numpy(), score)
+    step = max(1, len(recall) // points)
+    return [(round(float(r), 4), round(float(p), 4))
+            for r, p in zip(recall[::step], precision[::step], strict=True)]
+
+
+def evaluate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION, *,
+             feature_set: FeatureSet = PAYSIM) -> dict:
     """Both models on one time-based split: the window, the rule baseline and each model's
     holdout metrics."""
-    split = time_split(events, holdout_fraction)
+    fs = feature_set
+    split = time_split(events, holdout_fraction, feature_set=fs)
     holdout = split.holdout
-    results = {name: holdout_metrics(holdout, scores(fit(name, split.train), holdout))
+    results = {name: holdout_metrics(holdout, scores(fit(name, split.train, fs), holdout, fs),
+                                     feature_set=fs)
                for name in MODEL_NAMES}
-    flags = rule_flags(holdout)
-    y = holdout["isFraud"].to_numpy()
+    flags = fs.rule(holdout)
+    y = holdout[fs.label].to_numpy()
     rule = {"flagged": int(flags.sum()),
             "precision": float(y[flags].mean()) if flags.any() else 0.0,
             "recall": float(flags[y == 1].mean())}
@@ -166,25 +216,38 @@ def evaluate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION) -
             "review_budget": REVIEW_BUDGET, "models": results}
 
 
-def holdout_fingerprint(holdout: pl.DataFrame) -> str:
+def holdout_fingerprint(holdout: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> str:
     """sha256 of the holdout's events and labels: two models are compared only on equal ones."""
-    content = holdout.select("step", "type", "amount", "nameOrig", "nameDest", "isFraud")
+    content = holdout.select(feature_set.identity)
     return hashlib.sha256(content.write_csv().encode()).hexdigest()
 
 
-def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION):
+def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION, *,
+                    feature_set: FeatureSet = PAYSIM):
     """Fit the gradient-boosted model (the one the registry keeps) and evaluate it and the
     baseline on the holdout. Returns (model, card fields for ml.registry.register)."""
-    split = time_split(events, holdout_fraction)
-    model = fit("gbm", split.train)
-    baseline = fit("logistic", split.train)
+    fs = feature_set
+    split = time_split(events, holdout_fraction, feature_set=fs)
+    model = fit("gbm", split.train, fs)
+    baseline = fit("logistic", split.train, fs)
+    holdout_scores = scores(model, split.holdout, fs)
     return model, {
         "model": "gbm",
+        "feature_set": fs.name,
+        "features": list(fs.features),
         "window": split.window(),
         "holdout_fraction": holdout_fraction,
-        "holdout_sha256": holdout_fingerprint(split.holdout),
-        "metrics": holdout_metrics(split.holdout, scores(model, split.holdout)),
-        "baseline_metrics": {"logistic": holdout_metrics(split.holdout,
-                                                         scores(baseline, split.holdout))},
+        "holdout_sha256": holdout_fingerprint(split.holdout, fs),
+        "metrics": holdout_metrics(split.holdout, holdout_scores, feature_set=fs),
+        "baseline_metrics": {"logistic": holdout_metrics(
+            split.holdout, scores(baseline, split.holdout, fs), feature_set=fs)},
+        "pr_curve": pr_curve(split.holdout, holdout_scores, fs),
+        "reference": reference_values(split.train, fs),
         "random_state": RANDOM_STATE,
     }
+
+
+def reference_values(train: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> dict[str, float]:
+    """Each feature's median over the training window: the "ordinary" value that reasons are
+    measured against (ml.scoring) and the drift check's reference."""
+    return {name: float(train[name].median()) for name in feature_set.features}

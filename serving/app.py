@@ -7,6 +7,7 @@ import threading
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
+from serving import fraud
 from serving.api import (
     adjustments,
     agents,
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_oltp_engine(settings.oltp_url)
     install_error_handlers(app)
     configure_logging(settings.log_level)
+    app.state.fraud_scorer = fraud.install(settings)  # the payments champion, if there is one
     app.state.customer_limits = TokenBuckets(settings.rate_limit_per_customer)
     # Outermost first: every request gets an id and a latency sample, even a rate-limited one.
     app.add_middleware(RateLimitMiddleware, per_key=settings.rate_limit_per_key,

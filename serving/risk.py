@@ -10,8 +10,9 @@ Rules, in order:
   per IP (review above 50, reject above 150);
 - geo anomaly: the customer's previous payment more than 500 km away less than an hour ago:
   review;
-- the ML hook (`set_score_hook`): a later issue plugs the champion fraud model in; its score
-  (0-99) reviews at >= 65 and rejects at >= 75 by default.
+- the ML hook (`set_score_hook`; serving/fraud.py installs the payments champion): its score
+  (0-99) reviews at >= 65 and rejects at >= 75 by default (CLEARHOUSE_ML_REVIEW_SCORE,
+  CLEARHOUSE_ML_BLOCK_SCORE).
 
 Risk limits compare amounts across currencies with indicative rates (INDICATIVE_USD below):
 a limit check is a risk decision, not money movement, so no FX rate id is kept. Money itself is
@@ -62,6 +63,8 @@ class RiskInput:
     device_id: str | None = None
     card_fingerprint: str | None = None
     geo: str | None = None
+    payment_id: str | None = None
+    method: str | None = None  # payment method type
 
 
 @dataclass
@@ -79,16 +82,24 @@ class RiskResult:
 
 ScoreHook = Callable[[Session, RiskInput, datetime], tuple[int, list[str]] | None]
 _score_hook: ScoreHook | None = None
+_thresholds = (REVIEW_SCORE, REJECT_SCORE)
 
 
-def set_score_hook(hook: ScoreHook | None) -> None:
-    """Install the ML scorer (returns (score 0-99, reasons)); None removes it."""
-    global _score_hook
-    _score_hook = hook
+def set_score_hook(hook: ScoreHook | None, review: int = REVIEW_SCORE,
+                   reject: int = REJECT_SCORE) -> None:
+    """Install the ML scorer (returns (score 0-99, reasons), or None when it has no model) and
+    its thresholds; None removes it."""
+    global _score_hook, _thresholds
+    _score_hook, _thresholds = hook, (review, reject)
 
 
 def score_hook_installed() -> bool:
-    return _score_hook is not None
+    """True when a scorer is installed and has a model to score with (a scorer may expose
+    `active()`; the Postgres fast path steps aside only then)."""
+    if _score_hook is None:
+        return False
+    active = getattr(_score_hook, "active", None)
+    return active() if active is not None else True
 
 
 def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
@@ -249,9 +260,10 @@ def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
         scored = _score_hook(session, risk, now)
         if scored is not None:
             result.score, model_reasons = scored
-            if result.score >= REJECT_SCORE:
+            review_at, reject_at = _thresholds
+            if result.score >= reject_at:
                 result.escalate("reject", "ml_score")
-            elif result.score >= REVIEW_SCORE:
+            elif result.score >= review_at:
                 result.escalate("review", "ml_score")
             result.reasons.extend(model_reasons)
     return result

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     payments_fast_path: bool = True
     # ml.registry: a challenger replaces the champion only if its holdout PR-AUC is this much higher
     ml_promotion_margin: float = Field(default=0.01, ge=0)
+    # serving/fraud.py: the API scores each payment with the payments champion (0-99); review at
+    # ml_review_score, reject at ml_block_score
+    ml_live_scoring: bool = True
+    ml_review_score: int = Field(default=65, ge=0, le=100)
+    ml_block_score: int = Field(default=75, ge=0, le=100)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

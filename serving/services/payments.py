@@ -176,7 +176,8 @@ def risk_input(payment: Payment, merchant: MerchantSettings) -> risk.RiskInput:
         merchant=merchant, amount_minor=payment.amount_minor, currency=payment.currency,
         customer_id=payment.customer_id, email=customer.get("email"),
         customer_ip=payment.customer_ip, device_id=payment.device_id,
-        card_fingerprint=payment.card_fingerprint, geo=customer.get("geo"))
+        card_fingerprint=payment.card_fingerprint, geo=customer.get("geo"),
+        payment_id=payment.id, method=payment.payment_method_type)
 
 
 def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSettings, method: dict,

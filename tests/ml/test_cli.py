@@ -31,22 +31,22 @@ def test_train_promote_models_rollback(paysim_file, make_settings, capsys):
     assert (first["version"], second["version"]) == ("v0001", "v0002")
     assert first["metrics"] == second["metrics"]  # deterministic
 
-    assert json.loads(run(capsys, "promote", "v0001"))["outcome"] == "promoted"
+    assert json.loads(run(capsys, "promote", "v0001", "--family", "paysim"))["outcome"] == "promoted"
     with pytest.raises(SystemExit, match="refused: v0002 PR-AUC .* does not beat"):
-        run(capsys, "promote", "v0002")  # equal is not better by the margin
-    assert json.loads(run(capsys, "promote", "v0002", "--force"))["forced"] is True
+        run(capsys, "promote", "v0002", "--family", "paysim")  # equal is not better by the margin
+    assert json.loads(run(capsys, "promote", "v0002", "--force", "--family", "paysim"))["forced"] is True
 
-    listed = [json.loads(line) for line in run(capsys, "models").splitlines()]
+    listed = [json.loads(line) for line in run(capsys, "models", "--family", "paysim").splitlines()]
     assert [(m["version"], m["champion"]) for m in listed] == [("v0001", False), ("v0002", True)]
     assert all("pr_auc" in m["metrics"] for m in listed)
 
-    assert json.loads(run(capsys, "rollback"))["version"] == "v0001"
+    assert json.loads(run(capsys, "rollback", "--family", "paysim"))["version"] == "v0001"
     with pytest.raises(SystemExit, match="no previous champion"):
-        run(capsys, "rollback")
-    audit = (settings.home_dir / "models" / "audit.jsonl").read_text().splitlines()
+        run(capsys, "rollback", "--family", "paysim")
+    audit = (settings.home_dir / "models" / "paysim" / "audit.jsonl").read_text().splitlines()
     assert [json.loads(line)["outcome"] for line in audit] == [
         "promoted", "refused", "promoted", "rolled_back"]
-    card = json.loads((settings.home_dir / "models" / "v0001" / "card.json").read_text())
+    card = json.loads((settings.home_dir / "models" / "paysim" / "v0001" / "card.json").read_text())
     assert card["data"]["file"] == str(paysim_file.resolve()) and len(card["data"]["sha256"]) == 64
 
 

@@ -11,7 +11,8 @@ from ml.registry import PromotionRefused, Registry, RegistryError
 
 
 def fields(pr_auc: float, holdout: str = "h1") -> dict:
-    return {"model": "gbm", "window": {"train_first_step": 0}, "holdout_sha256": holdout,
+    return {"model": "gbm", "feature_set": "paysim", "features": list(FEATURES),
+            "window": {"train_first_step": 0}, "holdout_sha256": holdout,
             "metrics": {"pr_auc": pr_auc}}
 
 
@@ -25,6 +26,9 @@ def test_register_writes_a_card_and_a_checked_artifact(registry):
     assert version == "v0001" and registry.register({}, fields(0.6)) == "v0002"
     card = registry.card("v0001")
     assert card["features"] == list(FEATURES) and card["metrics"] == {"pr_auc": 0.5}
+    assert card["family"] == "payments" and registry.root.name == "payments"
+    with pytest.raises(RegistryError, match="needs the fields"):
+        registry.register({}, {"model": "gbm"})
     assert set(card["libraries"]) >= {"python", "scikit-learn", "polars", "numpy", "joblib"}
     assert len(card["artifact_sha256"]) == 64
     assert registry.load("v0001") == {"weights": [1, 2]}

@@ -1,0 +1,210 @@
+"""Fraud features of Clearhouse payments: one definition, computed in batch and live.
+
+The payment event layout (what the API's `payments` table holds, what the warehouse extracts
+and what ml.simulate generates): payment_id, created_at (UTC), merchant_id, method (payment
+method type), amount_minor, currency, customer_id, card_fingerprint, customer_ip, device_id,
+geo ("lat,lon" or a country code), status.
+
+Point in time. A payment's features read only payments created strictly before it
+(`created_at < t`) inside a look-back window ending at t: [t - 1 h, t), [t - 24 h, t) or
+[t - 30 d, t). Payments at the same instant do not see each other. The live scorer asks the
+API's database for exactly these rows (serving/fraud.py), so the numbers a model was trained on
+are the numbers it is served.
+
+The features (FEATURES, in model column order):
+- log_amount_usd: log1p of the amount in indicative US dollars (serving.risk.INDICATIVE_USD; a
+  risk signal, not money movement, so floats and indicative rates are fine here).
+- amount_vs_customer_30d: log_amount_usd - log1p(mean indicative USD of the customer's
+  payments in the last 30 days); 0 without such payments.
+- <key>_count_1h, <key>_count_24h for key in customer, card, ip, device: earlier payments with
+  the same customer id / card fingerprint / IP / device id in the window; 0 without the key.
+- hours_since_customer_prev: hours since the customer's latest payment in the last 30 days;
+  NO_HISTORY_HOURS (720, the window) without one.
+- km_from_customer_prev: great-circle distance between this payment's geo and the geo of the
+  customer's latest payment in the last 30 days (ties at one instant: the larger payment_id);
+  0 when either geo is unknown.
+- new_device: 1 when the payment has a device, the customer paid in the last 30 days, and
+  never from this device in that window.
+- customer_declines_24h: the customer's failed payments in the last 24 hours.
+- hour_of_day: UTC hour.
+- method_<type>: one-hot of the payment method type (METHODS).
+
+`batch_features(events)` computes them with polars for any number of payments;
+`event_features(event, history)` computes one payment's in plain Python from the rows the
+window holds. tests/ml/test_payment_features.py checks both agree on the same payments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from serving.risk import INDICATIVE_USD, distance_km, parse_geo
+from warehouse.money import exponent
+
+METHODS = ("card", "apple_pay", "bank_transfer", "wechat_pay", "alipay", "e_cny", "crypto",
+           "wallet")
+KEYS = {"customer": "customer_id", "card": "card_fingerprint", "ip": "customer_ip",
+        "device": "device_id"}
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+HISTORY = timedelta(days=30)
+NO_HISTORY_HOURS = 720.0
+EARTH_KM = 6371.0
+
+FEATURES: tuple[str, ...] = (
+    "log_amount_usd",
+    "amount_vs_customer_30d",
+    *[f"{key}_count_{window}" for key in KEYS for window in WINDOWS],
+    "hours_since_customer_prev",
+    "km_from_customer_prev",
+    "new_device",
+    "customer_declines_24h",
+    "hour_of_day",
+    *[f"method_{name}" for name in METHODS],
+)
+
+EVENT_COLUMNS = ("payment_id", "created_at", "merchant_id", "method", "amount_minor", "currency",
+                 "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status")
+
+
+def usd_major(amount_minor: int, currency: str) -> float:
+    """Indicative US dollars (0 for a currency without an indicative rate)."""
+    rate = INDICATIVE_USD.get(currency)
+    return amount_minor / 10 ** exponent(currency) * float(rate) if rate else 0.0
+
+
+def _usd_factors(currencies: Iterable[str]) -> pl.DataFrame:
+    codes = sorted(set(currencies))
+    return pl.DataFrame({"currency": codes,
+                         "usd_per_minor": [usd_major(1, c) for c in codes]},
+                        schema={"currency": pl.Utf8, "usd_per_minor": pl.Float64})
+
+
+def _geo_points(values: Iterable[str | None]) -> pl.DataFrame:
+    geos = sorted({g for g in values if g})
+    points = [parse_geo(g) for g in geos]
+    return pl.DataFrame({"geo": geos,
+                         "lat": [p[0] if p else None for p in points],
+                         "lon": [p[1] if p else None for p in points]},
+                        schema={"geo": pl.Utf8, "lat": pl.Float64, "lon": pl.Float64})
+
+
+def _window_count(column: str, period: str, value: pl.Expr | None = None) -> pl.Expr:
+    """Sum of `value` (default 1) over earlier rows with the same `column` in [t - period, t)."""
+    summed = (value if value is not None else pl.col("_one")).rolling_sum_by(
+        "created_at", period, closed="left").over(column)
+    return pl.when(pl.col(column).is_null()).then(0).otherwise(summed)
+
+
+def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
+    """The same formula as serving.risk.distance_km, on columns of degrees."""
+    rad = math.pi / 180
+    h = (((lat2 - lat1) * rad / 2).sin() ** 2
+         + (lat1 * rad).cos() * (lat2 * rad).cos() * (((lon2 - lon1) * rad / 2).sin() ** 2))
+    return 2 * EARTH_KM * h.sqrt().arcsin()
+
+
+def batch_features(events: pl.DataFrame) -> pl.DataFrame:
+    """payment_id plus FEATURES for every payment, in the input's row order."""
+    frame = (events.select(EVENT_COLUMNS)
+             .with_columns(pl.col("created_at").dt.cast_time_unit("us"))
+             .sort("created_at", "payment_id")
+             .join(_usd_factors(events["currency"]), on="currency", how="left")
+             .with_columns(usd=pl.col("amount_minor").cast(pl.Float64) * pl.col("usd_per_minor"),
+                           _one=pl.lit(1, pl.Int64),
+                           _failed=(pl.col("status") == "failed").cast(pl.Int64)))
+    counts = {f"{key}_count_{window}": _window_count(column, window)
+              for key, column in KEYS.items() for window in WINDOWS}
+    frame = frame.with_columns(
+        **counts,
+        _cust_30d=_window_count("customer_id", "30d"),
+        _cust_usd_30d=_window_count("customer_id", "30d", pl.col("usd")),
+        _cust_device_30d=pl.when(pl.col("device_id").is_null()).then(0).otherwise(
+            pl.col("_one").rolling_sum_by("created_at", "30d", closed="left")
+            .over("customer_id", "device_id")),
+        customer_declines_24h=_window_count("customer_id", "24h", pl.col("_failed")),
+    )
+    frame = _with_previous(frame).join(_geo_points(frame["geo"]), on="geo", how="left")
+    log_usd = pl.col("usd").log1p()
+    has_history = (pl.col("_cust_30d") > 0) & pl.col("customer_id").is_not_null()
+    prev_geo = pl.col("_prev_lat").is_not_null() & pl.col("lat").is_not_null()
+    features = frame.select(
+        "payment_id",
+        log_usd.alias("log_amount_usd"),
+        pl.when(has_history).then(log_usd - (pl.col("_cust_usd_30d") / pl.col("_cust_30d"))
+                                  .log1p()).otherwise(0.0).alias("amount_vs_customer_30d"),
+        *[pl.col(name).cast(pl.Float64) for name in counts],
+        pl.when(pl.col("_prev_at").is_not_null())
+        .then((pl.col("created_at") - pl.col("_prev_at")).dt.total_microseconds() / 3.6e9)
+        .otherwise(NO_HISTORY_HOURS).alias("hours_since_customer_prev"),
+        pl.when(prev_geo).then(_haversine_km(pl.col("_prev_lat"), pl.col("_prev_lon"),
+                                             pl.col("lat"), pl.col("lon")))
+        .otherwise(0.0).alias("km_from_customer_prev"),
+        (has_history & pl.col("device_id").is_not_null() & (pl.col("_cust_device_30d") == 0))
+        .cast(pl.Float64).alias("new_device"),
+        pl.col("customer_declines_24h").cast(pl.Float64),
+        pl.col("created_at").dt.hour().cast(pl.Float64).alias("hour_of_day"),
+        *[(pl.col("method") == name).cast(pl.Float64).alias(f"method_{name}")
+          for name in METHODS],
+    )
+    return events.select("payment_id").join(features, on="payment_id", how="left",
+                                             maintain_order="left")
+
+
+def _with_previous(frame: pl.DataFrame) -> pl.DataFrame:
+    """The customer's latest earlier payment in the last 30 days: its time and geo point."""
+    latest_per_instant = (frame.filter(pl.col("customer_id").is_not_null())
+                          .group_by("customer_id", "created_at")
+                          .agg(pl.col("geo").sort_by("payment_id").last())
+                          .join(_geo_points(frame["geo"]), on="geo", how="left")
+                          .select("customer_id", pl.col("created_at").alias("_prev_at"),
+                                  pl.col("lat").alias("_prev_lat"),
+                                  pl.col("lon").alias("_prev_lon"))
+                          .sort("_prev_at"))
+    return frame.join_asof(latest_per_instant, left_on="created_at", right_on="_prev_at",
+                           by="customer_id", strategy="backward", allow_exact_matches=False,
+                           tolerance=HISTORY, check_sortedness=False)
+
+
+# --- one payment, live ----------------------------------------------------------------------
+
+
+def event_features(event: Mapping, history: Iterable[Mapping]) -> dict[str, float]:
+    """FEATURES of one payment from the payments before it (rows in the event layout; rows at or
+    after the event's instant or outside the 30-day window are ignored)."""
+    t: datetime = event["created_at"]
+    since = {name: t - period for name, period in WINDOWS.items()}
+    rows = [row for row in history
+            if t - HISTORY <= row["created_at"] < t and row["payment_id"] != event["payment_id"]]
+    usd = usd_major(int(event["amount_minor"]), event["currency"])
+    out: dict[str, float] = {"log_amount_usd": math.log1p(usd)}
+
+    customer = event.get("customer_id")
+    mine = [r for r in rows if customer is not None and r.get("customer_id") == customer]
+    if mine:
+        mean = sum(usd_major(int(r["amount_minor"]), r["currency"]) for r in mine) / len(mine)
+        out["amount_vs_customer_30d"] = math.log1p(usd) - math.log1p(mean)
+    else:
+        out["amount_vs_customer_30d"] = 0.0
+    for key, column in KEYS.items():
+        value = event.get(column)
+        for name, start in since.items():
+            out[f"{key}_count_{name}"] = float(0 if value is None else sum(
+                1 for r in rows if r.get(column) == value and r["created_at"] >= start))
+    latest = max(mine, key=lambda r: (r["created_at"], r["payment_id"]), default=None)
+    out["hours_since_customer_prev"] = (
+        (t - latest["created_at"]) / timedelta(hours=1) if latest else NO_HISTORY_HOURS)
+    here, there = parse_geo(event.get("geo")), parse_geo(latest.get("geo")) if latest else None
+    out["km_from_customer_prev"] = distance_km(there, here) if here and there else 0.0
+    device = event.get("device_id")
+    out["new_device"] = float(bool(mine) and device is not None
+                              and all(r.get("device_id") != device for r in mine))
+    out["customer_declines_24h"] = float(sum(
+        1 for r in mine if r["status"] == "failed" and r["created_at"] >= since["24h"]))
+    out["hour_of_day"] = float(t.hour)
+    for name in METHODS:
+        out[f"method_{name}"] = float(event.get("method") == name)
+    return {name: out[name] for name in FEATURES}
