@@ -1,6 +1,8 @@
 """`make demo`: the whole spine on the embedded default, start to finish.
 
-Starts the API (uvicorn, SQLite), simulates a business day through HTTP, plays the x402 act
+Trains the fraud model on a seeded history and promotes it (clearhouse/fraud_demo.py), starts
+the API (uvicorn, SQLite; it scores every payment live), simulates a business day through HTTP
+with planted fraud, plays the x402 act
 (clearhouse/x402_demo.py: paid API calls on the simulated chain and an agent's token budget),
 exports the chain's logs, runs the pipeline (extract -> dbt -> publish -> statement files) and
 prints a summary. Running it twice replays the same day: nothing is doubled (the x402 act makes
@@ -19,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
-from clearhouse import sim_chain
+from clearhouse import fraud_demo, sim_chain
 from clearhouse.channel_files import write_day
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
@@ -89,6 +91,14 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     merchants = set_up_merchants(oltp_engine(settings), settings.home_dir / "demo" / "credentials.json")
     say(f"{len(merchants)} merchants under a multi-level agent tree are ready")
     engine = oltp_engine(settings)
+    say("fraud model: training on 30 simulated days with late labels (Dagster job "
+        "fraud_training)")
+    try:
+        fraud = fraud_demo.train_before_the_day(settings, day, max(300, payments // 3), seed)
+        say(f"fraud model {fraud.version}: {fraud.decision}")
+    except (RuntimeError, ValueError) as exc:
+        fraud = fraud_demo.FraudAct(decision=f"not trained: {exc}")
+        say(f"fraud model {fraud.decision}; the rules decide alone")
     with running_api(settings) as base, WebhookReceiver(
             {m.id: m.webhook_secret for m in merchants}) as receiver:
         point_webhooks_at(engine, merchants, receiver.base_url)
@@ -112,6 +122,8 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
         x402 = run_x402(engine, base, settings.home_dir)
     if day_result.errors:
         raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
+    fraud = fraud_demo.after_the_day(fraud, settings, engine, day, day_result.planted,
+                                     datetime.now(UTC))
     written = write_day(engine, settings.landing_dir, day)
     say(f"channels, banks, chain and ECB sent their files for {day}: "
         + ", ".join(f"{n} {source}" for source, n in sorted(written.items())))
@@ -125,7 +137,7 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     revenue, reconciliation, settled = finance_summary(settings, day)
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
                "revenue": revenue, "reconciliation": reconciliation, "settled": settled,
-               "chain_exports": exports,
+               "chain_exports": exports, "fraud": fraud,
                "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
@@ -147,6 +159,7 @@ def print_summary(settings: Settings, summary: dict) -> None:
           f"verified ({duplicates} duplicates, {rejected} rejected)")
     for code, minor in sorted(result.captured_by_currency.items()):
         print(f"  captured     {Money(minor, code)}")
+    _print_fraud(summary)
     _print_x402(summary)
     for asset, counts in sorted(summary["pipeline"].get("landed_files", {}).items()):
         print(f"  ingested     {asset}: {counts['loaded']} files loaded ({counts['rows']} rows), "
@@ -203,6 +216,23 @@ def finance_summary(settings: Settings, day: date) -> tuple[dict, tuple[int, dic
     revenue = {ccy: (int(f), int(c), int(a), int(n), int(k)) for ccy, f, c, a, n, k in rows}
     settled = {ccy: (int(n), int(net), int(converted)) for ccy, n, net, converted in statements}
     return revenue, (int(matched[0][0]), {kind: int(n) for kind, n in breaks}), settled
+
+
+def _print_fraud(summary: dict) -> None:
+    fraud = summary.get("fraud")
+    if fraud is None:
+        return
+    if fraud.version:
+        print(f"  fraud model  {fraud.version} (holdout PR-AUC {fraud.pr_auc:.3f}): "
+              f"{fraud.decision}")
+    else:
+        print(f"  fraud model  {fraud.decision}")
+    print(f"  fraud live   {fraud.scored} payments scored in the API: {fraud.reviewed} held for "
+          f"review, {fraud.rejected} rejected; {fraud.planted} planted frauds, {fraud.flagged} "
+          f"of them stopped; {fraud.reported} reported so far (the rest arrive later)")
+    scores = summary["pipeline"].get("marts", {}).get("fct_fraud_scores")
+    if scores:
+        print(f"  fraud batch  {scores['summary'].splitlines()[0]} (analytics.fct_fraud_scores)")
 
 
 def _print_x402(summary: dict) -> None:

@@ -5,6 +5,12 @@ with log-normal amounts at diurnal hours; some cards decline; some payments are 
 in part or in full. Every request carries a deterministic Idempotency-Key derived from the seed
 and the day, so simulating the same day twice replays the first answers instead of paying twice.
 The Clearhouse-Test-Clock header places each request at its simulated time.
+
+About 2 % of a day's payments (none on days under 50 payments) are planted fraud, each with the
+time it is reported as a chargeback or fraud report (days to weeks later; about 10 % never):
+card testing bursts, account takeovers, mule cash-outs and friendly fraud (see `_plant`). They
+take the place of ordinary payments slot for slot, so a day still has exactly n payments and the
+ordinary ones are the same as without planting.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from serving.channels import APPROVED_CARDS, CARD_INSTRUMENTS
+from serving.risk import CENTROIDS
 from serving.schemas import MerchantCreate, PriceIn, iso_z
 from serving.services.admin import PRICE_EPOCH, bootstrap_admin, create_agent, create_merchant
 from serving.services.prices import set_commission_model, set_price
@@ -46,6 +54,21 @@ DECLINE_CARDS = ["4000000000000002", "4000000000009995"]
 PENDING_CARD = "4000000000003220"  # confirmed later by the channel's signed callback
 PENDING_RATE = 0.02
 COUNTRIES = {"USD": "US", "EUR": "DE", "CNY": "CN", "TWD": "TW", "JPY": "JP", "USDC": "SG"}
+
+# Planted fraud (see `_plant`): its share of a day, the smallest day that gets any, the kinds
+# (in the order the first round plants one of each), how many payments one episode makes, how
+# often a later episode is of each kind, and the days until the fraud is reported.
+FRAUD_SHARE = 0.02
+FRAUD_MIN_DAY = 50
+FRAUD_KINDS = ("account_takeover", "friendly_fraud", "mule_cash_out", "card_testing")
+EPISODE_PAYMENTS = {"account_takeover": (1, 1), "friendly_fraud": (1, 1),
+                    "mule_cash_out": (4, 8), "card_testing": (8, 25)}
+EPISODE_WEIGHTS = {"account_takeover": 0.4, "friendly_fraud": 0.4, "mule_cash_out": 0.12,
+                   "card_testing": 0.08}
+REPORT_DELAY_DAYS = {"card_testing": (2, 10), "account_takeover": (1, 7),
+                     "mule_cash_out": (3, 20), "friendly_fraud": (15, 60)}
+NEVER_REPORTED = 0.10
+CARD_CURRENCIES = ("USD", "EUR", "TWD", "JPY")  # currencies whose payers use cards
 
 
 def _card_number(rng: random.Random) -> str:
@@ -95,6 +118,9 @@ class DayResult:
     wallet_spends: int = 0
     errors: list[str] = field(default_factory=list)
     captured_by_currency: dict[str, int] = field(default_factory=dict)
+    # (payment id, fraud kind, reported_at) of every planted payment the API created: the
+    # labels, kept apart because the API itself never learns them.
+    planted: list[tuple[str, str, datetime | None]] = field(default_factory=list)
 
 
 # --- the cast: agents, merchants, customers ---------------------------------------------------
@@ -182,6 +208,8 @@ class PlannedPayment:
     body: dict
     refund_at: datetime | None
     refund_minor: int | None  # None: full refund
+    fraud: str | None = None  # the planted fraud's kind (FRAUD_KINDS)
+    reported_at: datetime | None = None  # when the fraud is reported; None: never
 
 
 def _amount_minor(rng: random.Random, code: str) -> int:
@@ -196,6 +224,7 @@ def _amount_minor(rng: random.Random, code: str) -> int:
 
 
 def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list[PlannedPayment]:
+    """Exactly n payments for the day, the same for the same (seed, day), fraud planted."""
     rng = random.Random(f"{seed}:{day.isoformat()}")
     customers = make_customers(max(50, n // 3), seed)
     codes = list(CURRENCIES)
@@ -232,7 +261,166 @@ def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list
             if rng.random() < 0.5:
                 refund_minor = max(1, int(body["amount_minor"]) * rng.randrange(10, 90) // 100)
         plans.append(PlannedPayment(i, merchant, at, body, refund_at, refund_minor))
+    return _plant(plans, merchants, customers, day, seed)
+
+
+# --- planted fraud ------------------------------------------------------------------------------
+
+
+def fraud_budget(n: int) -> int:
+    """How many of a day's n payments are planted fraud: none on tiny days (stable unit tests)."""
+    return 0 if n < FRAUD_MIN_DAY else round(n * FRAUD_SHARE)
+
+
+def _episodes(rng: random.Random, budget: int) -> list[tuple[str, int]]:
+    """(kind, payments) per episode: one of each kind that fits first, then weighted draws."""
+    episodes: list[tuple[str, int]] = []
+    left = budget
+    for kind in FRAUD_KINDS:
+        low, high = EPISODE_PAYMENTS[kind]
+        if left >= low:
+            episodes.append((kind, min(rng.randint(low, high), left)))
+            left -= episodes[-1][1]
+    while left > 0:
+        fitting = [k for k in FRAUD_KINDS if EPISODE_PAYMENTS[k][0] <= left]
+        kind = rng.choices(fitting, weights=[EPISODE_WEIGHTS[k] for k in fitting])[0]
+        low, high = EPISODE_PAYMENTS[kind]
+        episodes.append((kind, min(rng.randint(low, high), left)))
+        left -= episodes[-1][1]
+    return episodes
+
+
+def _plant(plans: list[PlannedPayment], merchants: list[SimMerchant], customers: list[Customer],
+           day: date, seed: int) -> list[PlannedPayment]:
+    """Replace a few ordinary payments by fraud episodes, keeping their slots (index).
+
+    A separate random stream decides the fraud, so the ordinary payments stay as they were.
+    """
+    rng = random.Random(f"fraud:{seed}:{day.isoformat()}")
+    budget = fraud_budget(len(plans))
+    slots = iter(rng.sample(range(len(plans)), budget))
+    scene = _Scene(day, merchants, customers, rng)
+    for kind, size in _episodes(rng, budget):
+        for planted in PLANTERS[kind](scene, [next(slots) for _ in range(size)]):
+            plans[planted.index] = planted
     return plans
+
+
+@dataclass(frozen=True)
+class _Scene:
+    day: date
+    merchants: list[SimMerchant]
+    customers: list[Customer]
+    rng: random.Random
+
+    def moment(self, hours: range = range(24), span: timedelta = timedelta(0)) -> datetime:
+        """A time in one of the hours that leaves room for span before the day ends."""
+        start = datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
+        at = start + timedelta(hours=self.rng.choice(hours), seconds=self.rng.randrange(3600),
+                               milliseconds=self.rng.randrange(1000))
+        return min(at, start + timedelta(days=1) - span - timedelta(seconds=1))
+
+    def stolen_card(self) -> str:
+        """A fresh number the card channel approves (never one of its test instruments)."""
+        while (number := _card_number(self.rng)) in APPROVED_CARDS or number in CARD_INSTRUMENTS:
+            pass
+        return number
+
+    def ip(self) -> str:
+        rng = self.rng
+        octets = (rng.choice([45, 91, 185, 194]), rng.randrange(256), rng.randrange(256),
+                  rng.randrange(1, 255))
+        return ".".join(map(str, octets))
+
+    def device(self) -> str:
+        return f"dev_{self.rng.randrange(10**10):010d}"
+
+    def throwaway(self, ip: str, device: str, geo: str) -> dict:
+        """A customer made up for one payment: new id and email, the fraudster's ip and device."""
+        cid = f"cus_anon_{self.rng.randrange(16**12):012x}"
+        return {"id": cid, "email": f"{cid}@mailbox.example", "ip": ip, "device_id": device,
+                "geo": geo}
+
+    def plan(self, index: int, kind: str, merchant: SimMerchant, at: datetime, code: str,
+             amount_minor: int, method: dict, customer: dict) -> PlannedPayment:
+        body = {"amount_minor": str(amount_minor), "currency": code,
+                "merchant_reference": f"order-{self.day:%Y%m%d}-{index:06d}",
+                "payment_method": method, "customer": customer}
+        return PlannedPayment(index, merchant, at, body, None, None, fraud=kind,
+                              reported_at=self.reported_at(kind, at))
+
+    def reported_at(self, kind: str, at: datetime) -> datetime | None:
+        if self.rng.random() < NEVER_REPORTED:
+            return None
+        low, high = REPORT_DELAY_DAYS[kind]
+        return at + timedelta(seconds=self.rng.randrange(low * 86400, high * 86400 + 1))
+
+    def times_median(self, code: str, low: float, high: float) -> int:
+        return round(CURRENCIES[code][1] * self.rng.uniform(low, high) * 10 ** exponent(code))
+
+
+def _own(customer: Customer) -> dict:
+    return {"id": customer.id, "email": f"{customer.id}@example.com", "ip": customer.ip,
+            "device_id": customer.device_id, "geo": customer.home}
+
+
+def _card_testing(scene: _Scene, slots: list[int]) -> list[PlannedPayment]:
+    """One stolen card tried for small sums from one IP and device, a new customer each time."""
+    rng = scene.rng
+    card, ip, device = scene.stolen_card(), scene.ip(), scene.device()
+    geo, merchant = rng.choice(sorted(CENTROIDS)), rng.choice(scene.merchants)
+    code = rng.choice(["USD", "EUR"])
+    first = scene.moment(span=timedelta(minutes=10))
+    return [scene.plan(i, "card_testing", merchant, first + timedelta(seconds=rng.randrange(600)),
+                       code, rng.randrange(100, 501), {"type": "card", "number": card},
+                       scene.throwaway(ip, device, geo)) for i in slots]
+
+
+def _account_takeover(scene: _Scene, slots: list[int]) -> list[PlannedPayment]:
+    """A known customer's account, used from a new device and IP abroad, for a big ticket."""
+    rng = scene.rng
+    customer = rng.choice(scene.customers)
+    geo = rng.choice(sorted(set(CENTROIDS) - {customer.home}))
+    hours = range(6) if rng.random() < 0.8 else range(24)
+    code = rng.choice(CARD_CURRENCIES)
+    return [scene.plan(i, "account_takeover", rng.choice(scene.merchants), scene.moment(hours),
+                       code, scene.times_median(code, 5, 15),
+                       {"type": "card", "number": customer.card},
+                       {**_own(customer), "ip": scene.ip(), "device_id": scene.device(),
+                        "geo": geo}) for i in slots]
+
+
+def _mule_cash_out(scene: _Scene, slots: list[int]) -> list[PlannedPayment]:
+    """Fan-in: many stolen cards through one device and IP, large sums within an hour."""
+    rng = scene.rng
+    ip, device = scene.ip(), scene.device()
+    geo, merchant = rng.choice(sorted(CENTROIDS)), rng.choice(scene.merchants)
+    code = rng.choice(["USD", "EUR"])
+    first = scene.moment(span=timedelta(hours=1))
+    return [scene.plan(i, "mule_cash_out", merchant, first + timedelta(seconds=rng.randrange(3600)),
+                       code, scene.times_median(code, 3, 10),
+                       {"type": "card", "number": scene.stolen_card()},
+                       scene.throwaway(ip, device, geo)) for i in slots]
+
+
+def _friendly_fraud(scene: _Scene, slots: list[int]) -> list[PlannedPayment]:
+    """A known customer's ordinary purchase, disputed weeks later."""
+    rng = scene.rng
+    plans = []
+    for i in slots:
+        customer, code = rng.choice(scene.customers), rng.choice(CARD_CURRENCIES)
+        method = ({"type": "card", "number": customer.card} if rng.random() < 2 / 3
+                  else {"type": "apple_pay"})
+        hour = rng.choices(range(24), weights=HOURLY_WEIGHTS)[0]
+        plans.append(scene.plan(i, "friendly_fraud", rng.choice(scene.merchants),
+                                scene.moment(range(hour, hour + 1)), code,
+                                _amount_minor(rng, code), method, _own(customer)))
+    return plans
+
+
+PLANTERS: dict[str, Callable[[_Scene, list[int]], list[PlannedPayment]]] = {
+    "card_testing": _card_testing, "account_takeover": _account_takeover,
+    "mule_cash_out": _mule_cash_out, "friendly_fraud": _friendly_fraud}
 
 
 def _wallet_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, n: int,
@@ -310,6 +498,8 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
                 continue
             body = resp.json()
             result.payments += 1
+            if plan.fraud is not None:
+                result.planted.append((body["id"], plan.fraud, plan.reported_at))
             result.replayed += resp.headers.get("Idempotent-Replayed") == "true"
             if body["status"] in ("pending_callback", "auth_required"):
                 result.pending += 1

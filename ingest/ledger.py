@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from ingest.files.schema import create_statements as create_file_tables
 from ingest.raw_schema import (
+    DERIVED,
     PHYSICAL,
     RAW_SCHEMA,
     RAW_TABLES,
@@ -152,6 +153,8 @@ class _Source:
         return tables
 
     def _select(self, column: str, kind: str) -> str:
+        if column in DERIVED:
+            return f"{DERIVED[column]['sqlite' if self.is_sqlite else 'postgres']} AS {column}"
         if self.is_sqlite:
             return column
         if kind in ("money", "json"):

@@ -54,7 +54,8 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "amount_minor:money", "currency:text", "status:text", "payment_method_type:text",
        "channel_id:text", "channel_reference:text", "failure_code:text", "risk_decision:text",
        "customer_id:text", "refunded_minor:money", "captured_at:ts", "created_at:ts",
-       "updated_at:ts"),
+       "updated_at:ts", "card_fingerprint:text", "customer_ip:text", "device_id:text",
+       "customer_geo:text", "risk_score:int"),
     _t("refunds", "id", "updated_at", "id:text", "payment_id:text", "merchant_id:text",
        "amount_minor:money", "currency:text", "status:text", "reason:text", "channel_reference:text", "succeeded_at:ts",
        "created_at:ts", "updated_at:ts"),
@@ -82,6 +83,11 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "amount_minor:money", "currency:text", "status:text", "decided_by:text",
        "decided_at:ts", "reason:text", "created_at:ts", "updated_at:ts"),
 )
+
+# Raw columns computed from the API's database rather than copied: the fraud features need the
+# customer's geo, which the payments table keeps inside its `customer` JSON.
+DERIVED = {"customer_geo": {"sqlite": "json_extract(customer, '$.geo')",
+                            "postgres": "(customer::json ->> 'geo')"}}
 
 RAW_SCHEMA = "raw"
 WATERMARK_TABLE = "_extract_watermarks"

@@ -1,4 +1,5 @@
-"""`clearhouse ml ...`: evaluate on PaySim-layout data, train and register, promote, roll back.
+"""`clearhouse ml ...`: retrain the payments model, evaluate/train on PaySim-layout data,
+promote, roll back, list.
 
 Heavy imports (scikit-learn, polars) happen inside the commands, so `clearhouse --help` and the
 other commands stay fast.
@@ -55,6 +56,22 @@ def cmd_train(args) -> None:
                       "metrics": fields["metrics"]}))
 
 
+def cmd_retrain(args) -> None:
+    """The fraud_training Dagster job in process, so the run and its model card show in
+    `make dev`."""
+    from orchestration.run import run_fraud_training
+    from warehouse.settings import get_settings
+
+    try:
+        meta = run_fraud_training(get_settings(), known_at=args.known_at,
+                                  promote=not args.no_promote)
+    except RuntimeError as exc:
+        sys.exit(f"clearhouse ml retrain: {exc}")
+    print(json.dumps({k: meta[k] for k in ("version", "promoted", "decision", "champion",
+                                           "pr_auc", "recall_at_1pct_fpr", "precision_at_100",
+                                           "training_rows", "frauds_known")}))
+
+
 def cmd_promote(args) -> None:
     from ml.registry import RegistryError
 
@@ -80,7 +97,8 @@ def cmd_models(args) -> None:
         card = registry.card(name)
         print(json.dumps({"version": name, "champion": name == champion,
                           "created_at": card["created_at"], "window": card["window"],
-                          "metrics": card["metrics"]}))
+                          "metrics": card["metrics"],
+                          "champion_on_same_holdout": card.get("compared", {})}))
 
 
 def add_parser(sub) -> None:
@@ -97,6 +115,14 @@ def add_parser(sub) -> None:
         cmd.add_argument("--holdout-fraction", type=_fraction, default=0.3,
                          help="the latest share of events held out (default 0.3)")
         cmd.set_defaults(func=func)
+    retrain = cmds.add_parser("retrain", help="train the payments model on the warehouse's "
+                              "payments and history archives with the fraud reports known at "
+                              "--known-at (default now); promote it if it beats the champion")
+    retrain.add_argument("--known-at", metavar="DAY|TIMESTAMP", default=None,
+                         help="the training cut-off, UTC (default: now)")
+    retrain.add_argument("--no-promote", action="store_true",
+                         help="register only; promote later with `clearhouse ml promote`")
+    retrain.set_defaults(func=cmd_retrain)
     promote = cmds.add_parser("promote", help="make VERSION the champion if it beats the current "
                               "one by CLEARHOUSE_ML_PROMOTION_MARGIN on the same holdout")
     promote.add_argument("version")

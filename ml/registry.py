@@ -16,7 +16,8 @@ replaced by rename, so a reader never sees half a model or half a pointer. Regis
 and rolling back hold an exclusive lock on HOME/models/.lock, so two commands cannot interleave.
 
 Promotion: a challenger replaces the champion only if both were evaluated on the same holdout
-(equal holdout_sha256) and the challenger's PR-AUC is at least the champion's plus the margin
+(equal holdout_sha256, or the champion re-scored on the challenger's holdout at training time:
+the card's `compared`) and the challenger's PR-AUC is at least the champion's plus the margin
 (settings.ml_promotion_margin, default 0.01). `force=True` skips both checks (and says so in the
 audit). `rollback()` makes the previous champion the champion again.
 """
@@ -62,9 +63,9 @@ class Registry:
 
     # --- versions ---------------------------------------------------------------------------
 
-    def register(self, model, fields: dict) -> str:
-        """Save a fitted model with its card (fields from ml.train.train_candidate); returns the
-        new version."""
+    def register(self, model, fields: dict, extras: dict[str, bytes] | None = None) -> str:
+        """Save a fitted model with its card (fields from ml.train.train_candidate) and any extra
+        files (e.g. the PR-curve image); returns the new version."""
         import joblib
 
         missing = sorted({"feature_set", "features", "holdout_sha256", "metrics"} - set(fields))
@@ -83,6 +84,8 @@ class Registry:
                         **fields, "libraries": _library_versions(),
                         "artifact_sha256": file_sha256(staging / "model.joblib")}
                 (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+                for file_name, content in (extras or {}).items():
+                    (staging / file_name).write_bytes(content)
                 staging.rename(self.root / name)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -140,16 +143,21 @@ class Registry:
         if current is None:
             return None
         champion = self.card(current)
-        entry["champion_pr_auc"] = champion["metrics"]["pr_auc"]
-        if champion["holdout_sha256"] != challenger["holdout_sha256"]:
+        if champion["holdout_sha256"] == challenger["holdout_sha256"]:
+            champion_pr_auc = champion["metrics"]["pr_auc"]
+        elif current in challenger.get("compared", {}):
+            # The champion re-scored on the challenger's holdout when the challenger was trained.
+            champion_pr_auc = challenger["compared"][current]["pr_auc"]
+        else:
             return (f"{challenger['version']} and the champion {current} were evaluated on "
-                    "different holdouts; their metrics are not comparable (use --force to "
-                    "promote anyway)")
-        needed = champion["metrics"]["pr_auc"] + margin
+                    "different holdouts and the champion was not scored on the challenger's; "
+                    "their metrics are not comparable (use --force to promote anyway)")
+        entry["champion_pr_auc"] = champion_pr_auc
+        needed = champion_pr_auc + margin
         if challenger["metrics"]["pr_auc"] < needed:
             return (f"{challenger['version']} PR-AUC {challenger['metrics']['pr_auc']:.4f} does "
-                    f"not beat the champion {current} ({champion['metrics']['pr_auc']:.4f}) by "
-                    f"the margin {margin} (needs >= {needed:.4f})")
+                    f"not beat the champion {current} ({champion_pr_auc:.4f}) on the same "
+                    f"holdout by the margin {margin} (needs >= {needed:.4f})")
         return None
 
     def rollback(self) -> dict:

@@ -7,8 +7,8 @@ Reasons: the features that pushed this payment's probability up the most. A feat
 contribution is p(payment) - p(payment with that feature set to its training median, the card's
 `reference`); the top REASONS positive ones are named, largest first, as "ml:<feature>". It
 costs one extra prediction row per feature, so batch scoring computes reasons only for scores at
-or above the review threshold; the live API computes them for every payment it scores (one
-predict call of 1 + len(features) rows).
+or above the review threshold; the live API computes them for every payment it scores (a
+second predict call of len(features) rows).
 """
 
 from __future__ import annotations

@@ -223,9 +223,12 @@ def holdout_fingerprint(holdout: pl.DataFrame, feature_set: FeatureSet = PAYSIM)
 
 
 def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION, *,
-                    feature_set: FeatureSet = PAYSIM):
-    """Fit the gradient-boosted model (the one the registry keeps) and evaluate it and the
-    baseline on the holdout. Returns (model, card fields for ml.registry.register)."""
+                    feature_set: FeatureSet = PAYSIM, compare_with: dict | None = None):
+    """Fit the gradient-boosted model (the one the registry keeps) and evaluate it, the
+    baseline and any `compare_with` models ({version: fitted model}, e.g. the champion) on the
+    same holdout. Returns (model, card fields for ml.registry.register)."""
+    from ml import drift
+
     fs = feature_set
     split = time_split(events, holdout_fraction, feature_set=fs)
     model = fit("gbm", split.train, fs)
@@ -241,8 +244,12 @@ def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRAC
         "metrics": holdout_metrics(split.holdout, holdout_scores, feature_set=fs),
         "baseline_metrics": {"logistic": holdout_metrics(
             split.holdout, scores(baseline, split.holdout, fs), feature_set=fs)},
+        "compared": {version: holdout_metrics(split.holdout, scores(other, split.holdout, fs),
+                                              feature_set=fs)
+                     for version, other in (compare_with or {}).items()},
         "pr_curve": pr_curve(split.holdout, holdout_scores, fs),
         "reference": reference_values(split.train, fs),
+        "drift_reference": drift.reference(split.train, list(fs.features)),
         "random_state": RANDOM_STATE,
     }
 

@@ -7,6 +7,12 @@ import dagster as dg
 from orchestration.defs.dbt.assets import clearhouse_dbt_assets, close_run_config, dbt_resource
 from orchestration.defs.files.assets import FILE_ASSETS, FILE_CHECKS
 from orchestration.defs.files.sensors import landing_zone_sensor
+from orchestration.defs.fraud.assets import (
+    FRAUD_ASSETS,
+    fct_fraud_scores,
+    fraud_training_job,
+    fraud_training_schedule,
+)
 from orchestration.defs.ledger.assets import raw_ledger
 from orchestration.defs.quality.checks import QUALITY_CHECKS
 from orchestration.defs.serving.assets import DAILY, merchant_statement_files, published_statements
@@ -15,10 +21,11 @@ from orchestration.defs.serving.assets import DAILY, merchant_statement_files, p
 # extracts what changed and rebuilds the marts, so late data is always included.
 pipeline_job = dg.define_asset_job(
     "clearhouse_pipeline",
-    selection=dg.AssetSelection.assets(raw_ledger, published_statements, *FILE_ASSETS)
+    selection=dg.AssetSelection.assets(raw_ledger, published_statements, fct_fraud_scores,
+                                       *FILE_ASSETS)
     | dg.AssetSelection.assets(clearhouse_dbt_assets),
     description="Extract the API database, load the landing zone, build the dbt project, "
-    "publish statements.",
+    "publish statements, score payments for fraud.",
 )
 files_job = dg.define_asset_job(
     "ingest_files", selection=dg.AssetSelection.assets(*FILE_ASSETS),
@@ -48,10 +55,11 @@ statements_schedule = dg.build_schedule_from_partitioned_job(statements_job, hou
 
 defs = dg.Definitions(
     assets=[raw_ledger, clearhouse_dbt_assets, published_statements, merchant_statement_files,
-            *FILE_ASSETS],
+            *FILE_ASSETS, *FRAUD_ASSETS],
     asset_checks=[*FILE_CHECKS, *QUALITY_CHECKS],
-    jobs=[pipeline_job, statements_job, files_job],
-    schedules=[pipeline_schedule, daily_close_schedule, statements_schedule],
+    jobs=[pipeline_job, statements_job, files_job, fraud_training_job],
+    schedules=[pipeline_schedule, daily_close_schedule, statements_schedule,
+               fraud_training_schedule],
     sensors=[landing_zone_sensor],
     resources={"dbt": dbt_resource()},
 )

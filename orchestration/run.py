@@ -72,3 +72,19 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         files[day] = event.materialization.metadata["statements_written"].value
     return {"rows_extracted": extracted, "statement_files": files, "landed_files": landed,
             "marts": marts, "run_id": main.run_id}
+
+
+def run_fraud_training(settings: Settings, *, known_at: str | None = None, promote: bool = True,
+                       ephemeral: bool = False) -> dict:
+    """The fraud_training job in process: retrain, register, promote if better. Returns the
+    fraud_model materialization's metadata (version, decision, metrics, model card)."""
+    from orchestration.definitions import defs
+
+    instance = dagster_instance(settings, ephemeral=ephemeral)
+    config = {"ops": {"fraud_model": {"config": {"known_at": known_at, "promote": promote}}}}
+    run = defs.resolve_job_def("fraud_training").execute_in_process(
+        instance=instance, run_config={**QUIET, **config}, raise_on_error=False)
+    if not run.success:
+        raise RuntimeError(f"fraud training failed: see run {run.run_id} in `make dev`")
+    (event,) = run.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}

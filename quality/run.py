@@ -122,6 +122,14 @@ def _is_money(name: str, data_type: str) -> bool:
     return name.endswith("_minor") or data_type.upper().startswith(("DECIMAL", "NUMERIC"))
 
 
+def _existing_tables(reader: _Reader, names: set[str]) -> set[str]:
+    """Which of `names` (schema.table) exist."""
+    if not names:
+        return set()
+    _, rows = reader.query("SELECT table_schema, table_name FROM information_schema.tables")
+    return names & {f"{schema}.{table}" for schema, table in rows}
+
+
 def read_table(reader: _Reader, spec: SuiteSpec):
     """(table columns, object-dtype frame with money as text plus the derived columns, min rows);
     None when the table does not exist."""
@@ -134,9 +142,11 @@ def read_table(reader: _Reader, spec: SuiteSpec):
     if not cols:
         return None
     present = {name for name, _ in cols}
+    tables = _existing_tables(reader, {t for d in spec.derived for t in d.tables})
     select = [f"CAST({name} AS VARCHAR) AS {name}" if _is_money(name, dtype) else name
               for name, dtype in cols]
-    select += [f"{d.sql} AS {d.name}" for d in spec.derived if set(d.needs) <= present]
+    select += [f"{d.sql} AS {d.name}" for d in spec.derived
+               if set(d.needs) <= present and set(d.tables) <= tables]
     query = f"SELECT {', '.join(select)} FROM {spec.name}"
     if "_extracted_at" in present:
         # A raw ledger table: check the rows the latest extract wrote (every row was checked when
@@ -144,6 +154,10 @@ def read_table(reader: _Reader, spec: SuiteSpec):
         # computed over the whole table first (a transaction's legs may span extracts).
         query = (f"SELECT * FROM ({query}) AS q WHERE q._extracted_at IS NULL OR "
                  f"q._extracted_at >= (SELECT max(_extracted_at) FROM {spec.name})")
+    elif spec.current_only and "superseded_by" in present:
+        # A file table: the current rows, what staging reads (a re-sent file's rows replace the
+        # earlier file's, which stay with superseded_by set).
+        query = f"SELECT * FROM ({query}) AS q WHERE q.superseded_by IS NULL"
     names, rows = reader.query(query)
     frame = pd.DataFrame.from_records(rows, columns=names).astype(object)
     min_rows = 0
@@ -205,8 +219,8 @@ def _failure(r, key: str) -> Failure:
     column = config.kwargs.get("column")
     description = config.description or ""
     res = r.result or {}
-    if r.exception_info and r.exception_info.get("raised_exception"):
-        message = str(r.exception_info.get("exception_message", "")).splitlines()[0][:200]
+    message = _exception_message(r.exception_info)
+    if message is not None:
         return Failure(config.type, column, description, None, observed=f"error: {message}")
     if "unexpected_count" in res and column:
         examples = [_example(row, key, column) for row in
@@ -223,6 +237,20 @@ def _failure(r, key: str) -> Failure:
     return Failure(config.type, column, description, None, observed=text[:500])
 
 
+def _exception_message(info) -> str | None:
+    """The first line of the exception an expectation raised (e.g. its column is missing), or
+    None. GX gives one {raised_exception, exception_message} or one per metric it computed."""
+    if not isinstance(info, dict):
+        return None
+    found = [info] if "raised_exception" in info else [
+        v for v in info.values() if isinstance(v, dict)]
+    for entry in found:
+        if entry.get("raised_exception"):
+            lines = str(entry.get("exception_message") or "exception").splitlines() or [""]
+            return lines[0][:200]
+    return None
+
+
 def _example(row, key: str, column: str) -> dict:
     if isinstance(row, dict):
         return {key: _plain(row.get(key)), column: _plain(row.get(column))}
@@ -236,6 +264,10 @@ def _plain(value):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, (str, int, bool)):
         return value
+    if isinstance(value, float) and value != value:  # a NULL that pandas turned into NaN
+        return None
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
     return str(value)
 
 

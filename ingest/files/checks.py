@@ -77,6 +77,15 @@ def duplicate_current_statements(writer) -> CheckOutcome:
                         len(dupes), dupes[:5])
 
 
+def duplicate_current_fraud_reports(writer) -> CheckOutcome:
+    """At most one current (not superseded) row per fraud report_id."""
+    sql = f"""SELECT report_id, COUNT(*) FROM {R}.fraud_reports WHERE superseded_by IS NULL
+              GROUP BY report_id HAVING COUNT(*) > 1 ORDER BY report_id"""
+    dupes = _rows(writer, sql, ["report_id", "current_rows"])
+    return CheckOutcome(not dupes, f"{len(dupes)} fraud report(s) current in more than one row",
+                        len(dupes), dupes[:5])
+
+
 def late_psp_channels(writer, grace_days: int = 1) -> CheckOutcome:
     """A channel is late when its newest settlement file is more than `grace_days` older than
     the newest file of any channel (clock-free, so a replayed or simulated day works too)."""

@@ -12,7 +12,8 @@ nothing is half-written. The same bytes again are recognised by SHA-256 and skip
 PSP settlement CSV, whose name carries channel and day, name + bytes). A corrected
 re-send (same account + statement sequence + period, or same PSP channel + settlement day, with
 different bytes) supersedes the earlier rows: they get `superseded_by`, and the pair is recorded
-in `raw.file_supersessions`.
+in `raw.file_supersessions`. Fraud reports supersede per report: a later file repeating a
+report_id supersedes that report's earlier row only (formats/fraud_reports.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ingest.files import formats
 from ingest.files.formats import psp_csv
 from ingest.files.records import (
     ChainLog,
+    FraudReport,
     FxRate,
     ParsedFile,
     ParseError,
@@ -47,6 +49,7 @@ from ingest.files.schema import (
     CHAIN_HEADS,
     CHAIN_LOGS,
     FILE_SUPERSESSIONS,
+    FRAUD_REPORTS,
     FX_RATES,
     LANDED_FILES,
     PSP_LINES,
@@ -239,6 +242,8 @@ class FileLoader:
             outcome.totals = self._write_chain(parsed, file_id)
         elif parsed.kind == "fx_rates":
             outcome.totals = self._write_fx(parsed, file_id)
+        elif parsed.kind == "fraud_reports":
+            outcome.totals = self._write_fraud_reports(parsed, short, file_id, outcome)
         else:
             raise ValueError(f"unknown parsed kind {parsed.kind!r}")
         self._register(file_id, source, parsed.format, parsed.kind, path, size, "loaded",
@@ -353,6 +358,37 @@ class FileLoader:
         return {"rates": str(len(rates)), "new_rates": str(len(new_ids)),
                 "first_date": days[0].isoformat() if days else "",
                 "last_date": days[-1].isoformat() if days else ""}
+
+    def _write_fraud_reports(self, parsed: ParsedFile, short: str, file_id: str,
+                             outcome: FileOutcome) -> dict:
+        reports: list[FraudReport] = parsed.fraud_reports
+        if reports:
+            self.writer.insert(FRAUD_REPORTS, _arrow(reports, FraudReport, {
+                "fraud_report_line_id": [f"{short}:{r.line_number}" for r in reports],
+                "file_id": [file_id] * len(reports)}))
+            outcome.superseded += self._supersede_reports(file_id)
+        return _totals_by_currency((r.currency, r.amount_minor) for r in reports
+                                   if r.amount_minor is not None)
+
+    def _supersede_reports(self, file_id: str) -> list[str]:
+        """A report_id this file repeats is an update: the earlier current row gets
+        superseded_by, each (earlier file, report) is recorded; returns the earlier files."""
+        table = f"{RAW_SCHEMA}.fraud_reports"
+        repeated = (f"WHERE superseded_by IS NULL AND file_id <> $1 AND report_id IN "
+                    f"(SELECT report_id FROM {table} WHERE file_id = $1)")
+        earlier = self.writer.fetchall(
+            f"SELECT DISTINCT file_id, report_id FROM {table} {repeated} "
+            "ORDER BY file_id, report_id", (file_id,))
+        if not earlier:
+            return []
+        self.writer.execute(f"UPDATE {table} SET superseded_by = $1 {repeated}", (file_id,))
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        self.writer.insert(FILE_SUPERSESSIONS, pa.table({
+            "superseded_file_id": [old for old, _ in earlier],
+            "superseding_file_id": [file_id] * len(earlier),
+            "supersession_key": [f"fraud_report|{report}" for _, report in earlier],
+            "superseded_at": [now] * len(earlier)}))
+        return sorted({old for old, _ in earlier})
 
     # Registry, supersession, files ------------------------------------------------------------
 

@@ -169,10 +169,26 @@ class FxRate:
     source: str  # "ecb"
 
 
+# --- fraud reports: chargebacks and issuer/customer fraud reports (late fraud labels) ---------
+
+@dataclass(frozen=True, slots=True)
+class FraudReport:
+    line_number: int  # 1-based physical line in the file (the header is line 1)
+    report_id: str  # the report's own id; a later file with the same id supersedes this row
+    payment_id: str  # the Clearhouse payment id
+    merchant_id: str
+    kind: str  # card_testing | account_takeover | mule_cash_out | friendly_fraud | stolen_card
+    #            | other
+    source: str  # chargeback | issuer_report | customer_claim | internal_review
+    reported_at: dt.datetime  # UTC, naive
+    amount_minor: int | None  # disputed amount, minor units of `currency`; None when not given
+    currency: str | None  # required when amount_minor is given
+
+
 @dataclass(slots=True)
 class ParsedFile:
     format: str  # the parser's FORMAT
-    kind: str  # "bank_statement" | "psp_bill" | "chain_logs" | "fx_rates"
+    kind: str  # "bank_statement" | "psp_bill" | "chain_logs" | "fx_rates" | "fraud_reports"
     statements: list[Statement] = field(default_factory=list)
     statement_lines: list[StatementLine] = field(default_factory=list)
     psp_lines: list[PspLine] = field(default_factory=list)
@@ -185,9 +201,11 @@ class ParsedFile:
     # are counted against it); empty when the file does not say.
     chain_heads: dict[str, int] = field(default_factory=dict)
     fx_rates: list[FxRate] = field(default_factory=list)
+    fraud_reports: list[FraudReport] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 
     @property
     def row_count(self) -> int:
         psp_rows = self.psp_table.num_rows if self.psp_table is not None else len(self.psp_lines)
-        return len(self.statement_lines) + psp_rows + len(self.chain_logs) + len(self.fx_rates)
+        return (len(self.statement_lines) + psp_rows + len(self.chain_logs) + len(self.fx_rates)
+                + len(self.fraud_reports))

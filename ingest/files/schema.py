@@ -4,6 +4,7 @@
 state, `loaded` or `quarantined`. The data tables carry the `file_id` they came from; a statement
 or PSP bill re-sent with corrections supersedes the earlier one (`superseded_by` set on the old
 rows, the pair recorded in `file_supersessions`), so staging models read `superseded_by IS NULL`.
+Fraud reports supersede per report_id rather than per file.
 """
 
 from __future__ import annotations
@@ -71,9 +72,18 @@ FX_RATES = _t(
     "quote_currency:text", "rate_text:text", "rate:rate",
 )
 
+# Late fraud labels (ingest/files/formats/fraud_reports.py): one row per report line; a later
+# file repeating a report_id sets superseded_by on the earlier row (one current row per report).
+FRAUD_REPORTS = _t(
+    "fraud_reports", "fraud_report_line_id",
+    "fraud_report_line_id:text", "file_id:text", "line_number:int", "report_id:text",
+    "payment_id:text", "merchant_id:text", "kind:text", "source:text", "reported_at:ts",
+    "amount_minor:money", "currency:text", "superseded_by:text",
+)
+
 FILE_TABLES: tuple[RawTable, ...] = (
     LANDED_FILES, FILE_SUPERSESSIONS, BANK_STATEMENTS, BANK_STATEMENT_LINES, PSP_LINES,
-    CHAIN_LOGS, CHAIN_HEADS, FX_RATES,
+    CHAIN_LOGS, CHAIN_HEADS, FX_RATES, FRAUD_REPORTS,
 )
 
 

@@ -41,7 +41,8 @@ def test_jobs_partitions_and_schedules():
     assert "2026-11-20" in statements.partitions_def.get_partition_keys(
         current_time=__import__("datetime").datetime(2026, 11, 21))
     names = {s.name for s in defs.schedules}
-    assert len(names) == 3 and "daily_close" in names
+    assert len(names) == 4 and {"daily_close", "fraud_training_schedule"} <= names
+    assert defs.resolve_job_def("fraud_training") is not None
 
 
 def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():

@@ -29,16 +29,39 @@ def test_every_suite_is_a_check_of_the_pipeline_job():
     checks = {k.to_user_string() for k in job.asset_layer.asset_graph.asset_check_keys}
     assert {"raw/payments:gx_raw_payments", "raw/refunds:gx_raw_refunds",
             "raw/ledger_entries:gx_raw_ledger_entries", "raw/psp_lines:gx_raw_psp_lines",
+            "raw/bank_statements:gx_raw_bank_statements",
+            "raw/bank_statement_lines:gx_raw_bank_statement_lines",
+            "raw/chain_logs:gx_raw_chain_logs", "raw/fx_rates:gx_raw_fx_rates",
+            "raw/fraud_reports:gx_raw_fraud_reports",
             "fct_settlement_statements:gx_analytics_fct_settlement_statements",
-            "fct_platform_revenue:gx_analytics_fct_platform_revenue"} <= checks
+            "fct_settlement_statement_lines:gx_analytics_fct_settlement_statement_lines",
+            "fct_platform_revenue:gx_analytics_fct_platform_revenue",
+            "fct_commissions:gx_analytics_fct_commissions",
+            "fct_agent_commission_statements:gx_analytics_fct_agent_commission_statements",
+            "fct_reconciliation_matches:gx_analytics_fct_reconciliation_matches",
+            "fct_reconciliation_breaks:gx_analytics_fct_reconciliation_breaks",
+            "fct_fraud_scores:gx_analytics_fct_fraud_scores"} <= checks
+    assert len([c for c in checks if ":gx_" in c]) == len(SUITES)
     blocking = {name for name, spec in SUITES.items() if spec.blocking}
-    assert blocking == {"raw.payments", "raw.refunds", "raw.ledger_entries",
-                        "analytics.fct_settlement_statements"}
+    assert blocking == {"raw.payments", "raw.refunds", "raw.ledger_entries", "raw.fx_rates",
+                        "analytics.fct_settlement_statements",
+                        "analytics.fct_settlement_statement_lines",
+                        "analytics.fct_agent_commission_statements"}
     graph = defs.resolve_asset_graph()
     for key in graph.asset_check_keys:
         if key.name.startswith("gx_"):
             spec = next(s for s in SUITES.values() if check_name(s) == key.name)
             assert graph.get_check_spec(key).blocking is spec.blocking
+    # A blocking check stops what reads its asset directly: dbt for the raw tables, publishing
+    # for the statement marts.
+    from orchestration.defs.dbt.assets import clearhouse_dbt_assets
+
+    fx_readers = graph.get(dg.AssetKey(["raw", "fx_rates"])).child_keys
+    assert fx_readers and fx_readers <= clearhouse_dbt_assets.keys
+    published = dg.AssetKey(["published_statements"])
+    for mart in ("fct_settlement_statements", "fct_settlement_statement_lines",
+                 "fct_agent_commission_statements"):
+        assert published in graph.get(dg.AssetKey([mart])).child_keys
 
 
 def _run(amount: int):

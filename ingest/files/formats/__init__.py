@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-FORMAT_MODULES = ("camt", "mt940", "bai2", "psp_csv", "wechat", "alipay", "chain", "ecb")
+FORMAT_MODULES = ("camt", "mt940", "bai2", "psp_csv", "wechat", "alipay", "chain", "ecb",
+                  "fraud_reports")
 
 SOURCES: dict[str, tuple[str, ...]] = {
     "bank": ("camt", "mt940", "bai2"),
@@ -21,6 +22,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "alipay": ("alipay",),
     "chain": ("chain",),
     "fx": ("ecb",),
+    "fraud_reports": ("fraud_reports",),
 }
 
 
@@ -33,7 +35,8 @@ def candidates(source: str) -> tuple[str, ...]:
 
 # The landing folder a file of each format goes to when an operator hands it in.
 HOME_SOURCE = {"camt": "bank", "mt940": "bank", "bai2": "bank", "psp_csv": "psp",
-               "wechat": "psp", "alipay": "psp", "chain": "chain", "ecb": "fx"}
+               "wechat": "psp", "alipay": "psp", "chain": "chain", "ecb": "fx",
+               "fraud_reports": "fraud_reports"}
 
 
 def sniff_source(head: bytes, name: str) -> str:

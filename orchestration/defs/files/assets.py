@@ -1,4 +1,5 @@
-"""raw file sources: bank statements, PSP bills, chain logs and FX rates from the landing zone.
+"""raw file sources: bank statements, PSP bills, chain logs, FX rates and fraud reports from the
+landing zone.
 
 One asset per source family; each materialization loads whatever waits in its landing folders
 (idempotent: files are known by content hash) and reports files, rows, totals and quarantines.
@@ -33,6 +34,8 @@ FILE_SOURCES = (
     FileSource("chain_logs", ("chain",), ("chain_logs", "chain_heads"),
                "ERC-20 Transfer logs (eth_getLogs) from landing/chain"),
     FileSource("fx_rates", ("fx",), ("fx_rates",), "ECB euro reference rates from landing/fx"),
+    FileSource("fraud_reports", ("fraud_reports",), ("fraud_reports",),
+               "Late fraud labels: chargebacks and fraud reports from landing/fraud_reports"),
 )
 
 
@@ -100,6 +103,8 @@ def _check(table: str, name: str, fn, *, blocking: bool, description: str):
 
 
 FILE_CHECKS = [
+    _check("fraud_reports", "one_current_row_per_report", checks.duplicate_current_fraud_reports,
+           blocking=True, description="A later file's report supersedes the earlier row."),
     _check("bank_statements", "balance_continuity", checks.statement_balance_continuity,
            blocking=False, description="Each statement opens at the previous one's closing."),
     _check("bank_statements", "statement_arithmetic", checks.statement_arithmetic,

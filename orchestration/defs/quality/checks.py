@@ -1,11 +1,14 @@
 """Great Expectations suites (quality/suites.py) as Dagster asset checks.
 
 Each check runs after the asset that writes its table, in its own step: the raw ledger checks
-after `raw_ledger`, the PSP lines check after `load_psp_bills`, the marts' checks after the whole
-`clearhouse_dbt_assets` step, i.e. after dbt has exited and released the DuckDB file. Checks open
-the warehouse read-only and close it (quality/run.py waits while a parallel step holds the DuckDB
-file read-write). A blocking check that fails stops every asset downstream of its asset: a bad
-raw payments, refunds or ledger table stops dbt; bad settlement statements stop publishing.
+after `raw_ledger`, the file tables' checks after their loader (`load_psp_bills`,
+`load_bank_statements`, `load_chain_logs`, `load_fx_rates`, `load_fraud_reports`), the marts'
+checks after the whole `clearhouse_dbt_assets` step, i.e. after dbt has exited and released the
+DuckDB file, and the fraud scores' check after `fct_fraud_scores`. Checks open the warehouse
+read-only and close it (quality/run.py waits while a parallel step holds the DuckDB file
+read-write). A blocking check that fails stops the assets that read its asset directly: a bad
+raw payments, refunds, ledger or FX rates table stops dbt; bad merchant or agent statements
+(or their lines) stop publishing.
 great_expectations is imported when a check runs, never when the definitions load.
 """
 
@@ -49,8 +52,15 @@ def gx_check(spec: SuiteSpec, asset_key: dg.AssetKey) -> dg.AssetChecksDefinitio
     return _check
 
 
+# Tables a Python asset (not dbt) writes under analytics: the asset's key.
+# fct_fraud_scores: orchestration/defs/fraud/assets.py (ml/batch.py writes the table).
+PYTHON_ASSETS = {"analytics.fct_fraud_scores": dg.AssetKey(["fct_fraud_scores"])}
+
+
 def _asset_key(table: str) -> dg.AssetKey:
     schema, name = table.split(".", 1)
+    if table in PYTHON_ASSETS:
+        return PYTHON_ASSETS[table]
     if schema == "raw":
         return dg.AssetKey(["raw", name])  # raw_ledger and the file loaders: raw/<table>
     return get_asset_key_for_model([clearhouse_dbt_assets], name)

@@ -1,0 +1,104 @@
+"""Batch scoring: every payment in the warehouse scored by the payments champion.
+
+The same features (ml.payment_features.batch_features over all payments, so each sees its own
+history), the same model and the same score and reason rules (ml.scoring) as the live API. The
+decision follows the API's thresholds (CLEARHOUSE_ML_REVIEW_SCORE / _BLOCK_SCORE). The result
+replaces analytics.fct_fraud_scores (ml.warehouse), and the latest day's features are compared
+with the champion's training window (ml.drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from warehouse.settings import Settings
+
+
+@dataclass
+class Outcome:
+    rows: int = 0
+    version: str | None = None
+    review: int = 0
+    block: int = 0
+    psi: dict[str, float] | None = None
+    drift_day: str = ""
+    note: str = ""
+    top: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.version is None:
+            return f"no fraud scores: {self.note}"
+        return (f"{self.rows} payments scored by {self.version}: {self.review} to review, "
+                f"{self.block} to block")
+
+    def markdown(self) -> str:
+        lines = [self.summary(), ""]
+        if self.top:
+            lines += ["| payment | score | decision | reasons |", "|---|---|---|---|"]
+            lines += [f"| {r['payment_id']} | {r['score']} | {r['decision']} | {r['reasons']} |"
+                      for r in self.top]
+        return "\n".join(lines) + "\n"
+
+
+def score_frame(payments: pl.DataFrame, champion, settings: Settings,
+                scored_at: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(scores in SCORES_COLUMNS, features) for payments in the event layout."""
+    from ml.payment_features import batch_features
+    from ml.scoring import score_rows
+
+    features = batch_features(payments)
+    matrix = features.select(champion.features).to_numpy().astype(np.float64)
+    score, reasons = score_rows(champion.model, matrix, champion.features, champion.reference,
+                                reasons_from=settings.ml_review_score)
+    decision = np.where(score >= settings.ml_block_score, "block",
+                        np.where(score >= settings.ml_review_score, "review", "approve"))
+    scores = payments.select("payment_id", "merchant_id", "created_at").with_columns(
+        score=pl.Series(score, dtype=pl.Int32),
+        decision=pl.Series(decision, dtype=pl.Utf8),
+        reasons=pl.Series([",".join(r) for r in reasons], dtype=pl.Utf8),
+        model_version=pl.lit(champion.version),
+        scored_at=pl.lit(scored_at).dt.cast_time_unit("us"))
+    return scores, features
+
+
+def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
+    from ml.drift import feature_psi
+    from ml.registry import Registry
+    from ml.warehouse import open_warehouse, read_payments, write_scores
+    from serving.fraud import Champion
+
+    registry = Registry(settings, family="payments")
+    version = registry.champion()
+    writer = open_warehouse(settings)
+    try:
+        if version is None:
+            write_scores(writer, pl.DataFrame(schema={
+                "payment_id": pl.Utf8, "merchant_id": pl.Utf8,
+                "created_at": pl.Datetime("us", "UTC"), "score": pl.Int32, "decision": pl.Utf8,
+                "reasons": pl.Utf8, "model_version": pl.Utf8,
+                "scored_at": pl.Datetime("us", "UTC")}))
+            return Outcome(note="no champion model yet (clearhouse ml retrain, or the "
+                           "fraud_training job)")
+        card = registry.card(version)
+        champion = Champion(version, registry.load(version), card["features"], card["reference"])
+        payments = read_payments(writer)
+        scores, features = score_frame(payments, champion, settings, now or datetime.now(UTC))
+        write_scores(writer, scores)
+    finally:
+        writer.close()
+    outcome = Outcome(rows=scores.height, version=version,
+                      review=int((scores["decision"] == "review").sum()),
+                      block=int((scores["decision"] == "block").sum()),
+                      top=scores.sort("score", "payment_id", descending=[True, False]).head(10)
+                      .select("payment_id", "score", "decision", "reasons").to_dicts())
+    if payments.height and "drift_reference" in card:
+        day = payments["created_at"].max().date()
+        latest = features.filter(payments["created_at"].dt.date() == day)
+        outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
+    else:
+        outcome.note = "no payments or no drift reference in the champion's card"
+    return outcome
