@@ -313,7 +313,7 @@ def time_live(session, scorer, merchant, scored: list[dict]):
     per payment). The thread's CPU time leaves out time spent waiting for a core, so on a busy
     machine it is closer to what a quiet one would show (OpenMP workers' time is not in it)."""
     from ml.payment_features import event_features
-    from ml.scoring import reasons
+    from ml.scoring import score_one
     from serving import fraud
 
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in (
@@ -340,11 +340,11 @@ def time_live(session, scorer, merchant, scored: list[dict]):
         timings["event_features"].append(since(t))
         row = np.array([[values[name] for name in champion.features]])
         t = clock[0](), clock[1]()
-        probability = champion.model.predict_proba(row)[:, 1]
+        champion.model.predict_proba(row)
         timings["predict_proba 1 row"].append(since(t))
         t = clock[0](), clock[1]()
-        reasons(champion.model, row, champion.features, champion.reference, probability)
-        timings["reasons (predict k rows)"].append(since(t))
+        score_one(champion.model, row, champion.features, champion.reference)
+        timings["score + reasons (one predict, 1 + k rows)"].append(since(t))
     return timings, history_rows
 
 

@@ -68,7 +68,7 @@ def score_frame(payments: pl.DataFrame, champion, settings: Settings,
 def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
     from ml.drift import feature_psi
     from ml.registry import Registry
-    from ml.warehouse import open_warehouse, read_payments, write_scores
+    from ml.warehouse import NO_SCORES, open_warehouse, read_payments, write_scores
     from serving.fraud import Champion
 
     registry = Registry(settings, family="payments")
@@ -76,11 +76,7 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
     writer = open_warehouse(settings)
     try:
         if version is None:
-            write_scores(writer, pl.DataFrame(schema={
-                "payment_id": pl.Utf8, "merchant_id": pl.Utf8,
-                "created_at": pl.Datetime("us", "UTC"), "score": pl.Int32, "decision": pl.Utf8,
-                "reasons": pl.Utf8, "model_version": pl.Utf8,
-                "scored_at": pl.Datetime("us", "UTC")}))
+            write_scores(writer, NO_SCORES)
             return Outcome(note="no champion model yet (clearhouse ml retrain, or the "
                            "fraud_training job)")
         card = registry.card(version)

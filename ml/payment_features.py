@@ -66,8 +66,14 @@ FEATURES: tuple[str, ...] = (
     *[f"method_{name}" for name in METHODS],
 )
 
-EVENT_COLUMNS = ("payment_id", "created_at", "merchant_id", "method", "amount_minor", "currency",
-                 "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status")
+# The payment event layout with its types (the API's payments, the warehouse extract and
+# ml.simulate all produce it) and the layout of fraud labels (one row per reported payment).
+EVENT_SCHEMA = {"payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"),
+                "merchant_id": pl.Utf8, "method": pl.Utf8, "amount_minor": pl.Int64,
+                "currency": pl.Utf8, "customer_id": pl.Utf8, "card_fingerprint": pl.Utf8,
+                "customer_ip": pl.Utf8, "device_id": pl.Utf8, "geo": pl.Utf8, "status": pl.Utf8}
+EVENT_COLUMNS = tuple(EVENT_SCHEMA)
+LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 
 
 def usd_major(amount_minor: int, currency: str) -> float:

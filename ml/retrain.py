@@ -48,8 +48,9 @@ def training_data(settings: Settings, known_at: datetime, *,
                   warehouse: bool = True) -> tuple[pl.DataFrame, dict]:
     """Labelled payments (event layout + is_fraud) created before known_at, and where they
     came from."""
+    from ml.payment_features import EVENT_SCHEMA, LABEL_SCHEMA
     from ml.simulate import read_history
-    from ml.warehouse import EVENT_SCHEMA, LABEL_SCHEMA, read_labels, read_payments
+    from ml.warehouse import read_labels, read_payments
 
     events = [pl.DataFrame(schema=EVENT_SCHEMA)]
     labels = [pl.DataFrame(schema=LABEL_SCHEMA)]

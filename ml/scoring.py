@@ -7,8 +7,8 @@ Reasons: the features that pushed this payment's probability up the most. A feat
 contribution is p(payment) - p(payment with that feature set to its training median, the card's
 `reference`); the top REASONS positive ones are named, largest first, as "ml:<feature>". It
 costs one extra prediction row per feature, so batch scoring computes reasons only for scores at
-or above the review threshold; the live API computes them for every payment it scores (a
-second predict call of len(features) rows).
+or above the review threshold; the live API computes them for every payment it scores, in the
+same predict call as the score (`score_one`: 1 + len(features) rows).
 """
 
 from __future__ import annotations
@@ -27,16 +27,35 @@ def reasons(model, rows: np.ndarray, features: list[str], reference: dict[str, f
     """The top contributions of each row of `rows` (already in model column order)."""
     if len(rows) == 0:
         return []
-    n, k = rows.shape
+    neutral = _neutral(rows, features, reference)
     if base is None:
         base = model.predict_proba(rows)[:, 1]
-    # Row i, feature j: row i with feature j replaced by its reference value.
+    return _top(base, model.predict_proba(neutral)[:, 1], features, top)
+
+
+def score_one(model, row: np.ndarray, features: list[str],
+              reference: dict[str, float]) -> tuple[int, list[str]]:
+    """The live path: one row's score and reasons from a single predict call (per-call overhead,
+    not rows, sets scikit-learn's latency here)."""
+    probability = model.predict_proba(np.vstack([row, _neutral(row, features, reference)]))[:, 1]
+    return int(to_score(probability[:1])[0]), _top(probability[:1], probability[1:], features,
+                                                    REASONS)[0]
+
+
+def _neutral(rows: np.ndarray, features: list[str], reference: dict[str, float]) -> np.ndarray:
+    """Row i * k + j: row i with feature j replaced by its reference value."""
+    n, k = rows.shape
     neutral = np.repeat(rows, k, axis=0)
     ref = np.array([reference[name] for name in features])
     idx = np.arange(n * k)
     neutral[idx, idx % k] = ref[idx % k]
-    lowered = model.predict_proba(neutral)[:, 1].reshape(n, k)
-    contribution = base[:, None] - lowered
+    return neutral
+
+
+def _top(base: np.ndarray, lowered: np.ndarray, features: list[str],
+         top: int) -> list[list[str]]:
+    n, k = len(base), len(features)
+    contribution = base[:, None] - lowered.reshape(n, k)
     out = []
     for i in range(n):
         order = np.argsort(-contribution[i], kind="stable")[:top]

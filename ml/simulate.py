@@ -38,15 +38,9 @@ from pathlib import Path
 import polars as pl
 
 from clearhouse.simulator import MERCHANTS, PlannedPayment, SimMerchant, plan_day
+from ml.payment_features import EVENT_SCHEMA, LABEL_SCHEMA
 from serving.channels import card_fingerprint, charge
 
-EVENT_SCHEMA = {
-    "payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"), "merchant_id": pl.Utf8,
-    "method": pl.Utf8, "amount_minor": pl.Int64, "currency": pl.Utf8, "customer_id": pl.Utf8,
-    "card_fingerprint": pl.Utf8, "customer_ip": pl.Utf8, "device_id": pl.Utf8, "geo": pl.Utf8,
-    "status": pl.Utf8,
-}
-LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 EVENTS_FILE, LABELS_FILE = "events.parquet", "labels.parquet"
 
 

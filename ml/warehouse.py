@@ -8,6 +8,7 @@ Arrow in and out: a million payments move without a Python row loop.
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 
 import polars as pl
@@ -15,14 +16,8 @@ import pyarrow as pa
 
 from ingest.files.warehouse_io import DuckDBFiles, PostgresFiles, open_files_writer
 from ingest.raw_schema import create_statements
-from ml.payment_features import EVENT_COLUMNS
+from ml.payment_features import EVENT_COLUMNS, EVENT_SCHEMA, LABEL_SCHEMA
 from warehouse.settings import Settings
-
-EVENT_SCHEMA = {"payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"),
-                "merchant_id": pl.Utf8, "method": pl.Utf8, "amount_minor": pl.Int64,
-                "currency": pl.Utf8, "customer_id": pl.Utf8, "card_fingerprint": pl.Utf8,
-                "customer_ip": pl.Utf8, "device_id": pl.Utf8, "geo": pl.Utf8, "status": pl.Utf8}
-LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 
 _PAYMENTS = """
 SELECT id AS payment_id, created_at, merchant_id, payment_method_type AS method,
@@ -41,6 +36,8 @@ SCORES_TABLE = "analytics.fct_fraud_scores"
 SCORES_COLUMNS = {"payment_id": "TEXT", "merchant_id": "TEXT", "created_at": "TIMESTAMP",
                   "score": "INTEGER", "decision": "TEXT", "reasons": "TEXT",
                   "model_version": "TEXT", "scored_at": "TIMESTAMP"}
+_POLARS = {"TEXT": pl.Utf8, "TIMESTAMP": pl.Datetime("us", "UTC"), "INTEGER": pl.Int32}
+NO_SCORES = pl.DataFrame(schema={name: _POLARS[kind] for name, kind in SCORES_COLUMNS.items()})
 
 
 def open_warehouse(settings: Settings) -> DuckDBFiles | PostgresFiles:
@@ -61,8 +58,6 @@ def open_warehouse(settings: Settings) -> DuckDBFiles | PostgresFiles:
 def _arrow(writer: DuckDBFiles | PostgresFiles, sql: str, params: tuple = ()) -> pa.Table:
     if isinstance(writer, DuckDBFiles):
         return writer.conn.sql(sql, params=list(params) or None).to_arrow_table()
-    from contextlib import closing
-
     with closing(writer.conn.cursor()) as cur:
         cur.execute(sql, params)
         return cur.fetch_arrow_table()
@@ -113,8 +108,6 @@ def write_scores(writer, scores: pl.DataFrame) -> None:
                 finally:
                     writer.conn.unregister("fraud_scores")
             else:
-                from contextlib import closing
-
                 with closing(writer.conn.cursor()) as cur:
                     cur.adbc_ingest("stage_fraud_scores", rows, mode="replace", temporary=True)
                     cur.execute(f"INSERT INTO {SCORES_TABLE} SELECT {select} "

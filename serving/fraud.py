@@ -8,9 +8,9 @@ champion it scores nothing and the rules decide alone.
 
 Per payment: one query reads the payments that the features may look at (ml.payment_features:
 the customer's last 30 days, the card's, IP's and device's last 24 hours, all strictly before
-now), `event_features` turns them into the feature row, one predict call gives the score and a second
-on n rows the reasons (ml.scoring). bench/ml.py measures it: about 10 ms at p50 on 2 cores,
-mostly scikit-learn's per-call overhead (the 2 ms p99 target is not met). A key with more than HISTORY_LIMIT payments in its
+now), `event_features` turns them into the feature row, and one predict call on 1 + n rows gives the
+score and the reasons (ml.scoring.score_one). bench/ml.py measures it (figures in
+docs/architecture.md); scikit-learn's per-call overhead dominates. A key with more than HISTORY_LIMIT payments in its
 window is cut to the newest ones (velocity rules have rejected it long before).
 
 scikit-learn loads with the first champion (at start-up when one exists), never on import.
@@ -99,7 +99,7 @@ class LiveScorer:
         import numpy as np
 
         from ml.payment_features import event_features
-        from ml.scoring import reasons, to_score
+        from ml.scoring import score_one
 
         event = {"payment_id": checked.payment_id or "", "created_at": now,
                  "method": checked.method, "amount_minor": checked.amount_minor,
@@ -109,9 +109,8 @@ class LiveScorer:
                  "geo": checked.geo}
         values = event_features(event, history(session, event))
         row = np.array([[values[name] for name in champion.features]])
-        probability = champion.model.predict_proba(row)[:, 1]
-        why = reasons(champion.model, row, champion.features, champion.reference, probability)
-        return int(to_score(probability)[0]), [*why[0], f"ml_model:{champion.version}"]
+        score, why = score_one(champion.model, row, champion.features, champion.reference)
+        return score, [*why, f"ml_model:{champion.version}"]
 
 
 def history(session: Session, event: dict) -> list[dict]:

@@ -10,6 +10,7 @@ import pytest
 
 from ml.payment_features import (
     EVENT_COLUMNS,
+    EVENT_SCHEMA,
     FEATURES,
     METHODS,
     NO_HISTORY_HOURS,
@@ -18,10 +19,6 @@ from ml.payment_features import (
 )
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
-SCHEMA = {"payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"), "merchant_id": pl.Utf8,
-          "method": pl.Utf8, "amount_minor": pl.Int64, "currency": pl.Utf8,
-          "customer_id": pl.Utf8, "card_fingerprint": pl.Utf8, "customer_ip": pl.Utf8,
-          "device_id": pl.Utf8, "geo": pl.Utf8, "status": pl.Utf8}
 
 
 def random_events(n: int, seed: int) -> list[dict]:
@@ -51,7 +48,7 @@ def random_events(n: int, seed: int) -> list[dict]:
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=SCHEMA).select(EVENT_COLUMNS)
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA).select(EVENT_COLUMNS)
 
 
 def test_batch_and_live_agree_on_every_payment():
