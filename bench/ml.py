@@ -318,7 +318,7 @@ def time_live(session, scorer, merchant, scored: list[dict]):
 
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in (
         "scorer", "history query", "event_features", "predict_proba 1 row",
-        "reasons (predict k rows)")}
+        "score + reasons (one predict, 1 + k rows)")}
     history_rows: list[int] = []
     champion = scorer.champion
     clock = time.perf_counter, time.thread_time

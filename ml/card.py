@@ -30,7 +30,8 @@ def markdown(card: dict, champion: str | None = None, decision: str | None = Non
         lines += [f"**Promotion:** {decision}", ""]
     lines += [f"Champion now: {champion or 'none'}", "",
               "| window | value |", "|---|---|",
-              *[f"| {k} | {v} |" for k, v in window.items()], "",
+              *[f"| {k} | {v} |" for k, v in window.items()],
+              *[f"| {k} | {v} |" for k, v in card.get("fit", {}).items()], "",
               "| metric (holdout) | " + " | ".join(name for name, _ in columns) + " |",
               "|---|" + "---|" * len(columns),
               *[f"| {metric} | " + " | ".join(_fmt(m.get(metric, "-")) for _, m in columns) + " |"

@@ -10,10 +10,15 @@ a holdout event's features use the history that a live scorer would have had.
 
 Models. A gradient-boosted model (HistGradientBoostingClassifier) and a logistic-regression
 baseline (standardised inputs). Both weight the classes inversely to their frequency
-(class_weight="balanced"), because fraud is rare, and both are calibrated with sigmoid scaling
-(CalibratedClassifierCV) on time-ordered folds of the training window (TimeSeriesSplit), so the
-scores are probabilities again after the re-weighting. Fixed random_state: the same file gives
-the same model and the same metrics.
+(class_weight="balanced"), because fraud is rare. Each is fitted once, on the earlier
+1 - CALIBRATION_FRACTION of the training window, and calibrated with sigmoid scaling on the
+latest CALIBRATION_FRACTION (CalibratedClassifierCV on the frozen model), so the scores are
+probabilities again after the re-weighting and the calibration data is later than the fit data,
+as the holdout is. One fitted model per prediction keeps live scoring to one tree walk.
+Above MAX_FIT_ROWS events, the fit keeps every fraud and a seeded uniform sample of the
+legitimate events: with balanced class weights the objective is the same in expectation, and
+the calibration slice is never sampled, so the probabilities stay those of the real mix. Fixed
+random_state: the same file gives the same model and the same metrics.
 
 Metrics on the holdout (`holdout_metrics`):
 - pr_auc: average precision (sklearn.metrics.average_precision_score).
@@ -41,9 +46,9 @@ import numpy as np
 import polars as pl
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
-from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -54,7 +59,8 @@ HOLDOUT_FRACTION = 0.3
 TOP_K = 100
 REVIEW_BUDGET = 100
 TARGET_FPR = 0.01
-CALIBRATION_FOLDS = 3
+CALIBRATION_FRACTION = 0.2
+MAX_FIT_ROWS = 2_000_000
 MODEL_NAMES = ("gbm", "logistic")
 
 
@@ -112,20 +118,44 @@ def matrix(frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
 
 
 def build_model(name: str):
+    """The uncalibrated model `name` (fit() calibrates it)."""
     if name == "gbm":
-        base = HistGradientBoostingClassifier(class_weight="balanced", random_state=RANDOM_STATE)
-    elif name == "logistic":
-        base = make_pipeline(StandardScaler(),
+        return HistGradientBoostingClassifier(class_weight="balanced", random_state=RANDOM_STATE)
+    if name == "logistic":
+        return make_pipeline(StandardScaler(),
                              LogisticRegression(class_weight="balanced", max_iter=1000))
-    else:
-        raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
-    return CalibratedClassifierCV(base, method="sigmoid",
-                                  cv=TimeSeriesSplit(n_splits=CALIBRATION_FOLDS))
+    raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
 
 
-def fit(name: str, train: pl.DataFrame, feature_set: FeatureSet = PAYSIM):
-    return build_model(name).fit(matrix(train, feature_set),
-                                 train[feature_set.label].to_numpy())
+def fit(name: str, train: pl.DataFrame, feature_set: FeatureSet = PAYSIM, *,
+        max_fit_rows: int = MAX_FIT_ROWS):
+    """Model `name` fitted on the earlier part of `train` (in arrival order) and calibrated on
+    its latest CALIBRATION_FRACTION: a CalibratedClassifierCV holding one frozen model."""
+    x, y = matrix(train, feature_set), train[feature_set.label].to_numpy()
+    cut = calibration_cut(len(y))
+    for part, labels in (("fit", y[:cut]), ("calibration", y[cut:])):
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"the {part} part of the training window ({len(labels)} events) "
+                             "needs both fraud and legitimate events")
+    rows = fit_rows(y[:cut], max_fit_rows)
+    model = build_model(name).fit(x[rows], y[rows])
+    return CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid").fit(x[cut:], y[cut:])
+
+
+def calibration_cut(n: int) -> int:
+    """Training rows [0, cut) fit the model, [cut, n) calibrate it."""
+    return int(n * (1 - CALIBRATION_FRACTION))
+
+
+def fit_rows(y: np.ndarray, limit: int) -> np.ndarray:
+    """Row indices to fit on: all of them up to `limit`; above it every fraud and a seeded
+    uniform sample of the legitimate rows, `limit` in all, in their original order."""
+    if len(y) <= limit:
+        return np.arange(len(y))
+    fraud, legit = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+    keep = max(0, limit - len(fraud))
+    sampled = np.random.default_rng(RANDOM_STATE).choice(legit, size=keep, replace=False)
+    return np.sort(np.concatenate([fraud, sampled]))
 
 
 def scores(model, frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
@@ -240,6 +270,7 @@ def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRAC
         "features": list(fs.features),
         "window": split.window(),
         "holdout_fraction": holdout_fraction,
+        "fit": _fit_summary(split.train[fs.label].to_numpy()),
         "holdout_sha256": holdout_fingerprint(split.holdout, fs),
         "metrics": holdout_metrics(split.holdout, holdout_scores, feature_set=fs),
         "baseline_metrics": {"logistic": holdout_metrics(
@@ -252,6 +283,14 @@ def train_candidate(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRAC
         "drift_reference": drift.reference(split.train, list(fs.features)),
         "random_state": RANDOM_STATE,
     }
+
+
+def _fit_summary(y: np.ndarray) -> dict:
+    cut = calibration_cut(len(y))
+    rows = fit_rows(y[:cut], MAX_FIT_ROWS)
+    return {"fit_rows": len(rows), "fit_frauds": int(y[rows].sum()),
+            "legit_sampled": cut > MAX_FIT_ROWS, "calibration_rows": len(y) - cut,
+            "calibration": "sigmoid"}
 
 
 def reference_values(train: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> dict[str, float]:

@@ -8,10 +8,11 @@ champion it scores nothing and the rules decide alone.
 
 Per payment: one query reads the payments that the features may look at (ml.payment_features:
 the customer's last 30 days, the card's, IP's and device's last 24 hours, all strictly before
-now), `event_features` turns them into the feature row, and one predict call on 1 + n rows gives the
-score and the reasons (ml.scoring.score_one). bench/ml.py measures it (figures in
-docs/architecture.md); scikit-learn's per-call overhead dominates. A key with more than HISTORY_LIMIT payments in its
-window is cut to the newest ones (velocity rules have rejected it long before).
+now), `event_features` turns them into the feature row, and one predict call on 1 + n rows gives
+the score and the reasons (ml.scoring.score_one), on the champion compiled to numpy arrays
+(ml.compiled; scikit-learn's own predict_proba costs about 2 ms a call in overhead). bench/ml.py
+measures it (figures in docs/architecture.md). A key with more than HISTORY_LIMIT payments in
+its window is cut to the newest ones (velocity rules have rejected it long before).
 
 scikit-learn loads with the first champion (at start-up when one exists), never on import.
 """
@@ -24,11 +25,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from serving import risk
-from warehouse.models import Payment
+from warehouse.models import Payment, UTCDateTime
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class LiveScorer:
             if version is None:
                 return None
             card = registry.card(version)
-            champion = Champion(version, registry.load(version), card["features"],
+            champion = Champion(version, _fast(registry.load(version), card), card["features"],
                                 card["reference"])
         except (RegistryError, KeyError, OSError) as exc:
             # Keep serving with the model we have rather than none; the operator sees why.
@@ -113,40 +114,64 @@ class LiveScorer:
         return score, [*why, f"ml_model:{champion.version}"]
 
 
+def _fast(model, card: dict):
+    """The champion compiled to arrays (ml.compiled: the same probabilities, without
+    scikit-learn's per-call overhead), or the model itself when it does not compile."""
+    import numpy as np
+
+    from ml.compiled import CompileError, compile_model
+
+    reference = np.array([[card["reference"][name] for name in card["features"]]])
+    probe = np.vstack([reference, np.zeros_like(reference), reference * 10 + 1])
+    try:
+        return compile_model(model, probe)
+    except CompileError as exc:
+        log.warning("fraud model %s: scoring with scikit-learn (%s)", card.get("version"), exc)
+        return model
+
+
 def history(session: Session, event: dict) -> list[dict]:
     """The payments the features of `event` may read, in the event layout, in one query."""
-    now = event["created_at"]
-    day_ago, month_ago = now - timedelta(hours=24), now - timedelta(days=30)
-    recent = [getattr(Payment, column) == event[column]
-              for column in ("card_fingerprint", "customer_ip", "device_id") if event[column]]
-    keyed = []
-    if event["customer_id"]:
-        keyed.append(Payment.customer_id == event["customer_id"])
-    if recent:
-        keyed.append((Payment.created_at >= day_ago) & or_(*recent))
-    if not keyed:
+    keys = {name: event[column] for name, column in _KEYS.items()}
+    if not any(keys.values()):
         return []
-    rows = session.execute(
-        select_events()
-        .where(Payment.created_at >= month_ago, Payment.created_at < now, or_(*keyed))
-        .order_by(Payment.created_at.desc()).limit(HISTORY_LIMIT)).all()
-    return [as_event(r) for r in rows]
+    now = event["created_at"]
+    rows = session.connection().execute(_HISTORY, {  # Core: no ORM row loading
+        **keys, "now": now, "day_ago": now - timedelta(hours=24),
+        "month_ago": now - timedelta(days=30), "limit": HISTORY_LIMIT})
+    return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
 
 def select_events():
-    """SELECT of payments in the columns `as_event` turns into the event layout."""
+    """SELECT of payments in the event layout's columns (EVENT_FIELDS), geo out of the
+    customer JSON in SQL."""
     return select(Payment.id, Payment.created_at, Payment.merchant_id,
                   Payment.payment_method_type, Payment.amount_minor, Payment.currency,
                   Payment.customer_id, Payment.card_fingerprint, Payment.customer_ip,
-                  Payment.device_id, Payment.customer, Payment.status)
+                  Payment.device_id, Payment.customer["geo"].as_string(), Payment.status)
 
 
-def as_event(r) -> dict:
-    return {"payment_id": r.id, "created_at": r.created_at, "merchant_id": r.merchant_id,
-            "method": r.payment_method_type, "amount_minor": r.amount_minor,
-            "currency": r.currency, "customer_id": r.customer_id,
-            "card_fingerprint": r.card_fingerprint, "customer_ip": r.customer_ip,
-            "device_id": r.device_id, "geo": (r.customer or {}).get("geo"), "status": r.status}
+EVENT_FIELDS = ("payment_id", "created_at", "merchant_id", "method", "amount_minor", "currency",
+                "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status")
+_KEYS = {"customer": "customer_id", "card": "card_fingerprint", "ip": "customer_ip",
+         "device": "device_id"}
+
+# One constant statement (compiled once, cached): a key that is None matches nothing, since
+# `column = NULL` is never true in SQL.
+_HISTORY = (select_events()
+            .where(Payment.created_at >= bindparam("month_ago", type_=UTCDateTime),
+                   Payment.created_at < bindparam("now", type_=UTCDateTime),
+                   or_(Payment.customer_id == bindparam("customer"),
+                       (Payment.created_at >= bindparam("day_ago", type_=UTCDateTime))
+                       & or_(Payment.card_fingerprint == bindparam("card"),
+                             Payment.customer_ip == bindparam("ip"),
+                             Payment.device_id == bindparam("device"))))
+            .order_by(Payment.created_at.desc()).limit(bindparam("limit")))
+
+
+def as_event(row) -> dict:
+    """A row of `select_events()` in the event layout."""
+    return dict(zip(EVENT_FIELDS, row, strict=True))
 
 
 def install(settings: Settings) -> LiveScorer | None:

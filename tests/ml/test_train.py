@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import average_precision_score
 
 from ml.train import (
+    calibration_cut,
     evaluate,
+    fit,
+    fit_rows,
     holdout_metrics,
+    matrix,
     precision_at_k,
     recall_at_fpr,
     rule_flags,
@@ -85,3 +90,36 @@ def test_evaluate_is_deterministic_and_reports_both_models(events):
     for metrics in first["models"].values():
         assert set(metrics) >= {"pr_auc", "recall_at_1pct_fpr", "precision_at_100",
                                 "money_saved_minor"}
+
+
+def test_fit_rows_keeps_every_fraud_and_samples_the_rest():
+    y = np.array([0] * 900 + [1] * 30 + [0] * 70)
+    assert fit_rows(y, 5_000).tolist() == list(range(1_000))  # under the cap: everything
+    rows = fit_rows(y, 200)
+    assert len(rows) == 200 and len(set(rows.tolist())) == 200
+    assert y[rows].sum() == 30  # all frauds kept, 170 legitimate rows sampled
+    assert (np.diff(rows) > 0).all()  # arrival order kept
+    assert fit_rows(y, 200).tolist() == rows.tolist()  # seeded
+
+
+def test_one_fitted_model_calibrated_on_the_latest_training_events(split, gbm):
+    # One member (not an ensemble of folds): live scoring walks one set of trees.
+    assert len(gbm.calibrated_classifiers_) == 1
+    # calibrated on the last CALIBRATION_FRACTION of the training window: the sigmoid was fitted
+    # on exactly those rows, so refitting it there gives the same parameters
+    calibrator = gbm.calibrated_classifiers_[0].calibrators[0]
+    x = matrix(split.train)[calibration_cut(split.train.height):]
+    y = split.train["isFraud"].to_numpy()[calibration_cut(split.train.height):]
+    again = CalibratedClassifierCV(gbm.calibrated_classifiers_[0].estimator,
+                                   method="sigmoid").fit(x, y)
+    assert again.calibrated_classifiers_[0].calibrators[0].a_ == pytest.approx(calibrator.a_)
+
+
+def test_a_capped_fit_still_learns_the_planted_fraud(split):
+    y = split.train["isFraud"].to_numpy()
+    capped = fit("gbm", split.train, max_fit_rows=int(y.sum()) * 5)
+    metrics = holdout_metrics(split.holdout, scores(capped, split.holdout))
+    assert metrics["pr_auc"] > 0.5
+    # and the probabilities are calibrated on the real mix: the mean predicted fraud rate on
+    # the holdout is near the real one, not near the 1-in-5 the fit saw
+    assert scores(capped, split.holdout).mean() < 3 * max(y.mean(), 0.01)

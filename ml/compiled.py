@@ -1,0 +1,177 @@
+"""A fitted fraud model as plain arrays, for scoring a few rows fast (the live API).
+
+scikit-learn's predict_proba costs about a millisecond per call on one row, whatever the row
+count, in input validation and thread set-up; the live risk check scores 1 + len(features) rows
+(the payment and its reason probes) on every payment. `compile_model` turns the models
+ml.train fits - a CalibratedClassifierCV over HistGradientBoostingClassifier or over
+StandardScaler + LogisticRegression, sigmoid calibration, any number of members - into numpy
+arrays and evaluates them the way scikit-learn does, step for step:
+
+- trees: every tree's nodes in one table (children offset to the table, a leaf its own child),
+  all (row, tree) pairs walked down together, one level per step; NaN follows the node's
+  missing-value side, otherwise `value <= threshold` goes left (sklearn's _predictor.pyx);
+  the raw score is the baseline plus the leaf values added tree after tree, in sklearn's order
+  (a cumulative sum), so the sum is bit for bit the same;
+- logistic: (x - mean) / scale, then x @ coef.T + intercept, as StandardScaler and
+  LogisticRegression compute them;
+- calibration: expit(-(a * raw + b)) per member, [1 - p, p] averaged over the members.
+
+`compile_model` checks the result against the original's predict_proba on probe rows and
+refuses (CompileError) any model it does not know or does not reproduce exactly; the caller
+then keeps scikit-learn. Batch scoring keeps scikit-learn (its Cython loop is faster for
+millions of rows); tests/ml/test_compiled.py compares both on real and random rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+
+class CompileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Forest:
+    feature: np.ndarray  # per node; 0 at leaves
+    threshold: np.ndarray  # per node; +inf at leaves (never used: a leaf is its own child)
+    missing_left: np.ndarray  # bool per node
+    children: np.ndarray  # [2i] left and [2i + 1] right child of node i (a leaf: itself)
+    value: np.ndarray  # leaf values (0 at split nodes)
+    roots: np.ndarray  # global index of each tree's root, in sklearn's order
+    depth: int  # the deepest leaf: steps enough to reach every leaf
+    baseline: float
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        n, width = x.shape
+        flat = x.ravel()
+        start = (np.arange(n) * width)[:, None]  # row offsets into the flattened rows
+        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
+        missing = bool(np.isnan(flat).any())
+        for _ in range(self.depth):
+            value = flat[start + self.feature[node]]
+            go_left = value <= self.threshold[node]
+            if missing:  # NaN compares False: send it to the node's missing-value side
+                go_left |= np.isnan(value) & self.missing_left[node]
+            node = self.children[2 * node + ~go_left]
+        terms = np.concatenate([np.full((n, 1), self.baseline), self.value[node]], axis=1)
+        return np.cumsum(terms, axis=1)[:, -1]
+
+
+@dataclass(frozen=True)
+class Linear:
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # shape (1, n_features), as LogisticRegression.coef_
+    intercept: np.ndarray  # shape (1,)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        scaled = (x - self.mean) / self.scale
+        return (scaled @ self.coef.T + self.intercept).ravel()
+
+
+@dataclass(frozen=True)
+class Member:
+    model: Forest | Linear
+    a: float
+    b: float
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        return expit(-(self.a * self.model.raw(x) + self.b))
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    members: tuple[Member, ...]
+    n_features: int
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Like scikit-learn's: shape (n, 2), column 1 the fraud probability."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected rows of {self.n_features} features, got shape {x.shape}")
+        out = np.zeros((len(x), 2))
+        for member in self.members:  # as CalibratedClassifierCV averages its members
+            positive = member.proba(x)
+            out += np.column_stack([1.0 - positive, positive])
+        out /= len(self.members)
+        return out
+
+
+def compile_model(model, probe: np.ndarray) -> CompiledModel:
+    """The arrays of `model`, checked to give exactly its predict_proba on `probe` rows."""
+    try:
+        members = tuple(_member(c) for c in model.calibrated_classifiers_)
+        n_features = int(model.n_features_in_)
+    except AttributeError as exc:
+        raise CompileError(f"not a calibrated model ml.train fits: {exc}") from exc
+    if not members:
+        raise CompileError("the model has no calibrated members")
+    compiled = CompiledModel(members, n_features)
+    expected = model.predict_proba(probe)[:, 1]
+    got = compiled.predict_proba(probe)[:, 1]
+    if not np.array_equal(expected, got):
+        worst = float(np.max(np.abs(expected - got)))
+        raise CompileError(f"compiled model differs from scikit-learn by up to {worst:g}")
+    return compiled
+
+
+def _member(calibrated) -> Member:
+    from sklearn.calibration import _SigmoidCalibration
+
+    (calibrator,) = calibrated.calibrators
+    if not isinstance(calibrator, _SigmoidCalibration):
+        raise CompileError(f"calibration {type(calibrator).__name__} is not sigmoid")
+    estimator = getattr(calibrated.estimator, "estimator", calibrated.estimator)  # Frozen
+    return Member(_raw_model(estimator), float(calibrator.a_), float(calibrator.b_))
+
+
+def _raw_model(estimator) -> Forest | Linear:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, HistGradientBoostingClassifier):
+        return _forest(estimator)
+    if isinstance(estimator, Pipeline) and len(estimator.steps) == 2:
+        return _linear(*(step for _, step in estimator.steps))
+    raise CompileError(f"model {type(estimator).__name__} cannot be compiled")
+
+
+def _forest(gbm) -> Forest:
+    if gbm.n_trees_per_iteration_ != 1:
+        raise CompileError("only binary gradient boosting compiles")
+    if getattr(gbm, "is_categorical_", None) is not None and np.any(gbm.is_categorical_):
+        raise CompileError("categorical splits do not compile")
+    trees = [predictors[0].nodes for predictors in gbm._predictors]
+    offsets = np.cumsum([0, *(len(nodes) for nodes in trees[:-1])])
+    nodes = np.concatenate(trees)
+    index = np.arange(len(nodes))
+    leaf = nodes["is_leaf"].astype(bool)
+    shift = np.repeat(offsets, [len(t) for t in trees])
+    return Forest(
+        feature=np.where(leaf, 0, nodes["feature_idx"]).astype(np.intp),
+        threshold=np.where(leaf, np.inf, nodes["num_threshold"]),
+        missing_left=nodes["missing_go_to_left"].astype(bool),
+        children=np.column_stack([np.where(leaf, index, nodes["left"].astype(np.intp) + shift),
+                                  np.where(leaf, index, nodes["right"].astype(np.intp) + shift)]
+                                 ).ravel(),
+        value=np.where(leaf, nodes["value"], 0.0),
+        roots=offsets.astype(np.intp),
+        depth=int(nodes["depth"].max()) if len(nodes) else 0,
+        baseline=float(np.ravel(gbm._baseline_prediction)[0]))
+
+
+def _linear(scaler, logistic) -> Linear:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    if not (isinstance(scaler, StandardScaler) and isinstance(logistic, LogisticRegression)):
+        raise CompileError("only StandardScaler + LogisticRegression compiles")
+    if logistic.coef_.shape[0] != 1:
+        raise CompileError("only binary logistic regression compiles")
+    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(scaler.n_features_in_)
+    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(scaler.n_features_in_)
+    return Linear(mean=mean, scale=scale, coef=logistic.coef_, intercept=logistic.intercept_)

@@ -1,0 +1,90 @@
+"""The compiled model gives scikit-learn's probabilities bit for bit, or refuses to compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import TimeSeriesSplit
+
+from ml.compiled import CompiledModel, CompileError, compile_model
+from ml.train import fit, matrix
+
+
+@pytest.fixture(scope="module")
+def holdout_rows(split):
+    return matrix(split.holdout)
+
+
+@pytest.mark.parametrize("name", ["gbm", "logistic"])
+def test_compiled_equals_scikit_learn_on_every_holdout_row(split, holdout_rows, name):
+    model = fit(name, split.train)
+    compiled = compile_model(model, holdout_rows[:10])
+    assert isinstance(compiled, CompiledModel)
+    expected = model.predict_proba(holdout_rows)
+    got = compiled.predict_proba(holdout_rows)
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected)  # exact, not approximately
+    # one row at a time too (the live path)
+    assert all(np.array_equal(compiled.predict_proba(row[None, :]), model.predict_proba(row[None, :]))
+               for row in holdout_rows[:50])
+
+
+def _noisy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = ((x[:, 0] + np.nan_to_num(x[:, 1]) * 2 + rng.normal(size=n)) > 2.5).astype(int)
+    x[rng.random((n, 4)) < 0.1] = np.nan  # missing values, learned per split
+    return x, y
+
+
+def test_missing_values_follow_the_learned_side_and_ensembles_average():
+    x, y = _noisy(3_000, 1)
+    # an ensemble of per-fold calibrated models, as earlier model versions were trained
+    model = CalibratedClassifierCV(HistGradientBoostingClassifier(random_state=0),
+                                   method="sigmoid", cv=TimeSeriesSplit(n_splits=3)).fit(x, y)
+    assert len(model.calibrated_classifiers_) == 3
+    probe, _ = _noisy(2_000, 2)
+    compiled = compile_model(model, probe[:5])
+    assert np.isnan(probe).any()
+    assert np.array_equal(compiled.predict_proba(probe), model.predict_proba(probe))
+    # rows without any missing value take the fast path and still agree
+    complete = np.nan_to_num(probe)
+    assert np.array_equal(compiled.predict_proba(complete), model.predict_proba(complete))
+
+
+def test_models_it_does_not_know_are_refused():
+    x, y = _noisy(500, 3)
+    x = np.nan_to_num(x)
+    with pytest.raises(CompileError, match="not a calibrated model"):
+        compile_model(LogisticRegression().fit(x, y), x[:3])
+    isotonic = CalibratedClassifierCV(LogisticRegression(), method="isotonic", cv=2).fit(x, y)
+    with pytest.raises(CompileError, match="isotonic|not sigmoid|cannot be compiled"):
+        compile_model(isotonic, x[:3])
+
+
+def test_wrong_width_is_an_error(split, gbm, holdout_rows):
+    compiled = compile_model(gbm, holdout_rows[:5])
+    with pytest.raises(ValueError, match="features"):
+        compiled.predict_proba(holdout_rows[:, :-1])
+
+
+def test_the_live_scorer_serves_the_compiled_champion(make_settings, split, gbm, holdout_rows):
+    from ml.feature_sets import PAYSIM
+    from ml.registry import Registry
+    from ml.train import reference_values
+    from serving.fraud import LiveScorer
+
+    settings = make_settings()
+    registry = Registry(settings, family="payments")
+    card = {"model": "gbm", "feature_set": "paysim", "features": list(PAYSIM.features),
+            "holdout_sha256": "h", "metrics": {"pr_auc": 0.9},
+            "reference": reference_values(split.train)}
+    registry.promote(registry.register(gbm, card))
+    scorer = LiveScorer(settings)
+    scorer.refresh()
+    assert isinstance(scorer.champion.model, CompiledModel)
+    assert np.array_equal(scorer.champion.model.predict_proba(holdout_rows),
+                          gbm.predict_proba(holdout_rows))
