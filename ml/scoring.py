@@ -8,7 +8,8 @@ contribution is p(payment) - p(payment with that feature set to its training med
 `reference`); the top REASONS positive ones are named, largest first, as "ml:<feature>". It
 costs one extra prediction row per feature, so batch scoring computes reasons only for scores at
 or above the review threshold; the live API computes them for every payment it scores, in the
-same predict call as the score (`score_one`: 1 + len(features) rows).
+same predict call as the score (`score_one`: one row plus one per feature that differs from its
+reference).
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ def reasons(model, rows: np.ndarray, features: list[str], reference: dict[str, f
 
 def score_one(model, row: np.ndarray, features: list[str],
               reference: dict[str, float]) -> tuple[int, list[str]]:
-    """The live path: one row's score and reasons from a single predict call (per-call overhead,
-    not rows, sets scikit-learn's latency here)."""
-    probability = model.predict_proba(np.vstack([row, _neutral(row, features, reference)]))[:, 1]
-    return int(to_score(probability[:1])[0]), _top(probability[:1], probability[1:], features,
+    """The live path: one row's score and reasons from a single predict call. Only features
+    whose value differs from the reference get a probe row: the others' contribution is 0 by
+    definition (the probe would be the row itself), and a reason needs a positive one."""
+    ref = np.array([reference[name] for name in features])
+    differs = np.flatnonzero(row[0] != ref)
+    probes = np.repeat(row, len(differs), axis=0)
+    probes[np.arange(len(differs)), differs] = ref[differs]
+    probability = model.predict_proba(np.vstack([row, probes]))[:, 1]
+    lowered = np.full(len(features), probability[0])  # unprobed: contribution exactly 0
+    lowered[differs] = probability[1:]
+    return int(to_score(probability[:1])[0]), _top(probability[:1], lowered, features,
                                                     REASONS)[0]
 
 

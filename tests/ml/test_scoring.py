@@ -1,0 +1,34 @@
+"""Scores and reasons: the live path (one row, probes only where the row differs from the
+reference) agrees with the batch path (a probe for every feature)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.compiled import compile_model
+from ml.feature_sets import PAYSIM
+from ml.scoring import score_one, score_rows, to_score
+from ml.train import matrix, reference_values
+
+
+def test_live_score_and_reasons_equal_batch_ones(split, gbm):
+    features = list(PAYSIM.features)
+    reference = reference_values(split.train)
+    rows = matrix(split.holdout)[:300]
+    # a few rows equal to the reference in some or all features (no probe needed there)
+    ref = np.array([reference[name] for name in features])
+    rows[0] = ref
+    rows[1, : len(features) // 2] = ref[: len(features) // 2]
+    batch_scores, batch_reasons = score_rows(gbm, rows, features, reference, reasons_from=0)
+    compiled = compile_model(gbm, rows[:5])
+    for model in (gbm, compiled):
+        live = [score_one(model, row[None, :], features, reference) for row in rows]
+        assert [s for s, _ in live] == batch_scores.tolist()
+        assert [why for _, why in live] == batch_reasons
+    assert batch_reasons[0] == []  # the reference row itself: nothing raised its score
+    assert any(batch_reasons)  # and the check is not vacuous
+
+
+def test_score_is_the_floor_of_the_percentage_capped_at_99():
+    p = np.array([0.0, 0.0099, 0.01, 0.649999, 0.65, 0.75, 0.999, 1.0])
+    assert to_score(p).tolist() == [0, 0, 1, 64, 65, 75, 99, 99]
