@@ -18,9 +18,10 @@ Stages, each with its wall time, the process's CPU time (all threads) and peak R
 - batch scoring: features + predict_proba + to_score on all N rows, and predict_proba alone;
 - live scoring: the model registered and promoted in a temporary HOME, a migrated API database
   (SQLite by default) holding --history payments, and serving.fraud.LiveScorer called directly
-  for --live payments, as the API's risk check calls it (one history query, event_features, a
-  predict_proba of the row and one of len(features) rows for the reasons); then the same work
-  part by part. Wall time and the calling thread's CPU time (which leaves out waiting for a
+  for --live payments, as the API's risk check calls it (one history query, event_features, the
+  champion compiled to arrays (ml.compiled) scoring the row, and for a score >= 65 one more
+  call on the reasons' probe rows); then the same work part by part ("predict_proba 1 row" is
+  the compiled model's). Wall time and the calling thread's CPU time (which leaves out waiting for a
   core on a busy machine), percentiles in ms. Two passes: threads as configured, and
   scikit-learn's OpenMP (and BLAS) limited to one thread, since OpenMP's parallel regions cost
   a lot for one row when the cores are busy.
@@ -318,7 +319,7 @@ def time_live(session, scorer, merchant, scored: list[dict]):
 
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in (
         "scorer", "history query", "event_features", "predict_proba 1 row",
-        "score + reasons (one predict, 1 + k rows)")}
+        "score_one (reasons when >= 65)")}
     history_rows: list[int] = []
     champion = scorer.champion
     clock = time.perf_counter, time.thread_time
@@ -343,8 +344,8 @@ def time_live(session, scorer, merchant, scored: list[dict]):
         champion.model.predict_proba(row)
         timings["predict_proba 1 row"].append(since(t))
         t = clock[0](), clock[1]()
-        score_one(champion.model, row, champion.features, champion.reference)
-        timings["score + reasons (one predict, 1 + k rows)"].append(since(t))
+        score_one(champion.model, row, champion.features, champion.reference, reasons_from=65)
+        timings["score_one (reasons when >= 65)"].append(since(t))
     return timings, history_rows
 
 
@@ -436,7 +437,7 @@ def live_scoring(model, card: dict, args, clock: Clock) -> dict:
             print(f"  live scoring of {len(timings['scorer']):,} payments, {name}, on "
                   f"{url.split(':')[0]} ({events.height:,} payments in the table; history rows "
                   f"per payment: median {int(np.median(history_rows))}, max "
-                  f"{max(history_rows)}; reasons predict {k} rows):")
+                  f"{max(history_rows)}; {k} features):")
             print(f"    {'wall (CPU of the thread)':<26} {'p50':>17} {'p95':>17} {'p99':>17} "
                   f"{'max':>17}")
             for part, values in timings.items():

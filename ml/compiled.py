@@ -8,8 +8,9 @@ StandardScaler + LogisticRegression, sigmoid calibration, any number of members 
 arrays and evaluates them the way scikit-learn does, step for step:
 
 - trees: every tree's nodes in one table (children offset to the table, a leaf its own child),
-  all (row, tree) pairs walked down together, one level per step; NaN follows the node's
-  missing-value side, otherwise `value <= threshold` goes left (sklearn's _predictor.pyx);
+  all (row, tree) pairs walked down together, one level per step until all are at leaves; NaN
+  follows the node's missing-value side, otherwise `value <= threshold` goes left (sklearn's
+  _predictor.pyx);
   the raw score is the baseline plus the leaf values added tree after tree, in sklearn's order
   (a cumulative sum), so the sum is bit for bit the same;
 - logistic: (x - mean) / scale, then x @ coef.T + intercept, as StandardScaler and
@@ -36,28 +37,38 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True)
 class Forest:
-    feature: np.ndarray  # per node; 0 at leaves
-    threshold: np.ndarray  # per node; +inf at leaves (never used: a leaf is its own child)
-    missing_left: np.ndarray  # bool per node
-    children: np.ndarray  # [2i] left and [2i + 1] right child of node i (a leaf: itself)
+    """Every tree's nodes in one table. A node is addressed by twice its index (2i), so that
+    2i + 1 addresses "the right-hand side of node i": `children[2i]` is the left child's address,
+    `children[2i + 1]` the right one's, and the per-node columns are stored twice (at 2i and
+    2i + 1) to be read with either. A leaf is its own child, so extra steps stay put."""
+
+    feature: np.ndarray  # per address; 0 at leaves
+    threshold: np.ndarray  # per address; +inf at leaves
+    missing_right: np.ndarray  # bool per address: NaN goes right
+    internal: np.ndarray  # bool per address
+    children: np.ndarray
     value: np.ndarray  # leaf values (0 at split nodes)
-    roots: np.ndarray  # global index of each tree's root, in sklearn's order
+    roots: np.ndarray  # each tree's root address, in scikit-learn's order
     depth: int  # the deepest leaf: steps enough to reach every leaf
     baseline: float
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         n, width = x.shape
+        trees = len(self.roots)
         flat = x.ravel()
-        start = (np.arange(n) * width)[:, None]  # row offsets into the flattened rows
-        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
+        node = np.tile(self.roots, n)  # (row, tree) pairs, row-major
+        start = np.repeat(np.arange(n) * width, trees)  # the row's offset in `flat`
         missing = bool(np.isnan(flat).any())
         for _ in range(self.depth):
-            value = flat[start + self.feature[node]]
-            go_left = value <= self.threshold[node]
-            if missing:  # NaN compares False: send it to the node's missing-value side
-                go_left |= np.isnan(value) & self.missing_left[node]
-            node = self.children[2 * node + ~go_left]
-        terms = np.concatenate([np.full((n, 1), self.baseline), self.value[node]], axis=1)
+            value = flat[self.feature[node] + start]
+            right = value > self.threshold[node]  # NaN compares False ...
+            if missing:  # ... and goes to the node's missing-value side
+                right |= np.isnan(value) & self.missing_right[node]
+            node = self.children[node + right]
+            if not self.internal[node].any():
+                break
+        terms = np.concatenate([np.full((n, 1), self.baseline),
+                                self.value[node].reshape(n, trees)], axis=1)
         return np.cumsum(terms, axis=1)[:, -1]
 
 
@@ -151,15 +162,20 @@ def _forest(gbm) -> Forest:
     index = np.arange(len(nodes))
     leaf = nodes["is_leaf"].astype(bool)
     shift = np.repeat(offsets, [len(t) for t in trees])
+    left = np.where(leaf, index, nodes["left"].astype(np.intp) + shift)
+    right = np.where(leaf, index, nodes["right"].astype(np.intp) + shift)
+
+    def twice(column: np.ndarray) -> np.ndarray:
+        return np.repeat(column, 2)
+
     return Forest(
-        feature=np.where(leaf, 0, nodes["feature_idx"]).astype(np.intp),
-        threshold=np.where(leaf, np.inf, nodes["num_threshold"]),
-        missing_left=nodes["missing_go_to_left"].astype(bool),
-        children=np.column_stack([np.where(leaf, index, nodes["left"].astype(np.intp) + shift),
-                                  np.where(leaf, index, nodes["right"].astype(np.intp) + shift)]
-                                 ).ravel(),
-        value=np.where(leaf, nodes["value"], 0.0),
-        roots=offsets.astype(np.intp),
+        feature=twice(np.where(leaf, 0, nodes["feature_idx"]).astype(np.intp)),
+        threshold=twice(np.where(leaf, np.inf, nodes["num_threshold"])),
+        missing_right=twice(~nodes["missing_go_to_left"].astype(bool)),
+        internal=twice(~leaf),
+        children=np.column_stack([2 * left, 2 * right]).ravel(),
+        value=twice(np.where(leaf, nodes["value"], 0.0)),
+        roots=(2 * offsets).astype(np.intp),
         depth=int(nodes["depth"].max()) if len(nodes) else 0,
         baseline=float(np.ravel(gbm._baseline_prediction)[0]))
 

@@ -7,9 +7,8 @@ Reasons: the features that pushed this payment's probability up the most. A feat
 contribution is p(payment) - p(payment with that feature set to its training median, the card's
 `reference`); the top REASONS positive ones are named, largest first, as "ml:<feature>". It
 costs one extra prediction row per feature, so batch scoring computes reasons only for scores at
-or above the review threshold; the live API computes them for every payment it scores, in the
-same predict call as the score (`score_one`: one row plus one per feature that differs from its
-reference).
+or above the review threshold, and so does the live API (`score_one`: the payment's row, then,
+for a review or a block, one probe per feature that differs from its reference).
 """
 
 from __future__ import annotations
@@ -34,20 +33,24 @@ def reasons(model, rows: np.ndarray, features: list[str], reference: dict[str, f
     return _top(base, model.predict_proba(neutral)[:, 1], features, top)
 
 
-def score_one(model, row: np.ndarray, features: list[str],
-              reference: dict[str, float]) -> tuple[int, list[str]]:
-    """The live path: one row's score and reasons from a single predict call. Only features
-    whose value differs from the reference get a probe row: the others' contribution is 0 by
+def score_one(model, row: np.ndarray, features: list[str], reference: dict[str, float],
+              reasons_from: int = 0) -> tuple[int, list[str]]:
+    """The live path: one row's score, and its reasons when the score is >= reasons_from (as
+    batch scoring gives them). The reasons' probes go in a second predict call, only for the
+    features whose value differs from the reference: the others' contribution is 0 by
     definition (the probe would be the row itself), and a reason needs a positive one."""
+    probability = model.predict_proba(row)[:, 1]
+    score = int(to_score(probability)[0])
+    if score < reasons_from:
+        return score, []
     ref = np.array([reference[name] for name in features])
     differs = np.flatnonzero(row[0] != ref)
     probes = np.repeat(row, len(differs), axis=0)
     probes[np.arange(len(differs)), differs] = ref[differs]
-    probability = model.predict_proba(np.vstack([row, probes]))[:, 1]
     lowered = np.full(len(features), probability[0])  # unprobed: contribution exactly 0
-    lowered[differs] = probability[1:]
-    return int(to_score(probability[:1])[0]), _top(probability[:1], lowered, features,
-                                                    REASONS)[0]
+    if len(differs):
+        lowered[differs] = model.predict_proba(probes)[:, 1]
+    return score, _top(probability, lowered, features, REASONS)[0]
 
 
 def _neutral(rows: np.ndarray, features: list[str], reference: dict[str, float]) -> np.ndarray:

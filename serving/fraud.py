@@ -8,8 +8,9 @@ champion it scores nothing and the rules decide alone.
 
 Per payment: one query reads the payments that the features may look at (ml.payment_features:
 the customer's last 30 days, the card's, IP's and device's last 24 hours, all strictly before
-now), `event_features` turns them into the feature row, and one predict call on 1 + n rows gives
-the score and the reasons (ml.scoring.score_one), on the champion compiled to numpy arrays
+now), `event_features` turns them into the feature row, and a predict call gives the score; a
+payment held for review or blocked gets its reasons from a second call on probe rows
+(ml.scoring.score_one, as batch scoring does it), both on the champion compiled to numpy arrays
 (ml.compiled; scikit-learn's own predict_proba costs about 2 ms a call in overhead). bench/ml.py
 measures it (figures in docs/architecture.md). A key with more than HISTORY_LIMIT payments in
 its window is cut to the newest ones (velocity rules have rejected it long before).
@@ -110,7 +111,8 @@ class LiveScorer:
                  "geo": checked.geo}
         values = event_features(event, history(session, event))
         row = np.array([[values[name] for name in champion.features]])
-        score, why = score_one(champion.model, row, champion.features, champion.reference)
+        score, why = score_one(champion.model, row, champion.features, champion.reference,
+                               reasons_from=self.settings.ml_review_score)
         return score, [*why, f"ml_model:{champion.version}"]
 
 
@@ -138,7 +140,7 @@ def history(session: Session, event: dict) -> list[dict]:
     now = event["created_at"]
     rows = session.connection().execute(_HISTORY, {  # Core: no ORM row loading
         **keys, "now": now, "day_ago": now - timedelta(hours=24),
-        "month_ago": now - timedelta(days=30), "limit": HISTORY_LIMIT})
+        "month_ago": now - timedelta(days=30), "limit": HISTORY_LIMIT}).all()
     return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
 

@@ -25,6 +25,12 @@ def test_live_score_and_reasons_equal_batch_ones(split, gbm):
         live = [score_one(model, row[None, :], features, reference) for row in rows]
         assert [s for s, _ in live] == batch_scores.tolist()
         assert [why for _, why in live] == batch_reasons
+    # reasons from a threshold on, as batch scoring gives them
+    threshold = int(np.percentile(batch_scores, 90))
+    _, batch_high = score_rows(gbm, rows, features, reference, reasons_from=threshold)
+    live_high = [score_one(compiled, row[None, :], features, reference, threshold)[1]
+                 for row in rows]
+    assert live_high == batch_high and any(live_high) and not all(live_high)
     assert batch_reasons[0] == []  # the reference row itself: nothing raised its score
     assert any(batch_reasons)  # and the check is not vacuous
 
