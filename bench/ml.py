@@ -18,8 +18,8 @@ Stages, each with its wall time, the process's CPU time (all threads) and peak R
 - batch scoring: features + predict_proba + to_score on all N rows, and predict_proba alone;
 - live scoring: the model registered and promoted in a temporary HOME, a migrated API database
   (SQLite by default) holding --history payments, and serving.fraud.LiveScorer called directly
-  for --live payments, as the API's risk check calls it (one history query, event_features, the
-  champion compiled to arrays (ml.compiled) scoring the row, and for a score >= 65 one more
+  for --live payments, as the API's risk check calls it (SQL aggregates of the payment's
+  windows, features_from, the champion compiled to arrays (ml.compiled) scoring the row, and for a score >= 65 one more
   call on the reasons' probe rows); then the same work part by part ("predict_proba 1 row" is
   the compiled model's). Wall time and the calling thread's CPU time (which leaves out waiting for a
   core on a busy machine), percentiles in ms. Two passes: threads as configured, and
@@ -313,12 +313,12 @@ def time_live(session, scorer, merchant, scored: list[dict]):
     serving/fraud.py does it). Returns ({part: [(wall s, CPU s of this thread)]}, history rows
     per payment). The thread's CPU time leaves out time spent waiting for a core, so on a busy
     machine it is closer to what a quiet one would show (OpenMP workers' time is not in it)."""
-    from ml.payment_features import event_features
+    from ml.payment_features import features_from
     from ml.scoring import score_one
     from serving import fraud
 
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in (
-        "scorer", "history query", "event_features", "predict_proba 1 row",
+        "scorer", "summary (SQL aggregates)", "features_from", "predict_proba 1 row",
         "score_one (reasons when >= 65)")}
     history_rows: list[int] = []
     champion = scorer.champion
@@ -333,12 +333,12 @@ def time_live(session, scorer, merchant, scored: list[dict]):
         scorer(session, checked, e["created_at"])
         timings["scorer"].append(since(t))
         t = clock[0](), clock[1]()
-        rows = fraud.history(session, e)
-        timings["history query"].append(since(t))
-        history_rows.append(len(rows))
+        summary = fraud.summary(session, e)
+        timings["summary (SQL aggregates)"].append(since(t))
+        history_rows.append(len(fraud.history(session, e)))
         t = clock[0](), clock[1]()
-        values = event_features(e, rows)
-        timings["event_features"].append(since(t))
+        values = features_from(e, summary)
+        timings["features_from"].append(since(t))
         row = np.array([[values[name] for name in champion.features]])
         t = clock[0](), clock[1]()
         champion.model.predict_proba(row)

@@ -31,13 +31,17 @@ The features (FEATURES, in model column order):
 
 `batch_features(events)` computes them with polars for any number of payments;
 `event_features(event, history)` computes one payment's in plain Python from the rows the
-window holds. tests/ml/test_payment_features.py checks both agree on the same payments.
+window holds, through a `Summary` (counts, the customer's amounts per currency, the latest
+payment) that the live API computes with SQL aggregates instead (serving/fraud.py).
+tests/ml/test_payment_features.py checks batch and single-payment agree on the same payments;
+tests/serving/api/test_fraud_scoring.py checks the SQL summary against both.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -178,10 +182,24 @@ def _with_previous(frame: pl.DataFrame) -> pl.DataFrame:
 # --- one payment, live ----------------------------------------------------------------------
 
 
-def event_features(event: Mapping, history: Iterable[Mapping]) -> dict[str, float]:
-    """FEATURES of one payment from the payments before it (rows in the event layout; rows at or
-    after the event's instant or outside the 30-day window are ignored). One pass over the rows:
-    this runs inside the API's risk check."""
+@dataclass(frozen=True)
+class Summary:
+    """What one payment's features need from the payments before it: `summarize` computes it
+    from rows, the live API from SQL aggregates (serving/fraud.py); `features_from` turns it into
+    FEATURES. Both sources are tested against each other and against batch_features."""
+
+    counts: dict[str, int]  # "<key>_count_<window>": earlier payments with the same key
+    customer_payments: int  # the customer's payments in the last 30 days
+    customer_minor: dict[str, float]  # their amounts per currency, in minor units
+    customer_declines_24h: int
+    customer_used_device: bool  # any of them from this payment's device
+    latest_at: datetime | None  # the customer's latest payment (ties: the larger payment_id)
+    latest_geo: str | None
+
+
+def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
+    """The Summary of `event` from rows in the event layout (rows at or after the event's
+    instant, outside the 30-day window, or the event itself are ignored), in one pass."""
     t: datetime = event["created_at"]
     month_ago, day_ago = t - HISTORY, t - WINDOWS["24h"]
     since = [(name, t - period) for name, period in WINDOWS.items()]
@@ -189,7 +207,8 @@ def event_features(event: Mapping, history: Iterable[Mapping]) -> dict[str, floa
              if event.get(column) is not None]
     counts = {f"{key}_count_{name}": 0 for key in KEYS for name in WINDOWS}
     customer, device = event.get("customer_id"), event.get("device_id")
-    mine_usd, mine_count, declines, seen_device, latest = 0.0, 0, 0, False, None
+    minor: dict[str, float] = {}
+    payments, declines, used_device, latest = 0, 0, False, None
     for row in history:
         at = row["created_at"]
         if not month_ago <= at < t or row["payment_id"] == event["payment_id"]:
@@ -201,25 +220,42 @@ def event_features(event: Mapping, history: Iterable[Mapping]) -> dict[str, floa
                         counts[f"{key}_count_{name}"] += 1
         if customer is None or row.get("customer_id") != customer:
             continue
-        mine_count += 1
-        mine_usd += usd_major(int(row["amount_minor"]), row["currency"])
+        payments += 1
+        minor[row["currency"]] = minor.get(row["currency"], 0) + int(row["amount_minor"])
         declines += row["status"] == "failed" and at >= day_ago
-        seen_device = seen_device or row.get("device_id") == device
+        used_device = used_device or (device is not None and row.get("device_id") == device)
         if latest is None or (at, row["payment_id"]) > (latest["created_at"],
                                                          latest["payment_id"]):
             latest = row
+    return Summary(counts, payments, minor, declines, used_device,
+                   latest["created_at"] if latest else None,
+                   latest.get("geo") if latest else None)
+
+
+def features_from(event: Mapping, summary: Summary) -> dict[str, float]:
+    """FEATURES of one payment from its Summary."""
+    t: datetime = event["created_at"]
     usd = usd_major(int(event["amount_minor"]), event["currency"])
     out: dict[str, float] = {"log_amount_usd": math.log1p(usd)}
-    out["amount_vs_customer_30d"] = (math.log1p(usd) - math.log1p(mine_usd / mine_count)
-                                     if mine_count else 0.0)
-    out.update({name: float(count) for name, count in counts.items()})
+    n = summary.customer_payments
+    mean = sum(usd_major(total, code) for code, total in sorted(summary.customer_minor.items()))
+    out["amount_vs_customer_30d"] = math.log1p(usd) - math.log1p(mean / n) if n else 0.0
+    out.update({name: float(count) for name, count in summary.counts.items()})
+    latest = summary.latest_at
     out["hours_since_customer_prev"] = (
-        (t - latest["created_at"]) / timedelta(hours=1) if latest else NO_HISTORY_HOURS)
-    here, there = parse_geo(event.get("geo")), parse_geo(latest.get("geo")) if latest else None
+        (t - latest) / timedelta(hours=1) if latest else NO_HISTORY_HOURS)
+    here = parse_geo(event.get("geo"))
+    there = parse_geo(summary.latest_geo) if latest else None
     out["km_from_customer_prev"] = distance_km(there, here) if here and there else 0.0
-    out["new_device"] = float(mine_count > 0 and device is not None and not seen_device)
-    out["customer_declines_24h"] = float(declines)
+    out["new_device"] = float(n > 0 and event.get("device_id") is not None
+                              and not summary.customer_used_device)
+    out["customer_declines_24h"] = float(summary.customer_declines_24h)
     out["hour_of_day"] = float(t.hour)
     for name in METHODS:
         out[f"method_{name}"] = float(event.get("method") == name)
     return {name: out[name] for name in FEATURES}
+
+
+def event_features(event: Mapping, history: Iterable[Mapping]) -> dict[str, float]:
+    """FEATURES of one payment from the payments before it (rows in the event layout)."""
+    return features_from(event, summarize(event, history))

@@ -6,14 +6,15 @@ pointer changes - a promotion or a rollback by `clearhouse ml promote|rollback` 
 asset - it loads the new champion and scores with it from then on, without a restart. With no
 champion it scores nothing and the rules decide alone.
 
-Per payment: one query reads the payments that the features may look at (ml.payment_features:
-the customer's last 30 days, the card's, IP's and device's last 24 hours, all strictly before
-now), `event_features` turns them into the feature row, and a predict call gives the score; a
-payment held for review or blocked gets its reasons from a second call on probe rows
-(ml.scoring.score_one, as batch scoring does it), both on the champion compiled to numpy arrays
-(ml.compiled; scikit-learn's own predict_proba costs about 2 ms a call in overhead). bench/ml.py
-measures it (figures in docs/architecture.md). A key with more than HISTORY_LIMIT payments in
-its window is cut to the newest ones (velocity rules have rejected it long before).
+Per payment: one SQL statement summarises the payments the features may look at
+(ml.payment_features: the customer's last 30 days, the card's, IP's and device's last 24 hours,
+all strictly before now) into counts, the customer's amounts per currency and their latest
+payment (`summary`; `history` reads the same rows, for tests and the bench); `features_from`
+turns the summary into the feature row; a predict call gives the score, and a payment held for
+review or blocked gets its reasons from a second call on probe rows (ml.scoring.score_one, as
+batch scoring does it), both on the champion compiled to numpy arrays (ml.compiled;
+scikit-learn's own predict_proba costs about 2 ms a call in overhead). bench/ml.py measures it
+(figures in docs/architecture.md).
 
 scikit-learn loads with the first champion (at start-up when one exists), never on import.
 """
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import Float, bindparam, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from serving import risk
@@ -35,7 +36,6 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 1.0
-HISTORY_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class LiveScorer:
             return None
         import numpy as np
 
-        from ml.payment_features import event_features
+        from ml.payment_features import features_from
         from ml.scoring import score_one
 
         event = {"payment_id": checked.payment_id or "", "created_at": now,
@@ -109,7 +109,7 @@ class LiveScorer:
                  "card_fingerprint": checked.card_fingerprint,
                  "customer_ip": checked.customer_ip, "device_id": checked.device_id,
                  "geo": checked.geo}
-        values = event_features(event, history(session, event))
+        values = features_from(event, summary(session, event))
         row = np.array([[values[name] for name in champion.features]])
         score, why = score_one(champion.model, row, champion.features, champion.reference,
                                reasons_from=self.settings.ml_review_score)
@@ -133,14 +133,15 @@ def _fast(model, card: dict):
 
 
 def history(session: Session, event: dict) -> list[dict]:
-    """The payments the features of `event` may read, in the event layout, in one query."""
+    """The payments the features of `event` may read, in the event layout, in one query (what
+    `summary` aggregates: tests compare ml.payment_features.summarize over these rows with it)."""
     keys = {name: event[column] for name, column in _KEYS.items()}
     if not any(keys.values()):
         return []
     now = event["created_at"]
     rows = session.connection().execute(_HISTORY, {  # Core: no ORM row loading
         **keys, "now": now, "day_ago": now - timedelta(hours=24),
-        "month_ago": now - timedelta(days=30), "limit": HISTORY_LIMIT}).all()
+        "month_ago": now - timedelta(days=30)}).all()
     return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
 
@@ -168,12 +169,81 @@ _HISTORY = (select_events()
                        & or_(Payment.card_fingerprint == bindparam("card"),
                              Payment.customer_ip == bindparam("ip"),
                              Payment.device_id == bindparam("device"))))
-            .order_by(Payment.created_at.desc()).limit(bindparam("limit")))
+            .order_by(Payment.created_at.desc()))
 
 
 def as_event(row) -> dict:
     """A row of `select_events()` in the event layout."""
     return dict(zip(EVENT_FIELDS, row, strict=True))
+
+
+def summary(session: Session, event: dict):
+    """ml.payment_features.Summary of `event` from SQL aggregates over the same rows `history`
+    reads: one grouped query (per currency, so amounts are summed per currency as the features
+    define), their latest payment in scalar subqueries. The aggregates leave the rows in the
+    database, so a customer with a long history costs no more than a new one."""
+    from ml.payment_features import Summary
+
+    keys = {name: event[column] for name, column in _KEYS.items()}
+    counts = dict.fromkeys(_COUNT_NAMES, 0)
+    if not any(keys.values()):
+        return Summary(counts, 0, {}, 0, False, None, None)
+    now = event["created_at"]
+    params = {**keys, "payment_id": event.get("payment_id") or "", "now": now,
+              "hour_ago": now - timedelta(hours=1), "day_ago": now - timedelta(hours=24),
+              "month_ago": now - timedelta(days=30)}
+    payments, declines, used_device, minor = 0, 0, False, {}
+    latest_at = latest_geo = None
+    for row in session.connection().execute(_SUMMARY, params):
+        for name in _COUNT_NAMES:
+            counts[name] += row._mapping[name]
+        payments += row.customer_payments
+        declines += row.declines
+        used_device = used_device or bool(row.used_device)
+        if row.customer_payments:
+            minor[row.currency] = float(row.customer_minor)
+        latest_at, latest_geo = row.latest_at, row.latest_geo  # the same on every row
+    return Summary(counts, payments, minor, declines, used_device, latest_at, latest_geo)
+
+
+def _flag(condition):
+    return case((condition, 1), else_=0)
+
+
+_COUNT_NAMES = tuple(f"{key}_count_{window}" for key in _KEYS for window in ("1h", "24h"))
+_CUSTOMER = Payment.customer_id == bindparam("customer")
+_SINCE = {"1h": Payment.created_at >= bindparam("hour_ago", type_=UTCDateTime),
+          "24h": Payment.created_at >= bindparam("day_ago", type_=UTCDateTime)}
+_MATCH = {"customer": _CUSTOMER, "card": Payment.card_fingerprint == bindparam("card"),
+          "ip": Payment.customer_ip == bindparam("ip"),
+          "device": Payment.device_id == bindparam("device")}
+_IN_MONTH = (Payment.created_at >= bindparam("month_ago", type_=UTCDateTime),
+             Payment.created_at < bindparam("now", type_=UTCDateTime),
+             Payment.id != bindparam("payment_id"))
+
+def _latest(column):
+    """The customer's latest payment in the window (ties: the larger id), as a scalar
+    subquery: evaluated once per statement, so the summary stays one round trip."""
+    return (select(column).where(*_IN_MONTH, _CUSTOMER)
+            .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(1).scalar_subquery())
+
+
+_SUMMARY = (
+    select(Payment.currency,
+           *[func.coalesce(func.sum(_flag(_MATCH[key] & _SINCE[window])), 0)
+             .label(f"{key}_count_{window}") for key in _KEYS for window in ("1h", "24h")],
+           func.coalesce(func.sum(_flag(_CUSTOMER)), 0).label("customer_payments"),
+           # a float sum: a risk signal, exact below 2^53 minor units
+           func.sum(case((_CUSTOMER, cast(Payment.amount_minor, Float)))).label("customer_minor"),
+           func.coalesce(func.sum(_flag(_CUSTOMER & _SINCE["24h"]
+                                        & (Payment.status == "failed"))), 0).label("declines"),
+           func.coalesce(func.max(_flag(_CUSTOMER & (Payment.device_id == bindparam("device")))),
+                         0).label("used_device"),
+           _latest(Payment.created_at).label("latest_at"),
+           _latest(Payment.customer["geo"].as_string()).label("latest_geo"))
+    .where(*_IN_MONTH, or_(_CUSTOMER, _SINCE["24h"] & or_(_MATCH["card"], _MATCH["ip"],
+                                                          _MATCH["device"])))
+    .group_by(Payment.currency))
 
 
 def install(settings: Settings) -> LiveScorer | None:

@@ -9,7 +9,14 @@ import polars as pl
 import pytest
 from sqlalchemy.orm import Session
 
-from ml.payment_features import EVENT_COLUMNS, FEATURES, batch_features, event_features
+from ml.payment_features import (
+    EVENT_COLUMNS,
+    FEATURES,
+    batch_features,
+    event_features,
+    features_from,
+    summarize,
+)
 from ml.registry import Registry
 from serving import fraud, risk
 from serving.routing import HEALTH, clear_config_cache
@@ -115,8 +122,13 @@ def test_live_features_equal_batch_features_on_the_api_database(api):
         events = pl.DataFrame(rows).select(EVENT_COLUMNS)
         batch = batch_features(events)
         for row, expected in zip(rows, batch.iter_rows(named=True), strict=True):
-            live = event_features(row, fraud.history(session, row))
+            # the live path: SQL aggregates; and the Python definition over the same rows
+            live = features_from(row, fraud.summary(session, row))
             assert [live[n] for n in FEATURES] == pytest.approx([expected[n] for n in FEATURES])
+            from_rows = event_features(row, fraud.history(session, row))
+            assert [from_rows[n] for n in FEATURES] == pytest.approx(
+                [expected[n] for n in FEATURES])
+            assert fraud.summary(session, row) == summarize(row, fraud.history(session, row))
         # The history query itself: the customer's 30 days and the IP's 24 hours, strictly
         # before the instant (the customer's payment of 11-21 12:00 is later; cus_b's 11-20
         # 10:30 payment shares the IP but is more than 24 h old).
@@ -124,3 +136,37 @@ def test_live_features_equal_batch_features_on_the_api_database(api):
                  "card_fingerprint": None, "customer_ip": "10.0.0.1", "device_id": None}
         seen = {r["customer_id"] for r in fraud.history(session, later)}
         assert len(fraud.history(session, later)) == 5 and seen == {"cus_a"}
+
+
+def test_the_sql_summary_equals_the_python_definition_on_random_payments(api):
+    """Many keys, repeated instants, exact window boundaries, NULL keys, several currencies:
+    the live SQL aggregates give the Summary that ml.payment_features computes from the rows
+    and the features batch_features gives."""
+    from sqlalchemy import insert
+
+    from tests.ml.test_payment_features import random_events
+    from warehouse.models import Merchant, Payment
+
+    rows = random_events(400, seed=11)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with Session(api.engine) as session, session.begin():
+        session.execute(insert(Merchant), [{"id": f"mer_{k}", "name": f"m{k}", "kyc_tier": 3,
+                                            "created_at": now, "updated_at": now}
+                                           for k in range(3)])
+        session.execute(insert(Payment), [
+            {"id": r["payment_id"], "merchant_id": r["merchant_id"],
+             "merchant_reference": r["payment_id"], "amount_minor": r["amount_minor"],
+             "currency": r["currency"], "status": r["status"], "payment_method_type": r["method"],
+             "customer_id": r["customer_id"], "customer": {"geo": r["geo"]},
+             "customer_ip": r["customer_ip"], "device_id": r["device_id"],
+             "card_fingerprint": r["card_fingerprint"], "risk_decision": "approve",
+             "refunded_minor": 0, "created_at": r["created_at"], "updated_at": now}
+            for r in rows])
+    batch = batch_features(pl.DataFrame(rows).select(EVENT_COLUMNS))
+    with Session(api.engine) as session:
+        for row, expected in zip(rows, batch.iter_rows(named=True), strict=True):
+            got = fraud.summary(session, row)
+            assert got == summarize(row, rows), row["payment_id"]
+            live = features_from(row, got)
+            assert [live[n] for n in FEATURES] == pytest.approx(
+                [expected[n] for n in FEATURES], rel=1e-9, abs=1e-9), row["payment_id"]
