@@ -1,7 +1,8 @@
 """The fraud models' reads and writes in the warehouse (DuckDB or Postgres).
 
 Reads: payments in the payment event layout from raw.payments (the latest extracted version of
-each payment) and fraud labels from raw.fraud_reports (current rows: not superseded). Write:
+each payment) and fraud labels: raw.fraud_reports (current rows: not superseded) and the
+chargebacks on PSP settlement files (raw.psp_lines). Write:
 analytics.fct_fraud_scores, replaced whole in one transaction (a re-run gives the same table).
 Arrow in and out: a million payments move without a Python row loop.
 """
@@ -29,8 +30,19 @@ FROM (SELECT p.*, row_number() OVER (PARTITION BY id ORDER BY updated_at DESC,
 WHERE version = 1 {where}
 ORDER BY created_at, id
 """
-_LABELS = ("SELECT payment_id, kind, reported_at FROM raw.fraud_reports "
-           "WHERE superseded_by IS NULL ORDER BY reported_at, payment_id")
+# Labels: the current fraud reports, and every chargeback on a channel's PSP settlement file
+# (record_type 'chargeback', merchant_reference = our payment id). A settlement file for day D
+# is issued after D, so a chargeback counts as known from D + 1 day (its transaction time when
+# the file has no date): training at a cut-off never sees one the team could not have seen.
+_LABELS = """
+SELECT payment_id, kind, reported_at FROM raw.fraud_reports WHERE superseded_by IS NULL
+UNION ALL
+SELECT merchant_reference, 'chargeback',
+       COALESCE(CAST(settlement_date AS TIMESTAMP) + INTERVAL '1 day', transaction_at)
+FROM raw.psp_lines
+WHERE record_type = 'chargeback' AND superseded_by IS NULL AND merchant_reference IS NOT NULL
+ORDER BY 3, 1, 2
+"""
 
 SCORES_TABLE = "analytics.fct_fraud_scores"
 SCORES_COLUMNS = {"payment_id": "TEXT", "merchant_id": "TEXT", "created_at": "TIMESTAMP",

@@ -132,3 +132,35 @@ def test_the_dagster_training_asset_carries_the_model_card(archive, make_setting
     assert "# Fraud model v0001" in meta["model_card"]
     assert "data:image/png;base64," in meta["model_card"]
     assert 0 < meta["pr_auc"] <= 1
+
+
+def test_chargebacks_on_psp_files_are_labels_known_the_day_after_the_file(
+        warehouse):  # noqa: F811
+    from ml.warehouse import open_warehouse, read_labels
+
+    warehouse.execute(
+        "INSERT INTO raw.fraud_reports (fraud_report_line_id, report_id, file_id, line_number, "
+        "payment_id, kind, reported_at) VALUES ('f_fr:2', 'fr_1', 'f_fr', 2, 'pay_reported', "
+        "'account_takeover', TIMESTAMP '2026-10-05 08:00:00')")
+    warehouse.execute(
+        "INSERT INTO raw.psp_lines (psp_line_id, file_id, format, line_number, settlement_date, "
+        "record_type, merchant_reference, transaction_at, currency, gross_minor, superseded_by) "
+        "VALUES "
+        "('cb_1', 'f_1', 'clearhouse_psp_csv', 3, DATE '2026-10-03', 'chargeback', 'pay_cb', "
+        " TIMESTAMP '2026-10-03 14:00:00', 'USD', -5000, NULL), "
+        "('cb_old', 'f_0', 'clearhouse_psp_csv', 3, DATE '2026-10-02', 'chargeback', 'pay_re', "
+        " TIMESTAMP '2026-10-02 09:00:00', 'USD', -700, 'cb_new'), "  # superseded by a re-send
+        "('cap_1', 'f_1', 'clearhouse_psp_csv', 2, DATE '2026-10-03', 'capture', 'pay_ok', "
+        " TIMESTAMP '2026-10-03 10:00:00', 'USD', 9000, NULL)")
+    writer = open_warehouse(warehouse.settings)
+    try:
+        labels = read_labels(writer)
+    finally:
+        writer.close()
+    assert labels.rows() == [
+        ("pay_cb", "chargeback", datetime(2026, 10, 4, tzinfo=UTC)),  # the file's day + 1
+        ("pay_reported", "account_takeover", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+    ]
+    events = pl.DataFrame({"payment_id": ["pay_cb", "pay_ok", "pay_reported", "pay_re"]})
+    known = label_payments(events, labels, datetime(2026, 10, 4, tzinfo=UTC))
+    assert known["is_fraud"].to_list() == [1, 0, 0, 0]
