@@ -26,6 +26,10 @@ The features (FEATURES, in model column order):
 - new_device: 1 when the payment has a device, the customer paid in the last 30 days, and
   never from this device in that window.
 - customer_declines_24h: the customer's failed payments in the last 24 hours.
+- merchant_payments_1h, merchant_decline_rate_1h: the merchant's payments in the last hour and
+  the share of them that failed (0 without any): merchant risk as it shows at payment time - a
+  merchant under a card-testing attack sees bursts of declines. (Channel risk: the payment
+  method below; the channel itself is chosen by routing after the risk check.)
 - hour_of_day: UTC hour.
 - method_<type>: one-hot of the payment method type (METHODS).
 
@@ -66,6 +70,8 @@ FEATURES: tuple[str, ...] = (
     "km_from_customer_prev",
     "new_device",
     "customer_declines_24h",
+    "merchant_payments_1h",
+    "merchant_decline_rate_1h",
     "hour_of_day",
     *[f"method_{name}" for name in METHODS],
 )
@@ -136,6 +142,8 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
             pl.col("_one").rolling_sum_by("created_at", "30d", closed="left")
             .over("customer_id", "device_id")),
         customer_declines_24h=_window_count("customer_id", "24h", pl.col("_failed")),
+        _merchant_1h=_window_count("merchant_id", "1h"),
+        _merchant_declines_1h=_window_count("merchant_id", "1h", pl.col("_failed")),
     )
     frame = _with_previous(frame).join(_geo_points(frame["geo"]), on="geo", how="left")
     log_usd = pl.col("usd").log1p()
@@ -156,6 +164,10 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         (has_history & pl.col("device_id").is_not_null() & (pl.col("_cust_device_30d") == 0))
         .cast(pl.Float64).alias("new_device"),
         pl.col("customer_declines_24h").cast(pl.Float64),
+        pl.col("_merchant_1h").cast(pl.Float64).alias("merchant_payments_1h"),
+        pl.when(pl.col("_merchant_1h") > 0)
+        .then(pl.col("_merchant_declines_1h") / pl.col("_merchant_1h"))
+        .otherwise(0.0).alias("merchant_decline_rate_1h"),
         pl.col("created_at").dt.hour().cast(pl.Float64).alias("hour_of_day"),
         *[(pl.col("method") == name).cast(pl.Float64).alias(f"method_{name}")
           for name in METHODS],
@@ -195,6 +207,8 @@ class Summary:
     customer_used_device: bool  # any of them from this payment's device
     latest_at: datetime | None  # the customer's latest payment (ties: the larger payment_id)
     latest_geo: str | None
+    merchant_payments_1h: int = 0  # the merchant's payments in the last hour
+    merchant_declines_1h: int = 0  # of which failed
 
 
 def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
@@ -207,12 +221,17 @@ def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
              if event.get(column) is not None]
     counts = {f"{key}_count_{name}": 0 for key in KEYS for name in WINDOWS}
     customer, device = event.get("customer_id"), event.get("device_id")
+    merchant, hour_ago = event.get("merchant_id"), t - WINDOWS["1h"]
     minor: dict[str, float] = {}
     payments, declines, used_device, latest = 0, 0, False, None
+    merchant_payments = merchant_declines = 0
     for row in history:
         at = row["created_at"]
         if not month_ago <= at < t or row["payment_id"] == event["payment_id"]:
             continue
+        if merchant is not None and at >= hour_ago and row.get("merchant_id") == merchant:
+            merchant_payments += 1
+            merchant_declines += row["status"] == "failed"
         for name, start in since:
             if at >= start:
                 for key, column, value in keyed:
@@ -229,7 +248,7 @@ def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
             latest = row
     return Summary(counts, payments, minor, declines, used_device,
                    latest["created_at"] if latest else None,
-                   latest.get("geo") if latest else None)
+                   latest.get("geo") if latest else None, merchant_payments, merchant_declines)
 
 
 def features_from(event: Mapping, summary: Summary) -> dict[str, float]:
@@ -250,6 +269,9 @@ def features_from(event: Mapping, summary: Summary) -> dict[str, float]:
     out["new_device"] = float(n > 0 and event.get("device_id") is not None
                               and not summary.customer_used_device)
     out["customer_declines_24h"] = float(summary.customer_declines_24h)
+    m = summary.merchant_payments_1h
+    out["merchant_payments_1h"] = float(m)
+    out["merchant_decline_rate_1h"] = summary.merchant_declines_1h / m if m else 0.0
     out["hour_of_day"] = float(t.hour)
     for name in METHODS:
         out[f"method_{name}"] = float(event.get("method") == name)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, bindparam, case, cast, func, or_, select
+from sqlalchemy import Float, bindparam, case, cast, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from serving import risk
@@ -104,7 +104,7 @@ class LiveScorer:
         from ml.scoring import score_one
 
         event = {"payment_id": checked.payment_id or "", "created_at": now,
-                 "method": checked.method, "amount_minor": checked.amount_minor,
+                 "merchant_id": checked.merchant.id, "method": checked.method, "amount_minor": checked.amount_minor,
                  "currency": checked.currency, "customer_id": checked.customer_id,
                  "card_fingerprint": checked.card_fingerprint,
                  "customer_ip": checked.customer_ip, "device_id": checked.device_id,
@@ -135,13 +135,11 @@ def _fast(model, card: dict):
 def history(session: Session, event: dict) -> list[dict]:
     """The payments the features of `event` may read, in the event layout, in one query (what
     `summary` aggregates: tests compare ml.payment_features.summarize over these rows with it)."""
-    keys = {name: event[column] for name, column in _KEYS.items()}
-    if not any(keys.values()):
-        return []
     now = event["created_at"]
     rows = session.connection().execute(_HISTORY, {  # Core: no ORM row loading
-        **keys, "now": now, "day_ago": now - timedelta(hours=24),
-        "month_ago": now - timedelta(days=30)}).all()
+        **{name: event[column] for name, column in _KEYS.items()},
+        "merchant": event.get("merchant_id"), "now": now, "hour_ago": now - timedelta(hours=1),
+        "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}).all()
     return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
 
 
@@ -168,7 +166,9 @@ _HISTORY = (select_events()
                        (Payment.created_at >= bindparam("day_ago", type_=UTCDateTime))
                        & or_(Payment.card_fingerprint == bindparam("card"),
                              Payment.customer_ip == bindparam("ip"),
-                             Payment.device_id == bindparam("device"))))
+                             Payment.device_id == bindparam("device")),
+                       (Payment.created_at >= bindparam("hour_ago", type_=UTCDateTime))
+                       & (Payment.merchant_id == bindparam("merchant"))))
             .order_by(Payment.created_at.desc()))
 
 
@@ -179,22 +179,24 @@ def as_event(row) -> dict:
 
 def summary(session: Session, event: dict):
     """ml.payment_features.Summary of `event` from SQL aggregates over the same rows `history`
-    reads: one grouped query (per currency, so amounts are summed per currency as the features
-    define), their latest payment in scalar subqueries. The aggregates leave the rows in the
-    database, so a customer with a long history costs no more than a new one."""
+    reads, in one statement: the merchant's last hour (always one row), joined to the key
+    windows grouped per currency (so amounts are summed per currency as the features define),
+    and the customer's latest payment as scalar subqueries. The aggregates leave the rows in
+    the database, so a customer with a long history costs no more than a new one."""
     from ml.payment_features import Summary
 
-    keys = {name: event[column] for name, column in _KEYS.items()}
-    counts = dict.fromkeys(_COUNT_NAMES, 0)
-    if not any(keys.values()):
-        return Summary(counts, 0, {}, 0, False, None, None)
     now = event["created_at"]
-    params = {**keys, "payment_id": event.get("payment_id") or "", "now": now,
-              "hour_ago": now - timedelta(hours=1), "day_ago": now - timedelta(hours=24),
-              "month_ago": now - timedelta(days=30)}
+    params = {**{name: event[column] for name, column in _KEYS.items()},
+              "merchant": event.get("merchant_id"), "payment_id": event.get("payment_id") or "",
+              "now": now, "hour_ago": now - timedelta(hours=1),
+              "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}
+    counts = dict.fromkeys(_COUNT_NAMES, 0)
     payments, declines, used_device, minor = 0, 0, False, {}
-    latest_at = latest_geo = None
     for row in session.connection().execute(_SUMMARY, params):
+        merchant = (row.merchant_payments, row.merchant_declines)
+        latest = (row.latest_at, row.latest_geo)  # the same on every row
+        if row.currency is None:  # no key window holds a payment
+            continue
         for name in _COUNT_NAMES:
             counts[name] += row._mapping[name]
         payments += row.customer_payments
@@ -202,8 +204,7 @@ def summary(session: Session, event: dict):
         used_device = used_device or bool(row.used_device)
         if row.customer_payments:
             minor[row.currency] = float(row.customer_minor)
-        latest_at, latest_geo = row.latest_at, row.latest_geo  # the same on every row
-    return Summary(counts, payments, minor, declines, used_device, latest_at, latest_geo)
+    return Summary(counts, payments, minor, declines, used_device, *latest, *merchant)
 
 
 def _flag(condition):
@@ -212,6 +213,7 @@ def _flag(condition):
 
 _COUNT_NAMES = tuple(f"{key}_count_{window}" for key in _KEYS for window in ("1h", "24h"))
 _CUSTOMER = Payment.customer_id == bindparam("customer")
+_MERCHANT = Payment.merchant_id == bindparam("merchant")
 _SINCE = {"1h": Payment.created_at >= bindparam("hour_ago", type_=UTCDateTime),
           "24h": Payment.created_at >= bindparam("day_ago", type_=UTCDateTime)}
 _MATCH = {"customer": _CUSTOMER, "card": Payment.card_fingerprint == bindparam("card"),
@@ -221,6 +223,7 @@ _IN_MONTH = (Payment.created_at >= bindparam("month_ago", type_=UTCDateTime),
              Payment.created_at < bindparam("now", type_=UTCDateTime),
              Payment.id != bindparam("payment_id"))
 
+
 def _latest(column):
     """The customer's latest payment in the window (ties: the larger id), as a scalar
     subquery: evaluated once per statement, so the summary stays one round trip."""
@@ -228,7 +231,13 @@ def _latest(column):
             .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(1).scalar_subquery())
 
 
-_SUMMARY = (
+_MERCHANT_HOUR = (
+    select(func.count().label("merchant_payments"),
+           func.coalesce(func.sum(_flag(Payment.status == "failed")), 0)
+           .label("merchant_declines"))
+    .where(*_IN_MONTH, _MERCHANT, _SINCE["1h"])
+    .subquery("merchant_hour"))
+_KEY_WINDOWS = (
     select(Payment.currency,
            *[func.coalesce(func.sum(_flag(_MATCH[key] & _SINCE[window])), 0)
              .label(f"{key}_count_{window}") for key in _KEYS for window in ("1h", "24h")],
@@ -238,12 +247,14 @@ _SUMMARY = (
            func.coalesce(func.sum(_flag(_CUSTOMER & _SINCE["24h"]
                                         & (Payment.status == "failed"))), 0).label("declines"),
            func.coalesce(func.max(_flag(_CUSTOMER & (Payment.device_id == bindparam("device")))),
-                         0).label("used_device"),
-           _latest(Payment.created_at).label("latest_at"),
-           _latest(Payment.customer["geo"].as_string()).label("latest_geo"))
+                         0).label("used_device"))
     .where(*_IN_MONTH, or_(_CUSTOMER, _SINCE["24h"] & or_(_MATCH["card"], _MATCH["ip"],
                                                           _MATCH["device"])))
-    .group_by(Payment.currency))
+    .group_by(Payment.currency)
+    .subquery("key_windows"))
+_SUMMARY = (select(_MERCHANT_HOUR, _latest(Payment.created_at).label("latest_at"),
+                   _latest(Payment.customer["geo"].as_string()).label("latest_geo"), _KEY_WINDOWS)
+            .select_from(_MERCHANT_HOUR.outerjoin(_KEY_WINDOWS, true())))
 
 
 def install(settings: Settings) -> LiveScorer | None:
