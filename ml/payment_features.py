@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from serving.risk import INDICATIVE_USD, distance_km, parse_geo
@@ -92,15 +93,15 @@ def usd_major(amount_minor: int, currency: str) -> float:
     return amount_minor / 10 ** exponent(currency) * float(rate) if rate else 0.0
 
 
-def _usd_factors(currencies: Iterable[str]) -> pl.DataFrame:
-    codes = sorted(set(currencies))
+def _usd_factors(currencies: pl.Series) -> pl.DataFrame:
+    codes = currencies.drop_nulls().unique().sort().to_list()
     return pl.DataFrame({"currency": codes,
                          "usd_per_minor": [usd_major(1, c) for c in codes]},
                         schema={"currency": pl.Utf8, "usd_per_minor": pl.Float64})
 
 
-def _geo_points(values: Iterable[str | None]) -> pl.DataFrame:
-    geos = sorted({g for g in values if g})
+def _geo_points(values: pl.Series) -> pl.DataFrame:
+    geos = [g for g in values.drop_nulls().unique().sort().to_list() if g]
     points = [parse_geo(g) for g in geos]
     return pl.DataFrame({"geo": geos,
                          "lat": [p[0] if p else None for p in points],
@@ -108,11 +109,109 @@ def _geo_points(values: Iterable[str | None]) -> pl.DataFrame:
                         schema={"geo": pl.Utf8, "lat": pl.Float64, "lon": pl.Float64})
 
 
-def _window_count(column: str, period: str, value: pl.Expr | None = None) -> pl.Expr:
-    """Sum of `value` (default 1) over earlier rows with the same `column` in [t - period, t)."""
-    summed = (value if value is not None else pl.col("_one")).rolling_sum_by(
-        "created_at", period, closed="left").over(column)
-    return pl.when(pl.col(column).is_null()).then(0).otherwise(summed)
+class _Instants:
+    """Dense ranks of the frame's instants (it is sorted by created_at)."""
+
+    def __init__(self, created_us: np.ndarray):
+        self.us = created_us
+        self._ranks: dict[timedelta, np.ndarray] = {}
+        new = _changes(created_us)
+        self.rank = np.cumsum(new) - 1
+        self.distinct = created_us[new]
+        self.width = len(self.distinct) + 1
+
+    def rank_of(self, period: timedelta) -> np.ndarray:
+        """Each row's rank of t - period: the number of distinct instants before it."""
+        if period not in self._ranks:
+            self._ranks[period] = np.searchsorted(
+                self.distinct, self.us - period // timedelta(microseconds=1), "left")
+        return self._ranks[period]
+
+
+class _Windows:
+    """Earlier rows with the same key in [t - period, t), by binary search.
+
+    The frame is in (created_at, payment_id) order. A stable sort by key keeps that order within
+    each key, so every key's rows form one run sorted by instant, and `place` = key * width +
+    instant rank is non-decreasing in that sorted order: the rows of a key before instant r start
+    at searchsorted(place, key * width + r). All searches run in sorted order (their queries are
+    then sorted too, which makes numpy's binary search about ten times faster); results are put
+    back in frame order at the end. Keys are 64-bit hashes of the key values, checked for
+    collisions (two values, one hash) against the values themselves; on a collision the exact
+    dense rank is used instead. Rows whose key is null have no window (0)."""
+
+    def __init__(self, frame: pl.DataFrame, columns: tuple[str, ...], instants: _Instants):
+        keys = frame.select(columns)
+        code = _key_hash(keys)
+        order = np.argsort(code, kind="stable")
+        if _collides(keys, code, order):
+            code = keys.select(pl.struct(columns).rank("dense")).to_series().to_numpy()
+            code = code.astype(np.int64)
+            order = np.argsort(code, kind="stable")
+        ordered = code[order]
+        # dense key numbers 0..k-1 in sorted order (a hash times width would overflow)
+        dense = np.cumsum(_changes(ordered)) - 1
+        self.instants, self.order = instants, order
+        self.null = keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()[
+            order]
+        self.base = dense.astype(np.int64) * instants.width
+        self.place = self.base + instants.rank[order]
+        self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
+        self.start = _run_starts(self.base)  # the key's first row
+
+    def since(self, period: timedelta) -> np.ndarray:
+        """Sorted position of the key's first row at or after t - period."""
+        ranks = self.instants.rank_of(period)[self.order]
+        return np.searchsorted(self.place, self.base + ranks, "left")
+
+    def _frame_order(self, values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+    def count(self, first: np.ndarray) -> np.ndarray:
+        return self._frame_order(np.where(self.null, 0, self.end - first))
+
+    def total(self, values: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Sum of `values` over the window: differences of running sums restarted per key, so
+        a float sum carries the error of that key's rows only."""
+        running = pl.DataFrame({"key": self.base, "v": values[self.order]}).select(
+            pl.col("v").cum_sum().over("key")).to_series().to_numpy()
+        upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
+        below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
+        return self._frame_order(np.where(self.null | (self.end == first), 0, upto - below))
+
+    def previous(self) -> np.ndarray:
+        """Frame row of the key's latest earlier row (-1 without one)."""
+        has = (~self.null) & (self.end > self.start)
+        return self._frame_order(np.where(has, self.order[np.maximum(self.end - 1, 0)], -1))
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """For a sorted array: the index where each element's run of equal values starts."""
+    new = _changes(values)
+    return np.maximum.accumulate(np.where(new, np.arange(len(values)), 0))
+
+
+def _changes(values: np.ndarray) -> np.ndarray:
+    """True where a sorted array's value differs from the one before (and at the first)."""
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = values[1:] != values[:-1]
+    return new
+
+
+def _key_hash(keys: pl.DataFrame) -> np.ndarray:
+    return keys.select(pl.struct(keys.columns).hash()).to_series().to_numpy().astype(np.int64)
+
+
+def _collides(keys: pl.DataFrame, code: np.ndarray, order: np.ndarray) -> bool:
+    """True when two different key values share a hash (neighbours in hash order)."""
+    same = np.flatnonzero(code[order][1:] == code[order][:-1])
+    if not len(same):
+        return False
+    left, right = keys[order[same]], keys[order[same + 1]]
+    return not left.select(pl.all_horizontal(
+        pl.col(c).eq_missing(right[c]) for c in keys.columns)).to_series().all()
 
 
 def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
@@ -128,24 +227,48 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     frame = (events.select(EVENT_COLUMNS)
              .with_columns(pl.col("created_at").dt.cast_time_unit("us"))
              .sort("created_at", "payment_id")
-             .join(_usd_factors(events["currency"]), on="currency", how="left")
-             .with_columns(usd=pl.col("amount_minor").cast(pl.Float64) * pl.col("usd_per_minor"),
-                           _one=pl.lit(1, pl.Int64),
-                           _failed=(pl.col("status") == "failed").cast(pl.Int64)))
-    counts = {f"{key}_count_{window}": _window_count(column, window)
-              for key, column in KEYS.items() for window in WINDOWS}
+             .join(_usd_factors(events["currency"]), on="currency", how="left",
+                   maintain_order="left")
+             .with_columns(usd=pl.col("amount_minor").cast(pl.Float64) * pl.col("usd_per_minor")))
+    instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy())
+    failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
+    columns: dict[str, np.ndarray] = {}
+    for key, column in KEYS.items():
+        windows = _Windows(frame, (column,), instants)
+        for name, period in WINDOWS.items():
+            columns[f"{key}_count_{name}"] = windows.count(windows.since(period))
+        if key == "customer":
+            month = windows.since(HISTORY)
+            customer_30d = windows.count(month)
+            customer_usd_30d = windows.total(frame["usd"].fill_null(0.0).to_numpy(), month)
+            customer_declines = windows.total(failed, windows.since(WINDOWS["24h"]))
+            previous = windows.previous()
+            previous = np.where(customer_30d > 0, previous, -1)
+    pair = _Windows(frame, ("customer_id", "device_id"), instants)
+    customer_device_30d = pair.count(pair.since(HISTORY))
+    merchant = _Windows(frame, ("merchant_id",), instants)
+    hour = merchant.since(WINDOWS["1h"])
+    merchant_1h, merchant_declines_1h = merchant.count(hour), merchant.total(failed, hour)
+
+    has_prev = previous >= 0
+    prev_row = np.maximum(previous, 0)
     frame = frame.with_columns(
-        **counts,
-        _cust_30d=_window_count("customer_id", "30d"),
-        _cust_usd_30d=_window_count("customer_id", "30d", pl.col("usd")),
-        _cust_device_30d=pl.when(pl.col("device_id").is_null()).then(0).otherwise(
-            pl.col("_one").rolling_sum_by("created_at", "30d", closed="left")
-            .over("customer_id", "device_id")),
-        customer_declines_24h=_window_count("customer_id", "24h", pl.col("_failed")),
-        _merchant_1h=_window_count("merchant_id", "1h"),
-        _merchant_declines_1h=_window_count("merchant_id", "1h", pl.col("_failed")),
-    )
-    frame = _with_previous(frame).join(_geo_points(frame["geo"]), on="geo", how="left")
+        **{name: pl.Series(values) for name, values in columns.items()},
+        _cust_30d=pl.Series(customer_30d), _cust_usd_30d=pl.Series(customer_usd_30d),
+        _cust_device_30d=pl.Series(customer_device_30d),
+        customer_declines_24h=pl.Series(customer_declines),
+        _merchant_1h=pl.Series(merchant_1h), _merchant_declines_1h=pl.Series(merchant_declines_1h),
+        _prev_at=pl.Series(np.where(has_prev, instants.us[prev_row], 0)).cast(
+            pl.Datetime("us")).dt.replace_time_zone(frame["created_at"].dtype.time_zone),
+        _has_prev=pl.Series(has_prev),
+        _prev_geo=frame["geo"].gather(prev_row),
+    ).with_columns(pl.when(pl.col("_has_prev")).then(pl.col("_prev_at")).alias("_prev_at"))
+    points = _geo_points(frame["geo"])
+    frame = (frame.join(points, on="geo", how="left", maintain_order="left")
+             .join(points.rename({"geo": "_prev_geo", "lat": "_prev_lat", "lon": "_prev_lon"}),
+                   on="_prev_geo", how="left", maintain_order="left")
+             .with_columns(pl.when(pl.col("_has_prev")).then(pl.col(c)).alias(c)
+                           for c in ("_prev_lat", "_prev_lon")))
     log_usd = pl.col("usd").log1p()
     has_history = (pl.col("_cust_30d") > 0) & pl.col("customer_id").is_not_null()
     prev_geo = pl.col("_prev_lat").is_not_null() & pl.col("lat").is_not_null()
@@ -154,7 +277,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         log_usd.alias("log_amount_usd"),
         pl.when(has_history).then(log_usd - (pl.col("_cust_usd_30d") / pl.col("_cust_30d"))
                                   .log1p()).otherwise(0.0).alias("amount_vs_customer_30d"),
-        *[pl.col(name).cast(pl.Float64) for name in counts],
+        *[pl.col(name).cast(pl.Float64) for name in columns],
         pl.when(pl.col("_prev_at").is_not_null())
         .then((pl.col("created_at") - pl.col("_prev_at")).dt.total_microseconds() / 3.6e9)
         .otherwise(NO_HISTORY_HOURS).alias("hours_since_customer_prev"),
@@ -174,21 +297,6 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     )
     return events.select("payment_id").join(features, on="payment_id", how="left",
                                              maintain_order="left")
-
-
-def _with_previous(frame: pl.DataFrame) -> pl.DataFrame:
-    """The customer's latest earlier payment in the last 30 days: its time and geo point."""
-    latest_per_instant = (frame.filter(pl.col("customer_id").is_not_null())
-                          .group_by("customer_id", "created_at")
-                          .agg(pl.col("geo").sort_by("payment_id").last())
-                          .join(_geo_points(frame["geo"]), on="geo", how="left")
-                          .select("customer_id", pl.col("created_at").alias("_prev_at"),
-                                  pl.col("lat").alias("_prev_lat"),
-                                  pl.col("lon").alias("_prev_lon"))
-                          .sort("_prev_at"))
-    return frame.join_asof(latest_per_instant, left_on="created_at", right_on="_prev_at",
-                           by="customer_id", strategy="backward", allow_exact_matches=False,
-                           tolerance=HISTORY, check_sortedness=False)
 
 
 # --- one payment, live ----------------------------------------------------------------------

@@ -114,3 +114,22 @@ def test_the_features_of_a_known_story():
     assert first["new_device"] == 0 and first["amount_vs_customer_30d"] == 0
     third = batch_features(frame(rows)).row(2, named=True)
     assert third["km_from_customer_prev"] == pytest.approx(7_800, rel=0.05)  # US -> DE centroids
+
+
+def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
+    """Window keys are 64-bit hashes checked against the values: force every key onto one hash
+    and the features must not change."""
+    import numpy as np
+
+    from ml import payment_features
+
+    rows = random_events(300, seed=3)
+    expected = batch_features(frame(rows))
+    monkeypatch.setattr(payment_features, "_key_hash",
+                        lambda keys: np.zeros(keys.height, dtype=np.int64))
+    assert batch_features(frame(rows)).equals(expected)
+
+
+def test_no_payments_give_an_empty_feature_frame():
+    got = batch_features(frame([]))
+    assert got.height == 0 and got.columns == ["payment_id", *FEATURES]
