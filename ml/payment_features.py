@@ -205,13 +205,9 @@ def _key_hash(keys: pl.DataFrame) -> np.ndarray:
 
 
 def _collides(keys: pl.DataFrame, code: np.ndarray, order: np.ndarray) -> bool:
-    """True when two different key values share a hash (neighbours in hash order)."""
-    same = np.flatnonzero(code[order][1:] == code[order][:-1])
-    if not len(same):
-        return False
-    left, right = keys[order[same]], keys[order[same + 1]]
-    return not left.select(pl.all_horizontal(
-        pl.col(c).eq_missing(right[c]) for c in keys.columns)).to_series().all()
+    """True when two different key values share a hash: fewer distinct hashes than values."""
+    distinct_hashes = int(_changes(code[order]).sum())
+    return distinct_hashes != keys.select(pl.struct(keys.columns).n_unique()).item()
 
 
 def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:

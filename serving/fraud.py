@@ -235,7 +235,7 @@ _MERCHANT_HOUR = (
     select(func.count().label("merchant_payments"),
            func.coalesce(func.sum(_flag(Payment.status == "failed")), 0)
            .label("merchant_declines"))
-    .where(*_IN_MONTH, _MERCHANT, _SINCE["1h"])
+    .where(_MERCHANT, _SINCE["1h"], *_IN_MONTH[1:])  # the hour is inside the month
     .subquery("merchant_hour"))
 _KEY_WINDOWS = (
     select(Payment.currency,
