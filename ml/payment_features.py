@@ -137,17 +137,16 @@ class _Windows:
     at searchsorted(place, key * width + r). All searches run in sorted order (their queries are
     then sorted too, which makes numpy's binary search about ten times faster); results are put
     back in frame order at the end. Keys are 64-bit hashes of the key values, checked for
-    collisions (two values, one hash) against the values themselves; on a collision the exact
-    dense rank is used instead. Rows whose key is null have no window (0)."""
+    collisions (two values, one hash) with a second hash; on a collision the exact dense rank is
+    used instead. Rows whose key is null have no window (0)."""
 
     def __init__(self, frame: pl.DataFrame, columns: tuple[str, ...], instants: _Instants):
         keys = frame.select(columns)
-        code = _key_hash(keys)
-        order = np.argsort(code, kind="stable")
+        code = _key_hash(keys, seed=0)
+        order = _stable_order(code)
         if _collides(keys, code, order):
             code = keys.select(pl.struct(columns).rank("dense")).to_series().to_numpy()
-            code = code.astype(np.int64)
-            order = np.argsort(code, kind="stable")
+            order = _stable_order(code.astype(np.int64))
         ordered = code[order]
         # dense key numbers 0..k-1 in sorted order (a hash times width would overflow)
         dense = np.cumsum(_changes(ordered)) - 1
@@ -175,11 +174,17 @@ class _Windows:
     def total(self, values: np.ndarray, first: np.ndarray) -> np.ndarray:
         """Sum of `values` over the window: differences of running sums restarted per key, so
         a float sum carries the error of that key's rows only."""
-        running = pl.DataFrame({"key": self.base, "v": values[self.order]}).select(
-            pl.col("v").cum_sum().over("key")).to_series().to_numpy()
-        upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
-        below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
-        return self._frame_order(np.where(self.null | (self.end == first), 0, upto - below))
+        ordered = values[self.order]
+        if np.issubdtype(ordered.dtype, np.integer):  # exact: one running sum will do
+            prefix = np.concatenate([[0], np.cumsum(ordered)])
+            window = prefix[self.end] - prefix[first]
+        else:
+            running = pl.DataFrame({"key": self.base, "v": ordered}).select(
+                pl.col("v").cum_sum().over("key")).to_series().to_numpy()
+            upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
+            below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
+            window = upto - below
+        return self._frame_order(np.where(self.null | (self.end == first), 0, window))
 
     def previous(self) -> np.ndarray:
         """Frame row of the key's latest earlier row (-1 without one)."""
@@ -200,14 +205,25 @@ def _changes(values: np.ndarray) -> np.ndarray:
     return new
 
 
-def _key_hash(keys: pl.DataFrame) -> np.ndarray:
-    return keys.select(pl.struct(keys.columns).hash()).to_series().to_numpy().astype(np.int64)
+def _key_hash(keys: pl.DataFrame, seed: int) -> np.ndarray:
+    return keys.select(pl.struct(keys.columns).hash(seed=seed)).to_series().to_numpy().view(
+        np.int64)
+
+
+def _stable_order(code: np.ndarray) -> np.ndarray:
+    """Row indices sorted by code, equal codes in row order (polars: faster than numpy's stable
+    argsort on 64-bit keys)."""
+    return (pl.DataFrame({"code": code}).with_row_index("row")
+            .sort("code", maintain_order=True)["row"].to_numpy().astype(np.int64))
 
 
 def _collides(keys: pl.DataFrame, code: np.ndarray, order: np.ndarray) -> bool:
-    """True when two different key values share a hash: fewer distinct hashes than values."""
-    distinct_hashes = int(_changes(code[order]).sum())
-    return distinct_hashes != keys.select(pl.struct(keys.columns).n_unique()).item()
+    """True when two different key values share a hash: neighbours in hash order whose second,
+    independently seeded hash differs (both colliding at once: about 2^-64 per pair)."""
+    ordered = code[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    check = _key_hash(keys, seed=1)[order]
+    return bool(np.any(check[same] != check[same + 1]))
 
 
 def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
@@ -220,7 +236,7 @@ def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) ->
 
 def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     """payment_id plus FEATURES for every payment, in the input's row order."""
-    frame = (events.select(EVENT_COLUMNS)
+    frame = (events.select(EVENT_COLUMNS).with_row_index("_row")
              .with_columns(pl.col("created_at").dt.cast_time_unit("us"))
              .sort("created_at", "payment_id")
              .join(_usd_factors(events["currency"]), on="currency", how="left",
@@ -269,7 +285,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     has_history = (pl.col("_cust_30d") > 0) & pl.col("customer_id").is_not_null()
     prev_geo = pl.col("_prev_lat").is_not_null() & pl.col("lat").is_not_null()
     features = frame.select(
-        "payment_id",
+        "_row", "payment_id",
         log_usd.alias("log_amount_usd"),
         pl.when(has_history).then(log_usd - (pl.col("_cust_usd_30d") / pl.col("_cust_30d"))
                                   .log1p()).otherwise(0.0).alias("amount_vs_customer_30d"),
@@ -291,8 +307,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         *[(pl.col("method") == name).cast(pl.Float64).alias(f"method_{name}")
           for name in METHODS],
     )
-    return events.select("payment_id").join(features, on="payment_id", how="left",
-                                             maintain_order="left")
+    return features.sort("_row").drop("_row")
 
 
 # --- one payment, live ----------------------------------------------------------------------
