@@ -27,7 +27,21 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, bindparam, case, cast, func, or_, select, true
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from serving import risk
@@ -179,10 +193,10 @@ def as_event(row) -> dict:
 
 def summary(session: Session, event: dict):
     """ml.payment_features.Summary of `event` from SQL aggregates over the same rows `history`
-    reads, in one statement: the merchant's last hour (always one row), joined to the key
-    windows grouped per currency (so amounts are summed per currency as the features define),
-    and the customer's latest payment as scalar subqueries. The aggregates leave the rows in
-    the database, so a customer with a long history costs no more than a new one."""
+    reads, in one statement: a first row with the merchant's last hour and the customer's latest
+    payment, then the key windows grouped per currency (so amounts are summed per currency as
+    the features define). The aggregates leave the rows in the database, so a customer with a
+    long history costs no more than a new one."""
     from ml.payment_features import Summary
 
     now = event["created_at"]
@@ -192,10 +206,11 @@ def summary(session: Session, event: dict):
               "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}
     counts = dict.fromkeys(_COUNT_NAMES, 0)
     payments, declines, used_device, minor = 0, 0, False, {}
+    merchant, latest = (0, 0), (None, None)
     for row in session.connection().execute(_SUMMARY, params):
-        merchant = (row.merchant_payments, row.merchant_declines)
-        latest = (row.latest_at, row.latest_geo)  # the same on every row
-        if row.currency is None:  # no key window holds a payment
+        if row.currency is None:  # the first row: the merchant's hour and the latest payment
+            merchant = (int(row.merchant_payments), int(row.merchant_declines))
+            latest = (row.latest_at, row.latest_geo)
             continue
         for name in _COUNT_NAMES:
             counts[name] += row._mapping[name]
@@ -231,13 +246,27 @@ def _latest(column):
             .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(1).scalar_subquery())
 
 
-_MERCHANT_HOUR = (
-    select(func.count().label("merchant_payments"),
-           func.coalesce(func.sum(_flag(Payment.status == "failed")), 0)
-           .label("merchant_declines"))
-    .where(_MERCHANT, _SINCE["1h"], *_IN_MONTH[1:])  # the hour is inside the month
-    .subquery("merchant_hour"))
-_KEY_WINDOWS = (
+def _merchant_hour(value):
+    """The merchant's payments in the last hour (`value` = 1) or its declines among them."""
+    return (select(func.coalesce(func.sum(value), 0))
+            .where(_MERCHANT, _SINCE["1h"], *_IN_MONTH[1:])  # the hour is inside the month
+            .scalar_subquery())
+
+
+_KEY_COLUMNS = ("currency", *_COUNT_NAMES, "customer_payments", "customer_minor", "declines",
+                "used_device")
+# Two branches, no join: first always exactly one row (no currency) with the merchant's hour and
+# the customer's latest payment as scalar subqueries, evaluated once; then the key windows
+# grouped per currency (none when no window holds a payment).
+_SUMMARY = union_all(
+    select(type_coerce(null(), String).label("currency"),
+           *[literal(0, Integer).label(name) for name in _KEY_COLUMNS[1:-3]],
+           type_coerce(null(), Float).label("customer_minor"),
+           literal(0, Integer).label("declines"), literal(0, Integer).label("used_device"),
+           _merchant_hour(literal(1, Integer)).label("merchant_payments"),
+           _merchant_hour(_flag(Payment.status == "failed")).label("merchant_declines"),
+           _latest(Payment.created_at).label("latest_at"),
+           _latest(Payment.customer["geo"].as_string()).label("latest_geo")),
     select(Payment.currency,
            *[func.coalesce(func.sum(_flag(_MATCH[key] & _SINCE[window])), 0)
              .label(f"{key}_count_{window}") for key in _KEYS for window in ("1h", "24h")],
@@ -247,14 +276,11 @@ _KEY_WINDOWS = (
            func.coalesce(func.sum(_flag(_CUSTOMER & _SINCE["24h"]
                                         & (Payment.status == "failed"))), 0).label("declines"),
            func.coalesce(func.max(_flag(_CUSTOMER & (Payment.device_id == bindparam("device")))),
-                         0).label("used_device"))
+                         0).label("used_device"),
+           null(), null(), null(), null())
     .where(*_IN_MONTH, or_(_CUSTOMER, _SINCE["24h"] & or_(_MATCH["card"], _MATCH["ip"],
                                                           _MATCH["device"])))
-    .group_by(Payment.currency)
-    .subquery("key_windows"))
-_SUMMARY = (select(_MERCHANT_HOUR, _latest(Payment.created_at).label("latest_at"),
-                   _latest(Payment.customer["geo"].as_string()).label("latest_geo"), _KEY_WINDOWS)
-            .select_from(_MERCHANT_HOUR.outerjoin(_KEY_WINDOWS, true())))
+    .group_by(Payment.currency))
 
 
 def install(settings: Settings) -> LiveScorer | None:
