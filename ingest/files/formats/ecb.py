@@ -25,7 +25,6 @@ there so that dbt computes the same figure.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ingest.files.csv_records import csv_records
 from ingest.files.records import FxRate, ParsedFile, ParseError, read_source
 
 FORMAT = "ecb_fx"
@@ -175,13 +175,8 @@ def _parse_csv(text: str) -> list[FxRate]:
 
 def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of the non-blank rows."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                yield reader.line_num, row
-    except csv.Error as exc:
-        raise ParseError("csv_syntax", str(exc), f"line {reader.line_num}") from None
+    return ((line, row) for line, row in csv_records(text)
+            if any(cell.strip() for cell in row))
 
 
 def _csv_header(header: list[str], line: int) -> list[str]:

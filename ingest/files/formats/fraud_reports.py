@@ -61,6 +61,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ingest.files.amounts import AmountError, currency_exponent
+from ingest.files.csv_records import csv_records
 from ingest.files.records import FraudReport, ParsedFile, ParseError, read_source
 
 FORMAT = "fraud_reports_csv"
@@ -126,19 +127,10 @@ def _decode(data: bytes) -> str:
 
 def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
     """(line where the record starts, trimmed cells) of every non-blank record."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise ParseError("csv_syntax", str(exc), f"line {start}") from None
+    for line, row in csv_records(text):
         cells = [cell.strip() for cell in row]
         if any(cells):
-            yield start, cells
-        start = reader.line_num + 1
+            yield line, cells
 
 
 def _header(cells: list[str], line: int) -> dict[str, int]:

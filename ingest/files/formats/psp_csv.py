@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ingest.files.amounts import AmountError, currency_exponent
+from ingest.files.csv_records import csv_records
 from ingest.files.records import ParsedFile, ParseError, PspLine, Warning_, read_source
 
 FORMAT = "psp_csv"
@@ -207,29 +207,14 @@ def _locate_csv_problem(body: _Body, width: int, arrow_message: str) -> ParseErr
     except UnicodeDecodeError as exc:
         return ParseError("encoding", "the file is not valid UTF-8",
                           f"line {body.line_of(exc.start)}")
-    for line, row in _records_with_lines(text):
-        if isinstance(row, csv.Error):
-            return ParseError("csv_syntax", str(row), f"line {line}")
-        if len(row) != width:
-            return ParseError("column_count", f"expected {width} fields, found {len(row)}",
-                              f"line {line}")
+    try:
+        for line, row in csv_records(text, first_line=2):  # after the header
+            if len(row) != width:
+                return ParseError("column_count", f"expected {width} fields, found {len(row)}",
+                                  f"line {line}")
+    except ParseError as exc:
+        return exc
     return ParseError("csv_syntax", arrow_message)
-
-
-def _records_with_lines(text: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
-    """(first physical line, fields) of each CSV record after the header (line 1)."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start = 2
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield start, exc
-            return
-        yield start, row
-        start = reader.line_num + 2
 
 
 def _line_numbers(body: _Body, rows: int) -> pa.Array:
@@ -237,11 +222,7 @@ def _line_numbers(body: _Body, rows: int) -> pa.Array:
     if body.physical_lines(rows) == rows:
         numbers = np.arange(2, rows + 2, dtype=np.int64)
         return pa.Array.from_buffers(pa.int64(), rows, [None, pa.py_buffer(numbers)])
-    starts = []
-    for line, row in _records_with_lines(body.text()):
-        if isinstance(row, csv.Error):
-            raise ParseError("csv_syntax", str(row), f"line {line}")
-        starts.append(line)
+    starts = [line for line, _ in csv_records(body.text(), first_line=2)]
     if len(starts) != rows:
         raise ParseError("csv_syntax", f"{rows} rows read but {len(starts)} records found")
     return pa.array(starts, pa.int64())
