@@ -51,14 +51,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
+from ml.payment_layout import COUNT_NAMES, EVENT_COLUMNS, KEYS, WINDOWS
 from serving.risk import INDICATIVE_USD, distance_km, parse_geo
 from warehouse.money import exponent
 
 METHODS = ("card", "apple_pay", "bank_transfer", "wechat_pay", "alipay", "e_cny", "crypto",
            "wallet")
-KEYS = {"customer": "customer_id", "card": "card_fingerprint", "ip": "customer_ip",
-        "device": "device_id"}
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 HISTORY = timedelta(days=30)
 NO_HISTORY_HOURS = 720.0
 EARTH_KM = 6371.0
@@ -66,7 +64,7 @@ EARTH_KM = 6371.0
 FEATURES: tuple[str, ...] = (
     "log_amount_usd",
     "amount_vs_customer_30d",
-    *[f"{key}_count_{window}" for key in KEYS for window in WINDOWS],
+    *COUNT_NAMES,
     "hours_since_customer_prev",
     "km_from_customer_prev",
     "new_device",
@@ -79,11 +77,8 @@ FEATURES: tuple[str, ...] = (
 
 # The payment event layout with its types (the API's payments, the warehouse extract and
 # ml.simulate all produce it) and the layout of fraud labels (one row per reported payment).
-EVENT_SCHEMA = {"payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"),
-                "merchant_id": pl.Utf8, "method": pl.Utf8, "amount_minor": pl.Int64,
-                "currency": pl.Utf8, "customer_id": pl.Utf8, "card_fingerprint": pl.Utf8,
-                "customer_ip": pl.Utf8, "device_id": pl.Utf8, "geo": pl.Utf8, "status": pl.Utf8}
-EVENT_COLUMNS = tuple(EVENT_SCHEMA)
+_TYPES = {"created_at": pl.Datetime("us", "UTC"), "amount_minor": pl.Int64}
+EVENT_SCHEMA = {name: _TYPES.get(name, pl.Utf8) for name in EVENT_COLUMNS}
 LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 
 

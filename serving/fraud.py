@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from ml.payment_layout import COUNT_NAMES, EVENT_COLUMNS, KEYS, WINDOWS
 from serving import risk
 from warehouse.models import Payment, UTCDateTime
 from warehouse.settings import Settings
@@ -151,14 +152,14 @@ def history(session: Session, event: dict) -> list[dict]:
     `summary` aggregates: tests compare ml.payment_features.summarize over these rows with it)."""
     now = event["created_at"]
     rows = session.connection().execute(_HISTORY, {  # Core: no ORM row loading
-        **{name: event[column] for name, column in _KEYS.items()},
+        **{name: event[column] for name, column in KEYS.items()},
         "merchant": event.get("merchant_id"), "now": now, "hour_ago": now - timedelta(hours=1),
         "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}).all()
-    return [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
+    return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
 
 
 def select_events():
-    """SELECT of payments in the event layout's columns (EVENT_FIELDS), geo out of the
+    """SELECT of payments in the event layout's columns (EVENT_COLUMNS), geo out of the
     customer JSON in SQL."""
     return select(Payment.id, Payment.created_at, Payment.merchant_id,
                   Payment.payment_method_type, Payment.amount_minor, Payment.currency,
@@ -166,10 +167,7 @@ def select_events():
                   Payment.device_id, Payment.customer["geo"].as_string(), Payment.status)
 
 
-EVENT_FIELDS = ("payment_id", "created_at", "merchant_id", "method", "amount_minor", "currency",
-                "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status")
-_KEYS = {"customer": "customer_id", "card": "card_fingerprint", "ip": "customer_ip",
-         "device": "device_id"}
+
 
 # One constant statement (compiled once, cached): a key that is None matches nothing, since
 # `column = NULL` is never true in SQL.
@@ -188,7 +186,7 @@ _HISTORY = (select_events()
 
 def as_event(row) -> dict:
     """A row of `select_events()` in the event layout."""
-    return dict(zip(EVENT_FIELDS, row, strict=True))
+    return dict(zip(EVENT_COLUMNS, row, strict=True))
 
 
 def summary(session: Session, event: dict):
@@ -200,11 +198,11 @@ def summary(session: Session, event: dict):
     from ml.payment_features import Summary
 
     now = event["created_at"]
-    params = {**{name: event[column] for name, column in _KEYS.items()},
+    params = {**{name: event[column] for name, column in KEYS.items()},
               "merchant": event.get("merchant_id"), "payment_id": event.get("payment_id") or "",
               "now": now, "hour_ago": now - timedelta(hours=1),
               "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}
-    counts = dict.fromkeys(_COUNT_NAMES, 0)
+    counts = dict.fromkeys(COUNT_NAMES, 0)
     payments, declines, used_device, minor = 0, 0, False, {}
     merchant, latest = (0, 0), (None, None)
     for row in session.connection().execute(_SUMMARY, params):
@@ -212,7 +210,7 @@ def summary(session: Session, event: dict):
             merchant = (int(row.merchant_payments), int(row.merchant_declines))
             latest = (row.latest_at, row.latest_geo)
             continue
-        for name in _COUNT_NAMES:
+        for name in COUNT_NAMES:
             counts[name] += row._mapping[name]
         payments += row.customer_payments
         declines += row.declines
@@ -232,7 +230,6 @@ def _flag(condition):
     return case((condition, _ONE), else_=_ZERO)
 
 
-_COUNT_NAMES = tuple(f"{key}_count_{window}" for key in _KEYS for window in ("1h", "24h"))
 _CUSTOMER = Payment.customer_id == bindparam("customer")
 _MERCHANT = Payment.merchant_id == bindparam("merchant")
 _SINCE = {"1h": Payment.created_at >= bindparam("hour_ago", type_=UTCDateTime),
@@ -259,7 +256,7 @@ def _merchant_hour(value):
             .scalar_subquery())
 
 
-_KEY_COLUMNS = ("currency", *_COUNT_NAMES, "customer_payments", "customer_minor", "declines",
+_KEY_COLUMNS = ("currency", *COUNT_NAMES, "customer_payments", "customer_minor", "declines",
                 "used_device")
 # Two branches, no join: first always exactly one row (no currency) with the merchant's hour and
 # the customer's latest payment as scalar subqueries, evaluated once; then the key windows
@@ -275,7 +272,7 @@ _SUMMARY = union_all(
            _latest(Payment.customer["geo"].as_string()).label("latest_geo")),
     select(Payment.currency,
            *[func.coalesce(func.sum(_flag(_MATCH[key] & _SINCE[window])), _ZERO)
-             .label(f"{key}_count_{window}") for key in _KEYS for window in ("1h", "24h")],
+             .label(f"{key}_count_{window}") for key in KEYS for window in WINDOWS],
            func.coalesce(func.sum(_flag(_CUSTOMER)), _ZERO).label("customer_payments"),
            # a float sum: a risk signal, exact below 2^53 minor units
            func.sum(case((_CUSTOMER, cast(Payment.amount_minor, Float)))).label("customer_minor"),
