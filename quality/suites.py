@@ -614,21 +614,24 @@ RECONCILIATION_BREAKS = SuiteSpec(
 SETTLEMENT_STATEMENT_LINES = SuiteSpec(
     "analytics.fct_settlement_statement_lines", "line_id",
     ("line_id", "statement_id", "merchant_id", "settlement_cycle", "period_start", "period_end",
-     "currency", "line_type", "item_type", "is_late", "payment_id", "refund_id", "payout_id",
-     "adjustment_id", "psp_line_id", "txn_currency", "txn_gross_minor", "txn_fee_minor",
+     "currency", "line_type", "item_type", "is_late", "is_correction", "payment_id", "refund_id",
+     "payout_id", "adjustment_id", "psp_line_id", "txn_currency", "txn_gross_minor", "txn_fee_minor",
      "fx_rate_id", "fx_rate", "fx_derivation", "gross_minor", "fee_minor", "net_minor"),
     blocking=True, expectations=_settlement_statement_lines,
     derived=(
         Derived("net_residual_minor", residual("net_minor - (gross_minor - fee_minor)"),
                 ("net_minor", "gross_minor", "fee_minor")),
         Derived("item_gross_minor", (
-            "CASE WHEN item_type = 'payment' THEN CAST(gross_minor AS VARCHAR) "
+            "CASE WHEN is_correction THEN NULL "
+            "WHEN item_type = 'payment' THEN CAST(gross_minor AS VARCHAR) "
             "WHEN item_type IN ('refund', 'chargeback', 'payout') "
-            "THEN CAST(0 - gross_minor AS VARCHAR) END"), ("item_type", "gross_minor")),
+            "THEN CAST(0 - gross_minor AS VARCHAR) END"),
+            ("item_type", "is_correction", "gross_minor")),
         Derived("item_fee_minor", (
-            "CASE WHEN item_type = 'payment' THEN CAST(fee_minor AS VARCHAR) "
+            "CASE WHEN is_correction THEN NULL "
+            "WHEN item_type = 'payment' THEN CAST(fee_minor AS VARCHAR) "
             "WHEN item_type = 'refund' THEN CAST(0 - fee_minor AS VARCHAR) END"),
-            ("item_type", "fee_minor")),
+            ("item_type", "is_correction", "fee_minor")),
         Derived("other_fee_minor", when(
             "item_type IN ('chargeback', 'payout', 'adjustment')", residual("fee_minor")),
             ("item_type", "fee_minor")),

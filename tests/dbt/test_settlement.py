@@ -19,7 +19,7 @@ from ingest.files.schema import FILE_TABLES
 from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
 from warehouse.money import FxRate, Money, convert, fee_minor, prorate
 
-FIRST_AS_OF, SECOND_AS_OF = date(2024, 4, 2), date(2024, 4, 4)
+FIRST_AS_OF, SECOND_AS_OF, THIRD_AS_OF = date(2024, 4, 2), date(2024, 4, 4), date(2024, 4, 5)
 T0 = datetime(2024, 1, 1)
 
 
@@ -150,6 +150,25 @@ def load_second(warehouse) -> None:
     _insert(warehouse, "psp_lines", _chargeback_rows(CHARGEBACKS_SECOND))
 
 
+# Third build: items already on closed statements change. mer_d's USD price is corrected
+# retroactively (pd1, pd2, pd4 closed; pd3's late line closes in this very run), the channel
+# re-sends pm3's chargeback with another amount (March closed), and mer_w's USD price changes
+# too: pw1's correction is converted at the rate pw1 was booked with, not a newer one.
+NEW_PRICE_D = (350, 35)
+NEW_PRICE_W_USD = (320, 30)  # pw1: USD on a EUR statement, its week closed at the first build
+RESENT_CHARGEBACK = ("cb_pm3", -6_500)
+
+
+def change_closed_items(warehouse) -> None:
+    warehouse.execute_many(
+        f"UPDATE {RAW_SCHEMA}.prices SET rate_bps = ?, fixed_minor = ? WHERE id = ?",
+        [(*NEW_PRICE_D, "prc_mer_d_USD"), (*NEW_PRICE_W_USD, "prc_mer_w_USD")])
+    line_id, gross = RESENT_CHARGEBACK
+    warehouse.execute_many(
+        f"UPDATE {RAW_SCHEMA}.psp_lines SET gross_minor = ?, net_minor = ? WHERE psp_line_id = ?",
+        [(Decimal(gross), Decimal(gross - 1_500), line_id)])
+
+
 # --- the oracle: every line and statement from the money core -----------------------------------
 
 
@@ -268,8 +287,15 @@ def _build_twice(warehouse, tmp_path_factory, dbt_build):
     second = _snapshot(warehouse)
     proc = dbt_build(warehouse, work / "again", _vars(SECOND_AS_OF))  # a re-run changes nothing
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    return {"first": first, "second": second, "again": _snapshot(warehouse),
-            "warehouse": warehouse}
+    again = _snapshot(warehouse)
+    change_closed_items(warehouse)
+    proc = dbt_build(warehouse, work / "third", _vars(THIRD_AS_OF))
+    assert proc.returncode == 0, warehouse.dbt_output[-8000:]
+    third = _snapshot(warehouse)
+    proc = dbt_build(warehouse, work / "third_again", _vars(THIRD_AS_OF))
+    assert proc.returncode == 0, warehouse.dbt_output[-8000:]
+    return {"first": first, "second": second, "again": again, "third": third,
+            "third_again": _snapshot(warehouse), "warehouse": warehouse}
 
 
 @pytest.fixture(scope="module")
@@ -397,6 +423,54 @@ def test_chargebacks_payouts_and_adjustments_link_to_their_source(settled):
 
 def test_a_rerun_gives_the_same_statements(settled):
     assert settled["again"] == settled["second"]
+
+
+def test_changes_to_items_on_closed_statements_are_booked_as_corrections(settled):
+    second, third = settled["second"], settled["third"]
+    corrections = {r["item_id"]: r for r in third["lines"].values() if r["is_correction"]}
+    assert set(corrections) == {"payment:pd1", "payment:pd2", "payment:pd4", "chargeback:pm3",
+                                "payment:pw1"}
+    for pid, m, amount, ccy, _at in PAYMENTS + LATE_PAYMENTS:
+        if m != "mer_d" or f"payment:{pid}" not in corrections:
+            continue
+        row = corrections[f"payment:{pid}"]
+        delta = fee_minor(amount, *NEW_PRICE_D) - _fee("mer_d", ccy, amount)
+        assert delta > 0
+        assert (row["line_id"], row["statement_id"], row["line_type"], row["item_type"],
+                row["payment_id"], int(row["txn_gross_minor"]), int(row["txn_fee_minor"]),
+                int(row["gross_minor"]), int(row["fee_minor"]), int(row["net_minor"])) == \
+            (f"correction:payment:{pid}:1", "mer_d:USD:2024-04-05", "adjustment", "payment", pid,
+             0, delta, 0, delta, -delta)
+        assert f"payment:{pid}" in row["description"]
+    chargeback = corrections["chargeback:pm3"]
+    assert (chargeback["statement_id"], chargeback["psp_line_id"], int(chargeback["gross_minor"]),
+            chargeback["natural_period_start"]) == \
+        ("mer_m:USD:2024-04-01", "cb_pm3", RESENT_CHARGEBACK[1] - (-7_000), date(2024, 3, 1))
+    pw1, booked = corrections["payment:pw1"], second["lines"]["payment:pw1"]
+    usd_delta = fee_minor(10_000, *NEW_PRICE_W_USD) - _fee("mer_w", "USD", 10_000)
+    eur_delta = convert(Money(usd_delta, "USD"),
+                        _rate("USD", "EUR", date(2024, 3, 2), ECB_FIRST)).money.amount_minor
+    assert (pw1["statement_id"], pw1["currency"], pw1["txn_currency"],
+            int(pw1["txn_fee_minor"]), int(pw1["fee_minor"]), pw1["fx_rate_id"]) == \
+        ("mer_w:EUR:2024-04-01", "EUR", "USD", usd_delta, eur_delta, booked["fx_rate_id"])
+    assert booked["fx_rate_id"] == "ecb:2024-03-01:USD:EUR" and eur_delta != usd_delta
+    # the late pd3, still open at the change, simply took the new price when its day closed
+    assert int(third["lines"]["payment:pd3"]["txn_fee_minor"]) == fee_minor(6_000, *NEW_PRICE_D)
+    # closed statements did not move; the corrections sit on the open ones
+    for sid, row in second["statements"].items():
+        if row["status"] == "closed":
+            assert third["statements"][sid] == row, sid
+    day = third["statements"]["mer_d:USD:2024-04-05"]
+    assert int(day["adjustments_minor"]) == sum(
+        int(corrections[f"payment:{p}"]["txn_fee_minor"]) for p in ("pd1", "pd2", "pd4"))
+    assert (int(day["gross_minor"]), int(day["fees_minor"])) == (0, 0)
+    april = third["statements"]["mer_m:USD:2024-04-01"]
+    assert int(april["adjustments_minor"]) - int(second["statements"][
+        "mer_m:USD:2024-04-01"]["adjustments_minor"]) == -500  # the merchant gets 5.00 back
+
+
+def test_a_correction_is_booked_once(settled):
+    assert settled["third_again"] == settled["third"]
 
 
 def test_the_finance_tie_out_holds_with_late_items_and_fx(settled):

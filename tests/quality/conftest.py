@@ -33,7 +33,7 @@ def mart_statements(engine: str) -> list[str]:
         "CREATE TABLE analytics.fct_settlement_statement_lines (line_id VARCHAR, statement_id "
         "VARCHAR, merchant_id VARCHAR, settlement_cycle VARCHAR, period_start DATE, period_end "
         "DATE, currency VARCHAR, line_type VARCHAR, item_type VARCHAR, is_late BOOLEAN, "
-        "natural_period_start DATE, payment_id VARCHAR, refund_id VARCHAR, payout_id VARCHAR, "
+        "is_correction BOOLEAN DEFAULT false, item_id VARCHAR, natural_period_start DATE, payment_id VARCHAR, refund_id VARCHAR, payout_id VARCHAR, "
         "adjustment_id VARCHAR, psp_line_id VARCHAR, occurred_at TIMESTAMP, txn_currency "
         f"VARCHAR, txn_gross_minor {m}, txn_fee_minor {m}, fx_rate_id VARCHAR, fx_rate "
         f"{RATE[engine]}, fx_derivation VARCHAR, gross_minor {m}, fee_minor {m}, net_minor {m}, "

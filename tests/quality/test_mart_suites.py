@@ -32,11 +32,16 @@ def test_settlement_statement_lines_add_up_to_their_statement(warehouse):
         _line("payout:wd_1", "s1", "payout", -500, 0),
         _line("adjustment:adj_1", "s1", "adjustment", 5, 0),
     ]
-    # s1: gross BIG, refunds 100, chargebacks 50, fees 27, adjustments -5, payouts 500
-    warehouse.execute(STATEMENT + _statement("s1", 0, BIG, 100, 50, 27, -5, 500))
+    # s1: gross BIG, refunds 100, chargebacks 50, fees 27, adjustments -5 - 2, payouts 500
+    warehouse.execute(STATEMENT + _statement("s1", 0, BIG, 100, 50, 27, -7, 500))
     warehouse.execute(LINES + ", ".join(lines))
+    # a correction is a difference: a payment's fee lowered by 2 after its statement closed
+    warehouse.execute(
+        LINES.replace("is_late,", "is_late, is_correction, item_id,")
+        + _line("correction:payment:pay_0:1", "s1", "payment", 0, -2, line_type="adjustment")
+        .replace("'payment', false,", "'payment', true, true, 'payment:pay_0',"))
     ok = assert_passes(warehouse, "analytics.fct_settlement_statement_lines")
-    assert ok.rows == 5
+    assert ok.rows == 6
 
     warehouse.execute(STATEMENT + _statement("s2", 0, 1000, 0, 0, 30, 0, 0))
     warehouse.execute(LINES + ", ".join([

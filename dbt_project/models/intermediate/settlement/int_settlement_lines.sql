@@ -3,6 +3,7 @@
 -- A late item is an 'adjustment' line naming it: its own line_id, type and natural period.
 select
     i.item_id as line_id,
+    i.item_id,
     p.merchant_id || ':' || i.statement_currency || ':' || {{ date_key('p.period_start') }}
         as statement_id,
     p.merchant_id,
@@ -13,6 +14,7 @@ select
     case when p.is_late then 'adjustment' else i.item_type end as line_type,
     i.item_type,
     p.is_late,
+    false as is_correction,
     p.natural_period_start,
     i.payment_id,
     i.refund_id,
