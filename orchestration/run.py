@@ -4,11 +4,14 @@ HOME/dagster, so `make dev` shows the runs afterwards."""
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 
 from warehouse.settings import Settings
 
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+# One run at a time: every run writes the warehouse, and a DuckDB file takes one writer (a
+# backfill's runs then go through the queue in day order).
+ONE_RUN_AT_A_TIME = "concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
+DAGSTER_YAML = "telemetry:\n  enabled: false\n" + ONE_RUN_AT_A_TIME
 
 
 def dagster_instance(settings: Settings, *, ephemeral: bool = False):
@@ -20,6 +23,8 @@ def dagster_instance(settings: Settings, *, ephemeral: bool = False):
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
+    elif "concurrency:" not in (text := config.read_text()):  # a HOME from before the limit
+        config.write_text(text.rstrip("\n") + "\n" + ONE_RUN_AT_A_TIME)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return DagsterInstance.get()
 
@@ -33,13 +38,13 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)
-    from orchestration.defs.dbt.assets import close_run_config
-
     run_config = {} if verbose else QUIET
-    # as_of: close settlement periods and age breaks to that day (default: today, UTC)
-    main_config = {**run_config, **(close_run_config(as_of.isoformat()) if as_of else {})}
+    # The partition is the day the books are taken as of: settlement periods ending before it
+    # close and breaks age to it (default: today, UTC).
+    day = as_of or datetime.now(UTC).date()
     main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
-        instance=instance, run_config=main_config, raise_on_error=False)
+        instance=instance, run_config=run_config, partition_key=day.isoformat(),
+        raise_on_error=False)
     if not main.success:
         raise RuntimeError("the pipeline run failed (a dbt test or a step): "
                            f"see run {main.run_id} in `make dev`, or rerun with --verbose")

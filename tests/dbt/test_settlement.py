@@ -294,8 +294,13 @@ def _build_twice(warehouse, tmp_path_factory, dbt_build):
     third = _snapshot(warehouse)
     proc = dbt_build(warehouse, work / "third_again", _vars(THIRD_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
+    third_again = _snapshot(warehouse)
+    # a backfill of an older day (its Dagster partition) after the later closes
+    proc = dbt_build(warehouse, work / "replay_first", _vars(FIRST_AS_OF))
+    assert proc.returncode == 0, warehouse.dbt_output[-8000:]
     return {"first": first, "second": second, "again": again, "third": third,
-            "third_again": _snapshot(warehouse), "warehouse": warehouse}
+            "third_again": third_again, "replayed_first": _snapshot(warehouse),
+            "warehouse": warehouse}
 
 
 @pytest.fixture(scope="module")
@@ -471,6 +476,13 @@ def test_changes_to_items_on_closed_statements_are_booked_as_corrections(settled
 
 def test_a_correction_is_booked_once(settled):
     assert settled["third_again"] == settled["third"]
+
+
+def test_replaying_an_older_day_reopens_and_moves_nothing(settled):
+    """A backfill of 2024-04-02 after the closes of 04-04 and 04-05: every statement, status
+    and line stays as the latest close left it."""
+    assert settled["replayed_first"] == settled["third_again"]
+    assert settled["replayed_first"]["statements"]["mer_d:USD:2024-04-04"]["status"] == "closed"
 
 
 def test_the_finance_tie_out_holds_with_late_items_and_fx(settled):

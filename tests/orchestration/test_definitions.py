@@ -57,23 +57,43 @@ def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():
 
 
 def test_the_daily_close_closes_to_the_new_day_once():
-    """00:05 UTC: one run per day (run_key) with as_of = that day, which the job accepts and
-    turns into dbt vars; a malformed day is refused with a clear message."""
+    """00:05 UTC: one run per day (run_key) of the new day's partition, which the dbt step turns
+    into dbt vars; a malformed day is refused with a clear message."""
     from datetime import UTC, datetime
 
     from orchestration.defs.dbt.assets import dbt_build_args
 
     schedule = defs.get_schedule_def("daily_close")
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 21, 0, 5, tzinfo=UTC))
+        scheduled_execution_time=datetime(2026, 11, 21, 0, 5, tzinfo=UTC),
+        repository_def=defs.get_repository_def())
     request = schedule.evaluate_tick(context).run_requests[0]
-    assert request.run_key == "daily_close:2026-11-21"
-    assert request.run_config == {
-        "ops": {"clearhouse_dbt_assets": {"config": {"as_of": "2026-11-21"}}}}
-    job = defs.resolve_job_def("clearhouse_pipeline")
-    assert dg.validate_run_config(job, request.run_config)
+    assert (request.run_key, request.partition_key) == ("daily_close:2026-11-21", "2026-11-21")
     args = dbt_build_args("2026-11-21")
     assert args[:2] == ["build", "--vars"] and '"settlement_as_of": "2026-11-21"' in args[2]
-    assert dbt_build_args("") == ["build"]
     with pytest.raises(dg.Failure, match="as_of must be a day"):
         dbt_build_args("21/11/2026")
+
+
+def test_the_pipeline_is_partitioned_by_the_day_the_books_are_taken_as_of():
+    """The dbt assets and the pipeline job share daily UTC partitions that include today (the
+    hourly runs refresh it); the extract and file loads stay whole; one run at a time."""
+    from datetime import UTC, datetime
+
+    from orchestration.run import DAGSTER_YAML
+
+    job = defs.resolve_job_def("clearhouse_pipeline")
+    now = datetime(2026, 11, 21, 14, 15, tzinfo=UTC)
+    keys = job.partitions_def.get_partition_keys(current_time=now)
+    assert keys[0] == "2020-01-01" and keys[-1] == "2026-11-21"
+    graph = defs.resolve_asset_graph()
+    statements = get_asset_key_for_model([clearhouse_dbt_assets], "fct_settlement_statements")
+    assert graph.get(statements).partitions_def == job.partitions_def
+    assert graph.get(dg.AssetKey(["raw", "payments"])).partitions_def is None
+    hourly = defs.get_schedule_def("clearhouse_pipeline_schedule")
+    request = hourly.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=now, repository_def=defs.get_repository_def())).run_requests[0]
+    assert request.partition_key == "2026-11-21"
+    assert "max_concurrent_runs: 1" in DAGSTER_YAML
+    # a run's steps share one process: two at once would fight over the DuckDB file's lock
+    assert job.executor_def.name == dg.in_process_executor.name

@@ -13,6 +13,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.defs.dbt.metadata import mart_metadata
+from orchestration.partitions import BOOK_DAYS
 from warehouse.connections import dbt_env
 from warehouse.settings import get_settings
 
@@ -86,17 +87,8 @@ def dbt_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
-class DbtBuildConfig(dg.Config):
-    """as_of: the day the run closes to (YYYY-MM-DD): settlement periods ending before it are
-    closed, reconciliation ages count to it. Empty = today (UTC). Replaying a past close with the
-    same inputs gives the same statements and break ids."""
-
-    as_of: str = ""
-
-
 def dbt_build_args(as_of: str) -> list[str]:
-    if not as_of:
-        return ["build"]
+    """`dbt build` closing to the day `as_of` (YYYY-MM-DD; the run's partition key)."""
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
@@ -105,21 +97,18 @@ def dbt_build_args(as_of: str) -> list[str]:
                                            "recon_as_of": day.isoformat()})]
 
 
-def close_run_config(as_of: str) -> dict:
-    """Run config that makes a pipeline run close to `as_of`."""
-    return {"ops": {"clearhouse_dbt_assets": {"config": {"as_of": as_of}}}}
-
-
 @dbt_assets(manifest=ensure_manifest(), project=clearhouse_dbt,
-            dagster_dbt_translator=ClearhouseTranslator())
-def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                          config: DbtBuildConfig):
-    """`dbt build`; the marts' outputs (and their checks, in order) are held until dbt has
-    finished, then yielded with their figures (orchestration/defs/dbt/metadata.py)."""
+            dagster_dbt_translator=ClearhouseTranslator(), partitions_def=BOOK_DAYS)
+def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """`dbt build` as of the run's day (its partition key: periods ending before it close,
+    breaks age to it). The marts are whole tables, not day slices: a partition's run rebuilds
+    them as they stand on that day, and re-running a day gives the same closed statements and
+    break ids. The marts' outputs (and their checks, in order) are held until dbt has finished,
+    then yielded with their figures (orchestration/defs/dbt/metadata.py)."""
     held: list = []
     with dbt_environment():
         try:
-            for event in dbt.cli(dbt_build_args(config.as_of), context=context).stream():
+            for event in dbt.cli(dbt_build_args(context.partition_key), context=context).stream():
                 if held or _is_mart(event):
                     held.append(event)
                 else:

@@ -6,11 +6,11 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from orchestration.defs.dbt.assets import clearhouse_dbt_assets
+from orchestration.partitions import STATEMENT_DAYS
 from serving.statements import write_statement_files
 from warehouse.published import PUBLISHED_MARTS, publish_from_duckdb
 from warehouse.settings import get_settings
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
 MART_KEYS = [get_asset_key_for_model([clearhouse_dbt_assets], mart) for mart in PUBLISHED_MARTS]
 
 
@@ -42,7 +42,7 @@ def _merchant_names() -> dict[str, str]:
                 | dict(session.execute(select(Agent.id, Agent.name)).all()))
 
 
-@dg.asset(deps=[published_statements], partitions_def=DAILY, group_name="serving",
+@dg.asset(deps=[published_statements], partitions_def=STATEMENT_DAYS, group_name="serving",
           kinds={"csv", "pdf"})
 def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Each merchant's statement for the day as CSV and PDF, under

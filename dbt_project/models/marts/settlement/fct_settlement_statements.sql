@@ -5,12 +5,17 @@
 --     net_activity - payouts + opening = closing  (= the next statement's opening)
 -- Every column is a positive amount that the formula subtracts, so adjustments_minor is
 -- negative when the adjustments credit the merchant (a late capture, a goodwill credit).
--- status: 'closed' once the period's last day is before the settlement_as_of day (then every
--- line is frozen and the statement never changes), else 'open' (provisional).
+-- status: 'closed' once the period's last day is before the settlement_as_of day of this run
+-- or of any earlier one (then every line is frozen and the statement never changes: replaying
+-- an older day does not reopen it), else 'open' (provisional).
 -- settles_on = period_end + the merchant's settlement_delay_days (T+N): the payout date.
 
 with lines as (
     select * from {{ ref('fct_settlement_statement_lines') }}
+),
+
+closed_through as (
+    select max(as_of_date) as closed_before from {{ ref('int_settlement_runs') }}
 ),
 
 merchants as (
@@ -72,7 +77,9 @@ select
     b.period_start,
     b.period_end,
     {{ add_days('b.period_end', 'coalesce(m.settlement_delay_days, 0)') }} as settles_on,
-    case when b.period_end < {{ settlement_as_of() }} then 'closed' else 'open' end as status,
+    case when b.period_end < greatest({{ settlement_as_of() }}, coalesce(c.closed_before,
+                                      {{ settlement_as_of() }}))
+         then 'closed' else 'open' end as status,
     b.currency,
     b.opening_balance_minor,
     b.gross_minor,
@@ -91,3 +98,4 @@ select
     cast(b.payout_count as bigint) as payout_count
 from balanced as b
 left join merchants as m on m.merchant_id = b.merchant_id
+cross join closed_through as c
