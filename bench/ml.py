@@ -22,7 +22,9 @@ Stages, each with its wall time, the process's CPU time (all threads) and peak R
   windows, features_from, the champion compiled to arrays (ml.compiled) scoring the row, and for a score >= 65 one more
   call on the reasons' probe rows); then the same work part by part ("predict_proba 1 row" is
   the compiled model's). Wall time and the calling thread's CPU time (which leaves out waiting for a
-  core on a busy machine), percentiles in ms. Two passes: threads as configured, and
+  core on a busy machine), percentiles in ms. The stage runs in a fresh interpreter holding
+  only the model and the API's modules, as an API worker does, not in the process that just
+  built features and scored N rows in batch. Two passes: threads as configured, and
   scikit-learn's OpenMP (and BLAS) limited to one thread, since OpenMP's parallel regions cost
   a lot for one row when the cores are busy.
 
@@ -459,6 +461,27 @@ def live_scoring(model, card: dict, args, clock: Clock) -> dict:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dropped}" WITH (FORCE)')
 
 
+def live_scoring_in_fresh_process(model, card: dict, args) -> dict:
+    """live_scoring in a new interpreter (multiprocessing 'spawn'): the state of an API worker,
+    not of this process after the batch stages."""
+    import multiprocessing
+
+    sys.stdout.flush()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_live_scoring_child, (model, card, vars(args)))
+
+
+def _live_scoring_child(model, card: dict, args: dict) -> dict:
+    import ml.train  # noqa: F401  (scikit-learn's OpenMP runtime, so a thread limit reaches it)
+
+    if args["threads"]:
+        threadpool_limits(args["threads"])
+    try:
+        return live_scoring(model, card, argparse.Namespace(**args), Clock())
+    finally:
+        sys.stdout.flush()
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -531,7 +554,7 @@ def main() -> None:
 
     batch_rate, predict_rate = batch_scoring(model, events, clock)
     del events
-    live = live_scoring(model, card, args, clock)
+    live = live_scoring_in_fresh_process(model, card, args)
 
     print()
     print(f"summary ({args.rows:,} payments, {os.cpu_count()} cores, peak RSS "
