@@ -59,6 +59,14 @@
             ~ clearhouse.pow10('greatest(0, ' ~ exp_from ~ ' - ' ~ exp_to ~ ')')) }}
 {%- endmacro %}
 
+{# `amount` (minor units of `from_currency`) on a statement in `to_currency`: itself when the two
+   are the same (no rate needed), else converted at `rate` (fx_convert). #}
+{% macro statement_amount(amount, from_currency, to_currency, rate, exp_from, exp_to) -%}
+    case when {{ to_currency }} = {{ from_currency }} then {{ amount }}
+         else {{ fx_convert(amount, rate_units(rate), exp_from, exp_to) }}
+    end
+{%- endmacro %}
+
 {# A DECIMAL(28,12) rate as exact integer units of 10^-12: its text always has 12 decimals, so
    dropping the point is exact (multiplying would leave DuckDB's DECIMAL range). #}
 {% macro rate_units(rate) -%}

@@ -84,12 +84,10 @@ placed as (
     select
         c.*,
         {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start,
-        case when c.currency = c.txn_currency then c.delta_gross_minor
-             else {{ fx_convert('c.delta_gross_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
-        end as corr_gross_minor,
-        case when c.currency = c.txn_currency then c.delta_fee_minor
-             else {{ fx_convert('c.delta_fee_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
-        end as corr_fee_minor
+        {{ statement_amount('c.delta_gross_minor', 'c.txn_currency', 'c.currency', 'c.fx_rate',
+                            'c.exp_from', 'c.exp_to') }} as corr_gross_minor,
+        {{ statement_amount('c.delta_fee_minor', 'c.txn_currency', 'c.currency', 'c.fx_rate',
+                            'c.exp_from', 'c.exp_to') }} as corr_fee_minor
     from changed as c
 ),
 

@@ -191,11 +191,9 @@ select
 from (
     select
         c.*,
-        case when c.statement_currency = c.currency then c.txn_gross_minor
-             else {{ fx_convert('c.txn_gross_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
-        end as gross_minor,
-        case when c.statement_currency = c.currency then c.txn_fee_minor
-             else {{ fx_convert('c.txn_fee_minor', rate_units('c.fx_rate'), 'c.exp_from', 'c.exp_to') }}
-        end as fee_minor
+        {{ statement_amount('c.txn_gross_minor', 'c.currency', 'c.statement_currency',
+                            'c.fx_rate', 'c.exp_from', 'c.exp_to') }} as gross_minor,
+        {{ statement_amount('c.txn_fee_minor', 'c.currency', 'c.statement_currency',
+                            'c.fx_rate', 'c.exp_from', 'c.exp_to') }} as fee_minor
     from converted as c
 ) as amounts
