@@ -116,14 +116,17 @@ def cmd_demo(args) -> None:
 
 
 def cmd_webhooks_run(args) -> None:
-    """Enqueue outbox events and deliver due webhooks every --interval seconds (or once)."""
+    """The API's background worker: every --interval seconds (or once) enqueue outbox events,
+    deliver due webhooks, and write off x402 calls left unsettled (serving.x402.booking)."""
     import logging
     import time
     from datetime import UTC, datetime
 
     import httpx
+    from sqlalchemy.orm import Session
 
     from serving.webhooks import run_once
+    from serving.x402.booking import write_off_abandoned
     from warehouse.connections import oltp_engine
     from warehouse.migrate import upgrade
 
@@ -133,7 +136,10 @@ def cmd_webhooks_run(args) -> None:
     engine = oltp_engine(settings)
     with httpx.Client() as client:
         while True:
-            result = run_once(engine, client, datetime.now(UTC), batch=args.batch)
+            now = datetime.now(UTC)
+            result = run_once(engine, client, now, batch=args.batch)
+            with Session(engine) as session, session.begin():
+                result["x402_abandoned"] = write_off_abandoned(session, now)
             if args.once:
                 print(json.dumps(result))
                 return

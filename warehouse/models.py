@@ -522,7 +522,8 @@ class X402Usage(Timestamped, Base):
 
     (payer, nonce) is unique: an EIP-3009 authorization is used once, ever, by any process,
     whatever happened to its first use (token payments have no nonce).
-    status: verified -> settled | upstream_failed | settle_failed.
+    status: verified -> settled | upstream_failed | settle_failed | abandoned (left verified,
+    written off by booking.write_off_abandoned).
     """
 
     __tablename__ = "x402_usage"

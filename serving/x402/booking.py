@@ -15,13 +15,15 @@ and credits the seller's merchant_payable; a token payment debits the buyer's me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from serving.services.payments import payment_out
 from serving.services.state_machine import move
+from serving.x402 import tokens
 from serving.x402.protocol import InvalidPayment
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
@@ -106,8 +108,46 @@ def record_paid(session: Session, usage: X402Usage, *, tx_hash: str | None, upst
 
 
 def mark(session: Session, usage_id: str, *, status: str, now: datetime,
-         upstream_status: int | None = None, reason: str | None = None) -> None:
-    usage = session.get(X402Usage, usage_id)
-    if usage is not None and usage.status == "verified":
-        usage.status, usage.error_reason, usage.updated_at = status, reason, now
-        usage.upstream_status = upstream_status
+         upstream_status: int | None = None, reason: str | None = None) -> bool:
+    """Close a call that was not delivered; False when it was no longer `verified` (settled,
+    or written off as abandoned, whose token reservation was already given back)."""
+    usage = session.get(X402Usage, usage_id, with_for_update=True)
+    if usage is None or usage.status != "verified":
+        return False
+    usage.status, usage.error_reason, usage.updated_at = status, reason, now
+    usage.upstream_status = upstream_status
+    return True
+
+
+def ensure_settleable(usage: X402Usage) -> None:
+    """Only a call still `verified` may be charged: one written off as abandoned was given
+    back (its token reservation released), so charging it now could spend past a budget."""
+    if usage.status != "verified":
+        raise InvalidPayment("settlement_expired",
+                             f"call {usage.id} is {usage.status}: it took too long and was "
+                             "written off; nothing was charged", payer=usage.payer)
+
+
+# A request holds a claimed call at most for the upstream's timeout (30 s) and two settle
+# attempts; a call still `verified` long after that lost its process or its client.
+ABANDONED_AFTER = timedelta(minutes=5)
+
+
+def write_off_abandoned(session: Session, now: datetime, *,
+                        older_than: timedelta = ABANDONED_AFTER, limit: int = 500) -> int:
+    """Mark calls left `verified` (the process died or the client went away between claim and
+    settle) `abandoned`: nothing was charged - no transfer, no payment - and an `exact`
+    authorization stays burned (it can never be presented again); a token's reservation is
+    given back. Calls in flight hold the row lock while they settle and are skipped."""
+    stale = session.scalars(
+        select(X402Usage)
+        .where(X402Usage.status == "verified", X402Usage.created_at < now - older_than)
+        .order_by(X402Usage.created_at).limit(limit)
+        .with_for_update(skip_locked=True)).all()
+    for usage in stale:
+        usage.status, usage.updated_at = "abandoned", now
+        usage.error_reason = (f"not settled within {int(older_than.total_seconds())} s: "
+                              "not delivered, nothing charged")
+        if usage.token_id is not None:
+            tokens.release(session, usage.token_id, usage.amount_atomic, now)
+    return len(stale)

@@ -214,8 +214,11 @@ async def _token_call(ctx: _CallContext, payload) -> Response:
     upstream = await _delivered(ctx, usage_id, token=(token_id, offer.amount))
     if isinstance(upstream, Response):
         return upstream
-    payment_id = await run_in_threadpool(_settle_token, engine, usage_id, buyer,
-                                         upstream.status_code)
+    try:
+        payment_id = await run_in_threadpool(_settle_token, engine, usage_id, buyer,
+                                             upstream.status_code)
+    except InvalidPayment as exc:  # written off meanwhile: not charged, not delivered
+        return _refused(offer, ctx.url, exc)
     response = _relay(upstream)
     response.headers[PAYMENT_RESPONSE] = receipt(success=True, tx_hash=payment_id,
                                                  payer=token_id, amount=offer.amount,
@@ -269,6 +272,7 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                 usage = session.get(X402Usage, usage_id, with_for_update=True)
                 if usage.status == "settled":
                     return usage.tx_hash
+                booking.ensure_settleable(usage)
                 now = datetime.now(UTC)
                 log = facilitator.settle(session, verified, now)
                 booking.record_paid(session, usage, tx_hash=log.tx_hash,
@@ -302,6 +306,7 @@ def _settle_token(engine, usage_id: str, buyer: str, upstream_status: int) -> st
         usage = session.get(X402Usage, usage_id, with_for_update=True)
         if usage.status == "settled":
             return usage.payment_id
+        booking.ensure_settleable(usage)
         payment = booking.record_paid(session, usage, tx_hash=None,
                                       upstream_status=upstream_status, buyer_merchant_id=buyer,
                                       now=datetime.now(UTC))
@@ -312,9 +317,9 @@ def _mark(engine, usage_id: str, status: str, upstream_status: int | None,
           reason: str | None, token: tuple[str, int] | None = None) -> None:
     with Session(engine) as session, session.begin():
         now = datetime.now(UTC)
-        booking.mark(session, usage_id, status=status, now=now, upstream_status=upstream_status,
-                     reason=reason)
-        if token is not None:
+        closed = booking.mark(session, usage_id, status=status, now=now,
+                              upstream_status=upstream_status, reason=reason)
+        if closed and token is not None:  # an abandoned call's reservation went back already
             tokens.release(session, token[0], token[1], now)
 
 

@@ -1,4 +1,5 @@
-"""`clearhouse webhooks run --once` and `clearhouse channels deliver-callbacks` (no network)."""
+"""`clearhouse webhooks run --once` (the background worker: webhooks, x402 write-offs) and
+`clearhouse channels deliver-callbacks` (no network)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ def run(capsys, *argv) -> dict:
 def test_webhooks_run_once_enqueues_and_attempts(make_settings, capsys):
     make_settings()
     assert run(capsys, "webhooks", "run", "--once") == {"enqueued": 0, "delivered": 0,
-                                                         "retrying": 0, "dead": 0}
+                                                         "retrying": 0, "dead": 0,
+                                                         "x402_abandoned": 0}
     merchant = run(capsys, "merchants", "create", "Hooked")
     engine = oltp_engine()
     # No webhook secret: the attempt is counted and nothing is sent (so no network here).
     configure_webhook(engine, merchant["id"], secret=None)
     add_event(engine, merchant["id"])
     assert run(capsys, "webhooks", "run", "--once") == {"enqueued": 1, "delivered": 0,
-                                                         "retrying": 1, "dead": 0}
+                                                         "retrying": 1, "dead": 0,
+                                                         "x402_abandoned": 0}
 
 
 def test_channels_deliver_callbacks_with_nothing_pending(make_settings, capsys):

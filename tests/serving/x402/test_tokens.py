@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.orm import Session
 
 from tests.serving.x402.helpers import (
@@ -165,3 +166,50 @@ def test_token_issue_validation(api):
             assert response.json()["error"]["code"] == code, name
     listed = api.client.get("/api/v1/payment-tokens", headers=auth_headers(buyer_key)).json()
     assert listed["data"] == []
+
+
+def test_a_call_left_unsettled_is_written_off_and_its_reservation_given_back(shop, monkeypatch):
+    """The worker dies between the upstream's answer and the settlement: the usage stays
+    `verified` with the token's budget reserved. The background worker's write-off marks it
+    `abandoned` and gives the reservation back - but only once it is older than any request
+    could still be running - and a settlement arriving after that is refused."""
+    from serving.x402 import booking, gateway
+
+    _, buyer_key = shop.api.merchant("Research Agent Co")
+    token = issue(shop, buyer_key)
+    settle = gateway._settle_token
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the worker process died")
+
+    monkeypatch.setattr(gateway, "_settle_token", crash)
+    with pytest.raises(RuntimeError, match="died"):
+        pay_with(shop, token["token"])
+    [usage] = shop.usages()
+    assert usage.status == "verified"
+    assert spent(shop, buyer_key, token["id"]) == (str(PRICE), 1)
+
+    now = datetime.now(UTC)
+    with Session(shop.api.engine) as session, session.begin():
+        assert booking.write_off_abandoned(session, now) == 0  # could still be in flight
+    with Session(shop.api.engine) as session, session.begin():
+        later = now + booking.ABANDONED_AFTER + timedelta(seconds=1)
+        assert booking.write_off_abandoned(session, later) == 1
+    [usage] = shop.usages()
+    assert usage.status == "abandoned" and "nothing charged" in usage.error_reason
+    assert spent(shop, buyer_key, token["id"]) == ("0", 0)
+    with Session(shop.api.engine) as session, session.begin():
+        assert booking.write_off_abandoned(session, later) == 0  # given back once
+
+    # the late settlement of the written-off call charges nothing
+    try:
+        settle(shop.api.engine, usage.id, token["id"], 200)
+    except Exception as exc:  # noqa: BLE001 - the reason is what matters
+        assert getattr(exc, "reason", None) == "settlement_expired", exc
+    else:
+        raise AssertionError("a written-off call was settled")
+    assert shop.payments() == [] and spent(shop, buyer_key, token["id"]) == ("0", 0)
+    # ... and the budget pays the next call as usual
+    monkeypatch.setattr(gateway, "_settle_token", settle)
+    assert pay_with(shop, token["token"]).status_code == 200
+    assert spent(shop, buyer_key, token["id"]) == (str(PRICE), 1)
