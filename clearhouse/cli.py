@@ -86,13 +86,27 @@ def cmd_serve(args) -> None:
 
 
 def cmd_pipeline(args) -> None:
+    """One run of the pipeline job's partition --as-of (default today), or with --through one
+    run per day from --as-of to --through, in day order (a backfill); one JSON line per run."""
     from orchestration.run import run_pipeline
 
     days = [date.fromisoformat(d) for d in args.day]
     as_of = date.fromisoformat(args.as_of) if args.as_of else None
-    result = run_pipeline(_settings(), days=days, verbose=args.verbose, as_of=as_of)
-    print(json.dumps({k: v for k, v in result.items() if k != "statement_files"}
-                     | {"statement_files": {str(k): v for k, v in result["statement_files"].items()}}))
+    closes: list[date | None] = [as_of]
+    if args.through:
+        through = date.fromisoformat(args.through)
+        if as_of is None or through < as_of:
+            raise SystemExit("--through needs --as-of, on or before it")
+        closes = [date.fromordinal(d) for d in range(as_of.toordinal(), through.toordinal() + 1)]
+    for close in closes:
+        try:
+            result = run_pipeline(_settings(), days=days, verbose=args.verbose, as_of=close)
+        except ValueError as exc:
+            raise SystemExit(f"clearhouse pipeline: {exc}") from None
+        files = {str(k): v for k, v in result["statement_files"].items()}
+        print(json.dumps({"as_of": close.isoformat() if close else None}
+                         | {k: v for k, v in result.items() if k != "statement_files"}
+                         | {"statement_files": files}), flush=True)
 
 
 def cmd_dev(args) -> None:
@@ -306,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--verbose", action="store_true", help="show Dagster's and dbt's logs")
     pipeline.add_argument("--as-of", help="close to this day (YYYY-MM-DD): settlement periods "
                           "ending before it close, breaks age to it; default today (UTC)")
+    pipeline.add_argument("--through", help="backfill: one run per day from --as-of to this day "
+                          "(YYYY-MM-DD), in order")
     pipeline.set_defaults(func=cmd_pipeline)
 
     hooks = sub.add_parser("webhooks", help="merchant webhooks").add_subparsers(

@@ -34,14 +34,18 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False,
                  verbose: bool = False, as_of: date | None = None) -> dict:
-    """Extract -> dbt build (with its tests as checks) -> publish; then statement files per day."""
+    """Extract -> dbt build (with its tests as checks) -> publish; then statement files per day.
+    The run is the job's partition `as_of` (default today, UTC): the books as of that day,
+    settlement periods ending before it closed, breaks aged to it."""
+    today = datetime.now(UTC).date()
+    day = as_of or today
+    if day > today:  # no partition yet, and closing a day before it ended would freeze it early
+        raise ValueError(f"as_of {day} is after today ({today}, UTC): a day is closed once it "
+                         "has ended, by the next day's run")
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)
     run_config = {} if verbose else QUIET
-    # The partition is the day the books are taken as of: settlement periods ending before it
-    # close and breaks age to it (default: today, UTC).
-    day = as_of or datetime.now(UTC).date()
     main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
         instance=instance, run_config=run_config, partition_key=day.isoformat(),
         raise_on_error=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from clearhouse.cli import main
@@ -39,3 +40,37 @@ def test_bootstrap_and_merchant_create_give_working_credentials(make_settings, c
     refused = client.post("/api/v1/merchants", json=body,
                           headers={"Authorization": f"Bearer {merchant['api_key']}"})
     assert refused.status_code == 403
+
+
+def test_pipeline_through_backfills_one_close_per_day_in_order(make_settings, capsys,
+                                                               monkeypatch):
+    """`clearhouse pipeline --as-of A --through B` runs the job's partitions A..B in day order,
+    one JSON line each; a range that runs backwards is refused before anything runs."""
+    import orchestration.run
+
+    make_settings()
+    closes = []
+
+    def fake_run(settings, *, days, verbose, as_of):
+        closes.append(as_of.isoformat())
+        return {"rows_extracted": 0, "statement_files": {}, "run_id": f"run-{as_of}"}
+
+    monkeypatch.setattr(orchestration.run, "run_pipeline", fake_run)
+    main(["pipeline", "--as-of", "2026-11-29", "--through", "2026-12-01"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert closes == ["2026-11-29", "2026-11-30", "2026-12-01"]
+    assert [line["as_of"] for line in lines] == closes
+    assert lines[-1]["run_id"] == "run-2026-12-01"
+    with pytest.raises(SystemExit, match="--through needs --as-of"):
+        main(["pipeline", "--as-of", "2026-12-02", "--through", "2026-12-01"])
+    assert len(closes) == 3
+
+
+def test_pipeline_refuses_to_close_a_day_that_has_not_begun(make_settings):
+    """A day after today has no partition yet, and closing it early would freeze it."""
+    from datetime import UTC, datetime, timedelta
+
+    make_settings()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    with pytest.raises(SystemExit, match=f"as_of {tomorrow} is after today"):
+        main(["pipeline", "--as-of", tomorrow])
