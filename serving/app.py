@@ -7,7 +7,7 @@ import threading
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
-from serving import fraud
+from serving import fraud, pg_async
 from serving.api import (
     adjustments,
     agents,
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Clearhouse API", version="0.1.0",
                   description="Payments, refunds and settlement statements. Money travels as "
                               "integer minor units in strings: {\"amount_minor\": \"1250\", "
-                              "\"currency\": \"USD\"}.")
+                              "\"currency\": \"USD\"}.",
+                  lifespan=pg_async.lifespan)
     app.state.settings = settings
     if settings.oltp_url.startswith("sqlite"):
         settings.home_dir.mkdir(parents=True, exist_ok=True)

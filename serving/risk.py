@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from warehouse.models import Merchant, Payment, RiskListEntry
@@ -151,20 +151,25 @@ def _list_hits(session: Session, risk: RiskInput) -> tuple[set[str], set[str]]:
     return ({k for t, k in rows if t == "allow"}, {k for t, k in rows if t == "block"})
 
 
+def utc_day(now: datetime) -> date:
+    return (now.astimezone(UTC) if now.tzinfo else now).date()
+
+
 def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
-    """Today's accepted volume of the merchant per currency (minor units)."""
+    """Today's accepted volume of the merchant per currency (minor units). On Postgres a trigger
+    keeps it per UTC day in merchant_daily_volume (migration 0006); SQLite sums the payments."""
+    if session.get_bind().dialect.name == "postgresql":
+        return {code: int(value) for code, value in session.execute(text(
+            "SELECT currency, amount_minor FROM merchant_daily_volume WHERE merchant_id = :m "
+            "AND day = :day AND amount_minor <> 0"), {"m": merchant.id, "day": utc_day(now)})}
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))
-    if session.get_bind().dialect.name == "sqlite":
-        # Amounts are exact decimal strings on SQLite: add them up in Python.
-        totals: dict[str, int] = {}
-        for code, value in session.execute(select(Payment.currency, Payment.amount_minor).where(*where)):
-            totals[code] = totals.get(code, 0) + value
-        return totals
-    return {code: int(value) for code, value in session.execute(
-        select(Payment.currency, func.sum(Payment.amount_minor)).where(*where)
-        .group_by(Payment.currency)).all()}
+    # Amounts are exact decimal strings on SQLite: add them up in Python.
+    totals: dict[str, int] = {}
+    for code, value in session.execute(select(Payment.currency, Payment.amount_minor).where(*where)):
+        totals[code] = totals.get(code, 0) + value
+    return totals
 
 
 def _in_settlement_currency(totals: dict[str, int], merchant: Merchant) -> Decimal:

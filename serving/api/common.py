@@ -13,6 +13,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from serving.jsonfast import FastJSONResponse
 from serving.schemas import _minor
 from serving.services.idempotency import IdempotentResult, request_fingerprint, run_idempotent
 
@@ -55,4 +56,4 @@ async def call_idempotent(engine, *, scope: str, key: str, path: str, raw: dict,
 
 def idempotent_response(result: IdempotentResult) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
+    return FastJSONResponse(result.body, status_code=result.status, headers=headers)

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from serving import tenancy
+from serving import pg_async, tenancy
 from serving.api.common import IdempotencyKeyHeader, call_idempotent, idempotent_response
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
@@ -46,9 +46,11 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
     path = "/api/v1/payments"
     result = None
     if fast_payments.eligible(engine, body) and request.app.state.settings.payments_fast_path:
-        result = await run_in_threadpool(
-            fast_payments.create, engine, merchant_id=merchant_id, key=key, path=path,
-            fingerprint=request_fingerprint(path, raw), body=body, now=now)
+        fast = {"merchant_id": merchant_id, "key": key, "path": path, "body": body, "now": now,
+                "fingerprint": request_fingerprint(path, raw)}
+        pool = pg_async.pool_of(request.app)
+        result = (await fast_payments.create_async(pool, engine, **fast) if pool is not None
+                  else await run_in_threadpool(fast_payments.create, engine, **fast))
     if result is None:
         result = await call_idempotent(
             engine, scope=merchant_id, key=key, path=path, raw=raw,

@@ -15,6 +15,11 @@ the ledger writer - but:
 3. one statement writes them all, with the key's stored response, as data-modifying CTEs;
 4. COMMIT (the ledger's balance trigger fires there, as on the general path).
 
+With the app's lifespan running (uvicorn), `create_async` does this on the event loop over the
+async pool of serving/pg_async.py: no thread hop. `create` is the same on a pooled connection in
+FastAPI's thread pool. Configuration the domain code reads (merchant, prices, channels) comes
+from the per-process cache; on a miss it is read through a short synchronous session.
+
 Anything the fast path does not take (SQLite, a payment created unconfirmed, a wallet payment,
 an ML score hook installed, a key already used) returns None and the general path handles the
 request from the start; nothing was written.
@@ -25,10 +30,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from serving import channels, risk
+from serving import channels, jsonfast, risk
 from serving.errors import ApiError, error_body
 from serving.routing import channels_with_daily_limit
 from serving.schemas import PaymentCreate
@@ -36,45 +41,42 @@ from serving.services import payments
 from serving.services.idempotency import IdempotentResult
 from serving.services.row_writer import Collector, insert_ctes
 
-_CLAIM_AND_FACTS = text("""
+_CLAIM_AND_FACTS = """
 WITH claim AS (
     INSERT INTO idempotency_keys (merchant_id, key, request_path, request_hash,
                                   response_status, response_body, created_at)
-    VALUES (:merchant_id, :key, :path, :fingerprint, 0, '', :now)
+    VALUES (%(merchant_id)s, %(key)s, %(path)s, %(fingerprint)s, 0, '', %(now)s)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT
     (SELECT count(*) FROM claim) AS claimed,
     (SELECT string_agg(list_type || ':' || kind, ',') FROM risk_list_entries
-      WHERE ((kind = 'customer' AND value = CAST(:customer_id AS text))
-          OR (kind = 'email' AND value = CAST(:email AS text))
-          OR (kind = 'card' AND value = CAST(:card AS text))
-          OR (kind = 'ip' AND value = CAST(:ip AS text))
-          OR (kind = 'device' AND value = CAST(:device AS text)))
-        AND (merchant_id IS NULL OR merchant_id = :merchant_id)) AS lists,
-    (SELECT string_agg(currency || '=' || total::text, ',') FROM (
-        SELECT currency, sum(amount_minor) AS total FROM payments
-         WHERE merchant_id = :merchant_id AND created_at >= :day_start
-           AND created_at < :day_end AND status = ANY(CAST(:capturing AS text[]))
-         GROUP BY currency) used) AS used_today,
-    (SELECT count(*) FROM payments WHERE customer_id = CAST(:customer_id AS text)
-        AND created_at >= :hour_ago) AS v_customer,
-    (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(:card AS text)
-        AND created_at >= :hour_ago) AS v_card,
-    (SELECT count(*) FROM payments WHERE device_id = CAST(:device AS text)
-        AND created_at >= :hour_ago) AS v_device,
-    (SELECT count(*) FROM payments WHERE customer_ip = CAST(:ip AS text)
-        AND created_at >= :hour_ago) AS v_ip,
-    (SELECT customer::text FROM payments WHERE customer_id = CAST(:customer_id AS text)
-        AND created_at >= :hour_ago AND created_at <= :now
+      WHERE ((kind = 'customer' AND value = CAST(%(customer_id)s AS text))
+          OR (kind = 'email' AND value = CAST(%(email)s AS text))
+          OR (kind = 'card' AND value = CAST(%(card)s AS text))
+          OR (kind = 'ip' AND value = CAST(%(ip)s AS text))
+          OR (kind = 'device' AND value = CAST(%(device)s AS text)))
+        AND (merchant_id IS NULL OR merchant_id = %(merchant_id)s)) AS lists,
+    (SELECT string_agg(currency || '=' || amount_minor::text, ',') FROM merchant_daily_volume
+      WHERE merchant_id = %(merchant_id)s AND day = %(day)s AND amount_minor <> 0) AS used_today,
+    (SELECT count(*) FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
+        AND created_at >= %(hour_ago)s) AS v_customer,
+    (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(%(card)s AS text)
+        AND created_at >= %(hour_ago)s) AS v_card,
+    (SELECT count(*) FROM payments WHERE device_id = CAST(%(device)s AS text)
+        AND created_at >= %(hour_ago)s) AS v_device,
+    (SELECT count(*) FROM payments WHERE customer_ip = CAST(%(ip)s AS text)
+        AND created_at >= %(hour_ago)s) AS v_ip,
+    (SELECT customer::text FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
+        AND created_at >= %(hour_ago)s AND created_at <= %(now)s
       ORDER BY created_at DESC LIMIT 1) AS last_customer,
     (SELECT string_agg(channel_id || '=' || total::text, ',') FROM (
         SELECT channel_id, sum(amount_minor) AS total FROM payments
-         WHERE channel_id = ANY(CAST(:limited_channels AS text[])) AND currency = :currency
-           AND captured_at >= :day_start AND captured_at < :day_end
+         WHERE channel_id = ANY(CAST(%(limited_channels)s AS text[])) AND currency = %(currency)s
+           AND captured_at >= %(day_start)s AND captured_at < %(day_end)s
          GROUP BY channel_id) captured) AS captured_today
-""")
+"""
 
 _VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
                      "device_id": "v_device", "customer_ip": "v_ip"}
@@ -110,11 +112,12 @@ def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
     inserts, insert_params = insert_ctes(rows)
     sql = ("WITH stored_key AS (UPDATE idempotency_keys SET response_status = %s, "
            "response_body = %s WHERE merchant_id = %s AND key = %s)" + inserts + " SELECT 1")
-    return sql, [status, json.dumps(body), merchant_id, key, *insert_params]
+    return sql, [status, jsonfast.dumps(body), merchant_id, key, *insert_params]
 
 
-def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
-           body: PaymentCreate, now: datetime) -> IdempotentResult | None:
+def _claim_params(lookups: Session, *, merchant_id: str, key: str, path: str,
+                  fingerprint: str, body: PaymentCreate, now: datetime) -> tuple[dict, dict]:
+    """The claim statement's parameters, and the risk keys the payment carries."""
     method = body.payment_method.model_dump(exclude_none=True)
     customer = body.customer
     risk_keys = {"customer_id": customer.id if customer else None,
@@ -122,31 +125,68 @@ def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint
                  "device_id": customer.device_id if customer else None,
                  "customer_ip": customer.ip if customer else None}
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
+    params = {
+        "merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint,
+        "now": now, "customer_id": risk_keys["customer_id"],
+        "email": customer.email if customer else None, "card": risk_keys["card_fingerprint"],
+        "ip": risk_keys["customer_ip"], "device": risk_keys["device_id"],
+        "day_start": day_start, "day_end": day_start + timedelta(days=1),
+        "hour_ago": now - timedelta(hours=1), "day": risk.utc_day(now),
+        "limited_channels": limited, "currency": body.currency}
+    return params, risk_keys
+
+
+def _work(lookups: Session, row, risk_keys: dict, *, merchant_id: str, key: str,
+          body: PaymentCreate, now: datetime) -> tuple[int, dict, str, list]:
+    """Run the domain code over the facts the claim read: the response, and the statement that
+    writes it with every row."""
+    facts, captured = _facts(row, risk_keys)
+    collector = Collector(lookups)
+    try:
+        status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
+                                              now=now, facts=facts, captured_today=captured)
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        status, out = exc.status, error_body(exc.code, exc.message, exc.details)
+        collector.rows = []  # nothing the work added survives; the key keeps the error
+    sql, params = _write_statement(collector.rows, merchant_id=merchant_id, key=key,
+                                   status=status, body=out)
+    return status, out, sql, params
+
+
+def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
+           body: PaymentCreate, now: datetime) -> IdempotentResult | None:
+    """The fast path on a connection of the engine's pool (run it in a worker thread)."""
+    ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
     with Session(engine, expire_on_commit=False) as lookups, engine.connect() as conn:
-        limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
-        row = conn.execute(_CLAIM_AND_FACTS, {
-            "merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint,
-            "now": now, "customer_id": risk_keys["customer_id"],
-            "email": customer.email if customer else None, "card": risk_keys["card_fingerprint"],
-            "ip": risk_keys["customer_ip"], "device": risk_keys["device_id"],
-            "day_start": day_start, "day_end": day_start + timedelta(days=1),
-            "hour_ago": now - timedelta(hours=1), "capturing": list(risk.CAPTURING),
-            "limited_channels": limited, "currency": body.currency}).one()
+        params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
+        row = conn.exec_driver_sql(_CLAIM_AND_FACTS, params).one()
         if not row.claimed:
             conn.rollback()
             return None  # the key exists: the general path replays it or answers 409
-        facts, captured = _facts(row, risk_keys)
-        collector = Collector(lookups)
-        try:
-            status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
-                                                  now=now, facts=facts, captured_today=captured)
-        except ApiError as exc:
-            if exc.status >= 500:
-                raise
-            status, out = exc.status, error_body(exc.code, exc.message, exc.details)
-            collector.rows = []  # nothing the work added survives; the key keeps the error
-        sql, params = _write_statement(collector.rows, merchant_id=merchant_id, key=key,
-                                       status=status, body=out)
-        conn.exec_driver_sql(sql, tuple(params))
+        status, out, sql, write_params = _work(lookups, row, risk_keys, **ident)
+        conn.exec_driver_sql(sql, tuple(write_params))
         conn.commit()
+    return IdempotentResult(status, out, False)
+
+
+async def create_async(pool, engine: Engine, *, merchant_id: str, key: str, path: str,
+                       fingerprint: str, body: PaymentCreate,
+                       now: datetime) -> IdempotentResult | None:
+    """The fast path on the event loop, over serving/pg_async.py's pool."""
+    from psycopg.rows import namedtuple_row
+
+    ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
+    with Session(engine, expire_on_commit=False) as lookups:
+        params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
+        async with pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(row_factory=namedtuple_row)
+            await cursor.execute(_CLAIM_AND_FACTS, params)
+            row = await cursor.fetchone()
+            if not row.claimed:
+                return None  # the key exists: the general path replays it or answers 409
+            status, out, sql, write_params = _work(lookups, row, risk_keys, **ident)
+            await conn.execute(sql, tuple(write_params))
     return IdempotentResult(status, out, False)

@@ -9,11 +9,10 @@ took longer than running it).
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
+
+from serving import jsonfast
 
 
 class Collector:
@@ -50,12 +49,6 @@ def row_values(obj) -> dict:
     return values
 
 
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def insert_ctes(rows: list, *, when: str | None = None, name: str = "rows") -> tuple[str, list]:
     """`, <name>_<i> AS (INSERT ...)` for each table, and their parameters (driver-style %s).
     `when`, an SQL condition, guards every insert (e.g. that an earlier CTE updated a row)."""
@@ -68,5 +61,5 @@ def insert_ctes(rows: list, *, when: str | None = None, name: str = "rows") -> t
         columns = ", ".join(dict.fromkeys(c for row in values for c in row))
         sql.append(f", {name}_{i} AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "
                    f"FROM json_populate_recordset(NULL::{table.name}, %s){guard})")
-        params.append(json.dumps(values, default=_json_default))
+        params.append(jsonfast.dumps(values))
     return "".join(sql), params

@@ -43,8 +43,9 @@ def _autocommit(engine: Engine):
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime) -> str | None:
-    """The usage id, or None when the general path must decide (nothing was written)."""
+def _claim_statement(verified: Verified, call: booking.Call,
+                     now: datetime) -> tuple[str, tuple, str]:
+    """The claim's SQL, its parameters and the id of the usage row it inserts."""
     auth, offer = verified.authorization, verified.offer
     net, asset = offer.network.caip2, offer.asset.address.lower()
     usage = X402Usage(id=new_id("x402_usage"), status="verified", created_at=now, updated_at=now,
@@ -64,8 +65,12 @@ def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime)
     params = (net, asset, auth.payer, auth.nonce, net, asset, auth.payer, net, asset, auth.payer,
               net, asset, auth.payer, auth.value, json.dumps([row_values(usage)], default=str),
               auth.value)
-    with _autocommit(engine) as conn:
-        used, balance, claimed = conn.exec_driver_sql(sql, params).one()
+    return sql, params, usage.id
+
+
+def _claimed(verified: Verified, row, usage_id: str) -> str:
+    auth, offer = verified.authorization, verified.offer
+    used, balance, claimed = row
     if used:
         raise InvalidPayment("invalid_exact_evm_nonce_already_used",
                              "this authorization's nonce was already used", payer=auth.payer)
@@ -76,12 +81,28 @@ def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime)
     if not claimed:
         raise InvalidPayment("invalid_exact_evm_nonce_already_used",
                              "this authorization was already presented", payer=auth.payer)
-    return usage.id
+    return usage_id
 
 
-def settle(engine: Engine, usage_id: str, verified: Verified, call: booking.Call,
-           upstream_status: int, now: datetime) -> str | None:
-    """The transaction hash, or None when the general path must settle (nothing was written)."""
+def claim(engine: Engine, verified: Verified, call: booking.Call, now: datetime) -> str:
+    """The usage id, or InvalidPayment (nothing was written)."""
+    sql, params, usage_id = _claim_statement(verified, call, now)
+    with _autocommit(engine) as conn:
+        row = conn.exec_driver_sql(sql, params).one()
+    return _claimed(verified, row, usage_id)
+
+
+async def claim_async(pool, verified: Verified, call: booking.Call, now: datetime) -> str:
+    """`claim` on the event loop, over serving/pg_async.py's (autocommit) pool."""
+    sql, params, usage_id = _claim_statement(verified, call, now)
+    async with pool.connection() as conn:
+        row = await (await conn.execute(sql, params)).fetchone()
+    return _claimed(verified, row, usage_id)
+
+
+def _settle_statement(engine: Engine, usage_id: str, verified: Verified, call: booking.Call,
+                      upstream_status: int, now: datetime) -> tuple[str, tuple, str]:
+    """The settlement's SQL, its parameters and the transaction hash it books."""
     auth, offer = verified.authorization, verified.offer
     net, asset = offer.network.caip2, offer.asset.address.lower()
     log = chain.authorization_log(offer.network, offer.asset.address, payer=auth.payer,
@@ -107,6 +128,24 @@ def settle(engine: Engine, usage_id: str, verified: Verified, call: booking.Call
     params = (auth.value, net, asset, auth.payer, net, asset, auth.payer, auth.value, usage_id,
               log.tx_hash, payment.id, upstream_status, now, now, usage_id, *chain_params,
               *insert_params)
+    return sql, params, log.tx_hash
+
+
+def settle(engine: Engine, usage_id: str, verified: Verified, call: booking.Call,
+           upstream_status: int, now: datetime) -> str | None:
+    """The transaction hash, or None when the general path must settle (nothing was written)."""
+    sql, params, tx_hash = _settle_statement(engine, usage_id, verified, call, upstream_status,
+                                             now)
     with _autocommit(engine) as conn:
         settled = conn.exec_driver_sql(sql, params).scalar()
-    return log.tx_hash if settled else None
+    return tx_hash if settled else None
+
+
+async def settle_async(pool, engine: Engine, usage_id: str, verified: Verified,
+                       call: booking.Call, upstream_status: int, now: datetime) -> str | None:
+    """`settle` on the event loop, over serving/pg_async.py's (autocommit) pool."""
+    sql, params, tx_hash = _settle_statement(engine, usage_id, verified, call, upstream_status,
+                                             now)
+    async with pool.connection() as conn:
+        (settled,) = await (await conn.execute(sql, params)).fetchone()
+    return tx_hash if settled else None

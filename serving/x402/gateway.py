@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from serving import cache
+from serving import cache, pg_async
 from serving.errors import ApiError, error_body
 from serving.ratelimit import TokenBuckets, limited
 from serving.x402 import booking, facilitator, fast_path, tokens
@@ -166,16 +166,25 @@ async def _exact_call(ctx: _CallContext, payload) -> Response:
     call = ctx.call(scheme="exact", x402_version=verified.version, payer=auth.payer,
                     nonce=auth.nonce)
     fast = fast_path.eligible(engine, ctx.state.settings)
+    pool = pg_async.pool_of(ctx.request.app) if fast else None
     try:
-        usage_id = await run_in_threadpool(_claim_exact, engine, verified, call, fast)
+        if pool is not None:
+            usage_id = await fast_path.claim_async(pool, verified, call, datetime.now(UTC))
+        else:
+            usage_id = await run_in_threadpool(_claim_exact, engine, verified, call, fast)
     except InvalidPayment as exc:
         return _refused(ctx.offer, ctx.url, exc)
     upstream = await _delivered(ctx, usage_id)
     if isinstance(upstream, Response):
         return upstream
     try:
-        tx_hash = await run_in_threadpool(_settle_exact, engine, usage_id, verified, call,
-                                          upstream.status_code, fast)
+        tx_hash = None
+        if pool is not None:
+            tx_hash = await _settle_exact_async(pool, engine, usage_id, verified, call,
+                                                upstream.status_code)
+        if tx_hash is None:
+            tx_hash = await run_in_threadpool(_settle_exact, engine, usage_id, verified, call,
+                                              upstream.status_code, fast and pool is None)
     except InvalidPayment as exc:
         await run_in_threadpool(_mark, engine, usage_id, "settle_failed", upstream.status_code,
                                 exc.reason)
@@ -290,6 +299,23 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                                      "used again, so it will not be charged twice",
                                      payer=verified.authorization.payer) from None
     raise AssertionError("unreachable")
+
+
+async def _settle_exact_async(pool, engine, usage_id: str, verified: Verified,
+                              call: booking.Call, upstream_status: int) -> str | None:
+    """The fast settlement on the event loop; None sends it to `_settle_exact`'s general path
+    (which finds a settlement that did commit, so a lost acknowledgement never pays twice)."""
+    import psycopg
+
+    try:
+        return await fast_path.settle_async(pool, engine, usage_id, verified, call,
+                                            upstream_status, datetime.now(UTC))
+    except psycopg.IntegrityError:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization was settled by another request",
+                             payer=verified.authorization.payer) from None
+    except psycopg.OperationalError:
+        return None
 
 
 def _claim_token(engine, call: booking.Call, hashed: str) -> tuple[str, str, str]:

@@ -25,25 +25,39 @@ from warehouse.models import (
 VOLATILE = {"id", "created_at", "captured_at", "channel_reference", "merchant_reference"}
 
 
-@pytest.fixture
-def api(pg_url, make_settings):
+@pytest.fixture(params=["event_loop", "thread_pool"])
+def api(request, pg_url, make_settings):
+    """The fast path runs on the event loop over the async pool when the app's lifespan runs
+    (uvicorn; a TestClient inside `with`), else in the thread pool: both are checked."""
     from warehouse.migrate import upgrade
 
     upgrade(pg_url)
-    return make_api(make_settings(database_url=pg_url))
+    api = make_api(make_settings(database_url=pg_url))
+    if request.param == "thread_pool":
+        yield api
+        return
+    with api.client:
+        assert api.client.app.state.pg_pool is not None
+        yield api
 
 
 @pytest.fixture
 def fast_calls(monkeypatch):
     calls = []
-    real = fast_payments.create
+    real, real_async = fast_payments.create, fast_payments.create_async
 
     def spy(*args, **kwargs):
         result = real(*args, **kwargs)
         calls.append(result is not None)
         return result
 
+    async def spy_async(*args, **kwargs):
+        result = await real_async(*args, **kwargs)
+        calls.append(result is not None)
+        return result
+
     monkeypatch.setattr(fast_payments, "create", spy)
+    monkeypatch.setattr(fast_payments, "create_async", spy_async)
     return calls
 
 

@@ -3,6 +3,8 @@ it must write exactly what the general (ORM) path writes, and refuse with the sa
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,9 +34,15 @@ def _plain(row) -> dict:
     return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in VOLATILE}
 
 
-def _scenario(oltp_url, make_settings, *, fast: bool) -> tuple[list, dict]:
+def _scenario(oltp_url, make_settings, *, fast: bool, lifespan: bool = False) -> tuple[list, dict]:
     cache.clear()
     api = make_api(make_settings(database_url=oltp_url, payments_fast_path=fast))
+    # Inside `with`, the app's lifespan opens the async pool: the fast path runs on the loop.
+    with api.client if lifespan else contextlib.nullcontext():
+        return _play(api)
+
+
+def _play(api) -> tuple[list, dict]:
     shop = build_shop(api)
     outcomes = []
     ok = sign_authorization(shop.payer)
@@ -62,23 +70,31 @@ def _scenario(oltp_url, make_settings, *, fast: bool) -> tuple[list, dict]:
     return outcomes, written
 
 
-def test_fast_path_writes_what_the_orm_path_writes(pg_url, make_settings, monkeypatch):
+@pytest.mark.parametrize("lifespan", [True, False], ids=["event_loop", "thread_pool"])
+def test_fast_path_writes_what_the_orm_path_writes(pg_url, make_settings, monkeypatch, lifespan):
     from tests.conftest import create_pg_database, drop_pg_database
     from warehouse.migrate import upgrade
 
     used = []
     for name in ("claim", "settle"):
-        real = getattr(fast_path, name)
+        real, real_async = getattr(fast_path, name), getattr(fast_path, name + "_async")
 
         def spy(*args, _real=real, _name=name, **kwargs):
             result = _real(*args, **kwargs)
             used.append((_name, result is not None))
             return result
 
+        async def spy_async(*args, _real=real_async, _name=name + "_async", **kwargs):
+            result = await _real(*args, **kwargs)
+            used.append((_name, result is not None))
+            return result
+
         monkeypatch.setattr(fast_path, name, spy)
+        monkeypatch.setattr(fast_path, name + "_async", spy_async)
     upgrade(pg_url)
-    fast_outcomes, fast_rows = _scenario(pg_url, make_settings, fast=True)
-    assert ("claim", True) in used and ("settle", True) in used
+    fast_outcomes, fast_rows = _scenario(pg_url, make_settings, fast=True, lifespan=lifespan)
+    suffix = "_async" if lifespan else ""
+    assert ("claim" + suffix, True) in used and ("settle" + suffix, True) in used
     used.clear()
     orm_url = create_pg_database()
     try:
@@ -94,9 +110,9 @@ def test_fast_path_writes_what_the_orm_path_writes(pg_url, make_settings, monkey
     assert fast_rows["payer_balance"] == 1_000_000 - 2 * PRICE
 
 
-@pytest.mark.parametrize("drain", [True])
+@pytest.mark.parametrize("lifespan", [True, False], ids=["event_loop", "thread_pool"])
 def test_fast_settle_leaves_nothing_when_funds_went_away(pg_url, make_settings, monkeypatch,
-                                                         drain):
+                                                         lifespan):
     """Funds spent elsewhere between claim and settle: the one statement writes nothing and the
     general path names the reason; the upstream's body is withheld."""
     from serving.x402 import gateway
@@ -122,7 +138,8 @@ def test_fast_settle_leaves_nothing_when_funds_went_away(pg_url, make_settings, 
         return await real_proxy(*args, **kwargs)
 
     monkeypatch.setattr(gateway, "_proxy", spend_first)
-    response = shop.pay(sign_authorization(shop.payer))
+    with api.client if lifespan else contextlib.nullcontext():
+        response = shop.pay(sign_authorization(shop.payer))
     assert refusal_reason(response) == "insufficient_funds"
     assert "employees" not in response.text
     [usage] = shop.usages()
