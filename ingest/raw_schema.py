@@ -42,7 +42,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "settlement_currency:text", "settlement_cycle:text", "settlement_delay_days:int",
        "created_at:ts", "updated_at:ts"),
     _t("agents", "id", "updated_at", "id:text", "name:text", "status:text", "created_at:ts",
-       "updated_at:ts"),
+       "updated_at:ts", "statement_cycle:text"),
     _t("agent_parents", "id", "updated_at", "id:int", "agent_id:text", "parent_id:text",
        "valid_from:ts", "valid_to:ts", "created_at:ts", "updated_at:ts"),
     _t("channels", "id", "updated_at", "id:text", "name:text", "channel_type:text", "status:text",

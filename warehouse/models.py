@@ -96,6 +96,12 @@ class Agent(Timestamped, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # How often its commission statement is cut (settlement.md: "per cycle").
+    statement_cycle: Mapped[str] = mapped_column(String(10), default="monthly",
+                                                 server_default="monthly")
+    __table_args__ = (
+        CheckConstraint("statement_cycle in ('daily','weekly','monthly')", name="cycle"),
+    )
 
 
 class AgentParent(Timestamped, Base):

@@ -1,6 +1,7 @@
 """/api/v1/agents: the reseller tree.
 
-- POST /agents, POST /agents/{id}/parent: platform_admin;
+- POST /agents, POST /agents/{id}/parent, PATCH /agents/{id} (its statement cycle):
+  platform_admin;
 - GET /agents, GET /agents/{id}, GET /agents/{id}/subordinates: operators (every agent) and
   agents (their own subtree; any other agent is a 404). Merchant keys: 403.
 The tree is effective-dated (agent_parents): a re-parent closes the open link at valid_from and
@@ -30,11 +31,23 @@ router = APIRouter(tags=["agents"])
 TreeReaderDep = Annotated[Principal, Depends(require_roles("platform_admin", "finance", "agent"))]
 
 
+Cycle = Literal["daily", "weekly", "monthly"]
+CYCLE_HELP = ("how often its commission statement is cut (UTC days; weekly from Monday). "
+              "Commission statements are recomputed from the commission rows at every run, so "
+              "a change re-cuts the agent's statements in the new cycle")
+
+
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     parent_id: str | None = Field(default=None, description="null: directly under the platform")
     valid_from: AwareDatetime | None = Field(default=None, description="default: now")
+    statement_cycle: Cycle = Field(default="monthly", description=CYCLE_HELP)
+
+
+class AgentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    statement_cycle: Cycle = Field(description=CYCLE_HELP)
 
 
 class ParentChange(BaseModel):
@@ -54,6 +67,7 @@ class AgentOut(BaseModel):
     object: Literal["agent"] = "agent"
     name: str
     status: str
+    statement_cycle: Cycle
     parent_id: str | None = Field(description="the parent now (null: the platform)")
     created_at: Timestamp
     parents: list[ParentLink] | None = Field(default=None, description="history (GET one)")
@@ -92,7 +106,8 @@ def agent_out(agent: Agent, parent_id: str | None, history: list[AgentParent] | 
     parents = None if history is None else [
         ParentLink(parent_id=h.parent_id, valid_from=h.valid_from, valid_to=h.valid_to)
         for h in history]
-    return AgentOut(id=agent.id, name=agent.name, status=agent.status, parent_id=parent_id,
+    return AgentOut(id=agent.id, name=agent.name, status=agent.status,
+                    statement_cycle=agent.statement_cycle, parent_id=parent_id,
                     created_at=agent.created_at, parents=parents).model_dump(mode="json",
                                                                               exclude_none=False)
 
@@ -113,7 +128,8 @@ def _current_parent(session, agent_id: str, now: datetime) -> str | None:
 def create_agent(body: AgentCreate, admin: AdminDep, session: WriteSessionDep, now: NowDep):
     valid_from = body.valid_from or now
     agent = service.create_agent(session, name=body.name, parent_id=body.parent_id,
-                                 valid_from=valid_from, actor=admin.actor)
+                                 valid_from=valid_from, actor=admin.actor,
+                                 statement_cycle=body.statement_cycle)
     session.commit()
     return JSONResponse(agent_out(agent, body.parent_id), status_code=201)
 
@@ -171,3 +187,14 @@ def change_parent(agent_id: str, body: ParentChange, admin: AdminDep, session: W
     history = session.scalars(select(AgentParent).where(AgentParent.agent_id == agent_id)
                               .order_by(AgentParent.valid_from)).all()
     return JSONResponse(agent_out(agent, _current_parent(session, agent_id, now), list(history)))
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentOut)
+def update_agent(agent_id: str, body: AgentUpdate, admin: AdminDep, session: WriteSessionDep,
+                 now: NowDep):
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        raise not_found("agent", agent_id)
+    service.set_statement_cycle(session, agent, body.statement_cycle, actor=admin.actor)
+    session.commit()
+    return JSONResponse(agent_out(agent, _current_parent(session, agent_id, now)))

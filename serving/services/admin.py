@@ -52,10 +52,10 @@ def bootstrap_admin(session: Session, email: str = "admin@clearhouse.local") -> 
 
 
 def create_agent(session: Session, *, name: str, parent_id: str | None = None,
-                 valid_from: datetime = PRICE_EPOCH) -> Agent:
+                 valid_from: datetime = PRICE_EPOCH, statement_cycle: str = "monthly") -> Agent:
     if parent_id is not None and session.get(Agent, parent_id) is None:
         raise ApiError(422, "unknown_agent", f"no agent {parent_id!r}", {"field": "parent_id"})
-    agent = Agent(id=new_id("agent"), name=name)
+    agent = Agent(id=new_id("agent"), name=name, statement_cycle=statement_cycle)
     session.add(agent)
     session.flush()
     session.add(AgentParent(agent_id=agent.id, parent_id=parent_id, valid_from=valid_from))

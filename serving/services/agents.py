@@ -19,13 +19,24 @@ TREE_LOCK = "clearhouse.agent_tree"
 
 
 def create_agent(session: Session, *, name: str, parent_id: str | None, valid_from: datetime,
-                 actor: str) -> Agent:
+                 actor: str, statement_cycle: str = "monthly") -> Agent:
     advisory_xact_lock(session, TREE_LOCK)
-    agent = admin.create_agent(session, name=name, parent_id=parent_id, valid_from=valid_from)
+    agent = admin.create_agent(session, name=name, parent_id=parent_id, valid_from=valid_from,
+                               statement_cycle=statement_cycle)
     audit.record(session, actor=actor, action="agent.created", resource_type="agent",
                  resource_id=agent.id,
-                 details={"name": name, "parent_id": parent_id, "valid_from": valid_from})
+                 details={"name": name, "parent_id": parent_id, "valid_from": valid_from,
+                          "statement_cycle": statement_cycle})
     return agent
+
+
+def set_statement_cycle(session: Session, agent: Agent, cycle: str, *, actor: str) -> None:
+    if agent.statement_cycle == cycle:
+        return
+    audit.record(session, actor=actor, action="agent.statement_cycle_changed",
+                 resource_type="agent", resource_id=agent.id,
+                 details={"from": agent.statement_cycle, "to": cycle})
+    agent.statement_cycle = cycle
 
 
 def _creates_cycle(session: Session, agent_id: str, parent_id: str, valid_from: datetime) -> bool:

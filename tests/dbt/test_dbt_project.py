@@ -6,7 +6,7 @@ each other, row for row.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from pathlib import Path
@@ -288,8 +288,13 @@ def _generate_commission_world(seed: int = 20241122):
  AGENT_PAYMENTS, AGENT_REFUNDS) = _generate_commission_world()
 CHANNEL_CARD_USD = {"rate_bps": 180, "fixed_minor": 10}
 
+# Commission statement cycles: two agents have their own; the rest leave it unset (an agent
+# extracted before the column existed), which means monthly.
+AGENT_CYCLES = {"agt_2": "weekly", "agt_9": "daily"}
 AGENTS = [{"id": a, "name": f"Agent {a}", "status": "active", "created_at": COMMISSION_EPOCH,
-           "updated_at": COMMISSION_EPOCH} for a in sorted({link[0] for link in COMMISSION_LINKS})]
+           "updated_at": COMMISSION_EPOCH,
+           **({"statement_cycle": AGENT_CYCLES[a]} if a in AGENT_CYCLES else {})}
+          for a in sorted({link[0] for link in COMMISSION_LINKS})]
 AGENT_PARENTS = [{"id": i + 1, "agent_id": a, "parent_id": p, "valid_from": start,
                   "valid_to": end, "created_at": COMMISSION_EPOCH, "updated_at": COMMISSION_EPOCH}
                  for i, (a, p, start, end) in enumerate(COMMISSION_LINKS)]
@@ -833,15 +838,30 @@ def test_finance_ties_out_per_day_and_currency(built):
     assert tie and all(v == 0 for v in tie.values()), {k: v for k, v in tie.items() if v}
 
 
+def _cycle_period(cycle: str, day: date) -> tuple[date, date]:
+    if cycle == "daily":
+        return day, day
+    if cycle == "weekly":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=6)
+    start = day.replace(day=1)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return start, following - timedelta(days=1)
+
+
 def test_agent_commission_statements(built):
-    """Per agent, currency and month (the default agent cycle): earned on payments, reversed by
-    refunds, a running balance - all from the oracle's commission rows."""
+    """Per agent, currency and the agent's cycle (monthly unless set): earned on payments,
+    reversed by refunds, a running balance - all from the oracle's commission rows."""
     expected_rows, _ = expected_commission()
     when = {p["id"]: p["captured_at"] for p in PAYMENTS}
     when.update({r["id"]: r["succeeded_at"] for r in REFUNDS})
     figures: dict = defaultdict(lambda: [0, 0])
+    ends: dict = {}
     for (event_id, agent, _level), amount in expected_rows.items():
-        key = (agent, "USD", when[event_id].date().replace(day=1))
+        cycle = AGENT_CYCLES.get(agent, "monthly")
+        start, end = _cycle_period(cycle, when[event_id].date())
+        key = (agent, "USD", start)
+        ends[key] = (cycle, end)
         figures[key][0 if event_id.startswith("pay_") else 1] += amount
     rows = {(r["agent_id"], r["currency"], r["period_start"]): r for r in built.query(
         "select * from analytics.fct_agent_commission_statements")}
@@ -850,12 +870,15 @@ def test_agent_commission_statements(built):
     for key in sorted(figures):
         earned, reversed_ = figures[key]
         row = rows[key]
-        assert (row["settlement_cycle"], row["period_end"]) == ("monthly", date(2024, 3, 31))
+        assert (row["settlement_cycle"], row["period_end"]) == ends[key]
         assert (_int(row["earned_minor"]), _int(row["reversed_minor"])) == (earned, reversed_)
         assert _int(row["opening_balance_minor"]) == balance[key[:2]]
         balance[key[:2]] += earned + reversed_
         assert _int(row["closing_balance_minor"]) == balance[key[:2]]
     assert any(_int(r["reversed_minor"]) != 0 for r in rows.values())
+    cycles = {r["agent_id"]: r["settlement_cycle"] for r in rows.values()}
+    assert {cycles.get("agt_2"), cycles.get("agt_9"), cycles.get("agt_1")} == {
+        "weekly", "daily", "monthly"}, "every cycle must be exercised"
 
 
 def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):

@@ -3,6 +3,7 @@ models, users; validation and roles."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 
@@ -13,7 +14,14 @@ from sqlalchemy.orm import Session
 from serving import channels as simulated
 from tests.serving.admin_helpers import admin, agent, bearer, operator
 from tests.serving.helpers import make_api
-from warehouse.models import AgentParent, Channel, ChannelCurrency, Merchant, Price
+from warehouse.models import (
+    AgentParent,
+    AuditLogEntry,
+    Channel,
+    ChannelCurrency,
+    Merchant,
+    Price,
+)
 
 
 @pytest.fixture
@@ -188,6 +196,32 @@ def test_finance_reads_agents_but_cannot_write(api):
     assert api.client.post(f"/api/v1/agents/{a}/parent", headers=finance,
                            json={"parent_id": None, "valid_from": "2030-01-01T00:00:00Z"}
                            ).status_code == 403
+    assert api.client.patch(f"/api/v1/agents/{a}", headers=finance,
+                            json={"statement_cycle": "weekly"}).status_code == 403
+
+
+def test_agent_statement_cycle_is_set_changed_and_audited(api):
+    default = agent(api, "Monthly by default")
+    assert api.client.get(f"/api/v1/agents/{default}",
+                          headers=admin(api)).json()["statement_cycle"] == "monthly"
+    weekly = api.client.post("/api/v1/agents", headers=admin(api),
+                             json={"name": "Weekly", "statement_cycle": "weekly"})
+    assert weekly.status_code == 201 and weekly.json()["statement_cycle"] == "weekly"
+    bad = api.client.post("/api/v1/agents", headers=admin(api),
+                          json={"name": "x", "statement_cycle": "fortnightly"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "statement_cycle"
+    changed = api.client.patch(f"/api/v1/agents/{default}", headers=admin(api),
+                               json={"statement_cycle": "daily"})
+    assert changed.status_code == 200 and changed.json()["statement_cycle"] == "daily"
+    assert api.client.patch("/api/v1/agents/agt_nope", headers=admin(api),
+                            json={"statement_cycle": "daily"}).status_code == 404
+    assert api.client.patch(f"/api/v1/agents/{default}", headers=admin(api),
+                            json={"statement_cycle": "yearly"}).status_code == 422
+    with Session(api.engine) as s:
+        entries = s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.resource_id == default,
+            AuditLogEntry.action == "agent.statement_cycle_changed")).all()
+        assert [json.loads(e.details) for e in entries] == [{"from": "monthly", "to": "daily"}]
 
 
 # --- channels --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
--- An agent's commission statement per cycle (var agent_statement_cycle, default monthly) and
+-- An agent's commission statement per cycle (the agent's statement_cycle, monthly unless set) and
 -- currency: what it earned on payments captured in the period, what refunds reversed, the net, and a running balance (opening = the previous
 -- statement's closing; the first opens at 0). Lines: fct_agent_commission_statement_lines.
 
@@ -11,6 +11,7 @@ statements as (
         statement_id,
         agent_id,
         currency,
+        statement_cycle,
         period_start,
         period_end,
         cast(sum(earned_minor) as {{ money_type() }}) as earned_minor,
@@ -19,7 +20,7 @@ statements as (
         sum(payment_count) as payment_count,
         sum(refund_count) as refund_count
     from lines
-    group by statement_id, agent_id, currency, period_start, period_end
+    group by statement_id, agent_id, currency, statement_cycle, period_start, period_end
 )
 
 select
@@ -28,7 +29,7 @@ select
     currency,
     period_start,
     period_end,
-    '{{ var("agent_statement_cycle", "monthly") }}' as settlement_cycle,
+    statement_cycle as settlement_cycle,
     cast(coalesce(sum(net_minor) over (
         partition by agent_id, currency order by period_start
         rows between unbounded preceding and 1 preceding), 0) as {{ money_type() }})
