@@ -160,8 +160,9 @@ def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str
     keeps it per UTC day in merchant_daily_volume (migration 0006); SQLite sums the payments."""
     if session.get_bind().dialect.name == "postgresql":
         return {code: int(value) for code, value in session.execute(text(
-            "SELECT currency, amount_minor FROM merchant_daily_volume WHERE merchant_id = :m "
-            "AND day = :day AND amount_minor <> 0"), {"m": merchant.id, "day": utc_day(now)})}
+            "SELECT currency, sum(amount_minor) FROM merchant_daily_volume WHERE merchant_id = :m "
+            "AND day = :day GROUP BY currency HAVING sum(amount_minor) <> 0"),
+            {"m": merchant.id, "day": utc_day(now)})}
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -556,6 +557,11 @@ class X402Usage(Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("payer", "nonce", name="uq_x402_usage_payer_nonce"),
         Index("ix_x402_usage_merchant_created", "merchant_id", "created_at"),
+        # The worker's write-off of calls left `verified` (booking.write_off_abandoned) reads
+        # only these: a partial index stays as small as the calls in flight.
+        Index("ix_x402_usage_verified_created", "created_at",
+              postgresql_where=text("status = 'verified'"),
+              sqlite_where=text("status = 'verified'")),
     )
 
 

@@ -14,6 +14,11 @@ settle: debit the sender (only if the balance still covers it and the usage is s
 
 When a statement cannot decide (no sender row, not enough funds, a conflict) it writes nothing
 and returns None; the general path then runs and gives the precise reason.
+
+The claim commits without waiting for its WAL flush (synchronous_commit off for that one
+transaction): it only reserves, and nothing is charged or released before the settlement, which
+commits synchronously. Postgres flushes WAL in order, so a durable settlement implies a durable
+claim; a claim lost in a crash leaves nothing charged and the authorization presentable again.
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ def _claim_statement(verified: Verified, call: booking.Call,
         "ON CONFLICT DO NOTHING), "
         "claimed AS (INSERT INTO x402_usage SELECT * FROM json_populate_recordset("
         "NULL::x402_usage, %s) WHERE (SELECT NOT used AND balance >= %s FROM facts) "
-        "ON CONFLICT (payer, nonce) DO NOTHING RETURNING 1) "
-        "SELECT used, balance, (SELECT count(*) FROM claimed) FROM facts")
+        "ON CONFLICT (payer, nonce) DO NOTHING RETURNING 1), "
+        # The claim's commit need not wait for the WAL flush (see the module docstring).
+        "lazy_commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        "SELECT used, balance, (SELECT count(*) FROM claimed) FROM facts, lazy_commit")
     params = (net, asset, auth.payer, auth.nonce, net, asset, auth.payer, net, asset, auth.payer,
               net, asset, auth.payer, auth.value, json.dumps([row_values(usage)], default=str),
               auth.value)

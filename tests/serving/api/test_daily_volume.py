@@ -22,7 +22,8 @@ SELECT merchant_id, (created_at AT TIME ZONE 'UTC')::date AS day, currency, sum(
   FROM payments WHERE status IN ({", ".join(f"'{s}'" for s in risk.CAPTURING)})
  GROUP BY 1, 2, 3
 """
-COUNTED = "SELECT merchant_id, day, currency, amount_minor FROM merchant_daily_volume"
+COUNTED = ("SELECT merchant_id, day, currency, sum(amount_minor) FROM merchant_daily_volume "
+           "GROUP BY 1, 2, 3")
 
 
 @pytest.fixture
