@@ -434,6 +434,26 @@ class WalletTransaction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PendingTopup(Base):
+    """A top-up whose payment did not succeed at once (the channel confirms later, or the payment
+    was held for review): what to credit when it does. `outcome` is set when the payment ends:
+    credited (the wallet transaction is `topup` with the same payment_id) or void."""
+
+    __tablename__ = "pending_topups"
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(8))
+    principal_minor: Mapped[int] = mapped_column(MinorUnits)
+    bonus_minor: Mapped[int] = mapped_column(MinorUnits)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(10))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        CheckConstraint("outcome is null or outcome in ('credited','void')", name="outcome"),
+    )
+
+
 class Withdrawal(Timestamped, Base):
     """A payout request by a merchant or an agent against its available balance."""
 

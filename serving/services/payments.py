@@ -279,6 +279,7 @@ def confirm_payment(session: Session, *, merchant_id: str, payment_id: str, body
         _risk_and_channel(session, payment, merchant, method, forced, now)
     else:
         _call_channel(session, payment, method, forced, now)
+        wallets.resolve_topup(session, payment, now)  # a top-up held for review
     return 200, payment_out(payment)
 
 
@@ -286,6 +287,7 @@ def cancel_payment(session: Session, *, merchant_id: str, payment_id: str,
                    now: datetime) -> tuple[int, dict]:
     payment = _own_payment(session, merchant_id, payment_id)
     move(session, payment, "cancelled", at=now, reason="cancelled_by_merchant")
+    wallets.resolve_topup(session, payment, now)
     return 200, _announce(session, payment, "payment.cancelled", now)
 
 
@@ -300,6 +302,7 @@ def apply_channel_outcome(session: Session, *, payment: Payment, approved: bool,
         _capture(session, payment, now)
     else:
         _fail(session, payment, failure_code or "declined", now)
+    wallets.resolve_topup(session, payment, now)  # a top-up the channel confirmed later
     return payment_out(payment)
 
 

@@ -3,7 +3,9 @@
 The wallet is the merchant's liability to its customer, kept in wallets/wallet_transactions; the
 platform's books only see card/channel money:
 - a top-up is a normal payment (captured through a channel, normal ledger legs) that, once it
-  succeeds, credits the wallet with its amount as principal plus the merchant's bonus;
+  succeeds, credits the wallet with its amount as principal plus the merchant's bonus; one that
+  ends pending (the channel calls back later) or held for review is kept in pending_topups and
+  credited when its payment succeeds (void if it fails or is cancelled);
 - a payment with payment_method {"type": "wallet"} moves no money through the platform: it debits
   the wallet pro rata over (principal, bonus) and posts balanced memo legs only
   (wallet_liability / wallet_redemption);
@@ -37,7 +39,7 @@ from serving.schemas import (
 from serving.services.state_machine import move
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, post_transaction, wallet_liability, wallet_redemption
-from warehouse.models import Payment, Refund, Wallet, WalletTransaction
+from warehouse.models import Payment, PendingTopup, Refund, Wallet, WalletTransaction
 from warehouse.money import allocate, allocate_increment, topup_clawback
 
 WALLET_CHANNEL = "ch_wallet_sim"
@@ -106,22 +108,60 @@ def create_topup(session: Session, *, merchant_id: str, body: TopupCreate,
     )
     _, payment = payments.create_payment(session, merchant_id=merchant_id, body=payment_body,
                                          now=now)
-    if payment["status"] != "success":  # declined, failed, held: nothing is credited
-        wallet = session.scalars(select(Wallet).where(
-            Wallet.merchant_id == merchant_id, Wallet.customer_id == body.customer_id,
-            Wallet.currency == body.currency)).first()
-        return 201, {"payment": payment, "wallet": wallet_out(wallet) if wallet else None}
-    session.flush()
-    wallet = _lock_or_create(session, merchant_id, body.customer_id, body.currency, now)
-    wallet.principal_minor += body.amount_minor
-    wallet.bonus_minor += body.bonus_minor
+    if payment["status"] == "success":
+        session.flush()
+        wallet = _credit_topup(session, merchant_id=merchant_id, customer_id=body.customer_id,
+                               currency=body.currency, principal=body.amount_minor,
+                               bonus=body.bonus_minor, payment_id=payment["id"], now=now)
+        return 201, {"payment": payment, "wallet": wallet_out(wallet)}
+    if payment["status"] in DEFERRED:  # credited when the payment succeeds (resolve_topup)
+        session.add(PendingTopup(payment_id=payment["id"], merchant_id=merchant_id,
+                                 customer_id=body.customer_id, currency=body.currency,
+                                 principal_minor=body.amount_minor, bonus_minor=body.bonus_minor,
+                                 created_at=now))
+    # declined, failed, pending: nothing is credited now
+    wallet = session.scalars(select(Wallet).where(
+        Wallet.merchant_id == merchant_id, Wallet.customer_id == body.customer_id,
+        Wallet.currency == body.currency)).first()
+    return 201, {"payment": payment, "wallet": wallet_out(wallet) if wallet else None}
+
+
+# A top-up payment in one of these may still succeed: a channel callback, or a review.
+DEFERRED = ("pending_callback", "auth_required")
+
+
+def _credit_topup(session: Session, *, merchant_id: str, customer_id: str, currency: str,
+                  principal: int, bonus: int, payment_id: str, now: datetime) -> Wallet:
+    wallet = _lock_or_create(session, merchant_id, customer_id, currency, now)
+    wallet.principal_minor += principal
+    wallet.bonus_minor += bonus
     wallet.updated_at = now
     session.add(WalletTransaction(
         id=new_id("wallet_txn"), wallet_id=wallet.id, kind="topup",
-        principal_minor=body.amount_minor, bonus_minor=body.bonus_minor,
-        payment_id=payment["id"], topup_id=payment["id"], created_at=now))
+        principal_minor=principal, bonus_minor=bonus,
+        payment_id=payment_id, topup_id=payment_id, created_at=now))
     session.flush()
-    return 201, {"payment": payment, "wallet": wallet_out(wallet)}
+    return wallet
+
+
+def resolve_topup(session: Session, payment: Payment, now: datetime) -> None:
+    """After a payment left pending_callback or auth_required: if it was a deferred top-up,
+    credit the wallet (the payment succeeded) or void the top-up (it failed or was cancelled).
+    The pending row is locked first, so a top-up is credited once."""
+    if payment.status in DEFERRED:
+        return
+    pending = session.get(PendingTopup, payment.id, with_for_update=True)
+    if pending is None or pending.outcome is not None:
+        return
+    if payment.status == "success":
+        session.flush()
+        _credit_topup(session, merchant_id=pending.merchant_id, customer_id=pending.customer_id,
+                      currency=pending.currency, principal=pending.principal_minor,
+                      bonus=pending.bonus_minor, payment_id=payment.id, now=now)
+        pending.outcome = "credited"
+    else:
+        pending.outcome = "void"
+    pending.resolved_at = now
 
 
 def topup_of(session: Session, payment_id: str) -> WalletTransaction | None:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from serving.channel_simulator import deliver_pending_callbacks
 from tests.serving.helpers import make_api, random_card
-from warehouse.models import LedgerEntry, Payment, PaymentEvent, Refund, Wallet, WalletTransaction
+from warehouse.models import (
+    LedgerEntry,
+    Payment,
+    PaymentEvent,
+    PendingTopup,
+    Refund,
+    SimChannelOperation,
+    Wallet,
+    WalletTransaction,
+)
 
 WALLET = {"type": "wallet"}
 
@@ -276,3 +287,70 @@ def test_refund_of_a_topup_after_the_bonus_was_spent_keeps_the_shortfall(api):
     assert blocked.status_code == 422
     assert blocked.json()["error"]["code"] == "insufficient_wallet_balance"
     assert_ledger_balances(api)
+
+
+def _pending_topup(api, payment_id):
+    with Session(api.engine) as s:
+        return s.get(PendingTopup, payment_id)
+
+
+def test_topup_the_channel_confirms_later_is_credited_once(api):
+    """A top-up whose channel answers later credits nothing until the signed callback says it
+    succeeded; then the wallet gets principal and bonus once, and the top-up refunds as any."""
+    _, key = api.merchant(kyc_tier=3)
+    later = topup(api, key, amount="10000", bonus="500",
+                  method={"type": "card", "number": "4000000000003220"}).json()
+    assert later["payment"]["status"] == "pending_callback" and later["wallet"] is None
+    assert txns(api) == [] and _pending_topup(api, later["payment"]["id"]).outcome is None
+    report = deliver_pending_callbacks(api.engine, api.client, datetime.now(UTC))
+    assert report["delivered"] == 1
+    [credit] = txns(api)
+    assert (credit.kind, credit.principal_minor, credit.bonus_minor, credit.payment_id) == (
+        "topup", 10000, 500, later["payment"]["id"])
+    assert wallet_parts(api, credit.wallet_id) == (10000, 500)
+    assert _pending_topup(api, later["payment"]["id"]).outcome == "credited"
+    # The same callback again is refused (the payment is no longer pending): no second credit.
+    with Session(api.engine) as s:
+        s.execute(update(SimChannelOperation).values(delivered_at=None))
+        s.commit()
+    deliver_pending_callbacks(api.engine, api.client, datetime.now(UTC))
+    assert len(txns(api)) == 1 and wallet_parts(api, credit.wallet_id) == (10000, 500)
+    refund = api.refund(key, later["payment"]["id"], amount="4000")
+    assert refund.status_code == 201, refund.text
+    assert wallet_parts(api, credit.wallet_id) == (6000, 300)
+    assert_ledger_balances(api)
+
+
+def test_topup_the_channel_declines_later_credits_nothing(api):
+    _, key = api.merchant(kyc_tier=3)
+    later = topup(api, key, bonus="100",
+                  method={"type": "card", "number": "4000000000000341"}).json()
+    assert later["payment"]["status"] == "pending_callback"
+    deliver_pending_callbacks(api.engine, api.client, datetime.now(UTC))
+    assert txns(api) == [] and _pending_topup(api, later["payment"]["id"]).outcome == "void"
+    with Session(api.engine) as s:
+        assert s.scalar(select(func.count()).select_from(Wallet)) == 0
+
+
+@pytest.mark.parametrize("decision", ["confirm", "cancel"])
+def test_topup_held_for_review_is_credited_when_confirmed(api, decision):
+    from serving.ratelimit import TokenBuckets
+
+    _, key = api.merchant(kyc_tier=3)
+    api.client.app.state.customer_limits = TokenBuckets(1000.0)  # velocity, not the rate limit
+    for _ in range(10):  # the customer's eleventh payment within the hour is reviewed
+        assert api.pay(key, amount="100", customer={"id": "cus_busy"}).json()["status"] == "success"
+    held = topup(api, key, customer="cus_busy", amount="2000", bonus="200").json()
+    assert held["payment"]["status"] == "auth_required" and held["wallet"] is None
+    auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+    if decision == "cancel":
+        done = api.client.post(f"/api/v1/payments/{held['payment']['id']}/cancel", headers=auth)
+        assert done.json()["status"] == "cancelled"
+        assert txns(api) == [] and _pending_topup(api, held["payment"]["id"]).outcome == "void"
+        return
+    done = api.client.post(f"/api/v1/payments/{held['payment']['id']}/confirm", headers=auth,
+                           json={"payment_method": {"type": "card", "number": random_card()}})
+    assert done.status_code == 200 and done.json()["status"] == "success"
+    [credit] = txns(api)
+    assert (credit.principal_minor, credit.bonus_minor) == (2000, 200)
+    assert _pending_topup(api, held["payment"]["id"]).outcome == "credited"
