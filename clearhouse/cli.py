@@ -129,12 +129,13 @@ def cmd_demo(args) -> None:
              day=date.fromisoformat(args.day) if args.day else None, seed=args.seed)
 
 
-WRITE_OFF_EVERY = timedelta(minutes=1)
+HOUSEKEEPING_EVERY = timedelta(minutes=1)
 
 
 def cmd_webhooks_run(args) -> None:
-    """The API's background worker: every --interval seconds (or once) enqueue outbox events,
-    deliver due webhooks, and write off x402 calls left unsettled (serving.x402.booking)."""
+    """The API's background worker: every --interval seconds (or once) enqueue outbox events and
+    deliver due webhooks; once a minute write off x402 calls left unsettled
+    (serving.x402.booking) and prune Idempotency-Keys past their TTL."""
     import logging
     import time
     from datetime import UTC, datetime
@@ -142,6 +143,7 @@ def cmd_webhooks_run(args) -> None:
     import httpx
     from sqlalchemy.orm import Session
 
+    from serving.services.idempotency import prune_expired
     from serving.webhooks import run_once
     from serving.x402.booking import write_off_abandoned
     from warehouse.connections import oltp_engine
@@ -156,11 +158,14 @@ def cmd_webhooks_run(args) -> None:
         while True:
             now = datetime.now(UTC)
             result = run_once(engine, client, now, batch=args.batch)
-            # once a minute, not every tick: the query scans x402_usage (no index on status),
-            # and a call is only written off after minutes anyway
-            if written_off_at is None or now - written_off_at >= WRITE_OFF_EVERY:
+            # once a minute, not every tick: a call is only written off after minutes, and a key
+            # expires after hours
+            if written_off_at is None or now - written_off_at >= HOUSEKEEPING_EVERY:
                 with Session(engine) as session, session.begin():
                     result["x402_abandoned"] = write_off_abandoned(session, now)
+                with Session(engine) as session, session.begin():
+                    result["idempotency_keys_expired"] = prune_expired(
+                        session, now, settings.idempotency_ttl_hours)
                 written_off_at = now
             if args.once:
                 print(json.dumps(result))

@@ -8,7 +8,9 @@ same transaction as the work, so:
 - the same key with another body or path is refused with 409 idempotency_key_reused;
 - a business error (4xx ApiError) inside the work rolls back everything the work wrote, then
   the key is stored with the error response, which later retries replay: nothing is
-  half-written.
+  half-written;
+- a key is kept CLEARHOUSE_IDEMPOTENCY_TTL_HOURS (24 by default, as Stripe) and then pruned by
+  the background worker (`prune_expired`); after that the same key starts a new request.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -106,3 +108,15 @@ def run_idempotent(engine: Engine, *, merchant_id: str, key: str, path: str, fin
             session.commit()
             return IdempotentResult(status, body, False)
     raise ApiError(409, "idempotency_conflict", "the request could not claim its Idempotency-Key; retry")
+
+
+def prune_expired(session: Session, now: datetime, ttl_hours: int, *, limit: int = 5000) -> int:
+    """Delete up to `limit` keys older than the TTL (oldest first); the number deleted. Every
+    stored key holds its final response (the claim and the response commit together)."""
+    cutoff = now - timedelta(hours=ttl_hours)
+    expired = (select(IdempotencyKey.merchant_id, IdempotencyKey.key)
+               .where(IdempotencyKey.created_at < cutoff)
+               .order_by(IdempotencyKey.created_at).limit(limit))
+    result = session.execute(delete(IdempotencyKey).where(
+        tuple_(IdempotencyKey.merchant_id, IdempotencyKey.key).in_(expired)))
+    return result.rowcount

@@ -23,7 +23,8 @@ def test_webhooks_run_once_enqueues_and_attempts(make_settings, capsys):
     make_settings()
     assert run(capsys, "webhooks", "run", "--once") == {"enqueued": 0, "delivered": 0,
                                                          "retrying": 0, "dead": 0,
-                                                         "x402_abandoned": 0}
+                                                         "x402_abandoned": 0,
+                                                         "idempotency_keys_expired": 0}
     merchant = run(capsys, "merchants", "create", "Hooked")
     engine = oltp_engine()
     # No webhook secret: the attempt is counted and nothing is sent (so no network here).
@@ -31,7 +32,8 @@ def test_webhooks_run_once_enqueues_and_attempts(make_settings, capsys):
     add_event(engine, merchant["id"])
     assert run(capsys, "webhooks", "run", "--once") == {"enqueued": 1, "delivered": 0,
                                                          "retrying": 1, "dead": 0,
-                                                         "x402_abandoned": 0}
+                                                         "x402_abandoned": 0,
+                                                         "idempotency_keys_expired": 0}
 
 
 def test_channels_deliver_callbacks_with_nothing_pending(make_settings, capsys):

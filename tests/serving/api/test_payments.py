@@ -77,6 +77,35 @@ def test_idempotent_replay_and_reuse_with_other_body(api):
     assert count(api, Payment) == 1
 
 
+def test_keys_past_their_ttl_are_pruned_and_then_start_a_new_payment(api):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from serving.services.idempotency import prune_expired
+
+    _, key = api.merchant()
+    card = {"type": "card", "number": "4242424242424242"}
+    old = api.pay(key, amount="500", idem="k-old", method=card).json()
+    fresh = api.pay(key, amount="500", idem="k-fresh", method=card).json()
+    now = datetime.now(UTC)
+    with Session(api.engine) as s:
+        s.execute(update(IdempotencyKey).where(IdempotencyKey.key == "k-old")
+                  .values(created_at=now - timedelta(hours=25)))
+        s.commit()
+    with Session(api.engine) as s, s.begin():
+        assert prune_expired(s, now, ttl_hours=24) == 1
+    with Session(api.engine) as s, s.begin():
+        assert prune_expired(s, now, ttl_hours=24) == 0  # nothing else is old enough
+    with Session(api.engine) as s:
+        assert set(s.scalars(select(IdempotencyKey.key))) == {"k-fresh"}
+    # within the TTL the key replays; after it, the same key is a new request
+    assert api.pay(key, amount="500", idem="k-fresh", method=card).json() == fresh
+    again = api.pay(key, amount="500", idem="k-old", method=card)
+    assert again.status_code == 201 and again.json()["id"] != old["id"]
+    assert "Idempotent-Replayed" not in again.headers and count(api, Payment) == 3
+
+
 def test_same_key_for_two_merchants_is_two_payments(api):
     _, key_a = api.merchant("A")
     _, key_b = api.merchant("B")
