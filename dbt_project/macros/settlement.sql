@@ -7,6 +7,14 @@
 {%- endmacro %}
 
 
+{# The day periods are open from at this run: its settlement_as_of day, or the later day a run
+   already closed through (`closed_through`, NULL before the first run), so a backfill of an
+   older day never reopens a period. #}
+{% macro settlement_open_day(closed_through) -%}
+    greatest({{ settlement_as_of() }}, coalesce({{ closed_through }}, {{ settlement_as_of() }}))
+{%- endmacro %}
+
+
 {# First day of the period of `cycle` ('daily', 'weekly' = ISO week from Monday, 'monthly')
    that contains the date `d`. #}
 {% macro cycle_period_start(cycle, d) -%}

@@ -64,8 +64,7 @@ changed as (
         cast(coalesce(i.txn_fee_minor, 0) - b.txn_fee_minor as {{ money_type() }})
             as delta_fee_minor,
         coalesce(m.settlement_cycle, o.settlement_cycle) as open_cycle,
-        greatest({{ settlement_as_of() }},
-                 coalesce(r.closed_through, {{ settlement_as_of() }})) as open_day,
+        {{ settlement_open_day('r.closed_through') }} as open_day,
         e_from.exponent as exp_from,
         e_to.exponent as exp_to
     from booked as b

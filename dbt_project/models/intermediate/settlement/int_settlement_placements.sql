@@ -25,9 +25,8 @@ flagged as (
         n.*,
         coalesce({{ cycle_period_end('n.settlement_cycle', 'n.natural_period_start') }}
                  < r.closed_through, false) as is_late,
-        {{ cycle_period_start('n.settlement_cycle',
-                              'greatest(' ~ settlement_as_of() ~ ', coalesce(r.closed_through, '
-                              ~ settlement_as_of() ~ '))') }} as open_period_start
+        {{ cycle_period_start('n.settlement_cycle', settlement_open_day('r.closed_through')) }}
+            as open_period_start
     from new_items as n
     cross join previous_runs as r
 )

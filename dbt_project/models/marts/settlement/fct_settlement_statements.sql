@@ -77,8 +77,7 @@ select
     b.period_start,
     b.period_end,
     {{ add_days('b.period_end', 'coalesce(m.settlement_delay_days, 0)') }} as settles_on,
-    case when b.period_end < greatest({{ settlement_as_of() }}, coalesce(c.closed_before,
-                                      {{ settlement_as_of() }}))
+    case when b.period_end < {{ settlement_open_day('c.closed_before') }}
          then 'closed' else 'open' end as status,
     b.currency,
     b.opening_balance_minor,
