@@ -424,12 +424,17 @@ def _log(tx, to, value, block, *, removed=False, network="eip155:84532"):
 
 
 PAY_TO = "0x" + "5a" * 20
+UNEXPLAINED_TX = "0x" + "e7" * 32
 CHAIN_LOGS = [
     _log(X402_TX, PAY_TO, 50_000, 100),  # chain match (pay_x1)
     _log(X402_TX_WRONG_RECIPIENT, "0x" + "99" * 20, 50_000, 100),  # recipient_mismatch
     _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, network="eip155:1"),
     _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, removed=True, network="eip155:1"),  # reorged
     _log("0x" + "a6" * 32, PAY_TO, ETH_HUGE, 998, network="eip155:1"),  # 3 confirmations
+    # Into the platform's addresses with no ledger payment: missing_in_ledger once confirmed
+    _log(UNEXPLAINED_TX, PAY_TO, 12_345, 100),
+    _log("0x" + "e8" * 32, PAY_TO, 777, 998),  # 3 confirmations: not yet a break
+    _log("0x" + "e9" * 32, "0x" + "42" * 20, 999, 100),  # someone else's address: not ours
 ]
 CHAIN_HEADS = [{"file_id": "f_chain", "network": "eip155:84532", "latest_block": 1000},
                {"file_id": "f_chain_1", "network": "eip155:1", "latest_block": 1000}]
@@ -904,7 +909,8 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     assert dict(by_type) == {
         "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
         "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
-        "missing_in_ledger": {"psp-only-1", "psp-refund-unknown"}, "ambiguous": {"psp-unknown-2"},
+        "missing_in_ledger": {"psp-only-1", "psp-refund-unknown", UNEXPLAINED_TX},
+        "ambiguous": {"psp-unknown-2"},
         "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"]}, "payout_mismatch": {"po_2"},
         "recipient_mismatch": {"pay_x3"}, "chain_reorged": {"pay_a5"},
         "chain_unconfirmed": {"pay_a6"},
@@ -922,6 +928,10 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     assert (_int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"])) == \
         (fee_minor(10_050, 180, 10), 999)
     assert rows[("ambiguous", "psp-unknown-2")]["candidates"] == "pay_f2,pay_f3"
+    unexplained = rows[("missing_in_ledger", UNEXPLAINED_TX)]
+    assert (unexplained["chain_tx_hash"], unexplained["channel"], unexplained["currency"],
+            unexplained["ledger_amount_minor"], _int(unexplained["channel_amount_minor"])) == \
+        (UNEXPLAINED_TX, "ch_x402_sim", "0x" + "0" * 40, None, 12_345)
     assert all(r["status"] == "open" and r["age_days"] >= 0 for r in breaks)
     daily = {(r["day"], r["channel"]): r
              for r in built.query("select * from analytics.rpt_reconciliation_daily")}

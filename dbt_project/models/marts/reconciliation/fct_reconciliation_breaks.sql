@@ -166,6 +166,42 @@ chain_breaks as (
            or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
 ),
 
+-- The platform's receiving addresses: its own collection addresses and every x402 payTo.
+platform_addresses as (
+    select address, min(channel_id) as channel
+    from (
+        select lower(address) as address, channel_id from {{ ref('ref_chain_addresses') }}
+        union all
+        select lower(pay_to), 'ch_x402_sim' from {{ ref('stg_clearhouse__x402_pricing_rules') }}
+    ) as a
+    group by address
+),
+
+-- A confirmed Transfer into one of them that no ledger payment references: money arrived that
+-- the ledger does not know (reconciliation.md: a chain line with no ledger record).
+unexplained_transfers as (
+    select
+        'missing_in_ledger' as break_type,
+        'chain:' || t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as break_key,
+        a.channel,
+        coalesce(k.asset, t.token_address) as currency,
+        cast(null as varchar(40)) as payment_id,
+        t.transaction_hash as channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        t.transaction_hash as chain_tx_hash,
+        cast(null as {{ money_type() }}) as ledger_minor,
+        t.value_minor as channel_minor,
+        cast(t.block_timestamp as date) as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from transfers as t
+    inner join platform_addresses as a on a.address = lower(t.to_address)
+    left join {{ ref('ref_chain_tokens') }} as k
+        on k.network = t.network and lower(k.token_address) = lower(t.token_address)
+    where t.is_confirmed and not t.is_reorged
+      and not exists (select 1 from {{ ref('stg_clearhouse__payments') }} as p
+                      where lower(p.channel_reference) = t.transaction_hash)
+),
+
 refund_lines as (
     select * from {{ ref('int_recon_psp_refund_lines') }}
 ),
@@ -235,6 +271,7 @@ payment_breaks as (
     union all select * from line_breaks
     union all select * from missing_in_channel
     union all select * from chain_breaks
+    union all select * from unexplained_transfers
     union all select * from payout_breaks
 ),
 

@@ -1,0 +1,30 @@
+"""The seeds reconciliation reads the platform's chain addresses and tokens from agree with what
+the channel simulators and the x402 networks use."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from clearhouse import channel_files
+from serving.x402.networks import NETWORKS
+
+SEEDS = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds"
+
+
+def _rows(name: str) -> list[dict]:
+    with (SEEDS / name).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_crypto_channels_collection_address_is_seeded():
+    seeded = {(r["network"], r["address"], r["channel_id"]) for r in _rows("ref_chain_addresses.csv")}
+    assert (channel_files.BASE_NETWORK, channel_files.PLATFORM_ADDRESS, "ch_crypto_sim") in seeded
+    assert all(r["address"] == r["address"].lower() for r in _rows("ref_chain_addresses.csv"))
+
+
+def test_every_x402_asset_is_a_seeded_token():
+    seeded = {(r["network"], r["token_address"], r["asset"]) for r in _rows("ref_chain_tokens.csv")}
+    offered = {(net.caip2, asset.address.lower(), asset.symbol)
+               for net in NETWORKS.values() for asset in net.assets}
+    assert offered and offered <= seeded
