@@ -73,8 +73,9 @@ for _p in PRICES:
 
 X402_TX = "0x" + "7e" * 32
 X402_TX_WRONG_RECIPIENT = "0x" + "c3" * 32
+X402_TX_WRONG_TOKEN = "0x" + "c4" * 32
 X402_REFERENCES = {"pay_x1": X402_TX, "pay_x2": "xpu_2",  # chain tx (exact), usage id (token)
-                   "pay_x3": X402_TX_WRONG_RECIPIENT,
+                   "pay_x3": X402_TX_WRONG_RECIPIENT, "pay_x4": X402_TX_WRONG_TOKEN,
                    "pay_a5": "0x" + "a5" * 32, "pay_a6": "0x" + "a6" * 32}  # ETH on chain
 
 
@@ -125,6 +126,8 @@ PAYMENTS = [
              "2024-03-02 11:00:00", "2024-03-02 11:00:00"),
     _payment("pay_x3", "mer_b", 50_000, "USDC", "success", "x402",
              "2024-03-02 14:00:00", "2024-03-02 14:00:00"),
+    _payment("pay_x4", "mer_b", 30_000, "USDC", "success", "x402",
+             "2024-03-02 15:00:00", "2024-03-02 15:00:00"),
     # reconciliation: no reference on the channel's line (fuzzy), and two look-alikes (ambiguous)
     _payment("pay_f1", "mer_a", 4_242, "USD", "success", "card",
              "2024-03-02 08:00:00", "2024-03-02 08:00:00"),
@@ -168,6 +171,8 @@ X402_USAGE = [
            amount=30_000),
     _usage("xpu_5", "xpr_detail", "exact", "settled", "0xcc", "2024-03-02 14:00:00",
            payment="pay_x3", tx=X402_TX_WRONG_RECIPIENT),
+    _usage("xpu_6", "xpr_filings", "exact", "settled", "0xdd", "2024-03-02 15:00:00",
+           amount=30_000, payment="pay_x4", tx=X402_TX_WRONG_TOKEN),
 ]
 
 
@@ -415,10 +420,16 @@ BANK_LINES = [_bank("B1", 9_810, e2e="po_1"),  # payout_batch
               _bank("B2", 4_990, remittance="PAYOUT po_2")]  # payout_mismatch
 
 
-def _log(tx, to, value, block, *, removed=False, network="eip155:84532"):
+# USDC on Base Sepolia; native ETH as indexers list it (dbt_project/seeds/ref_chain_tokens.csv)
+USDC_SEPOLIA = "0x036cbd53842c5426634e7929541ec2318f3dcf7e"
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+def _log(tx, to, value, block, *, removed=False, network="eip155:84532", token=None):
+    token = token or (USDC_SEPOLIA if network == "eip155:84532" else ZERO_ADDRESS)
     return {"chain_log_id": f"{tx}:0:{removed}", "file_id": "f_chain", "network": network,
             "block_number": block, "block_hash": None, "block_timestamp": ts("2024-03-02 12:00:00"),
-            "transaction_hash": tx, "log_index": 0, "token_address": "0x" + "0" * 40,
+            "transaction_hash": tx, "log_index": 0, "token_address": token,
             "from_address": "0x" + "11" * 20, "to_address": to, "value_text": str(value),
             "value_minor": value, "removed": removed}
 
@@ -428,6 +439,7 @@ UNEXPLAINED_TX = "0x" + "e7" * 32
 CHAIN_LOGS = [
     _log(X402_TX, PAY_TO, 50_000, 100),  # chain match (pay_x1)
     _log(X402_TX_WRONG_RECIPIENT, "0x" + "99" * 20, 50_000, 100),  # recipient_mismatch
+    _log(X402_TX_WRONG_TOKEN, PAY_TO, 30_000, 100, token="0x" + "d7" * 20),  # currency_mismatch
     _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, network="eip155:1"),
     _log("0x" + "a5" * 32, PAY_TO, ETH_BIG, 100, removed=True, network="eip155:1"),  # reorged
     _log("0x" + "a6" * 32, PAY_TO, ETH_HUGE, 998, network="eip155:1"),  # 3 confirmations
@@ -706,12 +718,12 @@ def test_x402_endpoint_report(built):
     assert exact["path_pattern"] == "/company/detail" and exact["day"] == date(2024, 3, 2)
     assert (token["calls"], _int(token["revenue_minor"])) == (1, 50_000)
     filings = rows[("xpr_filings", "exact")]
-    assert (filings["paid_calls"], _int(filings["revenue_minor"])) == (0, 0)
+    assert (filings["paid_calls"], _int(filings["revenue_minor"])) == (1, 30_000)
     # the x402 revenue is also in the merchant's USDC statement, fee at the merchant's price
     statement = {r["statement_id"]: r for r in built.query(
         "select * from analytics.fct_settlement_statements")}["mer_b:USDC:2024-03-02"]
-    assert _int(statement["gross_minor"]) == 150_000
-    assert _int(statement["fees_minor"]) == 3 * fee_minor(50_000, 100)
+    assert _int(statement["gross_minor"]) == 180_000
+    assert _int(statement["fees_minor"]) == 3 * fee_minor(50_000, 100) + fee_minor(30_000, 100)
 
 
 # --- the commission oracle: commission.md walked in plain Python --------------------------------
@@ -899,7 +911,7 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     settled = {p["id"] for p in PAYMENTS
                if p["status"] in ("success", "partially_refunded", "refunded")
                and p["payment_method_type"] not in ("wallet", "agent_token")}
-    seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3",
+    seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3", "pay_x4",
             "pay_a5", "pay_a6", SUCCESS_AGENT_PAYMENT["id"]}
     # succeeded refunds of card payments settle as channel lines; only two have one
     card = {p["id"] for p in PAYMENTS if p["channel_id"] == "ch_card"}
@@ -911,7 +923,7 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
         "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
         "missing_in_ledger": {"psp-only-1", "psp-refund-unknown", UNEXPLAINED_TX},
         "ambiguous": {"psp-unknown-2"},
-        "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"]}, "payout_mismatch": {"po_2"},
+        "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"], "pay_x4"}, "payout_mismatch": {"po_2"},
         "recipient_mismatch": {"pay_x3"}, "chain_reorged": {"pay_a5"},
         "chain_unconfirmed": {"pay_a6"},
         "missing_in_channel": (settled - seen) | refunds_without_line}
@@ -931,7 +943,7 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     unexplained = rows[("missing_in_ledger", UNEXPLAINED_TX)]
     assert (unexplained["chain_tx_hash"], unexplained["channel"], unexplained["currency"],
             unexplained["ledger_amount_minor"], _int(unexplained["channel_amount_minor"])) == \
-        (UNEXPLAINED_TX, "ch_x402_sim", "0x" + "0" * 40, None, 12_345)
+        (UNEXPLAINED_TX, "ch_x402_sim", "USDC", None, 12_345)
     assert all(r["status"] == "open" and r["age_days"] >= 0 for r in breaks)
     daily = {(r["day"], r["channel"]): r
              for r in built.query("select * from analytics.rpt_reconciliation_daily")}

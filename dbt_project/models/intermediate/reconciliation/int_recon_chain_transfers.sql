@@ -1,7 +1,12 @@
 -- Transfer logs as reconciliation reads them: confirmed once the network's threshold is met
--- (var recon_chain_confirmations, default 10, Base's rule of thumb in serving/x402/networks.py).
+-- (var recon_chain_confirmations, default 10, Base's rule of thumb in serving/x402/networks.py),
+-- with the asset their token contract is (seed ref_chain_tokens; NULL for a contract we do not
+-- know, which then matches no payment).
 
 select
     t.*,
-    t.confirmations >= {{ var('recon_chain_confirmations', 10) }} as is_confirmed
+    t.confirmations >= {{ var('recon_chain_confirmations', 10) }} as is_confirmed,
+    k.asset
 from {{ ref('stg_files__chain_transfers') }} as t
+left join {{ ref('ref_chain_tokens') }} as k
+    on k.network = t.network and lower(k.token_address) = lower(t.token_address)

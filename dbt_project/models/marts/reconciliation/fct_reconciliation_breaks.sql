@@ -148,6 +148,8 @@ chain_breaks as (
             when t.is_reorged then 'chain_reorged'
             when g.expected_recipient is not null and g.expected_recipient <> t.to_address
                 then 'recipient_mismatch'
+            -- the token contract is not the payment's asset (or one we do not know)
+            when coalesce(t.asset, '') <> g.currency then 'currency_mismatch'
             when t.value_minor <> g.amount_minor then 'amount_mismatch'
             else 'chain_unconfirmed'
         end as break_type,
@@ -163,6 +165,7 @@ chain_breaks as (
     inner join transfers as t on t.transaction_hash = lower(g.channel_reference)
     where g.side = 'chain'
       and (t.is_reorged or not t.is_confirmed or t.value_minor <> g.amount_minor
+           or coalesce(t.asset, '') <> g.currency
            or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
 ),
 
@@ -184,7 +187,7 @@ unexplained_transfers as (
         'missing_in_ledger' as break_type,
         'chain:' || t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as break_key,
         a.channel,
-        coalesce(k.asset, t.token_address) as currency,
+        coalesce(t.asset, t.token_address) as currency,
         cast(null as varchar(40)) as payment_id,
         t.transaction_hash as channel_reference,
         cast(null as varchar(200)) as statement_line_id,
@@ -195,8 +198,6 @@ unexplained_transfers as (
         cast(null as varchar(2000)) as candidates
     from transfers as t
     inner join platform_addresses as a on a.address = lower(t.to_address)
-    left join {{ ref('ref_chain_tokens') }} as k
-        on k.network = t.network and lower(k.token_address) = lower(t.token_address)
     where t.is_confirmed and not t.is_reorged
       and not exists (select 1 from {{ ref('stg_clearhouse__payments') }} as p
                       where lower(p.channel_reference) = t.transaction_hash)

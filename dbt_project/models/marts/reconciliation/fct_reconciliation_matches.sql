@@ -93,6 +93,7 @@ chain as (
     where g.side = 'chain' and g.is_settled_in_ledger
       and not t.is_reorged and t.is_confirmed
       and t.value_minor = g.amount_minor
+      and t.asset = g.currency
       and (g.expected_recipient is null or g.expected_recipient = t.to_address)
 ),
 
