@@ -115,6 +115,9 @@ PAYMENTS = [
     _payment("pay_b2", "mer_b", 1_000, "JPY", "success", "card",
              "2024-03-03 07:00:00", "2024-03-03 07:00:01"),
     _payment("pay_b3", "mer_b", 2_000, "JPY", "failed", "card", "2024-03-03 07:10:00", None),
+    # refunded in full; the channel reports the payment but no refund of it (status_mismatch)
+    _payment("pay_a8", "mer_a", 2_500, "USD", "refunded", "card",
+             "2024-03-03 09:00:00", "2024-03-03 09:00:01", refunded=2_500),
     # paid from a stored-value wallet: the top-up was the gross, so no statement line and no fee
     # (for it or its refund); it stays in fct_payments and rpt_merchant_daily
     _payment("pay_a7", "mer_a", 4_000, "USD", "partially_refunded", "wallet",
@@ -197,6 +200,7 @@ REFUNDS = [
     _refund("re_a6_2", "pay_a6", "mer_a", ETH_HUGE - 987_654_321_098_765_432_101, "ETH",
             "succeeded", "2024-03-03 09:00:00"),
     _refund("re_a7_1", "pay_a7", "mer_a", 1_500, "USD", "succeeded", "2024-03-01 18:00:00"),
+    _refund("re_a8_1", "pay_a8", "mer_a", 2_500, "USD", "succeeded", "2024-03-03 10:00:00"),
 ]
 
 CHANNELS = [
@@ -393,6 +397,7 @@ PSP_LINES = [
     _line("L6", ref="psp-only-1", amount=777),  # missing_in_ledger
     _line("L7", ref="psp-unknown-1", amount=4_242),  # fuzzy -> pay_f1
     _line("L8", ref="psp-unknown-2", amount=5_555),  # ambiguous: pay_f2, pay_f3
+    _line("L10", ref="chref-pay_a8", amount=2_500, fee=55, day="2024-03-03"),  # refunded
     _line("L9", ref=SUCCESS_AGENT_PAYMENT["channel_reference"],
           amount=SUCCESS_AGENT_PAYMENT["amount_minor"], currency="EUR"),  # currency_mismatch
     # refunds settle as their own (negative) lines: an exact match, an amount_mismatch and a
@@ -902,6 +907,7 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     matches = {(r["match_type"], r["refund_id"] or r["payment_id"] or r["channel_reference"])
                for r in built.query("select * from analytics.fct_reconciliation_matches")}
     assert matches == {("exact_reference", "pay_a1"), ("exact_reference", "pay_a2"),
+                       ("exact_reference", "pay_a8"),
                        ("exact_reference", "re_a2_1"),
                        ("fuzzy", "pay_f1"), ("payout_batch", "po_1"), ("chain", "pay_x1")}
     breaks = built.query("select * from analytics.fct_reconciliation_breaks")
@@ -911,16 +917,17 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     settled = {p["id"] for p in PAYMENTS
                if p["status"] in ("success", "partially_refunded", "refunded")
                and p["payment_method_type"] not in ("wallet", "agent_token")}
-    seen = {"pay_a1", "pay_a2", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1", "pay_x3", "pay_x4",
-            "pay_a5", "pay_a6", SUCCESS_AGENT_PAYMENT["id"]}
-    # succeeded refunds of card payments settle as channel lines; only two have one
+    seen = {"pay_a1", "pay_a2", "pay_a8", "pay_b1", "pay_f1", "pay_f2", "pay_f3", "pay_x1",
+            "pay_x3", "pay_x4", "pay_a5", "pay_a6", SUCCESS_AGENT_PAYMENT["id"]}
+    # succeeded refunds of card payments settle as channel lines; only two have one (re_a8_1's
+    # payment is the status_mismatch: fully refunded in the ledger, only settled on the channel)
     card = {p["id"] for p in PAYMENTS if p["channel_id"] == "ch_card"}
     refunds_without_line = {r["id"] for r in REFUNDS if r["status"] == "succeeded"
-                            and r["payment_id"] in card} - {"re_a2_1", "re_a3_1"}
+                            and r["payment_id"] in card} - {"re_a2_1", "re_a3_1", "re_a8_1"}
     assert "re_a3_2" in refunds_without_line
     assert dict(by_type) == {
         "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
-        "status_mismatch": {"pay_a4"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
+        "status_mismatch": {"pay_a4", "pay_a8"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
         "missing_in_ledger": {"psp-only-1", "psp-refund-unknown", UNEXPLAINED_TX},
         "ambiguous": {"psp-unknown-2"},
         "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"], "pay_x4"}, "payout_mismatch": {"po_2"},
@@ -940,6 +947,9 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     assert (_int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"])) == \
         (fee_minor(10_050, 180, 10), 999)
     assert rows[("ambiguous", "psp-unknown-2")]["candidates"] == "pay_f2,pay_f3"
+    refunded = rows[("status_mismatch", "pay_a8")]
+    assert (_int(refunded["ledger_amount_minor"]), _int(refunded["channel_amount_minor"]),
+            refunded["first_seen"]) == (0, 2_500, date(2024, 3, 3))
     unexplained = rows[("missing_in_ledger", UNEXPLAINED_TX)]
     assert (unexplained["chain_tx_hash"], unexplained["channel"], unexplained["currency"],
             unexplained["ledger_amount_minor"], _int(unexplained["channel_amount_minor"])) == \

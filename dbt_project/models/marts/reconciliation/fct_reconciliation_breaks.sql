@@ -211,6 +211,26 @@ ledger_refunds as (
     select * from {{ ref('int_recon_refunds') }}
 ),
 
+-- reconciliation.md status_mismatch: the ledger says fully refunded, the channel says settled -
+-- it reports the payment and no refund of it at all. One break for the payment (its refunds'
+-- missing_in_channel breaks would say the same); it resolves when a refund line arrives.
+refunded_but_settled as (
+    select
+        'status_mismatch' as break_type,
+        'refunded:' || g.payment_id as break_key,
+        g.channel_id as channel, g.currency, g.payment_id, g.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(0 as {{ money_type() }}) as ledger_minor,
+        l.gross_minor as channel_minor,
+        l.settlement_date as first_seen,
+        cast(null as varchar(2000)) as candidates
+    from ledger as g
+    inner join referenced as l on l.payment_id = g.payment_id and l.reference_rank = 1
+    where g.status = 'refunded' and g.side = 'psp'
+      and not exists (select 1 from refund_lines as rl where rl.payment_id = g.payment_id)
+),
+
 refund_breaks as (
     select
         case
@@ -248,6 +268,7 @@ refund_breaks as (
     from ledger_refunds as r
     where r.is_settled_in_ledger
       and not exists (select 1 from refund_lines as l where l.refund_id = r.refund_id)
+      and not exists (select 1 from refunded_but_settled as s where s.payment_id = r.payment_id)
       and r.ledger_date + r.settlement_window_days + {{ grace }} < {{ as_of }}
 ),
 
@@ -273,6 +294,7 @@ payment_breaks as (
     union all select * from missing_in_channel
     union all select * from chain_breaks
     union all select * from unexplained_transfers
+    union all select * from refunded_but_settled
     union all select * from payout_breaks
 ),
 
