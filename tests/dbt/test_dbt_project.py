@@ -405,6 +405,8 @@ PSP_LINES = [
     _line("R1", ref="chref-re_a2_1", amount=-3_333, kind="refund"),
     _line("R2", ref="chref-re_a3_1", amount=-998, kind="refund"),
     _line("R3", ref="psp-refund-unknown", amount=-500, kind="refund"),
+    # a refund naming pay_f1 (its id as merchant_reference); the ledger never refunded it
+    _line("R4", mref="pay_f1", amount=-4_242, kind="refund"),
     _line("P1", kind="payout", payout="po_1", amount=9_810, day="2024-03-02"),
     _line("P2", kind="payout", payout="po_2", amount=5_000, day="2024-03-02"),
 ]
@@ -927,7 +929,8 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     assert "re_a3_2" in refunds_without_line
     assert dict(by_type) == {
         "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
-        "status_mismatch": {"pay_a4", "pay_a8"}, "amount_mismatch": {"pay_b1", "re_a3_1"},
+        "status_mismatch": {"pay_a4", "pay_a8", "pay_f1"},
+        "amount_mismatch": {"pay_b1", "re_a3_1"},
         "missing_in_ledger": {"psp-only-1", "psp-refund-unknown", UNEXPLAINED_TX},
         "ambiguous": {"psp-unknown-2"},
         "currency_mismatch": {SUCCESS_AGENT_PAYMENT["id"], "pay_x4"}, "payout_mismatch": {"po_2"},

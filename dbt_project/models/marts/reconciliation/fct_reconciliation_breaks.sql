@@ -234,6 +234,12 @@ refunded_but_settled as (
 refund_breaks as (
     select
         case
+            -- the channel says refunded, the ledger has no refund of that payment (the reverse
+            -- of a settled failed / refunded payment)
+            when l.refund_id is null and l.named_payment_id is not null
+                 and not exists (select 1 from ledger_refunds as lr
+                                 where lr.payment_id = l.named_payment_id
+                                   and lr.is_settled_in_ledger) then 'status_mismatch'
             when l.refund_id is null then 'missing_in_ledger'
             when l.reference_rank > 1 then 'duplicate_in_channel'
             when not r.is_settled_in_ledger then 'status_mismatch'
@@ -241,7 +247,8 @@ refund_breaks as (
             else 'amount_mismatch'
         end as break_type,
         l.psp_line_id as break_key,
-        l.channel, l.currency, l.payment_id, l.channel_reference,
+        l.channel, l.currency, coalesce(l.payment_id, l.named_payment_id) as payment_id,
+        l.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
         cast(0 - r.amount_minor as {{ money_type() }}) as ledger_minor,
