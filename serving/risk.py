@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from warehouse.models import Merchant, Payment, RiskListEntry
@@ -155,14 +155,19 @@ def utc_day(now: datetime) -> date:
     return (now.astimezone(UTC) if now.tzinfo else now).date()
 
 
+# The merchant's accepted volume on a UTC day per currency, from the trigger-kept counter (its
+# shards added up); driver-style parameters, so the Postgres fast path embeds the same query.
+USED_TODAY_PG = ("SELECT currency, sum(amount_minor) AS total FROM merchant_daily_volume "
+                 "WHERE merchant_id = %(merchant_id)s AND day = %(day)s "
+                 "GROUP BY currency HAVING sum(amount_minor) <> 0")
+
+
 def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
     """Today's accepted volume of the merchant per currency (minor units). On Postgres a trigger
     keeps it per UTC day in merchant_daily_volume (migration 0006); SQLite sums the payments."""
     if session.get_bind().dialect.name == "postgresql":
-        return {code: int(value) for code, value in session.execute(text(
-            "SELECT currency, sum(amount_minor) FROM merchant_daily_volume WHERE merchant_id = :m "
-            "AND day = :day GROUP BY currency HAVING sum(amount_minor) <> 0"),
-            {"m": merchant.id, "day": utc_day(now)})}
+        return {code: int(value) for code, value in session.connection().exec_driver_sql(
+            USED_TODAY_PG, {"merchant_id": merchant.id, "day": utc_day(now)})}
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))

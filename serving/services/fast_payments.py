@@ -59,9 +59,7 @@ SELECT
           OR (kind = 'device' AND value = CAST(%(device)s AS text)))
         AND (merchant_id IS NULL OR merchant_id = %(merchant_id)s)) AS lists,
     (SELECT string_agg(currency || '=' || total::text, ',') FROM (
-        SELECT currency, sum(amount_minor) AS total FROM merchant_daily_volume
-         WHERE merchant_id = %(merchant_id)s AND day = %(day)s
-         GROUP BY currency HAVING sum(amount_minor) <> 0) used) AS used_today,
+        """ + risk.USED_TODAY_PG + """) used) AS used_today,
     (SELECT count(*) FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
         AND created_at >= %(hour_ago)s) AS v_customer,
     (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(%(card)s AS text)

@@ -23,12 +23,12 @@ claim; a claim lost in a crash leaves nothing charged and the authorization pres
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from serving import jsonfast
 from serving.services.row_writer import Collector, insert_ctes, row_values
 from serving.x402 import booking, chain
 from serving.x402.protocol import InvalidPayment
@@ -70,7 +70,7 @@ def _claim_statement(verified: Verified, call: booking.Call,
         "lazy_commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
         "SELECT used, balance, (SELECT count(*) FROM claimed) FROM facts, lazy_commit")
     params = (net, asset, auth.payer, auth.nonce, net, asset, auth.payer, net, asset, auth.payer,
-              net, asset, auth.payer, auth.value, json.dumps([row_values(usage)], default=str),
+              net, asset, auth.payer, auth.value, jsonfast.dumps([row_values(usage)]),
               auth.value)
     return sql, params, usage.id
 

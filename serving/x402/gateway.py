@@ -289,9 +289,7 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                                     now=now)
                 return log.tx_hash
         except IntegrityError:
-            raise InvalidPayment("invalid_exact_evm_nonce_already_used",
-                                 "this authorization was settled by another request",
-                                 payer=verified.authorization.payer) from None
+            raise _settled_elsewhere(verified) from None
         except OperationalError:
             if attempt == SETTLE_ATTEMPTS:
                 raise InvalidPayment("settlement_pending",
@@ -299,6 +297,13 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                                      "used again, so it will not be charged twice",
                                      payer=verified.authorization.payer) from None
     raise AssertionError("unreachable")
+
+
+def _settled_elsewhere(verified: Verified) -> InvalidPayment:
+    """A unique violation on settle: a concurrent request settled this authorization first."""
+    return InvalidPayment("invalid_exact_evm_nonce_already_used",
+                          "this authorization was settled by another request",
+                          payer=verified.authorization.payer)
 
 
 async def _settle_exact_async(pool, engine, usage_id: str, verified: Verified,
@@ -311,9 +316,7 @@ async def _settle_exact_async(pool, engine, usage_id: str, verified: Verified,
         return await fast_path.settle_async(pool, engine, usage_id, verified, call,
                                             upstream_status, datetime.now(UTC))
     except psycopg.IntegrityError:
-        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
-                             "this authorization was settled by another request",
-                             payer=verified.authorization.payer) from None
+        raise _settled_elsewhere(verified) from None
     except psycopg.OperationalError:
         return None
 
