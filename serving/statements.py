@@ -113,7 +113,7 @@ def statements(settings: Settings, merchant_id: str, start: date, end: date) -> 
 
 @dataclass(frozen=True)
 class SettledBalance:
-    """A merchant's closing balance in one currency, from its latest settled statement, and the
+    """An owner's closing balance in one currency, from its latest settled statement, and the
     payouts (paid withdrawals) its statements have already deducted up to it."""
 
     currency: str
@@ -126,21 +126,39 @@ class SettledBalance:
 def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
                      currency: str | None = None) -> list[SettledBalance]:
     """Per currency, the closing balance of the merchant's latest statement whose period ended on
-    or before `settled_through`, as the pipeline computed it (fees included).
+    or before `settled_through`, as the pipeline computed it (fees included), with the payouts
+    its statements deducted.
 
     Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
     no settled balance: an empty list, not an error.
     """
+    return _latest_closing(settings, "statements", "merchant_id", merchant_id, settled_through,
+                           currency, paid_out="sum(payouts_minor) OVER (PARTITION BY currency)")
+
+
+def settled_commission_balances(settings: Settings, agent_id: str, settled_through: date,
+                                currency: str | None = None) -> list[SettledBalance]:
+    """Per currency, the closing balance of the agent's latest commission statement whose period
+    ended on or before `settled_through`: everything the agent has earned, net of reversals, up
+    to then. Commission statements do not deduct payouts (settlement.md lists commission rows
+    only), so paid_out_minor is 0 and the withdrawals are all deducted by the caller."""
+    return _latest_closing(settings, "agent_statements", "agent_id", agent_id, settled_through,
+                           currency, paid_out="0")
+
+
+def _latest_closing(settings: Settings, mart: str, owner_column: str, owner_id: str,
+                    settled_through: date, currency: str | None,
+                    paid_out: str) -> list[SettledBalance]:
     if (settings.warehouse_engine == "duckdb"
-            and not published_path(settings, "fct_settlement_statements").exists()):
+            and not published_path(settings, MARTS[mart]).exists()):
         return []
-    where = "merchant_id = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
-    params: list = [merchant_id, settled_through] + ([currency] if currency else [])
+    where = f"{owner_column} = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
+    params: list = [owner_id, settled_through] + ([currency] if currency else [])
     sql = ("SELECT currency, statement_id, period_end, closing_balance_minor, paid_out FROM ("
            "SELECT currency, statement_id, period_end, closing_balance_minor, row_number() OVER "
            "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn, "
-           "sum(payouts_minor) OVER (PARTITION BY currency) AS paid_out "
-           f"FROM {{statements}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")
+           f"{paid_out} AS paid_out "
+           f"FROM {{{mart}}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")
     try:
         rows = list(_fetch(settings, sql, sql, params))
     except ApiError as exc:

@@ -63,7 +63,7 @@ def _payable(owner: Owner) -> str:
 
 
 def settled_through(session: Session, owner: Owner, now: datetime) -> date:
-    delay = 0
+    delay = 1  # an agent's commission: the periods that have ended
     if owner.type == "merchant":
         merchant = session.get(Merchant, owner.id)
         delay = merchant.settlement_delay_days if merchant is not None else 0
@@ -86,9 +86,9 @@ def balances(session: Session, settings: Settings, owner: Owner, now: datetime,
              currency: str | None = None) -> list[dict]:
     """Available balance per currency, with the statement it comes from."""
     through = settled_through(session, owner, now)
-    settled = ({} if owner.type == "agent" else  # commission statements: a later issue
-               {b.currency: b for b in statements.settled_balances(settings, owner.id, through,
-                                                                   currency)})
+    read = (statements.settled_balances if owner.type == "merchant"
+            else statements.settled_commission_balances)
+    settled = {b.currency: b for b in read(settings, owner.id, through, currency)}
     withheld = _withheld(session, owner, currency)
     currencies = sorted(set(settled) | set(withheld) | ({currency} if currency else set()))
     out = []

@@ -124,10 +124,41 @@ def check_agent_statements(client, engine, merchants) -> None:
                 check_agent_pdf(client, key, agent_id, agents[agent_id], rows)
                 pdf_checked = True
     assert earned_any and pdf_checked
+    check_agent_withdrawal(client, keys)
     one, other = list(keys)[:2]
     resp = client.get(f"/api/v1/settlements/{other}?period={DAY}",
                       headers={"Authorization": f"Bearer {keys[one]}"})
     assert resp.status_code == 404
+
+
+def check_agent_withdrawal(client, keys: dict[str, str]) -> None:
+    """Once the day's commission periods have ended, an agent can withdraw exactly what its latest
+    commission statement says it earned, per currency, and not a minor unit more."""
+    clock = {"Clearhouse-Test-Clock": "2026-12-01T09:00:00Z"}  # every period of DAY has ended
+    withdrawn = False
+    for agent_id, key in keys.items():
+        auth = {"Authorization": f"Bearer {key}", **clock}
+        rows = list(csv.DictReader(io.StringIO(client.get(
+            f"/api/v1/settlements/{agent_id}?period={DAY}", headers=auth).text)))
+        closing = {r["currency"]: int(r["balance_minor"])
+                   for r in sorted(rows, key=lambda r: r["period_end"])
+                   if r["line_type"] == "closing_balance"}
+        resp = client.get("/api/v1/balances", headers=auth)
+        assert resp.status_code == 200, resp.text
+        available = {b["currency"]: int(b["available_minor"]) for b in resp.json()["data"]}
+        assert available == closing, agent_id
+        for ccy, amount in closing.items():
+            if amount <= 0 or withdrawn:
+                continue
+            for extra, status in ((1, 422), (0, 201)):
+                resp = client.post("/api/v1/withdrawals", headers={
+                    **auth, "Idempotency-Key": f"e2e-{agent_id}-{ccy}-{extra}"}, json={
+                    "amount_minor": str(amount + extra), "currency": ccy, "destination": "iban-1"})
+                assert resp.status_code == status, resp.text
+            withdrawn = True
+            after = client.get(f"/api/v1/balances?currency={ccy}", headers=auth).json()["data"]
+            assert after[0]["available_minor"] == "0"
+    assert withdrawn
 
 
 def check_agent_pdf(client, key, agent_id, agent_name, rows) -> None:

@@ -78,3 +78,38 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
+
+
+def publish_agent_statements(settings, statements: list[tuple[str, str, date, date, int]]) -> None:
+    """Publish agents' commission statements as the pipeline would (DuckDB warehouse: Parquet):
+    rows of (agent_id, currency, period_start, period_end, net_minor); each agent's balances run
+    from 0 in period order, as fct_agent_commission_statements computes them."""
+    import duckdb
+
+    from warehouse.published import published_path
+
+    settings.published_dir.mkdir(parents=True, exist_ok=True)
+    money = "DECIMAL(38,0)"
+    con = duckdb.connect()
+    con.execute(f"""CREATE TABLE s (statement_id VARCHAR, agent_id VARCHAR, currency VARCHAR,
+        period_start DATE, period_end DATE, settlement_cycle VARCHAR,
+        opening_balance_minor {money}, earned_minor {money}, reversed_minor {money},
+        net_minor {money}, closing_balance_minor {money}, payment_count BIGINT,
+        refund_count BIGINT)""")
+    con.execute(f"""CREATE TABLE l (statement_id VARCHAR, agent_id VARCHAR, currency VARCHAR,
+        statement_cycle VARCHAR, period_start DATE, period_end DATE, model VARCHAR,
+        level INTEGER, earned_minor {money}, reversed_minor {money}, net_minor {money},
+        payment_count BIGINT, refund_count BIGINT)""")
+    balance: dict[tuple[str, str], int] = {}
+    for agent_id, ccy, start, end, net in sorted(statements, key=lambda r: (r[0], r[1], r[2])):
+        sid = f"{agent_id}:{ccy}:{start.isoformat()}"
+        opening = balance.get((agent_id, ccy), 0)
+        balance[(agent_id, ccy)] = opening + net
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, 'monthly', ?, ?, 0, ?, ?, 1, 0)",
+                    [sid, agent_id, ccy, start, end, opening, net, net, opening + net])
+        con.execute("INSERT INTO l VALUES (?, ?, ?, 'monthly', ?, ?, 'percentage', 1, ?, 0, ?, 1,"
+                    " 0)", [sid, agent_id, ccy, start, end, net, net])
+    for table, mart in (("s", "fct_agent_commission_statements"),
+                        ("l", "fct_agent_commission_statement_lines")):
+        con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
+    con.close()

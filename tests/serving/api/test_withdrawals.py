@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serving import statements
-from tests.serving.admin_helpers import agent, bearer, key_for, operator, publish_statements
+from tests.serving.admin_helpers import (
+    agent,
+    bearer,
+    key_for,
+    operator,
+    publish_agent_statements,
+    publish_statements,
+)
 from tests.serving.helpers import make_api
 from warehouse.models import AuditLogEntry, LedgerEntry, OutboxEvent, Withdrawal
 
@@ -245,11 +252,10 @@ def test_roles_and_tenancy(api, settled):
                           headers=bearer(key)).status_code == 404
 
 
-def test_agent_has_zero_available_for_now(api, settled):
+def test_agent_with_no_commission_statement_has_nothing_to_withdraw(api):
     agent_id = agent(api, "Agent A")
     _, agent_key = key_for(api, agent_id=agent_id)
-    settled[(agent_id, "USD")] = (5_000, DAY)  # ignored: agents have no commission statements yet
-    assert available(api, agent_key) == "0"
+    assert available(api, agent_key) == "0"  # nothing published yet
     resp = withdraw(api, agent_key, amount=1)
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["details"] == {"available_minor": "0", "requested_minor": "1",
@@ -257,6 +263,60 @@ def test_agent_has_zero_available_for_now(api, settled):
     assert api.client.get("/api/v1/withdrawals", headers=bearer(agent_key)).json() == {
         "data": [], "has_more": False}
     assert count(api, Withdrawal) == 0
+
+
+def agent_balance(api, key, clock: str, **query) -> dict:
+    resp = api.client.get("/api/v1/balances", params={"currency": "USD", **query},
+                          headers={**bearer(key), "Clearhouse-Test-Clock": clock})
+    assert resp.status_code == 200, resp.text
+    (row,) = resp.json()["data"]
+    return row
+
+
+def test_agent_withdraws_the_commission_of_ended_periods(oltp_url, make_settings):
+    """No stand-in: an agent's balance is the closing balance of its latest commission statement
+    whose period has ended (published as the pipeline publishes it), less its withdrawals."""
+    settings = make_settings(database_url=oltp_url)
+    api = make_api(settings)
+    agent_id, other_id = agent(api, "Agent A"), agent(api, "Agent B")
+    _, key = key_for(api, agent_id=agent_id)
+    _, other_key = key_for(api, agent_id=other_id)
+    publish_agent_statements(settings, [
+        (agent_id, "USD", date(2026, 10, 1), date(2026, 10, 31), 1_200),
+        (agent_id, "USD", date(2026, 11, 1), date(2026, 11, 30), 800),  # November still runs
+        (other_id, "USD", date(2026, 10, 1), date(2026, 10, 31), 5_000)])
+    row = agent_balance(api, key, "2026-11-22T12:00:00Z")
+    assert (row["owner_type"], row["owner_id"], row["available_minor"]) == ("agent", agent_id,
+                                                                             "1200")
+    assert row["statement"]["id"] == f"{agent_id}:USD:2026-10-01"
+    assert withdraw(api, key, amount=1_201).status_code == 422
+    created = withdraw(api, key, amount=1_000)
+    assert created.status_code == 201, created.text
+    assert created.json()["agent_id"] == agent_id and created.json()["merchant_id"] is None
+    assert available(api, key) == "200"
+    finance = operator(api)
+    for action in ("approve", "mark-paid"):
+        assert act(api, finance if action == "approve" else api.admin_token,
+                   created.json()["id"], action).status_code == 200
+    with Session(api.engine) as s:  # approved: agent payable -> payouts in transit; paid: -> bank
+        legs = s.execute(select(LedgerEntry.account, LedgerEntry.amount_minor)
+                         .where(LedgerEntry.merchant_id == agent_id)).all()
+    assert sorted((a.split(":")[0], int(m)) for a, m in legs) == sorted(
+        [("agent_payable", 1_000), ("payouts_in_transit", -1_000),
+         ("payouts_in_transit", 1_000), ("bank", -1_000)])
+    # Once November has ended its commission is payable too; the paid 1,000 stays deducted.
+    row = agent_balance(api, key, "2026-12-01T00:00:00Z")
+    assert (row["available_minor"], row["settled_minor"], row["withheld_minor"]) == (
+        "1000", "2000", "1000")
+    # Each agent sees its own; finance names the agent; a merchant cannot look.
+    assert agent_balance(api, other_key, "2026-12-01T00:00:00Z")["available_minor"] == "5000"
+    assert agent_balance(api, finance, "2026-12-01T00:00:00Z",
+                         agent_id=agent_id)["available_minor"] == "1000"
+    assert api.client.get(f"/api/v1/balances?agent_id={agent_id}",
+                          headers=bearer(other_key)).status_code == 404
+    _, merchant_key = api.merchant()
+    assert api.client.get(f"/api/v1/balances?agent_id={agent_id}",
+                          headers=bearer(merchant_key)).status_code == 404
 
 
 def test_idempotent_replay_and_key_reuse(api, settled):
