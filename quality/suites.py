@@ -435,13 +435,13 @@ def _settlement_statement_lines(g) -> list:
 
 
 def _agent_commission_statements(g) -> list:
-    money = ("opening_balance_minor", "earned_minor", "reversed_minor", "net_minor",
-             "closing_balance_minor")
+    money = ("opening_balance_minor", "earned_minor", "reversed_minor", "adjustments_minor",
+             "net_minor", "closing_balance_minor")
     return [
         *_common(g, "statement_id", AGENT_COMMISSION_STATEMENTS.columns),
         *_not_null(g, "agent_id", "period_start", "period_end", *money),
         _zero(g, "closing_residual_minor", "closing = opening + net"),
-        _zero(g, "net_residual_minor", "net = earned + reversed"),
+        _zero(g, "net_residual_minor", "net = earned + reversed + adjustments"),
         _zero(g, "opening_residual_minor",
               "opening = the previous statement's closing (0 for the first)"),
         _zero(g, "commissions_tie_residual_minor",
@@ -647,15 +647,16 @@ SETTLEMENT_STATEMENT_LINES = SuiteSpec(
 AGENT_COMMISSION_STATEMENTS = SuiteSpec(
     "analytics.fct_agent_commission_statements", "statement_id",
     ("statement_id", "agent_id", "currency", "period_start", "period_end", "settlement_cycle",
-     "opening_balance_minor", "earned_minor", "reversed_minor", "net_minor",
-     "closing_balance_minor"),
+     "opening_balance_minor", "earned_minor", "reversed_minor", "adjustments_minor",
+     "net_minor", "closing_balance_minor"),
     blocking=True, expectations=_agent_commission_statements,
     derived=(
         Derived("closing_residual_minor", residual(
             "closing_balance_minor - (opening_balance_minor + net_minor)"),
             ("closing_balance_minor", "opening_balance_minor", "net_minor")),
-        Derived("net_residual_minor", residual("net_minor - (earned_minor + reversed_minor)"),
-                ("net_minor", "earned_minor", "reversed_minor")),
+        Derived("net_residual_minor", residual(
+            "net_minor - (earned_minor + reversed_minor + adjustments_minor)"),
+            ("net_minor", "earned_minor", "reversed_minor", "adjustments_minor")),
         Derived("opening_residual_minor", residual(
             "opening_balance_minor - coalesce(lag(closing_balance_minor) OVER (PARTITION BY "
             "agent_id, currency ORDER BY period_start), 0)"),
@@ -671,7 +672,7 @@ AGENT_COMMISSION_STATEMENTS = SuiteSpec(
             ("analytics.fct_commissions",)),
     ),
     description="Agents' commission statements: closing = opening + net, net = earned + "
-    "reversed, each opens at the previous closing, and the balance is the agent's commission "
+    "reversed + adjustments, each opens at the previous closing, and the balance is the agent's commission "
     "rows summed.")
 FRAUD_SCORES = SuiteSpec(
     "analytics.fct_fraud_scores", "payment_id",

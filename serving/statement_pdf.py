@@ -138,13 +138,17 @@ def render_agent(settings: Settings, agent_id: str, agent_name: str, start: date
                 pdf.cell(width, 6, title, border="B", align="L" if width == 40 else "R")
             pdf.ln()
             pdf.set_font("Helvetica", size=8)
-        elif row["line_type"] == "commission":
+        elif row["line_type"] in ("commission", "adjustment"):
+            if row["line_type"] == "adjustment":  # a late row or a correction, named below
+                pdf.set_font("Helvetica", "I", 8)
+                pdf.cell(0, 5, _latin1(row["description"]), new_x="LMARGIN", new_y="NEXT")
             cells = (row["model"], row["level"], row["payment_count"], row["refund_count"],
                      *(_money(row[k], currency) for k in ("earned_minor", "reversed_minor",
                                                           "net_minor", "balance_minor")))
             for text, (_title, width) in zip(cells, AGENT_COLUMNS, strict=True):
                 pdf.cell(width, 5, str(text), align="L" if width == 40 else "R")
             pdf.ln()
+            pdf.set_font("Helvetica", size=8)
         else:
             pdf.set_font("Helvetica", "B", 9)
             pdf.cell(0, 6, f"Earned {_money(row['earned_minor'], currency)}, reversed "

@@ -42,7 +42,8 @@ MARTS = {"statements": "fct_settlement_statements", "lines": "fct_settlement_sta
          "agent_lines": "fct_agent_commission_statement_lines"}
 AGENT_CSV_COLUMNS = ["statement_id", "agent_id", "period_start", "period_end", "currency",
                      "line_type", "model", "level", "payment_count", "refund_count",
-                     "earned_minor", "reversed_minor", "net_minor", "balance_minor"]
+                     "earned_minor", "reversed_minor", "net_minor", "balance_minor", "line_id",
+                     "description"]
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
@@ -287,16 +288,18 @@ def write_statement_files(settings: Settings, day: date,
 
 def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) -> Iterator[str]:
     """An agent's commission statements (settlement.md): per statement an opening balance, one
-    line per model and level (earned, reversed, net) and the closing balance."""
+    'commission' line per model and level (earned, reversed, net), an 'adjustment' line per late
+    commission row or correction (naming it), and the closing balance."""
     heads = list(_fetch(settings, *(2 * [
         "SELECT statement_id, period_start, period_end, currency, opening_balance_minor, "
         "earned_minor, reversed_minor, net_minor, closing_balance_minor, payment_count, "
         "refund_count FROM {agent_statements} WHERE agent_id = ? AND period_start <= ? "
         "AND period_end >= ? ORDER BY period_start, statement_id"]), [agent_id, end, start]))
     lines = _fetch(settings, *(2 * [
-        "SELECT statement_id, model, level, payment_count, refund_count, earned_minor, "
-        "reversed_minor, net_minor FROM {agent_lines} WHERE agent_id = ? AND period_start <= ? "
-        "AND period_end >= ? ORDER BY period_start, statement_id, level, model"]),
+        "SELECT statement_id, line_type, model, level, payment_count, refund_count, "
+        "earned_minor, reversed_minor, net_minor, line_id, description FROM {agent_lines} "
+        "WHERE agent_id = ? AND period_start <= ? AND period_end >= ? "
+        "ORDER BY period_start, statement_id, line_type DESC, level, model, line_id"]),
         [agent_id, end, start])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -305,17 +308,19 @@ def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) 
     for (statement_id, p_start, p_end, ccy, opening, earned, reversed_, net, closing, payments,
          refunds) in heads:
         prefix = [statement_id, agent_id, _text(p_start), _text(p_end), ccy]
-        writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(opening)])
+        writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(opening),
+                                  "", ""])
         balance = int(opening)
         while pending is not None and pending[0] == statement_id:
-            _sid, model, level, n_pay, n_ref, l_earned, l_reversed, l_net = pending
+            (_sid, line_type, model, level, n_pay, n_ref, l_earned, l_reversed, l_net, line_id,
+             description) = pending
             balance += int(l_net)
-            writer.writerow(prefix + ["commission", model or "", level, n_pay, n_ref,
+            writer.writerow(prefix + [line_type, model or "", level, n_pay, n_ref,
                                       _text(l_earned), _text(l_reversed), _text(l_net),
-                                      _text(balance)])
+                                      _text(balance), line_id, description or ""])
             pending = next(lines, None)
         writer.writerow(prefix + ["closing_balance", "", "", payments, refunds, _text(earned),
-                                  _text(reversed_), _text(net), _text(closing)])
+                                  _text(reversed_), _text(net), _text(closing), "", ""])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -1020,7 +1020,7 @@ def test_a_break_that_later_data_closes_is_resolved_not_deleted(built, tmp_path_
     ("fct_commissions", "commission_id"),
     ("fct_platform_revenue", "event_id"),
     ("fct_agent_commission_statements", "statement_id"),
-    ("fct_agent_commission_statement_lines", "statement_id, model, level"),
+    ("fct_agent_commission_statement_lines", "statement_id, line_id"),
     ("fct_reconciliation_matches", "match_id"),
     ("fct_reconciliation_breaks", "break_id"),
     ("rpt_reconciliation_daily", "day, channel"),

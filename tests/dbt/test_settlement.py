@@ -67,6 +67,10 @@ WITHDRAWALS = [  # (id, owner type, owner, amount, status, decided_at)
     ("wd_2", "merchant", "mer_m", 500, "requested", None),
     ("wd_3", "agent", "mer_m", 700, "paid", "2024-03-28 11:00:00"),  # an agent's: not here
 ]
+# mer_d sells through agent agt_s (markup on a cost price, daily commission statements), so the
+# late capture and the retroactive price change reach the agent's statements too.
+AGENT = "agt_s"
+AGENT_COST_USD = (200, 20)
 ADJUSTMENTS = [("adj_1", "mer_m", -1_000, "USD", "POS terminal rental, March", "usr_finance",
                 "2024-03-29 09:00:00")]
 
@@ -118,14 +122,27 @@ def load_first(warehouse) -> None:
     _insert(warehouse, "merchants", [
         {"id": m, "name": m, "status": "active", "settlement_currency": ccy,
          "settlement_cycle": cycle, "settlement_delay_days": delay, "created_at": T0,
-         "updated_at": T0} for m, ccy, cycle, delay in MERCHANTS])
+         "updated_at": T0, "agent_id": AGENT if m == "mer_d" else None}
+        for m, ccy, cycle, delay in MERCHANTS])
+    _insert(warehouse, "agents", [{"id": AGENT, "name": "Agent S", "status": "active",
+                                   "statement_cycle": "daily", "created_at": T0,
+                                   "updated_at": T0}])
+    _insert(warehouse, "agent_parents", [{"id": 1, "agent_id": AGENT, "parent_id": None,
+                                          "valid_from": T0, "valid_to": None, "created_at": T0,
+                                          "updated_at": T0}])
+    _insert(warehouse, "commission_models", [
+        {"id": "cm_s", "agent_id": AGENT, "currency": "USD", "model": "markup",
+         "valid_from": T0, "valid_to": None, "created_at": T0, "updated_at": T0}])
     _insert(warehouse, "channels", [
         {"id": "ch_card", "name": "Card", "channel_type": "card", "status": "active",
          "settlement_window_days": 1, "created_at": T0, "updated_at": T0}])
     _insert(warehouse, "prices", [
         {"id": f"prc_{m}_{ccy}", "subject_type": "merchant", "subject_id": m, "currency": ccy,
          "rate_bps": bps, "fixed_minor": fixed, "valid_from": T0, "created_at": T0,
-         "updated_at": T0} for m, ccy, bps, fixed in PRICES])
+         "updated_at": T0} for m, ccy, bps, fixed in PRICES]
+        + [{"id": "prc_agt_s_USD", "subject_type": "agent", "subject_id": AGENT,
+            "currency": "USD", "rate_bps": AGENT_COST_USD[0], "fixed_minor": AGENT_COST_USD[1],
+            "valid_from": T0, "created_at": T0, "updated_at": T0}])
     _insert(warehouse, "payments", _payment_rows(PAYMENTS))
     _insert(warehouse, "refunds", [
         {"id": rid, "payment_id": pid, "merchant_id": m, "amount_minor": amount,
@@ -272,6 +289,10 @@ def _snapshot(warehouse) -> dict:
             "select * from analytics.fct_settlement_statements")},
         "lines": {r["line_id"]: r for r in warehouse.query(
             "select * from analytics.fct_settlement_statement_lines")},
+        "agent_statements": {r["statement_id"]: r for r in warehouse.query(
+            "select * from analytics.fct_agent_commission_statements")},
+        "agent_lines": {(r["statement_id"], r["line_id"]): r for r in warehouse.query(
+            "select * from analytics.fct_agent_commission_statement_lines")},
     }
 
 
@@ -499,10 +520,83 @@ def test_the_finance_tie_out_holds_with_late_items_and_fx(settled):
     assert by_day == revenue  # the fees on the statements are exactly what gets split
 
 
+# --- agents' commission statements: the same close -------------------------------------------
+
+
+def _spread(amount: int, price=None) -> int:
+    """agt_s's markup on a mer_d payment: fee(mer_d's price) - fee(its cost price)."""
+    bps, fixed = price or next((b, f) for m, c, b, f in PRICES if (m, c) == ("mer_d", "USD"))
+    return fee_minor(amount, bps, fixed) - fee_minor(amount, *AGENT_COST_USD)
+
+
+MER_D = {pid: amount for pid, m, amount, _c, _at in PAYMENTS + LATE_PAYMENTS if m == "mer_d"}
+
+
+def _agent_statement(build: dict, day: str) -> tuple[dict, list[dict]]:
+    sid = f"{AGENT}:USD:{day}"
+    return build["agent_statements"][sid], sorted(
+        (r for (s, _l), r in build["agent_lines"].items() if s == sid),
+        key=lambda r: r["line_id"])
+
+
+def test_agent_statements_close_like_merchants(settled):
+    first, second, third = settled["first"], settled["second"], settled["third"]
+    for day, pid in (("2024-03-29", "pd1"), ("2024-03-30", "pd2")):
+        statement, [line] = _agent_statement(first, day)
+        assert (statement["status"], line["line_type"], line["line_id"],
+                int(line["earned_minor"]), int(statement["net_minor"])) == \
+            ("closed", "commission", "markup:1", _spread(MER_D[pid]), _spread(MER_D[pid]))
+    # closed agent statements never change, whatever arrives later
+    for sid, row in first["agent_statements"].items():
+        if row["status"] == "closed":
+            assert second["agent_statements"][sid] == row == third["agent_statements"][sid], sid
+    for key, row in first["agent_lines"].items():
+        if first["agent_statements"][key[0]]["status"] == "closed":
+            assert second["agent_lines"][key] == row == third["agent_lines"][key], key
+
+
+def test_a_late_capture_reaches_the_agent_as_an_adjustment_naming_it(settled):
+    second = settled["second"]
+    statement, [line] = _agent_statement(second, SECOND_AS_OF.isoformat())
+    assert (line["line_type"], line["line_id"], line["event_id"], line["commission_id"],
+            line["natural_period_start"], int(line["net_minor"]), int(line["earned_minor"])) == \
+        ("adjustment", f"pd3:{AGENT}:1", "pd3", f"pd3:{AGENT}:1", date(2024, 3, 29),
+         _spread(MER_D["pd3"]), _spread(MER_D["pd3"]))
+    assert "pd3" in line["description"] and "2024-03-29" in line["description"]
+    assert (int(statement["adjustments_minor"]), int(statement["earned_minor"]),
+            statement["adjustment_count"]) == (_spread(MER_D["pd3"]), 0, 1)
+    # pd4 came in time for its own day, which closed in the same run
+    statement, [line] = _agent_statement(second, "2024-04-03")
+    assert (statement["status"], line["line_type"], int(line["earned_minor"])) == \
+        ("closed", "commission", _spread(MER_D["pd4"]))
+
+
+def test_price_changes_on_closed_agent_statements_are_booked_as_corrections(settled):
+    third = settled["third"]
+    statement, lines = _agent_statement(third, THIRD_AS_OF.isoformat())
+    deltas = {pid: _spread(MER_D[pid], NEW_PRICE_D) - _spread(MER_D[pid])
+              for pid in ("pd1", "pd2", "pd4")}
+    assert all(delta > 0 for delta in deltas.values())
+    assert [(r["line_id"], r["line_type"], r["event_id"], int(r["net_minor"])) for r in lines] == \
+        [(f"correction:{pid}:{AGENT}:1:1", "adjustment", pid, deltas[pid]) for pid in sorted(deltas)]
+    assert all(r["commission_id"] in r["description"] for r in lines)
+    assert (int(statement["adjustments_minor"]), statement["status"]) == \
+        (sum(deltas.values()), "open")
+    # the late pd3, still open at the change, took the new price when its period closed
+    _, [late] = _agent_statement(third, SECOND_AS_OF.isoformat())
+    assert int(late["net_minor"]) == _spread(MER_D["pd3"], NEW_PRICE_D)
+    # the running balance now holds every commission at today's price, none twice
+    latest = max(third["agent_statements"].values(), key=lambda r: r["period_start"])
+    assert int(latest["closing_balance_minor"]) == sum(
+        _spread(amount, NEW_PRICE_D) for amount in MER_D.values())
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("model, key", [
     ("fct_settlement_statements", "statement_id"),
     ("fct_settlement_statement_lines", "line_id"),
+    ("fct_agent_commission_statements", "statement_id"),
+    ("fct_agent_commission_statement_lines", "statement_id, line_id"),
 ])
 def test_duckdb_and_postgres_settle_identically(settled_duckdb, settled_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"

@@ -45,7 +45,8 @@ def mart_statements(engine: str) -> list[str]:
         "CREATE TABLE analytics.fct_agent_commission_statements (statement_id VARCHAR, agent_id "
         "VARCHAR, currency VARCHAR, period_start DATE, period_end DATE, settlement_cycle "
         f"VARCHAR, opening_balance_minor {m}, earned_minor {m}, reversed_minor {m}, "
-        f"net_minor {m}, closing_balance_minor {m}, payment_count BIGINT, refund_count BIGINT)",
+        f"net_minor {m}, closing_balance_minor {m}, payment_count BIGINT, refund_count BIGINT, "
+        f"adjustments_minor {m}, adjustment_count BIGINT, status VARCHAR)",
         "CREATE TABLE analytics.fct_reconciliation_matches (match_id VARCHAR, match_type "
         "VARCHAR, channel VARCHAR, currency VARCHAR, payment_id VARCHAR, channel_reference "
         f"VARCHAR, statement_line_id VARCHAR, chain_tx_hash VARCHAR, amount_minor {m}, "

@@ -134,7 +134,7 @@ def test_commissions_signs_rates_and_the_revenue_tie(warehouse):
 AGENT_STATEMENTS = ("INSERT INTO analytics.fct_agent_commission_statements (statement_id, "
                     "agent_id, currency, period_start, period_end, settlement_cycle, "
                     "opening_balance_minor, earned_minor, reversed_minor, net_minor, "
-                    "closing_balance_minor) VALUES ")
+                    "closing_balance_minor, adjustments_minor) VALUES ")
 
 
 def _agent_statement(agent: str, month: int, opening: int, earned: int, reversed_: int, *,
@@ -142,7 +142,7 @@ def _agent_statement(agent: str, month: int, opening: int, earned: int, reversed
     net = earned + reversed_ + net_off
     return (f"('{agent}:USD:2026-{month:02d}', '{agent}', 'USD', DATE '2026-{month:02d}-01', "
             f"DATE '2026-{month:02d}-28', 'monthly', {opening}, {earned}, {reversed_}, {net}, "
-            f"{opening + net + closing_off})")
+            f"{opening + net + closing_off}, 0)")
 
 
 def test_agent_commission_statements_roll_forward_and_tie_to_the_commissions(warehouse):

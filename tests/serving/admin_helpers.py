@@ -80,10 +80,12 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
     con.close()
 
 
-def publish_agent_statements(settings, statements: list[tuple[str, str, date, date, int]]) -> None:
+def publish_agent_statements(settings, statements: list[tuple]) -> None:
     """Publish agents' commission statements as the pipeline would (DuckDB warehouse: Parquet):
-    rows of (agent_id, currency, period_start, period_end, net_minor); each agent's balances run
-    from 0 in period order, as fct_agent_commission_statements computes them."""
+    rows of (agent_id, currency, period_start, period_end, net_minor[, late_minor]): a commission
+    line of net_minor, and with late_minor an adjustment line for a late payment 'pay_late'
+    naming it; each agent's balances run from 0 in period order, as
+    fct_agent_commission_statements computes them."""
     import duckdb
 
     from warehouse.published import published_path
@@ -95,20 +97,33 @@ def publish_agent_statements(settings, statements: list[tuple[str, str, date, da
         period_start DATE, period_end DATE, settlement_cycle VARCHAR,
         opening_balance_minor {money}, earned_minor {money}, reversed_minor {money},
         net_minor {money}, closing_balance_minor {money}, payment_count BIGINT,
-        refund_count BIGINT)""")
-    con.execute(f"""CREATE TABLE l (statement_id VARCHAR, agent_id VARCHAR, currency VARCHAR,
-        statement_cycle VARCHAR, period_start DATE, period_end DATE, model VARCHAR,
-        level INTEGER, earned_minor {money}, reversed_minor {money}, net_minor {money},
-        payment_count BIGINT, refund_count BIGINT)""")
+        refund_count BIGINT, adjustments_minor {money}, adjustment_count BIGINT,
+        status VARCHAR)""")
+    con.execute(f"""CREATE TABLE l (statement_id VARCHAR, line_id VARCHAR, line_type VARCHAR,
+        agent_id VARCHAR, currency VARCHAR, statement_cycle VARCHAR, period_start DATE,
+        period_end DATE, model VARCHAR, level INTEGER, commission_id VARCHAR, event_id VARCHAR,
+        natural_period_start DATE, earned_minor {money}, reversed_minor {money},
+        net_minor {money}, payment_count BIGINT, refund_count BIGINT, description VARCHAR)""")
     balance: dict[tuple[str, str], int] = {}
-    for agent_id, ccy, start, end, net in sorted(statements, key=lambda r: (r[0], r[1], r[2])):
+    for agent_id, ccy, start, end, net, *late in sorted(statements,
+                                                         key=lambda r: (r[0], r[1], r[2])):
+        late_minor = late[0] if late else 0
         sid = f"{agent_id}:{ccy}:{start.isoformat()}"
         opening = balance.get((agent_id, ccy), 0)
-        balance[(agent_id, ccy)] = opening + net
-        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, 'monthly', ?, ?, 0, ?, ?, 1, 0)",
-                    [sid, agent_id, ccy, start, end, opening, net, net, opening + net])
-        con.execute("INSERT INTO l VALUES (?, ?, ?, 'monthly', ?, ?, 'percentage', 1, ?, 0, ?, 1,"
-                    " 0)", [sid, agent_id, ccy, start, end, net, net])
+        total = net + late_minor
+        balance[(agent_id, ccy)] = opening + total
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, 'monthly', ?, ?, 0, ?, ?, ?, 0, ?, ?,"
+                    " 'closed')", [sid, agent_id, ccy, start, end, opening, net, total,
+                                   opening + total, 1 + bool(late), late_minor, int(bool(late))])
+        con.execute("INSERT INTO l VALUES (?, 'percentage:1', 'commission', ?, ?, 'monthly', ?,"
+                    " ?, 'percentage', 1, NULL, NULL, NULL, ?, 0, ?, 1, 0, NULL)",
+                    [sid, agent_id, ccy, start, end, net, net])
+        if late:
+            con.execute("INSERT INTO l VALUES (?, ?, 'adjustment', ?, ?, 'monthly', ?, ?, "
+                        "'percentage', 1, ?, 'pay_late', ?, ?, 0, ?, 1, 0, ?)",
+                        [sid, f"pay_late:{agent_id}:1", agent_id, ccy, start, end,
+                         f"pay_late:{agent_id}:1", start, late_minor, late_minor,
+                         "late payment pay_late of period 2026-09-01"])
     for table, mart in (("s", "fct_agent_commission_statements"),
                         ("l", "fct_agent_commission_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
