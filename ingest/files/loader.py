@@ -172,6 +172,35 @@ def _totals_by_currency(pairs) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(totals.items())}
 
 
+def _exact(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Amounts as DECIMAL(38,0), so sums are exact: int64 sums of 18-decimal assets would
+    overflow, and amounts beyond int64 arrive as text (_array)."""
+    return pc.cast(column, pa.decimal128(38, 0))
+
+
+def _sums(table: pa.Table, by: str, amount: str) -> dict[str, str]:
+    """Exact sums of `amount` per value of `by`, as {value: "minor units"}."""
+    sums = pa.table({"key": table.column(by), "amount": _exact(table.column(amount))}) \
+        .group_by("key").aggregate([("amount", "sum")])
+    return _totals_by_currency(zip(sums.column("key").to_pylist(),
+                                   map(int, sums.column("amount_sum").to_pylist()), strict=True))
+
+
+def _per_statement(lines: pa.Table | None) -> tuple[dict[int, int], dict[int, int]]:
+    """Per statement index: how many lines, and the booked lines' amounts summed exactly."""
+    if lines is None:
+        return {}, {}
+    counts = lines.group_by("statement_index").aggregate([("statement_index", "count")])
+    booked = pc.equal(lines.column("status"), "booked")
+    totals = pa.table({"i": pc.filter(lines.column("statement_index"), booked),
+                       "amount": _exact(pc.filter(lines.column("amount_minor"), booked))}) \
+        .group_by("i").aggregate([("amount", "sum")])
+    return (dict(zip(counts.column("statement_index").to_pylist(),
+                     counts.column("statement_index_count").to_pylist(), strict=True)),
+            dict(zip(totals.column("i").to_pylist(),
+                     map(int, totals.column("amount_sum").to_pylist()), strict=True)))
+
+
 def _statement_key(stmt, fmt: str) -> str | None:
     reference = stmt.sequence_number or stmt.statement_id
     period = stmt.to_date or stmt.closing_date
@@ -251,36 +280,42 @@ class FileLoader:
 
     def _write_statements(self, parsed: ParsedFile, short: str, file_id: str,
                           outcome: FileOutcome) -> dict:
-        by_statement: dict[int, list[StatementLine]] = defaultdict(list)
-        for line in parsed.statement_lines:
-            by_statement[line.statement_index].append(line)
-        uids, keys, accounts = [], [], {}
-        for stmt in parsed.statements:
-            uid = f"{short}:{stmt.index}"
+        statements = parsed.statements
+        uids, keys = [], []
+        for stmt in statements:
             key = _statement_key(stmt, parsed.format)
-            uids.append(uid)
+            uids.append(f"{short}:{stmt.index}")
             keys.append(key)
-            accounts[stmt.index] = stmt.account_id
             if key:
                 outcome.superseded += self._supersede("bank_statements", key, file_id)
-        lines = parsed.statement_lines
-        self.writer.insert(BANK_STATEMENTS, _arrow(parsed.statements, type(parsed.statements[0]), {
+        # Column-wise (Arrow compute) from here, not line by line: statements run to 1M+ lines.
+        lines = _arrow(parsed.statement_lines, StatementLine, {}) if parsed.statement_lines \
+            else None
+        counts, booked = _per_statement(lines)
+        self.writer.insert(BANK_STATEMENTS, _arrow(statements, type(statements[0]), {
             "statement_uid": uids, "file_id": [file_id] * len(uids), "supersession_key": keys,
             "format": [parsed.format] * len(uids),
-            "statement_index": [s.index for s in parsed.statements],
-            "line_count": [len(by_statement[s.index]) for s in parsed.statements],
-            "lines_total_minor": [sum(x.amount_minor for x in by_statement[s.index]
-                                      if x.status == "booked") for s in parsed.statements],
-        }) if parsed.statements else pa.table({}))
-        if lines:
-            self.writer.insert(BANK_STATEMENT_LINES, _arrow(lines, StatementLine, {
-                "statement_line_id": [f"{short}:{x.statement_index}:{x.line_number}"
-                                      for x in lines],
-                "statement_uid": [f"{short}:{x.statement_index}" for x in lines],
-                "file_id": [file_id] * len(lines),
-                "account_id": [accounts.get(x.statement_index) for x in lines],
-            }))
-        return _totals_by_currency((x.currency, x.amount_minor) for x in lines)
+            "statement_index": [s.index for s in statements],
+            "line_count": [counts.get(s.index, 0) for s in statements],
+            "lines_total_minor": [booked.get(s.index, 0) for s in statements],
+        }) if statements else pa.table({}))
+        if lines is None:
+            return {}
+        n = lines.num_rows
+        index = lines.column("statement_index")
+        statement_uid = pc.binary_join_element_wise(
+            pa.repeat(pa.scalar(short), n), pc.cast(index, pa.string()), ":")
+        position = pc.index_in(index, value_set=pa.array([s.index for s in statements],
+                                                         pa.int64()))
+        lines = (lines
+                 .append_column("statement_line_id", pc.binary_join_element_wise(
+                     statement_uid, pc.cast(lines.column("line_number"), pa.string()), ":"))
+                 .append_column("statement_uid", statement_uid)
+                 .append_column("file_id", pa.repeat(pa.scalar(file_id), n))
+                 .append_column("account_id", pc.take(
+                     pa.array([s.account_id for s in statements], pa.string()), position)))
+        self.writer.insert(BANK_STATEMENT_LINES, lines)
+        return _sums(lines, "currency", "amount_minor")
 
     def _write_psp(self, parsed: ParsedFile, name: str, short: str, file_id: str,
                    outcome: FileOutcome) -> dict:
@@ -310,14 +345,7 @@ class FileLoader:
                  .append_column("settlement_date", pa.repeat(pa.scalar(day, pa.date32()), n)))
         self.writer.insert(PSP_LINES, table)
         if pa.types.is_integer(table.schema.field("gross_minor").type):
-            # Summed as DECIMAL(38,0): int64 sums of 18-decimal assets would overflow.
-            amounts = pa.table({"currency": table.column("currency"),
-                                "gross": pc.cast(table.column("gross_minor"),
-                                                 pa.decimal128(38, 0))})
-            sums = amounts.group_by("currency").aggregate([("gross", "sum")])
-            return _totals_by_currency(zip(sums.column("currency").to_pylist(),
-                                           map(int, sums.column("gross_sum").to_pylist()),
-                                           strict=True))
+            return _sums(table, "currency", "gross_minor")
         return _totals_by_currency(zip(table.column("currency").to_pylist(),
                                        map(int, table.column("gross_minor").to_pylist()),
                                        strict=True))

@@ -56,8 +56,11 @@ class DuckDBFiles:
     def insert(self, table: RawTable, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
-        # Row-group-sized batches: DuckDB scans (and casts) them on all cores.
-        rows = pa.Table.from_batches(rows.to_batches(max_chunksize=122_880), schema=rows.schema)
+        # Row-group-sized batches: DuckDB scans (and casts) them on all cores. Combined first: a
+        # parser's table comes in many small chunks (pyarrow's CSV reader: ~8k rows each), and
+        # DuckDB pays per batch (1M PSP lines: 1.2 s in 118 chunks, 0.85 s in 9).
+        rows = pa.Table.from_batches(rows.combine_chunks().to_batches(max_chunksize=122_880),
+                                     schema=rows.schema)
         self.conn.register("file_rows", rows)
         try:
             self.conn.execute(
