@@ -80,3 +80,50 @@
 {% macro rate_units(rate) -%}
     {{ clearhouse.money_int("replace(cast(cast(" ~ rate ~ " as decimal(28, 12)) as " ~ dbt.type_string() ~ "), '.', '')") }}
 {%- endmacro %}
+
+
+{# The day the earlier runs closed periods to (NULL before the first run), as a one-row CTE
+   body: this invocation's own row in int_settlement_runs does not count. #}
+{% macro previous_runs() -%}
+    select max(as_of_date) as closed_through
+    from {{ ref('int_settlement_runs') }}
+    where invocation_id <> '{{ invocation_id }}'
+{%- endmacro %}
+
+
+{# settlement.md, "a closed period never changes": the statement period of each item first seen
+   in this run (the CTE `new_items`, with columns `key`, `owner`, `cycle` and
+   natural_period_start), decided once. An item whose own period was closed by an earlier run is
+   late: it goes on the owner's period open at this run, as an adjustment that names it. Used by
+   the merchants' (int_settlement_placements) and the agents' (int_agent_statement_placements)
+   statements alike. #}
+{% macro place_new_items(new_items, key, owner, cycle) -%}
+with previous_runs as (
+    {{ previous_runs() }}
+),
+
+flagged as (
+    select
+        n.*,
+        coalesce({{ cycle_period_end('n.' ~ cycle, 'n.natural_period_start') }}
+                 < r.closed_through, false) as is_late,
+        {{ cycle_period_start('n.' ~ cycle, settlement_open_day('r.closed_through')) }}
+            as open_period_start
+    from {{ new_items }} as n
+    cross join previous_runs as r
+)
+
+select
+    {{ key }},
+    {{ owner }},
+    {{ cycle }},
+    natural_period_start,
+    case when is_late then open_period_start else natural_period_start end as period_start,
+    {{ cycle_period_end(cycle,
+                        'case when is_late then open_period_start else natural_period_start end') }}
+        as period_end,
+    is_late,
+    {{ settlement_as_of() }} as placed_as_of,
+    cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as placed_by_invocation
+from flagged
+{%- endmacro %}

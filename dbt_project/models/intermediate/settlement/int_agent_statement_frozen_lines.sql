@@ -36,9 +36,7 @@ with closing as (
 ),
 
 previous_runs as (
-    select max(as_of_date) as closed_through
-    from {{ ref('int_settlement_runs') }}
-    where invocation_id <> '{{ invocation_id }}'
+    {{ previous_runs() }}
 ),
 
 changed as (

@@ -8,13 +8,7 @@
 --   A row first seen after its period was closed by an earlier run - a late capture or refund,
 --   an agent put under a merchant retroactively - goes on the agent's period open at this run's
 --   day, as an adjustment that names it (is_late).
-with previous_runs as (
-    select max(as_of_date) as closed_through
-    from {{ ref('int_settlement_runs') }}
-    where invocation_id <> '{{ invocation_id }}'
-),
-
-new_rows as (
+{% set new_rows %}
     select
         c.commission_id,
         c.beneficiary_id as agent_id,
@@ -26,29 +20,6 @@ new_rows as (
     {% if is_incremental() %}
     where not exists (select 1 from {{ this }} as p where p.commission_id = c.commission_id)
     {% endif %}
-),
+{% endset %}
 
-flagged as (
-    select
-        n.*,
-        coalesce({{ cycle_period_end('n.statement_cycle', 'n.natural_period_start') }}
-                 < r.closed_through, false) as is_late,
-        {{ cycle_period_start('n.statement_cycle', settlement_open_day('r.closed_through')) }}
-            as open_period_start
-    from new_rows as n
-    cross join previous_runs as r
-)
-
-select
-    commission_id,
-    agent_id,
-    statement_cycle,
-    natural_period_start,
-    case when is_late then open_period_start else natural_period_start end as period_start,
-    {{ cycle_period_end('statement_cycle',
-                        'case when is_late then open_period_start else natural_period_start end') }}
-        as period_end,
-    is_late,
-    {{ settlement_as_of() }} as placed_as_of,
-    cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as placed_by_invocation
-from flagged
+{{ place_new_items('(' ~ new_rows ~ ')', 'commission_id', 'agent_id', 'statement_cycle') }}
