@@ -96,7 +96,10 @@
    natural_period_start), decided once. An item whose own period was closed by an earlier run is
    late: it goes on the owner's period open at this run, as an adjustment that names it. Used by
    the merchants' (int_settlement_placements) and the agents' (int_agent_statement_placements)
-   statements alike. #}
+   statements alike.
+   A cycle changed since (PATCH on the merchant or agent) applies to items not yet placed; where
+   its period would start on the day a period of the old cycle already starts, the item joins
+   that statement instead (held_periods): one statement per owner, currency and first day. #}
 {% macro place_new_items(new_items, key, owner, cycle) -%}
 with previous_runs as (
     {{ previous_runs() }}
@@ -111,19 +114,48 @@ flagged as (
             as open_period_start
     from {{ new_items }} as n
     cross join previous_runs as r
+),
+
+placed as (
+    select
+        f.*,
+        case when f.is_late then f.open_period_start else f.natural_period_start end
+            as period_start
+    from flagged as f
 )
 
 select
-    {{ key }},
-    {{ owner }},
-    {{ cycle }},
-    natural_period_start,
-    case when is_late then open_period_start else natural_period_start end as period_start,
-    {{ cycle_period_end(cycle,
-                        'case when is_late then open_period_start else natural_period_start end') }}
-        as period_end,
-    is_late,
+    p.{{ key }},
+    p.{{ owner }},
+    coalesce(h.cycle, p.{{ cycle }}) as {{ cycle }},
+    p.natural_period_start,
+    p.period_start,
+    coalesce(h.period_end, {{ cycle_period_end('p.' ~ cycle, 'p.period_start') }}) as period_end,
+    p.is_late,
     {{ settlement_as_of() }} as placed_as_of,
     cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as placed_by_invocation
-from flagged
+from placed as p
+{% if is_incremental() -%}
+left join ({{ held_periods(this, owner, cycle) }}) as h
+    on h.owner = p.{{ owner }} and h.period_start = p.period_start
+{%- else -%}
+left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as date) as period_start,
+                  cast(null as {{ dbt.type_string() }}) as cycle,
+                  cast(null as date) as period_end) as h
+    on 1 = 0
+{%- endif %}
+{%- endmacro %}
+
+
+{# The statement periods already placed in `placements` (a placements relation), one per owner
+   and first day (should two cycles ever have started one on the same day: the shorter). #}
+{% macro held_periods(placements, owner, cycle) -%}
+    select owner, period_start, cycle, period_end
+    from (
+        select {{ owner }} as owner, period_start, {{ cycle }} as cycle, period_end,
+               row_number() over (partition by {{ owner }}, period_start
+                                  order by period_end, {{ cycle }}) as nth
+        from {{ placements }}
+    ) as periods
+    where nth = 1
 {%- endmacro %}

@@ -1,5 +1,6 @@
 {{ config(materialized='incremental', unique_key='line_id') }}
 -- depends_on: {{ ref('int_settlement_runs') }}, {{ ref('stg_clearhouse__agents') }}, {{ ref('fct_commissions') }}
+-- depends_on: {{ ref('int_agent_statement_placements') }}
 -- The booked lines of agents' commission statements, written once and never updated
 -- (settlement.md: a closed statement never changes silently), as int_settlement_frozen_lines
 -- does for merchants:
@@ -55,9 +56,23 @@ changed as (
     where coalesce(c.amount_minor, 0) <> b.amount_minor
 ),
 
-placed as (
+opening as (
     select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
     from changed as c
+),
+
+placed as (
+    -- the open period: a statement already placed from that day keeps its cycle (see
+    -- place_new_items), else the agent's cycle now
+    select
+        o.*,
+        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
+        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
+            as open_period_end
+    from opening as o
+    left join ({{ held_periods(ref('int_agent_statement_placements'), 'agent_id',
+                               'statement_cycle') }}) as h
+        on h.owner = o.agent_id and h.period_start = o.open_period_start
 ),
 
 corrections as (
@@ -68,9 +83,9 @@ corrections as (
         p.agent_id || ':' || p.currency || ':' || {{ date_key('p.open_period_start') }}
             as statement_id,
         p.agent_id,
-        p.open_cycle as statement_cycle,
+        p.open_statement_cycle as statement_cycle,
         p.open_period_start as period_start,
-        {{ cycle_period_end('p.open_cycle', 'p.open_period_start') }} as period_end,
+        p.open_period_end as period_end,
         p.currency,
         'adjustment' as line_type,
         p.event_kind,

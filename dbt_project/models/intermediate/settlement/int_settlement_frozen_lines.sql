@@ -1,6 +1,7 @@
 {{ config(materialized='incremental', unique_key='line_id',
           on_schema_change='append_new_columns') }}
 -- depends_on: {{ ref('int_settlement_runs') }}, {{ ref('int_settlement_items') }}
+-- depends_on: {{ ref('int_settlement_placements') }}
 -- depends_on: {{ ref('stg_clearhouse__merchants') }}, {{ ref('ref_currencies') }}
 -- The booked statement lines, written once and never updated (settlement.md: a closed
 -- statement never changes silently):
@@ -77,15 +78,27 @@ changed as (
        or coalesce(i.txn_fee_minor, 0) <> b.txn_fee_minor
 ),
 
-placed as (
-    select
-        c.*,
-        {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start,
-        {{ statement_amount('c.delta_gross_minor', 'c.txn_currency', 'c.currency', 'c.fx_rate',
-                            'c.exp_from', 'c.exp_to') }} as corr_gross_minor,
-        {{ statement_amount('c.delta_fee_minor', 'c.txn_currency', 'c.currency', 'c.fx_rate',
-                            'c.exp_from', 'c.exp_to') }} as corr_fee_minor
+opening as (
+    select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
     from changed as c
+),
+
+placed as (
+    -- the open period: a statement already placed from that day keeps its cycle (see
+    -- place_new_items), else the merchant's cycle now
+    select
+        o.*,
+        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
+        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
+            as open_period_end,
+        {{ statement_amount('o.delta_gross_minor', 'o.txn_currency', 'o.currency', 'o.fx_rate',
+                            'o.exp_from', 'o.exp_to') }} as corr_gross_minor,
+        {{ statement_amount('o.delta_fee_minor', 'o.txn_currency', 'o.currency', 'o.fx_rate',
+                            'o.exp_from', 'o.exp_to') }} as corr_fee_minor
+    from opening as o
+    left join ({{ held_periods(ref('int_settlement_placements'), 'merchant_id',
+                               'settlement_cycle') }}) as h
+        on h.owner = o.merchant_id and h.period_start = o.open_period_start
 ),
 
 corrections as (
@@ -96,9 +109,9 @@ corrections as (
         p.merchant_id || ':' || p.currency || ':' || {{ date_key('p.open_period_start') }}
             as statement_id,
         p.merchant_id,
-        p.open_cycle as settlement_cycle,
+        p.open_statement_cycle as settlement_cycle,
         p.open_period_start as period_start,
-        {{ cycle_period_end('p.open_cycle', 'p.open_period_start') }} as period_end,
+        p.open_period_end as period_end,
         p.currency,
         'adjustment' as line_type,
         p.item_type,
