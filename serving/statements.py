@@ -139,24 +139,29 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
 
 def settled_commission_balances(settings: Settings, agent_id: str, settled_through: date,
                                 currency: str | None = None) -> list[SettledBalance]:
-    """Per currency, the closing balance of the agent's latest commission statement whose period
-    ended on or before `settled_through`: everything the agent has earned, net of reversals, up
-    to then. Commission statements do not deduct payouts (settlement.md lists commission rows
-    only), so paid_out_minor is 0 and the withdrawals are all deducted by the caller."""
+    """Per currency, what the agent's commission statements whose period ended on or before
+    `settled_through` add up to (their net summed): everything it has earned, net of reversals
+    and adjustments, in periods that are over. That is the latest such statement's closing
+    balance - except after a cycle change, when a statement of the new cycle can end before an
+    overlapping one of the old cycle: the sum counts exactly the periods that ended. Commission
+    statements do not deduct payouts (settlement.md lists commission rows only), so
+    paid_out_minor is 0 and the withdrawals are all deducted by the caller."""
     return _latest_closing(settings, "agent_statements", "agent_id", agent_id, settled_through,
-                           currency, paid_out="0")
+                           currency, paid_out="0",
+                           balance="sum(net_minor) OVER (PARTITION BY currency)")
 
 
 def _latest_closing(settings: Settings, mart: str, owner_column: str, owner_id: str,
-                    settled_through: date, currency: str | None,
-                    paid_out: str) -> list[SettledBalance]:
+                    settled_through: date, currency: str | None, paid_out: str,
+                    balance: str = "closing_balance_minor") -> list[SettledBalance]:
     if (settings.warehouse_engine == "duckdb"
             and not published_path(settings, MARTS[mart]).exists()):
         return []
     where = f"{owner_column} = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
     params: list = [owner_id, settled_through] + ([currency] if currency else [])
     sql = ("SELECT currency, statement_id, period_end, closing_balance_minor, paid_out FROM ("
-           "SELECT currency, statement_id, period_end, closing_balance_minor, row_number() OVER "
+           f"SELECT currency, statement_id, period_end, {balance} AS closing_balance_minor, "
+           "row_number() OVER "
            "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn, "
            f"{paid_out} AS paid_out "
            f"FROM {{{mart}}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")

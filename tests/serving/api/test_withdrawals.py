@@ -445,3 +445,18 @@ def test_a_paid_withdrawal_on_the_statement_is_not_deducted_twice(oltp_url, make
     assert available(api, key) == "671"  # paid, not yet on a statement
     publish_statements(settings, [merchant_id], DAY, payouts_minor=300)  # now it is: closing 671
     assert available(api, key) == "671"
+
+
+def test_agent_balance_after_a_cycle_change_counts_exactly_the_ended_periods(oltp_url,
+                                                                            make_settings):
+    """Monthly -> daily on 1 March: the March statement (1-31) and a daily one of 2 March overlap.
+    On 3 March only the daily one has ended; from 1 April both have."""
+    settings = make_settings(database_url=oltp_url)
+    api = make_api(settings)
+    agent_id = agent(api, "Agent Switch")
+    _, key = key_for(api, agent_id=agent_id)
+    publish_agent_statements(settings, [
+        (agent_id, "USD", date(2026, 3, 1), date(2026, 3, 31), 100),
+        (agent_id, "USD", date(2026, 3, 2), date(2026, 3, 2), 50)])
+    assert agent_balance(api, key, "2026-03-03T08:00:00Z")["available_minor"] == "50"
+    assert agent_balance(api, key, "2026-04-01T08:00:00Z")["available_minor"] == "150"
