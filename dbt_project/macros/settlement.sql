@@ -159,3 +159,23 @@ left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as d
     ) as periods
     where nth = 1
 {%- endmacro %}
+
+
+
+{# Where a correction is booked: the owner's period open at this run's day. The rows of
+   `changed` carry `open_cycle` (the owner's cycle now) and `open_day`; a statement already
+   placed from that first day (in `placements`) keeps its own cycle and end, as in
+   place_new_items. Adds open_period_start, open_statement_cycle and open_period_end. #}
+{% macro correction_period(changed, owner, placements, cycle) -%}
+    select
+        o.*,
+        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
+        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
+            as open_period_end
+    from (
+        select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
+        from {{ changed }} as c
+    ) as o
+    left join ({{ held_periods(placements, owner, cycle) }}) as h
+        on h.owner = o.{{ owner }} and h.period_start = o.open_period_start
+{%- endmacro %}

@@ -56,23 +56,9 @@ changed as (
     where coalesce(c.amount_minor, 0) <> b.amount_minor
 ),
 
-opening as (
-    select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
-    from changed as c
-),
-
 placed as (
-    -- the open period: a statement already placed from that day keeps its cycle (see
-    -- place_new_items), else the agent's cycle now
-    select
-        o.*,
-        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
-        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
-            as open_period_end
-    from opening as o
-    left join ({{ held_periods(ref('int_agent_statement_placements'), 'agent_id',
-                               'statement_cycle') }}) as h
-        on h.owner = o.agent_id and h.period_start = o.open_period_start
+    {{ correction_period('changed', 'agent_id', ref('int_agent_statement_placements'),
+                         'statement_cycle') }}
 ),
 
 corrections as (

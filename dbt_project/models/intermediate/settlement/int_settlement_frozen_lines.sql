@@ -79,26 +79,18 @@ changed as (
 ),
 
 opening as (
-    select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
-    from changed as c
+    {{ correction_period('changed', 'merchant_id', ref('int_settlement_placements'),
+                         'settlement_cycle') }}
 ),
 
 placed as (
-    -- the open period: a statement already placed from that day keeps its cycle (see
-    -- place_new_items), else the merchant's cycle now
     select
         o.*,
-        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
-        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
-            as open_period_end,
         {{ statement_amount('o.delta_gross_minor', 'o.txn_currency', 'o.currency', 'o.fx_rate',
                             'o.exp_from', 'o.exp_to') }} as corr_gross_minor,
         {{ statement_amount('o.delta_fee_minor', 'o.txn_currency', 'o.currency', 'o.fx_rate',
                             'o.exp_from', 'o.exp_to') }} as corr_fee_minor
     from opening as o
-    left join ({{ held_periods(ref('int_settlement_placements'), 'merchant_id',
-                               'settlement_cycle') }}) as h
-        on h.owner = o.merchant_id and h.period_start = o.open_period_start
 ),
 
 corrections as (

@@ -11,6 +11,9 @@
 --                 'correction:<commission_id>:<n>').
 -- Lines of closed periods come frozen (int_agent_statement_frozen_lines) and never change; open
 -- periods are live.
+{%- set columns = 'line_id, commission_id, statement_id, agent_id, statement_cycle, period_start,
+    period_end, currency, line_type, event_kind, event_id, model, level, is_correction,
+    natural_period_start, amount_minor, description' %}
 with frozen as (
     select * from {{ ref('int_agent_statement_frozen_lines') }}
 ),
@@ -22,15 +25,18 @@ live as (
 ),
 
 rows_ as (
-    select line_id, commission_id, statement_id, agent_id, statement_cycle, period_start,
-           period_end, currency, line_type, event_kind, event_id, model, level,
-           is_correction, natural_period_start, amount_minor, description
-    from frozen
-    union all
-    select line_id, commission_id, statement_id, agent_id, statement_cycle, period_start,
-           period_end, currency, line_type, event_kind, event_id, model, level,
-           is_correction, natural_period_start, amount_minor, description
-    from live
+    -- each commission row once: what it earned (a payment's) or reversed (a refund's)
+    select
+        *,
+        case when event_kind = 'payment' then amount_minor else 0 end as earned,
+        case when event_kind = 'refund' then amount_minor else 0 end as reversed,
+        case when event_kind = 'payment' and not is_correction then 1 else 0 end as payments,
+        case when event_kind = 'refund' and not is_correction then 1 else 0 end as refunds
+    from (
+        select {{ columns }} from frozen
+        union all
+        select {{ columns }} from live
+    ) as booked_and_live
 )
 
 select
@@ -47,13 +53,11 @@ select
     cast(null as {{ dbt.type_string() }}) as commission_id,
     cast(null as {{ dbt.type_string() }}) as event_id,
     cast(null as date) as natural_period_start,
-    cast(sum(case when event_kind = 'payment' then amount_minor else 0 end)
-         as {{ money_type() }}) as earned_minor,
-    cast(sum(case when event_kind = 'refund' then amount_minor else 0 end)
-         as {{ money_type() }}) as reversed_minor,
+    cast(sum(earned) as {{ money_type() }}) as earned_minor,
+    cast(sum(reversed) as {{ money_type() }}) as reversed_minor,
     cast(sum(amount_minor) as {{ money_type() }}) as net_minor,
-    count(case when event_kind = 'payment' then 1 end) as payment_count,
-    count(case when event_kind = 'refund' then 1 end) as refund_count,
+    cast(sum(payments) as bigint) as payment_count,
+    cast(sum(refunds) as bigint) as refund_count,
     cast(null as {{ dbt.type_string() }}) as description
 from rows_
 where line_type = 'commission'
@@ -76,13 +80,11 @@ select
     commission_id,
     event_id,
     natural_period_start,
-    cast(case when event_kind = 'payment' then amount_minor else 0 end
-         as {{ money_type() }}) as earned_minor,
-    cast(case when event_kind = 'refund' then amount_minor else 0 end
-         as {{ money_type() }}) as reversed_minor,
+    cast(earned as {{ money_type() }}) as earned_minor,
+    cast(reversed as {{ money_type() }}) as reversed_minor,
     cast(amount_minor as {{ money_type() }}) as net_minor,
-    case when event_kind = 'payment' and not is_correction then 1 else 0 end as payment_count,
-    case when event_kind = 'refund' and not is_correction then 1 else 0 end as refund_count,
+    cast(payments as bigint) as payment_count,
+    cast(refunds as bigint) as refund_count,
     description
 from rows_
 where line_type = 'adjustment'
