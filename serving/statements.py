@@ -133,7 +133,7 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
     Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
     no settled balance: an empty list, not an error.
     """
-    return _latest_closing(settings, "statements", "merchant_id", merchant_id, settled_through,
+    return _settled_balances(settings, "statements", "merchant_id", merchant_id, settled_through,
                            currency, paid_out="sum(payouts_minor) OVER (PARTITION BY currency)")
 
 
@@ -146,14 +146,16 @@ def settled_commission_balances(settings: Settings, agent_id: str, settled_throu
     overlapping one of the old cycle: the sum counts exactly the periods that ended. Commission
     statements do not deduct payouts (settlement.md lists commission rows only), so
     paid_out_minor is 0 and the withdrawals are all deducted by the caller."""
-    return _latest_closing(settings, "agent_statements", "agent_id", agent_id, settled_through,
+    return _settled_balances(settings, "agent_statements", "agent_id", agent_id, settled_through,
                            currency, paid_out="0",
                            balance="sum(net_minor) OVER (PARTITION BY currency)")
 
 
-def _latest_closing(settings: Settings, mart: str, owner_column: str, owner_id: str,
-                    settled_through: date, currency: str | None, paid_out: str,
-                    balance: str = "closing_balance_minor") -> list[SettledBalance]:
+def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id: str,
+                      settled_through: date, currency: str | None, paid_out: str,
+                      balance: str = "closing_balance_minor") -> list[SettledBalance]:
+    """Per currency, from the owner's latest statement in `mart` ended by `settled_through`:
+    `balance` and `paid_out` (SQL over the owner's ended statements)."""
     if (settings.warehouse_engine == "duckdb"
             and not published_path(settings, MARTS[mart]).exists()):
         return []

@@ -63,11 +63,12 @@ def _payable(owner: Owner) -> str:
 
 
 def settled_through(session: Session, owner: Owner, now: datetime) -> date:
-    delay = 1  # an agent's commission: the periods that have ended
-    if owner.type == "merchant":
-        merchant = session.get(Merchant, owner.id)
-        delay = merchant.settlement_delay_days if merchant is not None else 0
-    return now.date() - timedelta(days=delay or 0)
+    """The last day a settled statement may end on: T+N for a merchant; for an agent, yesterday
+    (commission is paid for periods that have ended)."""
+    if owner.type == "agent":
+        return now.date() - timedelta(days=1)
+    merchant = session.get(Merchant, owner.id)
+    return now.date() - timedelta(days=(merchant.settlement_delay_days or 0) if merchant else 0)
 
 
 def _withheld(session: Session, owner: Owner, currency: str | None) -> dict[str, int]:
