@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 from clearhouse import channel_files
+from serving.x402.booking import X402_CHANNEL
 from serving.x402.networks import NETWORKS
 
 SEEDS = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds"
@@ -28,3 +29,10 @@ def test_every_x402_asset_is_a_seeded_token():
     offered = {(net.caip2, asset.address.lower(), asset.symbol)
                for net in NETWORKS.values() for asset in net.assets}
     assert offered and offered <= seeded
+
+
+def test_the_x402_channel_reconciliation_names_is_the_one_x402_books_on():
+    import yaml
+
+    project = yaml.safe_load((SEEDS.parent / "dbt_project.yml").read_text())
+    assert project["vars"]["x402_channel_id"] == X402_CHANNEL

@@ -175,7 +175,7 @@ platform_addresses as (
     from (
         select lower(address) as address, channel_id from {{ ref('ref_chain_addresses') }}
         union all
-        select lower(pay_to), 'ch_x402_sim' from {{ ref('stg_clearhouse__x402_pricing_rules') }}
+        select lower(pay_to), '{{ var("x402_channel_id") }}' from {{ ref('stg_clearhouse__x402_pricing_rules') }}
     ) as a
     group by address
 ),
