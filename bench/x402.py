@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.api import drop_db, make_db  # noqa: E402
+from bench.api import cpu_seconds, cpu_split, drop_db, make_db, pgbench_tps  # noqa: E402
 
 PORT = 8766
 PRICE = 1_000  # 0.001 USDC
@@ -210,11 +210,13 @@ def main() -> None:
         if args.profile:
             worker = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
                                     text=True).stdout.split()
-            spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o",
+            spy = subprocess.Popen(["py-spy", "record", "--gil", "--format", "raw", "-o",
                                     args.profile, "-d", str(args.seconds), "--pid", worker[-1]],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu_before = cpu_seconds()
         paid_load = _wrk(script, paid_path, take(len(signed) - used), seconds=args.seconds,
                          connections=args.connections, threads=THREADS)
+        cpu_after = cpu_seconds()
         if spy is not None:
             spy.wait()
         with psycopg.connect(url) as conn:
@@ -239,6 +241,11 @@ def main() -> None:
           f"{free_load['rps']:,.0f} calls/s | paid {paid_load['rps']:,.0f} calls/s  p50 "
           f"{paid_load['p50_ms']:.1f} ms  p99 {paid_load['p99_ms']:.1f} ms  non-2xx "
           f"{paid_load['non2xx']}  errors {paid_load['errors']}")
+    print(f"  CPU per paid call under load: "
+          f"{cpu_split(cpu_before, cpu_after, paid_load['requests'])}")
+    tps = pgbench_tps(min(args.seconds, 10), args.connections)
+    print(f"  pgbench tpcb-like, same machine, same clients: {tps:,.0f} tps "
+          f"(5,208 on the calibration day) -> paid calls/pgbench = {paid_load['rps'] / tps:.3f}")
     print(f"  books after the run: usage {usage}, payments {payments:,}, chain transfers {logs:,}")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from warehouse.money import MoneyError
 
@@ -30,7 +32,20 @@ def _field_path(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
 
 
+# nginx's code for "the client closed the request": logged, never sent (nobody is listening).
+CLIENT_CLOSED_REQUEST = 499
+log = logging.getLogger("clearhouse.api")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _exc: ClientDisconnect):
+        # The caller hung up before its body was read: nothing was done for it, so there is
+        # nothing to undo, and a traceback per dropped connection would bury real errors.
+        log.info("client disconnected before its request body was read",
+                 extra={"fields": {"method": request.method, "path": request.url.path}})
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,

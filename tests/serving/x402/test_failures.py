@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from serving.x402 import chain, gateway
 from tests.serving.x402.helpers import (
+    DETAIL,
     FUNDS,
     PAY_TO,
     PRICE,
@@ -28,6 +29,7 @@ from tests.serving.x402.helpers import (
     settlement_paths,
     sign_authorization,
     unb64,
+    v2_header,
 )
 from warehouse.models import SimChainLog
 
@@ -192,3 +194,38 @@ def test_a_settlement_that_never_completes_is_refused_and_the_authorization_spen
         assert shop.balance(payer.address) == FUNDS
     assert shop.payments() == [] and shop.transfers() == []
     assert shop.balance(PAY_TO) == 0
+
+
+def test_a_caller_that_hangs_up_before_its_body_gets_nothing_done_and_no_traceback(
+        shop, caplog):
+    """The gateway reads every request's body before it prices the call; a client gone by then
+    (Starlette's ClientDisconnect) is logged as one line, not an 'Exception in ASGI application'
+    traceback, and nothing is claimed, charged or proxied."""
+    import asyncio
+    import logging
+
+    header = v2_header(sign_authorization(shop.payer, to=PAY_TO, value=PRICE))
+    messages = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "server": ("testserver", 80),
+             "client": ("127.0.0.1", 50000), "root_path": "", "path": f"/x402/{shop.seller_id}"
+             f"{DETAIL}", "raw_path": f"/x402/{shop.seller_id}{DETAIL}".encode(),
+             "query_string": b"name=Acme", "headers": [
+                 (b"host", b"testserver"), (b"payment-signature", header.encode())]}
+    with caplog.at_level(logging.INFO):
+        asyncio.run(shop.client.app(scope, receive, send))
+
+    assert messages[0]["type"] == "http.response.start"
+    assert messages[0]["status"] == 499
+    assert "client disconnected before its request body was read" in caplog.text
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    assert shop.usages(payer=shop.payer.address.lower()) == []
+    assert shop.balance(shop.payer.address) == FUNDS
+
