@@ -114,8 +114,9 @@ def statements(settings: Settings, merchant_id: str, start: date, end: date) -> 
 
 @dataclass(frozen=True)
 class SettledBalance:
-    """An owner's closing balance in one currency, from its latest settled statement, and the
-    payouts (paid withdrawals) its statements have already deducted up to it."""
+    """An owner's settled balance in one currency - what its statements whose periods ended add
+    up to, named after the latest of them - and the payouts (paid withdrawals) those statements
+    have already deducted."""
 
     currency: str
     statement_id: str
@@ -126,15 +127,21 @@ class SettledBalance:
 
 def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
                      currency: str | None = None) -> list[SettledBalance]:
-    """Per currency, the closing balance of the merchant's latest statement whose period ended on
-    or before `settled_through`, as the pipeline computed it (fees included), with the payouts
-    its statements deducted.
+    """Per currency, what the merchant's statements whose period ended on or before
+    `settled_through` add up to, as the pipeline computed them (fees included): their net
+    activity less their payouts, with those payouts. That is the latest such statement's closing
+    balance - except after a cycle change, when a statement of the new cycle can end before an
+    overlapping one of the old cycle that started earlier: the latest one's closing would carry
+    the old statement's activity (the balances chain in order of period start) before its period
+    is over; the sum counts exactly the periods that ended.
 
     Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
     no settled balance: an empty list, not an error.
     """
-    return _settled_balances(settings, "statements", "merchant_id", merchant_id, settled_through,
-                           currency, paid_out="sum(payouts_minor) OVER (PARTITION BY currency)")
+    return _settled_balances(
+        settings, "statements", "merchant_id", merchant_id, settled_through, currency,
+        paid_out="sum(payouts_minor) OVER (PARTITION BY currency)",
+        balance="sum(net_activity_minor - payouts_minor) OVER (PARTITION BY currency)")
 
 
 def settled_commission_balances(settings: Settings, agent_id: str, settled_through: date,

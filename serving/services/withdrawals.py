@@ -1,11 +1,12 @@
 """Withdrawals: payouts requested by merchants and agents against their available balance.
 
-Available balance (per owner and currency) = the closing balance of the owner's latest settled
-statement (serving.statements.settled_balances: period_end <= business day - the merchant's
-settlement_delay_days, fees included, as the pipeline computed it) minus every withdrawal of that
-owner and currency in status requested, approved or paid, plus the payouts those statements have
-already deducted (a paid withdrawal shows on the statement of the period it was paid in, and must
-not count twice). Agents' withdrawals are not on a merchant statement: their settled balance is 0.
+Available balance (per owner and currency) = what the owner's statements whose periods are over
+add up to (serving.statements: a merchant's statements with period_end <= business day - its
+settlement_delay_days, their net activity - fees included, as the pipeline computed it - summed;
+an agent's commission statements ended before the business day, their net summed), minus every
+withdrawal of that owner and currency in status requested, approved or paid. A merchant's paid
+withdrawal shows on the statement of the period it was paid in; the statements' payouts are
+left out of the sum, so it is not deducted twice.
 
 Moves: requested -> approved | rejected; approved -> paid. Anything else is 409
 illegal_transition. A request is serialised per owner (Postgres: pg_advisory_xact_lock on the

@@ -45,9 +45,12 @@ def key_for(api: Api, *, merchant_id: str | None = None, agent_id: str | None = 
 
 
 def publish_statements(settings, merchant_ids: list[str], day: date = date(2026, 11, 20),
-                       payouts_minor: int = 0) -> None:
+                       payouts_minor: int = 0, periods: list[tuple] | None = None) -> None:
     """Publish one statement per merchant as the pipeline would (DuckDB warehouse: Parquet):
-    a 1000 USD payment with a 29 fee, less `payouts_minor` paid out in the period."""
+    a 1000 USD payment with a 29 fee, less `payouts_minor` paid out in the period. `periods`,
+    rows of (period_start, period_end, settlement_cycle), gives each merchant one such
+    statement per period instead, balances chained in order of period start as
+    fct_settlement_statements chains them."""
     import duckdb
 
     from warehouse.published import published_path
@@ -68,13 +71,18 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
         fx_rate DECIMAL(28,12), gross_minor {money}, fee_minor {money}, net_minor {money},
         description VARCHAR)""")
     for merchant_id in merchant_ids:
-        sid = f"{merchant_id}:USD:{day.isoformat()}"
-        con.execute("INSERT INTO s VALUES (?, ?, 'daily', ?, ?, ?, 'closed', 'USD', 0, 1000, 0, 0,"
-                    " 29, 0, 971, ?, ?)",
-                    [sid, merchant_id, day, day, day, payouts_minor, 971 - payouts_minor])
-        con.execute("INSERT INTO l VALUES (?, ?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, NULL, NULL,"
-                    " ?, 'USD', 1000, 29, NULL, 1, 1000, 29, 971, NULL)",
-                    [sid, merchant_id, day, day, f"{day.isoformat()} 10:00:00"])
+        opening = 0
+        for start, end, cycle in sorted(periods or [(day, day, "daily")]):
+            sid = f"{merchant_id}:USD:{start.isoformat()}"
+            closing = opening + 971 - payouts_minor
+            con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, 'closed', 'USD', ?, 1000, 0, 0,"
+                        " 29, 0, 971, ?, ?)",
+                        [sid, merchant_id, cycle, start, end, end, opening, payouts_minor,
+                         closing])
+            con.execute("INSERT INTO l VALUES (?, ?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, NULL,"
+                        " NULL, ?, 'USD', 1000, 29, NULL, 1, 1000, 29, 971, NULL)",
+                        [sid, merchant_id, start, end, f"{start.isoformat()} 10:00:00"])
+            opening = closing
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()

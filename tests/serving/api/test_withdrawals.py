@@ -359,10 +359,12 @@ def test_bad_input_is_422(api, settled):
 
 # --- serving.statements.settled_balances against real published statements -------------------
 
-ROWS = [  # merchant, currency, period, closing, payouts in the period
-    ("mer_a", "USD", date(2026, 11, 19), 500, 100), ("mer_a", "USD", date(2026, 11, 20), 971, 0),
-    ("mer_a", "USD", date(2026, 11, 21), 1500, 50), ("mer_a", "EUR", date(2026, 11, 18), 42, 0),
-    ("mer_b", "USD", date(2026, 11, 20), 7, 0),
+ROWS = [  # merchant, currency, period, closing, payouts in the period, net activity
+    ("mer_a", "USD", date(2026, 11, 19), 500, 100, 600),
+    ("mer_a", "USD", date(2026, 11, 20), 971, 0, 471),
+    ("mer_a", "USD", date(2026, 11, 21), 1500, 50, 579),
+    ("mer_a", "EUR", date(2026, 11, 18), 42, 0, 42),
+    ("mer_b", "USD", date(2026, 11, 20), 7, 0, 7),
 ]
 
 
@@ -389,11 +391,13 @@ def test_settled_balances_from_published_parquet(make_settings):
     con = duckdb.connect()
     money = "DECIMAL(38,0)"
     con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        period_end DATE, currency VARCHAR, closing_balance_minor {money}, payouts_minor {money})""")
+        period_end DATE, currency VARCHAR, closing_balance_minor {money}, payouts_minor {money},
+        net_activity_minor {money})""")
     con.execute("CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR)")
-    for merchant_id, ccy, day, closing, payouts in ROWS:
-        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing, payouts])
+    for merchant_id, ccy, day, closing, payouts, net in ROWS:
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing, payouts,
+                     net])
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
@@ -409,12 +413,13 @@ def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
         con.execute("CREATE SCHEMA analytics")
         con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
             merchant_id text, period_start date, period_end date, currency text,
-            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
-        for merchant_id, ccy, day, closing, payouts in ROWS:
+            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0),
+            net_activity_minor numeric(38,0))""")
+        for merchant_id, ccy, day, closing, payouts, net in ROWS:
             con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s)",
+                        "(%s, %s, %s, %s, %s, %s, %s, %s)",
                         [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing,
-                         payouts])
+                         payouts, net])
     _check_settled_balances(settings)
 
 
@@ -429,6 +434,24 @@ def test_withdrawal_against_a_published_statement(oltp_url, make_settings):
     assert withdraw(api, key, amount=972).status_code == 422
     assert withdraw(api, key, amount=971).status_code == 201
     assert available(api, key) == "0"
+
+
+def test_merchant_balance_after_a_cycle_change_counts_exactly_the_ended_periods(
+        oltp_url, make_settings):
+    """Monthly -> daily on 2 March: the March statement (1-31, opened first) and a daily one of
+    2 March overlap, and the daily one's opening carries March's activity so far. In mid-March
+    only the daily statement has ended: its own 971 is available, not March's; in April both
+    are."""
+    settings = make_settings(database_url=oltp_url)
+    api = make_api(settings)
+    merchant_id, key = api.merchant()
+    publish_statements(settings, [merchant_id], periods=[
+        (date(2026, 3, 1), date(2026, 3, 31), "monthly"),
+        (date(2026, 3, 2), date(2026, 3, 2), "daily")])
+    mid_march = agent_balance(api, key, "2026-03-10T08:00:00Z")
+    assert (mid_march["available_minor"], mid_march["statement"]["id"]) == (
+        "971", f"{merchant_id}:USD:2026-03-02")
+    assert agent_balance(api, key, "2026-04-10T08:00:00Z")["available_minor"] == "1942"
 
 
 def test_a_paid_withdrawal_on_the_statement_is_not_deducted_twice(oltp_url, make_settings):
