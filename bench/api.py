@@ -1,7 +1,10 @@
 """Benchmark the payments API on Postgres: sustained idempotent payment creates per second,
 latency percentiles and errors, with pgbench's tpcb-like tps measured in the same run.
 
-    .venv/bin/python bench/api.py [--seconds 15] [--connections 32] [--workers 2]
+    .venv/bin/python bench/api.py [--seconds 15] [--connections 32] [--workers 2] [--ml]
+
+--ml promotes a fraud model before the run, as production runs: every create is then scored
+live (the model's summary of the payment's history is one more statement per create).
 
 Needs wrk and pgbench (Debian: apt-get install wrk postgresql-client) and the Postgres server at
 127.0.0.1:5432 (CLEARHOUSE_BENCH_PG to change). Creates and drops its own databases. Prints
@@ -120,6 +123,9 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=50)
     parser.add_argument("--profile", default=None, metavar="FILE",
                         help="record one worker with py-spy during the run (collapsed stacks)")
+    parser.add_argument("--ml", action="store_true",
+                        help="promote a fraud model first (trained on 100,000 synthetic "
+                             "payments by bench/ml.py), so every create is scored live")
     args = parser.parse_args()
     for tool in ("wrk", "pgbench"):
         if shutil.which(tool) is None:
@@ -148,6 +154,14 @@ def main() -> None:
                 keys.append(key)
             session.commit()
         engine.dispose()
+        if args.ml:
+            from bench.ml import quick_model
+            from ml.registry import Registry
+            from warehouse.settings import Settings
+
+            model, fields = quick_model(1)
+            registry = Registry(Settings(home=home), family="payments")
+            registry.promote(registry.register(model, fields), force=True)
         env = {**os.environ, "CLEARHOUSE_HOME": home, "CLEARHOUSE_DATABASE_URL": url,
                "CLEARHOUSE_LOG_LEVEL": "WARNING", "CLEARHOUSE_RATE_LIMIT_PER_KEY": "1000000",
                "CLEARHOUSE_RATE_LIMIT_PER_IP": "1000000"}
@@ -184,6 +198,8 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             created = conn.execute("SELECT count(*) FROM payments").fetchone()[0]
             by_status = dict(conn.execute("SELECT status, count(*) FROM payments GROUP BY 1").fetchall())
+            scored = conn.execute("SELECT count(*) FROM payments WHERE risk_score IS NOT NULL"
+                                  ).fetchone()[0]
     finally:
         if server:
             server.terminate()
@@ -192,10 +208,11 @@ def main() -> None:
     tps = pgbench_tps(min(args.seconds, 10), args.connections)
     errors = stats["errors_status"] + stats["errors_connect"] + stats["errors_timeout"]
     print(f"payments API on Postgres, {args.workers} uvicorn workers, wrk {args.connections} connections, "
-          f"{args.seconds} s:")
+          f"{args.seconds} s" + (", a fraud model promoted (live scoring):" if args.ml else ":"))
     print(f"  {rps:,.0f} payment creates/s   p50 {stats['p50_ms']:.1f} ms   p90 {stats['p90_ms']:.1f} ms"
           f"   p99 {stats['p99_ms']:.1f} ms   errors {errors}")
-    print(f"  payments in the database after warm-up + run: {created:,} {by_status}")
+    print(f"  payments in the database after warm-up + run: {created:,} {by_status}, "
+          f"{scored:,} with an ML score")
     print(f"  CPU per create under load: "
           f"{cpu_split(cpu_before, cpu_after, stats['requests'])}")
     print(f"  pgbench tpcb-like, same machine, same clients: {tps:,.0f} tps -> "

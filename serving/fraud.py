@@ -9,7 +9,8 @@ champion it scores nothing and the rules decide alone.
 Per payment: one SQL statement summarises the payments the features may look at
 (ml.payment_features: the customer's last 30 days, the card's, IP's and device's last 24 hours,
 all strictly before now) into counts, the customer's amounts per currency and their latest
-payment (`summary`; `history` reads the same rows, for tests and the bench); `features_from`
+payment (`summary`; `history` reads the same rows, for tests and the bench; the Postgres fast
+path of payment creates reads it ahead on its own connection, `prefetch_async`); `features_from`
 turns the summary into the feature row; a predict call gives the score, and a payment held for
 review or blocked gets its reasons from a second call on probe rows (ml.scoring.score_one, as
 batch scoring does it), both on the champion compiled to numpy arrays (ml.compiled;
@@ -21,6 +22,7 @@ scikit-learn loads with the first champion (at start-up when one exists), never 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -107,8 +109,18 @@ class LiveScorer:
         log.info("fraud model: scoring with %s", version)
         return champion
 
-    def __call__(self, session: Session, checked: risk.RiskInput,
-                 now: datetime) -> tuple[int, list[str]] | None:
+    @staticmethod
+    async def prefetch_async(conn, event: dict) -> Prefetched:
+        return await prefetch_async(conn, event)
+
+    @staticmethod
+    def prefetch(conn, event: dict) -> Prefetched:
+        return prefetch(conn, event)
+
+    def __call__(self, session: Session, checked: risk.RiskInput, now: datetime,
+                 prefetched: Prefetched | None = None) -> tuple[int, list[str]] | None:
+        """Score a payment. `prefetched`: its summary, read ahead by the Postgres fast path
+        (`prefetch_async`); used only when it was read for this very payment's keys and time."""
         self.refresh()
         champion = self.champion
         if champion is None:
@@ -124,7 +136,11 @@ class LiveScorer:
                  "card_fingerprint": checked.card_fingerprint,
                  "customer_ip": checked.customer_ip, "device_id": checked.device_id,
                  "geo": checked.geo}
-        values = features_from(event, summary(session, event))
+        if prefetched is not None and prefetched.key == _prefetch_key(event):
+            found = prefetched.summary
+        else:
+            found = summary(session, event)
+        values = features_from(event, found)
         row = np.array([[values[name] for name in champion.features]])
         score, why = score_one(champion.model, row, champion.features, champion.reference,
                                reasons_from=self.settings.ml_review_score)
@@ -195,28 +211,81 @@ def summary(session: Session, event: dict):
     payment, then the key windows grouped per currency (so amounts are summed per currency as
     the features define). The aggregates leave the rows in the database, so a customer with a
     long history costs no more than a new one."""
+    rows = session.connection().execute(_SUMMARY, _summary_params(event))
+    return _summarize(row._mapping for row in rows)
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A payment's summary read ahead of the risk check (the Postgres fast path's connection
+    reads it after its claim), with what it was read for (`_prefetch_key`)."""
+
+    key: tuple
+    summary: object  # ml.payment_features.Summary
+
+
+def _prefetch_key(event: dict) -> tuple:
+    """What the summary depends on; the payment's own id is left out (it is not in the
+    database yet when the risk check runs)."""
+    return tuple(v for k, v in _summary_params(event).items() if k != "payment_id")
+
+
+async def prefetch_async(conn, event: dict) -> Prefetched:
+    """`summary` over a psycopg AsyncConnection (the fast path's, in its transaction): the same
+    statement compiled for Postgres once, one round trip, no SQLAlchemy on the way."""
+    from psycopg.rows import dict_row
+
+    sql, defaults = _summary_pg()
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(sql, {**defaults, **_summary_params(event)})
+    return Prefetched(_prefetch_key(event), _summarize(await cursor.fetchall()))
+
+
+def prefetch(conn, event: dict) -> Prefetched:
+    """`prefetch_async` over a SQLAlchemy Connection (the fast path in the thread pool)."""
+    sql, defaults = _summary_pg()
+    rows = conn.exec_driver_sql(sql, {**defaults, **_summary_params(event)})
+    return Prefetched(_prefetch_key(event), _summarize(row._mapping for row in rows))
+
+
+@functools.cache
+def _summary_pg() -> tuple[str, dict]:
+    """The summary statement as Postgres driver SQL (%(name)s parameters), and the values of the
+    parameters SQLAlchemy named itself (the JSON key 'geo')."""
+    from sqlalchemy.dialects import postgresql
+
+    compiled = _SUMMARY.compile(dialect=postgresql.dialect())
+    defaults = {name: value for name, value in compiled.params.items() if value is not None}
+    return compiled.string, defaults
+
+
+def _summary_params(event: dict) -> dict:
+    now = event["created_at"]
+    return {**{name: event[column] for name, column in KEYS.items()},
+            "merchant": event.get("merchant_id"), "payment_id": event.get("payment_id") or "",
+            "now": now, "hour_ago": now - timedelta(hours=1),
+            "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}
+
+
+def _summarize(rows):
+    """The Summary from the summary statement's rows (mappings of its columns)."""
     from ml.payment_features import Summary
 
-    now = event["created_at"]
-    params = {**{name: event[column] for name, column in KEYS.items()},
-              "merchant": event.get("merchant_id"), "payment_id": event.get("payment_id") or "",
-              "now": now, "hour_ago": now - timedelta(hours=1),
-              "day_ago": now - timedelta(hours=24), "month_ago": now - timedelta(days=30)}
     counts = dict.fromkeys(COUNT_NAMES, 0)
     payments, declines, used_device, minor = 0, 0, False, {}
     merchant, latest = (0, 0), (None, None)
-    for row in session.connection().execute(_SUMMARY, params):
-        if row.currency is None:  # the first row: the merchant's hour and the latest payment
-            merchant = (int(row.merchant_payments), int(row.merchant_declines))
-            latest = (row.latest_at, row.latest_geo)
+    for row in rows:
+        if row["currency"] is None:  # the first row: the merchant's hour and the latest payment
+            merchant = (int(row["merchant_payments"]), int(row["merchant_declines"]))
+            latest = (row["latest_at"], row["latest_geo"])
             continue
         for name in COUNT_NAMES:
-            counts[name] += row._mapping[name]
-        payments += row.customer_payments
-        declines += row.declines
-        used_device = used_device or bool(row.used_device)
-        if row.customer_payments:
-            minor[row.currency] = float(row.customer_minor)
+            counts[name] += row[name]
+        payments += row["customer_payments"]
+        declines += row["declines"]
+        used_device = used_device or bool(row["used_device"])
+        if row["customer_payments"]:
+            minor[row["currency"]] = float(row["customer_minor"])
     return Summary(counts, payments, minor, declines, used_device, *latest, *merchant)
 
 

@@ -102,6 +102,15 @@ def score_hook_installed() -> bool:
     return active() if active is not None else True
 
 
+def score_prefetcher():
+    """The installed scorer when it has a model and can take its reads done ahead of the risk
+    check (`prefetch_async` / `prefetch`, as serving.fraud.LiveScorer): the Postgres fast path
+    reads them on its own connection and keeps going. None otherwise."""
+    if score_hook_installed() and hasattr(_score_hook, "prefetch_async"):
+        return _score_hook
+    return None
+
+
 def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
     rate = INDICATIVE_USD.get(currency)
     if rate is None:
@@ -193,6 +202,8 @@ class RiskFacts:
     used_today: dict[str, int] = field(default_factory=dict)  # currency -> minor units
     velocity: dict[str, int] = field(default_factory=dict)  # risk key column -> count, last hour
     last_geo: str | None = None  # the customer's previous payment's geo within the hour
+    # The ML hook's reads done ahead (the fast path: serving.fraud.Prefetched), or None.
+    ml_prefetched: object | None = None
 
 
 def velocity_keys(risk: RiskInput) -> list[tuple[str, str]]:
@@ -268,7 +279,8 @@ def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
         result.escalate("review", "geo_anomaly")
 
     if _score_hook is not None:
-        scored = _score_hook(session, risk, now)
+        scored = (_score_hook(session, risk, now) if facts.ml_prefetched is None
+                  else _score_hook(session, risk, now, facts.ml_prefetched))
         if scored is not None:
             result.score, model_reasons = scored
             review_at, reject_at = _thresholds

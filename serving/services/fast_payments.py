@@ -20,9 +20,13 @@ async pool of serving/pg_async.py: no thread hop. `create` is the same on a pool
 FastAPI's thread pool. Configuration the domain code reads (merchant, prices, channels) comes
 from the per-process cache; on a miss it is read through a short synchronous session.
 
+With a fraud model promoted (serving/fraud.py's live scorer) the scorer's summary of the
+payment's history is read on the same connection right after the claim, one more round trip,
+and handed to the risk check with the other facts.
+
 Anything the fast path does not take (SQLite, a payment created unconfirmed, a wallet payment,
-an ML score hook installed, a key already used) returns None and the general path handles the
-request from the start; nothing was written.
+an ML score hook that cannot read ahead, a key already used) returns None and the general path
+handles the request from the start; nothing was written.
 """
 
 from __future__ import annotations
@@ -83,8 +87,17 @@ _VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
 
 
 def eligible(engine: Engine, body: PaymentCreate) -> bool:
+    """An ML scorer that cannot take its reads ahead (a test's hook) sends payments to the
+    general path; the live scorer's summary is read on this path's connection."""
     return (engine.dialect.name == "postgresql" and body.confirm
-            and body.payment_method.type != "wallet" and not risk.score_hook_installed())
+            and body.payment_method.type != "wallet"
+            and (not risk.score_hook_installed() or risk.score_prefetcher() is not None))
+
+
+def _scoring_event(merchant_id: str, risk_keys: dict, now: datetime) -> dict:
+    """What the ML scorer's summary reads for this payment (serving.fraud.Prefetched checks it
+    against the payment the risk check scores)."""
+    return {"merchant_id": merchant_id, "created_at": now, "payment_id": "", **risk_keys}
 
 
 def _pairs(text_value: str | None) -> dict[str, int]:
@@ -138,10 +151,12 @@ def _claim_params(lookups: Session, *, merchant_id: str, key: str, path: str,
 
 
 def _work(lookups: Session, row, risk_keys: dict, *, merchant_id: str, key: str,
-          body: PaymentCreate, now: datetime) -> tuple[int, dict, str, list]:
-    """Run the domain code over the facts the claim read: the response, and the statement that
-    writes it with every row."""
+          body: PaymentCreate, now: datetime,
+          prefetched=None) -> tuple[int, dict, str, list]:
+    """Run the domain code over the facts the claim read (and the ML scorer's summary, when it
+    scores): the response, and the statement that writes it with every row."""
     facts, captured = _facts(row, risk_keys)
+    facts.ml_prefetched = prefetched
     collector = Collector(lookups)
     try:
         status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
@@ -166,7 +181,11 @@ def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint
         if not row.claimed:
             conn.rollback()
             return None  # the key exists: the general path replays it or answers 409
-        status, out, sql, write_params = _work(lookups, row, risk_keys, **ident)
+        scorer = risk.score_prefetcher()
+        prefetched = (scorer.prefetch(conn, _scoring_event(merchant_id, risk_keys, now))
+                      if scorer is not None else None)
+        status, out, sql, write_params = _work(lookups, row, risk_keys, prefetched=prefetched,
+                                               **ident)
         conn.exec_driver_sql(sql, tuple(write_params))
         conn.commit()
     return IdempotentResult(status, out, False)
@@ -187,6 +206,10 @@ async def create_async(pool, engine: Engine, *, merchant_id: str, key: str, path
             row = await cursor.fetchone()
             if not row.claimed:
                 return None  # the key exists: the general path replays it or answers 409
-            status, out, sql, write_params = _work(lookups, row, risk_keys, **ident)
+            scorer = risk.score_prefetcher()
+            prefetched = (await scorer.prefetch_async(
+                conn, _scoring_event(merchant_id, risk_keys, now)) if scorer is not None else None)
+            status, out, sql, write_params = _work(lookups, row, risk_keys,
+                                                   prefetched=prefetched, **ident)
             await conn.execute(sql, tuple(write_params))
     return IdempotentResult(status, out, False)

@@ -9,8 +9,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ml.registry import Registry
+from serving import fraud, risk
 from serving.routing import HEALTH
 from serving.services import fast_payments
+from tests.serving.fraud_models import ScoreByHistory, card
 from tests.serving.helpers import make_api, random_card
 from warehouse.models import (
     IdempotencyKey,
@@ -135,3 +138,47 @@ def test_fast_path_writes_what_the_general_path_writes(api, fast_calls, case):
         assert again.headers.get("Idempotent-Replayed") == "true"
     assert fast_calls and fast_calls[0] is True  # the first request really took the fast path
     assert results[True] == results[False]
+
+
+def test_with_a_fraud_model_promoted_the_fast_path_scores_as_the_general_path(api, fast_calls,
+                                                                             monkeypatch):
+    """The live scorer's summary of the payment's history is read on the fast path's own
+    connection after its claim: the same scores, decisions and rows as the general path, whose
+    scorer reads it through the ORM session, on a history that moves the score (a customer and
+    a merchant paying again within the hour, a new device), up to review and reject."""
+    registry = Registry(api.settings, family="payments")
+    registry.promote(registry.register(ScoreByHistory(), card(0.5)), force=True)
+    api.client.app.state.fraud_scorer.recheck_seconds = 0
+    try:
+        scores = {}
+        through_orm = fraud.summary
+
+        def not_on_the_fast_path(*args, **kwargs):
+            raise AssertionError("the fast path read the summary through the ORM session")
+
+        for fast in (True, False):
+            # On the fast path the summary must come from its own connection's read-ahead.
+            monkeypatch.setattr(fraud, "summary", not_on_the_fast_path if fast else through_orm)
+            HEALTH.reset()
+            api.client.app.state.settings.payments_fast_path = fast
+            _, key = api.merchant(kyc_tier=3)
+            customer = {"id": f"cus_{fast}", "device_id": "dev_1"}
+            got = []
+            for n in range(5):
+                if n == 3:
+                    customer = {**customer, "device_id": "dev_2"}
+                idem = uuid.uuid4().hex
+                resp = api.pay(key, idem=idem, amount="1000", customer=customer,
+                               method={"type": "card", "number": random_card()})
+                body = resp.json()
+                assert resp.status_code < 300, resp.text
+                got.append((body["risk"]["score"], body["risk"]["decision"], body["status"],
+                            _written(api, body["id"], idem)["payment"]["risk_reasons"][:1]))
+            scores[fast] = got
+        assert fast_calls and all(fast_calls[:5])  # the fast path took every payment
+        assert scores[True] == scores[False]
+        assert [s for s, *_ in scores[True]] == [0, 30, 60, 91, 99]
+        assert [d for _, d, *_ in scores[True]] == [
+            "approve", "approve", "approve", "reject", "reject"]
+    finally:
+        risk.set_score_hook(None)
