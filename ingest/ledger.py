@@ -126,11 +126,16 @@ class _Source:
                     if proc.returncode != 0:
                         raise RuntimeError(f"reading the SQLite database failed: {err[-2000:]}")
                     for name in names:
-                        with pa.memory_map(str(Path(out_dir) / f"{name}.arrow")) as source:
+                        path = Path(out_dir) / f"{name}.arrow"
+                        with pa.memory_map(str(path)) as source:
                             table = pa.ipc.open_file(source).read_all()
                         # Zero-copy slices: DuckDB scans (and casts) record batches in parallel.
                         yield name, pa.Table.from_batches(table.to_batches(max_chunksize=122_880),
                                                           schema=table.schema)
+                        # Loaded: unmap it and give its memory back (the scratch folder is
+                        # RAM-backed), so a 10M-payment ledger is not held beside the payments.
+                        del table
+                        path.unlink()
             finally:
                 for _names, proc in procs:
                     if proc.poll() is None:
@@ -175,11 +180,12 @@ def _cast_list(table: RawTable, engine: str, source: str) -> str:
 class _DuckDBWriter:
     engine = "duckdb"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, memory_limit: str | None = None):
         import duckdb
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = duckdb.connect(str(path))
+        self.conn = duckdb.connect(str(path), config=(
+            {"memory_limit": memory_limit} if memory_limit else {}))
         # The file tables too, so dbt finds every source even before the first file lands.
         for stmt in create_statements("duckdb") + create_file_tables("duckdb"):
             self.conn.execute(stmt)
@@ -259,7 +265,7 @@ class _PostgresWriter:
 
 def open_writer(settings: Settings):
     if settings.warehouse_engine == "duckdb":
-        return _DuckDBWriter(settings.duckdb_path)
+        return _DuckDBWriter(settings.duckdb_path, settings.duckdb_memory_limit)
     return _PostgresWriter(settings.warehouse_target)
 
 
@@ -307,6 +313,7 @@ def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
                              default=None)
             writer.set_watermark(table.name, high_water, batch.num_rows)
             results.append(TableExtract(table.name, batch.num_rows, high_water))
+            del arrow_table, batch  # before the next table is mapped
         writer.commit()
         results.sort(key=lambda r: [t.name for t in RAW_TABLES].index(r.table))
     finally:

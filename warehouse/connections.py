@@ -90,7 +90,8 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     if settings.warehouse_engine == "duckdb":
         return {"CLEARHOUSE_DBT_TARGET": "duckdb",
-                "CLEARHOUSE_DUCKDB_PATH": str(settings.duckdb_path)}
+                "CLEARHOUSE_DUCKDB_PATH": str(settings.duckdb_path),
+                "CLEARHOUSE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit}
     parts = urlparse(to_libpq_url(settings.warehouse_target))
     return {
         "CLEARHOUSE_DBT_TARGET": "postgres",

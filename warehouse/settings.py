@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     ml_live_scoring: bool = True
     ml_review_score: int = Field(default=65, ge=0, le=100)
     ml_block_score: int = Field(default=75, ge=0, le=100)
+    # The embedded warehouse's memory cap for dbt and the ledger extract (DuckDB's memory_limit;
+    # beyond it DuckDB spills to HOME's warehouse.duckdb.tmp). Its own default is 80 % of the
+    # machine's memory, which a 10M-payment build fills.
+    duckdb_memory_limit: str = "4GB"
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
