@@ -225,14 +225,47 @@ def run_floor(duckdb_path: str) -> dict:
             "classes": classes, "mismatches": mismatches}
 
 
-def time_floor(duckdb_path: str) -> dict:
-    """run_floor in a fresh child process (a clean peak RSS: this process holds the generated
-    rows' high-water mark)."""
+def _child(*args: str) -> dict:
+    """Run this file with `args` in a child process and return the JSON it prints last: each
+    measured step in a process of its own, so its peak RSS is its own (this process holds the
+    generated rows' high-water mark)."""
     import json
 
-    out = subprocess.run([sys.executable, __file__, "--floor-only", duckdb_path],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True,
+                         text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def run_extract() -> dict:
+    """--extract-only: the ledger extract, twice (the first load, then a re-run that reads the
+    overlap window only), with this process's peak RSS after the first. (Its SQLite readers'
+    is not reported: a child's ru_maxrss starts from its parent's RSS at the fork.)"""
+    from ingest.ledger import extract_ledger
+
+    settings = get_settings()
+    first = extract_ledger(settings)
+    peak = peak_mb(resource.RUSAGE_SELF)
+    again = extract_ledger(settings)
+    return {"rows": first.rows, "seconds": first.seconds, "peak_mb": peak,
+            "again_rows": again.rows, "again_seconds": again.seconds}
+
+
+def run_dbt(home: str) -> dict:
+    """--dbt-only: `dbt build` (models + tests) as a child of this process, whose peak RSS is
+    then dbt's and DuckDB's alone."""
+    env = {**os.environ, **dbt_env(get_settings())}
+    dbt = Path(sys.executable).parent / "dbt"
+    t = time.perf_counter()
+    subprocess.run([str(dbt), "build", "--project-dir", str(DBT_DIR), "--profiles-dir",
+                    str(DBT_DIR), "--target-path", str(Path(home) / "dbt-target"), "--log-path",
+                    str(Path(home) / "dbt-logs"), "--quiet"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return {"seconds": time.perf_counter() - t, "peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}
+
+
+def time_floor(duckdb_path: str) -> dict:
+    """run_floor in a fresh child process (a clean peak RSS)."""
+    return _child("--floor-only", duckdb_path)
 
 
 def main() -> None:
@@ -244,11 +277,14 @@ def main() -> None:
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=None,
                         help="time bench/floor.sql after the build (default: on for DuckDB)")
     parser.add_argument("--floor-only", metavar="DUCKDB_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--extract-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dbt-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor_only:  # the child time_floor starts
+    if args.floor_only or args.extract_only or args.dbt_only:  # a child of the run below
         import json
 
-        print(json.dumps(run_floor(args.floor_only)))
+        print(json.dumps(run_floor(args.floor_only) if args.floor_only
+                         else run_extract() if args.extract_only else run_dbt(args.home)))
         return
 
     home = args.home or tempfile.mkdtemp(prefix="clearhouse-bench-")
@@ -273,26 +309,18 @@ def main() -> None:
     print(f"generated {generated:,} rows ({args.payments:,} payments) in "
           f"{time.perf_counter() - t:.1f} s into {settings.oltp_url.split(':')[0]}")
 
-    from ingest.ledger import extract_ledger
+    # The children inherit HOME and the URLs through the environment.
+    extract = _child("--home", home, "--extract-only")
+    print(f"ingest   {extract['rows']:,} rows in {extract['seconds']:.2f} s = "
+          f"{extract['rows'] / extract['seconds']:,.0f} rows/s "
+          f"(peak RSS {extract['peak_mb']:,.0f} MB in the extract's process)")
+    print(f"re-run   {extract['again_rows']:,} rows in {extract['again_seconds']:.2f} s "
+          "(overlap window only)")
 
-    result = extract_ledger(settings)
-    print(f"ingest   {result.rows:,} rows in {result.seconds:.2f} s = "
-          f"{result.rows / result.seconds:,.0f} rows/s "
-          f"(peak RSS {peak_mb(resource.RUSAGE_SELF):,.0f} MB here, "
-          f"{peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB in the SQLite reader)")
-    again = extract_ledger(settings)
-    print(f"re-run   {again.rows:,} rows in {again.seconds:.2f} s (overlap window only)")
-
-    env = {**os.environ, **dbt_env(settings)}
-    t = time.perf_counter()
-    dbt = Path(sys.executable).parent / "dbt"
-    subprocess.run([str(dbt), "build", "--project-dir", str(DBT_DIR), "--profiles-dir",
-                    str(DBT_DIR), "--target-path", str(Path(home) / "dbt-target"), "--log-path",
-                    str(Path(home) / "dbt-logs"), "--quiet"], env=env, check=True)
-    seconds = time.perf_counter() - t
+    build = _child("--home", home, "--dbt-only")
+    seconds = build["seconds"]
     print(f"dbt build (models + tests) on {args.payments:,} payments: {seconds:.1f} s "
-          f"(peak RSS of children {peak_mb(resource.RUSAGE_CHILDREN):,.0f} MB) "
-          f"on {settings.warehouse_engine}")
+          f"(peak RSS {build['peak_mb']:,.0f} MB) on {settings.warehouse_engine}")
     for stage, (node_seconds, nodes) in stage_times(Path(home) / "dbt-target").items():
         print(f"  {stage:<14} {node_seconds:7.1f} s in {nodes} nodes "
               f"= {args.payments / node_seconds if node_seconds else 0:,.0f} payments/s")
@@ -302,7 +330,7 @@ def main() -> None:
               f"{settings.warehouse_engine}")
     elif floor:
         f = time_floor(str(settings.duckdb_path))
-        end_to_end = result.seconds + seconds
+        end_to_end = extract["seconds"] + seconds
         print(f"floor (hand-written DuckDB SQL): {f['seconds']:.2f} s; end-to-end (extract + dbt "
               f"build): {end_to_end:.1f} s; ratio {end_to_end:.1f}/{f['seconds']:.2f} = "
               f"{end_to_end / f['seconds']:.1f} (floor peak RSS {f['peak_mb']:,.0f} MB)")
