@@ -88,7 +88,7 @@ def cpu_seconds() -> dict[str, tuple[float, float]]:
     around a load phase show where the machine's cores went: Postgres backends, the API's
     workers (`python`), the load generator."""
     tick = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = {}
+    totals: dict[str, tuple[float, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()

@@ -132,8 +132,8 @@ class _Source:
                         # Zero-copy slices: DuckDB scans (and casts) record batches in parallel.
                         yield name, pa.Table.from_batches(table.to_batches(max_chunksize=122_880),
                                                           schema=table.schema)
-                        # Loaded: unmap it and give its memory back (the scratch folder is
-                        # RAM-backed), so a 10M-payment ledger is not held beside the payments.
+                        # Loaded: unmap it and delete it, giving its memory back at once (the
+                        # scratch folder is RAM-backed; a 10M-payment ledger fills 4 GB there).
                         del table
                         path.unlink()
             finally:

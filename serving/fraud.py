@@ -10,7 +10,7 @@ Per payment: one SQL statement summarises the payments the features may look at
 (ml.payment_features: the customer's last 30 days, the card's, IP's and device's last 24 hours,
 all strictly before now) into counts, the customer's amounts per currency and their latest
 payment (`summary`; `history` reads the same rows, for tests and the bench; the Postgres fast
-path of payment creates reads it ahead on its own connection, `prefetch_async`); `features_from`
+path of payment creates reads it ahead on its own connection, `LiveScorer.prefetch_async`); `features_from`
 turns the summary into the feature row; a predict call gives the score, and a payment held for
 review or blocked gets its reasons from a second call on probe rows (ml.scoring.score_one, as
 batch scoring does it), both on the champion compiled to numpy arrays (ml.compiled;
@@ -111,11 +111,20 @@ class LiveScorer:
 
     @staticmethod
     async def prefetch_async(conn, event: dict) -> Prefetched:
-        return await prefetch_async(conn, event)
+        """`summary` over a psycopg AsyncConnection (the fast path's, in its transaction): the
+        same statement compiled once for Postgres, one round trip, no SQLAlchemy on the way."""
+        from psycopg.rows import dict_row
+
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(*_summary_query(event))
+        return Prefetched(_prefetch_key(event), _summarize(await cursor.fetchall()))
 
     @staticmethod
     def prefetch(conn, event: dict) -> Prefetched:
-        return prefetch(conn, event)
+        """`prefetch_async` over a SQLAlchemy Connection to Postgres (psycopg; the fast path in
+        the thread pool)."""
+        return Prefetched(_prefetch_key(event),
+                          _summary_psycopg(conn.connection.driver_connection, event))
 
     def __call__(self, session: Session, checked: risk.RiskInput, now: datetime,
                  prefetched: Prefetched | None = None) -> tuple[int, list[str]] | None:
@@ -223,9 +232,8 @@ def summary(session: Session, event: dict):
 def _summary_psycopg(conn, event: dict):
     from psycopg.rows import dict_row
 
-    sql, defaults = _summary_pg()
     cursor = conn.cursor(row_factory=dict_row)
-    cursor.execute(sql, {**defaults, **_summary_params(event)})
+    cursor.execute(*_summary_query(event))
     return _summarize(cursor.fetchall())
 
 
@@ -244,22 +252,10 @@ def _prefetch_key(event: dict) -> tuple:
     return tuple(v for k, v in _summary_params(event).items() if k != "payment_id")
 
 
-async def prefetch_async(conn, event: dict) -> Prefetched:
-    """`summary` over a psycopg AsyncConnection (the fast path's, in its transaction): the same
-    statement compiled for Postgres once, one round trip, no SQLAlchemy on the way."""
-    from psycopg.rows import dict_row
-
+def _summary_query(event: dict) -> tuple[str, dict]:
+    """The summary statement for psycopg: its Postgres SQL and parameters for `event`."""
     sql, defaults = _summary_pg()
-    cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(sql, {**defaults, **_summary_params(event)})
-    return Prefetched(_prefetch_key(event), _summarize(await cursor.fetchall()))
-
-
-def prefetch(conn, event: dict) -> Prefetched:
-    """`prefetch_async` over a SQLAlchemy Connection to Postgres (psycopg; the fast path in the
-    thread pool)."""
-    return Prefetched(_prefetch_key(event),
-                      _summary_psycopg(conn.connection.driver_connection, event))
+    return sql, {**defaults, **_summary_params(event)}
 
 
 @functools.cache

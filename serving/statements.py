@@ -160,9 +160,9 @@ def settled_commission_balances(settings: Settings, agent_id: str, settled_throu
 
 def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id: str,
                       settled_through: date, currency: str | None, paid_out: str,
-                      balance: str = "closing_balance_minor") -> list[SettledBalance]:
-    """Per currency, from the owner's latest statement in `mart` ended by `settled_through`:
-    `balance` and `paid_out` (SQL over the owner's ended statements)."""
+                      balance: str) -> list[SettledBalance]:
+    """Per currency, over the owner's statements in `mart` ended by `settled_through`: `balance`
+    and `paid_out` (SQL window sums over them), named after the latest of them."""
     if (settings.warehouse_engine == "duckdb"
             and not published_path(settings, MARTS[mart]).exists()):
         return []
