@@ -6,8 +6,10 @@ a re-run loads nothing twice and a row committed late (a transaction that began 
 extract) is still picked up. All tables and watermarks are written in one warehouse transaction:
 a run that fails halfway leaves the warehouse as it was.
 
-The fast path is Arrow end to end: ADBC reads the source (SQLite or Postgres) into Arrow tables,
-DuckDB scans them in place, and Postgres receives them by binary COPY (ADBC bulk ingest).
+The fast path is Arrow end to end: ADBC reads the source (SQLite or Postgres) into Arrow,
+DuckDB scans the record batches as they stream in, and Postgres receives them by binary COPY
+(ADBC bulk ingest). From SQLite, reader processes write each table to an Arrow stream file that
+this process reads one batch at a time, so its memory holds a batch, not a table.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.arrow_types import BATCH_ROWS, retype_null_columns
 from ingest.files.schema import create_statements as create_file_tables
 from ingest.raw_schema import (
     DERIVED,
@@ -62,6 +65,18 @@ class ExtractResult:
         return sum(t.rows for t in self.tables)
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One table as read from the source: its row count, the largest value of its cursor column
+    as the source gives it (None when empty), and `open`, which returns its rows as a fresh
+    stream of record batches each time it is called."""
+
+    name: str
+    rows: int
+    max_cursor: object
+    open: Callable[[], pa.RecordBatchReader]
+
+
 # --- source -----------------------------------------------------------------------------------
 
 
@@ -85,10 +100,9 @@ class _Source:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
 
-    def read_all(self, requests: list[tuple[RawTable, datetime | None]]
-                 ) -> Iterator[tuple[str, pa.Table]]:
-        """Yield (table name, Arrow table) as each becomes available."""
-        queries = {}
+    def read_all(self, requests: list[tuple[RawTable, datetime | None]]) -> Iterator[_Read]:
+        """Yield each table as it becomes available."""
+        queries, cursors = {}, {table.name: table.cursor for table, _since in requests}
         for table, since in requests:
             cols = ", ".join(self._select(c, t) for c, t in table.columns)
             sql = f"SELECT {cols} FROM {table.name}"
@@ -101,10 +115,10 @@ class _Source:
                 params = [since]
             queries[table.name] = (sql, params)
         if self.is_sqlite:
-            return self._read_sqlite({name: sql for name, (sql, _p) in queries.items()})
-        return iter(self._read_postgres(queries).items())
+            return self._read_sqlite({name: sql for name, (sql, _p) in queries.items()}, cursors)
+        return self._read_postgres(queries, cursors)
 
-    def _read_sqlite(self, queries: dict[str, str]) -> Iterator[tuple[str, pa.Table]]:
+    def _read_sqlite(self, queries: dict[str, str], cursors: dict[str, str]) -> Iterator[_Read]:
         """The big tables each in a reader process of their own, side by side (SQLite in WAL
         mode serves concurrent readers); the small ones together. Loading the first results
         overlaps with reading the rest."""
@@ -116,7 +130,9 @@ class _Source:
                 request = Path(out_dir) / f"request-{i}.json"
                 request.write_text(json.dumps({
                     "database": self.url.removeprefix("sqlite:///"), "out_dir": out_dir,
-                    "queries": {name: queries[name] for name in names}}))
+                    "queries": {name: queries[name] for name in names},
+                    "cursors": {name: cursors[name] for name in names},
+                    "batch_rows": BATCH_ROWS}))
                 procs.append((names, subprocess.Popen(
                     [sys.executable, "-m", "ingest.sqlite_reader", str(request)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
@@ -126,15 +142,14 @@ class _Source:
                     if proc.returncode != 0:
                         raise RuntimeError(f"reading the SQLite database failed: {err[-2000:]}")
                     for name in names:
-                        path = Path(out_dir) / f"{name}.arrow"
-                        with pa.memory_map(str(path)) as source:
-                            table = pa.ipc.open_file(source).read_all()
-                        # Zero-copy slices: DuckDB scans (and casts) record batches in parallel.
-                        yield name, pa.Table.from_batches(table.to_batches(max_chunksize=122_880),
-                                                          schema=table.schema)
-                        # Loaded: unmap it and delete it, giving its memory back at once (the
-                        # scratch folder is RAM-backed; a 10M-payment ledger fills 4 GB there).
-                        del table
+                        path = Path(out_dir) / f"{name}.arrows"
+                        meta = json.loads(path.with_suffix(".json").read_text())
+                        # Read, not mapped: a mapped file's pages would all count in this
+                        # process's memory by the end of the scan.
+                        yield _Read(name, meta["rows"], meta["max_cursor"],
+                                    lambda path=path: pa.ipc.open_stream(pa.OSFile(str(path))))
+                        # Loaded: delete it, giving its memory back at once (the scratch folder
+                        # is RAM-backed; a 10M-payment ledger fills 4.4 GB there).
                         path.unlink()
             finally:
                 for _names, proc in procs:
@@ -142,7 +157,7 @@ class _Source:
                         proc.kill()
                         proc.wait()
 
-    def _read_postgres(self, queries: dict) -> dict[str, pa.Table]:
+    def _read_postgres(self, queries: dict, cursors: dict[str, str]) -> Iterator[_Read]:
         import adbc_driver_postgresql.dbapi as adbc
 
         tables = {}
@@ -155,7 +170,11 @@ class _Source:
                     cur.execute(sql, tuple(params))
                     tables[name] = cur.fetch_arrow_table()
             conn.rollback()
-        return tables
+        for name, table in tables.items():
+            table = retype_null_columns(table)
+            yield _Read(name, table.num_rows,
+                        pc.max(table.column(cursors[name])).as_py() if table.num_rows else None,
+                        lambda table=table: table.to_reader(max_chunksize=BATCH_ROWS))
 
     def _select(self, column: str, kind: str) -> str:
         if column in DERIVED:
@@ -195,12 +214,17 @@ class _DuckDBWriter:
         rows = self.conn.execute(f"SELECT table_name, high_water FROM {RAW_SCHEMA}.{WATERMARK_TABLE}")
         return {name: hw for name, hw in rows.fetchall() if hw is not None}
 
-    def load(self, table: RawTable, batch: pa.Table) -> None:
-        self.conn.register("extract_batch", batch)
+    def load(self, table: RawTable, read: _Read) -> None:
         key_type = PHYSICAL["duckdb"][dict(table.columns)[table.key]]
-        self.conn.execute(
-            f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE {table.key} IN "
-            f"(SELECT CAST({table.key} AS {key_type}) FROM extract_batch)")
+        # Rows read again replace theirs; an empty table (the first load) has none to replace,
+        # and its rows are then streamed once.
+        if self.conn.execute(f"SELECT EXISTS (FROM {RAW_SCHEMA}.{table.name})").fetchall()[0][0]:
+            self.conn.register("extract_batch", read.open())
+            self.conn.execute(
+                f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE {table.key} IN "
+                f"(SELECT CAST({table.key} AS {key_type}) FROM extract_batch)")
+            self.conn.unregister("extract_batch")
+        self.conn.register("extract_batch", read.open())
         self.conn.execute(
             f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(table.column_names)}, _extracted_at) "
             f"SELECT {_cast_list(table, 'duckdb', 'extract_batch')}, now()::TIMESTAMP FROM extract_batch")
@@ -235,11 +259,11 @@ class _PostgresWriter:
             cur.execute(f"SELECT table_name, high_water FROM {RAW_SCHEMA}.{WATERMARK_TABLE}")
             return {name: hw for name, hw in cur.fetchall() if hw is not None}
 
-    def load(self, table: RawTable, batch: pa.Table) -> None:
+    def load(self, table: RawTable, read: _Read) -> None:
         stage = f"stage_{table.name}"
         with closing(self.conn.cursor()) as cur:
             # Arrow -> binary COPY; every column staged as its Arrow type, cast on insert.
-            cur.adbc_ingest(stage, batch, mode="replace", temporary=True)
+            cur.adbc_ingest(stage, read.open(), mode="replace", temporary=True)
             key_type = PHYSICAL["postgres"][dict(table.columns)[table.key]]
             cur.execute(
                 f"DELETE FROM {RAW_SCHEMA}.{table.name} t USING {stage} s "
@@ -272,24 +296,12 @@ def open_writer(settings: Settings):
 # --- the extract --------------------------------------------------------------------------------
 
 
-def _high_water(batch: pa.Table, column: str) -> datetime | None:
-    if batch.num_rows == 0:
-        return None
-    values = batch.column(column)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        text = pc.max(values).as_py()
-        return datetime.strptime(text, SQLITE_TS_FORMAT) if "." in text else datetime.fromisoformat(text)
-    return pc.max(values).as_py()
-
-
-def _retype_null_columns(batch: pa.Table) -> pa.Table:
-    """A column that is NULL in every row comes back typed int64 from SQLite; make it text, which
-    casts to any warehouse type."""
-    for i, field in enumerate(batch.schema):
-        column = batch.column(i)
-        if column.null_count == len(column) and not pa.types.is_string(field.type):
-            batch = batch.set_column(i, field.name, pa.nulls(len(column), pa.string()))
-    return batch
+def _high_water(max_cursor: object) -> datetime | None:
+    """The cursor's largest value as a datetime (SQLite gives its text form)."""
+    if isinstance(max_cursor, str):
+        return (datetime.strptime(max_cursor, SQLITE_TS_FORMAT) if "." in max_cursor
+                else datetime.fromisoformat(max_cursor))
+    return max_cursor
 
 
 def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
@@ -304,16 +316,14 @@ def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,
         marks = writer.watermarks()
         requests = [(t, marks[t.name] - overlap if t.name in marks else None) for t in RAW_TABLES]
         by_name = {t.name: t for t in RAW_TABLES}
-        for name, arrow_table in source.read_all(requests):
-            table = by_name[name]
-            batch = _retype_null_columns(arrow_table)
-            if batch.num_rows:
-                writer.load(table, batch)
-            high_water = max(filter(None, [marks.get(table.name), _high_water(batch, table.cursor)]),
+        for read in source.read_all(requests):
+            table = by_name[read.name]
+            if read.rows:
+                writer.load(table, read)
+            high_water = max(filter(None, [marks.get(table.name), _high_water(read.max_cursor)]),
                              default=None)
-            writer.set_watermark(table.name, high_water, batch.num_rows)
-            results.append(TableExtract(table.name, batch.num_rows, high_water))
-            del arrow_table, batch  # before the next table is mapped
+            writer.set_watermark(table.name, high_water, read.rows)
+            results.append(TableExtract(table.name, read.rows, high_water))
         writer.commit()
         results.sort(key=lambda r: [t.name for t in RAW_TABLES].index(r.table))
     finally:

@@ -1,12 +1,16 @@
-"""Read SQLite query results into Arrow IPC files, in a process of its own.
+"""Read SQLite query results into Arrow IPC stream files, in a process of its own.
 
 ADBC's SQLite driver links its own copy of SQLite. Two copies of SQLite in one process break each
 other's POSIX locks on a WAL database (stale reads, 'disk I/O error'; see sqlite.org/howtocorrupt
 section 2.2.1), and the API's code uses Python's sqlite3. So the ledger extract runs this module
-as a child process: it reads with ADBC (fast, Arrow-native) and hands back Arrow files.
+as a child process: it reads with ADBC (fast, Arrow-native) and hands back, per query, an Arrow
+stream file `<name>.arrows` in record batches of `batch_rows`, and `<name>.json` with its row
+count and the largest value of its cursor column. The parent reads the stream a batch at a time
+(never the whole table at once: at 10M payments the ledger alone is 4.4 GB of Arrow).
 
 Usage: python -m ingest.sqlite_reader REQUEST.json
-REQUEST: {"database": path, "out_dir": path, "queries": {name: sql}}
+REQUEST: {"database": path, "out_dir": path, "queries": {name: sql}, "cursors": {name: column},
+          "batch_rows": int}
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ def main(request_path: str) -> None:
     import adbc_driver_manager
     import adbc_driver_sqlite
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ingest.arrow_types import retype_null_columns
 
     request = json.loads(Path(request_path).read_text())
     out_dir = Path(request["out_dir"])
@@ -38,9 +45,14 @@ def main(request_path: str) -> None:
                 table = pa.RecordBatchReader._import_from_c(stream.address).read_all()
             finally:
                 statement.close()
-            with pa.OSFile(str(out_dir / f"{name}.arrow"), "wb") as sink:
-                with pa.ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table)
+            table = retype_null_columns(table)
+            with pa.OSFile(str(out_dir / f"{name}.arrows"), "wb") as sink:
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table, max_chunksize=request["batch_rows"])
+            cursor = pc.max(table.column(request["cursors"][name])).as_py() if len(table) else None
+            (out_dir / f"{name}.json").write_text(json.dumps(
+                {"rows": table.num_rows, "max_cursor": cursor}))
+            del table
     finally:
         connection.close()
         database.close()

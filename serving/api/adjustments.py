@@ -7,9 +7,9 @@ tenant's merchant is a 404.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
@@ -91,16 +91,15 @@ class AdjustmentList(BaseModel):
              response_model=AdjustmentOut,
              responses={422: {"description": "currency_not_settlement_currency"},
                         409: {"description": "idempotency_key_reused"}})
-async def create_adjustment(merchant_id: str, request: Request, body: AdjustmentCreate,
+async def create_adjustment(merchant_id: str, body: AdjustmentCreate,
                             principal: WriterDep, engine: EngineDep, now: NowDep,
                             idempotency_key: IdempotencyKeyHeader = None):
     """A manual credit (positive) or debit (negative) on the merchant's statement, in its
     settlement currency, with the reason; counts at the request's business time."""
     key = check_key(idempotency_key)
-    raw: dict[str, Any] = await request.json()
     path = f"/api/v1/merchants/{merchant_id}/adjustments"
     result = await call_idempotent(
-        engine, scope=principal.user_id, key=key, path=path, raw=raw,
+        engine, scope=principal.user_id, key=key, path=path, params=body,
         work=lambda s: service.create(s, principal, merchant_id, amount_minor=body.amount_minor,
                                       currency=body.currency, reason=body.reason, now=now))
     return idempotent_response(result)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
@@ -46,12 +46,13 @@ def page(session: Session, query: Select, id_column, *, limit: int, starting_aft
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-async def call_idempotent(engine, *, scope: str, key: str, path: str, raw: dict,
+async def call_idempotent(engine, *, scope: str, key: str, path: str, params: BaseModel | dict,
                           work: Callable[[Session], tuple[int, dict]]) -> IdempotentResult:
     """Run a money-moving POST's work under its (already checked) Idempotency-Key, off the event
-    loop; `scope` is whose keys these are (a merchant, an agent, an operator)."""
+    loop; `scope` is whose keys these are (a merchant, an agent, an operator), `params` the
+    validated request body the key is bound to."""
     return await run_in_threadpool(run_idempotent, engine, merchant_id=scope, key=key, path=path,
-                                   fingerprint=request_fingerprint(path, raw), work=work)
+                                   fingerprint=request_fingerprint(path, params), work=work)
 
 
 def idempotent_response(result: IdempotentResult) -> JSONResponse:

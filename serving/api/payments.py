@@ -41,19 +41,18 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
         wait = request.app.state.customer_limits.take(f"{principal.merchant_id}:{body.customer.id}")
         if wait:
             raise limited(wait, "customer")
-    raw = await request.json()
     merchant_id = principal.merchant_id
     path = "/api/v1/payments"
     result = None
     if fast_payments.eligible(engine, body) and request.app.state.settings.payments_fast_path:
         fast = {"merchant_id": merchant_id, "key": key, "path": path, "body": body, "now": now,
-                "fingerprint": request_fingerprint(path, raw)}
+                "fingerprint": request_fingerprint(path, body)}
         pool = pg_async.pool_of(request.app)
         result = (await fast_payments.create_async(pool, engine, **fast) if pool is not None
                   else await run_in_threadpool(fast_payments.create, engine, **fast))
     if result is None:
         result = await call_idempotent(
-            engine, scope=merchant_id, key=key, path=path, raw=raw,
+            engine, scope=merchant_id, key=key, path=path, params=body,
             work=lambda s: service.create_payment(s, merchant_id=merchant_id, body=body, now=now))
     if not result.replayed and result.status == 201:
         PAYMENTS.labels(result.body["status"], result.body["channel"] or "none").inc()
@@ -61,29 +60,27 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
 
 
 @router.post("/refunds", status_code=201, response_model=RefundOut)
-async def create_refund(request: Request, body: RefundCreate, principal: MerchantDep,
+async def create_refund(body: RefundCreate, principal: MerchantDep,
                         engine: EngineDep, now: NowDep,
                         idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
-    raw = await request.json()
     merchant_id = principal.merchant_id
     result = await call_idempotent(
-        engine, scope=merchant_id, key=key, path="/api/v1/refunds", raw=raw,
+        engine, scope=merchant_id, key=key, path="/api/v1/refunds", params=body,
         work=lambda s: service.create_refund(s, merchant_id=merchant_id, body=body, now=now))
     return idempotent_response(result)
 
 
 @router.post("/payments/{payment_id}/confirm", response_model=PaymentOut)
-async def confirm_payment(payment_id: str, request: Request, body: PaymentConfirm,
+async def confirm_payment(payment_id: str, body: PaymentConfirm,
                           principal: MerchantDep, engine: EngineDep, now: NowDep,
                           idempotency_key: IdempotencyKeyHeader = None):
     """Continue a payment created with confirm=false, or one held for review (auth_required)."""
     key = check_key(idempotency_key)
-    raw = await request.json()
     path = f"/api/v1/payments/{payment_id}/confirm"
     merchant_id = principal.merchant_id
     result = await call_idempotent(
-        engine, scope=merchant_id, key=key, path=path, raw=raw,
+        engine, scope=merchant_id, key=key, path=path, params=body,
         work=lambda s: service.confirm_payment(s, merchant_id=merchant_id, payment_id=payment_id,
                                                body=body, now=now))
     return idempotent_response(result)
@@ -96,7 +93,7 @@ async def cancel_payment(payment_id: str, principal: MerchantDep, engine: Engine
     path = f"/api/v1/payments/{payment_id}/cancel"
     merchant_id = principal.merchant_id
     result = await call_idempotent(
-        engine, scope=merchant_id, key=key, path=path, raw={},
+        engine, scope=merchant_id, key=key, path=path, params={},
         work=lambda s: service.cancel_payment(s, merchant_id=merchant_id, payment_id=payment_id,
                                               now=now))
     return idempotent_response(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["wallets"])
 
 @router.post("/wallets/topups", status_code=201,
              responses={201: {"description": '{"payment": Payment, "wallet": Wallet | null}'}})
-async def create_topup(request: Request, body: TopupCreate, principal: MerchantDep,
+async def create_topup(body: TopupCreate, principal: MerchantDep,
                        engine: EngineDep, now: NowDep,
                        idempotency_key: IdempotencyKeyHeader = None):
     """Top up a customer's wallet: a normal payment of amount_minor; when it succeeds the wallet
@@ -31,7 +31,7 @@ async def create_topup(request: Request, body: TopupCreate, principal: MerchantD
     merchant_id = principal.merchant_id
     result = await call_idempotent(
         engine, scope=merchant_id, key=key, path="/api/v1/wallets/topups",
-        raw=await request.json(),
+        params=body,
         work=lambda s: service.create_topup(s, merchant_id=merchant_id, body=body, now=now))
     return idempotent_response(result)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select
@@ -74,25 +74,20 @@ def _scope(principal: Principal) -> str:
     return principal.merchant_id or principal.agent_id or principal.user_id or principal.role
 
 
-async def _run(engine, principal: Principal, key: str | None, path: str, raw: dict, work):
+async def _run(engine, principal: Principal, key: str | None, path: str,
+               params: BaseModel | dict, work):
     result = await call_idempotent(engine, scope=_scope(principal), key=check_key(key), path=path,
-                                   raw=raw, work=work)
+                                   params=params, work=work)
     return idempotent_response(result)
-
-
-async def _json(request: Request) -> dict:
-    body = await request.body()
-    return await request.json() if body else {}
 
 
 @router.post("/withdrawals", status_code=201, response_model=WithdrawalOut,
              responses={422: {"description": "insufficient_available_balance"}})
-async def create_withdrawal(request: Request, body: WithdrawalCreate, principal: RequesterDep,
+async def create_withdrawal(body: WithdrawalCreate, principal: RequesterDep,
                             engine: EngineDep, settings: SettingsDep, now: NowDep,
                             idempotency_key: IdempotencyKeyHeader = None):
     """Request a payout of part of the available balance (see GET /balances)."""
-    return await _run(engine, principal, idempotency_key, "/api/v1/withdrawals",
-                      await _json(request),
+    return await _run(engine, principal, idempotency_key, "/api/v1/withdrawals", body,
                       lambda s: service.create(s, settings, principal,
                                                amount_minor=body.amount_minor,
                                                currency=body.currency,
@@ -112,12 +107,12 @@ async def approve_withdrawal(withdrawal_id: str, principal: OperatorDep, engine:
 
 @router.post("/withdrawals/{withdrawal_id}/reject", response_model=WithdrawalOut,
              responses={409: {"description": "illegal_transition"}})
-async def reject_withdrawal(withdrawal_id: str, request: Request, body: WithdrawalReject,
+async def reject_withdrawal(withdrawal_id: str, body: WithdrawalReject,
                             principal: OperatorDep, engine: EngineDep, now: NowDep,
                             idempotency_key: IdempotencyKeyHeader = None):
     """Reject (reason required): the amount becomes available again."""
     return await _run(engine, principal, idempotency_key,
-                      f"/api/v1/withdrawals/{withdrawal_id}/reject", await _json(request),
+                      f"/api/v1/withdrawals/{withdrawal_id}/reject", body,
                       lambda s: service.decide(s, principal, withdrawal_id, approve=False,
                                                reason=body.reason, now=now))
 

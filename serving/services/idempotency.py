@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel
 from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -39,8 +40,11 @@ class IdempotentResult:
     replayed: bool
 
 
-def request_fingerprint(path: str, body: dict) -> str:
-    canonical = json.dumps({"path": path, "body": body}, sort_keys=True, separators=(",", ":"))
+def request_fingerprint(path: str, body: BaseModel | dict) -> str:
+    """What "the same request" means: the path and the parameters as validated, not the bytes
+    sent, so `1000` and `"1000"`, or a default left out and the default sent, are one request."""
+    params = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    canonical = json.dumps({"path": path, "body": params}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -74,6 +74,24 @@ def test_idempotent_replay_and_reuse_with_other_body(api):
     other = api.pay(key, amount="501", idem="k-1", method=card)
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_idempotency_compares_the_parameters_not_their_spelling(api):
+    """1000 and "1000" are one amount, and a default sent is the default left out: a retry that
+    spells the same request differently replays it instead of failing with a 409."""
+    _, key = api.merchant()
+    card = {"type": "card", "number": "4242424242424242"}
+    first = api.pay(key, amount="500", idem="k-2", method=card)
+    assert first.status_code == 201, first.text
+    for spelling in ({"amount": 500}, {"amount": "500", "confirm": True}):
+        again = api.pay(key, idem="k-2", method=card, **spelling)
+        assert again.status_code == 201 and again.json() == first.json(), spelling
+        assert again.headers["Idempotent-Replayed"] == "true"
+    refund = api.refund(key, first.json()["id"], amount="100", idem="r-2")
+    assert refund.status_code == 201, refund.text
+    again = api.refund(key, first.json()["id"], amount=100, idem="r-2")
+    assert again.status_code == 201 and again.json() == refund.json()
+    assert api.refund(key, first.json()["id"], amount=101, idem="r-2").status_code == 409
     assert count(api, Payment) == 1
 
 
