@@ -489,7 +489,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="payments (default 1M)")
-    parser.add_argument("--live", type=int, default=2_000, help="payments scored live")
+    parser.add_argument("--live", type=int, default=2_000,
+                        help="payments scored live (0: skip the live stage)")
     parser.add_argument("--history", type=int, default=20_000,
                         help="payments already in the API database for the live stage")
     parser.add_argument("--seed", type=int, default=1)
@@ -554,7 +555,7 @@ def main() -> None:
 
     batch_rate, predict_rate = batch_scoring(model, events, clock)
     del events
-    live = live_scoring_in_fresh_process(model, card, args)
+    live = live_scoring_in_fresh_process(model, card, args) if args.live > 0 else {}
 
     print()
     print(f"summary ({args.rows:,} payments, {os.cpu_count()} cores, peak RSS "

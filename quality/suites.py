@@ -10,7 +10,7 @@ column and every `*_minor` column as its exact decimal text (`CAST(x AS VARCHAR)
 - signs and ranges are regular expressions over that text (`^[1-9][0-9]*$` is "a positive
   integer"), and an example shows the offending amount as the warehouse holds it;
 - arithmetic invariants are evaluated by the warehouse on DECIMAL(38,0)/NUMERIC(38,0) as a
-  residual (`closing - (opening + net_activity - payouts)`), cast to text, and expected to be
+  residual (`closing - (net_activity - payouts)`), cast to text, and expected to be
   exactly '0'; a NULL operand gives 'missing' (fails, as the dbt `expression_is_true` does).
 A derived column may read another table (a tie-out between two marts); it is added only when that
 table exists, else its expectation fails as a missing column.
@@ -226,10 +226,9 @@ def _settlement_statements(g) -> list:
                    "closing_balance_minor", "net_activity_minor", "fees_minor",
                    "adjustments_minor", *amounts),
         g.ExpectColumnValuesToBeInSet(column="status", value_set=list(STATEMENT_STATUSES)),
-        _zero(g, "closing_residual_minor",
-              "closing = opening + net_activity - payouts"),
+        _zero(g, "closing_residual_minor", "closing = net_activity - payouts"),
         _zero(g, "net_activity_residual_minor",
-              "net_activity = gross - refunds - chargebacks - fees - adjustments"),
+              "net_activity = opening + gross - refunds - chargebacks - fees - adjustments"),
         *(g.ExpectColumnValuesToMatchRegex(column=c, regex=NON_NEGATIVE,
                                            description=f"{c} >= 0") for c in amounts),
         *_currency(g),
@@ -491,14 +490,13 @@ SETTLEMENT_STATEMENTS = SuiteSpec(
     blocking=True, expectations=_settlement_statements,
     derived=(
         Derived("closing_residual_minor", residual(
-            "closing_balance_minor - (opening_balance_minor + net_activity_minor - payouts_minor)"),
-            ("closing_balance_minor", "opening_balance_minor", "net_activity_minor",
-             "payouts_minor")),
+            "closing_balance_minor - (net_activity_minor - payouts_minor)"),
+            ("closing_balance_minor", "net_activity_minor", "payouts_minor")),
         Derived("net_activity_residual_minor", residual(
-            "net_activity_minor - (gross_minor - refunds_minor - chargebacks_minor - fees_minor"
-            " - adjustments_minor)"),
-            ("net_activity_minor", "gross_minor", "refunds_minor", "chargebacks_minor",
-             "fees_minor", "adjustments_minor")),
+            "net_activity_minor - (opening_balance_minor + gross_minor - refunds_minor"
+            " - chargebacks_minor - fees_minor - adjustments_minor)"),
+            ("net_activity_minor", "opening_balance_minor", "gross_minor", "refunds_minor",
+             "chargebacks_minor", "fees_minor", "adjustments_minor")),
     ),
     min_rows_sql=CAPTURED_PAYMENTS_EXIST,
     description="Merchant statements: the balance identities to the minor unit.")

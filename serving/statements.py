@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from serving.errors import ApiError
@@ -128,12 +128,12 @@ class SettledBalance:
 def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
                      currency: str | None = None) -> list[SettledBalance]:
     """Per currency, what the merchant's statements whose period ended on or before
-    `settled_through` add up to, as the pipeline computed them (fees included): their net
-    activity less their payouts, with those payouts. That is the latest such statement's closing
-    balance - except after a cycle change, when a statement of the new cycle can end before an
-    overlapping one of the old cycle that started earlier: the latest one's closing would carry
-    the old statement's activity (the balances chain in order of period start) before its period
-    is over; the sum counts exactly the periods that ended.
+    `settled_through` add up to, as the pipeline computed them (fees included): the movement of
+    each (closing - opening: its activity less its payouts), with those payouts. That is the
+    latest such statement's closing balance - except after a cycle change, when a statement of
+    the new cycle can end before an overlapping one of the old cycle that started earlier: the
+    latest one's closing would carry the old statement's activity (the balances chain in order
+    of period start) before its period is over; the sum counts exactly the periods that ended.
 
     Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
     no settled balance: an empty list, not an error.
@@ -141,7 +141,7 @@ def settled_balances(settings: Settings, merchant_id: str, settled_through: date
     return _settled_balances(
         settings, "statements", "merchant_id", merchant_id, settled_through, currency,
         paid_out="sum(payouts_minor) OVER (PARTITION BY currency)",
-        balance="sum(net_activity_minor - payouts_minor) OVER (PARTITION BY currency)")
+        balance="sum(closing_balance_minor - opening_balance_minor) OVER (PARTITION BY currency)")
 
 
 def settled_commission_balances(settings: Settings, agent_id: str, settled_through: date,
@@ -168,8 +168,8 @@ def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id
         return []
     where = f"{owner_column} = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
     params: list = [owner_id, settled_through] + ([currency] if currency else [])
-    sql = ("SELECT currency, statement_id, period_end, closing_balance_minor, paid_out FROM ("
-           f"SELECT currency, statement_id, period_end, {balance} AS closing_balance_minor, "
+    sql = ("SELECT currency, statement_id, period_end, settled_balance, paid_out FROM ("
+           f"SELECT currency, statement_id, period_end, {balance} AS settled_balance, "
            "row_number() OVER "
            "(PARTITION BY currency ORDER BY period_end DESC, statement_id DESC) AS rn, "
            f"{paid_out} AS paid_out "
@@ -202,9 +202,12 @@ def statement_lines(settings: Settings, merchant_id: str, start: date,
 def _text(value) -> str:
     if value is None:
         return ""
-    if hasattr(value, "isoformat"):
-        text = value.isoformat()
-        return text + "Z" if "T" in text and not text.endswith("Z") and "+" not in text else text
+    if isinstance(value, datetime):  # timestamps in UTC with Z (api.md), aware or naive UTC
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    if hasattr(value, "isoformat"):  # a date
+        return value.isoformat()
     if isinstance(value, str):
         return value
     if isinstance(value, Decimal) and value != value.to_integral_value():
@@ -241,7 +244,8 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
         writer.writerow({**frame, "line_type": "closing_balance",
                          "gross_minor": _text(head["gross_minor"]),
                          "fee_minor": _text(head["fees_minor"]),
-                         "net_minor": _text(head["net_activity_minor"]),
+                         "net_minor": _text(int(head["closing_balance_minor"])
+                                            - int(head["opening_balance_minor"])),
                          "balance_minor": _text(head["closing_balance_minor"])})
         yield flush()
     yield flush()

@@ -29,7 +29,7 @@ where s.statement_id is null
    or s.fees_minor <> l.fees_minor
    or s.adjustments_minor <> l.adjustments_minor
    or s.payouts_minor <> l.payouts_minor
-   or s.net_activity_minor - s.payouts_minor <> l.net_minor
+   or s.net_activity_minor <> s.opening_balance_minor + l.net_minor + s.payouts_minor
    or s.closing_balance_minor <> s.opening_balance_minor + l.net_minor
    or s.payment_count <> l.payment_count
    or s.refund_count <> l.refund_count

@@ -532,7 +532,7 @@ def expected_statements() -> dict[str, dict]:
         closing[(merchant, currency)] = opening + net
         statements[f"{merchant}:{currency}:{day.isoformat()}"] = {
             "opening": opening, "gross": gross, "refunds": refunds, "fees": fees,
-            "net_activity": net, "closing": opening + net,
+            "net_activity": opening + net, "closing": opening + net,
             "payment_count": sum(x["type"] == "payment" for x in lines),
             "refund_count": sum(x["type"] == "refund" for x in lines)}
     return statements
@@ -852,8 +852,8 @@ def test_finance_ties_out_per_day_and_currency(built):
     tie: dict = defaultdict(int)
     for r in built.query("select * from analytics.fct_settlement_statements"):
         key = (r["period_start"], r["currency"])
-        tie[key] += _int(r["net_activity_minor"]) - _int(r["gross_minor"]) \
-            + _int(r["refunds_minor"])
+        tie[key] += _int(r["net_activity_minor"]) - _int(r["opening_balance_minor"]) \
+            - _int(r["gross_minor"]) + _int(r["refunds_minor"])
     for r in built.query("select * from analytics.fct_platform_revenue"):
         occurred = r["occurred_at"]
         key = (occurred.date() if hasattr(occurred, "date") else occurred, r["currency"])

@@ -268,9 +268,9 @@ def expected_statements(build: int) -> dict[str, dict]:
              "adjustments": -total("adjustment", "net") - sum(x["net"] for x in lines
                                                                 if x["late"]),
              "payouts": -total("payout", "net")}
-        s["net_activity"] = (s["gross"] - s["refunds"] - s["chargebacks"] - s["fees"]
-                             - s["adjustments"])
-        s["closing"] = closing[key] = s["opening"] + s["net_activity"] - s["payouts"]
+        s["net_activity"] = (s["opening"] + s["gross"] - s["refunds"] - s["chargebacks"]
+                             - s["fees"] - s["adjustments"])  # settlement.md's running total
+        s["closing"] = closing[key] = s["net_activity"] - s["payouts"]
         out[sid] = s
     return out
 

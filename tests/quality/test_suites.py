@@ -128,8 +128,8 @@ STATEMENT = ("INSERT INTO analytics.fct_settlement_statements (statement_id, mer
 
 def _statement(sid: str, opening: int, gross: int, refunds: int, chargebacks: int, fees: int,
                adjustments: int, payouts: int, *, closing_off: int = 0, net_off: int = 0) -> str:
-    net = gross - refunds - chargebacks - fees - adjustments + net_off
-    closing = opening + net - payouts + closing_off
+    net = opening + gross - refunds - chargebacks - fees - adjustments + net_off
+    closing = net - payouts + closing_off
     return (f"('{sid}', 'mer_1', 'daily', DATE '2026-11-20', DATE '2026-11-20', 'closed', 'USD', "
             f"{opening}, {gross}, {refunds}, {chargebacks}, {fees}, {adjustments}, {net}, "
             f"{payouts}, {closing})")
@@ -162,7 +162,7 @@ def test_settlement_statements_balance_to_the_minor_unit(warehouse):
     closing = found[("expect_column_values_to_be_in_set", "closing_residual_minor")]
     assert (closing.unexpected_count, closing.examples) == (
         1, [{"statement_id": "s3", "closing_residual_minor": "1"}])
-    assert closing.description == "closing = opening + net_activity - payouts"
+    assert closing.description == "closing = net_activity - payouts"
     net = found[("expect_column_values_to_be_in_set", "net_activity_residual_minor")]
     assert net.examples == [{"statement_id": "s4", "net_activity_residual_minor": "-1"}]
     assert found[("expect_column_values_to_match_regex", "refunds_minor")].examples == [

@@ -76,9 +76,9 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
             sid = f"{merchant_id}:USD:{start.isoformat()}"
             closing = opening + 971 - payouts_minor
             con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, 'closed', 'USD', ?, 1000, 0, 0,"
-                        " 29, 0, 971, ?, ?)",
-                        [sid, merchant_id, cycle, start, end, end, opening, payouts_minor,
-                         closing])
+                        " 29, 0, ?, ?, ?)",
+                        [sid, merchant_id, cycle, start, end, end, opening, opening + 971,
+                         payouts_minor, closing])
             con.execute("INSERT INTO l VALUES (?, ?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, NULL,"
                         " NULL, ?, 'USD', 1000, 29, NULL, 1, 1000, 29, 971, NULL)",
                         [sid, merchant_id, start, end, f"{start.isoformat()} 10:00:00"])

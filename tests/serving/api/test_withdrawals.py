@@ -359,12 +359,12 @@ def test_bad_input_is_422(api, settled):
 
 # --- serving.statements.settled_balances against real published statements -------------------
 
-ROWS = [  # merchant, currency, period, closing, payouts in the period, net activity
-    ("mer_a", "USD", date(2026, 11, 19), 500, 100, 600),
-    ("mer_a", "USD", date(2026, 11, 20), 971, 0, 471),
-    ("mer_a", "USD", date(2026, 11, 21), 1500, 50, 579),
-    ("mer_a", "EUR", date(2026, 11, 18), 42, 0, 42),
-    ("mer_b", "USD", date(2026, 11, 20), 7, 0, 7),
+ROWS = [  # merchant, currency, period, opening, closing, payouts in the period
+    ("mer_a", "USD", date(2026, 11, 19), 0, 500, 100),
+    ("mer_a", "USD", date(2026, 11, 20), 500, 971, 0),
+    ("mer_a", "USD", date(2026, 11, 21), 971, 1500, 50),
+    ("mer_a", "EUR", date(2026, 11, 18), 0, 42, 0),
+    ("mer_b", "USD", date(2026, 11, 20), 0, 7, 0),
 ]
 
 
@@ -391,13 +391,13 @@ def test_settled_balances_from_published_parquet(make_settings):
     con = duckdb.connect()
     money = "DECIMAL(38,0)"
     con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        period_end DATE, currency VARCHAR, closing_balance_minor {money}, payouts_minor {money},
-        net_activity_minor {money})""")
+        period_end DATE, currency VARCHAR, opening_balance_minor {money},
+        closing_balance_minor {money}, payouts_minor {money})""")
     con.execute("CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR)")
-    for merchant_id, ccy, day, closing, payouts, net in ROWS:
+    for merchant_id, ccy, day, opening, closing, payouts in ROWS:
         con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing, payouts,
-                     net])
+                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, opening, closing,
+                     payouts])
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
@@ -413,13 +413,13 @@ def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
         con.execute("CREATE SCHEMA analytics")
         con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
             merchant_id text, period_start date, period_end date, currency text,
-            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0),
-            net_activity_minor numeric(38,0))""")
-        for merchant_id, ccy, day, closing, payouts, net in ROWS:
+            opening_balance_minor numeric(38,0), closing_balance_minor numeric(38,0),
+            payouts_minor numeric(38,0))""")
+        for merchant_id, ccy, day, opening, closing, payouts in ROWS:
             con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
                         "(%s, %s, %s, %s, %s, %s, %s, %s)",
-                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, closing,
-                         payouts, net])
+                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, opening,
+                         closing, payouts])
     _check_settled_balances(settings)
 
 

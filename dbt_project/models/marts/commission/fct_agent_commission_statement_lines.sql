@@ -3,8 +3,9 @@
 -- (agents.statement_cycle: 'daily', 'weekly' or 'monthly'; monthly unless set, as agents'
 -- residuals are usually paid), by the UTC day of the payment's capture or the refund's success.
 -- Lines:
---   'commission'  one per statement, model and level (line_id = '<model>:<level>'): earned on
---                 payments, reversed by refunds, net;
+--   'commission'  one per statement, model and level (line_id = '<model>:<level>'; 'none:<level>'
+--                 for an agent without a model in force): earned on payments, reversed by
+--                 refunds, net;
 --   'adjustment'  one per late commission row (first seen after its own period had closed: on
 --                 the period open then, naming its payment or refund and natural period) and
 --                 per correction to a row already on a closed statement (line_id
@@ -41,7 +42,7 @@ rows_ as (
 
 select
     statement_id,
-    model || ':' || cast(level as {{ dbt.type_string() }}) as line_id,
+    coalesce(model, 'none') || ':' || cast(level as {{ dbt.type_string() }}) as line_id,
     'commission' as line_type,
     agent_id,
     currency,

@@ -2,7 +2,9 @@
 -- currency (the settlement currency; another only for items settled in kind, having no FX
 -- rate), for the periods that have lines.
 --     opening + gross - refunds - chargebacks - fees - adjustments = net_activity
---     net_activity - payouts + opening = closing  (= the next statement's opening)
+--     net_activity - payouts = closing  (= the next statement's opening)
+-- as settlement.md lays it out: net_activity is the running total after the adjustments, so it
+-- includes the opening balance (closing - opening is the period's own movement).
 -- Every column is a positive amount that the formula subtracts, so adjustments_minor is
 -- negative when the adjustments credit the merchant (a late capture, a goodwill credit).
 -- status: 'closed' once the period's last day is before the settlement_as_of day of this run
@@ -51,23 +53,23 @@ activity as (
     group by statement_id, merchant_id, settlement_cycle, period_start, period_end, currency
 ),
 
-with_net as (
+movement as (
     select
         *,
         cast(gross_minor - refunds_minor - chargebacks_minor - fees_minor - adjustments_minor
-             as {{ money_type() }}) as net_activity_minor
+             - payouts_minor as {{ money_type() }}) as movement_minor
     from activity
 ),
 
 balanced as (
     select
         *,
-        cast(coalesce(sum(net_activity_minor - payouts_minor) over (
+        cast(coalesce(sum(movement_minor) over (
             partition by merchant_id, currency
             order by period_start
             rows between unbounded preceding and 1 preceding
         ), 0) as {{ money_type() }}) as opening_balance_minor
-    from with_net
+    from movement
 )
 
 select
@@ -86,9 +88,10 @@ select
     b.chargebacks_minor,
     b.fees_minor,
     b.adjustments_minor,
-    b.net_activity_minor,
+    cast(b.opening_balance_minor + b.movement_minor + b.payouts_minor
+         as {{ money_type() }}) as net_activity_minor,
     b.payouts_minor,
-    cast(b.opening_balance_minor + b.net_activity_minor - b.payouts_minor
+    cast(b.opening_balance_minor + b.movement_minor
          as {{ money_type() }}) as closing_balance_minor,
     cast(b.payment_count as bigint) as payment_count,
     cast(b.refund_count as bigint) as refund_count,
