@@ -657,16 +657,17 @@ AGENT_COMMISSION_STATEMENTS = SuiteSpec(
             ("net_minor", "earned_minor", "reversed_minor", "adjustments_minor")),
         Derived("opening_residual_minor", residual(
             "opening_balance_minor - coalesce(lag(closing_balance_minor) OVER (PARTITION BY "
-            "agent_id, currency ORDER BY period_start), 0)"),
+            "agent_id, currency ORDER BY period_end, period_start), 0)"),
             ("opening_balance_minor", "closing_balance_minor", "agent_id", "currency",
-             "period_start")),
+             "period_start", "period_end")),
         Derived("commissions_tie_residual_minor", when(
-            "period_start = max(period_start) OVER (PARTITION BY agent_id, currency)",
+            "row_number() OVER (PARTITION BY agent_id, currency "
+            "ORDER BY period_end DESC, period_start DESC) = 1",
             residual("closing_balance_minor - (SELECT sum(c.amount_minor) "
                      "FROM analytics.fct_commissions AS c WHERE c.beneficiary_id = "
                      "fct_agent_commission_statements.agent_id AND c.currency = "
                      "fct_agent_commission_statements.currency)")),
-            ("closing_balance_minor", "agent_id", "currency", "period_start"),
+            ("closing_balance_minor", "agent_id", "currency", "period_start", "period_end"),
             ("analytics.fct_commissions",)),
     ),
     description="Agents' commission statements: closing = opening + net, net = earned + "

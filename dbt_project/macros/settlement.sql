@@ -56,14 +56,14 @@
 
 
 {# money.md point 6: converted_minor = round_half_up(amount_minor * rate * 10^(exp_to - exp_from)).
-   `rate_units` is the rate as an exact integer of 10^-12 units (DECIMAL(28,12) text without
+   `rate_units` is the rate as an exact integer of 10^-16 units (DECIMAL(38,16) text without
    its point), so the whole computation stays on integers: HUGEINT on DuckDB, NUMERIC on
    Postgres. #}
 {% macro fx_convert(amount, rate_units, exp_from, exp_to) -%}
     {{ clearhouse.round_half_up_div(
         clearhouse.money_int(amount) ~ ' * ' ~ clearhouse.money_int(rate_units) ~ ' * '
             ~ clearhouse.pow10('greatest(0, ' ~ exp_to ~ ' - ' ~ exp_from ~ ')'),
-        "cast('1000000000000' as " ~ ('hugeint' if target.type == 'duckdb' else 'numeric') ~ ") * "
+        "cast('10000000000000000' as " ~ ('hugeint' if target.type == 'duckdb' else 'numeric') ~ ") * "
             ~ clearhouse.pow10('greatest(0, ' ~ exp_from ~ ' - ' ~ exp_to ~ ')')) }}
 {%- endmacro %}
 
@@ -75,10 +75,11 @@
     end
 {%- endmacro %}
 
-{# A DECIMAL(28,12) rate as exact integer units of 10^-12: its text always has 12 decimals, so
-   dropping the point is exact (multiplying would leave DuckDB's DECIMAL range). #}
+{# A rate (DECIMAL(38,16), the scale of derived rates; published ones have at most 12 decimals)
+   as exact integer units of 10^-16: its text always has 16 decimals, so dropping the point is
+   exact (multiplying would leave DuckDB's DECIMAL range). #}
 {% macro rate_units(rate) -%}
-    {{ clearhouse.money_int("replace(cast(cast(" ~ rate ~ " as decimal(28, 12)) as " ~ dbt.type_string() ~ "), '.', '')") }}
+    {{ clearhouse.money_int("replace(cast(cast(" ~ rate ~ " as decimal(38, 16)) as " ~ dbt.type_string() ~ "), '.', '')") }}
 {%- endmacro %}
 
 

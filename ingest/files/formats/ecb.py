@@ -47,7 +47,9 @@ KIND = "fx_rates"
 BASE = "EUR"
 SOURCE = "ecb"
 NO_RATE = "N/A"
-CROSS_RATE_PLACES = 12  # = the scale of the warehouse's NUMERIC(28,12) rate column
+# = the scale of the warehouse's derived rates (NUMERIC(38,16)): at least 10 significant digits
+# (money.md) down to 10^-6, where 12 places gave IDR -> GBP 8 (0.000041124193)
+CROSS_RATE_PLACES = 16
 
 _MAX_UNZIPPED = 64 * 1024 * 1024  # the full history is ~2 MB; more is not an ECB file
 _RATE = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,12})?")
@@ -332,7 +334,7 @@ def _render_xml(days: dict[dt.date, dict[str, str]]) -> bytes:
 class CrossRate:
     """1 unit of the base currency = `rate` units of the quote currency, and how it was derived."""
 
-    rate: str  # rounded, exactly CROSS_RATE_PLACES decimals, e.g. "157.250268528464"
+    rate: str  # rounded, exactly CROSS_RATE_PLACES decimals, e.g. "157.2502685284640172"
     exact: Fraction  # quote_eur_rate / base_eur_rate, unrounded
     base_eur_rate: str  # the ECB rate used: 1 EUR = base_eur_rate base currency ("1" for EUR)
     quote_eur_rate: str  # 1 EUR = quote_eur_rate quote currency
@@ -344,12 +346,12 @@ def cross_rate(base_eur_rate: str, quote_eur_rate: str,
 
     The rule, which dbt must follow to get the same figure:
       exact = quote_eur_rate / base_eur_rate, computed exactly (both are decimal texts);
-      rate  = exact rounded half-up (ties away from zero) to 12 decimal places, written with
-              exactly 12 decimals in plain notation.
+      rate  = exact rounded half-up (ties away from zero) to 16 decimal places, written with
+              exactly 16 decimals in plain notation.
     Exactly in integers, with Q, B the rates' digits and q, b their decimal counts:
-      rate * 10^12 = (2 * Q * 10^(12 + b) + B * 10^q) div (2 * B * 10^q)   (integer division)
+      rate * 10^16 = (2 * Q * 10^(16 + b) + B * 10^q) div (2 * B * 10^q)   (integer division)
     which fits a 128-bit integer for ECB rates; never divide through a float or a DOUBLE.
-    Example: JPY per USD on 2026-10-30 = 175.68 / 1.1172 -> "157.250268528464".
+    Example: JPY per USD on 2026-10-30 = 175.68 / 1.1172 -> "157.2502685284640172".
     """
     if not isinstance(places, int) or places < 0:
         raise ValueError(f"places must be a non-negative int, got {places!r}")

@@ -1,6 +1,7 @@
 {{ config(materialized='view') }}
 -- Every currency pair on every ECB date, derived through EUR (the ECB publishes 1 EUR = r X):
---   rate(base -> quote) = r_quote / r_base, rounded half-up to 12 decimal places, exactly
+--   rate(base -> quote) = r_quote / r_base, rounded half-up to 16 decimal places, exactly
+-- (money.md: at least 10 significant digits, also for rates below 0.01 such as KRW -> USD)
 -- (ingest/files/formats/ecb.py cross_rate is the same rule in Python; tests compare them).
 -- EUR itself counts as r = 1. `derivation` says which rates were used: 'published' (EUR -> X,
 -- the ECB figure itself), 'inverse' (X -> EUR) or 'cross' (X -> Y through EUR).
@@ -17,7 +18,7 @@ with_euro as (
     from published
 ),
 
--- rates as exact integers of 10^-12 units: the DECIMAL(28,12) text always has 12 decimals, so
+-- rates as exact integers of 10^-16 units: the DECIMAL(38,16) text always has 16 decimals, so
 -- dropping the point is exact (multiplying would leave DuckDB's DECIMAL range)
 scaled as (
     select rate_date, currency, fx_rate_id,
@@ -30,7 +31,7 @@ select
     q.rate_date,
     b.currency as base_currency,
     q.currency as quote_currency,
-    {{ ratio_decimal('q.units', 'b.units', scale=12, precision=28) }} as rate,
+    {{ ratio_decimal('q.units', 'b.units', scale=16, precision=38) }} as rate,
     case
         when b.currency = 'EUR' then 'published'
         when q.currency = 'EUR' then 'inverse'

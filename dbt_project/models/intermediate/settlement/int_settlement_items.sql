@@ -140,7 +140,7 @@ with_rate as (
         end as fx_rate_id,
         case
             when p.currency = p.settlement_currency or p.fx_from = p.fx_to
-                then cast(1 as decimal(28, 12))
+                then cast(1 as decimal(38, 16))
             else r.rate
         end as fx_rate
     from placed as p

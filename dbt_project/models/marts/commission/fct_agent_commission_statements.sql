@@ -2,7 +2,10 @@
 -- currency: what it earned on payments captured in the period, what refunds reversed, the
 -- adjustments (late commission rows and corrections to rows on closed statements), the net
 -- (earned + reversed + adjustments) and a running balance (opening = the previous statement's
--- closing; the first opens at 0). Lines: fct_agent_commission_statement_lines.
+-- closing; the first opens at 0). Lines: fct_agent_commission_statement_lines. Statements chain
+-- in order of their last day (then first day): after a cycle change mid-period, a new-cycle
+-- statement that ends first is not carrying the old cycle's still-open one, so a closed
+-- statement's opening only ever depends on statements closed before it.
 -- status: 'closed' once the period's last day is before the settlement_as_of day of this run or
 -- an earlier one (its lines are frozen: it never changes), else 'open' (provisional).
 
@@ -44,14 +47,14 @@ select
     s.period_end,
     s.statement_cycle as settlement_cycle,
     cast(coalesce(sum(s.net_minor) over (
-        partition by s.agent_id, s.currency order by s.period_start, s.statement_id
+        partition by s.agent_id, s.currency order by s.period_end, s.period_start, s.statement_id
         rows between unbounded preceding and 1 preceding), 0) as {{ money_type() }})
         as opening_balance_minor,
     s.earned_minor,
     s.reversed_minor,
     s.net_minor,
     cast(sum(s.net_minor) over (
-        partition by s.agent_id, s.currency order by s.period_start, s.statement_id
+        partition by s.agent_id, s.currency order by s.period_end, s.period_start, s.statement_id
         rows between unbounded preceding and current row) as {{ money_type() }})
         as closing_balance_minor,
     cast(s.payment_count as bigint) as payment_count,

@@ -5,6 +5,9 @@
 --     net_activity - payouts = closing  (= the next statement's opening)
 -- as settlement.md lays it out: net_activity is the running total after the adjustments, so it
 -- includes the opening balance (closing - opening is the period's own movement).
+-- Statements chain in order of their last day (then first day): after a cycle change
+-- mid-period, a new-cycle statement that ends first does not carry the old cycle's still-open
+-- one, so a closed statement's opening only depends on statements closed before it.
 -- Every column is a positive amount that the formula subtracts, so adjustments_minor is
 -- negative when the adjustments credit the merchant (a late capture, a goodwill credit).
 -- status: 'closed' once the period's last day is before the settlement_as_of day of this run
@@ -66,7 +69,7 @@ balanced as (
         *,
         cast(coalesce(sum(movement_minor) over (
             partition by merchant_id, currency
-            order by period_start
+            order by period_end, period_start
             rows between unbounded preceding and 1 preceding
         ), 0) as {{ money_type() }}) as opening_balance_minor
     from movement
