@@ -2,3 +2,21 @@
 {% macro recon_as_of() -%}
     cast('{{ var("recon_as_of", run_started_at.strftime("%Y-%m-%d")) }}' as date)
 {%- endmacro %}
+
+
+{# ---- recon_has_token(text, token): `token` appears in `text` as a whole token ----------- #}
+{#   Bank remittance text and end-to-end ids carry a payout id among other words: "PAYOUT po_1",
+     "REF/po_1/MARCH". A token is a run of characters between whitespace or punctuation
+     (letters, digits, '_' and '-' belong to tokens), so po_1 is found in "PAYOUT po_1" and not
+     in "PAYOUT po_10". Both sides are tokenised the same way (an id holding '/' still matches
+     itself) by translate() and a padded position(): plain SQL that DuckDB and Postgres run
+     alike, no regex dialect. NULL text or token: no match. #}
+{% macro recon_has_token(text, token) -%}
+    position({{ clearhouse.recon_tokens(token) }} in {{ clearhouse.recon_tokens(text) }}) > 0
+{%- endmacro %}
+
+{% macro recon_tokens(expr) -%}
+    {%- set separators = "/\\,;:.()[]{}<>+#=*|!?\"" -%}
+    (' ' || translate(({{ expr }}), '{{ separators }}' || chr(9) || chr(10) || chr(13),
+                      '{{ " " * (separators | length + 3) }}') || ' ')
+{%- endmacro %}

@@ -1,6 +1,8 @@
 -- Fuzzy pairs (reconciliation.md step 3): a PSP line with no reference to a ledger payment,
 -- and a settled ledger payment on the same channel with no line of its own, same currency and
--- amount, the line's transaction day within [capture day, capture day + settlement window].
+-- amount, the line's value date (its payout date, else its settlement day: when the channel
+-- settled it, not when the card was charged) within the channel's settlement window T+0..T+N,
+-- i.e. [capture day, capture day + settlement_window_days].
 -- line_candidates / payment_candidates count the partners each side has.
 
 with lines as (
@@ -22,6 +24,7 @@ pairs as (
         l.currency,
         l.gross_minor,
         l.settlement_date,
+        coalesce(l.payout_date, l.settlement_date) as value_date,
         g.payment_id,
         g.ledger_date
     from lines as l
@@ -29,7 +32,7 @@ pairs as (
         on  g.channel_id = l.channel
         and g.currency = l.currency
         and g.amount_minor = l.gross_minor
-        and cast(l.transaction_at as date) between g.ledger_date
+        and coalesce(l.payout_date, l.settlement_date) between g.ledger_date
             and g.ledger_date + g.settlement_window_days
 )
 

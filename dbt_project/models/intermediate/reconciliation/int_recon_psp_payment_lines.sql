@@ -1,6 +1,9 @@
 -- The channel side: payment lines of the Clearhouse PSP settlement CSV (current files only),
--- each with the ledger payment its reference names (channel_reference, else the platform id
--- in merchant_reference) and how many lines carry the same channel reference.
+-- each with the ledger payment its reference names (channel_reference on the same channel, else
+-- the platform id in merchant_reference, also only of a payment on the line's channel) and its
+-- rank among the lines naming the same payment (reconciliation.md: ledger -> PSP line is 1:1,
+-- so the first line counts and the others are duplicates, however they name it). A line naming
+-- no payment is ranked among the lines carrying the same raw channel reference.
 
 with lines as (
     select * from {{ ref('stg_files__psp_lines') }}
@@ -11,20 +14,28 @@ ledger as (
     select * from {{ ref('int_recon_ledger') }}
 ),
 
-referenced as (
+resolved as (
     select
         l.*,
-        coalesce(by_ref.payment_id, by_id.payment_id) as payment_id,
-        -- a reference settled twice: the first line counts, the others are duplicates
-        case when l.channel_reference is null then 1
-             else row_number() over (partition by l.channel, l.channel_reference
-                                     order by l.settlement_date, l.psp_line_id)
-        end as reference_rank
+        coalesce(by_ref.payment_id, by_id.payment_id) as payment_id
     from lines as l
     left join ledger as by_ref
         on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
     left join ledger as by_id
-        on by_ref.payment_id is null and by_id.payment_id = l.merchant_reference
+        on  by_ref.payment_id is null and by_id.payment_id = l.merchant_reference
+        and by_id.channel_id = l.channel
 )
 
-select * from referenced
+select
+    r.*,
+    -- a payment (or an unknown reference) settled twice: the first line counts, the others
+    -- are duplicates
+    case
+        when r.payment_id is not null
+            then row_number() over (partition by r.payment_id
+                                    order by r.settlement_date, r.psp_line_id)
+        when r.channel_reference is null then 1
+        else row_number() over (partition by r.channel, r.channel_reference, r.payment_id
+                                order by r.settlement_date, r.psp_line_id)
+    end as reference_rank
+from resolved as r

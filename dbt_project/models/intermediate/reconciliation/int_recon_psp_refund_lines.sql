@@ -1,9 +1,11 @@
 -- The channel side of refunds: `refund` lines of the Clearhouse PSP settlement CSV (current
 -- files only), each with the ledger refund its reference names (the refund's channel_reference
--- on the same channel, else the platform's refund id in merchant_reference) and its rank among
--- lines carrying the same channel reference (a second one is a duplicate). A line naming no
--- ledger refund may name a payment instead (its channel reference, or its id in
--- merchant_reference): `named_payment_id`, for the status_mismatch "the channel says refunded".
+-- on the same channel, else the platform's refund id in merchant_reference, also only of a
+-- refund on the line's channel) and its rank among the lines naming the same refund (1:1: a
+-- second one is a duplicate; a line naming no refund is ranked among the lines carrying the
+-- same raw channel reference). A line naming no ledger refund may name a payment of its channel
+-- instead (its channel reference, or its id in merchant_reference): `named_payment_id`, for the
+-- status_mismatch "the channel says refunded".
 with lines as (
     select * from {{ ref('stg_files__psp_lines') }}
     where format = 'psp_csv' and record_type = 'refund'
@@ -16,24 +18,36 @@ refunds as (
 payments as (
     select payment_id, channel_id, channel_reference from {{ ref('int_recon_ledger') }}
     where side = 'psp'
+),
+
+resolved as (
+    select
+        l.*,
+        coalesce(by_ref.refund_id, by_id.refund_id) as refund_id,
+        coalesce(by_ref.payment_id, by_id.payment_id) as payment_id,
+        case when by_ref.refund_id is null and by_id.refund_id is null
+             then coalesce(pay_ref.payment_id, pay_id.payment_id) end as named_payment_id
+    from lines as l
+    left join refunds as by_ref
+        on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
+    left join refunds as by_id
+        on  by_ref.refund_id is null and by_id.refund_id = l.merchant_reference
+        and by_id.channel_id = l.channel
+    left join payments as pay_ref
+        on pay_ref.channel_reference = l.channel_reference and pay_ref.channel_id = l.channel
+    left join payments as pay_id
+        on  pay_ref.payment_id is null and pay_id.payment_id = l.merchant_reference
+        and pay_id.channel_id = l.channel
 )
 
 select
-    l.*,
-    coalesce(by_ref.refund_id, by_id.refund_id) as refund_id,
-    coalesce(by_ref.payment_id, by_id.payment_id) as payment_id,
-    case when by_ref.refund_id is null and by_id.refund_id is null
-         then coalesce(pay_ref.payment_id, pay_id.payment_id) end as named_payment_id,
-    case when l.channel_reference is null then 1
-         else row_number() over (partition by l.channel, l.channel_reference
-                                 order by l.settlement_date, l.psp_line_id)
+    r.*,
+    case
+        when r.refund_id is not null
+            then row_number() over (partition by r.refund_id
+                                    order by r.settlement_date, r.psp_line_id)
+        when r.channel_reference is null then 1
+        else row_number() over (partition by r.channel, r.channel_reference, r.refund_id
+                                order by r.settlement_date, r.psp_line_id)
     end as reference_rank
-from lines as l
-left join refunds as by_ref
-    on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
-left join refunds as by_id
-    on by_ref.refund_id is null and by_id.refund_id = l.merchant_reference
-left join payments as pay_ref
-    on pay_ref.channel_reference = l.channel_reference and pay_ref.channel_id = l.channel
-left join payments as pay_id
-    on pay_ref.payment_id is null and pay_id.payment_id = l.merchant_reference
+from resolved as r

@@ -1,9 +1,10 @@
 -- reconciliation.md: one row per break, with a stable id (md5 of its type and the keys of the
 -- sides involved: the same inputs give the same ids on every run), the amounts, the delta
 -- (channel - ledger), first_seen (the day the break could first be seen: the line's settlement
--- day, the bank booking day, the block day, or for missing_in_channel the day the channel's
--- settlement window plus var recon_grace_days ran out), age_days against var recon_as_of
--- (default: today, UTC). Inside the window a ledger payment with no channel line is pending
+-- day, the bank booking day, the block day, or for missing_in_channel the first day it is shown:
+-- the day after the channel's settlement window plus var recon_grace_days ran out, i.e. capture
+-- day + window + grace + 1), age_days against var recon_as_of (default: today, UTC). Up to and
+-- including capture day + window + grace a ledger payment with no channel line is pending
 -- (rpt_reconciliation_daily counts it), not a break. Refunds of PSP payments reconcile against
 -- the channel's refund lines the same way (refund_id set; amounts signed as the channel reports
 -- them, so a refund's ledger amount is negative too).
@@ -18,10 +19,14 @@
 
 {{ config(materialized='incremental', unique_key='break_id',
           on_schema_change='append_new_columns') }}
-{#- refund_id came later: a table built before it has no such column yet -#}
-{% set previous_refund_id = 'p.refund_id' if is_incremental() and 'refund_id' in
-    (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)
+{#- refund_id and psp_line_id came later: a table built before them lacks those columns yet
+    (append_new_columns adds them, at the end, on the next run) -#}
+{% set previous_columns = (adapter.get_columns_in_relation(this) | map(attribute='name')
+    | map('lower') | list) if is_incremental() else [] %}
+{% set previous_refund_id = 'p.refund_id' if 'refund_id' in previous_columns
     else 'cast(null as varchar(40))' %}
+{% set previous_psp_line_id = 'p.psp_line_id' if 'psp_line_id' in previous_columns
+    else 'cast(null as varchar(200))' %}
 
 with ledger as (
     select * from {{ ref('int_recon_ledger') }}
@@ -67,7 +72,8 @@ reference_breaks as (
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
         ledger_minor, gross_minor as channel_minor, settlement_date as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        psp_line_id
     from referenced
     where reference_rank > 1 or not is_settled_in_ledger or currency <> ledger_currency
        or gross_minor <> ledger_minor
@@ -84,7 +90,8 @@ fee_breaks as (
             as ledger_minor,
         r.fee_minor as channel_minor,
         r.settlement_date as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        r.psp_line_id
     from referenced as r
     inner join channel_prices as cp
         on  cp.subject_id = r.channel
@@ -112,7 +119,8 @@ line_breaks as (
         u.gross_minor as channel_minor,
         u.settlement_date as first_seen,
         (select string_agg(f.payment_id, ',' order by f.payment_id) from fuzzy as f
-         where f.psp_line_id = u.psp_line_id) as candidates
+         where f.psp_line_id = u.psp_line_id) as candidates,
+        u.psp_line_id
     from unreferenced as u
 ),
 
@@ -136,10 +144,12 @@ missing_in_channel as (
         cast(null as varchar(66)) as chain_tx_hash,
         u.amount_minor as ledger_minor,
         cast(null as {{ money_type() }}) as channel_minor,
-        u.ledger_date + u.settlement_window_days + {{ grace }} as first_seen,
-        cast(null as varchar(2000)) as candidates
+        -- the first day it is shown: the day after the window and the grace ran out
+        u.ledger_date + u.settlement_window_days + {{ grace }} + 1 as first_seen,
+        cast(null as varchar(2000)) as candidates,
+        cast(null as varchar(200)) as psp_line_id
     from unsettled_ledger as u
-    where u.ledger_date + u.settlement_window_days + {{ grace }} < {{ as_of }}
+    where u.ledger_date + u.settlement_window_days + {{ grace }} + 1 <= {{ as_of }}
 ),
 
 chain_breaks as (
@@ -160,7 +170,8 @@ chain_breaks as (
         g.amount_minor as ledger_minor,
         t.value_minor as channel_minor,
         cast(t.block_timestamp as date) as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        cast(null as varchar(200)) as psp_line_id
     from ledger as g
     inner join transfers as t on t.transaction_hash = lower(g.channel_reference)
     where g.side = 'chain'
@@ -195,7 +206,8 @@ unexplained_transfers as (
         cast(null as {{ money_type() }}) as ledger_minor,
         t.value_minor as channel_minor,
         cast(t.block_timestamp as date) as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        cast(null as varchar(200)) as psp_line_id
     from transfers as t
     inner join platform_addresses as a on a.address = lower(t.to_address)
     where t.is_confirmed and not t.is_reorged
@@ -224,7 +236,8 @@ refunded_but_settled as (
         cast(0 as {{ money_type() }}) as ledger_minor,
         l.gross_minor as channel_minor,
         l.settlement_date as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        l.psp_line_id
     from ledger as g
     inner join referenced as l on l.payment_id = g.payment_id and l.reference_rank = 1
     where g.status = 'refunded' and g.side = 'psp'
@@ -255,7 +268,8 @@ refund_breaks as (
         l.gross_minor as channel_minor,
         l.settlement_date as first_seen,
         cast(null as varchar(2000)) as candidates,
-        l.refund_id
+        l.refund_id,
+        l.psp_line_id
     from refund_lines as l
     left join ledger_refunds as r on r.refund_id = l.refund_id
     where l.refund_id is null or l.reference_rank > 1 or not r.is_settled_in_ledger
@@ -269,14 +283,15 @@ refund_breaks as (
         r.channel_id, r.currency, r.payment_id, r.channel_reference,
         cast(null as varchar(200)), cast(null as varchar(66)),
         cast(0 - r.amount_minor as {{ money_type() }}), cast(null as {{ money_type() }}),
-        r.ledger_date + r.settlement_window_days + {{ grace }},
+        r.ledger_date + r.settlement_window_days + {{ grace }} + 1,
         cast(null as varchar(2000)),
-        r.refund_id
+        r.refund_id,
+        cast(null as varchar(200))
     from ledger_refunds as r
     where r.is_settled_in_ledger
       and not exists (select 1 from refund_lines as l where l.refund_id = r.refund_id)
       and not exists (select 1 from refunded_but_settled as s where s.payment_id = r.payment_id)
-      and r.ledger_date + r.settlement_window_days + {{ grace }} < {{ as_of }}
+      and r.ledger_date + r.settlement_window_days + {{ grace }} + 1 <= {{ as_of }}
 ),
 
 payout_breaks as (
@@ -286,12 +301,14 @@ payout_breaks as (
         channel, currency, cast(null as varchar(40)) as payment_id, payout_id as channel_reference,
         statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
-        payout_minor as ledger_minor,
+        -- the sum of the payout's PSP lines (its own gross when the file has none)
+        expected_minor as ledger_minor,
         bank_minor as channel_minor,
         booking_date as first_seen,
-        cast(null as varchar(2000)) as candidates
+        cast(null as varchar(2000)) as candidates,
+        psp_line_id
     from {{ ref('int_recon_payout_pairs') }}
-    where bank_minor <> payout_minor
+    where bank_minor <> expected_minor
 ),
 
 payment_breaks as (
@@ -306,7 +323,10 @@ payment_breaks as (
 ),
 
 breaks as (
-    select *, cast(null as varchar(40)) as refund_id from payment_breaks
+    select break_type, break_key, channel, currency, payment_id, channel_reference,
+           statement_line_id, chain_tx_hash, ledger_minor, channel_minor, first_seen,
+           candidates, cast(null as varchar(40)) as refund_id, psp_line_id
+    from payment_breaks
     union all select * from refund_breaks
 ),
 
@@ -325,7 +345,9 @@ current_breaks as (
         cast(channel_minor - ledger_minor as {{ money_type() }}) as delta_minor,
         first_seen,
         candidates,
-        refund_id
+        refund_id,
+        -- the PSP line (payment, refund or payout row) the break was raised from
+        cast(psp_line_id as varchar(200)) as psp_line_id
     from breaks
 )
 
@@ -354,7 +376,8 @@ select
     cast(null as date) as resolved_at,
     cast(null as varchar(200)) as resolved_by,
     c.candidates,
-    c.refund_id
+    c.refund_id,
+    c.psp_line_id
 from current_breaks as c
 {% if is_incremental() %}
 left join previous as p on p.break_id = c.break_id
@@ -378,7 +401,8 @@ select
            or (p.channel_reference is not null and m.channel_reference = p.channel_reference)),
         'data_changed') as varchar(200)) as resolved_by,
     p.candidates,
-    {{ previous_refund_id }} as refund_id
+    {{ previous_refund_id }} as refund_id,
+    cast({{ previous_psp_line_id }} as varchar(200)) as psp_line_id
 from previous as p
 where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
 {% endif %}

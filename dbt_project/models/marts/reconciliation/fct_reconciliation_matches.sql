@@ -1,5 +1,6 @@
 -- reconciliation.md, match order: 1. exact reference (ledger payment <-> PSP line, 1:1),
--- 2. payout batch (a PSP payout <-> the bank credit whose remittance carries its id, N:1),
+-- 2. payout batch (a PSP payout <-> the bank credit whose remittance carries its id, N:1: the
+-- credit equals the net of the payout's lines, int_recon_payout_pairs),
 -- chain (crypto and x402 payment <-> Transfer log by transaction hash, recipient, value),
 -- 3. fuzzy (no reference: same channel, currency and amount, the line inside the channel's
 -- settlement window, exactly one candidate either way). Refunds match their channel's refund
@@ -70,7 +71,7 @@ payout_matches as (
         psp_line_id,
         cast(null as varchar(40)) as refund_id
     from {{ ref('int_recon_payout_pairs') }}
-    where bank_minor = payout_minor and bank_currency = currency
+    where bank_minor = expected_minor and bank_currency = currency
 ),
 
 chain as (

@@ -1,5 +1,7 @@
 -- reconciliation.md "Figures per day and channel": matched count and amount, match rate,
--- breaks by type (count; amount = the ledger amount, else the channel's), pending (settled in
+-- breaks in all (break_count, break_amount_minor) and by type (breaks_<type> counts and
+-- breaks_<type>_amount_minor; a break's amount = the ledger amount, else the channel's, signed
+-- as the break shows it, so the types' amounts add up to break_amount_minor), pending (settled in
 -- the ledger, no channel evidence yet, still inside the settlement window), and the oldest open
 -- break of the channel seen by that day. match_rate = matched / (matched + breaks), an exact
 -- DECIMAL(9,6); day = matched_on for matches, first_seen for breaks, capture day for pending.
@@ -31,6 +33,11 @@ break_days as (
             as break_amount_minor
         {% for t in break_types %}
         , count(case when break_type = '{{ t }}' then 1 end) as breaks_{{ t }}
+        {% endfor %}
+        {% for t in break_types %}
+        , cast(sum(case when break_type = '{{ t }}'
+                        then coalesce(ledger_amount_minor, channel_amount_minor) end)
+               as {{ money_type() }}) as breaks_{{ t }}_amount_minor
         {% endfor %}
     from breaks
     group by first_seen, channel
@@ -65,6 +72,10 @@ select
     cast(coalesce(b.break_amount_minor, 0) as {{ money_type() }}) as break_amount_minor
     {% for t in break_types %}
     , coalesce(b.breaks_{{ t }}, 0) as breaks_{{ t }}
+    {% endfor %}
+    {% for t in break_types %}
+    , cast(coalesce(b.breaks_{{ t }}_amount_minor, 0) as {{ money_type() }})
+        as breaks_{{ t }}_amount_minor
     {% endfor %},
     coalesce(p.pending_count, 0) as pending_count,
     (select max(o.age_days) from breaks as o
