@@ -1,7 +1,8 @@
 """Authentication: merchant and agent API keys (hashed at rest) and operator JWTs (pyjwt, HS256).
 
-Credentials travel as `Authorization: Bearer <credential>`. API keys look like sk_test_<random>;
-anything else is tried as a JWT. Roles: platform_admin and finance (operators, JWT),
+Credentials travel as `Authorization: Bearer <credential>` (the scheme in any case, RFC 7235).
+API keys look like sk_test_<random>; anything else is tried as a JWT. Roles: platform_admin and
+finance (operators, JWT),
 merchant_admin and merchant_developer (a merchant's keys), agent (an agent's keys). A key is
 refused (401) once revoked or past its expires_at (a rotation's grace period ends there).
 What a principal may see is decided in serving/tenancy.py.
@@ -94,9 +95,12 @@ def _key_cache_key(engine, key_hash: str) -> tuple:
 
 
 def _bearer(authorization: str | None) -> str:
-    if not authorization or not authorization.startswith("Bearer "):
+    # The scheme is case-insensitive (RFC 7235 section 2.1): "bearer" and "BEARER" are "Bearer".
+    scheme, _, credential = (authorization or "").strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
         raise ApiError(401, "unauthorized", "send your API key as 'Authorization: Bearer sk_test_...'")
-    return authorization.removeprefix("Bearer ").strip()
+    return credential
 
 
 def _principal_from_key(row) -> Principal:

@@ -1,4 +1,13 @@
-"""One error shape for every endpoint (api.md): {"error": {"code", "message", "details"}}."""
+"""One error shape for every endpoint (api.md): {"error": {"code", "message", "details"}}.
+
+Expected errors (ApiError, MoneyError, validation, HTTPException, ClientDisconnect) are handled by
+Starlette's ExceptionMiddleware, inside the app's middleware. Anything else reaches the catch-all
+handler for `Exception`, which Starlette hands to its ServerErrorMiddleware, the outermost layer:
+it answers 500 `internal_error` in the same shape (nothing of the exception leaks), logs the
+traceback to `clearhouse.api`, and then Starlette re-raises the exception, so the server logs it
+too and `TestClient` raises it unless made with `raise_server_exceptions=False`. Being outside the
+middleware, that response skips RequestContextMiddleware: the handler adds X-Request-Id itself.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from serving.observability import REQUEST_ID_SCOPE_KEY
 from warehouse.money import MoneyError
 
 
@@ -59,10 +69,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            # The body is not JSON: its loc is ("body", <character offset>), and the offset is
+            # where parsing stopped, not a field.
+            loc = tuple(first.get("loc", ()))
+            position = loc[-1] if loc and isinstance(loc[-1], int) else None
+            reason = (first.get("ctx") or {}).get("error") or "malformed"
+            where = f" at character {position}" if position is not None else ""
+            message = f"the request body is not valid JSON ({reason}{where})"
+            details = {"field": "body", "errors": [{"field": "body", "message": message}]}
+            if position is not None:
+                details["position"] = position
+            return JSONResponse(error_body("invalid_json", f"body: {message}", details),
+                                status_code=422)
         field = _field_path(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-        code = (first.get("ctx") or {}).get("code") or (
-            "invalid_json" if first.get("type") == "json_invalid" else "validation_error")
+        code = (first.get("ctx") or {}).get("code") or "validation_error"
         problems = [{"field": _field_path(tuple(e.get("loc", ()))),
                      "message": str(e.get("msg", "")).removeprefix("Value error, ")} for e in errors]
         return JSONResponse(
@@ -77,3 +99,19 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # Runs in ServerErrorMiddleware, after RequestContextMiddleware has finished: the request
+        # id comes from the scope, where that middleware left it.
+        request_id = request.scope.get(REQUEST_ID_SCOPE_KEY)
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
+                  exc_info=(type(exc), exc, exc.__traceback__),
+                  extra={"fields": {"method": request.method, "path": request.url.path,
+                                    **({"request_id": request_id} if request_id else {})}})
+        message = "an unexpected error occurred; it has been logged" + (
+            f" (request id {request_id})" if request_id else "")
+        response = JSONResponse(error_body("internal_error", message), status_code=500)
+        if request_id:  # as RequestContextMiddleware writes it (raw bytes, any client's text)
+            response.raw_headers.append((b"x-request-id", request_id.encode()))
+        return response

@@ -16,6 +16,9 @@ from contextvars import ContextVar
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+# The request id is also left in the ASGI scope: the catch-all 500 handler (serving/errors.py)
+# runs outside this middleware, after the context variable is reset.
+REQUEST_ID_SCOPE_KEY = "clearhouse.request_id"
 
 HTTP_LATENCY = Histogram("clearhouse_http_request_seconds", "API request latency",
                          ["method", "route", "status"],
@@ -71,6 +74,7 @@ class RequestContextMiddleware:
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         request_id = incoming.decode()[:64] if incoming else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
         started = time.perf_counter()
         status = {"code": 500}
 

@@ -62,7 +62,10 @@ class RateLimitMiddleware:
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         checks = [(self.ips, (scope.get("client") or ("?",))[0], "client IP")]
         if auth:
-            checks.append((self.keys, hashlib.sha256(auth).hexdigest(), "API key"))
+            # Keyed on the credential alone: the scheme's case and the spaces around it vary
+            # (serving/auth.py takes "bearer" too), and must not give one key several buckets.
+            credential = auth.strip().partition(b" ")[2].strip() or auth
+            checks.append((self.keys, hashlib.sha256(credential).hexdigest(), "API key"))
         for buckets, key, name in checks:
             wait = buckets.take(key)
             if wait:

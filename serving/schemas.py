@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic_core import PydanticCustomError
 
 from warehouse.money import MoneyError, currency, to_minor_int
@@ -29,6 +29,13 @@ def _positive_minor(value: Any) -> int:
     return result
 
 
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise PydanticCustomError("invalid_amount", "must not be negative",
+                                  {"code": "amount_negative"})
+    return value
+
+
 def _currency(value: Any) -> str:
     try:
         return currency(value).code
@@ -43,6 +50,9 @@ def iso_z(value: datetime) -> str:
 
 # Input: an int or a string of digits. Output: always a string (api.md).
 PositiveMinor = Annotated[int, BeforeValidator(_positive_minor), PlainSerializer(str, return_type=str)]
+# Input: an int or a digit string, zero or more (fees, fixed prices). Output: a string.
+NonNegativeMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_not_negative),
+                             PlainSerializer(str, return_type=str)]
 MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_currency)]
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
@@ -137,7 +147,7 @@ class PriceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: CurrencyCode
     rate_bps: int = Field(ge=0, le=10_000)
-    fixed_minor: Annotated[int, BeforeValidator(_minor)] = 0
+    fixed_minor: NonNegativeMinor = 0  # as POST /prices: a fixed fee is never negative
 
 
 class MerchantCreate(BaseModel):

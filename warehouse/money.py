@@ -8,6 +8,7 @@ intermediate arithmetic is on int or Decimal, and rounding to the minor unit is 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -82,11 +83,18 @@ def exponent(code: str) -> int:
 # --- amounts ---------------------------------------------------------------------------------
 
 
+# The one spelling of an integer amount in text (api.md: "<integer as string>"): digits with an
+# optional "-", no "+", no spaces, no leading zeros, no "-0". ASCII digits only.
+_INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]*")
+
+
 def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
     """Parse an integer minor-unit amount from int or an integer string; refuse anything else.
 
     Floats, Decimals, bools and strings with a decimal point or exponent are refused, because an
     amount that is not already a whole number of minor units has lost or invented precision.
+    A string must be the integer's plain spelling (`0|-?[1-9][0-9]*`): " 1250 ", "+1250", "0012"
+    and "-0" are refused too, so that one amount has one text.
     """
     if isinstance(value, bool):
         raise MoneyError(f"{field} must be an integer number of minor units, got a boolean")
@@ -100,21 +108,33 @@ def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
     elif isinstance(value, Decimal):
         raise FloatAmountError(f"{field} must be an integer number of minor units, not a decimal")
     elif isinstance(value, str):
-        text = value.strip()
-        digits = text[1:] if text[:1] in "+-" else text
-        if not digits.isdigit() or not digits.isascii():
+        if _INTEGER_TEXT.fullmatch(value) is None:
             raise FloatAmountError(
-                f"{field} must be an integer number of minor units as a string of digits, "
-                f"got {value!r}"
+                f"{field} must be an integer number of minor units as a string of digits "
+                f"(optionally after \"-\"), got {value!r}{_why_not_integer_text(value)}"
             )
-        if len(digits.lstrip("0")) > 38:  # before int(): huge strings are slow or refused there
+        if len(value.lstrip("-")) > 38:  # before int(): huge strings are slow or refused there
             raise AmountOutOfRangeError(f"{field} has more than 38 digits")
-        result = int(text)
+        result = int(value)
     else:
         raise MoneyError(f"{field} must be an integer or a string of digits, got {type(value).__name__}")
     if abs(result) > MAX_ABS_MINOR:
         raise AmountOutOfRangeError(f"{field} has more than 38 digits")
     return result
+
+
+def _why_not_integer_text(text: str) -> str:
+    """What is wrong with an amount string, for the error message."""
+    if text != text.strip():
+        return ": no spaces around the digits"
+    if any(ch in text for ch in ".eE"):
+        return ": a decimal or exponent is not a whole number of minor units"
+    body = text.removeprefix("-")
+    if text.startswith("+"):
+        return ": no \"+\" sign"
+    if body.isascii() and body.isdigit() and body:
+        return ": zero is \"0\"" if set(body) == {"0"} else ": no leading zeros"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +207,8 @@ class Money:
         return {"amount_minor": str(self.amount_minor), "currency": self.currency}
 
     def __str__(self) -> str:
-        return f"{self.to_major()} {self.currency}"
+        # Plain notation always: "0.000000000000000001 ETH", never str(Decimal)'s "1E-18 ETH".
+        return f"{format(self.to_major(), 'f')} {self.currency}"
 
 
 # --- rounding and rates ---------------------------------------------------------------------

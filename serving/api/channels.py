@@ -17,10 +17,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
-from serving.api.common import Limit, NonNegativeMinor, StartingAfter, page
+from serving.api.common import Limit, StartingAfter, page
 from serving.deps import AdminDep, NowDep, OperatorDep, SessionDep, WriteSessionDep
 from serving.errors import ApiError, not_found
-from serving.schemas import PAYMENT_METHOD_TYPES, CurrencyCode, MinorOut, PositiveMinor, Timestamp
+from serving.schemas import (
+    PAYMENT_METHOD_TYPES,
+    CurrencyCode,
+    MinorOut,
+    NonNegativeMinor,
+    PositiveMinor,
+    Timestamp,
+)
 from serving.services import channels as service
 from warehouse.models import Channel, ChannelCurrency, Price
 

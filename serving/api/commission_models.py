@@ -15,11 +15,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from serving import tenancy
-from serving.api.common import Limit, NonNegativeMinor, StartingAfter, page
+from serving.api.common import Limit, StartingAfter, page
 from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, SessionDep, WriteSessionDep, require_roles
 from serving.errors import ApiError, not_found
-from serving.schemas import CurrencyCode, MinorOut, Timestamp
+from serving.schemas import CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
 from serving.services.prices import set_commission_model
 from warehouse.models import Agent, CommissionModel
 

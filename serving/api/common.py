@@ -7,30 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from serving.jsonfast import FastJSONResponse
-from serving.schemas import _minor
 from serving.services.idempotency import IdempotentResult, request_fingerprint, run_idempotent
 
 Limit = Annotated[int, Query(ge=1, le=100, description="page size (default 20, at most 100)")]
 StartingAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]
-
-
-def _not_negative(value: int) -> int:
-    if value < 0:
-        raise PydanticCustomError("invalid_amount", "must not be negative",
-                                  {"code": "amount_negative"})
-    return value
-
-
-# Input: an int or a digit string (floats and decimal strings are 422); output: a string.
-NonNegativeMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_not_negative),
-                             PlainSerializer(str, return_type=str)]
 
 
 def page(session: Session, query: Select, id_column, *, limit: int, starting_after: Any,

@@ -16,11 +16,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import and_, false, or_, select, true
 
 from serving import tenancy
-from serving.api.common import Limit, NonNegativeMinor, StartingAfter, page
+from serving.api.common import Limit, StartingAfter, page
 from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import not_found
-from serving.schemas import CurrencyCode, MinorOut, Timestamp
+from serving.schemas import CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
 from serving.services.prices import set_price
 from warehouse.models import Merchant, Price
 

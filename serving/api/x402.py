@@ -21,6 +21,7 @@ from sqlalchemy import select
 from serving.api.common import Limit, StartingAfter, page
 from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
 from serving.errors import ApiError, not_found
+from serving.schemas import iso_z
 from serving.services.audit import record
 from serving.x402 import chain, rules, tokens
 from serving.x402.networks import require_asset, require_network
@@ -157,7 +158,7 @@ def issue_token(body: TokenCreate, principal: PrincipalDep, session: WriteSessio
     record(session, actor=principal.actor, action="payment_token.issue",
            resource_type="payment_token", resource_id=row.id,
            details={"agent_name": body.agent_name, "budget_minor": str(body.amount_minor),
-                    "currency": body.currency, "expires_at": row.expires_at.isoformat()})
+                    "currency": body.currency, "expires_at": iso_z(row.expires_at)})
     session.commit()
     return JSONResponse({**tokens.token_out(row), "token": secret}, status_code=201)
 

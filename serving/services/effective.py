@@ -27,13 +27,13 @@ def supersede(session: Session, model, filters: list, valid_from: datetime):
         if valid_from <= latest.valid_from:
             raise ApiError(422, "valid_from_too_early",
                            "valid_from must be after the valid_from of the row in force "
-                           f"({latest.valid_from.isoformat()}); history is not rewritten",
+                           f"({_iso(latest.valid_from)}); history is not rewritten",
                            {"field": "valid_from",
                             "current_valid_from": _iso(latest.valid_from)})
         latest.valid_to = valid_from
     elif valid_from < latest.valid_to:
         raise ApiError(422, "valid_from_too_early",
-                       f"valid_from must not be before {latest.valid_to.isoformat()}, where the "
+                       f"valid_from must not be before {_iso(latest.valid_to)}, where the "
                        "last row ends", {"field": "valid_from",
                                          "current_valid_to": _iso(latest.valid_to)})
     return latest

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError
+from serving.schemas import iso_z
 from serving.x402.protocol import InvalidPayment
 from serving.x402.schemas import TokenCreate, TokenOut
 from warehouse.ids import new_id
@@ -89,7 +90,7 @@ def reserve(session: Session, *, hashed: str, merchant_id: str, path: str, amoun
         raise InvalidPayment("token_revoked", f"payment token {row.id} was revoked", status=403)
     if row.expires_at <= now:
         raise InvalidPayment("token_expired", f"payment token {row.id} expired at "
-                             f"{row.expires_at.isoformat()}")
+                             f"{iso_z(row.expires_at)}")
     if row.allowed_merchants is not None and merchant_id not in row.allowed_merchants:
         raise InvalidPayment("token_scope_merchant",
                              f"payment token {row.id} may not pay merchant {merchant_id}",

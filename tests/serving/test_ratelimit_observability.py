@@ -50,6 +50,16 @@ def test_per_key_limit(api):
     assert int(limited.headers["Retry-After"]) >= 1
 
 
+def test_per_key_limit_ignores_the_scheme_spelling(api):
+    # "bearer" is accepted as "Bearer" (RFC 7235): respelling the scheme is not a new bucket.
+    _, key = api.merchant()
+    first = api.client.get("/api/v1/payments", headers={"Authorization": f"Bearer {key}"})
+    assert first.status_code == 200
+    for header in (f"bearer {key}", f"BEARER  {key}", f" Bearer {key} "):
+        again = api.client.get("/api/v1/payments", headers={"Authorization": header})
+        assert again.status_code == 429, header
+
+
 def test_per_customer_limit(tmp_path, make_settings):
     from warehouse.migrate import upgrade
 

@@ -242,9 +242,9 @@ def test_round_half_up_refuses_float_and_non_finite() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (0, 0), (12345, 12345), (-7, -7), ("12345", 12345), ("-7", -7), ("+7", 7), (" 42 ", 42),
-        ("0" * 50 + "1", 1),
+        (0, 0), (12345, 12345), (-7, -7), ("12345", 12345), ("-7", -7), ("0", 0),
         (10**38 - 1, 10**38 - 1), (-(10**38 - 1), -(10**38 - 1)), (str(10**38 - 1), 10**38 - 1),
+        ("-" + str(10**38 - 1), -(10**38 - 1)),
     ],
 )
 def test_to_minor_int_accepts_integers_and_digit_strings(value: object, expected: int) -> None:
@@ -272,6 +272,16 @@ def test_to_minor_int_accepts_integers_and_digit_strings(value: object, expected
         ("1,000", FloatAmountError),
         ("\u0661\u0662", FloatAmountError),  # Arabic-Indic digits
         ("\u00b2", FloatAmountError),  # superscript two: isdigit() but not a decimal digit
+        # api.md: "<integer as string>", one spelling per amount (docs/architecture.md)
+        (" 42 ", FloatAmountError),
+        ("42\n", FloatAmountError),
+        ("+7", FloatAmountError),
+        ("0012", FloatAmountError),
+        ("0" * 50 + "1", FloatAmountError),
+        ("-0", FloatAmountError),
+        ("00", FloatAmountError),
+        ("-012", FloatAmountError),
+        ("--1", FloatAmountError),
         (True, MoneyError),
         (False, MoneyError),
         (None, MoneyError),
@@ -284,6 +294,21 @@ def test_to_minor_int_refuses_non_integers_naming_the_field(value: object, error
         to_minor_int(value, field="refund_amount_minor")
     assert "refund_amount_minor" in str(info.value)
     assert isinstance(info.value, MoneyError)
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    (" 1250 ", "no spaces"), ("+1250", 'no "+" sign'), ("0012", "no leading zeros"),
+    ("-0", 'zero is "0"'), ("12.50", "a decimal or exponent"), ("1e3", "a decimal or exponent"),
+])
+def test_refused_amount_strings_say_why(value: str, why: str) -> None:
+    with pytest.raises(FloatAmountError) as info:
+        to_minor_int(value)
+    assert why in str(info.value) and repr(value) in str(info.value)
+
+
+@given(st.integers(min_value=-(10**38 - 1), max_value=10**38 - 1))
+def test_every_int_round_trips_through_its_string(value: int) -> None:
+    assert to_minor_int(str(value)) == value
 
 
 def test_float_error_has_its_code_and_says_why() -> None:
@@ -454,6 +479,21 @@ def test_str_shows_major_units() -> None:
     assert str(Money(1250, "USD")) == "12.50 USD"
     assert str(Money(1234, "KWD")) == "1.234 KWD"
     assert str(Money(7, "JPY")) == "7 JPY"
+
+
+@pytest.mark.parametrize(("minor", "code", "text"), [
+    (1, "ETH", "0.000000000000000001 ETH"),  # str(Decimal) would say 1E-18
+    (-1, "ETH", "-0.000000000000000001 ETH"),
+    (1, "BTC", "0.00000001 BTC"),
+    (0, "ETH", "0.000000000000000000 ETH"),
+    (0, "USD", "0.00 USD"),
+    (-1250, "USD", "-12.50 USD"),
+    (10**38 - 1, "ETH", "99999999999999999999.999999999999999999 ETH"),
+    (10**38 - 1, "JPY", "9" * 38 + " JPY"),
+])
+def test_str_is_plain_decimal_notation(minor: int, code: str, text: str) -> None:
+    assert str(Money(minor, code)) == text
+    assert "E" not in str(Money(minor, code)).split()[0]
 
 
 _codes = sorted(currency_table())

@@ -15,8 +15,10 @@ Decisions, where the spec leaves room:
   as Arrow reads ISO 8601, a space for the T and omitted seconds pass too). Naive or other-offset
   times are refused: the spec binds UTC, and another offset means a misconfigured producer.
   Required on every row except payout rows.
-- Required per row type: channel_reference on payments, refunds and chargebacks (reconciliation
-  matches on it); payout_id and payout_date on payout rows.
+- Required per row type: on payments, refunds and chargebacks at least one of channel_reference
+  and merchant_reference (the platform's id): reconciliation.md's "a PSP report line carries at
+  least one of them", and reconciliation matches on either; both blank is `missing_reference`.
+  payout_id and payout_date on payout rows.
 - Payout rows: gross_minor must equal the sum of net_minor of the other rows carrying that
   payout_id (same currency). A difference is a `payout_total_mismatch` *warning*, not a
   quarantine: every row is still well-formed, the payout row is what reached the bank, and
@@ -272,7 +274,7 @@ def _validate(c: _Checks, channel: str | None) -> tuple[pa.Table, bool]:
     amounts, big = _amounts(c)
     _check_signs(c, amounts["gross_minor"])
     is_payout = pc.equal(record_type, "payout")
-    c.require("channel_reference", pc.is_in(record_type, _value_set(_NEED_REFERENCE)))
+    _require_a_reference(c, pc.is_in(record_type, _value_set(_NEED_REFERENCE)))
     c.require("payout_id", is_payout)
     c.require("payout_date", is_payout)
     c.require("transaction_at", pc.invert(is_payout))
@@ -293,6 +295,16 @@ def _validate(c: _Checks, channel: str | None) -> tuple[pa.Table, bool]:
         "description": pa.nulls(rows, pa.string()),
     })
     return (table if big else table.cast(TABLE_SCHEMA)), big
+
+
+def _require_a_reference(c: _Checks, where) -> None:
+    """channel_reference or merchant_reference, at least one (reconciliation.md, Keys)."""
+    neither = pc.and_(pc.is_null(c.col("channel_reference")),
+                      pc.is_null(c.col("merchant_reference")))
+    c.fail_first(pc.and_(where, neither), "missing_reference",
+                 lambda i: f"a {c.value('record_type', i)} needs channel_reference or "
+                           "merchant_reference (the platform's id) to be reconciled; both are "
+                           "blank")
 
 
 @cache

@@ -128,7 +128,9 @@ def replace_in(row: int, old: str, new: str) -> bytes:
     (replace_in(0, "2024-03-02T10:00:00Z", "02/03/2024 10:00"), "bad_timestamp", 2),
     (replace_in(0, "2024-03-02T10", "2024-02-30T10"), "bad_timestamp", 2),
     (replace_in(0, "pay_1,2024-03-02T10:00:00Z", "pay_1,"), "missing_field", 2),
-    (replace_in(0, "pi_1", ""), "missing_field", 2),
+    (replace_in(0, "pi_1,pay_1", ","), "missing_reference", 2),
+    (replace_in(2, "re_1,rf_1", ","), "missing_reference", 4),
+    (replace_in(3, "dp_1,pay_0", ","), "missing_reference", 5),
     (replace_in(5, "po_1,2024", ",2024"), "missing_field", 7),
     (replace_in(5, ",2024-03-03", ","), "missing_field", 7),
     (replace_in(0, ",2024-03-03", ",2024-03-32"), "bad_date", 2),
@@ -146,6 +148,27 @@ def test_rule_breaks_are_refused_at_their_line(data, reason, line):
     assert error.reason == reason, error
     assert error.location == f"line {line}"
     assert error.message
+
+
+@pytest.mark.parametrize("row", [0, 2, 3])
+def test_a_line_needs_only_one_of_the_two_references(row):
+    # reconciliation.md: a PSP line carries the channel's reference or the platform's id, at
+    # least one of them; reconciliation matches on either.
+    ids = {0: ("pi_1", "pay_1"), 2: ("re_1", "rf_1"), 3: ("dp_1", "pay_0")}[row]
+    channel_ref, platform_id = ids
+    only_platform_id = lines_of(psp_csv.parse(replace_in(row, f"{channel_ref},", ","), NAME))
+    assert (only_platform_id[row]["channel_reference"],
+            only_platform_id[row]["merchant_reference"]) == (None, platform_id)
+    only_channel_ref = lines_of(psp_csv.parse(replace_in(row, f",{platform_id},", ",,"), NAME))
+    assert (only_channel_ref[row]["channel_reference"],
+            only_channel_ref[row]["merchant_reference"]) == (channel_ref, None)
+
+
+def test_a_line_without_either_reference_is_refused_saying_so():
+    error = refused(replace_in(1, "pi_2,pay_2", ","))
+    assert (error.reason, error.location) == ("missing_reference", "line 3")
+    assert "channel_reference or merchant_reference" in error.message
+    assert error.message.startswith("a payment")
 
 
 @pytest.mark.parametrize(("header", "reason"), [
@@ -248,8 +271,12 @@ def psp_files(draw, big: bool):
         at = draw(st.datetimes(dt.datetime(1971, 1, 1), dt.datetime(2200, 1, 1)))
         payout = draw(st.sampled_from([None, "po_1", "po,2"]))
         currency = PAYOUT_CURRENCY.get(payout) or draw(st.sampled_from(CURRENCIES))
-        reference = REFERENCE if record_type == "fee_adjustment" else TEXT
-        rows.append(PspLine(index, record_type, None, draw(reference), draw(REFERENCE), at,
+        channel_ref, platform_id = draw(REFERENCE), draw(REFERENCE)
+        if record_type != "fee_adjustment" and channel_ref is None and platform_id is None:
+            # payments, refunds and chargebacks carry at least one of the two references
+            channel_ref, platform_id = draw(st.sampled_from([(draw(TEXT), None),
+                                                             (None, draw(TEXT))]))
+        rows.append(PspLine(index, record_type, None, channel_ref, platform_id, at,
                             currency, gross, fee, gross - fee, payout,
                             dt.date(2024, 3, 3) if payout else None))
     for payout, currency in PAYOUT_CURRENCY.items():
