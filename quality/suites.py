@@ -391,7 +391,7 @@ def _reconciliation_breaks(g) -> list:
               "delta = channel - ledger; NULL when a side has no amount"),
         g.ExpectColumnValuesToNotBeInSet(
             column="mismatch_delta_minor", value_set=[ZERO, "missing"],
-            description="an amount or payout mismatch has a non-zero delta"),
+            description="an amount or payout mismatch with both sides has a non-zero delta"),
         _not_null_where(g, "resolved_at", 'status == "resolved"', "a resolved break says when"),
         _not_null_where(g, "resolved_by", 'status == "resolved"',
                         "a resolved break says by what"),
@@ -603,8 +603,9 @@ RECONCILIATION_BREAKS = SuiteSpec(
             + residual("delta_minor - (channel_amount_minor - ledger_amount_minor)") + " END"),
             ("ledger_amount_minor", "channel_amount_minor", "delta_minor")),
         Derived("mismatch_delta_minor", when(
-            "break_type IN ('amount_mismatch', 'payout_mismatch')", residual("delta_minor")),
-            ("break_type", "delta_minor")),
+            "break_type IN ('amount_mismatch', 'payout_mismatch') "
+            "AND channel_amount_minor IS NOT NULL", residual("delta_minor")),
+            ("break_type", "delta_minor", "channel_amount_minor")),
     ),
     description="Breaks: stable ids, the break types of reconciliation.md, delta = channel - "
     "ledger, open/resolved with when and by what. Warn only: the breaks are the report "

@@ -928,7 +928,8 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
                             and r["payment_id"] in card} - {"re_a2_1", "re_a3_1", "re_a8_1"}
     assert "re_a3_2" in refunds_without_line
     assert dict(by_type) == {
-        "fee_mismatch": {"pay_a2"}, "duplicate_in_channel": {"pay_a1"},
+        # pay_f1: its fuzzy-matched line L7 says fee 0, the channel price in force says more
+        "fee_mismatch": {"pay_a2", "pay_f1"}, "duplicate_in_channel": {"pay_a1"},
         "status_mismatch": {"pay_a4", "pay_a8", "pay_f1"},
         "amount_mismatch": {"pay_b1", "re_a3_1"},
         "missing_in_ledger": {"psp-only-1", "psp-refund-unknown", UNEXPLAINED_TX},

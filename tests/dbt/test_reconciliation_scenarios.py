@@ -17,10 +17,22 @@ Each scenario pins one rule an audit found missing:
   transaction time, against the channel's settlement window.
 - s07: a crypto payment's transfer must go to the channel's collection address
   (seeds/ref_chain_addresses.csv) when no x402 pay_to names one.
+- s10: a channel reference naming no ledger record, settled twice: the first line is
+  missing_in_ledger (its break id unchanged), the second duplicate_in_channel (payments and refunds).
+- s12: fee_mismatch checks the fuzzy-matched lines' fee against the channel price in force too.
+- s16: a chargeback row reconciles against the payment it names (exact_reference match); naming
+  no payment of its channel it is missing_in_ledger; fee_adjustment rows are left unmatched.
+- s17: a run for a past day uses no PSP line, bank line or chain log dated after it: nothing is
+  first seen after the run's day, no age is negative.
+- s06: a payout whose bank credit is in another currency is a currency_mismatch; one with no
+  credit once its value date + grace has passed a payout_mismatch (no bank amount); a credit on
+  a collection account naming a payout id the PSP files do not know is missing_in_ledger (and an
+  unrelated credit is nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from datetime import date, datetime
@@ -76,11 +88,12 @@ def _line(lid, ch, *, ref=None, mref=None, amount, fee=0, day="2024-03-01", kind
             "payout_id": payout, "payout_date": payout_date}
 
 
-def _bank(lid, amount, *, e2e=None, remittance=None):
+def _bank(lid, amount, *, e2e=None, remittance=None, day=date(2024, 3, 3), currency="USD",
+          account="DE00"):
     return {"statement_line_id": lid, "statement_uid": "st_1", "file_id": "f_bank",
-            "statement_index": 0, "line_number": 1, "account_id": "DE00",
-            "booking_date": date(2024, 3, 3), "value_date": date(2024, 3, 3),
-            "amount_minor": amount, "currency": "USD", "status": "BOOK", "end_to_end_id": e2e,
+            "statement_index": 0, "line_number": 1, "account_id": account,
+            "booking_date": day, "value_date": day,
+            "amount_minor": amount, "currency": currency, "status": "BOOK", "end_to_end_id": e2e,
             "remittance": remittance}
 
 
@@ -88,19 +101,21 @@ BASE = "eip155:8453"
 BASE_USDC = "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913"
 COLLECTION = "0xcf2f5e3ce56bdea96e82153b27612ccf9f75dc7d"  # ch_crypto_sim's, seeded
 TX_S07_OK, TX_S07_STRANGER = "0x" + "71" * 32, "0x" + "72" * 32
+TX_S17 = "0x" + "17" * 32
 STRANGER = "0x" + "99" * 20
 
 
-def _log(tx, to, value):
+def _log(tx, to, value, at="2024-03-01 12:00:00"):
     return {"chain_log_id": f"{tx}:0", "file_id": "f_chain", "network": BASE,
-            "block_number": 100, "block_timestamp": ts("2024-03-01 12:00:00"),
+            "block_number": 100, "block_timestamp": ts(at),
             "transaction_hash": tx, "log_index": 0, "token_address": BASE_USDC,
             "from_address": "0x" + "11" * 20, "to_address": to, "value_text": str(value),
             "value_minor": value, "removed": False}
 
 
 CHANNELS = [_channel(c) for c in ("ch_s01", "ch_s09", "ch_s18a", "ch_s18b", "ch_s04",
-                                  "ch_s05", "ch_s13", "ch_s15", "ch_s03", "ch_s11")]
+                                  "ch_s05", "ch_s13", "ch_s15", "ch_s03", "ch_s11", "ch_s10",
+                                  "ch_s12", "ch_s16", "ch_s17", "ch_s06")]
 CHANNELS.append(_channel("ch_crypto_sim", kind="crypto", window=0))
 
 PAYMENTS = [
@@ -120,7 +135,22 @@ PAYMENTS = [
              method="crypto"),
     _payment("pay_s07_stranger", 2_000_000, "ch_crypto_sim", currency="USDC",
              ref=TX_S07_STRANGER, method="crypto"),
+    _payment("pay_s10", 1_000, "ch_s10"),
+    _payment("pay_s12_fuzzy", 10_000, "ch_s12"),
+    _payment("pay_s12_ok", 20_000, "ch_s12"),
+    _payment("pay_s12_ref", 30_000, "ch_s12"),
+    _payment("pay_s16", 5_000, "ch_s16"),
+    _payment("pay_s16_over", 2_000, "ch_s16"),
+    _payment("pay_s16_failed", 3_000, "ch_s16", status="failed"),
+    _payment("pay_s16_cb_only", 4_000, "ch_s16"),
+    _payment("pay_s17", 1_000, "ch_s17"),
+    _payment("pay_s17_chain", 3_000_000, "ch_crypto_sim", currency="USDC", ref=TX_S17,
+             method="crypto", at="2024-03-02 10:00:00"),
 ]
+# s12: ch_s12 charges 1.80 % + 10
+PRICES = [{"id": "prc_s12", "subject_type": "channel", "subject_id": "ch_s12", "currency": "USD",
+           "rate_bps": 180, "fixed_minor": 10, "valid_from": T0, "valid_to": None,
+           "created_at": T0, "updated_at": T0}]
 REFUNDS = [_refund("re_s09", "pay_s09", 300), _refund("re_s18", "pay_s18", 300)]
 
 PSP_LINES = [
@@ -156,6 +186,37 @@ PSP_LINES = [
           tx_at="2024-02-20 12:00:00", payout_date=date(2024, 2, 29)),
     _line("L11_ok", "ch_s11", ref="psp-unknown-s11b", amount=5_151, day="2024-03-02",
           tx_at="2024-02-25 12:00:00"),
+    # s10: pay_s10 matches; ghost-s10 (a payment) and ghost-r-s10 (a refund) settled twice
+    _line("L10", "ch_s10", ref="chref-pay_s10", amount=1_000),
+    _line("L10a", "ch_s10", ref="ghost-s10", amount=777),
+    _line("L10b", "ch_s10", ref="ghost-s10", amount=777, day="2024-03-02"),
+    _line("RL10a", "ch_s10", ref="ghost-r-s10", amount=-50, kind="refund"),
+    _line("RL10b", "ch_s10", ref="ghost-r-s10", amount=-50, kind="refund", day="2024-03-02"),
+    # s12: fees due 190 (10_000), 370 (20_000), 550 (30_000); the fuzzy L12_fuzzy says 999
+    _line("L12_fuzzy", "ch_s12", ref="psp-unknown-s12a", amount=10_000, fee=999),
+    _line("L12_ok", "ch_s12", ref="psp-unknown-s12b", amount=20_000, fee=370),
+    _line("L12_ref", "ch_s12", ref="chref-pay_s12_ref", amount=30_000, fee=550),
+    # s16: chargebacks by channel reference, by platform id (more than the payment), of a
+    # failed payment, of a payment with no line of its own, of nobody; a fee adjustment
+    _line("L16", "ch_s16", ref="chref-pay_s16", amount=5_000),
+    _line("L16_over", "ch_s16", ref="chref-pay_s16_over", amount=2_000),
+    _line("C16", "ch_s16", ref="chref-pay_s16", amount=-5_000, kind="chargeback",
+          day="2024-03-02"),
+    _line("C16_over", "ch_s16", mref="pay_s16_over", amount=-2_500, kind="chargeback",
+          day="2024-03-02"),
+    _line("C16_failed", "ch_s16", mref="pay_s16_failed", amount=-3_000, kind="chargeback"),
+    _line("C16_cb_only", "ch_s16", ref="chref-pay_s16_cb_only", amount=-4_000,
+          kind="chargeback"),
+    _line("C16_ghost", "ch_s16", ref="ghost-cb-s16", amount=-500, kind="chargeback"),
+    _line("A16", "ch_s16", ref="ghost-adj-s16", amount=-20, kind="fee_adjustment"),
+    # s17: a line settled 03-04 (saying 1_100), a payout whose credit is booked 03-04
+    _line("L17", "ch_s17", ref="chref-pay_s17", amount=1_100, day="2024-03-04"),
+    _line("P17", "ch_s17", kind="payout", payout="po_s17", amount=2_000, day="2024-03-02"),
+    # s06: credited in EUR; never credited (due 03-02, a break from 03-04); not due yet
+    _line("P06_cur", "ch_s06", kind="payout", payout="po_s06_cur", amount=1_000),
+    _line("P06_nobank", "ch_s06", kind="payout", payout="po_s06_nobank", amount=3_000),
+    _line("P06_wait", "ch_s06", kind="payout", payout="po_s06_wait", amount=500,
+          day="2024-03-02"),
 ]
 BANK_STATEMENTS = [{"statement_uid": "st_1", "file_id": "f_bank", "statement_index": 0,
                     "format": "camt", "message_type": "camt.053", "account_id": "DE00",
@@ -166,12 +227,18 @@ BANK_LINES = [
     _bank("B05_1", 1_000, remittance="PAYOUT po_s05_1"),
     _bank("B05_10", 2_000, remittance="PAYOUT po_s05_10"),
     _bank("B05_2", 3_000, remittance="REF/po_s05_2/MARCH"),
+    _bank("B17", 2_000, e2e="po_s17", day=date(2024, 3, 4)),
+    _bank("B06_cur", 1_000, e2e="po_s06_cur", currency="EUR", account="DE06"),
+    _bank("B06_unknown", 4_444, remittance="PAYOUT PO_S06_UNKNOWN", account="DE06"),
+    _bank("B06_rent", 5_000, remittance="RENT MARCH", account="DE06"),
+    _bank("B06_elsewhere", 4_000, remittance="PAYOUT po_s06_x", account="DE99"),
 ]
 CHAIN_LOGS = [_log(TX_S07_OK, COLLECTION, 1_000_000),
-              _log(TX_S07_STRANGER, STRANGER, 2_000_000)]
+              _log(TX_S07_STRANGER, STRANGER, 2_000_000),
+              _log(TX_S17, COLLECTION, 3_000_000, at="2024-03-04 09:00:00")]
 CHAIN_HEADS = [{"file_id": "f_chain", "network": BASE, "latest_block": 1_000}]
 
-ROWS = {"channels": CHANNELS, "payments": PAYMENTS, "refunds": REFUNDS,
+ROWS = {"channels": CHANNELS, "payments": PAYMENTS, "refunds": REFUNDS, "prices": PRICES,
         "psp_lines": PSP_LINES, "bank_statements": BANK_STATEMENTS,
         "bank_statement_lines": BANK_LINES, "chain_logs": CHAIN_LOGS,
         "chain_heads": CHAIN_HEADS}
@@ -314,7 +381,7 @@ def test_s13_missing_in_channel_is_first_seen_the_day_it_is_first_shown(request,
     missing = [b for b in second["breaks"]
                if b["break_type"] == "missing_in_channel" and b["channel"] != "ch_s11"]
     assert {(b["refund_id"] or b["payment_id"]) for b in missing} == {
-        "pay_s01_lost", "pay_s13", "pay_s18", "re_s18"}
+        "pay_s01_lost", "pay_s13", "pay_s18", "re_s18", "pay_s16_cb_only"}
     assert {b["first_seen"] for b in missing} == {AS_OF}
 
 
@@ -367,11 +434,111 @@ def test_s11_fuzzy_matching_takes_the_lines_value_date(recon):
 
 
 def test_s07_a_crypto_transfer_must_reach_the_channels_collection_address(recon):
-    assert _matches(recon, "ch_crypto_sim") == [("chain", "pay_s07_ok", None)]
+    assert [m for m in _matches(recon, "ch_crypto_sim") if m[1].startswith("pay_s07")] == \
+        [("chain", "pay_s07_ok", None)]
     [stranger] = _of(recon["breaks"], "ch_crypto_sim")
     assert (stranger["break_type"], stranger["payment_id"], stranger["chain_tx_hash"],
             _int(stranger["ledger_amount_minor"]), _int(stranger["channel_amount_minor"])) == \
         ("recipient_mismatch", "pay_s07_stranger", TX_S07_STRANGER, 2_000_000, 2_000_000)
+
+
+def test_s10_an_unknown_reference_settled_twice_is_a_duplicate(recon):
+    assert _matches(recon, "ch_s10") == [("exact_reference", "pay_s10", "L10")]
+    found = {(b["break_type"], b["psp_line_id"]): b for b in _of(recon["breaks"], "ch_s10")}
+    assert set(found) == {("missing_in_ledger", "L10a"), ("duplicate_in_channel", "L10b"),
+                          ("missing_in_ledger", "RL10a"), ("duplicate_in_channel", "RL10b")}
+    dup = found[("duplicate_in_channel", "L10b")]
+    assert (dup["channel_reference"], dup["payment_id"], _int(dup["ledger_amount_minor"]),
+            _int(dup["channel_amount_minor"]), dup["first_seen"]) == \
+        ("ghost-s10", None, None, 777, date(2024, 3, 2))
+    # the first line's break keeps its id: md5 of type and line
+    for kind, line in (("missing_in_ledger", "L10a"), ("duplicate_in_channel", "L10b")):
+        assert found[(kind, line)]["break_id"] == hashlib.md5(f"{kind}:{line}".encode()).hexdigest()
+
+
+def test_s12_a_fuzzy_matched_lines_fee_is_checked(recon):
+    assert _matches(recon, "ch_s12") == [("exact_reference", "pay_s12_ref", "L12_ref"),
+                                         ("fuzzy", "pay_s12_fuzzy", "L12_fuzzy"),
+                                         ("fuzzy", "pay_s12_ok", "L12_ok")]
+    [fee] = _of(recon["breaks"], "ch_s12")
+    assert (fee["break_type"], fee["payment_id"], fee["psp_line_id"], fee["channel_reference"],
+            _int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"]),
+            _int(fee["delta_minor"])) == \
+        ("fee_mismatch", "pay_s12_fuzzy", "L12_fuzzy", "psp-unknown-s12a", 190, 999, 809)
+
+
+def test_s16_a_chargeback_reconciles_against_the_payment_it_names(recon):
+    assert _matches(recon, "ch_s16") == [
+        ("exact_reference", "pay_s16", "C16"), ("exact_reference", "pay_s16", "L16"),
+        ("exact_reference", "pay_s16_cb_only", "C16_cb_only"),
+        ("exact_reference", "pay_s16_over", "L16_over")]
+    [cb] = [m for m in _of(recon["matches"], "ch_s16") if m["psp_line_id"] == "C16"]
+    assert (_int(cb["amount_minor"]), cb["matched_on"]) == (-5_000, date(2024, 3, 2))
+    found = {b["psp_line_id"] or b["payment_id"]: b for b in _of(recon["breaks"], "ch_s16")}
+    assert {k: b["break_type"] for k, b in found.items()} == {
+        "C16_over": "amount_mismatch", "C16_failed": "status_mismatch",
+        "C16_ghost": "missing_in_ledger",
+        # a chargeback is no evidence that the payment itself settled
+        "pay_s16_cb_only": "missing_in_channel"}
+    assert (found["C16_over"]["payment_id"], _int(found["C16_over"]["ledger_amount_minor"]),
+            _int(found["C16_over"]["channel_amount_minor"]),
+            _int(found["C16_over"]["delta_minor"])) == ("pay_s16_over", -2_000, -2_500, -500)
+    ghost = found["C16_ghost"]
+    assert (ghost["payment_id"], ghost["channel_reference"], ghost["ledger_amount_minor"],
+            _int(ghost["channel_amount_minor"])) == (None, "ghost-cb-s16", None, -500)
+    # the fee adjustment is neither matched nor a break
+    assert "A16" not in {r["psp_line_id"] for r in recon["matches"] + recon["breaks"]}
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_s17_a_run_for_a_past_day_sees_nothing_dated_after_it(request, engine):
+    builds = request.getfixturevalue(f"recon_{engine}")
+    first, second = builds["first"], builds["second"]
+    for build, as_of in ((first, FIRST_AS_OF), (second, AS_OF)):
+        assert all(b["first_seen"] <= as_of and b["age_days"] >= 0 for b in build["breaks"])
+        assert all(m["matched_on"] <= as_of for m in build["matches"])
+    # 03-03: L17 (03-04), B17 (booked 03-04) and TX_S17's block (03-04) are not seen yet;
+    # pay_s17 and pay_s17_chain are still pending
+    assert _of(first["matches"], "ch_s17") == [] and _of(first["breaks"], "ch_s17") == []
+    assert "pay_s17_chain" not in {r["payment_id"] for r in first["matches"] + first["breaks"]}
+    assert {(r["channel"], r["day"], r["pending_count"]) for r in first["daily"]
+            if r["channel"] == "ch_s17" or r["day"] == date(2024, 3, 2)} >= {
+        ("ch_s17", date(2024, 3, 1), 1), ("ch_crypto_sim", date(2024, 3, 2), 1)}
+    # 03-04: they are
+    assert _matches(second, "ch_s17") == [("payout_batch", "po_s17", "P17")]
+    [late] = _of(second["breaks"], "ch_s17")
+    assert (late["break_type"], late["payment_id"], late["first_seen"], late["age_days"]) == \
+        ("amount_mismatch", "pay_s17", AS_OF, 0)
+    assert [(m["match_type"], m["matched_on"]) for m in second["matches"]
+            if m["payment_id"] == "pay_s17_chain"] == [("chain", AS_OF)]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_s06_every_payout_and_payout_credit_is_accounted_for(request, engine):
+    builds = request.getfixturevalue(f"recon_{engine}")
+    first, second = builds["first"], builds["second"]
+    assert _matches(second, "ch_s06") == []
+
+    def found(build):
+        return {(b["break_type"], b["channel_reference"], b["statement_line_id"]):
+                (_int(b["ledger_amount_minor"]), _int(b["channel_amount_minor"]),
+                 _int(b["delta_minor"]), b["currency"], b["psp_line_id"], b["first_seen"])
+                for b in _of(build["breaks"], "ch_s06")}
+
+    cur = ("currency_mismatch", "po_s06_cur", "B06_cur")
+    unknown = ("missing_in_ledger", "PO_S06_UNKNOWN", "B06_unknown")
+    unpaid = ("payout_mismatch", "po_s06_nobank", None)
+    assert found(first) == {
+        cur: (1_000, 1_000, 0, "USD", "P06_cur", date(2024, 3, 3)),
+        unknown: (None, 4_444, None, "USD", None, date(2024, 3, 3))}
+    # po_s06_nobank was due 03-02 (T+1), grace 1 day: a break from 03-04; po_s06_wait from 03-05
+    assert found(second) == found(first) | {
+        unpaid: (3_000, None, None, "USD", "P06_nobank", AS_OF)}
+    [b] = [b for b in second["breaks"] if b["channel_reference"] == "po_s06_nobank"]
+    assert b["break_id"] == hashlib.md5(b"payout_mismatch:unpaid:P06_nobank").hexdigest()
+    # the rent and a payout-looking credit on an account no payout reaches are nobody's break
+    assert {b["statement_line_id"] for b in second["breaks"]} & {"B06_rent", "B06_elsewhere"} \
+        == set()
 
 
 # --- both engines, row for row ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 -- Transfer logs as reconciliation reads them: confirmed once the network's threshold is met
 -- (var recon_chain_confirmations, default 10, Base's rule of thumb in serving/x402/networks.py),
 -- with the asset their token contract is (seed ref_chain_tokens; NULL for a contract we do not
--- know, which then matches no payment).
+-- know, which then matches no payment). A run for a past day (var recon_as_of) sees the logs of
+-- blocks up to that day only.
 
 select
     t.*,
@@ -10,3 +11,4 @@ select
 from {{ ref('stg_files__chain_transfers') }} as t
 left join {{ ref('ref_chain_tokens') }} as k
     on k.network = t.network and lower(k.token_address) = lower(t.token_address)
+where cast(t.block_timestamp as date) <= {{ recon_as_of() }}

@@ -3,10 +3,12 @@
 -- amount, the line's value date (its payout date, else its settlement day: when the channel
 -- settled it, not when the card was charged) within the channel's settlement window T+0..T+N,
 -- i.e. [capture day, capture day + settlement_window_days].
--- line_candidates / payment_candidates count the partners each side has.
+-- line_candidates / payment_candidates count the partners each side has. Only the first line
+-- carrying a raw channel reference takes part: a second one is duplicate_in_channel.
 
 with lines as (
-    select * from {{ ref('int_recon_psp_payment_lines') }} where payment_id is null
+    select * from {{ ref('int_recon_psp_payment_lines') }}
+    where payment_id is null and reference_rank = 1
 ),
 
 ledger as (

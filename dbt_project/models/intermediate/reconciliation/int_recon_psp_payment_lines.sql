@@ -8,6 +8,8 @@
 with lines as (
     select * from {{ ref('stg_files__psp_lines') }}
     where format = 'psp_csv' and record_type = 'payment'
+      -- a run for a past day sees the files of that day and before only
+      and settlement_date <= {{ recon_as_of() }}
 ),
 
 ledger as (

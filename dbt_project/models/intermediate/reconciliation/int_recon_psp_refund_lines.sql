@@ -9,6 +9,7 @@
 with lines as (
     select * from {{ ref('stg_files__psp_lines') }}
     where format = 'psp_csv' and record_type = 'refund'
+      and settlement_date <= {{ recon_as_of() }}  -- a past day's run: that day's files
 ),
 
 refunds as (

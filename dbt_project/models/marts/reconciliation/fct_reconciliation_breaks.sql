@@ -48,6 +48,10 @@ transfers as (
     select * from {{ ref('int_recon_chain_transfers') }}
 ),
 
+chargeback_lines as (
+    select * from {{ ref('int_recon_psp_chargeback_lines') }}
+),
+
 channel_prices as (
     select * from {{ ref('stg_clearhouse__prices') }} where subject_type = 'channel'
 ),
@@ -79,6 +83,23 @@ reference_breaks as (
        or gross_minor <> ledger_minor
 ),
 
+-- fee_mismatch: every payment line matched to a ledger payment, by reference (the first line
+-- naming it, same currency) or fuzzy, against the channel price in force when it was transacted.
+-- Refund lines are not checked: no price prices a refund (the channels keep the payment's fee).
+fee_checked as (
+    select r.psp_line_id, r.channel, r.currency, r.payment_id, r.channel_reference,
+           r.gross_minor, r.fee_minor, r.transaction_at, r.settlement_date
+    from referenced as r
+    where r.reference_rank = 1 and r.is_settled_in_ledger and r.currency = r.ledger_currency
+
+    union all
+
+    select l.psp_line_id, l.channel, l.currency, m.payment_id, l.channel_reference,
+           l.gross_minor, l.fee_minor, l.transaction_at, l.settlement_date
+    from lines as l
+    inner join matches as m on m.psp_line_id = l.psp_line_id and m.match_type = 'fuzzy'
+),
+
 fee_breaks as (
     select
         'fee_mismatch' as break_type,
@@ -92,13 +113,12 @@ fee_breaks as (
         r.settlement_date as first_seen,
         cast(null as varchar(2000)) as candidates,
         r.psp_line_id
-    from referenced as r
+    from fee_checked as r
     inner join channel_prices as cp
         on  cp.subject_id = r.channel
         and cp.currency = r.currency
         and {{ in_force('cp', 'r.transaction_at') }}
-    where r.reference_rank = 1 and r.is_settled_in_ledger and r.currency = r.ledger_currency
-      and r.fee_minor <> {{ fee_minor('r.gross_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
+    where r.fee_minor <> {{ fee_minor('r.gross_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}
 ),
 
 unreferenced as (
@@ -107,10 +127,17 @@ unreferenced as (
       and not exists (select 1 from matches as m where m.psp_line_id = l.psp_line_id)
 ),
 
+-- A line naming no ledger payment: the first line carrying its raw channel reference is
+-- ambiguous (several fuzzy candidates) or missing_in_ledger; a later one carrying the same
+-- reference is duplicate_in_channel (the same channel reference settled twice).
 line_breaks as (
     select
-        case when exists (select 1 from fuzzy as f where f.psp_line_id = u.psp_line_id)
-             then 'ambiguous' else 'missing_in_ledger' end as break_type,
+        case
+            when u.reference_rank > 1 then 'duplicate_in_channel'
+            when exists (select 1 from fuzzy as f where f.psp_line_id = u.psp_line_id)
+                then 'ambiguous'
+            else 'missing_in_ledger'
+        end as break_type,
         u.psp_line_id as break_key,
         u.channel, u.currency, cast(null as varchar(40)) as payment_id, u.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
@@ -129,7 +156,11 @@ unsettled_ledger as (
     select g.* from ledger as g
     where g.is_settled_in_ledger and g.side in ('psp', 'chain')
       and not exists (select 1 from lines as l where l.payment_id = g.payment_id)
-      and not exists (select 1 from matches as m where m.payment_id = g.payment_id)
+      -- (a chargeback's match is no evidence that the payment itself settled)
+      and not exists (select 1 from matches as m
+                      where m.payment_id = g.payment_id
+                        and not exists (select 1 from chargeback_lines as c
+                                        where c.psp_line_id = m.psp_line_id))
       and not exists (select 1 from transfers as t
                       where g.side = 'chain' and t.transaction_hash = lower(g.channel_reference))
       and not exists (select 1 from fuzzy as f where f.payment_id = g.payment_id)
@@ -253,6 +284,11 @@ refund_breaks as (
                  and not exists (select 1 from ledger_refunds as lr
                                  where lr.payment_id = l.named_payment_id
                                    and lr.is_settled_in_ledger) then 'status_mismatch'
+            -- naming nothing in the ledger: the first line carrying the reference is
+            -- missing_in_ledger, a later one duplicate_in_channel (a line carrying a payment's
+            -- reference may be another refund of it: not a duplicate)
+            when l.refund_id is null and l.named_payment_id is null and l.reference_rank > 1
+                then 'duplicate_in_channel'
             when l.refund_id is null then 'missing_in_ledger'
             when l.reference_rank > 1 then 'duplicate_in_channel'
             when not r.is_settled_in_ledger then 'status_mismatch'
@@ -294,6 +330,17 @@ refund_breaks as (
       and r.ledger_date + r.settlement_window_days + {{ grace }} + 1 <= {{ as_of }}
 ),
 
+payout_pairs as (
+    select * from {{ ref('int_recon_payout_pairs') }}
+),
+
+-- Payouts (reconciliation.md: a payout's bank credit differs from the sum of its PSP lines, so
+-- payout_mismatch): the credit found for the payout differs from that sum; the credit is in
+-- another currency (currency_mismatch, "matched by reference, currencies differ": raised besides
+-- any payout_mismatch of the pair); no credit at all once the payout's value date plus
+-- var recon_grace_days has passed (payout_mismatch with channel_amount_minor NULL: the bank's
+-- side is missing - not missing_in_channel, which the spec keeps for a ledger record with no
+-- channel line - first seen the day after the grace ran out, as missing_in_channel is).
 payout_breaks as (
     select
         'payout_mismatch' as break_type,
@@ -307,8 +354,105 @@ payout_breaks as (
         booking_date as first_seen,
         cast(null as varchar(2000)) as candidates,
         psp_line_id
-    from {{ ref('int_recon_payout_pairs') }}
+    from payout_pairs
     where bank_minor <> expected_minor
+
+    union all
+
+    select
+        'currency_mismatch', psp_line_id || ':' || statement_line_id,
+        channel, currency, cast(null as varchar(40)), payout_id, statement_line_id,
+        cast(null as varchar(66)), expected_minor, bank_minor, booking_date,
+        cast(null as varchar(2000)), psp_line_id
+    from payout_pairs
+    where bank_currency <> currency
+
+    union all
+
+    select
+        'payout_mismatch', 'unpaid:' || p.psp_line_id,
+        p.channel, p.currency, cast(null as varchar(40)), p.payout_id,
+        cast(null as varchar(200)), cast(null as varchar(66)),
+        p.expected_minor, cast(null as {{ money_type() }}),
+        p.due_date + {{ grace }} + 1,
+        cast(null as varchar(2000)), p.psp_line_id
+    from {{ ref('int_recon_payouts') }} as p
+    where p.payout_minor > 0
+      and p.due_date + {{ grace }} + 1 <= {{ as_of }}
+      and not exists (select 1 from payout_pairs as pp where pp.psp_line_id = p.psp_line_id)
+),
+
+-- A payout credit the PSP files do not know: missing_in_ledger (the platform has no record of
+-- that payout). Conservative, so that an unrelated credit is never a break: a credit (booked by
+-- the run's day) on a collection account - one a known payout has been credited to - paired
+-- with no payout, whose customer reference, EndToEndId or remittance holds a whole token
+-- beginning with the payout-id prefix of the PSP files (var recon_payout_id_prefix, 'po_' as
+-- clearhouse/channel_files.py writes them; compared in lower case). channel_reference is that
+-- token; the channel is the one whose payouts reach the account (the first by id when several
+-- share it).
+collection_accounts as (
+    select account_id, min(channel) as channel
+    from payout_pairs
+    where account_id is not null
+    group by account_id
+),
+
+bank_texts as (
+    select
+        b.*,
+        {{ recon_tokens("coalesce(b.customer_reference, '') || ' ' || coalesce(b.end_to_end_id, '') || ' ' || coalesce(b.remittance, '')") }}
+            as tokens
+    from {{ ref('stg_files__bank_statement_lines') }} as b
+    where b.amount_minor > 0 and b.booking_date <= {{ as_of }}
+      and not exists (select 1 from payout_pairs as pp
+                      where pp.statement_line_id = b.statement_line_id)
+),
+
+unknown_payout_credits as (
+    select
+        'missing_in_ledger' as break_type,
+        'bank:' || b.statement_line_id as break_key,
+        a.channel, b.currency, cast(null as varchar(40)) as payment_id,
+        cast(split_part(substr(b.tokens,
+                               position(' {{ var("recon_payout_id_prefix", "po_") }}' in lower(b.tokens)) + 1),
+                        ' ', 1) as varchar(200)) as channel_reference,
+        b.statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(null as {{ money_type() }}) as ledger_minor,
+        b.amount_minor as channel_minor,
+        b.booking_date as first_seen,
+        cast(null as varchar(2000)) as candidates,
+        cast(null as varchar(200)) as psp_line_id
+    from bank_texts as b
+    inner join collection_accounts as a on a.account_id = b.account_id
+    where position(' {{ var("recon_payout_id_prefix", "po_") }}' in lower(b.tokens)) > 0
+),
+
+-- A chargeback row (int_recon_psp_chargeback_lines): naming no payment of its channel it is
+-- missing_in_ledger; naming a payment the ledger says failed or cancelled, status_mismatch;
+-- in another currency, currency_mismatch; taking back more than the payment, amount_mismatch
+-- (amounts signed as the channel reports them: the ledger's is minus the payment's).
+chargeback_breaks as (
+    select
+        case
+            when g.payment_id is null then 'missing_in_ledger'
+            when not g.is_settled_in_ledger then 'status_mismatch'
+            when l.currency <> g.currency then 'currency_mismatch'
+            else 'amount_mismatch'
+        end as break_type,
+        l.psp_line_id as break_key,
+        l.channel, l.currency, g.payment_id, l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(0 - g.amount_minor as {{ money_type() }}) as ledger_minor,
+        l.gross_minor as channel_minor,
+        l.settlement_date as first_seen,
+        cast(null as varchar(2000)) as candidates,
+        l.psp_line_id
+    from chargeback_lines as l
+    left join ledger as g on g.payment_id = l.payment_id
+    where g.payment_id is null or not g.is_settled_in_ledger or l.currency <> g.currency
+       or 0 - l.gross_minor > g.amount_minor
 ),
 
 payment_breaks as (
@@ -320,6 +464,8 @@ payment_breaks as (
     union all select * from unexplained_transfers
     union all select * from refunded_but_settled
     union all select * from payout_breaks
+    union all select * from unknown_payout_credits
+    union all select * from chargeback_breaks
 ),
 
 breaks as (

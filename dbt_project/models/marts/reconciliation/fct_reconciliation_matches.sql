@@ -56,6 +56,28 @@ refunds as (
       and r.currency = l.currency and r.amount_minor = 0 - l.gross_minor
 ),
 
+-- A chargeback naming a captured payment of its channel, in its currency, taking back no more
+-- than the payment (amount_minor: the line's signed gross, negative)
+chargebacks as (
+    select
+        'exact_reference' as match_type,
+        'exact_reference:' || l.psp_line_id as match_key,
+        l.channel,
+        l.currency,
+        g.payment_id,
+        l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        l.gross_minor as amount_minor,
+        l.settlement_date as matched_on,
+        l.psp_line_id,
+        cast(null as varchar(40)) as refund_id
+    from {{ ref('int_recon_psp_chargeback_lines') }} as l
+    inner join ledger as g on g.payment_id = l.payment_id
+    where g.is_settled_in_ledger and g.currency = l.currency
+      and 0 - l.gross_minor <= g.amount_minor
+),
+
 payout_matches as (
     select
         'payout_batch' as match_type,
@@ -119,6 +141,7 @@ fuzzy as (
 matches as (
     select * from exact
     union all select * from refunds
+    union all select * from chargebacks
     union all select * from payout_matches
     union all select * from chain
     union all select * from fuzzy

@@ -49,7 +49,10 @@ pending as (
     where g.is_settled_in_ledger and g.side in ('psp', 'chain')
       and g.ledger_date + g.settlement_window_days + {{ grace }} >= {{ as_of }}
       and not exists (select 1 from {{ ref('fct_reconciliation_matches') }} as m
-                      where m.payment_id = g.payment_id)
+                      where m.payment_id = g.payment_id
+                        and not exists (select 1
+                                        from {{ ref('int_recon_psp_chargeback_lines') }} as c
+                                        where c.psp_line_id = m.psp_line_id))
       and not exists (select 1 from breaks as b where b.payment_id = g.payment_id)
     group by g.ledger_date, g.channel_id
 ),
