@@ -24,6 +24,8 @@ Each scenario pins one rule an audit found missing:
   no payment of its channel it is missing_in_ledger; fee_adjustment rows are left unmatched.
 - s17: a run for a past day uses no PSP line, bank line or chain log dated after it: nothing is
   first seen after the run's day, no age is negative.
+- s08: a chain payment matched by one Transfer log of its transaction raises no break for the
+  transaction's other logs (another transfer the same transaction made).
 - s06: a payout whose bank credit is in another currency is a currency_mismatch; one with no
   credit once its value date + grace has passed a payout_mismatch (no bank amount); a credit on
   a collection account naming a payout id the PSP files do not know is missing_in_ledger (and an
@@ -105,10 +107,10 @@ TX_S17 = "0x" + "17" * 32
 STRANGER = "0x" + "99" * 20
 
 
-def _log(tx, to, value, at="2024-03-01 12:00:00"):
-    return {"chain_log_id": f"{tx}:0", "file_id": "f_chain", "network": BASE,
+def _log(tx, to, value, at="2024-03-01 12:00:00", index=0):
+    return {"chain_log_id": f"{tx}:{index}", "file_id": "f_chain", "network": BASE,
             "block_number": 100, "block_timestamp": ts(at),
-            "transaction_hash": tx, "log_index": 0, "token_address": BASE_USDC,
+            "transaction_hash": tx, "log_index": index, "token_address": BASE_USDC,
             "from_address": "0x" + "11" * 20, "to_address": to, "value_text": str(value),
             "value_minor": value, "removed": False}
 
@@ -234,6 +236,7 @@ BANK_LINES = [
     _bank("B06_elsewhere", 4_000, remittance="PAYOUT po_s06_x", account="DE99"),
 ]
 CHAIN_LOGS = [_log(TX_S07_OK, COLLECTION, 1_000_000),
+              _log(TX_S07_OK, STRANGER, 100, index=1),  # s08: another transfer in the same tx
               _log(TX_S07_STRANGER, STRANGER, 2_000_000),
               _log(TX_S17, COLLECTION, 3_000_000, at="2024-03-04 09:00:00")]
 CHAIN_HEADS = [{"file_id": "f_chain", "network": BASE, "latest_block": 1_000}]
@@ -440,6 +443,14 @@ def test_s07_a_crypto_transfer_must_reach_the_channels_collection_address(recon)
     assert (stranger["break_type"], stranger["payment_id"], stranger["chain_tx_hash"],
             _int(stranger["ledger_amount_minor"]), _int(stranger["channel_amount_minor"])) == \
         ("recipient_mismatch", "pay_s07_stranger", TX_S07_STRANGER, 2_000_000, 2_000_000)
+
+
+def test_s08_a_matched_chain_payment_has_no_break_for_its_transactions_other_logs(recon):
+    """TX_S07_OK moves 1 USDC to the collection address (pay_s07_ok) and 0.0001 USDC elsewhere:
+    the payment matches its log, and the other log is not a recipient_mismatch of it."""
+    assert not [b for b in recon["breaks"] if b["payment_id"] == "pay_s07_ok"]
+    assert [m for m in _matches(recon, "ch_crypto_sim") if m[1] == "pay_s07_ok"] == \
+        [("chain", "pay_s07_ok", None)]
 
 
 def test_s10_an_unknown_reference_settled_twice_is_a_duplicate(recon):

@@ -206,6 +206,10 @@ chain_breaks as (
     from ledger as g
     inner join transfers as t on t.transaction_hash = lower(g.channel_reference)
     where g.side = 'chain'
+      -- a payment one log of its transaction matched: the transaction's other logs are other
+      -- transfers it made, not breaks of this payment
+      and not exists (select 1 from matches as m
+                       where m.match_type = 'chain' and m.payment_id = g.payment_id)
       and (t.is_reorged or not t.is_confirmed or t.value_minor <> g.amount_minor
            or coalesce(t.asset, '') <> g.currency
            or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
