@@ -6,6 +6,10 @@ same raw.* inputs) and prints end-to-end (extract + dbt build) / floor as a rati
     .venv/bin/python bench/pipeline.py --payments 1000000
     .venv/bin/python bench/pipeline.py --payments 1000000 \
         --database-url postgresql://postgres@127.0.0.1:5432/bench_api --warehouse-url ...
+    .venv/bin/python bench/pipeline.py --home /path/to/kept/home --reuse   # again, same data
+
+--reuse skips the generation and times the extract (a first load: the warehouse file is
+deleted first, on DuckDB) and the build on the API database already in --home.
 
 Without URLs it uses a fresh SQLite + DuckDB under a temporary HOME (the embedded default).
 """
@@ -263,6 +267,21 @@ def run_dbt(home: str) -> dict:
     return {"seconds": time.perf_counter() - t, "peak_mb": peak_mb(resource.RUSAGE_CHILDREN)}
 
 
+def generate_into(settings, home: str, n: int) -> None:
+    upgrade(settings.oltp_url)
+    merchants = set_up_merchants(oltp_engine(settings), Path(home) / "bench-merchants.json")
+    t = time.perf_counter()
+    payments, ledger, refunds = generate(n, [m.id for m in merchants])
+    if settings.oltp_url.startswith("sqlite"):
+        load_sqlite(settings.oltp_url.removeprefix("sqlite:///"), payments, ledger, refunds)
+    else:
+        load_postgres(settings.oltp_url, payments, ledger, refunds)
+    generated = len(payments) + len(ledger) + len(refunds)
+    del payments, ledger, refunds
+    print(f"generated {generated:,} rows ({n:,} payments) in "
+          f"{time.perf_counter() - t:.1f} s into {settings.oltp_url.split(':')[0]}")
+
+
 def time_floor(duckdb_path: str) -> dict:
     """run_floor in a fresh child process (a clean peak RSS)."""
     return _child("--floor-only", duckdb_path)
@@ -274,6 +293,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--warehouse-url", default=None)
     parser.add_argument("--home", default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the API database in --home (no generation); start the "
+                             "DuckDB warehouse afresh")
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=None,
                         help="time bench/floor.sql after the build (default: on for DuckDB)")
     parser.add_argument("--floor-only", metavar="DUCKDB_FILE", help=argparse.SUPPRESS)
@@ -295,19 +317,19 @@ def main() -> None:
     get_settings.cache_clear()
     settings = get_settings()
     settings.ensure_dirs()
-    upgrade(settings.oltp_url)
-    merchants = set_up_merchants(oltp_engine(settings), Path(home) / "bench-merchants.json")
+    if args.reuse:
+        if not args.home:
+            parser.error("--reuse needs --home (the kept state)")
+        with oltp_engine(settings).connect() as conn:
+            from sqlalchemy import text
 
-    t = time.perf_counter()
-    payments, ledger, refunds = generate(args.payments, [m.id for m in merchants])
-    if settings.oltp_url.startswith("sqlite"):
-        load_sqlite(settings.oltp_url.removeprefix("sqlite:///"), payments, ledger, refunds)
+            args.payments = conn.execute(text("SELECT count(*) FROM payments")).scalar_one()
+        if settings.warehouse_engine == "duckdb":
+            for path in (settings.duckdb_path, Path(f"{settings.duckdb_path}.wal")):
+                path.unlink(missing_ok=True)
+        print(f"reusing {args.payments:,} payments in {settings.oltp_url.split(':')[0]}")
     else:
-        load_postgres(settings.oltp_url, payments, ledger, refunds)
-    generated = len(payments) + len(ledger) + len(refunds)
-    del payments, ledger, refunds
-    print(f"generated {generated:,} rows ({args.payments:,} payments) in "
-          f"{time.perf_counter() - t:.1f} s into {settings.oltp_url.split(':')[0]}")
+        generate_into(settings, home, args.payments)
 
     # The children inherit HOME and the URLs through the environment.
     extract = _child("--home", home, "--extract-only")
