@@ -20,3 +20,18 @@
     (' ' || translate(({{ expr }}), '{{ separators }}' || chr(9) || chr(10) || chr(13),
                       '{{ " " * (separators | length + 3) }}') || ' ')
 {%- endmacro %}
+
+
+{# ---- recon_name_joins(records, key, alias): which ledger record a channel line `l` names ---- #}
+{#   reconciliation.md "Keys": a line carries the channel's reference or the platform's id. The
+     record whose channel_reference is the line's, else the one whose `key` is the line's
+     merchant_reference - both only on the line's channel. Two left joins, `<alias>_ref` and
+     `<alias>_id`; the named record's key is coalesce(<alias>_ref.<key>, <alias>_id.<key>). #}
+{% macro recon_name_joins(records, key, alias) -%}
+    left join {{ records }} as {{ alias }}_ref
+        on  {{ alias }}_ref.channel_reference = l.channel_reference
+        and {{ alias }}_ref.channel_id = l.channel
+    left join {{ records }} as {{ alias }}_id
+        on  {{ alias }}_ref.{{ key }} is null and {{ alias }}_id.{{ key }} = l.merchant_reference
+        and {{ alias }}_id.channel_id = l.channel
+{%- endmacro %}

@@ -42,10 +42,8 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.files.schema import FILE_TABLES
-from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+from tests.dbt.test_settlement import T0, _insert
 
-T0 = datetime(2024, 1, 1)
 FIRST_AS_OF, AS_OF = date(2024, 3, 3), date(2024, 3, 4)
 SELECT = ("--select", "+fct_reconciliation_breaks", "+rpt_reconciliation_daily",
           "--exclude", "test_type:singular")  # those read models outside reconciliation
@@ -245,19 +243,6 @@ ROWS = {"channels": CHANNELS, "payments": PAYMENTS, "refunds": REFUNDS, "prices"
         "psp_lines": PSP_LINES, "bank_statements": BANK_STATEMENTS,
         "bank_statement_lines": BANK_LINES, "chain_logs": CHAIN_LOGS,
         "chain_heads": CHAIN_HEADS}
-
-
-def _insert(warehouse, table_name: str, rows: list[dict]) -> None:
-    table = next(t for t in (*RAW_TABLES, *FILE_TABLES) if t.name == table_name)
-    raw = table in RAW_TABLES
-    cols = table.column_names + (["_extracted_at"] if raw else [])
-    money = {c for c, kind in table.columns if kind == "money"}
-    warehouse.execute_many(
-        f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
-        [tuple(T0 if c == "_extracted_at" else
-               Decimal(r[c]) if c in money and r.get(c) is not None else r.get(c)
-               for c in cols) for r in rows])
 
 
 def _snapshot(warehouse) -> dict:

@@ -19,13 +19,9 @@ ledger as (
 resolved as (
     select
         l.*,
-        coalesce(by_ref.payment_id, by_id.payment_id) as payment_id
+        coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id
     from lines as l
-    left join ledger as by_ref
-        on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
-    left join ledger as by_id
-        on  by_ref.payment_id is null and by_id.payment_id = l.merchant_reference
-        and by_id.channel_id = l.channel
+    {{ recon_name_joins('ledger', 'payment_id', 'pay') }}
 )
 
 select

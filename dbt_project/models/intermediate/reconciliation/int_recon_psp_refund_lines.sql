@@ -24,21 +24,13 @@ payments as (
 resolved as (
     select
         l.*,
-        coalesce(by_ref.refund_id, by_id.refund_id) as refund_id,
-        coalesce(by_ref.payment_id, by_id.payment_id) as payment_id,
-        case when by_ref.refund_id is null and by_id.refund_id is null
+        coalesce(ref_ref.refund_id, ref_id.refund_id) as refund_id,
+        coalesce(ref_ref.payment_id, ref_id.payment_id) as payment_id,
+        case when ref_ref.refund_id is null and ref_id.refund_id is null
              then coalesce(pay_ref.payment_id, pay_id.payment_id) end as named_payment_id
     from lines as l
-    left join refunds as by_ref
-        on by_ref.channel_reference = l.channel_reference and by_ref.channel_id = l.channel
-    left join refunds as by_id
-        on  by_ref.refund_id is null and by_id.refund_id = l.merchant_reference
-        and by_id.channel_id = l.channel
-    left join payments as pay_ref
-        on pay_ref.channel_reference = l.channel_reference and pay_ref.channel_id = l.channel
-    left join payments as pay_id
-        on  pay_ref.payment_id is null and pay_id.payment_id = l.merchant_reference
-        and pay_id.channel_id = l.channel
+    {{ recon_name_joins('refunds', 'refund_id', 'ref') }}
+    {{ recon_name_joins('payments', 'payment_id', 'pay') }}
 )
 
 select
