@@ -289,8 +289,8 @@ class FileLoader:
             if key:
                 outcome.superseded += self._supersede("bank_statements", key, file_id)
         # Column-wise (Arrow compute) from here, not line by line: statements run to 1M+ lines.
-        lines = _arrow(parsed.statement_lines, StatementLine, {}) if parsed.statement_lines \
-            else None
+        lines = parsed.statement_table if parsed.statement_table is not None else (
+            _arrow(parsed.statement_lines, StatementLine, {}) if parsed.statement_lines else None)
         counts, booked = _per_statement(lines)
         self.writer.insert(BANK_STATEMENTS, _arrow(statements, type(statements[0]), {
             "statement_uid": uids, "file_id": [file_id] * len(uids), "supersession_key": keys,

@@ -191,6 +191,9 @@ class ParsedFile:
     kind: str  # "bank_statement" | "psp_bill" | "chain_logs" | "fx_rates" | "fraud_reports"
     statements: list[Statement] = field(default_factory=list)
     statement_lines: list[StatementLine] = field(default_factory=list)
+    # Big camt files read by the fast lane come back columnar instead: an Arrow table whose
+    # columns are exactly StatementLine's fields (amounts int64, dates date32).
+    statement_table: Any = None
     psp_lines: list[PspLine] = field(default_factory=list)
     psp_summary: PspSummary | None = None
     # Big PSP files may come back columnar instead of as psp_lines: an Arrow table whose columns
@@ -204,8 +207,16 @@ class ParsedFile:
     fraud_reports: list[FraudReport] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
 
+    def lines(self) -> list[StatementLine]:
+        """The statement lines as records, whichever way the parser returned them."""
+        if self.statement_table is None:
+            return self.statement_lines
+        return [StatementLine(**row) for row in self.statement_table.to_pylist()]
+
     @property
     def row_count(self) -> int:
         psp_rows = self.psp_table.num_rows if self.psp_table is not None else len(self.psp_lines)
-        return (len(self.statement_lines) + psp_rows + len(self.chain_logs) + len(self.fx_rates)
+        statement_rows = (self.statement_table.num_rows if self.statement_table is not None
+                          else len(self.statement_lines))
+        return (statement_rows + psp_rows + len(self.chain_logs) + len(self.fx_rates)
                 + len(self.fraud_reports))

@@ -232,21 +232,6 @@ def test_the_writer_writes_nothing_without_reports_and_refuses_bad_ones(tmp_path
 # --- the loader, on DuckDB and Postgres -----------------------------------------------------------
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def settings(request, make_settings):
-    if request.param == "duckdb":
-        yield make_settings()
-        return
-    from tests.conftest import create_pg_database, drop_pg_database, require_postgres
-
-    require_postgres()
-    url = create_pg_database("ch_fraud")
-    try:
-        yield make_settings(warehouse_url=url)
-    finally:
-        drop_pg_database(url)
-
-
 def rows(settings, sql):
     writer = open_files_writer(settings)
     try:

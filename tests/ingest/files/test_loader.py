@@ -20,21 +20,6 @@ from ingest.files.records import ParsedFile, PspLine, Statement, StatementLine
 from ingest.files.warehouse_io import open_files_writer
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def settings(request, make_settings):
-    if request.param == "duckdb":
-        yield make_settings()
-        return
-    from tests.conftest import create_pg_database, drop_pg_database, require_postgres
-
-    require_postgres()
-    url = create_pg_database("ch_files")
-    try:
-        yield make_settings(warehouse_url=url)
-    finally:
-        drop_pg_database(url)
-
-
 def rows(settings, sql):
     writer = open_files_writer(settings)
     try:
