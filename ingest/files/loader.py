@@ -311,10 +311,9 @@ class FileLoader:
                  .append_column("statement_line_id", pc.binary_join_element_wise(
                      statement_uid, pc.cast(lines.column("line_number"), pa.string()), ":"))
                  .append_column("statement_uid", statement_uid)
-                 .append_column("file_id", pa.repeat(pa.scalar(file_id), n))
                  .append_column("account_id", pc.take(
                      pa.array([s.account_id for s in statements], pa.string()), position)))
-        self.writer.insert(BANK_STATEMENT_LINES, lines)
+        self.writer.insert(BANK_STATEMENT_LINES, lines, {"file_id": file_id})
         return _sums(lines, "currency", "amount_minor")
 
     def _write_psp(self, parsed: ParsedFile, name: str, short: str, file_id: str,
@@ -338,12 +337,10 @@ class FileLoader:
         ids = pc.binary_join_element_wise(
             pa.repeat(pa.scalar(short), n), pc.cast(table.column("line_number"), pa.string()),
             ":")
-        table = (table.append_column("psp_line_id", ids)
-                 .append_column("file_id", pa.repeat(pa.scalar(file_id), n))
-                 .append_column("format", pa.repeat(pa.scalar(parsed.format), n))
-                 .append_column("supersession_key", pa.repeat(pa.scalar(key), n))
-                 .append_column("settlement_date", pa.repeat(pa.scalar(day, pa.date32()), n)))
-        self.writer.insert(PSP_LINES, table)
+        table = table.append_column("psp_line_id", ids)
+        self.writer.insert(PSP_LINES, table, {
+            "file_id": file_id, "format": parsed.format, "supersession_key": key,
+            "settlement_date": day})
         if pa.types.is_integer(table.schema.field("gross_minor").type):
             return _sums(table, "currency", "gross_minor")
         return _totals_by_currency(zip(table.column("currency").to_pylist(),

@@ -18,12 +18,21 @@ from warehouse.connections import to_libpq_url
 from warehouse.settings import Settings
 
 
-def _casts(table: RawTable, engine: str, source: str, present: set[str]) -> str:
+def _casts(table: RawTable, engine: str, source: str, present: set[str],
+           constants: dict | None = None) -> tuple[str, tuple]:
+    """The insert's select list, each column cast to the raw table's type: from `source`, else a
+    bound parameter from `constants` (one value for every row: the file's id, the settlement
+    day - no column of a million copies to build and scan), else NULL; and the parameters."""
     types = PHYSICAL[engine]
-    return ", ".join(
-        f"CAST({source}.{c} AS {types[t]})" if c in present else f"CAST(NULL AS {types[t]})"
+    constants = constants or {}
+    names = list(constants)
+    select = ", ".join(
+        f"CAST({source}.{c} AS {types[t]})" if c in present
+        else f"CAST(${names.index(c) + 1} AS {types[t]})" if c in constants
+        else f"CAST(NULL AS {types[t]})"
         for c, t in table.columns
     )
+    return select, tuple(constants.values())
 
 
 class DuckDBFiles:
@@ -53,7 +62,7 @@ class DuckDBFiles:
     def fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self.conn.execute(sql, list(params)).fetchall()
 
-    def insert(self, table: RawTable, rows: pa.Table) -> None:
+    def insert(self, table: RawTable, rows: pa.Table, constants: dict | None = None) -> None:
         if rows.num_rows == 0:
             return
         # Row-group-sized batches: DuckDB scans (and casts) them on all cores. Combined first: a
@@ -61,12 +70,12 @@ class DuckDBFiles:
         # DuckDB pays per batch (1M PSP lines: 1.2 s in 118 chunks, 0.85 s in 9).
         rows = pa.Table.from_batches(rows.combine_chunks().to_batches(max_chunksize=122_880),
                                      schema=rows.schema)
+        select, params = _casts(table, "duckdb", "file_rows", set(rows.column_names), constants)
         self.conn.register("file_rows", rows)
         try:
             self.conn.execute(
                 f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(table.column_names)}, "
-                f"_loaded_at) SELECT {_casts(table, 'duckdb', 'file_rows', set(rows.column_names))}"
-                f", {self.now} FROM file_rows")
+                f"_loaded_at) SELECT {select}, {self.now} FROM file_rows", list(params))
         finally:
             self.conn.unregister("file_rows")
 
@@ -117,16 +126,16 @@ class PostgresFiles:
             cur.execute(sql, params)
             return cur.fetchall()
 
-    def insert(self, table: RawTable, rows: pa.Table) -> None:
+    def insert(self, table: RawTable, rows: pa.Table, constants: dict | None = None) -> None:
         if rows.num_rows == 0:
             return
         stage = f"stage_{table.name}"
+        select, params = _casts(table, "postgres", "s", set(rows.column_names), constants)
         with closing(self.conn.cursor()) as cur:
             cur.adbc_ingest(stage, rows, mode="replace", temporary=True)
             cur.execute(
                 f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(table.column_names)}, "
-                f"_loaded_at) SELECT {_casts(table, 'postgres', 's', set(rows.column_names))}, "
-                f"{self.now} FROM {stage} s")
+                f"_loaded_at) SELECT {select}, {self.now} FROM {stage} s", params or None)
             cur.execute(f"DROP TABLE {stage}")
 
     def existing(self, table: str, column: str, ids: list[str]) -> set[str]:
