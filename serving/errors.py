@@ -39,7 +39,10 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
 
 
 def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
+    """"amount_minor", "customer.ip", "limit"; "body" for the body as a whole (missing, or not
+    a JSON object), so a 422 always names what to fix."""
+    field = ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
+    return field or ("body" if loc[:1] == ("body",) else "")
 
 
 # nginx's code for "the client closed the request": logged, never sent (nobody is listening).

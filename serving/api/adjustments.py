@@ -1,6 +1,6 @@
 """/api/v1/merchants/{id}/adjustments: manual settlement adjustments (settlement.md).
 
-POST: platform_admin and finance (Idempotency-Key required, audit-logged); merchant and agent
+POST: platform_admin and finance (Idempotency-Key, audit-logged); merchant and agent
 keys 403. GET: operators, a merchant itself, an agent for the merchants of its subtree; another
 tenant's merchant is a 404.
 """

@@ -29,7 +29,15 @@ def page(session: Session, query: Select, id_column, *, limit: int, starting_aft
     return {"data": [out(row) for row in rows[:limit]], "has_more": len(rows) > limit}
 
 
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key",
+    description="optional: the same key and body replay the first response; without a key a "
+                "retry is a new request")]
+
+
+def caller_scope(principal) -> str:
+    """Whose Idempotency-Keys these are: a merchant's, an agent's or an operator user's."""
+    return principal.merchant_id or principal.agent_id or principal.user_id or principal.role
 
 
 async def call_idempotent(engine, *, scope: str, key: str, path: str, params: BaseModel | dict,

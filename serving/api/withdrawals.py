@@ -14,6 +14,7 @@ from serving.api.common import (
     Limit,
     StartingAfter,
     call_idempotent,
+    caller_scope,
     idempotent_response,
     page,
 )
@@ -69,14 +70,9 @@ class WithdrawalList(BaseModel):
     has_more: bool
 
 
-def _scope(principal: Principal) -> str:
-    """Idempotency keys are scoped per caller: merchant, agent or operator user."""
-    return principal.merchant_id or principal.agent_id or principal.user_id or principal.role
-
-
 async def _run(engine, principal: Principal, key: str | None, path: str,
                params: BaseModel | dict, work):
-    result = await call_idempotent(engine, scope=_scope(principal), key=check_key(key), path=path,
+    result = await call_idempotent(engine, scope=caller_scope(principal), key=check_key(key), path=path,
                                    params=params, work=work)
     return idempotent_response(result)
 
@@ -161,9 +157,14 @@ def get_withdrawal(withdrawal_id: str, principal: ReaderDep, session: SessionDep
 def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDep, now: NowDep,
                  currency: Annotated[CurrencyCode | None, Query()] = None,
                  merchant_id: Annotated[str | None, Query(description="operators only")] = None,
-                 agent_id: Annotated[str | None, Query(description="operators only")] = None):
+                 agent_id: Annotated[str | None, Query(description="operators only")] = None,
+                 limit: Limit = 20,
+                 starting_after: Annotated[str | None, Query(
+                     description="cursor: the last currency of the previous page (a balance "
+                                 "is one per currency and has no id of its own)")] = None):
     """Available balance per currency: the latest settled statement's closing balance minus
-    withdrawals requested, approved or paid; with the statement it comes from."""
+    withdrawals requested, approved or paid; with the statement it comes from. In currency
+    order, paged like every list."""
     if principal.is_operator:
         if (merchant_id is None) == (agent_id is None):
             raise ApiError(422, "owner_required", "operators name one merchant_id or agent_id",
@@ -174,5 +175,6 @@ def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDe
         owner = service.owner_of(principal)
         if (merchant_id and merchant_id != owner.id) or (agent_id and agent_id != owner.id):
             raise not_found("merchant" if merchant_id else "agent", merchant_id or agent_id)
-    return JSONResponse({"data": service.balances(session, settings, owner, now, currency),
-                         "has_more": False})
+    rows = [b for b in service.balances(session, settings, owner, now, currency)
+            if starting_after is None or b["currency"] > starting_after]
+    return JSONResponse({"data": rows[:limit], "has_more": len(rows) > limit})

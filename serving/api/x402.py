@@ -18,11 +18,27 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from serving.api.common import Limit, StartingAfter, page
-from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from serving.api.common import (
+    IdempotencyKeyHeader,
+    Limit,
+    StartingAfter,
+    call_idempotent,
+    caller_scope,
+    idempotent_response,
+    page,
+)
+from serving.deps import (
+    EngineDep,
+    NowDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+)
 from serving.errors import ApiError, not_found
 from serving.schemas import iso_z
 from serving.services.audit import record
+from serving.services.idempotency import check_key
 from serving.x402 import chain, rules, tokens
 from serving.x402.networks import require_asset, require_network
 from serving.x402.schemas import (
@@ -82,11 +98,12 @@ def create_rule(body: PricingRuleIn, principal: PrincipalDep, session: WriteSess
                 now: NowDep):
     merchant_id = _merchant_admin(principal)
     rule = rules.create_rule(session, merchant_id, body, now)
+    out = rules.rule_out(rule)
+    # The rule as the API shows it: its price as amount_minor with its currency (money.md 1).
     record(session, actor=principal.actor, action="x402.rule.create",
-           resource_type="x402_pricing_rule", resource_id=rule.id,
-           details=body.model_dump(mode="json"))
+           resource_type="x402_pricing_rule", resource_id=rule.id, details=out)
     session.commit()
-    return JSONResponse(rules.rule_out(rule), status_code=201)
+    return JSONResponse(out, status_code=201)
 
 
 @router.get("/x402/pricing-rules")
@@ -194,15 +211,23 @@ def revoke_token(token_id: str, principal: PrincipalDep, session: WriteSessionDe
 
 
 @router.post("/x402/faucet")
-def faucet(body: FaucetIn, principal: PrincipalDep, session: WriteSessionDep,
-           settings: SettingsDep):
+async def faucet(body: FaucetIn, principal: PrincipalDep, engine: EngineDep,
+                 settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None):
+    """Mint test USDC on the simulated chain (development and test only). It creates money, so
+    it takes an Idempotency-Key like every such POST: a retried mint credits once."""
     if settings.environment not in DEV_ENVIRONMENTS:
         raise ApiError(403, "faucet_disabled", "the faucet exists in development and test only")
     net = require_network(body.network)
     asset = require_asset(net, body.asset)
-    log = chain.mint(session, net, asset.address, body.address, body.amount_minor,
-                     datetime.now(UTC))
-    balance = chain.balance_of(session, net, asset.address, body.address)
-    session.commit()
-    return {"network": net.caip2, "asset": asset.address, "address": body.address.lower(),
-            "tx_hash": log.tx_hash, "balance_minor": str(balance), "currency": asset.symbol}
+
+    def mint(session) -> tuple[int, dict]:
+        log = chain.mint(session, net, asset.address, body.address, body.amount_minor,
+                         datetime.now(UTC))
+        balance = chain.balance_of(session, net, asset.address, body.address)
+        return 200, {"network": net.caip2, "asset": asset.address,
+                     "address": body.address.lower(), "tx_hash": log.tx_hash,
+                     "balance_minor": str(balance), "currency": asset.symbol}
+
+    return idempotent_response(await call_idempotent(
+        engine, scope=caller_scope(principal), key=check_key(idempotency_key),
+        path="/api/v1/x402/faucet", params=body, work=mint))

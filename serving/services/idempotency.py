@@ -10,13 +10,17 @@ same transaction as the work, so:
   the key is stored with the error response, which later retries replay: nothing is
   half-written;
 - a key is kept CLEARHOUSE_IDEMPOTENCY_TTL_HOURS (24 by default, as Stripe) and then pruned by
-  the background worker (`prune_expired`); after that the same key starts a new request.
+  the background worker (`prune_expired`); after that the same key starts a new request;
+- the header is optional, as api.md says ("accepts") and as Stripe has it: a request without
+  one runs once under a fresh key of its own (`check_key`), through the same path, so a retry
+  of it is a new request. Clients that retry send a key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +35,7 @@ from serving.errors import ApiError, error_body
 from warehouse.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
+UNKEYED_PREFIX = "unkeyed\n"  # no client key can hold a newline (HTTP header values cannot)
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,10 @@ def request_fingerprint(path: str, body: BaseModel | dict) -> str:
 
 
 def check_key(key: str | None) -> str:
+    """The request's Idempotency-Key; without one (or a blank one), a fresh key that no client
+    can send (it holds a newline, which a header value cannot)."""
     if key is None or not key.strip():
-        raise ApiError(400, "idempotency_key_missing",
-                       "this request moves money: send an Idempotency-Key header (e.g. a UUID)")
+        return f"{UNKEYED_PREFIX}{uuid.uuid4().hex}"
     if len(key) > MAX_KEY_LENGTH:
         raise ApiError(400, "idempotency_key_invalid",
                        f"Idempotency-Key must be at most {MAX_KEY_LENGTH} characters")

@@ -154,8 +154,8 @@ def create(session: Session, settings: Settings, principal: Principal, *, amount
         raise ApiError(422, "insufficient_available_balance",
                        f"{amount_minor} {currency} is more than the available balance "
                        f"({available} {currency})",
-                       {"available_minor": str(available), "requested_minor": str(amount_minor),
-                        "currency": currency})
+                       {"field": "amount_minor", "available_minor": str(available),
+                        "requested_minor": str(amount_minor), "currency": currency})
     w = Withdrawal(id=new_id("payout"), owner_type=owner.type, owner_id=owner.id,
                    amount_minor=amount_minor, currency=currency, status="requested",
                    destination=destination, created_at=now)

@@ -172,13 +172,27 @@ def test_unknown_and_disabled_currency(api):
     assert count(api, Payment) == 0
 
 
-def test_missing_idempotency_key_and_bad_credentials(api):
+def test_without_an_idempotency_key_each_request_is_its_own(api):
+    # api.md: money POSTs "accept" Idempotency-Key; as with Stripe a request without one is
+    # served, and sending it again is a new request (the client chose not to be deduplicated).
     _, key = api.merchant()
     body = {"amount_minor": "1", "currency": "USD", "merchant_reference": "x",
             "payment_method": {"type": "card"}}
-    missing = api.client.post("/api/v1/payments", json=body, headers={"Authorization": f"Bearer {key}"})
-    assert missing.status_code == 400
-    assert missing.json()["error"]["code"] == "idempotency_key_missing"
+    first, second = (api.client.post("/api/v1/payments", json=body,
+                                     headers={"Authorization": f"Bearer {key}"})
+                     for _ in range(2))
+    assert first.status_code == second.status_code == 201, first.text
+    assert first.json()["id"] != second.json()["id"]
+    assert "Idempotent-Replayed" not in first.headers and "Idempotent-Replayed" not in second.headers
+    assert count(api, Payment) == 2
+    blank = api.client.post("/api/v1/payments", json=body,
+                            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": " "})
+    assert blank.status_code == 201 and count(api, Payment) == 3
+
+
+def test_bad_credentials(api):
+    body = {"amount_minor": "1", "currency": "USD", "merchant_reference": "x",
+            "payment_method": {"type": "card"}}
     bad = api.client.post("/api/v1/payments", json=body,
                           headers={"Authorization": "Bearer sk_test_nope", "Idempotency-Key": "a"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"

@@ -225,9 +225,6 @@ def test_roles_and_tenancy(api, settled):
     assert act(api, key, wid, "reject", {"reason": "x"}).status_code == 403
     assert api.client.get("/api/v1/withdrawals", headers=bearer(developer)).status_code == 403
     assert withdraw(api, key, amount=1, idem=None).status_code == 201
-    no_key = api.client.post("/api/v1/withdrawals", headers=bearer(key),
-                             json={"amount_minor": 1, "currency": "USD", "destination": "a"})
-    assert no_key.status_code == 400
 
     # Another tenant's withdrawal is 404 (also for approving a missing one).
     assert api.client.get(f"/api/v1/withdrawals/{other_wid}", headers=bearer(key)).status_code == 404
@@ -258,8 +255,8 @@ def test_agent_with_no_commission_statement_has_nothing_to_withdraw(api):
     assert available(api, agent_key) == "0"  # nothing published yet
     resp = withdraw(api, agent_key, amount=1)
     assert resp.status_code == 422, resp.text
-    assert resp.json()["error"]["details"] == {"available_minor": "0", "requested_minor": "1",
-                                               "currency": "USD"}
+    assert resp.json()["error"]["details"] == {"field": "amount_minor", "available_minor": "0",
+                                               "requested_minor": "1", "currency": "USD"}
     assert api.client.get("/api/v1/withdrawals", headers=bearer(agent_key)).json() == {
         "data": [], "has_more": False}
     assert count(api, Withdrawal) == 0
