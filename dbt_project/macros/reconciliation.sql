@@ -35,3 +35,22 @@
         on  {{ alias }}_ref.{{ key }} is null and {{ alias }}_id.{{ key }} = l.merchant_reference
         and {{ alias }}_id.channel_id = l.channel
 {%- endmacro %}
+
+
+{# ---- recon_psp_line_match(payment_id, refund_id): a 1:1 match of a PSP line `l` --------- #}
+{#   The columns of fct_reconciliation_matches for a channel line matched by reference (a
+     payment, refund or chargeback line): the line's own figures, the ledger record's ids. #}
+{% macro recon_psp_line_match(payment_id, refund_id) -%}
+        'exact_reference' as match_type,
+        'exact_reference:' || l.psp_line_id as match_key,
+        l.channel,
+        l.currency,
+        {{ payment_id }} as payment_id,
+        l.channel_reference,
+        cast(null as varchar(200)) as statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        l.gross_minor as amount_minor,
+        l.settlement_date as matched_on,
+        l.psp_line_id,
+        {{ refund_id }} as refund_id
+{%- endmacro %}

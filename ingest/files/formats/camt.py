@@ -931,17 +931,7 @@ class _RunReader(_Reader):
         self.placed.append((len(self.statements), totals.lines, run))
         if not totals.lines:
             self.statement_first_currency = read.first_currency
-        totals.count += read.count
-        totals.lines += read.lines
-        totals.unsigned += read.unsigned
-        totals.net += read.net
-        totals.credit_count += read.credit_count
-        totals.credit_sum += read.credit_sum
-        totals.debit_count += read.debit_count
-        totals.debit_sum += read.debit_sum
-        for currency, amount in read.booked.items():
-            totals.booked[currency] = totals.booked.get(currency, 0) + amount
-        totals.unknown_statuses |= read.unknown_statuses
+        read.add_to(totals)
 
     def first_currency(self) -> str | None:
         return self.statement_first_currency if self.totals.lines else None

@@ -45,6 +45,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.files.amounts import AmountError, currency_exponent, to_minor
+
 MIN_BYTES = 4 << 20  # below this the streaming parser is fast enough
 POOL_MIN_BYTES = 32 << 20  # below this, worker start-up (~0.3 s each) costs more than it saves
 CHUNK_BYTES = 4 << 20
@@ -58,9 +60,9 @@ _names: list[str] = []  # the captured fields, in record order
 _anonymous = iter(range(10_000))
 
 
-def _field(name: str) -> bytes:
+def _field(name: str, text: bytes = _TEXT) -> bytes:
     _names.append(name)
-    return b"(?P<" + name.encode() + b">" + _TEXT + b")"
+    return b"(?P<" + name.encode() + b">" + text + b")"
 
 
 def _ignored(tag: bytes) -> bytes:
@@ -153,7 +155,7 @@ _DETAILS = (
 
 _ENTRY_PATTERN = (
     _W + b"<Ntry>" + _W + _opt(_text_el(b"NtryRef", "entry_ref"))
-    + b'<Amt Ccy="(?P<currency>[A-Z]{3})">' + _field("amount") + b"</Amt>" + _W
+    + b'<Amt Ccy="' + _field("currency", rb"[A-Z]{3}") + b'">' + _field("amount") + b"</Amt>" + _W
     + _text_el(b"CdtDbtInd", "indicator") + _opt(_ignored(b"RvslInd"))
     + b"<Sts>" + _W + b"(?:<Cd>" + _field("status_cd") + b"</Cd>" + _W + b"|"
     + _field("status_text") + b")</Sts>" + _W
@@ -161,7 +163,6 @@ _ENTRY_PATTERN = (
     + _opt(_text_el(b"AcctSvcrRef", "bank_ref")) + _opt(_bank_code(""))
     + _opt(_DETAILS) + _opt(_ignored(b"AddtlNtryInf")) + b"</Ntry>"
 )
-_names.insert(_names.index("amount"), "currency")
 _ENTRY = re.compile(_ENTRY_PATTERN)
 FIELDS = tuple(_names)
 assert set(FIELDS) <= set(_ENTRY.groupindex), "every field is a group of the pattern"
@@ -197,14 +198,15 @@ class RunTotals:
     unknown_statuses: set[str]
     first_currency: str | None
 
-    def merge(self, other: RunTotals) -> None:
+    def add_to(self, totals: Any) -> None:
+        """Adds these counts and sums to `totals`: another run's, or a statement's `camt._Totals`
+        (the same attributes, less first_currency)."""
         for name in ("count", "lines", "unsigned", "net", "credit_count", "credit_sum",
                      "debit_count", "debit_sum"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for currency, amount in other.booked.items():
-            self.booked[currency] = self.booked.get(currency, 0) + amount
-        self.unknown_statuses |= other.unknown_statuses
-        self.first_currency = self.first_currency or other.first_currency
+            setattr(totals, name, getattr(totals, name) + getattr(self, name))
+        for currency, amount in self.booked.items():
+            totals.booked[currency] = totals.booked.get(currency, 0) + amount
+        totals.unknown_statuses |= self.unknown_statuses
 
 
 def read_chunk(chunk: bytes) -> tuple[Any, RunTotals] | None:
@@ -311,8 +313,6 @@ def _typed(table: Any) -> tuple[Any, RunTotals]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ingest.files.amounts import AmountError, currency_exponent, to_minor
-
     def column(name: str) -> Any:
         return table.column(name).combine_chunks()
 
@@ -330,7 +330,7 @@ def _typed(table: Any) -> tuple[Any, RunTotals]:
     if not pc.all(pc.is_in(indicator, pa.array(["CRDT", "DBIT"]))).as_py() \
             or indicator.null_count:
         raise Decline
-    amount = _amounts(column("amount"), currency, exponents, to_minor, AmountError)
+    amount = _amounts(column("amount"), currency, exponents)
     signed = pc.if_else(credit, amount, pc.negate_checked(amount))
 
     # v8 Sts/Cd, v2-v7 Sts text; a missing or unknown code reads as "info" (camt._STATUSES)
@@ -364,7 +364,7 @@ def _typed(table: Any) -> tuple[Any, RunTotals]:
     return lines, _totals(signed, credit, currency, status, unknown)
 
 
-def _amounts(raw: Any, currency: Any, exponents: dict, to_minor, error_type) -> Any:
+def _amounts(raw: Any, currency: Any, exponents: dict) -> Any:
     """Minor units (int64) of the amount texts, by `to_minor`'s rules; declines what it refuses."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -379,7 +379,7 @@ def _amounts(raw: Any, currency: Any, exponents: dict, to_minor, error_type) -> 
     for index in pc.indices_nonzero(pc.invert(plain)).to_pylist():
         try:
             value = to_minor(_unescape(texts[index]), currencies[index])
-        except error_type:
+        except AmountError:
             raise Decline from None
         if value < 0 or value >= 1 << 63:  # a signed text: the parser's sign rules, slow lane
             raise Decline
@@ -531,7 +531,7 @@ def read_runs(data: bytes, runs: list[Run], pool: _Workers | None = None) -> boo
         run.lines = pa.concat_tables(tables)
         run.totals = per_run[index][0][1]
         for _table, totals in per_run[index][1:]:
-            run.totals.merge(totals)
+            totals.add_to(run.totals)
     return True
 
 
@@ -598,8 +598,6 @@ def _worker() -> None:
     sys.meta_path.insert(0, _NoPandas())
     import pyarrow.compute  # noqa: F401
     import pyarrow.csv  # noqa: F401
-
-    import ingest.files.amounts  # noqa: F401
 
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     while len(header := source.read(8)) == 8:

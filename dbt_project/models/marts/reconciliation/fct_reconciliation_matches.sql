@@ -18,18 +18,7 @@ ledger as (
 
 exact as (
     select
-        'exact_reference' as match_type,
-        'exact_reference:' || l.psp_line_id as match_key,
-        l.channel,
-        l.currency,
-        g.payment_id,
-        l.channel_reference,
-        cast(null as varchar(200)) as statement_line_id,
-        cast(null as varchar(66)) as chain_tx_hash,
-        l.gross_minor as amount_minor,
-        l.settlement_date as matched_on,
-        l.psp_line_id,
-        cast(null as varchar(40)) as refund_id
+        {{ clearhouse.recon_psp_line_match('g.payment_id', 'cast(null as varchar(40))') }}
     from lines as l
     inner join ledger as g on g.payment_id = l.payment_id
     where l.reference_rank = 1 and g.is_settled_in_ledger
@@ -38,18 +27,7 @@ exact as (
 
 refunds as (
     select
-        'exact_reference' as match_type,
-        'exact_reference:' || l.psp_line_id as match_key,
-        l.channel,
-        l.currency,
-        r.payment_id,
-        l.channel_reference,
-        cast(null as varchar(200)) as statement_line_id,
-        cast(null as varchar(66)) as chain_tx_hash,
-        l.gross_minor as amount_minor,
-        l.settlement_date as matched_on,
-        l.psp_line_id,
-        r.refund_id
+        {{ clearhouse.recon_psp_line_match('r.payment_id', 'r.refund_id') }}
     from {{ ref('int_recon_psp_refund_lines') }} as l
     inner join {{ ref('int_recon_refunds') }} as r on r.refund_id = l.refund_id
     where l.reference_rank = 1 and r.is_settled_in_ledger
@@ -60,18 +38,7 @@ refunds as (
 -- than the payment (amount_minor: the line's signed gross, negative)
 chargebacks as (
     select
-        'exact_reference' as match_type,
-        'exact_reference:' || l.psp_line_id as match_key,
-        l.channel,
-        l.currency,
-        g.payment_id,
-        l.channel_reference,
-        cast(null as varchar(200)) as statement_line_id,
-        cast(null as varchar(66)) as chain_tx_hash,
-        l.gross_minor as amount_minor,
-        l.settlement_date as matched_on,
-        l.psp_line_id,
-        cast(null as varchar(40)) as refund_id
+        {{ clearhouse.recon_psp_line_match('g.payment_id', 'cast(null as varchar(40))') }}
     from {{ ref('int_recon_psp_chargeback_lines') }} as l
     inner join ledger as g on g.payment_id = l.payment_id
     where g.is_settled_in_ledger and g.currency = l.currency
