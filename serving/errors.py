@@ -45,6 +45,15 @@ def _field_path(loc: tuple) -> str:
     return field or ("body" if loc[:1] == ("body",) else "")
 
 
+def _declared_media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json"))
+
+
 # nginx's code for "the client closed the request": logged, never sent (nobody is listening).
 CLIENT_CLOSED_REQUEST = 499
 log = logging.getLogger("clearhouse.api")
@@ -69,9 +78,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.code, str(exc)), status_code=422)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {}
+        media_type = _declared_media_type(request)
+        if media_type and not _is_json(media_type) and any(
+                tuple(e.get("loc", ()))[:1] == ("body",) for e in errors):
+            # FastAPI reads a body as JSON only when it is declared so; anything else arrives as
+            # bytes and fails as "not an object", which hides the cause (curl -d sends
+            # application/x-www-form-urlencoded unless told otherwise).
+            message = (f"the request body must be JSON sent with Content-Type: application/json "
+                       f"(this request declared {media_type})")
+            return JSONResponse(error_body("unsupported_media_type", message,
+                                           {"field": "body", "content_type": media_type}),
+                                status_code=415)
         if first.get("type") == "json_invalid":
             # The body is not JSON: its loc is ("body", <character offset>), and the offset is
             # where parsing stopped, not a field.

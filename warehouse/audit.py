@@ -114,7 +114,11 @@ class VerifyResult:
 
 
 def verify(session: Session, *, expected_head: str | None = None) -> VerifyResult:
+    """Walk the chain from the genesis hash. `expected_head` is a head kept elsewhere earlier
+    (e.g. printed by a previous verify): the chain must still pass through it - entries
+    appended since are fine, a tail cut back to before it is not."""
     prev, count = GENESIS_HASH, 0
+    head_seen = expected_head in (None, GENESIS_HASH)
     rows = session.execute(select(AuditLogEntry).order_by(AuditLogEntry.id)
                            .execution_options(yield_per=1000)).scalars()
     for entry in rows:
@@ -138,8 +142,9 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyResul
                                 "hash does not match the entry's content (the entry was edited)",
                                 prev)
         prev = entry.hash
-    if expected_head is not None and prev != expected_head:
+        head_seen = head_seen or prev == expected_head
+    if not head_seen:
         return VerifyResult(False, count, None,
-                            f"the chain ends at {prev}, not at the anchored head {expected_head} "
-                            "(entries were truncated or the chain was rewritten)", prev)
+                            f"the anchored head {expected_head} is not in the chain, which ends "
+                            f"at {prev} (entries were truncated or the chain was rewritten)", prev)
     return VerifyResult(True, count, None, None, prev)

@@ -34,6 +34,13 @@ class FloatAmountError(MoneyError):
     code = "float_amount"
 
 
+class AmountTextError(MoneyError):
+    """An amount string that is not an integer's plain spelling (" 1250", "+1250", "0012") but
+    no decimal either: the code must not call it a float."""
+
+    code = "invalid_amount"
+
+
 class UnknownCurrencyError(MoneyError):
     code = "unknown_currency"
 
@@ -109,7 +116,8 @@ def to_minor_int(value: object, *, field: str = "amount_minor") -> int:
         raise FloatAmountError(f"{field} must be an integer number of minor units, not a decimal")
     elif isinstance(value, str):
         if _INTEGER_TEXT.fullmatch(value) is None:
-            raise FloatAmountError(
+            error = FloatAmountError if any(ch in value for ch in ".eE") else AmountTextError
+            raise error(
                 f"{field} must be an integer number of minor units as a string of digits "
                 f"(optionally after \"-\"), got {value!r}{_why_not_integer_text(value)}"
             )

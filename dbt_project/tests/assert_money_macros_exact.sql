@@ -65,6 +65,27 @@ with cases as (
     select 'div 7/-2', {{ round_half_up_div('7', '-2') }}, cast(-4 as {{ money_type() }})
     union all
     select 'div 0/7', {{ round_half_up_div('0', '7') }}, cast(0 as {{ money_type() }})
+    -- odd and even divisors other than 10: 2.33 -> 2, 2.67 -> 3, 1.5 -> 2
+    union all
+    select 'div 7/3', {{ round_half_up_div('7', '3') }}, cast(2 as {{ money_type() }})
+    union all
+    select 'div 8/3', {{ round_half_up_div('8', '3') }}, cast(3 as {{ money_type() }})
+    union all
+    select 'div -8/3', {{ round_half_up_div('-8', '3') }}, cast(-3 as {{ money_type() }})
+    union all
+    select 'div 3/-2', {{ round_half_up_div('3', '-2') }}, cast(-2 as {{ money_type() }})
+    union all
+    select 'div 9/6', {{ round_half_up_div('9', '6') }}, cast(2 as {{ money_type() }})
+    union all
+    select 'div -9/6', {{ round_half_up_div('-9', '6') }}, cast(-2 as {{ money_type() }})
+    union all
+    select 'div (10^37 + 3)/7',
+           {{ round_half_up_div("cast('10000000000000000000000000000000000003' as " ~ money_type() ~ ")", '7') }},
+           cast('1428571428571428571428571428571428572' as {{ money_type() }})
+    union all
+    select 'div -(10^37 + 4)/7',
+           {{ round_half_up_div("cast('-10000000000000000000000000000000000004' as " ~ money_type() ~ ")", '7') }},
+           cast('-1428571428571428571428571428571428572' as {{ money_type() }})
 
     -- prorate of big numbers: F = 308641972530864197 of amount 123456789012345678901
     union all

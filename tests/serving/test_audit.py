@@ -203,6 +203,17 @@ def test_verify_detects_a_truncated_tail_against_an_anchored_head(api):
     assert not result.ok and "truncated" in result.reason  # ...but not the anchored one
 
 
+def test_verify_accepts_an_anchored_head_followed_by_new_entries(api):
+    rows = seed(api)
+    anchored = rows[1].hash  # kept elsewhere when the chain had two entries
+    assert verify(api, expected_head=anchored).ok  # the two appended since are no tampering
+    assert verify(api, expected_head=rows[-1].hash).ok
+    with api.engine.begin() as conn:  # rewritten from the anchored entry on
+        conn.execute(text("UPDATE audit_log SET hash = :h WHERE id = :id"),
+                     {"h": "0" * 64, "id": rows[1].id})
+    assert not verify(api, expected_head=anchored).ok
+
+
 def test_cli_audit_verify(api, capsys):
     rows = seed(api)
     cli(["audit", "verify"])

@@ -682,6 +682,27 @@ def test_a_body_that_is_missing_or_not_an_object_is_a_422_naming_the_body(world)
     assert not bad, "\n".join(bad)
 
 
+def test_a_json_body_declared_as_a_form_is_a_415_that_says_to_send_json(world):
+    # api.md: JSON in. `curl -d '{...}'` without -H "Content-Type: application/json" declares
+    # application/x-www-form-urlencoded; the answer must say so rather than "not an object".
+    bad = []
+    for method, template in _required_body_routes(world):
+        role = ROLE_FOR_BODY.get(template, "admin")
+        url = API + fill(template, world.ids["A"])
+        resp = world.api.client.request(
+            method, url, content=b'{"name": "x"}',
+            headers={"Authorization": f"Bearer {world.cred(role)}",
+                     "Idempotency-Key": uuid.uuid4().hex,
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        error = resp.json().get("error", {}) if resp.status_code == 415 else {}
+        if (error.get("code") != "unsupported_media_type"
+                or "application/json" not in error.get("message", "")
+                or error.get("details", {}).get("content_type")
+                != "application/x-www-form-urlencoded"):
+            bad.append(f"{method} {template}: {resp.status_code} {resp.text[:140]}")
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("method,template,role,body,fields,idem", MONEY_INPUT_CASES,
                          ids=[f"{m} {t}" for m, t, *_ in MONEY_INPUT_CASES])
 def test_an_integer_amount_is_accepted_on_input(world, method, template, role, body, fields,
