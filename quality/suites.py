@@ -53,6 +53,8 @@ BANK_MESSAGE_TYPES = ("camt.052", "camt.053", "camt.054", "mt940", "mt942", "bai
 BALANCE_CHECKS = ("ok", "mismatch", "not_applicable")
 # dbt_project/models/marts: the accepted values its own tests name.
 STATEMENT_LINE_TYPES = ("payment", "refund", "chargeback", "payout", "adjustment")
+# what a line came from: a line's type, or an agent token's spend (an adjustment line)
+STATEMENT_ITEM_TYPES = (*STATEMENT_LINE_TYPES, "token_spend")
 FX_DERIVATIONS = ("none", "peg", "published", "inverse", "cross", "published+peg",
                   "inverse+peg", "cross+peg", "in_kind")
 COMMISSION_EVENT_KINDS = ("payment", "refund")
@@ -408,13 +410,13 @@ def _reconciliation_breaks(g) -> list:
 
 def _settlement_statement_lines(g) -> list:
     links = {"payment": "payment_id", "refund": "refund_id", "chargeback": "psp_line_id",
-             "payout": "payout_id", "adjustment": "adjustment_id"}
+             "payout": "payout_id", "adjustment": "adjustment_id", "token_spend": "payment_id"}
     return [
         *_common(g, "line_id", SETTLEMENT_STATEMENT_LINES.columns),
         *_not_null(g, "statement_id", "merchant_id", "period_start", "period_end", "line_type",
                    "item_type", "gross_minor", "fee_minor", "net_minor"),
         g.ExpectColumnValuesToBeInSet(column="line_type", value_set=list(STATEMENT_LINE_TYPES)),
-        g.ExpectColumnValuesToBeInSet(column="item_type", value_set=list(STATEMENT_LINE_TYPES)),
+        g.ExpectColumnValuesToBeInSet(column="item_type", value_set=list(STATEMENT_ITEM_TYPES)),
         g.ExpectColumnValuesToBeInSet(column="fx_derivation", value_set=list(FX_DERIVATIONS)),
         _zero(g, "net_residual_minor", "net_minor = gross_minor - fee_minor"),
         g.ExpectColumnValuesToMatchRegex(
@@ -423,7 +425,7 @@ def _settlement_statement_lines(g) -> list:
         g.ExpectColumnValuesToMatchRegex(
             column="item_fee_minor", regex=NON_NEGATIVE,
             description="fee >= 0 on a payment, <= 0 on a refund (reversed)"),
-        _zero(g, "other_fee_minor", "no fee on a chargeback, payout or adjustment"),
+        _zero(g, "other_fee_minor", "no fee on a chargeback, payout, adjustment or token spend"),
         *(_not_null_where(g, column, f'item_type == "{item}"',
                           f"a {item} line links back to its {item}")
           for item, column in links.items()),
@@ -632,7 +634,8 @@ SETTLEMENT_STATEMENT_LINES = SuiteSpec(
             "WHEN item_type = 'refund' THEN CAST(0 - fee_minor AS VARCHAR) END"),
             ("item_type", "is_correction", "fee_minor")),
         Derived("other_fee_minor", when(
-            "item_type IN ('chargeback', 'payout', 'adjustment')", residual("fee_minor")),
+            "item_type IN ('chargeback', 'payout', 'adjustment', 'token_spend')",
+            residual("fee_minor")),
             ("item_type", "fee_minor")),
         Derived("statement_tie_residual_minor", residual(
             "sum(net_minor) OVER (PARTITION BY statement_id) - (SELECT s.closing_balance_minor "

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 from clearhouse import channel_files
-from serving.x402.booking import X402_CHANNEL
+from serving.x402.booking import TOKEN_CHANNEL, X402_CHANNEL
 from serving.x402.networks import NETWORKS
 
 SEEDS = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds"
@@ -36,3 +36,4 @@ def test_the_x402_channel_reconciliation_names_is_the_one_x402_books_on():
 
     project = yaml.safe_load((SEEDS.parent / "dbt_project.yml").read_text())
     assert project["vars"]["x402_channel_id"] == X402_CHANNEL
+    assert project["vars"]["agent_token_channel_id"] == TOKEN_CHANNEL  # settlement's buyer side

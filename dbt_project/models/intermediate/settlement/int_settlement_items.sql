@@ -7,6 +7,11 @@
 --              negative; the fee is not given back); one per payment, the first the channel sent
 --   payout     a merchant withdrawal paid out (gross -amount)
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
+--   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
+--              of the seller (above), paid out of the balance of the merchant that issued the
+--              token (serving/x402/booking.py: the capture debits the buyer's merchant_payable),
+--              so the buyer's statement takes it off (gross -amount), and a refund of it gives
+--              it back (+amount); no fee. Shown as adjustment lines naming the payment.
 -- net_minor = gross_minor - fee_minor is the item's effect on the balance.
 --
 -- FX (money.md point 6): converted with the ECB rate of the item's day, or the latest before it
@@ -84,12 +89,50 @@ adjustments as (
     from {{ ref('stg_clearhouse__settlement_adjustments') }}
 ),
 
+-- the merchant whose balance paid each agent-token payment: its capture's debit leg
+token_buyers as (
+    select p.payment_id, p.merchant_id as seller_id,
+           substring(l.account, {{ 'merchant_payable:' | length + 1 }}) as buyer_id
+    from {{ ref('stg_clearhouse__payments') }} as p
+    join {{ ref('stg_clearhouse__ledger_entries') }} as l
+        on  l.payment_id = p.payment_id
+        and l.kind = 'capture'
+        and l.account like 'merchant_payable:%'
+        and l.amount_minor > 0
+    where p.channel_id = '{{ var("agent_token_channel_id") }}'
+),
+
+token_spends as (
+    select
+        'token_spend:' || f.payment_id, 'token_spend', b.buyer_id, f.payment_id, null, null,
+        null, null, f.captured_at, f.currency,
+        cast(0 - f.amount_minor as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        'agent payment token: paid ' || b.seller_id || ' (payment ' || f.payment_id || ')',
+        null
+    from {{ ref('int_payment_fees') }} as f
+    join token_buyers as b on b.payment_id = f.payment_id
+),
+
+token_refunds as (
+    select
+        'token_spend:' || r.refund_id, 'token_spend', b.buyer_id, r.payment_id, r.refund_id,
+        null, null, null, r.succeeded_at, r.currency,
+        cast(r.refund_minor as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        'agent payment token: refund ' || r.refund_id || ' by ' || b.seller_id
+            || ' (payment ' || r.payment_id || ')',
+        null
+    from {{ ref('int_refund_fee_reversals') }} as r
+    join token_buyers as b on b.payment_id = r.payment_id
+),
+
 items as (
     select * from payments
     union all select * from refunds
     union all select * from chargebacks
     union all select * from payouts
     union all select * from adjustments
+    union all select * from token_spends
+    union all select * from token_refunds
 ),
 
 placed as (

@@ -11,7 +11,9 @@ select
     p.period_start,
     p.period_end,
     i.statement_currency as currency,
-    case when p.is_late then 'adjustment' else i.item_type end as line_type,
+    -- a late item, and an agent token's spend on the buyer's side, are adjustment lines
+    case when p.is_late or i.item_type = 'token_spend' then 'adjustment' else i.item_type end
+        as line_type,
     i.item_type,
     p.is_late,
     false as is_correction,
@@ -34,7 +36,7 @@ select
     case
         when p.is_late then 'late ' || i.item_type || ' ' || i.item_id || ' of period '
                             || {{ date_key('p.natural_period_start') }}
-        when i.item_type = 'adjustment' then i.reason
+        when i.item_type in ('adjustment', 'token_spend') then i.reason
     end as description,
     i.created_by
 from {{ ref('int_settlement_placements') }} as p
