@@ -101,7 +101,7 @@ def cmd_pipeline(args) -> None:
     for close in closes:
         try:
             result = run_pipeline(_settings(), days=days, verbose=args.verbose, as_of=close)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # the run's own log above says what failed
             raise SystemExit(f"clearhouse pipeline: {exc}") from None
         files = {str(k): v for k, v in result["statement_files"].items()}
         print(json.dumps({"as_of": close.isoformat() if close else None}
@@ -256,7 +256,8 @@ def _chain_network(name: str):
 
 def cmd_chain_export(args) -> None:
     """Write the simulated chain's Transfer logs of a day (default today, UTC) into the landing
-    zone, one file per network that has logs."""
+    zone, one file per network that has logs (HOME/landing/chain/<network>/); one JSON line per
+    file, with its path. A day without logs writes nothing and says so on stderr."""
     from datetime import UTC, datetime
 
     from clearhouse.sim_chain import export
@@ -265,9 +266,13 @@ def cmd_chain_export(args) -> None:
     settings = _settings()
     now = datetime.now(UTC)
     day = date.fromisoformat(args.day) if args.day else now.date()
-    for done in export(oltp_engine(settings), settings.landing_dir, now=now, days=[day]):
+    written = export(oltp_engine(settings), settings.landing_dir, now=now, days=[day])
+    for done in written:
         print(json.dumps({"path": str(done.path), "logs": done.logs, "removed": done.removed,
                           "latest_block": done.latest_block}))
+    if not written:
+        print(f"clearhouse chain export: no Transfer logs on the simulated chain for {day} "
+              f"(UTC); nothing written to {settings.landing_dir / 'chain'}", file=sys.stderr)
 
 
 def cmd_chain_reorg(args) -> None:

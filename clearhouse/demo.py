@@ -5,8 +5,9 @@ the API (uvicorn, SQLite; it scores every payment live), simulates a business da
 with planted fraud, plays the x402 act
 (clearhouse/x402_demo.py: paid API calls on the simulated chain and an agent's token budget),
 exports the chain's logs, runs the pipeline (extract -> dbt -> publish -> statement files) and
-prints a summary. Running it twice replays the same day: nothing is doubled (the x402 act makes
-new calls, at wall-clock time).
+prints a summary. Running it twice replays the same day: nothing is doubled. The payments carry
+deterministic Idempotency-Keys; the x402 act's calls are new payments at wall-clock time that no
+key replays, so it is played once per demo day and a re-run for that day skips it (and says so).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
+from sqlalchemy import Engine
 
-from clearhouse import fraud_demo, sim_chain
+from clearhouse import fraud_demo, sim_chain, x402_demo
 from clearhouse.channel_files import write_day
 from clearhouse.simulator import point_webhooks_at, run_day, set_up_merchants
 from clearhouse.webhook_receiver import WebhookReceiver
-from clearhouse.x402_demo import run_x402
+from clearhouse.x402_demo import X402Result, run_x402
 from ingest.files.warehouse_io import open_files_writer
 from orchestration.run import run_pipeline
 from serving import webhooks
@@ -118,8 +120,7 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
                     break
         day_result.webhooks = (receiver.verified, receiver.duplicates, receiver.rejected)
         day_result.callbacks = callbacks["delivered"]
-        say("x402: a merchant sells its API per call; wallets and an agent's token pay for it")
-        x402 = run_x402(engine, base, settings.home_dir)
+        x402, x402_earlier = x402_act(engine, base, settings, day)
     if day_result.errors:
         raise RuntimeError(f"{len(day_result.errors)} requests failed, first: {day_result.errors[0]}")
     fraud = fraud_demo.after_the_day(fraud, settings, engine, day, day_result.planted,
@@ -136,11 +137,28 @@ def run_demo(settings: Settings, *, payments: int = 3000, day: date | None = Non
     pipeline = run_pipeline(settings, days=[day])
     revenue, reconciliation, settled = finance_summary(settings, day)
     summary = {"day": day, "day_result": day_result, "pipeline": pipeline, "x402": x402,
+               "x402_earlier": x402_earlier,
                "revenue": revenue, "reconciliation": reconciliation, "settled": settled,
                "chain_exports": exports, "fraud": fraud,
                "seconds": time.monotonic() - started}
     print_summary(settings, summary)
     return summary
+
+
+def x402_act(engine: Engine, base: str, settings: Settings,
+             day: date) -> tuple[X402Result | None, dict | None]:
+    """The x402 act against the API at `base`, once per demo day: (its result, None), or on a
+    re-run for a day it was played for (None, what it did then), without a call."""
+    earlier = x402_demo.played_for(engine, settings.home_dir, day)
+    if earlier:
+        say(f"x402: already played for {day} on an earlier run ({earlier['played_at']}: "
+            f"{earlier['paid_calls']} paid calls, {earlier['token_calls']} agent-token calls); "
+            "not repeated, so nothing is paid twice")
+        return None, earlier
+    say("x402: a merchant sells its API per call; wallets and an agent's token pay for it")
+    x402 = run_x402(engine, base, settings.home_dir)
+    x402_demo.record_played(settings.home_dir, day, x402, datetime.now(UTC))
+    return x402, None
 
 
 def print_summary(settings: Settings, summary: dict) -> None:
@@ -236,17 +254,23 @@ def _print_fraud(summary: dict) -> None:
 
 
 def _print_x402(summary: dict) -> None:
-    x402, exports = summary.get("x402"), summary.get("chain_exports", [])
-    if x402 is None:
+    x402, earlier = summary.get("x402"), summary.get("x402_earlier")
+    exports = summary.get("chain_exports", [])
+    if earlier:
+        print(f"  x402         played for {summary['day']} on an earlier run "
+              f"({earlier['played_at']}): {earlier['paid_calls']} paid calls on chain + "
+              f"{earlier['token_calls']} agent-token calls; not repeated")
+    elif x402 is not None:
+        versions = ", ".join(f"{n} v{v}" for v, n in sorted(x402.by_version.items()))
+        revenue = Money(x402.exact_revenue_minor + x402.token_spent_minor, "USDC")
+        reasons = ", ".join(sorted({r.split(": ", 1)[-1] for r in x402.refused}))
+        print(f"  x402         {x402.paid_calls} paid calls on chain ({versions}) + "
+              f"{x402.token_calls} agent-token calls ({Money(x402.token_spent_minor, 'USDC')}): "
+              f"{revenue} revenue for {x402.seller_name} ({x402.seller_id}); "
+              f"{len(x402.refused)} refused ({reasons})")
+        print(f"  x402 agent   report {x402.research.report_path}"
+              + (f" (stopped: {x402.research.stopped_by})" if x402.research.stopped_by else ""))
+    else:
         return
-    versions = ", ".join(f"{n} v{v}" for v, n in sorted(x402.by_version.items()))
-    revenue = Money(x402.exact_revenue_minor + x402.token_spent_minor, "USDC")
-    reasons = ", ".join(sorted({r.split(": ", 1)[-1] for r in x402.refused}))
-    print(f"  x402         {x402.paid_calls} paid calls on chain ({versions}) + "
-          f"{x402.token_calls} agent-token calls ({Money(x402.token_spent_minor, 'USDC')}): "
-          f"{revenue} revenue for {x402.seller_name} ({x402.seller_id}); "
-          f"{len(x402.refused)} refused ({reasons})")
-    print(f"  x402 agent   report {x402.research.report_path}"
-          + (f" (stopped: {x402.research.stopped_by})" if x402.research.stopped_by else ""))
     print(f"  x402 chain   {sum(e.logs for e in exports)} Transfer logs exported in "
           f"{len(exports)} file(s): " + ", ".join(e.path.name for e in exports))

@@ -3,8 +3,10 @@ per call, wallets pay it on the simulated chain with the stock x402 client, and 
 merchant's research agent spends an agent payment token on it until the budget runs out.
 
 Re-running is safe: merchants are found by name (a fresh API key is issued when the saved one
-is gone), the gateway is PUT again and an existing pricing rule (409 rule_exists) is kept. Each
-run makes new paid calls, at wall-clock time, so they land on today's blocks.
+is gone), the gateway is PUT again and an existing pricing rule (409 rule_exists) is kept. The
+calls themselves are new payments at wall-clock time (today's blocks), which no Idempotency-Key
+replays, so the demo plays the act once per demo day: `record_played` notes it in
+HOME/demo/x402_act.json and `played_for` finds it on a re-run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from clearhouse.agent.client import PayingClient, PaymentRefused
@@ -27,7 +30,7 @@ from serving.auth import issue_api_key
 from serving.schemas import MerchantCreate
 from serving.services.admin import create_merchant
 from serving.x402.sim_company_info import BASE_URL as COMPANY_INFO_URL
-from warehouse.models import Merchant
+from warehouse.models import Merchant, X402Usage
 
 SELLER, BUYER = "Company Info Sim", "Northwind Research"
 PAY_TO = "0x" + hashlib.sha256(b"clearhouse-demo-company-info").hexdigest()[:40]
@@ -35,6 +38,7 @@ PAY_TO = "0x" + hashlib.sha256(b"clearhouse-demo-company-info").hexdigest()[:40]
 RULES = [("/company/detail", 50_000, [2, 1], "Company detail: size, revenue, credit rating"),
          ("/company/officers", 20_000, [2, 1], "The company's officers"),
          ("/company/filings", 30_000, [1], "Annual filings (x402 v1 clients)")]
+PLAYED = "x402_act.json"  # under HOME/demo/: the demo days the act was played for
 WALLETS, WALLET_FUNDING = 3, 1_000_000  # 1.00 USDC each from the faucet
 TOKEN_BUDGET, TOKEN_CAP = 500_000, 50_000  # 0.50 USDC, at most 0.05 a call
 COMPANIES = ["Acme Robotics", "Globex", "Initech", "Umbrella Logistics", "Stark Semiconductors",
@@ -165,3 +169,28 @@ def run_x402(engine: Engine, base: str, home: Path) -> X402Result:
                                    report_path=home / "demo" / "agent_research.md")
     result.refused += [f"{p.url.rsplit('/', 1)[-1]}: {p.reason}" for p in result.research.refused]
     return result
+
+
+def played_for(engine: Engine, home: Path, day: date) -> dict | None:
+    """What an earlier run's act did for the demo day `day` (from HOME/demo/x402_act.json), or
+    None when it was not played for that day on this API database (a fresh database: the seller
+    the file names has no usage rows)."""
+    path = home / "demo" / PLAYED
+    earlier = json.loads(path.read_text()).get(day.isoformat()) if path.exists() else None
+    if earlier is None:
+        return None
+    with Session(engine) as session:
+        used = session.scalar(select(func.count()).select_from(X402Usage)
+                              .where(X402Usage.merchant_id == earlier["seller_id"]))
+    return earlier if used else None
+
+
+def record_played(home: Path, day: date, result: X402Result, at: datetime) -> None:
+    """Note that the act was played for the demo day `day`, with its figures."""
+    path = home / "demo" / PLAYED
+    played = json.loads(path.read_text()) if path.exists() else {}
+    played[day.isoformat()] = {
+        "played_at": at.isoformat(timespec="seconds"), "seller_id": result.seller_id,
+        "paid_calls": result.paid_calls, "token_calls": result.token_calls,
+        "report": str(result.research.report_path) if result.research else None}
+    path.write_text(json.dumps(played, indent=2))

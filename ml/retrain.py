@@ -27,6 +27,10 @@ from ml.registry import PromotionRefused, Registry
 from warehouse.settings import Settings
 
 
+class NothingToTrainOn(ValueError):
+    """No payment was created before the cut-off: there is nothing labelled to train on."""
+
+
 @dataclass
 class Retrained:
     version: str
@@ -50,16 +54,19 @@ def training_data(settings: Settings, known_at: datetime, *,
     came from."""
     from ml.payment_features import EVENT_SCHEMA, LABEL_SCHEMA
     from ml.simulate import read_history
-    from ml.warehouse import read_labels, read_payments
+    from ml.warehouse import payments_span, read_labels, read_payments
 
     events = [pl.DataFrame(schema=EVENT_SCHEMA)]
     labels = [pl.DataFrame(schema=LABEL_SCHEMA)]
     sources: dict[str, int] = {}
+    spans = []  # (first, last created_at) per source: what there is, if nothing is known
     for directory in history_dirs(settings):
         e, lab = read_history(directory)
         events.append(e.select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA))
         labels.append(lab.select(list(LABEL_SCHEMA)).cast(LABEL_SCHEMA))
         sources[f"history:{directory.name}"] = e.height
+        if e.height:
+            spans.append((e["created_at"].min(), e["created_at"].max()))
     if warehouse:
         from ml.warehouse import open_warehouse
 
@@ -69,10 +76,18 @@ def training_data(settings: Settings, known_at: datetime, *,
             events.append(payments)
             labels.append(read_labels(writer))
             sources["warehouse"] = payments.height
+            if payments.is_empty() and (span := payments_span(writer)):
+                spans.append(span)
         finally:
             writer.close()
     all_events = (pl.concat(events).filter(pl.col("created_at") < known_at)
                   .unique("payment_id", keep="last").sort("created_at", "payment_id"))
+    if all_events.is_empty():
+        held = (f"the payments on hand run from {min(s[0] for s in spans):%Y-%m-%d} to "
+                f"{max(s[1] for s in spans):%Y-%m-%d}" if spans else "there are no payments "
+                "at all (no history archive under HOME/ml/history/, none in the warehouse)")
+        raise NothingToTrainOn(f"no labelled payments known at {known_at:%Y-%m-%d %H:%M} UTC: "
+                               f"none was created before it; {held}")
     labelled = label_payments(all_events, pl.concat(labels), known_at)
     return labelled, {"known_at": known_at.isoformat(), "rows": labelled.height,
                       "frauds_known": int(labelled["is_fraud"].sum()), "sources": sources}

@@ -10,7 +10,7 @@ Arrow in and out: a million payments move without a Python row loop.
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -93,6 +93,13 @@ def read_payments(writer, before: datetime | None = None,
     table = _arrow(writer, _PAYMENTS.format(where=" ".join(clauses)), tuple(params))
     frame = pl.from_arrow(table) if table.num_rows else pl.DataFrame(schema=EVENT_SCHEMA)
     return _utc(frame, EVENT_SCHEMA).select(EVENT_COLUMNS)
+
+
+def payments_span(writer) -> tuple[datetime, datetime] | None:
+    """When raw.payments' first and last payments were created (UTC); None when it is empty."""
+    first, last = _arrow(writer, "SELECT min(created_at), max(created_at) FROM raw.payments"
+                         ).to_pylist()[0].values()
+    return None if first is None else (first.replace(tzinfo=UTC), last.replace(tzinfo=UTC))
 
 
 def read_labels(writer) -> pl.DataFrame:

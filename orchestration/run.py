@@ -30,6 +30,16 @@ def dagster_instance(settings: Settings, *, ephemeral: bool = False):
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# A failure's traceback stays in the run (`make dev`); the caller prints why (failure_reason).
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def pipeline_run_config(verbose: bool) -> dict:
+    """Quiet unless verbose: Dagster's console at WARNING and dbt's log lines not printed (a
+    failure still shows, with dbt's errors)."""
+    if verbose:
+        return {}
+    return {**QUIET, "ops": {"clearhouse_dbt_assets": {"config": {"print_dbt_log": False}}}}
 
 
 def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False,
@@ -47,8 +57,8 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
     instance = dagster_instance(settings, ephemeral=ephemeral)
     run_config = {} if verbose else QUIET
     main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
-        instance=instance, run_config=run_config, partition_key=day.isoformat(),
-        raise_on_error=False)
+        instance=instance, run_config=pipeline_run_config(verbose),
+        partition_key=day.isoformat(), raise_on_error=False)
     if not main.success:
         raise RuntimeError("the pipeline run failed (a dbt test or a step): "
                            f"see run {main.run_id} in `make dev`, or rerun with --verbose")
@@ -92,8 +102,21 @@ def run_fraud_training(settings: Settings, *, known_at: str | None = None, promo
     instance = dagster_instance(settings, ephemeral=ephemeral)
     config = {"ops": {"fraud_model": {"config": {"known_at": known_at, "promote": promote}}}}
     run = defs.resolve_job_def("fraud_training").execute_in_process(
-        instance=instance, run_config={**QUIET, **config}, raise_on_error=False)
+        instance=instance, run_config={**SILENT, **config}, raise_on_error=False)
     if not run.success:
-        raise RuntimeError(f"fraud training failed: see run {run.run_id} in `make dev`")
+        raise RuntimeError(f"fraud training failed: {failure_reason(run)} (details: run "
+                           f"{run.run_id} in `make dev`)")
     (event,) = run.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def failure_reason(run) -> str:
+    """Why a run failed, in one line: a step's dg.Failure description, else its error (the user
+    code's, under Dagster's wrapper)."""
+    for event in run.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return data.user_failure_data.description
+        error = data.error.cause or data.error
+        return error.message.strip().splitlines()[0]
+    return "the run did not finish"

@@ -74,3 +74,19 @@ def test_pipeline_refuses_to_close_a_day_that_has_not_begun(make_settings):
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     with pytest.raises(SystemExit, match=f"as_of {tomorrow} is after today"):
         main(["pipeline", "--as-of", tomorrow])
+
+
+def test_a_failed_pipeline_run_ends_with_one_line_not_a_traceback(make_settings, monkeypatch):
+    """The run's own log (stderr) has said what failed; the command ends with where to look."""
+    import orchestration.run
+
+    make_settings()
+
+    def failed_run(settings, *, days, verbose, as_of):
+        raise RuntimeError("the pipeline run failed (a dbt test or a step): see run r-1 in "
+                           "`make dev`, or rerun with --verbose")
+
+    monkeypatch.setattr(orchestration.run, "run_pipeline", failed_run)
+    with pytest.raises(SystemExit, match=r"^clearhouse pipeline: the pipeline run failed .* "
+                       "see run r-1 in `make dev`, or rerun with --verbose$"):
+        main(["pipeline"])

@@ -112,12 +112,17 @@ def test_chain_export_and_reorg(make_settings, capsys):
 
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     main(["chain", "export", "--day", yesterday])
-    assert lines(capsys) == []  # no logs that day, no file
+    out, err = capsys.readouterr()
+    assert out == ""  # no logs that day, no file, and a line saying so
+    assert err == (f"clearhouse chain export: no Transfer logs on the simulated chain for "
+                   f"{yesterday} (UTC); nothing written to {settings.landing_dir / 'chain'}\n")
+    assert not list((settings.landing_dir / "chain").rglob("*.json"))
     main(["chain", "export"])
     (exported,) = lines(capsys)
     assert (exported["logs"], exported["removed"]) == (1, 0)
     body = json.loads(Path(exported["path"]).read_text())
-    assert exported["path"].startswith(str(settings.landing_dir / "chain" / "eip155-84532"))
+    # The line says where the file went: HOME/landing/chain/<network>/.
+    assert Path(exported["path"]).parent == settings.landing_dir / "chain" / "eip155-84532"
     assert [log["transactionHash"] for log in body["logs"]] == [tx_hash]
 
     main(["chain", "reorg", "--depth", "50"])

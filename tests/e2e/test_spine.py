@@ -324,8 +324,10 @@ def landed_figures(settings, engine) -> tuple:
 
 
 @pytest.mark.slow
-def test_spine_gives_the_same_statements_on_duckdb_and_postgres(make_settings, tmp_path):
+def test_spine_gives_the_same_statements_on_duckdb_and_postgres(make_settings, tmp_path, capfd):
     embedded = run_spine(make_settings, home=tmp_path / "embedded")
+    # run_pipeline without verbose: none of dbt's log lines reach stdout.
+    assert "Running with dbt=" not in capfd.readouterr().out
     require_postgres()
     oltp, warehouse = create_pg_database("ch_e2e_api"), create_pg_database("ch_e2e_wh")
     try:

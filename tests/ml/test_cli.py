@@ -56,3 +56,25 @@ def test_a_malformed_file_is_a_clear_error(tmp_path, make_settings, capsys):
     bad.write_text("step,type\n1,PAYMENT\n")
     with pytest.raises(SystemExit, match="missing column"):
         run(capsys, "evaluate", "--paysim", str(bad))
+
+
+def test_retrain_before_the_first_payment_is_a_clear_error(make_settings, capfd):
+    """Nothing was created before --known-at: a one-line reason naming the data's range, no
+    Dagster traceback on the terminal (it stays in the run)."""
+    from datetime import date
+
+    from ml.simulate import history, write_history
+
+    settings = make_settings()
+    write_history(settings.home_dir / "ml" / "history" / "demo",
+                  *history(date(2026, 11, 4), 3, 100, seed=5))
+    with pytest.raises(SystemExit) as exited:
+        main(["ml", "retrain", "--known-at", "2026-11-01", "--no-promote"])
+    message = str(exited.value.code)
+    assert message.startswith(
+        "clearhouse ml retrain: fraud training failed: no labelled payments known at "
+        "2026-11-01 00:00 UTC: none was created before it; the payments on hand run from "
+        "2026-11-04 to 2026-11-06 (details: run ")
+    assert len(message.splitlines()) == 1
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

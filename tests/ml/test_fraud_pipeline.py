@@ -164,3 +164,17 @@ def test_chargebacks_on_psp_files_are_labels_known_the_day_after_the_file(
     events = pl.DataFrame({"payment_id": ["pay_cb", "pay_ok", "pay_reported", "pay_re"]})
     known = label_payments(events, labels, datetime(2026, 10, 4, tzinfo=UTC))
     assert known["is_fraud"].to_list() == [1, 0, 0, 0]
+
+
+def test_retrain_before_the_first_payment_says_what_there_is(warehouse, archive):  # noqa: F811
+    from ml.retrain import NothingToTrainOn, retrain
+
+    settings = warehouse.settings
+    nothing = "no labelled payments known at 2026-08-01 00:00 UTC: none was created before it; "
+    with pytest.raises(NothingToTrainOn, match=nothing + "there are no payments at all"):
+        retrain(settings, datetime(2026, 8, 1, tzinfo=UTC))
+    events = archive[0].filter(pl.col("created_at") >= at(DAYS - 3))
+    _fill_raw_payments(warehouse, events)
+    span = f"{events['created_at'].min():%Y-%m-%d} to {events['created_at'].max():%Y-%m-%d}"
+    with pytest.raises(NothingToTrainOn, match=nothing + "the payments on hand run from " + span):
+        retrain(settings, datetime(2026, 8, 1, tzinfo=UTC))

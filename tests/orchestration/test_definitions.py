@@ -97,3 +97,33 @@ def test_the_pipeline_is_partitioned_by_the_day_the_books_are_taken_as_of():
     assert "max_concurrent_runs: 1" in DAGSTER_YAML
     # a run's steps share one process: two at once would fight over the DuckDB file's lock
     assert job.executor_def.name == dg.in_process_executor.name
+
+
+def test_a_quiet_pipeline_run_keeps_dbt_s_log_lines_off_stdout(capsys):
+    """dagster-dbt prints every dbt log line while it pulls the next event; without --verbose
+    the run config turns that off (valid for the job), and only the pull is muted."""
+    from orchestration.defs.dbt.assets import without_stdout
+    from orchestration.run import pipeline_run_config
+
+    job = defs.resolve_job_def("clearhouse_pipeline")
+    quiet = pipeline_run_config(verbose=False)
+    assert dg.validate_run_config(job, quiet)["ops"]["clearhouse_dbt_assets"]["config"] == {
+        "print_dbt_log": False}
+    assert pipeline_run_config(verbose=True) == {}  # Dagster's and dbt's logs, as by default
+
+    def dbt_events():
+        for node in ("stg_a", "fct_b"):
+            print(f"1 of 2 OK created sql table model analytics.{node}")
+            yield node
+        print("Failure in test unique_fct_b_id")
+        raise RuntimeError("dbt build failed: Failure in test unique_fct_b_id")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="Failure in test unique_fct_b_id"):
+        for event in without_stdout(dbt_events()):
+            print(f"consumer got {event}")
+            seen.append(event)
+    assert seen == ["stg_a", "fct_b"]
+    assert capsys.readouterr().out == "consumer got stg_a\nconsumer got fct_b\n"
+    print("stdout is back")
+    assert capsys.readouterr().out == "stdout is back\n"

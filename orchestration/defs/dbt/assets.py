@@ -3,8 +3,8 @@
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -97,9 +97,20 @@ def dbt_build_args(as_of: str) -> list[str]:
                                            "recon_as_of": day.isoformat()})]
 
 
+class DbtBuildConfig(dg.Config):
+    """print_dbt_log: dagster-dbt writes each of dbt's log lines (some 500 a build) to stdout as
+    it streams them, which `dagster dev` keeps as the step's stdout. The CLI and the demo turn
+    it off unless --verbose (orchestration/run.py); dbt's own dbt.log, in the invocation's
+    folder under dbt_project/target/, keeps every line, and a failed build's errors travel in
+    its exception, which the run's failure shows."""
+
+    print_dbt_log: bool = True
+
+
 @dbt_assets(manifest=ensure_manifest(), project=clearhouse_dbt,
             dagster_dbt_translator=ClearhouseTranslator(), partitions_def=BOOK_DAYS)
-def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                          config: DbtBuildConfig):
     """`dbt build` as of the run's day (its partition key: periods ending before it close,
     breaks age to it). The marts are whole tables, not day slices: a partition's run rebuilds
     them as they stand on that day, and re-running a day gives the same closed statements and
@@ -107,8 +118,9 @@ def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource
     then yielded with their figures (orchestration/defs/dbt/metadata.py)."""
     held: list = []
     with dbt_environment():
+        events = dbt.cli(dbt_build_args(context.partition_key), context=context).stream()
         try:
-            for event in dbt.cli(dbt_build_args(context.partition_key), context=context).stream():
+            for event in events if config.print_dbt_log else without_stdout(events):
                 if held or _is_mart(event):
                     held.append(event)
                 else:
@@ -122,6 +134,23 @@ def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource
         if isinstance(event, dg.Output) and _model_name(event) in figures:
             event = event.with_metadata({**event.metadata, **figures[_model_name(event)]})
         yield event
+
+
+_END = object()
+
+
+def without_stdout(events: Iterable) -> Iterator:
+    """`events`, each pulled with sys.stdout sent to /dev/null: dagster-dbt prints every dbt log
+    line while it parses the next event, with no switch to turn that off. Only the pull is
+    muted, not the consumer between events; an error raised by the pull passes through."""
+    events = iter(events)
+    with open(os.devnull, "w") as devnull:
+        while True:
+            with redirect_stdout(devnull):
+                event = next(events, _END)
+            if event is _END:
+                return
+            yield event
 
 
 def _model_name(event) -> str | None:

@@ -40,7 +40,10 @@ def fraud_model(context: dg.AssetExecutionContext,
     """Retrain the payments fraud model on labels known now; promote it if it is better."""
     from ml.retrain import retrain
 
-    result = retrain(get_settings(), _instant(config.known_at), promote=config.promote)
+    try:
+        result = retrain(get_settings(), _instant(config.known_at), promote=config.promote)
+    except ValueError as exc:  # the data cannot train a model (none, or one class): say why
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(f"fraud model {result.version}: {result.decision}")
     png = result.pr_curve_path.read_bytes()
     card_md = (result.card_markdown + "\n![precision-recall curve](data:image/png;base64,"
