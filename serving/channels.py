@@ -11,7 +11,10 @@ card (payment_method.number):
     4000 0000 0000 0341   pending; the callback later says failed (card_declined)
     any other Luhn-valid number is approved; a number failing Luhn is declined (invalid_card_number)
 every other type (payment_method.test_outcome):
-    "success" (default), "decline", "timeout", "pending", "pending_decline"
+    "success" (default), "decline" (declined), "timeout", "pending",
+    "pending_decline" (pending; the callback later says failed (declined))
+`card_declined` is the card channels' code; every other type declines with the generic
+`declined`, at once or in its later callback.
 
 Channels return a channel_reference, kept on the payment; reconciliation matches on it.
 Operators (and tests) can also put a whole channel into an outage with `set_fault`, which makes
@@ -29,19 +32,20 @@ Outcome = Literal["approved", "declined", "timeout", "pending"]
 
 APPROVED_CARDS = {"4242424242424242", "5555555555554444", "378282246310005"}
 CARD_INSTRUMENTS: dict[str, tuple[Outcome, str | None, str | None]] = {
-    # number: (immediate outcome, failure code, outcome the later callback reports)
+    # number: (immediate outcome, failure code (for "pending": the one the later callback
+    # reports), outcome the later callback reports)
     "4000000000000002": ("declined", "card_declined", None),
     "4000000000009995": ("declined", "insufficient_funds", None),
     "4000000000000119": ("timeout", "channel_timeout", None),
     "4000000000003220": ("pending", None, "succeeded"),
-    "4000000000000341": ("pending", None, "failed"),
+    "4000000000000341": ("pending", "card_declined", "failed"),
 }
 OUTCOME_INSTRUMENTS: dict[str, tuple[Outcome, str | None, str | None]] = {
     "success": ("approved", None, None),
     "decline": ("declined", "declined", None),
     "timeout": ("timeout", "channel_timeout", None),
     "pending": ("pending", None, "succeeded"),
-    "pending_decline": ("pending", None, "failed"),
+    "pending_decline": ("pending", "declined", "failed"),
 }
 REFERENCE_PREFIX = {
     "card": "crd", "wechat_pay": "wx", "alipay": "ali", "bank_transfer": "bt", "e_cny": "ecny",
@@ -54,7 +58,7 @@ _FAULTS: dict[str, str] = {}  # channel_id -> "timeout"
 class ChannelResult:
     outcome: Outcome
     channel_reference: str
-    failure_code: str | None = None
+    failure_code: str | None = None  # for "pending": the code the failed callback will carry
     later_outcome: str | None = None  # for "pending": what the callback will say
 
     @property

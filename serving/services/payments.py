@@ -29,9 +29,20 @@ from serving.services import wallets
 from serving.services.state_machine import CAPTURED, move
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
-from warehouse.models import Merchant, OutboxEvent, Payment, Price, Refund, SimChannelOperation
+from warehouse.models import (
+    AgentPaymentToken,
+    Merchant,
+    OutboxEvent,
+    Payment,
+    Price,
+    Refund,
+    SimChannelOperation,
+    X402Usage,
+)
 
 CONFIRMABLE = ("pending_confirm", "auth_required")
+# The channel serving/x402/booking.py books agent-token payments on.
+TOKEN_CHANNEL = "ch_agent_token"
 CANCELLABLE = ("initiated", "pending_confirm", "auth_required")
 
 
@@ -238,7 +249,8 @@ def _call_channel(session: Session, payment: Payment, method: dict, forced: str 
                                         channel_id=decision.chosen,
                                         outcome=result.later_outcome or "succeeded",
                                         failure_code=None if result.later_outcome != "failed"
-                                        else "card_declined", created_at=now))
+                                        else result.failure_code or "declined",
+                                        created_at=now))
         _announce(session, payment, "payment.pending", now)
 
 
@@ -306,6 +318,23 @@ def apply_channel_outcome(session: Session, *, payment: Payment, approved: bool,
     return payment_out(payment)
 
 
+def _refunded_to(session: Session, payment: Payment) -> str:
+    """The account a refund credits: the one the payment's capture debited. A card (or on-chain
+    x402) payment's money came from its channel; an agent-token payment's came out of the balance
+    of the buyer merchant that issued the token (serving/x402/booking.py), so it goes back there.
+    The token's remaining budget is not restored: the budget is a cap on what the agent may
+    spend, not a balance, and a refund does not let the agent spend more."""
+    if payment.channel_id != TOKEN_CHANNEL:
+        return channel_receivable(payment.channel_id)
+    # A token payment's channel_reference is its usage id (booking.record_paid).
+    buyer_id = session.scalars(
+        select(AgentPaymentToken.merchant_id)
+        .join(X402Usage, X402Usage.token_id == AgentPaymentToken.id)
+        .where(X402Usage.id == payment.channel_reference, X402Usage.payment_id == payment.id)
+    ).one()
+    return merchant_payable(buyer_id)
+
+
 def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                   now: datetime) -> tuple[int, dict]:
     payment = _own_payment(session, merchant_id, body.payment_id)
@@ -352,8 +381,7 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
         post_transaction(session, kind="refund", merchant_id=merchant_id, at=now,
                          payment_id=payment.id, refund_id=refund.id, legs=[
                              Leg(merchant_payable(merchant_id), payment.currency, amount),
-                             Leg(channel_receivable(payment.channel_id), payment.currency,
-                                 -amount),
+                             Leg(_refunded_to(session, payment), payment.currency, -amount),
                          ])
     out = RefundOut(id=refund.id, payment_id=payment.id, status=refund.status, amount_minor=amount,
                     currency=refund.currency, reason=refund.reason,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from serving.services.payments import payment_out
+from serving.services.payments import TOKEN_CHANNEL, payment_out
 from serving.services.state_machine import move
 from serving.x402 import tokens
 from serving.x402.protocol import InvalidPayment
@@ -30,7 +30,6 @@ from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_tra
 from warehouse.models import OutboxEvent, Payment, X402Usage
 
 X402_CHANNEL = "ch_x402_sim"
-TOKEN_CHANNEL = "ch_agent_token"
 
 
 @dataclass(frozen=True)

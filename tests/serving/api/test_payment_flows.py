@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import channels
+from serving.channel_simulator import deliver_pending_callbacks
 from serving.routing import HEALTH, clear_config_cache
 from serving.services.payments import apply_channel_outcome
 from tests.serving.helpers import make_api
@@ -188,8 +189,30 @@ def test_pending_then_callback(api, number, later, final):
         s.commit()
         legs = s.scalars(select(LedgerEntry).where(LedgerEntry.payment_id == body["id"])).all()
         assert len(legs) == (2 if final == "success" else 0)
-    assert api.client.get(f"/api/v1/payments/{body['id']}",
-                          headers={"Authorization": f"Bearer {key}"}).json()["status"] == final
+    got = api.client.get(f"/api/v1/payments/{body['id']}",
+                         headers={"Authorization": f"Bearer {key}"}).json()
+    assert (got["status"], got["failure_code"]) == (
+        final, None if final == "success" else "card_declined")
+
+
+@pytest.mark.parametrize("method_type,currency", [
+    ("wechat_pay", "CNY"), ("alipay", "CNY"), ("e_cny", "CNY"), ("bank_transfer", "USD"),
+    ("apple_pay", "USD"), ("crypto", "USDC")])
+def test_declines_off_card_channels_carry_no_card_failure_code(api, method_type, currency):
+    """A wallet, bank or chain channel declines with the generic `declined`, at once or in its
+    later callback: `card_declined` is the card channels' own code."""
+    _, key = api.merchant(f"Shop {method_type}")
+    auth = {"Authorization": f"Bearer {key}"}
+    declined = api.pay(key, amount="700", currency=currency,
+                       method={"type": method_type, "test_outcome": "decline"}).json()
+    assert (declined["status"], declined["failure_code"]) == ("failed", "declined")
+    pending = api.pay(key, amount="700", currency=currency,
+                      method={"type": method_type, "test_outcome": "pending_decline"}).json()
+    assert pending["status"] == "pending_callback", pending
+    report = deliver_pending_callbacks(api.engine, api.client, datetime.now(UTC))
+    assert report == {"delivered": 1, "failed": 0, "skipped": 0}
+    final = api.client.get(f"/api/v1/payments/{pending['id']}", headers=auth).json()
+    assert (final["status"], final["failure_code"]) == ("failed", "declined")
 
 
 def test_timeout_instrument_fails_over_to_the_backup_and_then_fails(api):
