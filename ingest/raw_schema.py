@@ -81,7 +81,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "effective_at:ts", "created_at:ts", "updated_at:ts"),
     _t("withdrawals", "id", "updated_at", "id:text", "owner_type:text", "owner_id:text",
        "amount_minor:money", "currency:text", "status:text", "decided_by:text",
-       "decided_at:ts", "reason:text", "created_at:ts", "updated_at:ts"),
+       "decided_at:ts", "reason:text", "created_at:ts", "updated_at:ts", "paid_at:ts"),
 )
 
 # Raw columns computed from the API's database rather than copied: the fraud features need the

@@ -466,7 +466,8 @@ class Withdrawal(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(20))  # requested, approved, rejected, paid
     destination: Mapped[str | None] = mapped_column(String(200))
     decided_by: Mapped[str | None] = mapped_column(String(60))
-    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # approved or rejected
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # marked paid: the payout's date
     reason: Mapped[str | None] = mapped_column(String(200))
     __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
 

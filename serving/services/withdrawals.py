@@ -122,7 +122,8 @@ def withdrawal_out(w: Withdrawal) -> dict:
         "agent_id": w.owner_id if w.owner_type == "agent" else None,
         "amount_minor": str(w.amount_minor), "currency": w.currency, "status": w.status,
         "destination": w.destination, "decided_by": w.decided_by,
-        "decided_at": iso_z(w.decided_at) if w.decided_at else None, "reason": w.reason,
+        "decided_at": iso_z(w.decided_at) if w.decided_at else None,
+        "paid_at": iso_z(w.paid_at) if w.paid_at else None, "reason": w.reason,
         "created_at": iso_z(w.created_at) if w.created_at else None,
     }
 
@@ -212,6 +213,7 @@ def mark_paid(session: Session, principal: Principal, withdrawal_id: str,
               now: datetime) -> tuple[int, dict]:
     w = _locked(session, withdrawal_id)
     _move(w, "paid")
+    w.paid_at = now  # the payout's date on the statement (decided_at stays the approval)
     txn = _post(session, w, payouts_in_transit(w.currency), bank(w.currency), now)
     session.flush()
     audit.record(session, actor=principal.actor, action="withdrawal.paid",

@@ -1,8 +1,10 @@
-"""An agent payment token's call is paid out of the balance of the merchant that issued the
-token (serving/x402/booking.py: the capture debits the buyer's merchant_payable and credits the
-seller's). The seller's statement has the payment; the buyer's statement must take the money
-off (and give a refund of it back), or the platform pays the seller and never charges the
-buyer. On DuckDB and Postgres. (A module of its own: the warehouse fixtures are per module.)"""
+"""Money moving between parties on statements, on DuckDB and Postgres. An agent payment token's
+call is paid out of the balance of the merchant that issued the token (serving/x402/booking.py:
+the capture debits the buyer's merchant_payable and credits the seller's): the seller's
+statement has the payment, the buyer's must take the money off (and give a refund of it back),
+or the platform pays the seller and never charges the buyer. A payout is paid out on the day
+it was marked paid; a chargeback that names its payment by the channel's reference only is
+charged to the merchant. (A module of its own: the warehouse fixtures are per module.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import pytest
 
 from serving.x402.booking import TOKEN_CHANNEL
-from tests.dbt.test_settlement import T0, _insert, _payment_rows, ts
+from tests.dbt.test_settlement import T0, _chargeback_rows, _insert, _payment_rows, ts
 from warehouse.ledger import channel_receivable, merchant_payable
 
 BUYER, SELLER = "mer_buy", "mer_sell"
@@ -20,6 +22,8 @@ TOKEN_PAYMENT = ("pt1", SELLER, 20_000_000, "USDC", "2024-03-12 10:00:00")
 CARD_PAYMENT = ("pc1", SELLER, 5_000, "USD", "2024-03-12 11:00:00")
 TOKEN_REFUND = ("rt1", "pt1", SELLER, 5_000_000, "USDC", "2024-03-13 09:00:00")  # 5 USDC back
 AS_OF = "2024-03-20"
+# the seller's payout: approved on the 13th, the bank transfer marked paid on the 15th
+PAYOUT = ("wd_1", SELLER, 1_000, "2024-03-13 16:00:00", "2024-03-15 09:00:00")
 
 
 def _legs(payment_id: str, debit: str, credit: str, amount: int, currency: str, at: str,
@@ -53,6 +57,14 @@ def _load(warehouse) -> None:
             _legs(pid, merchant_payable(BUYER), merchant_payable(SELLER), amount, ccy, at, 1)
             + _legs("pc1", channel_receivable("ch_card"), merchant_payable(SELLER), 5_000,
                     "USD", CARD_PAYMENT[4], 3))
+    wid, owner, amount, approved, paid = PAYOUT
+    _insert(warehouse, "withdrawals", [
+        {"id": wid, "owner_type": "merchant", "owner_id": owner, "amount_minor": amount,
+         "currency": "USD", "status": "paid", "decided_by": "usr_ops",
+         "decided_at": ts(approved), "paid_at": ts(paid), "created_at": T0, "updated_at": T0}])
+    # the card payment charged back by a row that names it by the channel's reference only
+    (chargeback,) = _chargeback_rows([("cb_pc1", "pc1", -5_000, "2024-03-16 10:00:00")])
+    _insert(warehouse, "psp_lines", [{**chargeback, "merchant_reference": None}])
     rid, pid, m, amount, ccy, at = TOKEN_REFUND
     _insert(warehouse, "refunds", [
         {"id": rid, "payment_id": pid, "merchant_id": m, "amount_minor": amount,
@@ -94,7 +106,8 @@ def test_the_buyer_pays_for_its_agents_call_and_gets_the_refund_back(built):
             int(lines["payment:pt1"]["fee_minor"])) == (SELLER, 2_000, 20)
     assert int(lines["refund:rt1"]["gross_minor"]) == -500
     # a card payment is nobody's token spend
-    assert not any(line_id.endswith(":pc1") for line_id in lines if line_id != "payment:pc1")
+    spends = sorted(r["line_id"] for r in lines.values() if r["item_type"] == "token_spend")
+    assert spends == ["token_spend:pt1", "token_spend:rt1"]
 
 
 def test_the_buyers_statements_take_the_spend_off_its_balance(built):
@@ -109,3 +122,22 @@ def test_the_buyers_statements_take_the_spend_off_its_balance(built):
     seller = statements[f"{SELLER}:USD:2024-03-12"]
     assert int(seller["gross_minor"]) - 5_000 == -int(day1["closing_balance_minor"])
 
+
+def test_a_payout_is_on_the_statement_of_the_day_it_was_paid_not_approved(built):
+    # approved on the 13th, paid on the 15th: the 15th's statement pays it out (dated by the
+    # approval it would land on the 13th, or on a later one as a late adjustment once the 13th
+    # had closed - and be deducted twice from the available balance)
+    line = built["lines"]["payout:wd_1"]
+    assert (line["statement_id"], line["line_type"], int(line["net_minor"])) == \
+        (f"{SELLER}:USD:2024-03-15", "payout", -1_000)
+    assert int(built["statements"][f"{SELLER}:USD:2024-03-15"]["payouts_minor"]) == 1_000
+
+
+def test_a_chargeback_naming_only_the_channel_reference_is_charged_to_the_merchant(built):
+    # reconciliation matches it by channel_reference; settlement must charge it too, or the
+    # channel takes the money back and the platform absorbs it
+    line = built["lines"]["chargeback:pc1"]
+    assert (line["merchant_id"], line["statement_id"], line["psp_line_id"],
+            int(line["gross_minor"]), int(line["fee_minor"])) == \
+        (SELLER, f"{SELLER}:USD:2024-03-16", "cb_pc1", -5_000, 0)
+    assert int(built["statements"][f"{SELLER}:USD:2024-03-16"]["chargebacks_minor"]) == 5_000

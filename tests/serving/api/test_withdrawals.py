@@ -175,8 +175,13 @@ def test_approve_posts_balanced_ledger_then_mark_paid(api, settled):
     assert available(api, key) == "7500"  # approved still withheld
 
     assert act(api, finance, wid, "mark-paid").status_code == 403  # platform_admin only
-    paid = act(api, api.admin_token, wid, "mark-paid")
+    paid = api.client.post(f"/api/v1/withdrawals/{wid}/mark-paid", headers={
+        **bearer(api.admin_token), "Clearhouse-Test-Clock": "2026-11-23T09:00:00Z",
+        "Idempotency-Key": uuid.uuid4().hex})  # the bank transfer went out the next morning
     assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    # the statement dates the payout when it was paid; decided_at stays the approval
+    assert (paid.json()["paid_at"], paid.json()["decided_at"]) == \
+        ("2026-11-23T09:00:00.000Z", "2026-11-22T12:00:00.000Z")
     with Session(api.engine) as s:
         paid_legs = s.execute(select(LedgerEntry.account, LedgerEntry.amount_minor)
                               .where(LedgerEntry.transaction_id != legs[0].transaction_id)

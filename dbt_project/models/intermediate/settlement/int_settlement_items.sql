@@ -5,7 +5,7 @@
 --   refund     succeeded (gross -amount, fee reversed pro rata: negative)
 --   chargeback the channel's chargeback row on its PSP settlement file (gross = its amount,
 --              negative; the fee is not given back); one per payment, the first the channel sent
---   payout     a merchant withdrawal paid out (gross -amount)
+--   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
 --   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
 --              of the seller (above), paid out of the balance of the merchant that issued the
@@ -50,15 +50,19 @@ refunds as (
     from {{ ref('int_refund_fee_reversals') }}
 ),
 
+-- the payment a chargeback row names, as reconciliation reads it: its channel_reference on the
+-- line's channel, else the platform's payment id in merchant_reference (reconciliation.md "Keys")
 chargeback_rows as (
     select
-        l.psp_line_id, l.transaction_at, l.currency, l.gross_minor, p.payment_id, p.merchant_id,
-        row_number() over (partition by p.payment_id
+        l.psp_line_id, l.transaction_at, l.currency, l.gross_minor,
+        coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id,
+        coalesce(pay_ref.merchant_id, pay_id.merchant_id) as merchant_id,
+        row_number() over (partition by coalesce(pay_ref.payment_id, pay_id.payment_id)
                            order by l.transaction_at, l.psp_line_id) as nth
     from {{ ref('stg_files__psp_lines') }} as l
-    join {{ ref('stg_clearhouse__payments') }} as p
-        on p.payment_id = l.merchant_reference
+    {{ recon_name_joins(ref('stg_clearhouse__payments'), 'payment_id', 'pay') }}
     where l.record_type = 'chargeback'
+      and coalesce(pay_ref.payment_id, pay_id.payment_id) is not null
 ),
 
 chargebacks as (
@@ -73,7 +77,7 @@ chargebacks as (
 payouts as (
     select
         'payout:' || withdrawal_id, 'payout', owner_id, null, null, withdrawal_id, null, null,
-        decided_at, currency,
+        paid_at, currency,
         cast(0 - amount_minor as {{ money_type() }}), cast(0 as {{ money_type() }}),
         null, decided_by
     from {{ ref('stg_clearhouse__withdrawals') }}

@@ -1,5 +1,6 @@
--- Payout requests of merchants and agents; a withdrawal is paid out when status = 'paid',
--- at decided_at (the time of that last decision).
+-- Payout requests of merchants and agents; a withdrawal is paid out when status = 'paid', at
+-- paid_at (marked paid; decided_at is the approval or rejection). Rows paid before paid_at
+-- existed (API migration 0010) carry the approval time there.
 with source as (
     select * from {{ source('clearhouse', 'withdrawals') }}
 )
@@ -13,6 +14,7 @@ select
     status,
     decided_by,
     decided_at,
+    coalesce(paid_at, case when status = 'paid' then decided_at end) as paid_at,
     reason,
     created_at,
     updated_at,
