@@ -123,6 +123,9 @@ def refund(channel_type: str) -> str:
     return f"{REFERENCE_PREFIX.get(channel_type, 'ref')}_rf_{secrets.token_hex(8)}"
 
 
+# The channels the x402 gateway books on (serving/x402/booking.py): on-chain `exact` payments,
+# and agent payment tokens' calls (paid out of the token issuer's balance).
+X402_CHANNEL, TOKEN_CHANNEL = "ch_x402_sim", "ch_agent_token"
 FIAT = ("USD", "EUR", "CNY", "TWD", "JPY", "HKD", "GBP")
 CRYPTO = ("USDC", "USDT", "ETH", "BTC")
 # The channels `clearhouse admin bootstrap` creates: id, type, cost to the platform (bps),
@@ -134,5 +137,5 @@ DEFAULT_CHANNELS = [
     ("ch_applepay_sim", "apple_pay", 150, FIAT), ("ch_crypto_sim", "crypto", 50, CRYPTO),
     ("ch_wallet_sim", "wallet", 0, FIAT + CRYPTO),
     # Not routed to by the payments API: the x402 gateway books its paid calls on these.
-    ("ch_x402_sim", "x402", 0, ("USDC",)), ("ch_agent_token", "agent_token", 0, ("USDC",)),
+    (X402_CHANNEL, "x402", 0, ("USDC",)), (TOKEN_CHANNEL, "agent_token", 0, ("USDC",)),
 ]

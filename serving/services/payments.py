@@ -41,8 +41,6 @@ from warehouse.models import (
 )
 
 CONFIRMABLE = ("pending_confirm", "auth_required")
-# The channel serving/x402/booking.py books agent-token payments on.
-TOKEN_CHANNEL = "ch_agent_token"
 CANCELLABLE = ("initiated", "pending_confirm", "auth_required")
 
 
@@ -324,7 +322,7 @@ def _refunded_to(session: Session, payment: Payment) -> str:
     of the buyer merchant that issued the token (serving/x402/booking.py), so it goes back there.
     The token's remaining budget is not restored: the budget is a cap on what the agent may
     spend, not a balance, and a refund does not let the agent spend more."""
-    if payment.channel_id != TOKEN_CHANNEL:
+    if payment.channel_id != channels.TOKEN_CHANNEL:
         return channel_receivable(payment.channel_id)
     # A token payment's channel_reference is its usage id (booking.record_paid).
     buyer_id = session.scalars(

@@ -21,15 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from serving.services.payments import TOKEN_CHANNEL, payment_out
+from serving.channels import TOKEN_CHANNEL, X402_CHANNEL
+from serving.services.payments import payment_out
 from serving.services.state_machine import move
 from serving.x402 import tokens
 from serving.x402.protocol import InvalidPayment
 from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
 from warehouse.models import OutboxEvent, Payment, X402Usage
-
-X402_CHANNEL = "ch_x402_sim"
 
 
 @dataclass(frozen=True)
