@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+from sqlalchemy import Engine
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -19,11 +20,33 @@ from serving import jsonfast
 
 class Collector:
     """Stands in for the Session the domain code writes through: keeps the rows it adds, and
-    lends the lookups session for reads (cached merchant, price and channel settings)."""
+    lends the lookups session for reads (cached merchant, price and channel settings). Given an
+    Engine instead of a Session, it opens one on the first read only (a path whose domain code
+    reads nothing, like an x402 settlement, then opens none) and closes it on `close`."""
 
-    def __init__(self, lookups: Session):
-        self.lookups = lookups
+    def __init__(self, lookups: Session | Engine):
+        self._lookups = lookups
+        self._opened: Session | None = None
         self.rows: list = []
+
+    @property
+    def lookups(self) -> Session:
+        if isinstance(self._lookups, Session):
+            return self._lookups
+        if self._opened is None:
+            self._opened = Session(self._lookups)
+        return self._opened
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def add(self, obj) -> None:
         self.rows.append(obj)

@@ -26,7 +26,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from serving import jsonfast
 from serving.services.row_writer import Collector, insert_ctes, row_values
@@ -115,14 +114,13 @@ def _settle_statement(engine: Engine, usage_id: str, verified: Verified, call: b
     log = chain.authorization_log(offer.network, offer.asset.address, payer=auth.payer,
                                   to=auth.to, value=auth.value, nonce=auth.nonce, now=now)
     usage = X402Usage(id=usage_id, status="verified", **booking.usage_fields(call))
-    with Session(engine) as lookups:
-        collector = Collector(lookups)
+    with Collector(engine) as collector:
         payment = booking.record_paid(collector, usage, tx_hash=log.tx_hash,
                                       upstream_status=upstream_status, buyer_merchant_id=None,
                                       now=now)
-        inserts, insert_params = insert_ctes(collector.rows, when="EXISTS (SELECT 1 FROM settled)")
-        chain_insert, chain_params = insert_ctes([log], when="EXISTS (SELECT 1 FROM debit)",
-                                                name="chain_log")
+    inserts, insert_params = insert_ctes(collector.rows, when="EXISTS (SELECT 1 FROM settled)")
+    chain_insert, chain_params = insert_ctes([log], when="EXISTS (SELECT 1 FROM debit)",
+                                            name="chain_log")
     sql = (
         "WITH debit AS (UPDATE sim_chain_accounts SET sent = sent + %s WHERE network = %s AND "
         "asset = %s AND address = %s AND " + _SUM_RECEIVED + " - sent >= %s AND EXISTS ("
