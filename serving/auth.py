@@ -91,7 +91,7 @@ def issue_operator_token(settings: Settings, user: User, *, days: int = 30) -> s
 
 
 def _key_cache_key(engine, key_hash: str) -> tuple:
-    return ("api_key", str(engine.url), key_hash)
+    return ("api_key", cache.scope(engine), key_hash)
 
 
 def _bearer(authorization: str | None) -> str:

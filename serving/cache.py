@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 TTL_SECONDS = 5.0
 _store: dict[tuple, tuple[float, Any]] = {}
 _lock = threading.Lock()
+_scopes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def scope(bind) -> str:
+    """The part of a key that names the database (an Engine, a Connection or a Session's bind):
+    its URL as text, rendered once per engine (rendering it took ~2 % of a payment create)."""
+    engine = bind.engine
+    name = _scopes.get(engine)
+    if name is None:
+        name = _scopes[engine] = str(engine.url)
+    return name
 
 
 def cached(key: tuple, load: Callable[[], Any], ttl: float = TTL_SECONDS) -> Any:

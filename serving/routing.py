@@ -120,7 +120,7 @@ _config_lock = threading.Lock()
 
 def _channel_configs(session: Session, method_type: str) -> list[_ChannelConfig]:
     """Channel settings change rarely: cache them per process for a few seconds."""
-    key = f"{session.get_bind().url}:{method_type}"
+    key = f"{cache.scope(session.get_bind())}:{method_type}"
     now = time.monotonic()
     with _config_lock:
         hit = _config_cache.get(key)
@@ -175,7 +175,7 @@ def _cost_prices(session: Session, ids: list[str], currency: str, at: datetime) 
                 Price.subject_type == "channel", Price.subject_id.in_(ids),
                 Price.currency == currency).order_by(Price.valid_from)).all()
 
-    rows = cache.cached(("channel_prices", str(session.get_bind().url), tuple(ids), currency), load)
+    rows = cache.cached(("channel_prices", cache.scope(session.get_bind()), tuple(ids), currency), load)
     return {sid: (rate, fixed) for sid, rate, fixed, start, end in rows  # latest start wins
             if start <= at and (end is None or at < end)}
 

@@ -69,7 +69,7 @@ def merchant_settings(session: Session, merchant_id: str) -> MerchantSettings:
         m = session.get(Merchant, merchant_id)
         return MerchantSettings(m.id, m.kyc_tier, m.settlement_currency)
 
-    return cache.cached(("merchant", str(session.get_bind().url), merchant_id), load)
+    return cache.cached(("merchant", cache.scope(session.get_bind()), merchant_id), load)
 
 
 def _has_price(session: Session, merchant_id: str, currency: str, at: datetime) -> bool:
@@ -78,7 +78,7 @@ def _has_price(session: Session, merchant_id: str, currency: str, at: datetime) 
             Price.subject_type == "merchant", Price.subject_id == merchant_id,
             Price.currency == currency)).all()
 
-    spans = cache.cached(("merchant_prices", str(session.get_bind().url), merchant_id, currency),
+    spans = cache.cached(("merchant_prices", cache.scope(session.get_bind()), merchant_id, currency),
                          load)
     return any(start <= at and (end is None or at < end) for start, end in spans)
 

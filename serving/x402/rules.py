@@ -62,7 +62,7 @@ def _load(session: Session, merchant_id: str) -> GatewayConfig | None:
 
 
 def config_key(engine, merchant_id: str) -> tuple:
-    return ("x402_gateway", str(engine.url), merchant_id)
+    return ("x402_gateway", cache.scope(engine), merchant_id)
 
 
 def gateway_config(session: Session, merchant_id: str) -> GatewayConfig | None:
