@@ -164,19 +164,47 @@ def utc_day(now: datetime) -> date:
     return (now.astimezone(UTC) if now.tzinfo else now).date()
 
 
-# The merchant's accepted volume on a UTC day per currency, from the trigger-kept counter (its
-# shards added up); driver-style parameters, so the Postgres fast path embeds the same query.
-USED_TODAY_PG = ("SELECT currency, sum(amount_minor) AS total FROM merchant_daily_volume "
-                 "WHERE merchant_id = %(merchant_id)s AND day = %(day)s "
-                 "GROUP BY currency HAVING sum(amount_minor) <> 0")
+# A payment's daily-limit volumes on Postgres, read under the limits' advisory locks (migration
+# 0011: the merchant's accepted volume today per currency, from the trigger-kept counter of
+# migration 0006, and the captured volume today of the channels given); driver-style
+# parameters, so the fast path embeds the same call. The locks are held to the end of the
+# transaction: two payments of a merchant cannot both pass its limit on the same volume.
+LIMIT_VOLUMES_PG = ("SELECT used_today, captured_today FROM payment_limit_volumes("
+                    "%(merchant_id)s, %(day)s, %(currency)s, "
+                    "CAST(%(limited_channels)s AS text[]), %(day_start)s, %(day_end)s)")
 
 
-def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
+def limit_volumes_params(merchant_id: str | None, currency: str, channels: list[str],
+                         now: datetime) -> dict:
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"merchant_id": merchant_id, "day": utc_day(now), "currency": currency,
+            "limited_channels": sorted(channels), "day_start": day_start,
+            "day_end": day_start + timedelta(days=1)}
+
+
+def volume_pairs(text_value: str | None) -> dict[str, int]:
+    """'key=minor,...' (what payment_limit_volumes returns) as {key: minor units}."""
+    if not text_value:
+        return {}
+    return {k: int(v) for k, v in (item.rsplit("=", 1) for item in text_value.split(","))}
+
+
+def locked_volumes(session: Session, merchant_id: str | None, currency: str,
+                   channels: list[str], now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Postgres: take the daily limits' locks for this transaction and read (the merchant's
+    volume per currency, the channels' captured volume in `currency`)."""
+    used, captured = session.connection().exec_driver_sql(
+        LIMIT_VOLUMES_PG, limit_volumes_params(merchant_id, currency, channels, now)).one()
+    return volume_pairs(used), volume_pairs(captured)
+
+
+def _used_today(session: Session, risk: RiskInput, now: datetime) -> dict[str, int]:
     """Today's accepted volume of the merchant per currency (minor units). On Postgres a trigger
-    keeps it per UTC day in merchant_daily_volume (migration 0006); SQLite sums the payments."""
+    keeps it per UTC day in merchant_daily_volume (migration 0006), read under the merchant's
+    daily lock; SQLite (one writer at a time) sums the payments."""
+    merchant = risk.merchant
     if session.get_bind().dialect.name == "postgresql":
-        return {code: int(value) for code, value in session.connection().exec_driver_sql(
-            USED_TODAY_PG, {"merchant_id": merchant.id, "day": utc_day(now)})}
+        return locked_volumes(session, merchant.id, risk.currency, [], now)[0]
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))
@@ -217,7 +245,7 @@ def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
     facts.allowed, facts.blocked = _list_hits(session, risk)
     if facts.blocked:
         return facts
-    facts.used_today = _used_today(session, risk.merchant, now)
+    facts.used_today = _used_today(session, risk, now)
     if facts.allowed:
         return facts
     hour_ago = now - timedelta(hours=1)

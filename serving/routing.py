@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serving import cache
+from serving import cache, risk
 from warehouse.models import Channel, ChannelCurrency, Payment, Price
 from warehouse.money import fee_minor
 
@@ -203,8 +203,14 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
           health: HealthRegistry = HEALTH,
           captured_today: dict[str, int] | None = None) -> RoutingDecision:
     """`captured_today` (channel -> minor units captured today in `currency`) may be given by a
-    caller that read it already; otherwise it is read per channel with a daily limit."""
+    caller that read it already (under the limits' locks, on Postgres); otherwise it is read
+    here for the channels with a daily limit - on Postgres under their locks, held to the end
+    of the transaction, so two payments cannot both fit in the same remaining limit."""
     configs = _channel_configs(session, method_type)
+    if captured_today is None and session.get_bind().dialect.name == "postgresql":
+        limited = channels_with_daily_limit(session, method_type, currency)
+        if limited:
+            captured_today = risk.locked_volumes(session, None, currency, limited, now)[1]
     costs = _cost_prices(session, [c.channel[0] for c in configs], currency, now)
     considered, eligible = [], []
     for config in configs:

@@ -52,7 +52,11 @@ WITH claim AS (
     VALUES (%(merchant_id)s, %(key)s, %(path)s, %(fingerprint)s, 0, '', %(now)s)
     ON CONFLICT DO NOTHING
     RETURNING 1
-)
+),
+-- The daily limits' volumes, read under their locks (serving.risk.LIMIT_VOLUMES_PG): a volatile
+-- function's query sees what was committed before its locks were granted, not this statement's
+-- snapshot. A CTE with a volatile function is evaluated once.
+limits AS (""" + risk.LIMIT_VOLUMES_PG + """)
 SELECT
     (SELECT count(*) FROM claim) AS claimed,
     (SELECT string_agg(list_type || ':' || kind, ',') FROM risk_list_entries
@@ -62,8 +66,7 @@ SELECT
           OR (kind = 'ip' AND value = CAST(%(ip)s AS text))
           OR (kind = 'device' AND value = CAST(%(device)s AS text)))
         AND (merchant_id IS NULL OR merchant_id = %(merchant_id)s)) AS lists,
-    (SELECT string_agg(currency || '=' || total::text, ',') FROM (
-        """ + risk.USED_TODAY_PG + """) used) AS used_today,
+    (SELECT used_today FROM limits) AS used_today,
     (SELECT count(*) FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
         AND created_at >= %(hour_ago)s) AS v_customer,
     (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(%(card)s AS text)
@@ -75,11 +78,7 @@ SELECT
     (SELECT customer::text FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
         AND created_at >= %(hour_ago)s AND created_at <= %(now)s
       ORDER BY created_at DESC LIMIT 1) AS last_customer,
-    (SELECT string_agg(channel_id || '=' || total::text, ',') FROM (
-        SELECT channel_id, sum(amount_minor) AS total FROM payments
-         WHERE channel_id = ANY(CAST(%(limited_channels)s AS text[])) AND currency = %(currency)s
-           AND captured_at >= %(day_start)s AND captured_at < %(day_end)s
-         GROUP BY channel_id) captured) AS captured_today
+    (SELECT captured_today FROM limits) AS captured_today
 """
 
 _VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
@@ -100,22 +99,16 @@ def _scoring_event(merchant_id: str, risk_keys: dict, now: datetime) -> dict:
     return {"merchant_id": merchant_id, "created_at": now, "payment_id": "", **risk_keys}
 
 
-def _pairs(text_value: str | None) -> dict[str, int]:
-    if not text_value:
-        return {}
-    return {k: int(v) for k, v in (item.rsplit("=", 1) for item in text_value.split(","))}
-
-
 def _facts(row, risk_keys: dict) -> tuple[risk.RiskFacts, dict[str, int]]:
     lists = [item.split(":", 1) for item in (row.lists or "").split(",") if item]
     facts = risk.RiskFacts(
         allowed={kind for list_type, kind in lists if list_type == "allow"},
         blocked={kind for list_type, kind in lists if list_type == "block"},
-        used_today=_pairs(row.used_today),
+        used_today=risk.volume_pairs(row.used_today),
         velocity={column: getattr(row, alias) for column, alias in _VELOCITY_COLUMNS.items()
                   if risk_keys.get(column)},
         last_geo=(json.loads(row.last_customer) or {}).get("geo") if row.last_customer else None)
-    return facts, _pairs(row.captured_today)
+    return facts, risk.volume_pairs(row.captured_today)
 
 
 def _write_statement(rows: list, *, merchant_id: str, key: str, status: int,
@@ -137,16 +130,14 @@ def _claim_params(lookups: Session, *, merchant_id: str, key: str, path: str,
                  "card_fingerprint": channels.card_fingerprint(method),
                  "device_id": customer.device_id if customer else None,
                  "customer_ip": customer.ip if customer else None}
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
     params = {
-        "merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint,
+        "key": key, "path": path, "fingerprint": fingerprint,
         "now": now, "customer_id": risk_keys["customer_id"],
         "email": customer.email if customer else None, "card": risk_keys["card_fingerprint"],
         "ip": risk_keys["customer_ip"], "device": risk_keys["device_id"],
-        "day_start": day_start, "day_end": day_start + timedelta(days=1),
-        "hour_ago": now - timedelta(hours=1), "day": risk.utc_day(now),
-        "limited_channels": limited, "currency": body.currency}
+        "hour_ago": now - timedelta(hours=1),
+        **risk.limit_volumes_params(merchant_id, body.currency, limited, now)}
     return params, risk_keys
 
 

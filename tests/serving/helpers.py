@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi.testclient import TestClient
@@ -64,3 +67,53 @@ def make_api(settings) -> Api:
         session.commit()
         token = issue_operator_token(settings, user)
     return Api(TestClient(app), settings, engine, token)
+
+
+# --- concurrency: a real HTTP server, and requests released at once ---------------------------
+
+
+class LiveServer:
+    """The app under uvicorn on 127.0.0.1 in a background thread. lifespan="on" runs the app's
+    start-up as a worker does (on Postgres: the async pool the fast paths use)."""
+
+    def __init__(self, app, lifespan: str = "off"):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def race(n: int, call: Callable[[int], object]) -> list:
+    """call(0) .. call(n - 1) in n threads released together; their results in order."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -86,6 +86,6 @@ def _pay_refund_settle_and_check(api):
     assert counted[(other_id, datetime(2026, 1, 15).date(), "USD")] == 4200
     # ... and the risk rule reads it: what it sees is what the payments sum to.
     with Session(api.engine) as s:
-        merchant = risk.RiskInput(merchant=type("M", (), {"id": merchant_id})(), amount_minor=1,
-                                  currency="USD").merchant
-        assert risk._used_today(s, merchant, datetime.now(UTC)) == {"USD": 1700, "EUR": 2500}
+        payment = risk.RiskInput(merchant=type("M", (), {"id": merchant_id})(), amount_minor=1,
+                                 currency="USD")
+        assert risk._used_today(s, payment, datetime.now(UTC)) == {"USD": 1700, "EUR": 2500}

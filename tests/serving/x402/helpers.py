@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -254,35 +253,3 @@ def build_shop(api: Api, *, rule: dict | None = None, gateway: dict | None = Non
     shop = Shop(api, seller_id, seller_key, response.json()["id"], Account.create())
     shop.fund(shop.payer.address)
     return shop
-
-
-# --- a real HTTP server for the requests (sync) client -----------------------------------------
-
-
-class LiveServer:
-    """The app under uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app):
-        import socket
-
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()

@@ -14,13 +14,13 @@ from x402.http.clients.requests import x402_requests
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
 
+from tests.serving.helpers import LiveServer
 from tests.serving.x402.helpers import (
     DETAIL,
     PAY_TO,
     PRICE,
     SEPOLIA,
     USDC,
-    LiveServer,
     event_trail,
     ledger_balances,
     legs_of,
