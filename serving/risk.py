@@ -164,47 +164,55 @@ def utc_day(now: datetime) -> date:
     return (now.astimezone(UTC) if now.tzinfo else now).date()
 
 
-# A payment's daily-limit volumes on Postgres, read under the limits' advisory locks (migration
-# 0011: the merchant's accepted volume today per currency, from the trigger-kept counter of
-# migration 0006, and the captured volume today of the channels given); driver-style
+# What a payment's risk rules read on Postgres, under the locks of its keys (migration 0011,
+# payment_risk_facts: the merchant's accepted volume today per currency from the trigger-kept
+# counter of migration 0006, the captured volume today of the channels given, the last hour's
+# payments per customer, card, device and IP, the customer's latest payment); driver-style
 # parameters, so the fast path embeds the same call. The locks are held to the end of the
-# transaction: two payments of a merchant cannot both pass its limit on the same volume.
-LIMIT_VOLUMES_PG = ("SELECT used_today, captured_today FROM payment_limit_volumes("
-                    "%(merchant_id)s, %(day)s, %(currency)s, "
-                    "CAST(%(limited_channels)s AS text[]), %(day_start)s, %(day_end)s)")
+# transaction: two payments on one key cannot both pass a limit on the same history.
+RISK_FACTS_PG = ("SELECT * FROM payment_risk_facts(%(merchant_id)s, %(day)s, %(currency)s, "
+                 "CAST(%(limited_channels)s AS text[]), %(day_start)s, %(day_end)s, "
+                 "%(customer_id)s, %(card)s, %(device)s, %(ip)s, %(hour_ago)s, %(now)s)")
 
 
-def limit_volumes_params(merchant_id: str | None, currency: str, channels: list[str],
-                         now: datetime) -> dict:
+def risk_facts_params(merchant_id: str | None, currency: str, channels: list[str],
+                      keys: dict[str, str | None], now: datetime) -> dict:
+    """RISK_FACTS_PG's parameters; `keys` the payment's velocity keys by column
+    (customer_id, card_fingerprint, device_id, customer_ip), missing or None when absent."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return {"merchant_id": merchant_id, "day": utc_day(now), "currency": currency,
             "limited_channels": sorted(channels), "day_start": day_start,
-            "day_end": day_start + timedelta(days=1)}
+            "day_end": day_start + timedelta(days=1), "customer_id": keys.get("customer_id"),
+            "card": keys.get("card_fingerprint"), "device": keys.get("device_id"),
+            "ip": keys.get("customer_ip"), "hour_ago": now - timedelta(hours=1), "now": now}
 
 
 def volume_pairs(text_value: str | None) -> dict[str, int]:
-    """'key=minor,...' (what payment_limit_volumes returns) as {key: minor units}."""
+    """'key=minor,...' (what payment_risk_facts returns) as {key: minor units}."""
     if not text_value:
         return {}
     return {k: int(v) for k, v in (item.rsplit("=", 1) for item in text_value.split(","))}
 
 
-def locked_volumes(session: Session, merchant_id: str | None, currency: str,
-                   channels: list[str], now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    """Postgres: take the daily limits' locks for this transaction and read (the merchant's
-    volume per currency, the channels' captured volume in `currency`)."""
-    used, captured = session.connection().exec_driver_sql(
-        LIMIT_VOLUMES_PG, limit_volumes_params(merchant_id, currency, channels, now)).one()
-    return volume_pairs(used), volume_pairs(captured)
+def locked_facts(session: Session, merchant_id: str | None, currency: str, channels: list[str],
+                 keys: dict[str, str | None], now: datetime):
+    """Postgres: take the locks of the payment's keys for this transaction and read its facts
+    (a row of payment_risk_facts)."""
+    return session.connection().exec_driver_sql(
+        RISK_FACTS_PG, risk_facts_params(merchant_id, currency, channels, keys, now)).one()
 
 
 def _used_today(session: Session, risk: RiskInput, now: datetime) -> dict[str, int]:
     """Today's accepted volume of the merchant per currency (minor units). On Postgres a trigger
-    keeps it per UTC day in merchant_daily_volume (migration 0006), read under the merchant's
-    daily lock; SQLite (one writer at a time) sums the payments."""
+    keeps it per UTC day in merchant_daily_volume (migration 0006), read under the payment's
+    locks (migration 0011); SQLite (one writer at a time) sums the payments."""
     merchant = risk.merchant
     if session.get_bind().dialect.name == "postgresql":
-        return locked_volumes(session, merchant.id, risk.currency, [], now)[0]
+        # The merchant's and the velocity keys' locks: the velocity counts gather reads next
+        # see every payment committed on those keys before this one.
+        keys = dict(velocity_keys(risk))
+        return volume_pairs(locked_facts(session, merchant.id, risk.currency, [], keys,
+                                         now).used_today)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))

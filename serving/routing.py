@@ -210,7 +210,8 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
     if captured_today is None and session.get_bind().dialect.name == "postgresql":
         limited = channels_with_daily_limit(session, method_type, currency)
         if limited:
-            captured_today = risk.locked_volumes(session, None, currency, limited, now)[1]
+            captured_today = risk.volume_pairs(risk.locked_facts(
+                session, None, currency, limited, {}, now).captured_today)
     costs = _cost_prices(session, [c.channel[0] for c in configs], currency, now)
     considered, eligible = [], []
     for config in configs:

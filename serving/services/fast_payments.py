@@ -32,7 +32,7 @@ handles the request from the start; nothing was written.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -53,10 +53,10 @@ WITH claim AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
--- The daily limits' volumes, read under their locks (serving.risk.LIMIT_VOLUMES_PG): a volatile
--- function's query sees what was committed before its locks were granted, not this statement's
--- snapshot. A CTE with a volatile function is evaluated once.
-limits AS (""" + risk.LIMIT_VOLUMES_PG + """)
+-- The facts the limits and velocity rules read, under the locks of the payment's keys
+-- (serving.risk.RISK_FACTS_PG): a volatile function's queries see what was committed before its
+-- locks were granted, not this statement's snapshot. A CTE with a volatile function runs once.
+facts AS (""" + risk.RISK_FACTS_PG + """)
 SELECT
     (SELECT count(*) FROM claim) AS claimed,
     (SELECT string_agg(list_type || ':' || kind, ',') FROM risk_list_entries
@@ -66,19 +66,8 @@ SELECT
           OR (kind = 'ip' AND value = CAST(%(ip)s AS text))
           OR (kind = 'device' AND value = CAST(%(device)s AS text)))
         AND (merchant_id IS NULL OR merchant_id = %(merchant_id)s)) AS lists,
-    (SELECT used_today FROM limits) AS used_today,
-    (SELECT count(*) FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
-        AND created_at >= %(hour_ago)s) AS v_customer,
-    (SELECT count(*) FROM payments WHERE card_fingerprint = CAST(%(card)s AS text)
-        AND created_at >= %(hour_ago)s) AS v_card,
-    (SELECT count(*) FROM payments WHERE device_id = CAST(%(device)s AS text)
-        AND created_at >= %(hour_ago)s) AS v_device,
-    (SELECT count(*) FROM payments WHERE customer_ip = CAST(%(ip)s AS text)
-        AND created_at >= %(hour_ago)s) AS v_ip,
-    (SELECT customer::text FROM payments WHERE customer_id = CAST(%(customer_id)s AS text)
-        AND created_at >= %(hour_ago)s AND created_at <= %(now)s
-      ORDER BY created_at DESC LIMIT 1) AS last_customer,
-    (SELECT captured_today FROM limits) AS captured_today
+    facts.*
+FROM facts
 """
 
 _VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
@@ -131,13 +120,9 @@ def _claim_params(lookups: Session, *, merchant_id: str, key: str, path: str,
                  "device_id": customer.device_id if customer else None,
                  "customer_ip": customer.ip if customer else None}
     limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
-    params = {
-        "key": key, "path": path, "fingerprint": fingerprint,
-        "now": now, "customer_id": risk_keys["customer_id"],
-        "email": customer.email if customer else None, "card": risk_keys["card_fingerprint"],
-        "ip": risk_keys["customer_ip"], "device": risk_keys["device_id"],
-        "hour_ago": now - timedelta(hours=1),
-        **risk.limit_volumes_params(merchant_id, body.currency, limited, now)}
+    params = {"key": key, "path": path, "fingerprint": fingerprint,
+              "email": customer.email if customer else None,
+              **risk.risk_facts_params(merchant_id, body.currency, limited, risk_keys, now)}
     return params, risk_keys
 
 
@@ -164,9 +149,12 @@ def _work(lookups: Session, row, risk_keys: dict, *, merchant_id: str, key: str,
 
 def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
            body: PaymentCreate, now: datetime) -> IdempotentResult | None:
-    """The fast path on a connection of the engine's pool (run it in a worker thread)."""
+    """The fast path on a connection of the engine's pool (run it in a worker thread). Its
+    lookups read on the same connection: a payment waiting on another's lock (the claim takes
+    the locks of its merchant, customer, card, device, IP) holds one connection, and the one
+    holding the lock never needs a second from a pool the waiters may have emptied."""
     ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
-    with Session(engine, expire_on_commit=False) as lookups, engine.connect() as conn:
+    with engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as lookups:
         params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
         row = conn.exec_driver_sql(_CLAIM_AND_FACTS, params).one()
         if not row.claimed:
@@ -191,6 +179,10 @@ async def create_async(pool, engine: Engine, *, merchant_id: str, key: str, path
     ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
     with Session(engine, expire_on_commit=False) as lookups:
         params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
+        # Give the lookups' connection back before the claim, which may wait on another
+        # payment's lock: waiting payments hold no connection of the pool the lock's holder
+        # may still need for a lookup (reads are cached, so it seldom does).
+        lookups.rollback()
         async with pool.connection() as conn, conn.transaction():
             cursor = conn.cursor(row_factory=namedtuple_row)
             await cursor.execute(_CLAIM_AND_FACTS, params)
