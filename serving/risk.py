@@ -21,6 +21,7 @@ never converted here.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -202,17 +203,24 @@ def locked_facts(session: Session, merchant_id: str | None, currency: str, chann
         RISK_FACTS_PG, risk_facts_params(merchant_id, currency, channels, keys, now)).one()
 
 
-def _used_today(session: Session, risk: RiskInput, now: datetime) -> dict[str, int]:
-    """Today's accepted volume of the merchant per currency (minor units). On Postgres a trigger
-    keeps it per UTC day in merchant_daily_volume (migration 0006), read under the payment's
-    locks (migration 0011); SQLite (one writer at a time) sums the payments."""
-    merchant = risk.merchant
-    if session.get_bind().dialect.name == "postgresql":
-        # The merchant's and the velocity keys' locks: the velocity counts gather reads next
-        # see every payment committed on those keys before this one.
-        keys = dict(velocity_keys(risk))
-        return volume_pairs(locked_facts(session, merchant.id, risk.currency, [], keys,
-                                         now).used_today)
+VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
+                    "device_id": "v_device", "customer_ip": "v_ip"}
+
+
+def facts_from(row, keys: dict[str, str | None]) -> RiskFacts:
+    """The facts a row of payment_risk_facts holds (lists aside), for a payment with the
+    velocity `keys` (by column; a key the payment lacks has no velocity)."""
+    return RiskFacts(
+        used_today=volume_pairs(row.used_today),
+        velocity={column: getattr(row, alias) for column, alias in VELOCITY_COLUMNS.items()
+                  if keys.get(column)},
+        last_geo=(json.loads(row.last_customer) or {}).get("geo") if row.last_customer else None)
+
+
+def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
+    """Today's accepted volume of the merchant per currency (minor units), summed from the
+    payments: SQLite, which runs one writer at a time (Postgres reads a trigger-kept counter
+    under the payment's locks: `locked_facts`)."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     where = (Payment.merchant_id == merchant.id, Payment.created_at >= day_start,
              Payment.created_at < day_start + timedelta(days=1), Payment.status.in_(CAPTURING))
@@ -253,7 +261,17 @@ def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
     facts.allowed, facts.blocked = _list_hits(session, risk)
     if facts.blocked:
         return facts
-    facts.used_today = _used_today(session, risk, now)
+    if session.get_bind().dialect.name == "postgresql":
+        # Under the locks of the merchant's day and the velocity keys: what is read includes
+        # every payment committed on those keys before this one (migration 0011).
+        keys = dict(velocity_keys(risk))
+        locked = facts_from(locked_facts(session, risk.merchant.id, risk.currency, [], keys, now),
+                            keys)
+        facts.used_today = locked.used_today
+        if not facts.allowed:
+            facts.velocity, facts.last_geo = locked.velocity, locked.last_geo
+        return facts
+    facts.used_today = _used_today(session, risk.merchant, now)
     if facts.allowed:
         return facts
     hour_ago = now - timedelta(hours=1)

@@ -31,7 +31,6 @@ handles the request from the start; nothing was written.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -70,10 +69,6 @@ SELECT
 FROM facts
 """
 
-_VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
-                     "device_id": "v_device", "customer_ip": "v_ip"}
-
-
 def eligible(engine: Engine, body: PaymentCreate) -> bool:
     """An ML scorer that cannot take its reads ahead (a test's hook) sends payments to the
     general path; the live scorer's summary is read on this path's connection."""
@@ -90,13 +85,9 @@ def _scoring_event(merchant_id: str, risk_keys: dict, now: datetime) -> dict:
 
 def _facts(row, risk_keys: dict) -> tuple[risk.RiskFacts, dict[str, int]]:
     lists = [item.split(":", 1) for item in (row.lists or "").split(",") if item]
-    facts = risk.RiskFacts(
-        allowed={kind for list_type, kind in lists if list_type == "allow"},
-        blocked={kind for list_type, kind in lists if list_type == "block"},
-        used_today=risk.volume_pairs(row.used_today),
-        velocity={column: getattr(row, alias) for column, alias in _VELOCITY_COLUMNS.items()
-                  if risk_keys.get(column)},
-        last_geo=(json.loads(row.last_customer) or {}).get("geo") if row.last_customer else None)
+    facts = risk.facts_from(row, risk_keys)
+    facts.allowed = {kind for list_type, kind in lists if list_type == "allow"}
+    facts.blocked = {kind for list_type, kind in lists if list_type == "block"}
     return facts, risk.volume_pairs(row.captured_today)
 
 

@@ -86,6 +86,5 @@ def _pay_refund_settle_and_check(api):
     assert counted[(other_id, datetime(2026, 1, 15).date(), "USD")] == 4200
     # ... and the risk rule reads it: what it sees is what the payments sum to.
     with Session(api.engine) as s:
-        payment = risk.RiskInput(merchant=type("M", (), {"id": merchant_id})(), amount_minor=1,
-                                 currency="USD")
-        assert risk._used_today(s, payment, datetime.now(UTC)) == {"USD": 1700, "EUR": 2500}
+        row = risk.locked_facts(s, merchant_id, "USD", [], {}, datetime.now(UTC))
+        assert risk.facts_from(row, {}).used_today == {"USD": 1700, "EUR": 2500}
