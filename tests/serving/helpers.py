@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.app import create_app
@@ -16,6 +18,7 @@ from serving.auth import issue_operator_token
 from serving.channels import luhn_ok
 from serving.schemas import MerchantCreate
 from serving.services.admin import bootstrap_admin, create_merchant
+from warehouse.models import LedgerEntry
 
 
 def random_card(prefix: str = "424242") -> str:
@@ -117,3 +120,11 @@ def race(n: int, call: Callable[[int], object]) -> list:
     for thread in threads:
         thread.join()
     return results
+
+
+def transaction_totals(session: Session) -> dict[tuple[str, str], int]:
+    """Every ledger transaction's legs added up per currency: all 0 when the books balance."""
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for leg in session.scalars(select(LedgerEntry)):
+        totals[(leg.transaction_id, leg.currency)] += leg.amount_minor
+    return totals

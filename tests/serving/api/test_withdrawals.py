@@ -21,7 +21,7 @@ from tests.serving.admin_helpers import (
     publish_agent_statements,
     publish_statements,
 )
-from tests.serving.helpers import make_api
+from tests.serving.helpers import make_api, race
 from warehouse.models import AuditLogEntry, LedgerEntry, OutboxEvent, Withdrawal
 
 CLOCK = {"Clearhouse-Test-Clock": "2026-11-22T12:00:00Z"}  # settled through 2026-11-21 (T+1)
@@ -485,3 +485,59 @@ def test_agent_balance_after_a_cycle_change_counts_exactly_the_ended_periods(olt
         (agent_id, "USD", date(2026, 3, 2), date(2026, 3, 2), 50)])
     assert agent_balance(api, key, "2026-03-03T08:00:00Z")["available_minor"] == "50"
     assert agent_balance(api, key, "2026-04-01T08:00:00Z")["available_minor"] == "150"
+
+
+# --- under concurrency (SQLite serialises writers; Postgres locks the merchant) ---------
+
+
+def withdrawn(api, merchant_id, statuses=("requested", "approved", "paid")):
+    with Session(api.engine) as s:
+        return s.scalars(select(Withdrawal.amount_minor).where(
+            Withdrawal.owner_id == merchant_id, Withdrawal.status.in_(statuses))).all()
+
+
+def test_many_uneven_concurrent_requests_stay_within_balance(api, settled):
+    merchant_id, key = funded(api, settled, closing=10_000)
+    results = race(12, lambda i: withdraw(api, key, amount=str(1000 + 500 * (i % 4))))
+    assert all(r.status_code in (201, 422) for r in results), [r.text for r in results]
+    total = sum(withdrawn(api, merchant_id))
+    assert total <= 10_000
+    assert int(available(api, key)) == 10_000 - total >= 0
+
+
+def test_same_key_withdrawal_race_is_one_withdrawal(api, settled):
+    merchant_id, key = funded(api, settled, closing=10_000)
+    idem = uuid.uuid4().hex
+    results = race(8, lambda i: withdraw(api, key, amount="3000", idem=idem))
+    assert {r.status_code for r in results} == {201}, [r.text for r in results]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert withdrawn(api, merchant_id) == [3000]
+
+
+def test_requests_racing_a_reject(api, settled):
+    merchant_id, key = funded(api, settled, closing=10_000)
+    first = withdraw(api, key, amount="6000").json()
+
+    def go(i):
+        if i == 0:
+            return act(api, api.admin_token, first["id"], "reject", {"reason": "no"})
+        return withdraw(api, key, amount="3000")
+
+    results = race(6, go)
+    assert results[0].status_code == 200, results[0].text
+    total = sum(withdrawn(api, merchant_id))
+    assert total <= 10_000, total
+    assert int(available(api, key)) >= 0
+
+
+def test_approve_and_reject_race_one_wins(api, settled):
+    merchant_id, key = funded(api, settled, closing=10_000)
+    w = withdraw(api, key, amount="6000").json()
+
+    def go(i):
+        if i % 2:
+            return act(api, api.admin_token, w["id"], "approve")
+        return act(api, api.admin_token, w["id"], "reject", {"reason": "no"})
+
+    results = race(6, go)
+    assert sorted(r.status_code for r in results) == [200] + [409] * 5, [r.text for r in results]
