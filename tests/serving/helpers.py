@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -103,6 +104,19 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+def live_post(url: str, path: str, key: str, body: dict, idem: str | None = None):
+    """POST to a LiveServer with a merchant's key and an Idempotency-Key (fresh if not given)."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        return client.post(path, json=body, headers={
+            "Authorization": f"Bearer {key}", "Idempotency-Key": idem or uuid.uuid4().hex})
+
+
+def card_payment(amount: str = "1000", card: str | None = None) -> dict:
+    """A payment body in USD paid by an approving test card (a fresh one unless given)."""
+    return {"amount_minor": amount, "currency": "USD", "merchant_reference": "order-1",
+            "payment_method": {"type": "card", "number": card or random_card()}}
 
 
 def race(n: int, call: Callable[[int], object]) -> list:

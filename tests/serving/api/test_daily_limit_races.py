@@ -7,15 +7,19 @@ none of them refused."""
 
 from __future__ import annotations
 
-import uuid
-
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import cache, risk
-from tests.serving.helpers import LiveServer, make_api, race, random_card
+from tests.serving.helpers import (
+    LiveServer,
+    card_payment,
+    live_post,
+    make_api,
+    race,
+    random_card,
+)
 from warehouse.models import Payment
 
 TIER_1_DAILY_MINOR = 100_000  # 1,000 USD (risk.KYC_DAILY_LIMIT_MAJOR[1])
@@ -63,15 +67,8 @@ def test_concurrent_payments_stay_within_a_channel_daily_limit(api):
 def live_payments(server, keys: list[str], n: int, card: str | None = None,
                   amount: str = "40000"):
     """n payments at once through the server, the i-th by the merchant keys[i % len(keys)]."""
-    def pay(i):
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            return client.post("/api/v1/payments", headers={
-                "Authorization": f"Bearer {keys[i % len(keys)]}",
-                "Idempotency-Key": uuid.uuid4().hex},
-                json={"amount_minor": amount, "currency": "USD", "merchant_reference": "order-1",
-                      "payment_method": {"type": "card", "number": card or random_card()}})
-
-    return race(n, pay)
+    return race(n, lambda i: live_post(server.url, "/api/v1/payments", keys[i % len(keys)],
+                                       card_payment(amount, card)))
 
 
 def test_the_limit_holds_through_a_live_server(api):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import cache
-from tests.serving.helpers import LiveServer, make_api, race, random_card
+from tests.serving.helpers import LiveServer, card_payment, live_post, make_api, race
 from warehouse.models import IdempotencyKey, LedgerEntry, Payment, Refund
 
 
@@ -27,22 +26,11 @@ def live(oltp_url, make_settings):
     cache.clear()
 
 
-def post(url, path, key, body, idem):
-    with httpx.Client(base_url=url, timeout=60) as c:
-        return c.post(path, json=body, headers={"Authorization": f"Bearer {key}",
-                                                "Idempotency-Key": idem})
-
-
-def pay_body(amount="1000", card=None):
-    return {"amount_minor": amount, "currency": "USD", "merchant_reference": "o-1",
-            "payment_method": {"type": "card", "number": card or random_card()}}
-
-
 def test_same_key_same_body_payment_one_effect_identical_responses(live):
     api, url = live
     _, key = api.merchant(kyc_tier=3)
-    body, idem = pay_body(), uuid.uuid4().hex
-    results = race(10, lambda i: post(url, "/api/v1/payments", key, body, idem))
+    body, idem = card_payment(), uuid.uuid4().hex
+    results = race(10, lambda i: live_post(url, "/api/v1/payments", key, body, idem))
     assert {r.status_code for r in results} == {201}, [r.text for r in results]
     assert len({r.text for r in results}) == 1
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in results) == 9
@@ -54,8 +42,8 @@ def test_same_key_other_body_payment_is_409(live):
     api, url = live
     _, key = api.merchant(kyc_tier=3)
     idem = uuid.uuid4().hex
-    results = race(10, lambda i: post(url, "/api/v1/payments", key,
-                                      pay_body(amount=str(1000 + i)), idem))
+    results = race(10, lambda i: live_post(url, "/api/v1/payments", key,
+                                      card_payment(amount=str(1000 + i)), idem))
     codes = sorted(r.status_code for r in results)
     assert codes == [201] + [409] * 9, [r.text for r in results]
     with Session(api.engine) as s:
@@ -65,8 +53,8 @@ def test_same_key_other_body_payment_is_409(live):
 def test_live_concurrent_partial_refunds(live):
     api, url = live
     _, key = api.merchant(kyc_tier=3)
-    payment = post(url, "/api/v1/payments", key, pay_body("1000"), uuid.uuid4().hex).json()
-    results = race(10, lambda i: post(url, "/api/v1/refunds", key,
+    payment = live_post(url, "/api/v1/payments", key, card_payment("1000")).json()
+    results = race(10, lambda i: live_post(url, "/api/v1/refunds", key,
                                       {"payment_id": payment["id"], "amount_minor": "300"},
                                       uuid.uuid4().hex))
     codes = sorted(r.status_code for r in results)
@@ -84,9 +72,9 @@ def test_live_concurrent_partial_refunds(live):
 def test_live_same_key_refund_one_effect(live):
     api, url = live
     _, key = api.merchant(kyc_tier=3)
-    payment = post(url, "/api/v1/payments", key, pay_body("1000"), uuid.uuid4().hex).json()
+    payment = live_post(url, "/api/v1/payments", key, card_payment("1000")).json()
     idem = uuid.uuid4().hex
-    results = race(10, lambda i: post(url, "/api/v1/refunds", key,
+    results = race(10, lambda i: live_post(url, "/api/v1/refunds", key,
                                       {"payment_id": payment["id"], "amount_minor": "300"}, idem))
     assert {r.status_code for r in results} == {201}, [r.text for r in results]
     assert len({r.text for r in results}) == 1
