@@ -48,8 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     if settings.oltp_url.startswith("sqlite"):
         settings.home_dir.mkdir(parents=True, exist_ok=True)
-    app.state.engine = make_oltp_engine(settings.oltp_url)
-    install_error_handlers(app)
+    app.state.engine = make_oltp_engine(settings.oltp_url,
+                                        lock_timeout_ms=settings.db_lock_timeout_ms)
+    install_error_handlers(app, postgres=not settings.oltp_url.startswith("sqlite"))
     configure_logging(settings.log_level)
     app.state.fraud_scorer = fraud.install(settings)  # the payments champion, if there is one
     app.state.customer_limits = TokenBuckets(settings.rate_limit_per_customer)

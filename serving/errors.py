@@ -7,16 +7,24 @@ it answers 500 `internal_error` in the same shape (nothing of the exception leak
 traceback to `clearhouse.api`, and then Starlette re-raises the exception, so the server logs it
 too and `TestClient` raises it unless made with `raise_server_exceptions=False`. Being outside the
 middleware, that response skips RequestContextMiddleware: the handler adds X-Request-Id itself.
+
+A database that could not serve the request in time - a lock not granted within
+Settings.db_lock_timeout_ms, a deadlock victim, a serialization failure, SQLite's write lock
+still held - is not a bug: the request's transaction was rolled back whole, and sending it again
+is the cure. Those answer 503 `database_busy` with Retry-After (handlers for SQLAlchemy's
+DBAPIError and, on Postgres, psycopg's own errors, which the fast paths raise).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -36,6 +44,33 @@ def not_found(kind: str, ident: str) -> ApiError:
 
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+# Postgres SQLSTATEs after which the whole transaction was rolled back and a retry is the cure.
+_RETRYABLE_SQLSTATES = {
+    "55P03": "a lock was not granted in time",  # lock_not_available (lock_timeout)
+    "40P01": "deadlock detected",
+    "40001": "serialization failure",
+}
+RETRY_AFTER_SECONDS = 1
+
+
+def database_busy(exc: BaseException) -> str | None:
+    """Why the database could not serve the request now, or None if `exc` is another error."""
+    orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    reason = _RETRYABLE_SQLSTATES.get(getattr(orig, "sqlstate", None) or "")
+    if reason is None and isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig):
+        reason = "the database is locked by another writer"
+    return reason
+
+
+def _busy_response(request: Request, reason: str) -> JSONResponse:
+    log.warning("database busy on %s %s: %s", request.method, request.url.path, reason,
+                extra={"fields": {"method": request.method, "path": request.url.path}})
+    message = (f"the database is busy ({reason}); the request's changes were rolled back: "
+               f"send it again (with the same Idempotency-Key) in {RETRY_AFTER_SECONDS} s")
+    return JSONResponse(error_body("database_busy", message, {"reason": reason}),
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _field_path(loc: tuple) -> str:
@@ -59,7 +94,7 @@ CLIENT_CLOSED_REQUEST = 499
 log = logging.getLogger("clearhouse.api")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, _exc: ClientDisconnect):
         # The caller hung up before its body was read: nothing was done for it, so there is
@@ -122,6 +157,18 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    async def _database_error(request: Request, exc: Exception):
+        reason = database_busy(exc)
+        if reason is not None:
+            return _busy_response(request, reason)
+        raise exc  # not ours to answer: the catch-all below logs it and answers 500
+
+    app.add_exception_handler(DBAPIError, _database_error)
+    if postgres:  # the fast paths run psycopg directly (imported only where Postgres is used)
+        import psycopg
+
+        app.add_exception_handler(psycopg.Error, _database_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -19,18 +19,19 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from warehouse.connections import to_libpq_url
+from warehouse.connections import DEFAULT_LOCK_TIMEOUT_MS, pg_session_options, to_libpq_url
 
 POOL_SIZE = 16  # per worker; Postgres' default max_connections is 100
 
 
-async def open_pool(url: str, size: int = POOL_SIZE):
+async def open_pool(url: str, size: int = POOL_SIZE,
+                    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS):
     from psycopg_pool import AsyncConnectionPool
 
     # Autocommit: a single-statement write (x402's claim and settle) is its own transaction,
     # one round trip; a path that needs more opens `conn.transaction()` itself.
     pool = AsyncConnectionPool(to_libpq_url(url), min_size=size, max_size=size, open=False,
-                               name="clearhouse-fast-paths", kwargs={"autocommit": True})
+                               name="clearhouse-fast-paths", kwargs={"autocommit": True, "options": pg_session_options(lock_timeout_ms)})
     await pool.open(wait=True, timeout=30)
     return pool
 
@@ -41,7 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.oltp_url.startswith("sqlite") or not settings.payments_fast_path:
         yield
         return
-    app.state.pg_pool = await open_pool(settings.oltp_url)
+    app.state.pg_pool = await open_pool(settings.oltp_url,
+                                        lock_timeout_ms=settings.db_lock_timeout_ms)
     try:
         yield
     finally:

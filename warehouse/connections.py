@@ -1,7 +1,9 @@
 """Connections to the API's database (SQLAlchemy) and to the warehouse (DuckDB or Postgres).
 
 SQLite is opened in WAL mode with a busy timeout so concurrent API requests queue instead of
-failing with 'database is locked'.
+failing with 'database is locked'; Postgres sessions get the same bound as `lock_timeout`
+(Settings.db_lock_timeout_ms): past it a request fails (serving/errors.py answers 503
+database_busy) rather than waiting without end.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from sqlalchemy import Engine, create_engine, event
 
 from warehouse.settings import Settings, get_settings
 
+DEFAULT_LOCK_TIMEOUT_MS = 30_000
 
-def make_oltp_engine(url: str, *, pool_size: int = 16) -> Engine:
+
+def pg_session_options(lock_timeout_ms: int) -> str:
+    """libpq `options` for the API's Postgres sessions."""
+    return f"-c lock_timeout={int(lock_timeout_ms)}"
+
+
+def make_oltp_engine(url: str, *, pool_size: int = 16,
+                     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": lock_timeout_ms / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -46,7 +57,8 @@ def make_oltp_engine(url: str, *, pool_size: int = 16) -> Engine:
     # per checkout): a connection found dead fails its request and invalidates the pool, which
     # then reconnects; connections are recycled every 30 minutes.
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2,
-                         pool_recycle=1800, pool_use_lifo=True)
+                         pool_recycle=1800, pool_use_lifo=True,
+                         connect_args={"options": pg_session_options(lock_timeout_ms)})
 
 
 READ_ONLY_OPTION = "clearhouse_read_only"

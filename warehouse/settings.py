@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # beyond it DuckDB spills to HOME's warehouse.duckdb.tmp). Its own default is 80 % of the
     # machine's memory, which a 10M-payment build fills.
     duckdb_memory_limit: str = "4GB"
+    # How long an API request waits for a lock in its database (SQLite's write lock; a Postgres
+    # row, key or advisory lock) before it gives up: the request's transaction is rolled back and
+    # the caller gets 503 database_busy with Retry-After, instead of a request that hangs behind a
+    # stuck transaction while every other request of that merchant or card queues behind it.
+    db_lock_timeout_ms: int = Field(default=30_000, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
