@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -248,6 +248,10 @@ class RiskFacts:
     last_geo: str | None = None  # the customer's previous payment's geo within the hour
     # The ML hook's reads done ahead (the fast path: serving.fraud.Prefetched), or None.
     ml_prefetched: object | None = None
+    # Postgres: today's captured volume (minor units) of the channels with a daily limit for the
+    # payment's method and currency, read under their locks with the rest, for routing; None
+    # when not read (SQLite: routing reads it itself).
+    captured_today: dict[str, int] | None = None
 
 
 def velocity_keys(risk: RiskInput) -> list[tuple[str, str]]:
@@ -256,7 +260,12 @@ def velocity_keys(risk: RiskInput) -> list[tuple[str, str]]:
         ("device_id", risk.device_id), ("customer_ip", risk.customer_ip)) if value]
 
 
-def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
+def gather(session: Session, risk: RiskInput, now: datetime,
+           limited_channels: Sequence[str] = ()) -> RiskFacts:
+    """The facts the rules read. On Postgres also the captured volume today of
+    `limited_channels` (routing.channels_with_daily_limit), read with them under their locks.
+    The payment being checked may be in the session already: keep autoflush off around this
+    call, so it stays out of its own history."""
     facts = RiskFacts()
     facts.allowed, facts.blocked = _list_hits(session, risk)
     if facts.blocked:
@@ -264,10 +273,14 @@ def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
     if session.get_bind().dialect.name == "postgresql":
         # Under the locks of the merchant's day and the velocity keys: what is read includes
         # every payment committed on those keys before this one (migration 0011).
+        # The daily volumes of `limited_channels` come in the same call, under their locks
+        # (taken after the keys', as the function orders them), for routing.
         keys = dict(velocity_keys(risk))
-        locked = facts_from(locked_facts(session, risk.merchant.id, risk.currency, [], keys, now),
-                            keys)
+        row = locked_facts(session, risk.merchant.id, risk.currency, list(limited_channels),
+                           keys, now)
+        locked = facts_from(row, keys)
         facts.used_today = locked.used_today
+        facts.captured_today = volume_pairs(row.captured_today) if limited_channels else None
         if not facts.allowed:
             facts.velocity, facts.last_geo = locked.velocity, locked.last_geo
         return facts
@@ -289,12 +302,6 @@ def gather(session: Session, risk: RiskInput, now: datetime) -> RiskFacts:
             .order_by(Payment.created_at.desc()).limit(1)).first()
         facts.last_geo = (last.customer or {}).get("geo") if last else None
     return facts
-
-
-def evaluate(session: Session, risk: RiskInput, now: datetime) -> RiskResult:
-    # The payment being checked is already in the session: keep it out of its own history.
-    with session.no_autoflush:
-        return decide(risk, gather(session, risk, now), now, session=session)
 
 
 def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from serving import cache, channels, risk
 from serving.errors import ApiError, not_found
-from serving.routing import HEALTH, route
+from serving.routing import HEALTH, channels_with_daily_limit, route
 from serving.schemas import (
     PaymentConfirm,
     PaymentCreate,
@@ -194,8 +194,13 @@ def _risk_and_channel(session: Session, payment: Payment, merchant: MerchantSett
                       captured_today: dict[str, int] | None = None) -> None:
     move(session, payment, "risk_checking", at=now)
     checked = risk_input(payment, merchant)
-    result = (risk.evaluate(session, checked, now) if facts is None
-              else risk.decide(checked, facts, now, session=session))
+    if facts is None:  # on Postgres one locked read for the rules and the channels' limits
+        limited = channels_with_daily_limit(session, payment.payment_method_type,
+                                            payment.currency)
+        with session.no_autoflush:  # the payment stays out of its own history
+            facts = risk.gather(session, checked, now, limited_channels=limited)
+        captured_today = facts.captured_today
+    result = risk.decide(checked, facts, now, session=session)
     payment.risk_decision, payment.risk_score = result.decision, result.score
     payment.risk_reasons = result.reasons
     if result.decision == "reject":

@@ -50,7 +50,11 @@ def test_concurrent_payments_stay_within_the_kyc_daily_limit(api, fast_path):
     assert sum(accepted(api, merchant_id=merchant_id)) == 80_000 <= TIER_1_DAILY_MINOR
 
 
-def test_concurrent_payments_stay_within_a_channel_daily_limit(api):
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "general_path"])
+def test_concurrent_payments_stay_within_a_channel_daily_limit(api, fast_path):
+    """On Postgres the general path reads the channel's volume in the risk check's locked read
+    (risk.gather's limited_channels) and hands it to routing, as the fast path does."""
+    api.client.app.state.settings.payments_fast_path = fast_path
     channel = api.client.post("/api/v1/channels", headers={
         "Authorization": f"Bearer {api.admin_token}"}, json={
         "name": "limited-acquirer", "type": "card", "priority": 1,
