@@ -126,29 +126,25 @@ class _Instants:
 class _Windows:
     """Earlier rows with the same key in [t - period, t), by binary search.
 
-    The frame is in (created_at, payment_id) order. A stable sort by key keeps that order within
-    each key, so every key's rows form one run sorted by instant, and `place` = key * width +
-    instant rank is non-decreasing in that sorted order: the rows of a key before instant r start
-    at searchsorted(place, key * width + r). All searches run in sorted order (their queries are
-    then sorted too, which makes numpy's binary search about ten times faster); results are put
-    back in frame order at the end. Keys are 64-bit hashes of the key values, checked for
-    collisions (two values, one hash) with a second hash; on a collision the exact dense rank is
-    used instead. Rows whose key is null have no window (0)."""
+    The frame is in (created_at, payment_id) order. Sorting rows by (key, row number) keeps that
+    order within each key, so every key's rows form one run sorted by instant, and `place` =
+    key * width + instant rank is non-decreasing in that sorted order: the rows of a key before
+    instant r start at searchsorted(place, key * width + r). All searches run in sorted order
+    (their queries are then sorted too, which makes numpy's binary search about ten times
+    faster); results are put back in frame order at the end. Keys are exact dense codes of the
+    key values (`_dense_codes`), so the sort is one numpy sort of key * n + row. Rows whose key
+    is null have no window (0)."""
 
     def __init__(self, frame: pl.DataFrame, columns: tuple[str, ...], instants: _Instants):
         keys = frame.select(columns)
-        code = _key_hash(keys, seed=0)
-        order = _stable_order(code)
-        if _collides(keys, code, order):
-            code = keys.select(pl.struct(columns).rank("dense")).to_series().to_numpy()
-            order = _stable_order(code.astype(np.int64))
-        ordered = code[order]
-        # dense key numbers 0..k-1 in sorted order (a hash times width would overflow)
-        dense = np.cumsum(_changes(ordered)) - 1
+        n = keys.height
+        code = _dense_codes(keys)
+        ordered = np.sort(code * n + np.arange(n, dtype=np.int64))
+        order = ordered % n
         self.instants, self.order = instants, order
         self.null = keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()[
             order]
-        self.base = dense.astype(np.int64) * instants.width
+        self.base = (ordered // n) * instants.width
         self.place = self.base + instants.rank[order]
         self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
         self.start = _run_starts(self.base)  # the key's first row
@@ -200,25 +196,30 @@ def _changes(values: np.ndarray) -> np.ndarray:
     return new
 
 
-def _key_hash(keys: pl.DataFrame, seed: int) -> np.ndarray:
-    return keys.select(pl.struct(keys.columns).hash(seed=seed)).to_series().to_numpy().view(
-        np.int64)
+_CODE_LIMIT = 2**62
 
 
-def _stable_order(code: np.ndarray) -> np.ndarray:
-    """Row indices sorted by code, equal codes in row order (polars: faster than numpy's stable
-    argsort on 64-bit keys)."""
-    return (pl.DataFrame({"code": code}).with_row_index("row")
-            .sort("code", maintain_order=True)["row"].to_numpy().astype(np.int64))
+def _dense_codes(keys: pl.DataFrame) -> np.ndarray:
+    """Each row's key as a non-negative int64: equal values, equal codes; a row with a null in
+    any column gets a code no complete key has (its windows are masked to 0 anyway). A column's
+    codes are its categorical codes (exact: no hashes, so no collisions to check); columns are
+    combined as digits, renumbered densely (< rows) whenever the next step could overflow, so
+    that code * rows + row, the sort key, fits in int64."""
+    n = max(keys.height, 1)
+    code = np.zeros(keys.height, dtype=np.int64)
+    for column in keys.columns:
+        physical = keys[column].cast(pl.Utf8).cast(pl.Categorical).to_physical()
+        width = int(physical.max() or 0) + 2  # codes 0..max, and max + 1 for null
+        if int(code.max(initial=0)) + 1 > _CODE_LIMIT // width:
+            code = _renumbered(code)
+        code = code * width + physical.fill_null(width - 1).to_numpy().astype(np.int64)
+    if int(code.max(initial=0)) + 1 > _CODE_LIMIT // n:
+        code = _renumbered(code)
+    return code
 
 
-def _collides(keys: pl.DataFrame, code: np.ndarray, order: np.ndarray) -> bool:
-    """True when two different key values share a hash: neighbours in hash order whose second,
-    independently seeded hash differs (both colliding at once: about 2^-64 per pair)."""
-    ordered = code[order]
-    same = np.flatnonzero(ordered[1:] == ordered[:-1])
-    check = _key_hash(keys, seed=1)[order]
-    return bool(np.any(check[same] != check[same + 1]))
+def _renumbered(code: np.ndarray) -> np.ndarray:
+    return np.unique(code, return_inverse=True)[1].astype(np.int64).ravel()
 
 
 def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:

@@ -116,19 +116,37 @@ def test_the_features_of_a_known_story():
     assert third["km_from_customer_prev"] == pytest.approx(7_800, rel=0.05)  # US -> DE centroids
 
 
-def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
-    """Window keys are 64-bit hashes checked against the values: force every key onto one hash
-    and the features must not change."""
+@pytest.mark.parametrize("rows", [5, 100_000])
+def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(rows):
+    """_dense_codes: equal keys get one code, different keys different codes, and a key with a
+    null gets none of the complete keys' codes; with 100,000 rows of three columns the combined
+    codes would overflow code * rows (the sort key) and are renumbered."""
+    import random
+
     import numpy as np
+    import polars as pl
 
-    from ml import payment_features
+    from ml.payment_features import _dense_codes
 
-    rows = random_events(300, seed=3)
-    expected = batch_features(frame(rows))
-    real = payment_features._key_hash
-    monkeypatch.setattr(payment_features, "_key_hash", lambda keys, seed: (
-        np.zeros(keys.height, dtype=np.int64) if seed == 0 else real(keys, seed)))
-    assert batch_features(frame(rows)).equals(expected)
+    rng = random.Random(rows)
+    values = [f"v{i}" for i in range(rows)]
+
+    def value():
+        return None if rng.random() < 0.1 else rng.choice(values)
+
+    # first the complete keys a null in any column must not join, whatever code it fills in
+    keys = [("x", "y", "z"), (None, "y", "z"), ("x", None, "z"), ("x", "y", None),
+            (None, None, None), ("z", "y", "x")]
+    keys += [(value(), value(), value()) for _ in range(rows)]
+    code = _dense_codes(pl.DataFrame(keys, schema=["a", "b", "c"], orient="row"))
+    assert code.dtype == np.int64 and code.min() >= 0
+    assert int(code.max()) < 2**63 // len(keys)  # code * rows + row fits
+    first_code: dict[tuple, int] = {}
+    for key, c in zip(keys, code.tolist(), strict=True):
+        assert first_code.setdefault(key, c) == c  # equal keys, one code
+    complete = {c for key, c in first_code.items() if None not in key}
+    assert len(complete) == sum(None not in key for key in first_code)  # all distinct
+    assert not complete & {c for key, c in first_code.items() if None in key}
 
 
 def test_no_payments_give_an_empty_feature_frame():
