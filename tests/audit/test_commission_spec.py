@@ -49,8 +49,9 @@ MERCHANTS = [  # id, agent, settlement currency, cycle, delay
     ("m_h", "h1", "ETH", "monthly", 0),
     ("m_j", None, "USD", "monthly", 0),
     ("m_k", None, "KWD", "monthly", 0),
+    ("m_f", "f1", "USD", "monthly", 0),
 ]
-AGENTS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "e1", "e2", "e3", "h1"]
+AGENTS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "e1", "e2", "e3", "h1", "f1"]
 PARENTS = [  # agent, parent, valid_from, valid_to
     ("a1", "a2", T0, None), ("a2", "a3", T0, None), ("a3", None, T0, None),
     ("b1", "b2", T0, None), ("b2", "b3", T0, None), ("b3", None, T0, None),
@@ -58,6 +59,7 @@ PARENTS = [  # agent, parent, valid_from, valid_to
     ("e1", "e2", T0, SWITCH), ("e1", "e3", SWITCH, None),
     ("e2", None, T0, None), ("e3", None, T0, None),
     ("h1", None, T0, None),
+    ("f1", None, T0, None),
 ]
 MODELS = [  # agent, currency, model, pct_bps, fixed_minor
     ("a1", "USD", "markup", None, None), ("a2", "USD", "markup", None, None),
@@ -68,6 +70,7 @@ MODELS = [  # agent, currency, model, pct_bps, fixed_minor
     ("e1", "USD", "markup", None, None), ("e2", "USD", "percentage", 20, None),
     ("e3", "USD", "fixed", None, 9),
     ("h1", "ETH", "markup", None, None),
+    ("f1", "USD", "fixed", None, 3),
 ]
 PRICES = [  # subject_type, subject_id, currency, bps, fixed, valid_from, valid_to
     ("channel", "ch_card", "USD", 100, 10, T0, None),
@@ -89,6 +92,7 @@ PRICES = [  # subject_type, subject_id, currency, bps, fixed, valid_from, valid_
     ("merchant", "m_j", "JPY", 325, 0, T0, None),
     ("merchant", "m_k", "USD", 250, 25, T0, None),
     ("merchant", "m_k", "KWD", 250, 100, T0, None),
+    ("merchant", "m_f", "USD", 300, 0, T0, None),
 ]
 ETH_AMOUNT = 987_654_321_098_765_432_109_877  # ~9.9e23 wei, F ~2.5e22 > 2^63
 ETH_REFUND = 329_218_107_032_921_810_703_292
@@ -97,6 +101,7 @@ PAYMENTS = [  # id, merchant, amount, currency, captured_at, channel
     ("pa2", "m_a", 10_050, "USD", "2024-03-05 11:00:00", "ch_card"),
     ("pb1", "m_b", 10_000, "USD", "2024-03-06 10:00:00", "ch_card"),
     ("pc1", "m_c", 10_000, "USD", "2024-03-10 10:00:00", "ch_card"),
+    ("pc2", "m_c", 1_000, "USD", "2024-03-10 11:00:00", "ch_card"),
     ("pd1", "m_d", 10_000, "USD", "2024-03-12 10:00:00", "ch_card"),
     ("pe1", "m_e", 10_000, "USD", "2024-03-15 11:59:59", "ch_card"),
     ("pe2", "m_e", 10_000, "USD", "2024-03-15 12:00:00", "ch_card"),
@@ -105,12 +110,15 @@ PAYMENTS = [  # id, merchant, amount, currency, captured_at, channel
     ("pj1", "m_j", 12_345, "JPY", "2024-03-01 05:00:00", "ch_card"),
     ("pk1", "m_k", 10_000, "USD", "2024-03-01 06:00:00", "ch_card"),
     ("pk2", "m_k", 1_234_567, "KWD", "2024-03-01 07:00:00", "ch_card"),
+    ("pf1", "m_f", 600, "USD", "2024-03-20 10:00:00", "ch_card"),
 ]
 REFUNDS = [  # id, payment, amount, succeeded_at
     ("rb1", "pb1", 3_000, "2024-03-07 10:00:00"),
     ("rb2", "pb1", 3_000, "2024-03-08 10:00:00"),
     ("rb3", "pb1", 4_000, "2024-03-11 10:00:00"),  # completes the refund (next ISO week)
     ("rh1", "ph1", ETH_REFUND, "2024-03-20 10:00:00"),
+    ("rc1", "pc2", 300, "2024-03-12 10:00:00"),  # reverses a negative spread
+    *[(f"rf{i}", "pf1", 100, f"2024-03-2{i} 10:00:00") for i in range(1, 7)],  # six sixths
 ]
 ECB = {"2024-03-01": {"USD": "1.0850", "JPY": "162.50", "KWD": "0.3340"}}
 ADJUSTMENTS = [("adj_a", "m_a", 700, "USD", "goodwill credit", "usr_finance",
@@ -301,6 +309,14 @@ def test_the_refund_completing_a_full_refund_reverses_exactly(built):
     assert sum(revenue(built, e)[0] for e in ("pb1", "rb1", "rb2", "rb3")) == 0
 
 
+def test_partial_reversals_never_exceed_the_commission(built):
+    # Spec silent (the fix's decision): f1 earns a fixed 3 on pf1 (600); six refunds of 100
+    # each: round_half_up(3 * 100 / 600 = 0.5) = 1 for each of the first three, then the
+    # commission is used up: 0, 0, and the last (completing the full refund) 3 - 3 = 0.
+    assert commissions(built, "pf1") == {"f1": (1, "fixed", 3)}
+    assert [commissions(built, f"rf{i}")["f1"][2] for i in range(1, 7)] == [-1, -1, -1, 0, 0, 0]
+
+
 def test_conservation_on_every_payment_and_refund_row(built):
     for event_id, r in built["revenue"].items():
         f, channel, agents, net, _neg = revenue(built, event_id)
@@ -315,6 +331,17 @@ def test_negative_spread_is_kept_and_flagged(built):
     # pc1: F = 200; c1 cost 250 -> spread -50; up = 250; channel 110; net = 140
     assert commissions(built, "pc1") == {"c1": (1, "markup", -50)}
     assert revenue(built, "pc1") == (200, 110, -50, 140, True)
+
+
+def test_refund_of_a_negative_spread_rounds_half_away_from_zero(built):
+    # pc2 1,000: F = 20; c1 cost round(25) = 25 -> spread -5; channel round(10)+10 = 20;
+    # net = 25 - 20 = 5. rc1 refunds 300 (30 %): c1 reversed round_half_up(-5 * 0.3 = -1.5) = -2,
+    # so the refund row gives c1 +2; F reversed 6, channel 6; the platform takes the rest:
+    # -6 - (-6) - 2 = -2
+    assert commissions(built, "pc2") == {"c1": (1, "markup", -5)}
+    assert revenue(built, "pc2") == (20, 20, -5, 5, True)
+    assert commissions(built, "rc1") == {"c1": (1, "markup", 2)}
+    assert revenue(built, "rc1")[:4] == (-6, -6, 2, -2)
 
 
 def test_direct_merchant_negative_platform_net_is_kept_and_flagged(built):
@@ -452,7 +479,7 @@ def test_finance_tie_out_for_march_in_usd(built):
     # settlement.md: all merchants' statements + agents' commission statements + platform net
     # + channel cost = gross captured - refunds, to the minor unit. Taken over the merchants
     # that take and settle USD (m_a, m_b, m_c, m_d, m_e, m_g) and the USD agents above them.
-    usd = {"m_a", "m_b", "m_c", "m_d", "m_e", "m_g"}
+    usd = {"m_a", "m_b", "m_c", "m_d", "m_e", "m_g", "m_f"}
     items = [r for r in built["lines"].values()
              if r["merchant_id"] in usd and r["item_type"] in ("payment", "refund")]
     merchants_net = sum(int(r["gross_minor"]) - int(r["fee_minor"]) for r in items)
@@ -462,8 +489,9 @@ def test_finance_tie_out_for_march_in_usd(built):
     rev = [r for r in built["revenue"].values() if r["merchant_id"] in usd]
     platform = sum(int(r["platform_net_minor"]) for r in rev)
     channel = sum(int(r["channel_cost_minor"]) for r in rev)
-    # by hand: gross 22,395 + 10,000 + 10,000 + 10,000 + 20,000 + 10,000 = 82,395, refunds 10,000
-    assert gross_less_refunds == 72_395
+    # by hand: gross 22,395 + 10,000 + 11,000 + 10,000 + 20,000 + 10,000 = 83,395,
+    # refunds 10,000 + 300 = 10,300 (m_f's 600 is captured and refunded in full: 0)
+    assert gross_less_refunds == 73_095
     assert merchants_net + agents + platform + channel == gross_less_refunds
 
 
