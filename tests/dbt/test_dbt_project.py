@@ -577,7 +577,13 @@ def _int(v):
 def test_dbt_build_ran_every_node_clean(built):
     results = built.run_results["results"]
     statuses = {r["unique_id"]: r["status"] for r in results}
-    bad = {k: v for k, v in statuses.items() if v not in ("success", "pass")}
+    # commission.md: a price without a fixed amount (mer_a's ETH price, agents' cost prices
+    # drawn with None) counts 0 "and a data-quality warning": that warning, and only it
+    missing_fixed = {k for k in statuses
+                     if k.startswith("test.clearhouse.not_null_stg_clearhouse__prices_fixed_minor.")}
+    assert missing_fixed and {statuses[k] for k in missing_fixed} == {"warn"}
+    bad = {k: v for k, v in statuses.items()
+           if v not in ("success", "pass") and k not in missing_fixed}
     assert not bad, f"{built.engine}: nodes not clean (warnings count too): {bad}"
     ids = set(statuses)
     assert "test.clearhouse.assert_money_macros_exact" in ids
