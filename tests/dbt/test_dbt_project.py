@@ -793,6 +793,7 @@ def expected_commission() -> tuple[dict, dict]:
         per_payment[p["id"]] = (amount, f_fee, channel_cost, earned)
     reversals = expected_reversals()
     refunded_before: dict[str, int] = defaultdict(int)
+    commission_reversed: dict[tuple, int] = defaultdict(int)
     for r in sorted(REFUNDS, key=lambda r: (r["succeeded_at"] or datetime.max, r["id"])):
         if r["status"] != "succeeded" or r["payment_id"] not in per_payment:
             continue
@@ -806,8 +807,21 @@ def expected_commission() -> tuple[dict, dict]:
 
         total = 0
         for (agent_id, lvl), value in earned.items():
-            rows[(r["id"], agent_id, lvl)] = -back(value)
-            total += back(value)
+            # commission.md: round_half_up(commission * refunded / captured) per refund; the
+            # refund completing a full refund reverses exactly what is left
+            # (the running total of partial reversals never goes beyond the commission)
+            key = (r["payment_id"], agent_id, lvl)
+
+            def cap(x, value=value):
+                return min(x, value) if value >= 0 else max(x, value)
+
+            before_sum = commission_reversed[key]
+            through_sum = before_sum + prorate(value, r["amount_minor"], amount)
+            commission_reversed[key] = through_sum
+            reversed_ = value - cap(before_sum) if after == amount \
+                else cap(through_sum) - cap(before_sum)
+            rows[(r["id"], agent_id, lvl)] = -reversed_
+            total += reversed_
         fee_back, cost_back = reversals[r["id"]], back(channel_cost)
         platform[r["id"]] = (-fee_back, -cost_back, -total, -(fee_back - cost_back - total),
                              False)

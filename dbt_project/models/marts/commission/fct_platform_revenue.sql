@@ -2,8 +2,10 @@
 --   F = channel_cost + platform_net + sum(agent commissions), exact to the minor unit.
 -- Payments: platform_net = up_k - channel_cost - sum(percentage and fixed commissions), where
 -- up_k is what reaches the platform from the top agent (F when the merchant has no agent).
--- Refunds (negative rows): F, the channel cost and each commission are reversed pro rata
--- (cumulatively, like the merchant fee); the platform takes the rounding residual.
+-- Refunds (negative rows): F and the channel cost are reversed pro rata (cumulatively), each
+-- commission as commission.md says (round_half_up(commission * refunded / captured), the
+-- refund completing a full refund reversing what is left: int_commission_reversals); the
+-- platform takes the rounding residual.
 -- channel_cost = fee(channel price in force at captured_at); no channel price = 0.
 -- negative_margin: platform_net < 0 or an agent's markup spread < 0 (raised, never clipped).
 
