@@ -318,7 +318,7 @@ def test_partial_reversals_never_exceed_the_commission(built):
 
 
 def test_conservation_on_every_payment_and_refund_row(built):
-    for event_id, r in built["revenue"].items():
+    for event_id in built["revenue"]:
         f, channel, agents, net, _neg = revenue(built, event_id)
         assert f == channel + net + agents, event_id
         assert agents == sum(a for _l, _m, a in commissions(built, event_id).values()), event_id
