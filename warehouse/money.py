@@ -263,6 +263,31 @@ def prorate(amount_minor: int, part_minor: int, whole_minor: int) -> int:
                              to_minor_int(whole_minor))
 
 
+def refund_reversals(total_minor: int, refunds_minor: Iterable[int],
+                     captured_minor: int) -> list[int]:
+    """What each of a payment's refunds, in order, reverses of `total_minor` - a fee or a
+    commission the capture earned: round_half_up(total * refund / captured), commission.md's
+    formula on the refund's own amount; the refund that completes the full refund reverses what
+    is left, so a full refund reverses exactly; and partial refunds never reverse more than the
+    total (each rounding up, six refunds of a sixth of a 3 would take back 6: the running total
+    stops at the total). dbt's `refund_reversal` macro is the same rule."""
+    total_minor, captured_minor = to_minor_int(total_minor), to_minor_int(captured_minor)
+
+    def capped(running: int) -> int:
+        return min(running, total_minor) if total_minor >= 0 else max(running, total_minor)
+
+    out, shares_before, refunded = [], 0, 0
+    for refund in refunds_minor:
+        share = prorate(total_minor, refund, captured_minor)
+        refunded += to_minor_int(refund)
+        if refunded == captured_minor:
+            out.append(total_minor - capped(shares_before))
+        else:
+            out.append(capped(shares_before + share) - capped(shares_before))
+        shares_before += share
+    return out
+
+
 def allocate(total_minor: int, weights: Iterable[int]) -> list[int]:
     """Split total over weights by largest remainder; the parts always sum to total exactly.
 

@@ -79,6 +79,29 @@
 {%- endmacro %}
 
 
+{# ---- refund_reversal(total, share, shares_before, completes) ---------------------------- #}
+{#   What one refund reverses of `total` (a fee or a commission the capture earned), as
+     warehouse.money.refund_reversals: `share` = prorate(total, refund, captured), commission.md's
+     round_half_up(commission * refunded / captured) on the refund's own amount;
+     `shares_before` = the sum of the shares of the payment's earlier refunds (a window);
+     `completes` = this refund brings the refunded total to the captured amount, and then
+     reverses what is left of the total (a full refund reverses exactly). The running total of
+     partial reversals stops at the total. #}
+{% macro refund_reversal(total, share, shares_before, completes) -%}
+    cast(case
+        when {{ completes }}
+            then ({{ total }}) - {{ clearhouse._capped_at(total, shares_before) }}
+        else {{ clearhouse._capped_at(total, '(' ~ shares_before ~ ') + (' ~ share ~ ')') }}
+             - {{ clearhouse._capped_at(total, shares_before) }}
+    end as {{ clearhouse.money_type() }})
+{%- endmacro %}
+
+{% macro _capped_at(total, running) -%}
+    (case when ({{ total }}) >= 0 then least({{ running }}, {{ total }})
+          else greatest({{ running }}, {{ total }}) end)
+{%- endmacro %}
+
+
 {# ---- prorate(amount, part, whole): round_half_up(amount * part / whole) ---------------- #}
 {#   When part = whole the answer is amount itself (returned as is: a full refund never needs
      the product). Postgres: plain NUMERIC. DuckDB: see duckdb__prorate. #}

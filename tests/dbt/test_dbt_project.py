@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from itertools import accumulate
 from pathlib import Path
 
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
-from warehouse.money import fee_minor, prorate
+from warehouse.money import fee_minor, prorate, refund_reversals
 
 TWO_63 = 2**63
 EXTRACTED_AT = datetime(2024, 3, 5, 0, 0, 0)
@@ -491,9 +490,8 @@ def expected_reversals() -> dict[str, int]:
     for pid, refunds in by_payment.items():
         refunds.sort(key=lambda r: (r["succeeded_at"], r["id"]))
         fee, amount = fees[pid]["fee"], fees[pid]["amount"]
-        cum = [0, *accumulate(r["amount_minor"] for r in refunds)]
-        for i, r in enumerate(refunds):
-            out[r["id"]] = prorate(fee, cum[i + 1], amount) - prorate(fee, cum[i], amount)
+        backs = refund_reversals(fee, [r["amount_minor"] for r in refunds], amount)
+        out.update({r["id"]: back for r, back in zip(refunds, backs, strict=True)})
     return out
 
 
@@ -646,7 +644,8 @@ def test_refund_fee_reversals_are_cumulative_and_full_refunds_reverse_the_whole_
     for pid in ("pay_a3", "pay_a6"):  # refunded in full, in two parts
         total = sum(_int(r["fee_reversed_minor"]) for r in rows.values() if r["payment_id"] == pid)
         assert total == fees[pid]["fee"], pid
-    # pay_a3: F = 75, 999 then 1000 of 1999: prorate(75, 999, 1999) = 37.48 -> 37, then 38
+    # pay_a3: F = 75, 999 then 1000 of 1999: prorate(75, 999, 1999) = 37.48 -> 37, then the
+    # rest, 38
     assert _int(rows["re_a3_1"]["fee_reversed_minor"]) == 37
     assert _int(rows["re_a3_2"]["fee_reversed_minor"]) == 38
     # pay_a6's first partial reversal needs fee * refunded > 2^127 on the way
@@ -792,39 +791,25 @@ def expected_commission() -> tuple[dict, dict]:
         platform[p["id"]] = (f_fee, channel_cost, sum(earned.values()), net, net < 0 or negative)
         per_payment[p["id"]] = (amount, f_fee, channel_cost, earned)
     reversals = expected_reversals()
-    refunded_before: dict[str, int] = defaultdict(int)
-    commission_reversed: dict[tuple, int] = defaultdict(int)
+    refunds_of: dict[str, list] = defaultdict(list)
     for r in sorted(REFUNDS, key=lambda r: (r["succeeded_at"] or datetime.max, r["id"])):
-        if r["status"] != "succeeded" or r["payment_id"] not in per_payment:
-            continue
-        amount, _f, channel_cost, earned = per_payment[r["payment_id"]]
-        before = refunded_before[r["payment_id"]]
-        after = before + r["amount_minor"]
-        refunded_before[r["payment_id"]] = after
-
-        def back(x, before=before, after=after, amount=amount):
-            return prorate(x, after, amount) - prorate(x, before, amount)
-
-        total = 0
-        for (agent_id, lvl), value in earned.items():
-            # commission.md: round_half_up(commission * refunded / captured) per refund; the
-            # refund completing a full refund reverses exactly what is left
-            # (the running total of partial reversals never goes beyond the commission)
-            key = (r["payment_id"], agent_id, lvl)
-
-            def cap(x, value=value):
-                return min(x, value) if value >= 0 else max(x, value)
-
-            before_sum = commission_reversed[key]
-            through_sum = before_sum + prorate(value, r["amount_minor"], amount)
-            commission_reversed[key] = through_sum
-            reversed_ = value - cap(before_sum) if after == amount \
-                else cap(through_sum) - cap(before_sum)
-            rows[(r["id"], agent_id, lvl)] = -reversed_
-            total += reversed_
-        fee_back, cost_back = reversals[r["id"]], back(channel_cost)
-        platform[r["id"]] = (-fee_back, -cost_back, -total, -(fee_back - cost_back - total),
-                             False)
+        if r["status"] == "succeeded" and r["payment_id"] in per_payment:
+            refunds_of[r["payment_id"]].append(r)
+    for pid, refunds in refunds_of.items():
+        # commission.md: round_half_up(x * refunded / captured) per refund, the refund
+        # completing a full refund reversing what is left (warehouse.money.refund_reversals)
+        amount, _f, channel_cost, earned = per_payment[pid]
+        amounts = [r["amount_minor"] for r in refunds]
+        costs_back = refund_reversals(channel_cost, amounts, amount)
+        earned_back = {k: refund_reversals(v, amounts, amount) for k, v in earned.items()}
+        for i, r in enumerate(refunds):
+            total = 0
+            for (agent_id, lvl), backs in earned_back.items():
+                rows[(r["id"], agent_id, lvl)] = -backs[i]
+                total += backs[i]
+            fee_back, cost_back = reversals[r["id"]], costs_back[i]
+            platform[r["id"]] = (-fee_back, -cost_back, -total, -(fee_back - cost_back - total),
+                                 False)
     return rows, platform
 
 

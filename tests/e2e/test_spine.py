@@ -24,7 +24,7 @@ from serving.services.payments import price_in_force
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from warehouse.migrate import upgrade
 from warehouse.models import Merchant, Payment, Refund
-from warehouse.money import FxRate, Money, convert, fee_minor, prorate
+from warehouse.money import FxRate, Money, convert, fee_minor, refund_reversals
 
 DAY = date(2026, 11, 20)
 PAYMENTS = 150
@@ -51,19 +51,18 @@ def expected_statements(engine) -> dict[tuple[str, str], dict[str, int]]:
                 f = figures[(p.merchant_id, p.currency)]
                 f["gross"] += p.amount_minor
                 f["fees"] += fees[p.id]
-        refunded_before: dict[str, int] = defaultdict(int)
+        refunds_of: dict[str, list] = defaultdict(list)
         for r in s.scalars(select(Refund).order_by(Refund.succeeded_at, Refund.id)):
-            if r.payment_id not in payments:
-                continue  # a wallet payment's refund
-            p = payments[r.payment_id]
-            before = refunded_before[p.id]
-            refunded_before[p.id] += r.amount_minor
-            reversal = (prorate(fees[p.id], refunded_before[p.id], p.amount_minor)
-                        - prorate(fees[p.id], before, p.amount_minor))
-            if r.succeeded_at.date() == DAY:
-                f = figures[(r.merchant_id, r.currency)]
-                f["refunds"] += r.amount_minor
-                f["fees"] -= reversal
+            if r.payment_id in payments:  # not a wallet payment's refund
+                refunds_of[r.payment_id].append(r)
+        for pid, refunds in refunds_of.items():
+            backs = refund_reversals(fees[pid], [r.amount_minor for r in refunds],
+                                     payments[pid].amount_minor)
+            for r, reversal in zip(refunds, backs, strict=True):
+                if r.succeeded_at.date() == DAY:
+                    f = figures[(r.merchant_id, r.currency)]
+                    f["refunds"] += r.amount_minor
+                    f["fees"] -= reversal
     return figures
 
 

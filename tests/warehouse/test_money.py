@@ -33,6 +33,7 @@ from warehouse.money import (
     exponent,
     fee_minor,
     prorate,
+    refund_reversals,
     round_half_up,
     to_minor_int,
 )
@@ -641,10 +642,12 @@ def test_prorate_is_exact_half_up(fee: int, part: int, whole: int) -> None:
     whole=st.one_of(st.integers(1, 1000), st.integers(1, MAX_ABS_MINOR)),
     data=st.data(),
 )
-def test_cumulative_proration_of_partial_refunds_reverses_exactly_the_fee(
+def test_refund_reversals_follow_commission_md_and_a_full_refund_reverses_exactly(
     fee: int, whole: int, data: st.DataObject
 ) -> None:
-    """Reverse the fee of each partial refund as prorate(cumulative) - prorate(previous)."""
+    """commission.md: each refund reverses round_half_up(x * refund / captured); the refund
+    completing the full refund reverses what is left (so the total is exact); partial reversals
+    never add up beyond x (then they stop at it)."""
     if whole > 1:
         cuts = data.draw(st.lists(st.integers(1, whole - 1), unique=True, max_size=15))
     else:
@@ -653,17 +656,28 @@ def test_cumulative_proration_of_partial_refunds_reverses_exactly_the_fee(
     refunds = [b - a for a, b in zip(boundaries, boundaries[1:], strict=False)]
     assert sum(refunds) == whole and all(r > 0 for r in refunds)
 
-    reversed_total = 0
-    cumulative = 0
-    for refund in refunds:
-        before = prorate(fee, cumulative, whole)
-        cumulative += refund
-        reversal = prorate(fee, cumulative, whole) - before
-        # each reversal is within one minor unit of its exact share, and never of the wrong sign
-        assert abs(reversal - Fraction(fee * refund, whole)) < 1
-        assert reversal * fee >= 0
-        reversed_total += reversal
-    assert reversed_total == fee
+    reversals = refund_reversals(fee, refunds, whole)
+    assert sum(reversals) == fee
+    shares = 0
+    for refund, reversal in zip(refunds[:-1], reversals[:-1], strict=True):
+        share = half_up(Fraction(fee * refund, whole))  # the spec's formula, by the oracle
+        if abs(shares + share) <= abs(fee):  # the cap does not bind
+            assert reversal == share
+        shares += share
+        assert reversal * fee >= 0  # never the wrong sign
+    assert abs(sum(reversals[:-1])) <= abs(fee)
+
+
+@pytest.mark.parametrize(("total", "refunds", "captured", "expected"), [
+    (5, [3_000, 3_000, 4_000], 10_000, [2, 2, 1]),  # 1.5 -> 2 twice, then the rest
+    (25, [333, 333, 334], 1_000, [8, 8, 9]),
+    (75, [999, 1_000], 1_999, [37, 38]),
+    (3, [1] * 6, 6, [1, 1, 1, 0, 0, 0]),  # 0.5 -> 1 would reverse 6 of 3: stops at 3
+    (-3, [1] * 6, 6, [-1, -1, -1, 0, 0, 0]),  # a negative spread, mirrored
+    (5, [3_000], 10_000, [2]),  # a partial refund only
+])
+def test_refund_reversals_examples(total, refunds, captured, expected) -> None:
+    assert refund_reversals(total, refunds, captured) == expected
 
 
 # --- FX: money.md point 6 --------------------------------------------------------------------

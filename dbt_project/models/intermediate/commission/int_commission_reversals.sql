@@ -9,8 +9,8 @@
 -- back more than the commission in total: where rounding each one up would (a commission of 3
 -- and six refunds of a sixth each: 0.5 rounds to 1 six times), the running total stops at the
 -- commission (the spec is silent there: its formula alone would reverse 6 of 3). A
--- payment's refunds are ordered by (succeeded_at, refund_id), as for the merchant fee
--- (int_refund_fee_reversals).
+-- payment's refunds are ordered by (succeeded_at, refund_id). The merchant fee and the channel
+-- cost are reversed by the same rule (macro refund_reversal; warehouse.money.refund_reversals).
 -- reversed_minor is positive for a positive commission (the fact row carries it negated).
 
 with reversals as (
@@ -53,23 +53,8 @@ with_earlier as (
             partition by payment_id, level, agent_id
             order by succeeded_at, refund_id
             rows between unbounded preceding and 1 preceding
-        ), 0) as {{ money_type() }}) as reversed_before_minor
+        ), 0) as {{ money_type() }}) as shares_before_minor
     from own_share
-),
-
-capped as (
-    -- the running total of the pro-rata reversals, never beyond the commission itself
-    select
-        *,
-        cast(case when commission_minor >= 0
-                  then least(reversed_before_minor, commission_minor)
-                  else greatest(reversed_before_minor, commission_minor)
-             end as {{ money_type() }}) as capped_before_minor,
-        cast(case when commission_minor >= 0
-                  then least(reversed_before_minor + pro_rata_minor, commission_minor)
-                  else greatest(reversed_before_minor + pro_rata_minor, commission_minor)
-             end as {{ money_type() }}) as capped_through_minor
-    from with_earlier
 )
 
 select
@@ -86,9 +71,6 @@ select
     cost_rate_bps,
     cost_fixed_minor,
     captured_at,
-    cast(case
-        when cum_refunded_minor = payment_amount_minor
-            then commission_minor - capped_before_minor
-        else capped_through_minor - capped_before_minor
-    end as {{ money_type() }}) as reversed_minor
-from capped
+    {{ refund_reversal('commission_minor', 'pro_rata_minor', 'shares_before_minor',
+                       'cum_refunded_minor = payment_amount_minor') }} as reversed_minor
+from with_earlier

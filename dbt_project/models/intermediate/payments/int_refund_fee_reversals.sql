@@ -1,10 +1,10 @@
 {{ config(materialized='table') }}
 -- A table: read by several models downstream; a view would recompute it for each.
--- One row per succeeded refund: the part of the payment's fee F it reverses.
--- Cumulative proration, so that the reversals of a payment's refunds sum to exactly
--- prorate(F, total refunded, amount), and a full refund reverses exactly F:
---   reversal_k = prorate(F, refunded through k, amount) - prorate(F, refunded before k, amount)
--- with a payment's refunds ordered by (succeeded_at, refund_id).
+-- One row per succeeded refund: the part of the payment's fee F it reverses, by the rule
+-- commission.md gives for commissions (macro refund_reversal, warehouse.money.refund_reversals):
+-- round_half_up(F * refund / amount) on the refund's own amount, the refund completing a full
+-- refund reversing what is left (a full refund reverses exactly F), the running total of
+-- partial reversals never beyond F; a payment's refunds ordered by (succeeded_at, refund_id).
 -- fee_reversed_minor is a positive number (fee given back to the merchant).
 -- Refunds of wallet payments are left out, like the payments (see int_payment_fees): they put
 -- stored value back in the wallet, no money.
@@ -44,11 +44,24 @@ cumulated as (
         on f.payment_id = r.payment_id
 ),
 
+shares as (
+    select
+        *,
+        cast(cum_refunded_minor - refund_minor as {{ money_type() }}) as cum_refunded_before_minor,
+        cast({{ prorate('payment_fee_minor', 'refund_minor', 'payment_amount_minor') }}
+             as {{ money_type() }}) as fee_share_minor
+    from cumulated
+),
+
 bounds as (
     select
         *,
-        cast(cum_refunded_minor - refund_minor as {{ money_type() }}) as cum_refunded_before_minor
-    from cumulated
+        cast(coalesce(sum(fee_share_minor) over (
+            partition by payment_id
+            order by succeeded_at, refund_id
+            rows between unbounded preceding and 1 preceding
+        ), 0) as {{ money_type() }}) as fee_shares_before_minor
+    from shares
 )
 
 select
@@ -63,8 +76,6 @@ select
     price_id,
     cum_refunded_before_minor,
     cum_refunded_minor,
-    cast(
-        {{ prorate('payment_fee_minor', 'cum_refunded_minor', 'payment_amount_minor') }}
-        - {{ prorate('payment_fee_minor', 'cum_refunded_before_minor', 'payment_amount_minor') }}
-    as {{ money_type() }}) as fee_reversed_minor
+    {{ refund_reversal('payment_fee_minor', 'fee_share_minor', 'fee_shares_before_minor',
+                       'cum_refunded_minor = payment_amount_minor') }} as fee_reversed_minor
 from bounds

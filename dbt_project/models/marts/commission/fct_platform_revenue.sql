@@ -2,10 +2,10 @@
 --   F = channel_cost + platform_net + sum(agent commissions), exact to the minor unit.
 -- Payments: platform_net = up_k - channel_cost - sum(percentage and fixed commissions), where
 -- up_k is what reaches the platform from the top agent (F when the merchant has no agent).
--- Refunds (negative rows): F and the channel cost are reversed pro rata (cumulatively), each
--- commission as commission.md says (round_half_up(commission * refunded / captured), the
--- refund completing a full refund reversing what is left: int_commission_reversals); the
--- platform takes the rounding residual.
+-- Refunds (negative rows): F, the channel cost and each commission are reversed as
+-- commission.md says for commissions (round_half_up(x * refunded / captured) on the refund's
+-- own amount, the refund completing a full refund reversing what is left: macro
+-- refund_reversal); the platform takes the rounding residual.
 -- channel_cost = fee(channel price in force at captured_at); no channel price = 0.
 -- negative_margin: platform_net < 0 or an agent's markup spread < 0 (raised, never clipped).
 
@@ -88,6 +88,27 @@ refund_commissions as (
     group by refund_id
 ),
 
+refund_costs as (
+    select
+        r.*,
+        c.channel_cost_minor,
+        cast({{ prorate('c.channel_cost_minor', 'r.refund_minor', 'r.payment_amount_minor') }}
+             as {{ money_type() }}) as cost_share_minor
+    from {{ ref('int_refund_fee_reversals') }} as r
+    inner join costed as c on c.payment_id = r.payment_id
+),
+
+refund_cost_shares as (
+    select
+        *,
+        cast(coalesce(sum(cost_share_minor) over (
+            partition by payment_id
+            order by succeeded_at, refund_id
+            rows between unbounded preceding and 1 preceding
+        ), 0) as {{ money_type() }}) as cost_shares_before_minor
+    from refund_costs
+),
+
 refund_rows as (
     select
         r.refund_id as event_id,
@@ -97,14 +118,13 @@ refund_rows as (
         r.currency,
         r.succeeded_at as occurred_at,
         cast(-r.fee_reversed_minor as {{ money_type() }}) as merchant_fee_minor,
-        cast(-(
-            {{ prorate('c.channel_cost_minor', 'r.cum_refunded_minor', 'r.payment_amount_minor') }}
-            - {{ prorate('c.channel_cost_minor', 'r.cum_refunded_before_minor', 'r.payment_amount_minor') }}
-        ) as {{ money_type() }}) as channel_cost_minor,
+        cast(-{{ refund_reversal('r.channel_cost_minor', 'r.cost_share_minor',
+                                 'r.cost_shares_before_minor',
+                                 'r.cum_refunded_minor = r.payment_amount_minor') }}
+             as {{ money_type() }}) as channel_cost_minor,
         cast(-coalesce(rc.reversed_minor, 0) as {{ money_type() }}) as agent_commission_minor,
         0 as negative_spreads
-    from {{ ref('int_refund_fee_reversals') }} as r
-    inner join costed as c on c.payment_id = r.payment_id
+    from refund_cost_shares as r
     left join refund_commissions as rc on rc.refund_id = r.refund_id
 )
 
