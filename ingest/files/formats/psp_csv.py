@@ -18,7 +18,8 @@ Decisions, where the spec leaves room:
 - Required per row type: on payments, refunds and chargebacks at least one of channel_reference
   and merchant_reference (the platform's id): reconciliation.md's "a PSP report line carries at
   least one of them", and reconciliation matches on either; both blank is `missing_reference`.
-  payout_id and payout_date on payout rows.
+  payout_id and payout_date on payout rows, and no channel_reference there (the spec: "blank on
+  payout rows"; `unexpected_field`).
 - Payout rows: gross_minor must equal the sum of net_minor of the other rows carrying that
   payout_id (same currency). A difference is a `payout_total_mismatch` *warning*, not a
   quarantine: every row is still well-formed, the payout row is what reached the bank, and
@@ -278,6 +279,11 @@ def _validate(c: _Checks, channel: str | None) -> tuple[pa.Table, bool]:
     c.require("payout_id", is_payout)
     c.require("payout_date", is_payout)
     c.require("transaction_at", pc.invert(is_payout))
+    # psp-settlement-csv.md: channel_reference is "blank on payout rows"
+    c.fail_first(pc.and_(is_payout, pc.is_valid(c.col("channel_reference"))),
+                 "unexpected_field",
+                 lambda i: f"a payout row carries channel_reference "
+                           f"{c.value('channel_reference', i)!r}; it is blank on payout rows")
     rows = c.text.num_rows
     table = pa.table({
         "line_number": c.lines,
