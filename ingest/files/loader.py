@@ -349,8 +349,7 @@ class FileLoader:
 
     def _write_chain(self, parsed: ParsedFile, file_id: str) -> dict:
         logs = parsed.chain_logs
-        ids = [f"{x.network}:{x.transaction_hash}:{x.log_index}" + (":removed" if x.removed else "")
-               for x in logs]
+        ids = self._chain_log_ids(logs)
         # Logs are facts of the chain: the same log in a later file is the same row.
         new_ids, new_logs = self._not_yet_loaded("chain_logs", "chain_log_id", ids, logs)
         if new_ids:
@@ -368,6 +367,29 @@ class FileLoader:
                 "file_id": [file_id], "network": [network], "latest_block": [block],
                 "seen_at": [dt.datetime.now(dt.UTC).replace(tzinfo=None)]}))
         return _totals_by_currency((x.token_address, x.value) for x in logs if not x.removed)
+
+    def _chain_log_ids(self, logs: list) -> list[str]:
+        """`network:tx:log_index` (`:removed` for a reorg's removal of it) for a log's first
+        block; a transaction mined again in another block after a reorg is another log of the
+        chain: `network:tx:log_index@<block hash, else number>` (reconciliation.md: a payment
+        matches a Transfer log by transaction hash - the re-mined one must not be taken for the
+        removed one)."""
+        def block(x) -> str:
+            return x.block_hash or str(x.block_number)
+
+        bases = [f"{x.network}:{x.transaction_hash}:{x.log_index}" for x in logs]
+        probes = sorted({b + suffix for b in bases for suffix in ("", ":removed")})
+        stored = self.writer.existing_values(
+            "chain_logs", "chain_log_id", probes,
+            "coalesce(block_hash, cast(block_number as varchar))") if probes else {}
+        first_block = {}
+        ids = []
+        for base, x in zip(bases, logs, strict=True):
+            owner = first_block.setdefault(
+                base, stored.get(base) or stored.get(base + ":removed") or block(x))
+            key = base if owner == block(x) else f"{base}@{block(x)}"
+            ids.append(key + (":removed" if x.removed else ""))
+        return ids
 
     def _write_fx(self, parsed: ParsedFile, file_id: str) -> dict:
         rates: list[FxRate] = parsed.fx_rates

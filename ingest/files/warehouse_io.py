@@ -89,6 +89,16 @@ class DuckDBFiles:
         finally:
             self.conn.unregister("probe_ids")
 
+    def existing_values(self, table: str, column: str, ids: list[str], value: str) -> dict:
+        """{id: raw.<table>.<value>} for those of `ids` already in raw.<table>.<column>."""
+        self.conn.register("probe_ids", pa.table({"id": pa.array(ids, pa.string())}))
+        try:
+            return dict(self.fetchall(
+                f"SELECT {column}, {value} FROM {RAW_SCHEMA}.{table} WHERE {column} IN "
+                "(SELECT id FROM probe_ids)"))
+        finally:
+            self.conn.unregister("probe_ids")
+
     def close(self) -> None:
         self.conn.close()
 
@@ -142,6 +152,12 @@ class PostgresFiles:
         """Which of `ids` are already in raw.<table>.<column>."""
         return {r[0] for r in self.fetchall(
             f"SELECT {column} FROM {RAW_SCHEMA}.{table} WHERE {column} = ANY($1)", (ids,))}
+
+    def existing_values(self, table: str, column: str, ids: list[str], value: str) -> dict:
+        """{id: raw.<table>.<value>} for those of `ids` already in raw.<table>.<column>."""
+        return dict(self.fetchall(
+            f"SELECT {column}, {value} FROM {RAW_SCHEMA}.{table} WHERE {column} = ANY($1)",
+            (ids,)))
 
     def close(self) -> None:
         self.conn.close()

@@ -127,6 +127,23 @@ unreferenced as (
       and not exists (select 1 from matches as m where m.psp_line_id = l.psp_line_id)
 ),
 
+-- A payment with several candidate lines, each of which has that payment as its only candidate:
+-- one ambiguous break for the payment listing the lines (reconciliation.md: "an `ambiguous`
+-- break listing them"), raised from its first line; the other lines raise nothing of their own.
+payment_ambiguity as (
+    select
+        f.psp_line_id,
+        f.payment_id,
+        row_number() over (partition by f.payment_id
+                           order by f.settlement_date, f.psp_line_id) as line_rank,
+        (select string_agg(coalesce(o.channel_reference, o.psp_line_id), ','
+                           order by coalesce(o.channel_reference, o.psp_line_id))
+         from fuzzy as o
+         where o.payment_id = f.payment_id and o.line_candidates = 1) as candidate_lines
+    from fuzzy as f
+    where f.line_candidates = 1 and f.payment_candidates > 1
+),
+
 -- A line naming no ledger payment: the first line carrying its raw channel reference is
 -- ambiguous (several fuzzy candidates) or missing_in_ledger; a later one carrying the same
 -- reference is duplicate_in_channel (the same channel reference settled twice).
@@ -138,17 +155,24 @@ line_breaks as (
                 then 'ambiguous'
             else 'missing_in_ledger'
         end as break_type,
-        u.psp_line_id as break_key,
-        u.channel, u.currency, cast(null as varchar(40)) as payment_id, u.channel_reference,
+        case when a.payment_id is not null and u.reference_rank = 1
+             then 'payment:' || a.payment_id else u.psp_line_id end as break_key,
+        u.channel, u.currency,
+        cast(case when u.reference_rank = 1 then a.payment_id end as varchar(40)) as payment_id,
+        u.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
-        cast(null as {{ money_type() }}) as ledger_minor,
+        cast(case when a.payment_id is not null and u.reference_rank = 1 then u.gross_minor end
+             as {{ money_type() }}) as ledger_minor,
         u.gross_minor as channel_minor,
         u.settlement_date as first_seen,
-        (select string_agg(f.payment_id, ',' order by f.payment_id) from fuzzy as f
-         where f.psp_line_id = u.psp_line_id) as candidates,
+        case when a.payment_id is not null and u.reference_rank = 1 then a.candidate_lines
+             else (select string_agg(f.payment_id, ',' order by f.payment_id) from fuzzy as f
+                   where f.psp_line_id = u.psp_line_id) end as candidates,
         u.psp_line_id
     from unreferenced as u
+    left join payment_ambiguity as a on a.psp_line_id = u.psp_line_id
+    where a.psp_line_id is null or a.line_rank = 1 or u.reference_rank > 1
 ),
 
 unsettled_ledger as (
@@ -555,4 +579,21 @@ select
     cast({{ previous_psp_line_id }} as varchar(200)) as psp_line_id
 from previous as p
 where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
+  and p.first_seen <= {{ as_of }}
+
+union all
+
+-- A run for a past day cannot see what a break first seen after that day was raised from: such
+-- a break is neither closed nor aged by it; it stays as the later run left it.
+select
+    p.break_id, p.break_type, p.channel, p.currency, p.payment_id, p.channel_reference,
+    p.statement_line_id, p.chain_tx_hash, p.ledger_amount_minor, p.channel_amount_minor,
+    p.delta_minor, p.first_seen, p.age_days, p.status, p.resolved_at,
+    cast(p.resolved_by as varchar(200)) as resolved_by,
+    p.candidates,
+    {{ previous_refund_id }} as refund_id,
+    cast({{ previous_psp_line_id }} as varchar(200)) as psp_line_id
+from previous as p
+where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
+  and p.first_seen > {{ as_of }}
 {% endif %}

@@ -1,4 +1,5 @@
--- One row per Transfer log; a later `removed: true` copy of the same log marks it reorged.
+-- One row per Transfer log; a later `removed: true` copy of the same log (same block) marks it
+-- reorged.
 -- Confirmations count the log's own block: newest block seen on the network - block + 1.
 with logs as (
     select * from {{ source('files', 'chain_logs') }}
@@ -8,12 +9,6 @@ heads as (
     select network, max(latest_block) as latest_block
     from {{ source('files', 'chain_heads') }}
     group by network
-),
-
-removed as (
-    select distinct network, transaction_hash, log_index
-    from logs
-    where removed
 )
 
 select
@@ -30,11 +25,15 @@ select
     l.to_address,
     l.value_text,
     cast(l.value_minor as {{ money_type() }}) as value_minor,
-    r.transaction_hash is not null as is_reorged,
+    -- a removal names the block it took the log out of: a transaction mined again in another
+    -- block after a reorg is a log of its own, not reorged
+    exists (select 1 from logs as r
+            where r.removed and r.network = l.network
+              and r.transaction_hash = l.transaction_hash and r.log_index = l.log_index
+              and r.block_number = l.block_number
+              and (r.block_hash is null or l.block_hash is null or r.block_hash = l.block_hash))
+        as is_reorged,
     greatest(coalesce(h.latest_block, l.block_number) - l.block_number + 1, 0) as confirmations
 from logs l
-left join removed r
-    on r.network = l.network and r.transaction_hash = l.transaction_hash
-    and r.log_index = l.log_index
 left join heads h on h.network = l.network
 where not l.removed
