@@ -239,7 +239,7 @@ po_b3p
 :62F:C240303USD126,10
 -""".replace("\n", "\r\n").encode()
 
-BAI2 = """01,CLEARHOUSE,AUDITBANK,240303,0800,1,,,2/
+BAI2 = b"""01,CLEARHOUSE,AUDITBANK,240303,0800,1,,,2/
 02,CLEARHOUSE,AUDITBANK,1,240303,0800,USD,2/
 03,123456789,USD,010,0,,,015,7760,,/
 16,165,7760,Z,BR1,CR1,ACH CREDIT ACQUIRER B4
@@ -247,7 +247,7 @@ BAI2 = """01,CLEARHOUSE,AUDITBANK,240303,0800,1,,,2/
 49,15520,4/
 98,15520,1,6/
 99,15520,1,8/
-""".encode()
+"""
 
 BANK_FIRST = {"auditb_camt_20240303.xml": CAMT, "auditb_mt940_20240303.sta": MT940,
               "auditb_bai2_20240303.bai2": BAI2}
@@ -255,7 +255,7 @@ BANK_FIRST = {"auditb_camt_20240303.xml": CAMT, "auditb_mt940_20240303.sta": MT9
 # --- chain -------------------------------------------------------------------------------------
 
 TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-BLOCK_TS = int(dt.datetime(2024, 3, 1, 12, tzinfo=dt.timezone.utc).timestamp())
+BLOCK_TS = int(dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC).timestamp())
 
 
 def _pad(address: str) -> str:

@@ -1,4 +1,4 @@
-"""Audit harness: a warehouse per engine (DuckDB file, Postgres database `audit_b_<hex>`), the
+"""Reconciliation spec scenarios: a warehouse per engine (DuckDB file, Postgres database `audit_b_<hex>`), the
 ledger side inserted into the raw tables (what the extract writes), the channel side dropped as
 real files into the landing zone and loaded by the loader, then the reconciliation models built
 with dbt for a given recon_as_of."""

@@ -7,7 +7,7 @@ import pytest
 from ingest.files.formats import psp_csv
 from ingest.files.loader import load_landing
 from ingest.files.records import ParseError
-from tests.audit.scenario import psp, row
+from tests.dbt.reconciliation_spec.scenario import psp, row
 
 AT = "2024-03-02T10:00:00Z"
 GOOD = [row("payment", "pi_1", "pay_1", AT, "USD", 1_000, 29, "po_1", "2024-03-03"),

@@ -16,8 +16,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.audit import scenario as s
-from tests.audit.phases import run_phases
+from tests.dbt.reconciliation_spec import scenario as s
+from tests.dbt.reconciliation_spec.phases import run_phases
 
 D3, D4, D5 = dt.date(2024, 3, 3), dt.date(2024, 3, 4), dt.date(2024, 3, 5)
 

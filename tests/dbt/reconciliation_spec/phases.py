@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.audit import scenario as s
+from tests.dbt.reconciliation_spec import scenario as s
 
 AS_OF = ["2024-03-03", "2024-03-04", "2024-03-05", "2024-03-05"]
 
