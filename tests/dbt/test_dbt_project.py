@@ -964,9 +964,9 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
             unexplained["ledger_amount_minor"], _int(unexplained["channel_amount_minor"])) == \
         (UNEXPLAINED_TX, "ch_x402_sim", "USDC", None, 12_345)
     assert all(r["status"] == "open" and r["age_days"] >= 0 for r in breaks)
-    daily = {(r["day"], r["channel"]): r
+    daily = {(r["day"], r["channel"], r["currency"]): r
              for r in built.query("select * from analytics.rpt_reconciliation_daily")}
-    card = daily[(date(2024, 3, 1), "ch_card")]
+    card = daily[(date(2024, 3, 1), "ch_card", "USD")]
     assert card["matched_count"] == 2 and _int(card["matched_amount_minor"]) == 20_050
 
 
@@ -1029,7 +1029,7 @@ def test_a_break_that_later_data_closes_is_resolved_not_deleted(built, tmp_path_
     ("fct_agent_commission_statement_lines", "statement_id, line_id"),
     ("fct_reconciliation_matches", "match_id"),
     ("fct_reconciliation_breaks", "break_id"),
-    ("rpt_reconciliation_daily", "day, channel"),
+    ("rpt_reconciliation_daily", "day, channel, currency"),
 ])
 def test_duckdb_and_postgres_give_identical_rows(built_duckdb, built_postgres, model, key):
     sql = f"select * from analytics.{model} order by {key}"

@@ -253,7 +253,7 @@ def _snapshot(warehouse) -> dict:
 
     return {"matches": rows("fct_reconciliation_matches", "match_id"),
             "breaks": rows("fct_reconciliation_breaks", "break_id"),
-            "daily": rows("rpt_reconciliation_daily", "day", "channel")}
+            "daily": rows("rpt_reconciliation_daily", "day", "channel", "currency")}
 
 
 def _build(warehouse, tmp_path_factory, dbt_build) -> dict:

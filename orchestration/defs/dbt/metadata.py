@@ -41,11 +41,11 @@ SUMMARIES: dict[str, tuple[str, str]] = {
         "FROM analytics.fct_reconciliation_breaks GROUP BY break_type, status "
         "ORDER BY break_type, status"),
     "rpt_reconciliation_daily": (
-        "Match rate per channel, latest 7 days",
-        "SELECT day, channel, matched_count, match_rate "
+        "Match rate per channel and currency, latest 7 days",
+        "SELECT day, channel, currency, matched_count, match_rate "
         "FROM analytics.rpt_reconciliation_daily "
         "WHERE day > (SELECT max(day) FROM analytics.rpt_reconciliation_daily) - 7 "
-        "ORDER BY day DESC, channel LIMIT 40"),
+        "ORDER BY day DESC, channel, currency LIMIT 40"),
     "rpt_merchant_daily": (
         "Captured per currency, latest 7 days",
         "SELECT day, currency, sum(payment_count) AS payments, "

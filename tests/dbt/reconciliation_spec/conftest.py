@@ -74,7 +74,7 @@ class AuditWarehouse:
 
         return {"matches": rows("fct_reconciliation_matches", "match_id"),
                 "breaks": rows("fct_reconciliation_breaks", "break_id"),
-                "daily": rows("rpt_reconciliation_daily", "day", "channel")}
+                "daily": rows("rpt_reconciliation_daily", "day", "channel", "currency")}
 
 
 def _schema(execute, engine: str) -> None:

@@ -1,6 +1,7 @@
 -- A PSP payout (int_recon_payouts) and the bank credit that carries its payout id (customer
 -- reference equal to it, or the id as a whole token of the camt EndToEndId or the remittance
--- text: po_1 is not in "PAYOUT po_10"; macro recon_has_token): N:1 in reconciliation.md. The
+-- text (remittance_search: German MT940 subfields read apart): po_1 is not in "PAYOUT po_10";
+-- macro recon_has_token): N:1 in reconciliation.md. The
 -- credit must equal the sum of the payout's PSP lines (`expected_minor`), in the payout's
 -- currency. Equal amounts and currencies make a payout_batch match; a different amount is a
 -- payout_mismatch break, a different currency a currency_mismatch. Bank lines booked after the
@@ -27,4 +28,4 @@ inner join {{ ref('stg_files__bank_statement_lines') }} as b
     and b.booking_date <= {{ recon_as_of() }}
     and (b.customer_reference = p.payout_id
          or {{ recon_has_token('b.end_to_end_id', 'p.payout_id') }}
-         or {{ recon_has_token('b.remittance', 'p.payout_id') }})
+         or {{ recon_has_token('b.remittance_search', 'p.payout_id') }})

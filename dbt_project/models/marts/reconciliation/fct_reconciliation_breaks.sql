@@ -428,7 +428,7 @@ collection_accounts as (
 bank_texts as (
     select
         b.*,
-        {{ recon_tokens("coalesce(b.customer_reference, '') || ' ' || coalesce(b.end_to_end_id, '') || ' ' || coalesce(b.remittance, '')") }}
+        {{ recon_tokens("coalesce(b.customer_reference, '') || ' ' || coalesce(b.end_to_end_id, '') || ' ' || coalesce(b.remittance_search, '')") }}
             as tokens
     from {{ ref('stg_files__bank_statement_lines') }} as b
     where b.amount_minor > 0 and b.booking_date <= {{ as_of }}

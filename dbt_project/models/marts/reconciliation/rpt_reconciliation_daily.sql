@@ -1,4 +1,6 @@
--- reconciliation.md "Figures per day and channel": matched count and amount, match rate,
+-- reconciliation.md "Figures per day and channel" - and currency: an amount is minor units of
+-- one currency (money.md 1), so a channel settling USD and EUR has a row for each, and no figure
+-- adds minor units of two currencies. Per row: matched count and amount, match rate,
 -- breaks in all (break_count, break_amount_minor) and by type (breaks_<type> counts and
 -- breaks_<type>_amount_minor; a break's amount = the ledger amount, else the channel's, signed
 -- as the break shows it, so the types' amounts add up to break_amount_minor), pending (settled in
@@ -14,10 +16,10 @@
 {% set grace = var('recon_grace_days', 1) %}
 
 with matches as (
-    select matched_on as day, channel, count(*) as matched_count,
+    select matched_on as day, channel, currency, count(*) as matched_count,
            cast(sum(amount_minor) as {{ money_type() }}) as matched_amount_minor
     from {{ ref('fct_reconciliation_matches') }}
-    group by matched_on, channel
+    group by matched_on, channel, currency
 ),
 
 breaks as (
@@ -28,6 +30,7 @@ break_days as (
     select
         first_seen as day,
         channel,
+        currency,
         count(*) as break_count,
         cast(sum(coalesce(ledger_amount_minor, channel_amount_minor)) as {{ money_type() }})
             as break_amount_minor
@@ -40,11 +43,11 @@ break_days as (
                as {{ money_type() }}) as breaks_{{ t }}_amount_minor
         {% endfor %}
     from breaks
-    group by first_seen, channel
+    group by first_seen, channel, currency
 ),
 
 pending as (
-    select g.ledger_date as day, g.channel_id as channel, count(*) as pending_count
+    select g.ledger_date as day, g.channel_id as channel, g.currency, count(*) as pending_count
     from {{ ref('int_recon_ledger') }} as g
     where g.is_settled_in_ledger and g.side in ('psp', 'chain')
       and g.ledger_date + g.settlement_window_days + {{ grace }} >= {{ as_of }}
@@ -54,18 +57,19 @@ pending as (
                                         from {{ ref('int_recon_psp_chargeback_lines') }} as c
                                         where c.psp_line_id = m.psp_line_id))
       and not exists (select 1 from breaks as b where b.payment_id = g.payment_id)
-    group by g.ledger_date, g.channel_id
+    group by g.ledger_date, g.channel_id, g.currency
 ),
 
 keys as (
-    select day, channel from matches
-    union select day, channel from break_days
-    union select day, channel from pending
+    select day, channel, currency from matches
+    union select day, channel, currency from break_days
+    union select day, channel, currency from pending
 )
 
 select
     k.day,
     k.channel,
+    k.currency,
     coalesce(m.matched_count, 0) as matched_count,
     cast(coalesce(m.matched_amount_minor, 0) as {{ money_type() }}) as matched_amount_minor,
     {{ ratio_decimal('coalesce(m.matched_count, 0)',
@@ -82,9 +86,13 @@ select
     {% endfor %},
     coalesce(p.pending_count, 0) as pending_count,
     (select max(o.age_days) from breaks as o
-     where o.channel = k.channel and o.status = 'open' and o.first_seen <= k.day)
+     where o.channel = k.channel and o.currency is not distinct from k.currency
+       and o.status = 'open' and o.first_seen <= k.day)
         as oldest_open_break_days
 from keys as k
-left join matches as m on m.day = k.day and m.channel = k.channel
-left join break_days as b on b.day = k.day and b.channel = k.channel
-left join pending as p on p.day = k.day and p.channel = k.channel
+left join matches as m
+    on m.day = k.day and m.channel = k.channel and m.currency is not distinct from k.currency
+left join break_days as b
+    on b.day = k.day and b.channel = k.channel and b.currency is not distinct from k.currency
+left join pending as p
+    on p.day = k.day and p.channel = k.channel and p.currency is not distinct from k.currency
