@@ -161,7 +161,8 @@ def read_table(reader: _Reader, spec: SuiteSpec):
     names, rows = reader.query(query)
     frame = pd.DataFrame.from_records(rows, columns=names).astype(object)
     min_rows = 0
-    if spec.min_rows_sql:
+    if spec.min_rows_sql and set(spec.min_rows_tables) <= _existing_tables(
+            reader, set(spec.min_rows_tables)):
         _, [(min_rows,)] = reader.query(spec.min_rows_sql)
     return [name for name, _ in cols], frame, int(min_rows)
 

@@ -127,6 +127,10 @@ class SuiteSpec:
     derived: tuple[Derived, ...] = ()
     # SQL returning one integer: the minimum row count (evaluated on the same connection)
     min_rows_sql: str | None = None
+    min_rows_description: str = "not empty once captured payments exist"
+    # tables min_rows_sql reads besides its own: the bound is skipped when one is missing (the
+    # suite's tie-out to that table then fails as a missing column)
+    min_rows_tables: tuple[str, ...] = ()
     description: str = ""
     # a file table whose re-sent files supersede rows: check the current ones only
     current_only: bool = False
@@ -674,6 +678,18 @@ AGENT_COMMISSION_STATEMENTS = SuiteSpec(
             ("closing_balance_minor", "agent_id", "currency", "period_start", "period_end"),
             ("analytics.fct_commissions",)),
     ),
+    # Every agent and currency with commission rows has a statement: the rows here must be at
+    # least this table's rows plus one per (agent, currency) of fct_commissions with none (the
+    # per-row tie above cannot see an agent whose statement is missing, or an empty mart).
+    min_rows_sql=(
+        "SELECT (SELECT count(*) FROM analytics.fct_agent_commission_statements) + "
+        "(SELECT count(*) FROM (SELECT DISTINCT c.beneficiary_id, c.currency "
+        "FROM analytics.fct_commissions AS c WHERE NOT EXISTS (SELECT 1 FROM "
+        "analytics.fct_agent_commission_statements AS s WHERE s.agent_id = c.beneficiary_id "
+        "AND s.currency = c.currency)) AS unstated)"),
+    min_rows_tables=("analytics.fct_commissions",),
+    min_rows_description="one statement at least for every agent and currency with "
+    "fct_commissions rows",
     description="Agents' commission statements: closing = opening + net, net = earned + "
     "reversed + adjustments, each opens at the previous closing, and the balance is the agent's commission "
     "rows summed.")
@@ -700,6 +716,6 @@ def build_suite(spec: SuiteSpec, *, min_rows: int = 0):
     expectations = spec.expectations(gxe)
     if min_rows:
         expectations.append(gxe.ExpectTableRowCountToBeBetween(
-            min_value=min_rows, description="not empty once captured payments exist"))
+            min_value=min_rows, description=spec.min_rows_description))
     return gx.ExpectationSuite(name=spec.name, expectations=expectations,
                                meta={"table": spec.name, "blocking": spec.blocking})
