@@ -9,7 +9,8 @@ Layout (under HOME/models/<family>/):
     v0001/card.json      data window, feature set and list, metrics, PR curve, reference values,
                          library versions and the artifact's sha256 (checked again on every load)
     champion.json        {"champion": "v0002", "history": ["v0001"]}
-    audit.jsonl          one line per promotion, refused promotion and rollback
+    audit.jsonl          one line per promotion, refused promotion and rollback (each also
+                         appended to the API database's hash-chained audit_log)
 
 A version directory is written under a temporary name and renamed into place, and the pointer is
 replaced by rename, so a reader never sees half a model or half a pointer. Registering, promoting
@@ -135,8 +136,10 @@ class Registry:
                 self._audit({**entry, "outcome": "refused", "reason": reason})
                 raise PromotionRefused(reason)
             history = pointer["history"] + ([current] if current else [])
+            # Audited first: no change of champion without its audit entry.
+            line = self._audit({**entry, "outcome": "promoted"})
             self._write_pointer({"champion": name, "history": history})
-            return self._audit({**entry, "outcome": "promoted"})
+            return line
 
     def _refusal(self, challenger: dict, current: str | None, margin: float,
                  entry: dict) -> str | None:
@@ -166,9 +169,10 @@ class Registry:
             if not pointer["history"]:
                 raise RegistryError("no previous champion to roll back to")
             previous = pointer["history"][-1]
-            self._write_pointer({"champion": previous, "history": pointer["history"][:-1]})
-            return self._audit({"action": "rollback", "version": previous,
+            line = self._audit({"action": "rollback", "version": previous,
                                 "previous": pointer["champion"], "outcome": "rolled_back"})
+            self._write_pointer({"champion": previous, "history": pointer["history"][:-1]})
+            return line
 
     def audit_log(self) -> list[dict]:
         path = self.root / "audit.jsonl"
@@ -188,6 +192,9 @@ class Registry:
 
     def _audit(self, entry: dict) -> dict:
         line = {"at": _now(), "by": _user(), **entry}
+        # First into the platform's hash-chained audit_log (`clearhouse audit verify`, GET
+        # /audit-log): a champion decides which live payments are blocked.
+        _record_in_audit_log(self.settings, self.family, line)
         # One short line with O_APPEND, flushed and fsynced: appends never interleave or vanish.
         with (self.root / "audit.jsonl").open("a") as fh:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
@@ -204,6 +211,31 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_AUDIT_ACTIONS = {"promoted": "fraud_model.promoted", "refused": "fraud_model.promotion_refused",
+                  "rolled_back": "fraud_model.rolled_back"}
+
+
+def _record_in_audit_log(settings: Settings, family: str, line: dict) -> None:
+    """Append a registry decision to the API database's hash-chained audit_log, in its own
+    transaction. Skipped only when that database has no audit_log (not migrated: a registry
+    used without the API, e.g. PaySim models on a laptop); audit.jsonl keeps the line anyway."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import Session
+
+    from warehouse import audit
+    from warehouse.connections import oltp_engine
+
+    engine = oltp_engine(settings)
+    if not inspect(engine).has_table("audit_log"):
+        return
+    details = {k: v for k, v in line.items() if k not in ("at", "by")}
+    with Session(engine) as session, session.begin():
+        audit.record(session, actor=f"cli:{line['by']}",
+                     action=_AUDIT_ACTIONS.get(line["outcome"], "fraud_model." + line["outcome"]),
+                     resource_type="fraud_model", resource_id=f"{family}/{line['version']}",
+                     details=details, at=datetime.fromisoformat(line["at"]))
 
 
 def _atomic_write(path: Path, text: str) -> None:
