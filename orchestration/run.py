@@ -60,8 +60,8 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         instance=instance, run_config=pipeline_run_config(verbose),
         partition_key=day.isoformat(), raise_on_error=False)
     if not main.success:
-        raise RuntimeError("the pipeline run failed (a dbt test or a step): "
-                           f"see run {main.run_id} in `make dev`, or rerun with --verbose")
+        raise RuntimeError(f"the pipeline run failed: {pipeline_failure(main)}; see run "
+                           f"{main.run_id} in `make dev`, or rerun with --verbose")
     extracted = sum(
         event.materialization.metadata["rows_extracted"].value
         for event in main.get_asset_materialization_events()
@@ -108,6 +108,21 @@ def run_fraud_training(settings: Settings, *, known_at: str | None = None, promo
                            f"{run.run_id} in `make dev`)")
     (event,) = run.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def pipeline_failure(run) -> str:
+    """Why a pipeline run failed: each failed blocking check (asset, check, its description:
+    for the quality suites the failed expectations with their row counts), else the step's
+    failure (failure_reason)."""
+    failed = [e.asset_check_evaluation_data for e in run.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"
+              and not e.asset_check_evaluation_data.passed
+              and e.asset_check_evaluation_data.severity.value == "ERROR"]
+    if failed:
+        return "blocking check(s) failed, nothing downstream was built: " + " | ".join(
+            f"{c.asset_key.to_user_string()}:{c.check_name} {c.description or ''}".strip()
+            for c in failed)
+    return failure_reason(run)
 
 
 def failure_reason(run) -> str:
