@@ -55,7 +55,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
        "channel_id:text", "channel_reference:text", "failure_code:text", "risk_decision:text",
        "customer_id:text", "refunded_minor:money", "captured_at:ts", "created_at:ts",
        "updated_at:ts", "card_fingerprint:text", "customer_ip:text", "device_id:text",
-       "customer_geo:text", "risk_score:int"),
+       "customer_geo:text", "risk_score:int", "failed_at:ts"),
     _t("refunds", "id", "updated_at", "id:text", "payment_id:text", "merchant_id:text",
        "amount_minor:money", "currency:text", "status:text", "reason:text", "channel_reference:text", "succeeded_at:ts",
        "created_at:ts", "updated_at:ts"),

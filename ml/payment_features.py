@@ -25,7 +25,9 @@ The features (FEATURES, in model column order):
   0 when either geo is unknown.
 - new_device: 1 when the payment has a device, the customer paid in the last 30 days, and
   never from this device in that window.
-- customer_declines_24h: the customer's failed payments in the last 24 hours.
+- customer_declines_24h: the customer's failed payments in the last 24 hours - failed by t: a
+  payment still pending at t that fails later (a channel's callback) is no decline at t
+  (`failed_at`, see ml.payment_layout; the same for the merchant's declines below).
 - merchant_payments_1h, merchant_decline_rate_1h: the merchant's payments in the last hour and
   the share of them that failed (0 without any): merchant risk as it shows at payment time - a
   merchant under a card-testing attack sees bursts of declines. (Channel risk: the payment
@@ -77,7 +79,8 @@ FEATURES: tuple[str, ...] = (
 
 # The payment event layout with its types (the API's payments, the warehouse extract and
 # ml.simulate all produce it) and the layout of fraud labels (one row per reported payment).
-_TYPES = {"created_at": pl.Datetime("us", "UTC"), "amount_minor": pl.Int64}
+_TYPES = {"created_at": pl.Datetime("us", "UTC"), "amount_minor": pl.Int64,
+          "failed_at": pl.Datetime("us", "UTC")}
 EVENT_SCHEMA = {name: _TYPES.get(name, pl.Utf8) for name in EVENT_COLUMNS}
 LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 
@@ -177,6 +180,28 @@ class _Windows:
             window = upto - below
         return self._frame_order(np.where(self.null | (self.end == first), 0, window))
 
+    def failed_later(self, late_us: np.ndarray, period: timedelta) -> np.ndarray:
+        """Of the key's rows in [t - period, t), how many failed only at or after t: `late_us`
+        is each row's failure time (epoch us) where it failed after it was created, else -1.
+        `total` counts them as failed; a row i does not see row j's failure when
+        created_j < t_i <= failed_j, and j is in i's window when t_i <= created_j + period:
+        each such j takes one off the sorted range of its key's rows at instants
+        (created_j, min(failed_j, created_j + period)] (a difference array)."""
+        late = late_us[self.order]
+        n = len(late)
+        rows = np.flatnonzero((late >= 0) & ~self.null)
+        if not len(rows):
+            return np.zeros(n, dtype=np.int64)
+        created = self.instants.us[self.order][rows]
+        until = np.minimum(late[rows], created + period // timedelta(microseconds=1))
+        last_rank = np.searchsorted(self.instants.distinct, until, "right") - 1
+        lo = np.searchsorted(self.place, self.place[rows], "right")
+        hi = np.searchsorted(self.place, self.base[rows] + last_rank, "right")
+        diff = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(diff, lo, 1)
+        np.add.at(diff, hi, -1)
+        return self._frame_order(np.where(self.null, 0, np.cumsum(diff)[:n]))
+
     def previous(self) -> np.ndarray:
         """Frame row of the key's latest earlier row (-1 without one)."""
         has = (~self.null) & (self.end > self.start)
@@ -232,14 +257,22 @@ def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) ->
 
 def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     """payment_id plus FEATURES for every payment, in the input's row order."""
+    if "failed_at" not in events.columns:  # a layout without it: failures when created
+        events = events.with_columns(failed_at=pl.lit(None, pl.Datetime("us", "UTC")))
+    elif events.schema["failed_at"] == pl.Null:  # rows that all lack it
+        events = events.with_columns(pl.col("failed_at").cast(pl.Datetime("us", "UTC")))
     frame = (events.select(EVENT_COLUMNS).with_row_index("_row")
-             .with_columns(pl.col("created_at").dt.cast_time_unit("us"))
+             .with_columns(pl.col("created_at").dt.cast_time_unit("us"),
+                           pl.col("failed_at").dt.cast_time_unit("us"))
              .sort("created_at", "payment_id")
              .join(_usd_factors(events["currency"]), on="currency", how="left",
                    maintain_order="left")
              .with_columns(usd=pl.col("amount_minor").cast(pl.Float64) * pl.col("usd_per_minor")))
     instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy())
     failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
+    # a failure after the payment was created (a pending payment's callback): its time, else -1
+    failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
+    late_us = np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
     columns: dict[str, np.ndarray] = {}
     for key, column in KEYS.items():
         windows = _Windows(frame, (column,), instants)
@@ -249,14 +282,17 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
             month = windows.since(HISTORY)
             customer_30d = windows.count(month)
             customer_usd_30d = windows.total(frame["usd"].fill_null(0.0).to_numpy(), month)
-            customer_declines = windows.total(failed, windows.since(WINDOWS["24h"]))
+            customer_declines = (windows.total(failed, windows.since(WINDOWS["24h"]))
+                                 - windows.failed_later(late_us, WINDOWS["24h"]))
             previous = windows.previous()
             previous = np.where(customer_30d > 0, previous, -1)
     pair = _Windows(frame, ("customer_id", "device_id"), instants)
     customer_device_30d = pair.count(pair.since(HISTORY))
     merchant = _Windows(frame, ("merchant_id",), instants)
     hour = merchant.since(WINDOWS["1h"])
-    merchant_1h, merchant_declines_1h = merchant.count(hour), merchant.total(failed, hour)
+    merchant_1h = merchant.count(hour)
+    merchant_declines_1h = (merchant.total(failed, hour)
+                            - merchant.failed_later(late_us, WINDOWS["1h"]))
 
     has_prev = previous >= 0
     prev_row = np.maximum(previous, 0)
@@ -344,9 +380,10 @@ def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
         at = row["created_at"]
         if not month_ago <= at < t or row["payment_id"] == event["payment_id"]:
             continue
+        failed = row["status"] == "failed" and (row.get("failed_at") or at) < t  # by t
         if merchant is not None and at >= hour_ago and row.get("merchant_id") == merchant:
             merchant_payments += 1
-            merchant_declines += row["status"] == "failed"
+            merchant_declines += failed
         for name, start in since:
             if at >= start:
                 for key, column, value in keyed:
@@ -356,7 +393,7 @@ def summarize(event: Mapping, history: Iterable[Mapping]) -> Summary:
             continue
         payments += 1
         minor[row["currency"]] = minor.get(row["currency"], 0) + int(row["amount_minor"])
-        declines += row["status"] == "failed" and at >= day_ago
+        declines += failed and at >= day_ago
         used_device = used_device or (device is not None and row.get("device_id") == device)
         if latest is None or (at, row["payment_id"]) > (latest["created_at"],
                                                          latest["payment_id"]):

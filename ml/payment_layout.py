@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 # Column order of the payment event layout (types: ml.payment_features.EVENT_SCHEMA).
+# failed_at: when a failed payment failed (NULL otherwise; a failed payment without it failed
+# when it was created): a payment pending at t that fails later is no decline at t.
 EVENT_COLUMNS = ("payment_id", "created_at", "merchant_id", "method", "amount_minor", "currency",
-                 "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status")
+                 "customer_id", "card_fingerprint", "customer_ip", "device_id", "geo", "status",
+                 "failed_at")
 # Keys whose earlier payments are counted, and the count windows.
 KEYS = {"customer": "customer_id", "card": "card_fingerprint", "ip": "customer_ip",
         "device": "device_id"}

@@ -62,12 +62,13 @@ def _status(method: dict) -> str:
 
 def _event(pid: str, plan: PlannedPayment) -> dict:
     method, customer = plan.body["payment_method"], plan.body.get("customer") or {}
+    status = _status(method)
     return {"payment_id": pid, "created_at": plan.at, "merchant_id": plan.merchant.id,
             "method": method["type"], "amount_minor": int(plan.body["amount_minor"]),
             "currency": plan.body["currency"], "customer_id": customer.get("id"),
             "card_fingerprint": card_fingerprint(method), "customer_ip": customer.get("ip"),
             "device_id": customer.get("device_id"), "geo": customer.get("geo"),
-            "status": _status(method)}
+            "status": status, "failed_at": plan.at if status == "failed" else None}
 
 
 def history(start: date, days: int, payments_per_day: int,

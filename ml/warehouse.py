@@ -23,7 +23,8 @@ from warehouse.settings import Settings
 _PAYMENTS = """
 SELECT id AS payment_id, created_at, merchant_id, payment_method_type AS method,
        CAST(amount_minor AS BIGINT) AS amount_minor, currency, customer_id, card_fingerprint,
-       customer_ip, device_id, customer_geo AS geo, status
+       customer_ip, device_id, customer_geo AS geo, status,
+       CASE WHEN status = 'failed' THEN COALESCE(failed_at, created_at) END AS failed_at
 FROM (SELECT p.*, row_number() OVER (PARTITION BY id ORDER BY updated_at DESC,
                                      _extracted_at DESC) AS version
       FROM raw.payments p) latest

@@ -189,7 +189,8 @@ def select_events():
     return select(Payment.id, Payment.created_at, Payment.merchant_id,
                   Payment.payment_method_type, Payment.amount_minor, Payment.currency,
                   Payment.customer_id, Payment.card_fingerprint, Payment.customer_ip,
-                  Payment.device_id, Payment.customer["geo"].as_string(), Payment.status)
+                  Payment.device_id, Payment.customer["geo"].as_string(), Payment.status,
+                  Payment.failed_at)
 
 
 
@@ -303,6 +304,11 @@ def _summarize(rows):
 # call (64 parameters became 13).
 _ZERO, _ONE = literal_column("0", Integer), literal_column("1", Integer)
 _FAILED = literal_column("'failed'", String)
+# Failed by the payment's time: a payment still pending then, which failed later, was no decline
+# (the live check reads before it fails; this keeps a summary computed afterwards the same).
+_FAILED_BY_NOW = ((Payment.status == _FAILED)
+                  & (func.coalesce(Payment.failed_at, Payment.created_at)
+                     < bindparam("now", type_=UTCDateTime)))
 
 
 def _flag(condition):
@@ -346,7 +352,7 @@ _SUMMARY = union_all(
            type_coerce(null(), Float).label("customer_minor"),
            _ZERO.label("declines"), _ZERO.label("used_device"),
            _merchant_hour(_ONE).label("merchant_payments"),
-           _merchant_hour(_flag(Payment.status == _FAILED)).label("merchant_declines"),
+           _merchant_hour(_flag(_FAILED_BY_NOW)).label("merchant_declines"),
            _latest(Payment.created_at).label("latest_at"),
            _latest(Payment.customer["geo"].as_string()).label("latest_geo")),
     select(Payment.currency,
@@ -356,7 +362,7 @@ _SUMMARY = union_all(
            # a float sum: a risk signal, exact below 2^53 minor units
            func.sum(case((_CUSTOMER, cast(Payment.amount_minor, Float)))).label("customer_minor"),
            func.coalesce(func.sum(_flag(_CUSTOMER & _SINCE["24h"]
-                                        & (Payment.status == _FAILED))), _ZERO).label("declines"),
+                                        & _FAILED_BY_NOW)), _ZERO).label("declines"),
            func.coalesce(func.max(_flag(_CUSTOMER & (Payment.device_id == bindparam("device")))),
                          _ZERO).label("used_device"),
            null(), null(), null(), null())

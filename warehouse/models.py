@@ -285,6 +285,9 @@ class Payment(Timestamped, Base):
     card_fingerprint: Mapped[str | None] = mapped_column(String(64))
     refunded_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When it failed (business time; set by the state machine): the fraud features count a
+    # decline only from then on (a pending payment that fails later was no decline before).
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_payments_merchant_created", "merchant_id", "id"),
         # The KYC daily-volume rule reads a merchant's payments of the day.

@@ -53,5 +53,7 @@ def move(session: Session, payment: Payment, target: str, *, at: datetime,
                        f"payment {payment.id} cannot go from {current} to {target}",
                        {"from": current, "to": target})
     payment.status = target
+    if target == "failed":
+        payment.failed_at = at
     session.add(PaymentEvent(payment_id=payment.id, from_status=current, to_status=target,
                              reason=reason, at=at))

@@ -44,6 +44,12 @@ def random_events(n: int, seed: int) -> list[dict]:
             "geo": rng.choice([None, "US", "DE", "TW", "52.5,13.4", "nowhere"]),
             "status": rng.choice(["success", "success", "failed", "pending_callback"]),
         })
+        # A failure is known from failed_at: at creation (None or the same instant), or later (a
+        # pending payment's callback), also exactly on the 1 h and 24 h window edges.
+        row = rows[-1]
+        row["failed_at"] = None if row["status"] != "failed" else rng.choice([
+            None, row["created_at"], *[row["created_at"] + timedelta(minutes=m)
+                                       for m in (5, 30, 60, 61, 600, 1440, 1441, 3000)]])
     return rows
 
 

@@ -244,7 +244,7 @@ EVENT_LAYOUT = {
     "payment_id": pl.Utf8, "created_at": pl.Datetime("us", "UTC"), "merchant_id": pl.Utf8,
     "method": pl.Utf8, "amount_minor": pl.Int64, "currency": pl.Utf8, "customer_id": pl.Utf8,
     "card_fingerprint": pl.Utf8, "customer_ip": pl.Utf8, "device_id": pl.Utf8, "geo": pl.Utf8,
-    "status": pl.Utf8,
+    "status": pl.Utf8, "failed_at": pl.Datetime("us", "UTC"),
 }
 LABEL_LAYOUT = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
 

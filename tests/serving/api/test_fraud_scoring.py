@@ -160,7 +160,8 @@ def test_the_sql_summary_equals_the_python_definition_on_random_payments(api):
              "customer_id": r["customer_id"], "customer": {"geo": r["geo"]},
              "customer_ip": r["customer_ip"], "device_id": r["device_id"],
              "card_fingerprint": r["card_fingerprint"], "risk_decision": "approve",
-             "refunded_minor": 0, "created_at": r["created_at"], "updated_at": now}
+             "refunded_minor": 0, "created_at": r["created_at"], "failed_at": r["failed_at"],
+             "updated_at": now}
             for r in rows])
     batch = batch_features(pl.DataFrame(rows).select(EVENT_COLUMNS))
     with Session(api.engine) as session:
