@@ -17,6 +17,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,25 @@ def _pg_execute_many(dbname: str) -> Callable[[str, list[tuple]], None]:
             conn.commit()
 
     return execute_many
+
+
+def insert_raw(warehouse: Warehouse, table_name: str, rows: list[dict],
+               extracted_at: datetime) -> None:
+    """Rows into a raw table (the ledger extract's or the file loader's) as dicts by column;
+    money columns as exact Decimals, `_extracted_at` (ledger tables) = `extracted_at`."""
+    from ingest.files.schema import FILE_TABLES
+    from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+
+    table = next(t for t in (*RAW_TABLES, *FILE_TABLES) if t.name == table_name)
+    raw = table in RAW_TABLES
+    cols = table.column_names + (["_extracted_at"] if raw else [])
+    money = {c for c, kind in table.columns if kind == "money"}
+    warehouse.execute_many(
+        f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)})",
+        [tuple(extracted_at if c == "_extracted_at" else
+               Decimal(r[c]) if c in money and r.get(c) is not None else r.get(c)
+               for c in cols) for r in rows])
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 
 from ingest.files.formats.ecb import cross_rate
-from ingest.files.schema import FILE_TABLES
-from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+from ingest.raw_schema import RAW_SCHEMA
+from tests.dbt.conftest import insert_raw
 from warehouse.money import FxRate, Money, convert, fee_minor, prorate
 
 FIRST_AS_OF, SECOND_AS_OF, THIRD_AS_OF = date(2024, 4, 2), date(2024, 4, 4), date(2024, 4, 5)
@@ -79,16 +79,7 @@ ADJUSTMENTS = [("adj_1", "mer_m", -1_000, "USD", "POS terminal rental, March", "
 
 
 def _insert(warehouse, table_name: str, rows: list[dict]) -> None:
-    table = next(t for t in (*RAW_TABLES, *FILE_TABLES) if t.name == table_name)
-    raw = table in RAW_TABLES
-    cols = table.column_names + (["_extracted_at"] if raw else [])
-    money = {c for c, kind in table.columns if kind == "money"}
-    warehouse.execute_many(
-        f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
-        [tuple(T0 if c == "_extracted_at" else
-               Decimal(r[c]) if c in money and r.get(c) is not None else r.get(c)
-               for c in cols) for r in rows])
+    insert_raw(warehouse, table_name, rows, T0)
 
 
 def _payment_rows(payments):

@@ -25,10 +25,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingest.files.schema import FILE_TABLES
-from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
-
-from .conftest import run_dbt_build
+from tests.dbt.conftest import insert_raw, run_dbt_build
 
 T0 = datetime(2024, 1, 1)
 AS_OF = date(2024, 4, 15)
@@ -127,16 +124,7 @@ WITHDRAWALS = [("wd_a", "merchant", "m_a", 5_000, "USD", "paid", "2024-03-25 10:
 
 
 def _insert(warehouse, table_name: str, rows: list[dict]) -> None:
-    table = next(t for t in (*RAW_TABLES, *FILE_TABLES) if t.name == table_name)
-    raw = table in RAW_TABLES
-    cols = table.column_names + (["_extracted_at"] if raw else [])
-    money = {c for c, kind in table.columns if kind == "money"}
-    warehouse.execute_many(
-        f"INSERT INTO {RAW_SCHEMA}.{table.name} ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
-        [tuple(T0 if c == "_extracted_at" else
-               Decimal(r[c]) if c in money and r.get(c) is not None else r.get(c)
-               for c in cols) for r in rows])
+    insert_raw(warehouse, table_name, rows, T0)
 
 
 def load(warehouse) -> None:
@@ -220,13 +208,13 @@ def _build(warehouse, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built_duckdb(audit_duckdb, tmp_path_factory):
-    return _build(audit_duckdb, tmp_path_factory)
+def built_duckdb(duckdb_warehouse, tmp_path_factory):
+    return _build(duckdb_warehouse, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def built_postgres(audit_postgres, tmp_path_factory):
-    return _build(audit_postgres, tmp_path_factory)
+def built_postgres(postgres_warehouse, tmp_path_factory):
+    return _build(postgres_warehouse, tmp_path_factory)
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
