@@ -42,12 +42,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.oltp_url.startswith("sqlite") or not settings.payments_fast_path:
         yield
         return
-    app.state.pg_pool = await open_pool(settings.oltp_url,
-                                        lock_timeout_ms=settings.db_lock_timeout_ms)
+    pool = await open_pool(settings.oltp_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    app.state.pg_pool = pool
     try:
         yield
     finally:
-        pool, app.state.pg_pool = app.state.pg_pool, None
+        # Its own pool, closed once: tests run several lifespans of one app side by side
+        # (each a TestClient), and the last one opened is the one the app uses meanwhile.
+        if getattr(app.state, "pg_pool", None) is pool:
+            app.state.pg_pool = None
         await pool.close()
 
 
