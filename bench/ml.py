@@ -180,6 +180,9 @@ def generate(n: int, seed: int = 1, start: datetime = START, days: int = DAYS) -
         geo=pl.col("_country").replace_strict(range(len(COUNTRIES)), COUNTRIES,
                                                return_dtype=pl.Utf8),
         status=pl.when(pl.col("_failed")).then(pl.lit("failed")).otherwise(pl.lit("success")),
+        failed_at=pl.when(pl.col("_failed")).then(
+            (pl.lit(int(start.timestamp() * 10**6)) + pl.col("_at"))
+            .cast(pl.Datetime("us")).dt.replace_time_zone("UTC")),  # declined when created
         is_fraud=pl.col("is_fraud"),
     ))
 
@@ -407,7 +410,8 @@ def live_scoring(model, card: dict, args, clock: Clock) -> dict:
                  "customer": {"id": e["customer_id"], "geo": e["geo"]},
                  "customer_ip": e["customer_ip"], "device_id": e["device_id"],
                  "card_fingerprint": e["card_fingerprint"], "risk_decision": "approve",
-                 "refunded_minor": 0, "created_at": e["created_at"], "updated_at": now}
+                 "refunded_minor": 0, "created_at": e["created_at"],
+                 "failed_at": e["failed_at"], "updated_at": now}
                 for e in events.iter_rows(named=True)])
         clock.stop(f"live: insert {events.height:,} payments", events.height)
         # Every payment is in the table; the scorer reads only those created strictly before
