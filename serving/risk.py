@@ -280,7 +280,7 @@ def gather(session: Session, risk: RiskInput, now: datetime,
                            keys, now)
         locked = facts_from(row, keys)
         facts.used_today = locked.used_today
-        facts.captured_today = volume_pairs(row.captured_today) if limited_channels else None
+        facts.captured_today = volume_pairs(row.captured_today)  # {} when none is limited
         if not facts.allowed:
             facts.velocity, facts.last_geo = locked.velocity, locked.last_geo
         return facts

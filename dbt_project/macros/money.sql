@@ -96,6 +96,17 @@
     end as {{ clearhouse.money_type() }})
 {%- endmacro %}
 
+{# The sum of the shares of a payment's earlier refunds (`partition_by` names the payment, and the
+   beneficiary for commissions), refunds ordered by (succeeded_at, refund_id): `shares_before`
+   of refund_reversal. #}
+{% macro refund_shares_before(share, partition_by) -%}
+    cast(coalesce(sum({{ share }}) over (
+        partition by {{ partition_by }}
+        order by succeeded_at, refund_id
+        rows between unbounded preceding and 1 preceding
+    ), 0) as {{ clearhouse.money_type() }})
+{%- endmacro %}
+
 {% macro _capped_at(total, running) -%}
     (case when ({{ total }}) >= 0 then least({{ running }}, {{ total }})
           else greatest({{ running }}, {{ total }}) end)

@@ -49,11 +49,7 @@ own_share as (
 with_earlier as (
     select
         *,
-        cast(coalesce(sum(pro_rata_minor) over (
-            partition by payment_id, level, agent_id
-            order by succeeded_at, refund_id
-            rows between unbounded preceding and 1 preceding
-        ), 0) as {{ money_type() }}) as shares_before_minor
+        {{ refund_shares_before('pro_rata_minor', 'payment_id, level, agent_id') }} as shares_before_minor
     from own_share
 )
 

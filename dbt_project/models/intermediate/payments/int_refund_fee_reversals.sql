@@ -56,11 +56,7 @@ shares as (
 bounds as (
     select
         *,
-        cast(coalesce(sum(fee_share_minor) over (
-            partition by payment_id
-            order by succeeded_at, refund_id
-            rows between unbounded preceding and 1 preceding
-        ), 0) as {{ money_type() }}) as fee_shares_before_minor
+        {{ refund_shares_before('fee_share_minor', 'payment_id') }} as fee_shares_before_minor
     from shares
 )
 

@@ -101,11 +101,7 @@ refund_costs as (
 refund_cost_shares as (
     select
         *,
-        cast(coalesce(sum(cost_share_minor) over (
-            partition by payment_id
-            order by succeeded_at, refund_id
-            rows between unbounded preceding and 1 preceding
-        ), 0) as {{ money_type() }}) as cost_shares_before_minor
+        {{ refund_shares_before('cost_share_minor', 'payment_id') }} as cost_shares_before_minor
     from refund_costs
 ),
 
