@@ -8,11 +8,12 @@ it, those answer 200 with `isValid` / `success` and x402's reason codes, whateve
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -66,10 +67,24 @@ def supported() -> dict[str, Any]:
 # --- over HTTP --------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/facilitator", tags=["x402 facilitator"])
-FacilitatorBody = Annotated[dict[str, Any], Body()]
+# The body is read by hand, not by FastAPI: a facilitator answers 200 with isValid / success
+# false and `invalid_payload` to anything (not JSON, not an object), never a 422.
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"x402Version": {"type": "integer"},
+                                     "paymentPayload": {"type": "object"},
+                                     "paymentRequirements": {"type": "object"}}}}}}}
 
 
-def _request(body: dict[str, Any]) -> tuple[Verified, Offer]:
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+
+
+def _request(body: Any) -> tuple[Verified, Offer]:
+    if not isinstance(body, dict):
+        raise InvalidPayment("invalid_payload", "the body must be a JSON object")
     payload, requirements = body.get("paymentPayload"), body.get("paymentRequirements")
     if not isinstance(payload, dict) or not isinstance(requirements, dict):
         raise InvalidPayment("invalid_payload", "send paymentPayload and paymentRequirements")
@@ -77,7 +92,7 @@ def _request(body: dict[str, Any]) -> tuple[Verified, Offer]:
     return verify_exact(parse_payload(payload), [offer], int(time.time())), offer
 
 
-def _verify(engine, body: dict[str, Any]) -> dict[str, Any]:
+def _verify(engine, body: Any) -> dict[str, Any]:
     try:
         verified, _ = _request(body)
         with Session(engine) as session:
@@ -88,8 +103,9 @@ def _verify(engine, body: dict[str, Any]) -> dict[str, Any]:
     return {"isValid": True, "payer": verified.authorization.payer}
 
 
-def _settle(engine, body: dict[str, Any]) -> dict[str, Any]:
-    network_id = str((body.get("paymentRequirements") or {}).get("network", ""))
+def _settle(engine, body: Any) -> dict[str, Any]:
+    requirements = body.get("paymentRequirements") if isinstance(body, dict) else None
+    network_id = str(requirements.get("network", "")) if isinstance(requirements, dict) else ""
     try:
         verified, offer = _request(body)
         # expire_on_commit=False: the log is read after the commit. As in x402's own
@@ -119,11 +135,11 @@ async def get_supported():
     return supported()
 
 
-@router.post("/verify")
-async def post_verify(body: FacilitatorBody, engine: EngineDep):
-    return await run_in_threadpool(_verify, engine, body)
+@router.post("/verify", openapi_extra=_BODY)
+async def post_verify(request: Request, engine: EngineDep):
+    return await run_in_threadpool(_verify, engine, await _json_body(request))
 
 
-@router.post("/settle")
-async def post_settle(body: FacilitatorBody, engine: EngineDep):
-    return await run_in_threadpool(_settle, engine, body)
+@router.post("/settle", openapi_extra=_BODY)
+async def post_settle(request: Request, engine: EngineDep):
+    return await run_in_threadpool(_settle, engine, await _json_body(request))

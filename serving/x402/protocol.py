@@ -96,7 +96,11 @@ def offer_for(rule: X402PricingRule) -> Offer:
 
 
 def offer_from_requirements(requirements: dict[str, Any]) -> Offer:
-    """What a facilitator is asked to check against (v2 or v1 requirements, camelCase)."""
+    """What a facilitator is asked to check against (v2 or v1 requirements, camelCase). Bad
+    requirements raise InvalidPayment (a facilitator answers them, never fails on them)."""
+    if requirements.get("scheme") != "exact":
+        raise InvalidPayment("unsupported_scheme", f"scheme {requirements.get('scheme')!r} is "
+                             "not supported by this facilitator")
     net = network(str(requirements.get("network", "")))
     if net is None:
         raise InvalidPayment("invalid_network", f"network {requirements.get('network')!r} is "
@@ -109,13 +113,17 @@ def offer_from_requirements(requirements: dict[str, Any]) -> Offer:
     if not amount.isdigit():
         raise InvalidPayment("invalid_payment_requirements", "requirements need an amount")
     extra = requirements.get("extra") or {}
+    timeout = requirements.get("maxTimeoutSeconds") or 60
+    if not isinstance(extra, dict) or isinstance(timeout, bool) or not (
+            isinstance(timeout, int) or str(timeout).isdigit()):
+        raise InvalidPayment("invalid_payment_requirements",
+                             "requirements' extra must be an object, maxTimeoutSeconds an integer")
     if extra and (extra.get("name"), extra.get("version")) != (asset.eip712_name,
                                                                 asset.eip712_version):
         raise InvalidPayment("invalid_payment_requirements",
                              f"the EIP-712 domain of {asset.address} is "
                              f"{asset.eip712_name!r} v{asset.eip712_version}")
-    return Offer(net, asset, int(amount), str(requirements.get("payTo", "")),
-                 int(requirements.get("maxTimeoutSeconds") or 60))
+    return Offer(net, asset, int(amount), str(requirements.get("payTo", "")), int(timeout))
 
 
 def payment_required(offer: Offer, resource_url: str, error: str | None
