@@ -37,10 +37,12 @@ from serving.x402 import booking, facilitator, fast_path, tokens
 from serving.x402.protocol import (
     PAYMENT_RESPONSE,
     PAYMENT_SIGNATURE,
+    TOKEN_NETWORK,
     TOKEN_SCHEME,
     X_PAYMENT_RESPONSE,
     InvalidPayment,
     Offer,
+    failed_receipt,
     payment_required,
     read_payment_header,
     receipt,
@@ -177,6 +179,8 @@ async def _exact_call(ctx: _CallContext, payload) -> Response:
     upstream = await _delivered(ctx, usage_id)
     if isinstance(upstream, Response):
         return upstream
+    name = PAYMENT_RESPONSE if verified.version == 2 else X_PAYMENT_RESPONSE
+    network_id = ctx.offer.network.caip2 if verified.version == 2 else ctx.offer.network.v1_name
     try:
         tx_hash = None
         if pool is not None:
@@ -188,13 +192,11 @@ async def _exact_call(ctx: _CallContext, payload) -> Response:
     except InvalidPayment as exc:
         await run_in_threadpool(_mark, engine, usage_id, "settle_failed", upstream.status_code,
                                 exc.reason)
-        return _refused(ctx.offer, ctx.url, exc)
+        return _settle_refused(ctx, exc, name, network_id, auth.payer)
     response = _relay(upstream)
-    name = PAYMENT_RESPONSE if verified.version == 2 else X_PAYMENT_RESPONSE
     response.headers[name] = receipt(
         success=True, tx_hash=tx_hash, payer=auth.payer, amount=ctx.offer.amount,
-        network_id=(ctx.offer.network.caip2 if verified.version == 2
-                    else ctx.offer.network.v1_name))
+        network_id=network_id)
     return response
 
 
@@ -227,11 +229,11 @@ async def _token_call(ctx: _CallContext, payload) -> Response:
         payment_id = await run_in_threadpool(_settle_token, engine, usage_id, buyer,
                                              upstream.status_code)
     except InvalidPayment as exc:  # written off meanwhile: not charged, not delivered
-        return _refused(offer, ctx.url, exc)
+        return _settle_refused(ctx, exc, PAYMENT_RESPONSE, TOKEN_NETWORK, token_id)
     response = _relay(upstream)
     response.headers[PAYMENT_RESPONSE] = receipt(success=True, tx_hash=payment_id,
                                                  payer=token_id, amount=offer.amount,
-                                                 network_id="clearhouse")
+                                                 network_id=TOKEN_NETWORK)
     return response
 
 
@@ -376,6 +378,17 @@ async def _proxy(state, config: GatewayConfig, request: Request, path: str,
 def _relay(upstream: httpx.Response) -> Response:
     headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
     return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+
+def _settle_refused(ctx: _CallContext, exc: InvalidPayment, header: str, network_id: str,
+                    payer: str) -> Response:
+    """A settlement that failed after verify: the 402 with the reason (PAYMENT-REQUIRED and
+    body, as any refusal) and, as x402's HTTP transport has it, the failed settlement's
+    PAYMENT-RESPONSE (X-PAYMENT-RESPONSE for v1). The upstream's answer is not released."""
+    response = _refused(ctx.offer, ctx.url, exc)
+    response.headers[header] = failed_receipt(reason=exc.reason, network_id=network_id,
+                                              payer=payer)
+    return response
 
 
 def _refused(offer: Offer, resource_url: str, exc: InvalidPayment | None) -> Response:

@@ -182,5 +182,13 @@ def receipt(*, success: bool, tx_hash: str, network_id: str, payer: str | None, 
     return _b64(response.model_dump(by_alias=True, exclude_none=True))
 
 
+def failed_receipt(*, reason: str, network_id: str, payer: str | None) -> str:
+    """The PAYMENT-RESPONSE of a settlement that failed (x402 v2's HTTP transport: a 402 with
+    success false, the errorReason and an empty transaction)."""
+    response = SettleResponse(success=False, error_reason=reason, transaction="",
+                              network=network_id, payer=payer)
+    return _b64(response.model_dump(by_alias=True, exclude_none=True))
+
+
 def _b64(document: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()

@@ -100,7 +100,8 @@ def test_funds_gone_before_settlement_refuse_the_call_and_withhold_the_body(shop
 
         assert refusal_reason(response) == "insufficient_funds", path
         assert "credit_rating" not in response.text and "employees" not in response.text
-        assert "PAYMENT-RESPONSE" not in response.headers
+        # x402 v2's HTTP transport: the failed settlement's PAYMENT-RESPONSE, success false
+        assert unb64(response.headers["PAYMENT-RESPONSE"])["success"] is False
         [usage] = shop.usages(payer=payer.address.lower())
         assert (usage.status, usage.error_reason, usage.upstream_status, usage.payment_id) == (
             "settle_failed", "insufficient_funds", 200, None), path

@@ -206,3 +206,51 @@ def test_the_x402_sdk_middleware_settles_through_our_facilitator(shop):
     [transfer] = shop.transfers()
     assert transfer.tx_hash == receipt["transaction"] and transfer.value == PRICE
     assert shop.balances() == (before[0] - PRICE, before[1] + PRICE)
+
+
+# --- 5. a settlement that fails after verify: 402 with the reason, PAYMENT-RESPONSE failed ---------
+
+
+def test_a_failed_settlement_answers_402_with_a_failed_payment_response(shop, monkeypatch):
+    """x402 v2's HTTP transport: a failed settlement is a 402 whose PAYMENT-RESPONSE says
+    success false with the errorReason (v1: X-PAYMENT-RESPONSE); the body is withheld."""
+    import secrets
+
+    from fastapi.concurrency import run_in_threadpool
+    from sqlalchemy.orm import Session
+
+    from serving.x402 import chain, gateway
+    from tests.serving.x402.helpers import SEPOLIA, USDC, settlement_paths
+
+    real_proxy = gateway._proxy
+
+    def drain(payer: str):
+        with Session(shop.api.engine) as session, session.begin():
+            balance = chain.balance_of(session, SEPOLIA, USDC.address, payer)
+            chain.transfer_with_authorization(
+                session, SEPOLIA, USDC.address, payer=payer, to="0x" + "99" * 20, value=balance,
+                nonce="0x" + secrets.token_hex(32), now=datetime.now(UTC))
+
+    for path in settlement_paths(shop):
+        for version, send, answer, network in (
+                (2, "PAYMENT-SIGNATURE", "PAYMENT-RESPONSE", "eip155:84532"),
+                (1, "X-PAYMENT", "X-PAYMENT-RESPONSE", "base-sepolia")):
+            payer = shop.new_payer()
+
+            async def proxy_while_draining(*args, address=payer.address, **kwargs):
+                await run_in_threadpool(drain, address)
+                return await real_proxy(*args, **kwargs)
+
+            monkeypatch.setattr(gateway, "_proxy", proxy_while_draining)
+            payload = sign_authorization(payer)
+            header = v2_header(payload) if version == 2 else v1_header(payload)
+            response = shop.get(headers={send: header})
+
+            assert response.status_code == 402, (path, version)
+            assert "credit_rating" not in response.text
+            failed = unb64(response.headers[answer])
+            assert failed == {"success": False, "errorReason": "insufficient_funds",
+                              "transaction": "", "network": network,
+                              "payer": payer.address.lower()}, (path, version, failed)
+            assert response.json()["error"] == "insufficient_funds"
+    assert shop.payments() == []
