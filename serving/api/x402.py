@@ -12,6 +12,7 @@ Operators (platform_admin, finance) read every merchant's configuration, usage a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
@@ -38,7 +39,7 @@ from serving.deps import (
 from serving.errors import ApiError, not_found
 from serving.schemas import iso_z
 from serving.services.audit import record
-from serving.services.idempotency import check_key
+from serving.services.idempotency import UNKEYED_PREFIX, check_key
 from serving.x402 import chain, rules, tokens
 from serving.x402.networks import require_asset, require_network
 from serving.x402.schemas import (
@@ -166,18 +167,37 @@ def list_usage(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
 
 
 @router.post("/payment-tokens", status_code=201, response_model=TokenCreated)
-def issue_token(body: TokenCreate, principal: PrincipalDep, session: WriteSessionDep,
-                settings: SettingsDep):
+async def issue_token(body: TokenCreate, principal: PrincipalDep, engine: EngineDep,
+                      settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None):
+    """Issue a token (shown once). It grants a budget of the merchant's money, so it takes an
+    Idempotency-Key like every POST that creates or moves money: a retry with the same key and
+    body replays the first answer, the same token and secret (re-derived, never stored)."""
     merchant_id = _merchant_admin(principal)
-    now = datetime.now(UTC)  # credentials live on the wall clock, never a test clock
-    row, secret = tokens.issue(session, merchant_id=merchant_id, issued_by=principal.actor,
-                               body=body, signing_secret=settings.signing_secret(), now=now)
-    record(session, actor=principal.actor, action="payment_token.issue",
-           resource_type="payment_token", resource_id=row.id,
-           details={"agent_name": body.agent_name, "budget_minor": str(body.amount_minor),
-                    "currency": body.currency, "expires_at": iso_z(row.expires_at)})
-    session.commit()
-    return JSONResponse({**tokens.token_out(row), "token": secret}, status_code=201)
+    key, scope = check_key(idempotency_key), caller_scope(principal)
+    keyed = not key.startswith(UNKEYED_PREFIX)
+    signing_secret = settings.signing_secret()
+    issued: dict[str, str] = {}
+
+    def work(session) -> tuple[int, dict]:
+        now = datetime.now(UTC)  # credentials live on the wall clock, never a test clock
+        row, secret = tokens.issue(session, merchant_id=merchant_id, issued_by=principal.actor,
+                                   body=body, signing_secret=signing_secret, now=now,
+                                   replay_scope=(scope, key) if keyed else None)
+        record(session, actor=principal.actor, action="payment_token.issue",
+               resource_type="payment_token", resource_id=row.id,
+               details={"agent_name": body.agent_name, "budget_minor": str(body.amount_minor),
+                        "currency": body.currency, "expires_at": iso_z(row.expires_at)})
+        session.flush()
+        issued["token"] = secret
+        return 201, tokens.token_out(row)  # stored for replays without the secret
+
+    result = await call_idempotent(engine, scope=scope, key=key, path="/api/v1/payment-tokens",
+                                   params=body, work=work)
+    if result.status == 201:
+        secret = issued.get("token") or tokens.replayable_secret(
+            signing_secret, scope=scope, key=key, token_id=result.body["id"])
+        result = replace(result, body={**result.body, "token": secret})
+    return idempotent_response(result)
 
 
 @router.get("/payment-tokens")

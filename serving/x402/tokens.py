@@ -12,6 +12,7 @@ merchant_payable to the seller's, inside the platform (serving/x402/booking.py).
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import hmac
@@ -51,8 +52,22 @@ def check_signature(token: str, signing_secret: str) -> str:
     return token_hash(token)
 
 
+def replayable_secret(signing_secret: str, *, scope: str, key: str, token_id: str) -> str:
+    """The secret of a token issued under an Idempotency-Key, derived - never stored - so that
+    a replay of the issue can show it again: HMAC of the platform's signing secret over whose
+    key it is, the key and the token's id. Rebuilding it takes the signing secret and the
+    idempotency record (kept 24 h), not the database alone, which holds only the hash."""
+    material = f"payment-token-replay|{scope}|{key}|{token_id}".encode()
+    digest = hmac.new(signing_secret.encode(), material, hashlib.sha256).digest()
+    body_part = TOKEN_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return f"{body_part}.{_mac(signing_secret, body_part)}"
+
+
 def issue(session: Session, *, merchant_id: str, issued_by: str, body: TokenCreate,
-          signing_secret: str, now: datetime) -> tuple[AgentPaymentToken, str]:
+          signing_secret: str, now: datetime,
+          replay_scope: tuple[str, str] | None = None) -> tuple[AgentPaymentToken, str]:
+    """A new token and its secret. With `replay_scope` (whose Idempotency-Key, the key) the
+    secret is `replayable_secret`; without, 32 random bytes."""
     expires_at = body.expires_at or now + DEFAULT_LIFETIME
     if expires_at.tzinfo is None:
         raise ApiError(422, "invalid_timestamp", "expires_at needs a UTC offset or Z",
@@ -66,10 +81,15 @@ def issue(session: Session, *, merchant_id: str, issued_by: str, body: TokenCrea
     if body.amount_minor > MAX_ABS_MINOR:
         raise ApiError(422, "amount_out_of_range", "the budget is too large",
                        {"field": "amount_minor"})
-    body_part = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = f"{body_part}.{_mac(signing_secret, body_part)}"
+    token_id = new_id("payment_token")
+    if replay_scope is not None:
+        token = replayable_secret(signing_secret, scope=replay_scope[0], key=replay_scope[1],
+                                  token_id=token_id)
+    else:
+        body_part = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = f"{body_part}.{_mac(signing_secret, body_part)}"
     row = AgentPaymentToken(
-        id=new_id("payment_token"), merchant_id=merchant_id, issued_by=issued_by,
+        id=token_id, merchant_id=merchant_id, issued_by=issued_by,
         agent_name=body.agent_name, token_hash=token_hash(token), currency=body.currency,
         budget_minor=body.amount_minor, spent_minor=0, per_call_cap_minor=body.per_call_cap_minor,
         expires_at=expires_at.astimezone(UTC), allowed_merchants=body.allowed_merchants,

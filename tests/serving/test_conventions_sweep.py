@@ -820,6 +820,12 @@ def _faucet(w):
     return "/x402/faucet", "merchant", body, "/x402/faucet", {**body, "amount_minor": "501"}
 
 
+def _payment_token(w):
+    # A token is a budget of the issuing merchant's money: a retry must not issue a second one.
+    body = {"agent_name": "sweep-bot", "amount_minor": "1000"}
+    return "/payment-tokens", "merchant", body, "/payment-tokens", {**body, "amount_minor": "1001"}
+
+
 IDEMPOTENT = {  # every POST that creates or moves money
     ("POST", "/payments"): _payment, ("POST", "/refunds"): _refund,
     ("POST", "/payments/{payment_id}/confirm"): _confirm,
@@ -829,7 +835,7 @@ IDEMPOTENT = {  # every POST that creates or moves money
     ("POST", "/withdrawals/{withdrawal_id}/reject"): _reject,
     ("POST", "/withdrawals/{withdrawal_id}/mark-paid"): _mark_paid,
     ("POST", "/merchants/{merchant_id}/adjustments"): _adjustment,
-    ("POST", "/x402/faucet"): _faucet,
+    ("POST", "/x402/faucet"): _faucet, ("POST", "/payment-tokens"): _payment_token,
 }
 
 

@@ -13,7 +13,6 @@ from eth_account import Account
 
 from tests.serving.x402.helpers import (
     BASE,
-    DETAIL,
     PAY_TO,
     PRICE,
     auth_headers,
@@ -254,3 +253,122 @@ def test_a_failed_settlement_answers_402_with_a_failed_payment_response(shop, mo
                               "payer": payer.address.lower()}, (path, version, failed)
             assert response.json()["error"] == "insufficient_funds"
     assert shop.payments() == []
+
+
+# --- api.md on the pricing-rule and token endpoints ---------------------------------------------
+
+
+def test_pricing_rules_follow_the_api_conventions(shop):
+    other_id, other_key = shop.api.merchant("Other Seller")
+    rules = "/api/v1/x402/pricing-rules"
+    body = {"path_pattern": "/reports/*", "amount_minor": 50000, "pay_to": PAY_TO,
+            "network": "eip155:8453", "description": "reports"}
+    for bad in (0.5, 50000.0, "0.05", "5e4", "1,000", True, -1, 0):
+        response = shop.client.post(rules, json={**body, "amount_minor": bad},
+                                    headers=shop.headers)
+        assert response.status_code == 422, (bad, response.text)
+        error = response.json()["error"]
+        assert error["code"] and error["message"] and "amount_minor" in str(error["details"]), bad
+    created = shop.client.post(rules, json=body, headers=shop.headers)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    assert rule["id"].startswith("xpr_") and rule["amount_minor"] == "50000"
+    assert (rule["currency"], rule["network"], rule["asset_address"], rule["billing_mode"]) == (
+        "USDC", "eip155:8453", "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "per_request")
+    assert Z_TIMESTAMP.fullmatch(rule["created_at"])
+    # the offer on Base: its asset and EIP-712 domain; v1 names the network "base"
+    offered = shop.get("/reports/q3")
+    [exact, _token] = required(offered)["accepts"]
+    assert (exact["network"], exact["asset"], exact["extra"], exact["amount"]) == (
+        "eip155:8453", "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        {"name": "USD Coin", "version": "2"}, "50000")
+    [v1] = offered.json()["accepts"]
+    assert (v1["network"], v1["maxAmountRequired"], v1["payTo"]) == ("base", "50000", PAY_TO)
+
+    assert shop.client.get(rules).status_code == 401
+    assert shop.client.post(rules, json=body).status_code == 401
+    assert shop.client.get(f"{rules}/{rule['id']}", headers=auth_headers("sk_test_nope")
+                           ).status_code == 401
+    for method in ("get", "delete"):
+        foreign = getattr(shop.client, method)(f"{rules}/{rule['id']}",
+                                               headers=auth_headers(other_key))
+        assert foreign.status_code == 404, (method, foreign.text)
+        assert foreign.json()["error"]["code"] == "resource_missing"
+    page = shop.client.get(f"{rules}?limit=1", headers=shop.headers).json()
+    assert len(page["data"]) == 1 and page["has_more"] is True
+    rest = shop.client.get(f"{rules}?limit=1&starting_after={page['data'][0]['id']}",
+                           headers=shop.headers).json()
+    assert rest["data"][0]["id"] != page["data"][0]["id"]
+    assert shop.client.get(f"{rules}?limit=101", headers=shop.headers).status_code == 422
+    assert shop.client.get(rules, headers=auth_headers(other_key)).json() == {
+        "data": [], "has_more": False}
+
+
+def test_payment_tokens_follow_the_api_conventions(shop):
+    buyer_id, buyer_key = shop.api.merchant("Buyer")
+    other_id, other_key = shop.api.merchant("Other Buyer")
+    for bad in (0.5, 30000.0, "0.03", "3e4", -1, 0):
+        response = issue(shop, buyer_key, amount_minor=bad)
+        assert response.status_code == 422, (bad, response.text)
+        assert "amount_minor" in str(response.json()["error"]["details"]), bad
+    assert issue(shop, buyer_key, per_call_cap_minor=1.5).status_code == 422
+    assert issue(shop, "sk_test_nope").status_code == 401
+    assert shop.client.post("/api/v1/payment-tokens",
+                            json={"agent_name": "a", "amount_minor": 1}).status_code == 401
+    operator = issue(shop, shop.api.admin_token)
+    assert operator.status_code == 403 and operator.json()["error"]["code"] == "forbidden"
+
+    expires = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    created = issue(shop, buyer_key, amount_minor=30000, per_call_cap_minor=PRICE,
+                    expires_at=expires.isoformat().replace("+00:00", "Z"))
+    assert created.status_code == 201, created.text
+    token = created.json()
+    assert token["id"].startswith("apt_") and token["token"].startswith("cpt_")
+    assert (token["amount_minor"], token["spent_minor"], token["remaining_minor"],
+            token["per_call_cap_minor"], token["currency"]) == (
+        "30000", "0", "30000", str(PRICE), "USDC")
+    assert Z_TIMESTAMP.fullmatch(token["expires_at"]) and Z_TIMESTAMP.fullmatch(
+        token["created_at"])
+    assert datetime.fromisoformat(token["expires_at"]) == expires
+
+    url = f"/api/v1/payment-tokens/{token['id']}"
+    for method in ("get", "delete"):
+        foreign = getattr(shop.client, method)(url, headers=auth_headers(other_key))
+        assert foreign.status_code == 404, (method, foreign.text)
+        assert foreign.json()["error"]["code"] == "resource_missing"
+    assert shop.client.get(url).status_code == 401
+    assert shop.client.get("/api/v1/payment-tokens", headers=auth_headers(other_key)).json() == {
+        "data": [], "has_more": False}
+    issue(shop, buyer_key)
+    page = shop.client.get("/api/v1/payment-tokens?limit=1", headers=auth_headers(buyer_key))
+    assert page.json()["has_more"] is True and len(page.json()["data"]) == 1
+    assert "token" not in page.json()["data"][0]
+    assert shop.client.get("/api/v1/payment-tokens?limit=0",
+                           headers=auth_headers(buyer_key)).status_code == 422
+    # stored hashed: the secret is nowhere in the database
+    from tests.serving.x402.helpers import token_row
+    row = token_row(shop.api, token["id"])
+    assert token["token"] not in str(vars(row)) and len(row.token_hash) == 64
+
+
+def test_issuing_a_token_takes_an_idempotency_key(shop):
+    """api.md: a POST that creates or moves money accepts Idempotency-Key. A token is a budget
+    the issuing merchant's money pays: a retried issue must not make a second budget."""
+    buyer_id, buyer_key = shop.api.merchant("Buyer")
+    key = uuid.uuid4().hex
+    first = issue(shop, buyer_key, idem=key, amount_minor="30000")
+    assert first.status_code == 201, first.text
+    again = issue(shop, buyer_key, idem=key, amount_minor="30000")
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()  # the same token, its secret included
+    listed = shop.client.get("/api/v1/payment-tokens", headers=auth_headers(buyer_key)).json()
+    assert [t["id"] for t in listed["data"]] == [first.json()["id"]]
+    other = issue(shop, buyer_key, idem=key, amount_minor="40000")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    # the replayed secret pays
+    paid = shop.get(headers={"PAYMENT-SIGNATURE": token_header(
+        again.json()["token"], token_offer(shop.get()))})
+    assert paid.status_code == 200, paid.text
+    # without a key, each POST is a new token
+    assert issue(shop, buyer_key).json()["id"] != issue(shop, buyer_key).json()["id"]
