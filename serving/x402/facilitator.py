@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ from serving.x402.protocol import (
     parse_payload,
 )
 from serving.x402.verify import Verified, verify_exact
-from warehouse.models import SimChainLog
+from warehouse.models import SimChainLog, X402Usage
 
 
 def check_chain(session: Session, verified: Verified) -> None:
@@ -42,6 +43,18 @@ def check_chain(session: Session, verified: Verified) -> None:
         raise InvalidPayment("insufficient_funds",
                              f"{auth.payer} cannot pay {auth.value} atomic units of "
                              f"{offer.asset.symbol}", payer=auth.payer)
+
+
+def check_unclaimed(session: Session, verified: Verified) -> None:
+    """For the facilitator over HTTP: an authorization the gateway claimed is spent even if it
+    never reached the chain (its call was not delivered, and the payer was promised no charge)."""
+    auth = verified.authorization
+    claimed = session.scalar(select(X402Usage.id).where(X402Usage.payer == auth.payer,
+                                                        X402Usage.nonce == auth.nonce))
+    if claimed is not None:
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization was already presented to the gateway",
+                             payer=auth.payer)
 
 
 def settle(session: Session, verified: Verified, now: datetime) -> SimChainLog:
@@ -96,6 +109,7 @@ def _verify(engine, body: Any) -> dict[str, Any]:
     try:
         verified, _ = _request(body)
         with Session(engine) as session:
+            check_unclaimed(session, verified)
             check_chain(session, verified)
     except InvalidPayment as exc:
         return {"isValid": False, "invalidReason": exc.reason, "invalidMessage": exc.message,
@@ -113,6 +127,7 @@ def _settle(engine, body: Any) -> dict[str, Any]:
         # its first transaction (that would let each caller deliver once per settle).
         now = datetime.now(UTC)
         with Session(engine, expire_on_commit=False) as session, session.begin():
+            check_unclaimed(session, verified)
             check_chain(session, verified)
             log = settle(session, verified, now)
             if log.created_at != now:  # a concurrent settle executed it after our check

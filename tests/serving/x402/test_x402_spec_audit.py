@@ -372,3 +372,57 @@ def test_issuing_a_token_takes_an_idempotency_key(shop):
     assert paid.status_code == 200, paid.text
     # without a key, each POST is a new token
     assert issue(shop, buyer_key).json()["id"] != issue(shop, buyer_key).json()["id"]
+
+
+# --- 6. every paid call: a usage record and a payment on the payments API's ledger ---------------
+
+
+def test_a_paid_call_shows_in_usage_and_in_the_payments_api(shop):
+    paid = shop.pay(sign_authorization(shop.payer))
+    assert paid.status_code == 200, paid.text
+    tx = unb64(paid.headers["PAYMENT-RESPONSE"])["transaction"]
+    [usage] = shop.client.get("/api/v1/x402/usage", headers=shop.headers).json()["data"]
+    assert usage["id"].startswith("xpu_") and Z_TIMESTAMP.fullmatch(usage["created_at"])
+    assert {k: usage[k] for k in ("merchant_id", "rule_id", "path", "amount_minor", "currency",
+                                  "payer", "tx_hash", "status", "scheme", "network")} == {
+        "merchant_id": shop.seller_id, "rule_id": shop.rule_id, "path": "/company/detail",
+        "amount_minor": str(PRICE), "currency": "USDC", "payer": shop.payer.address.lower(),
+        "tx_hash": tx, "status": "settled", "scheme": "exact", "network": "eip155:84532"}
+    payment = shop.client.get(f"/api/v1/payments/{usage['payment_id']}", headers=shop.headers)
+    assert payment.status_code == 200, payment.text
+    assert {k: payment.json()[k] for k in ("status", "channel", "channel_reference",
+                                           "amount_minor", "currency")} == {
+        "status": "success", "channel": "ch_x402_sim", "channel_reference": tx,
+        "amount_minor": str(PRICE), "currency": "USDC"}
+
+
+def test_a_v2_only_402_still_has_a_json_body_with_the_offers(shop):
+    shop.add_rule("/company/filings", protocol_versions=[2])
+    unpaid = shop.get("/company/filings")
+    assert unpaid.status_code == 402
+    header = required(unpaid)
+    assert header["x402Version"] == 2 and "error" not in header or header["error"]
+    body = unpaid.json()
+    assert body["x402Version"] == 2 and body["error"]
+
+
+# --- 5. once ever: an authorization the gateway claimed is spent for the facilitator too --------
+
+
+def test_an_authorization_the_gateway_claimed_never_settles_through_the_facilitator(shop):
+    from tests.serving.x402.helpers import facilitator_request
+
+    undelivered = sign_authorization(shop.payer)  # claimed, the upstream failed: not charged
+    assert shop.pay(undelivered, name="unknown corp").status_code == 404
+    delivered = sign_authorization(shop.payer)
+    assert shop.pay(delivered).status_code == 200
+    before = shop.balances()
+    for payload in (undelivered, delivered):
+        body = facilitator_request(payload)
+        verified = shop.client.post("/facilitator/verify", json=body).json()
+        assert (verified["isValid"], verified["invalidReason"]) == (
+            False, "invalid_exact_evm_nonce_already_used")
+        settled = shop.client.post("/facilitator/settle", json=body).json()
+        assert (settled["success"], settled["errorReason"]) == (
+            False, "invalid_exact_evm_nonce_already_used")
+    assert shop.balances() == before and len(shop.transfers()) == 1
