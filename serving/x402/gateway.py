@@ -36,7 +36,6 @@ from serving.ratelimit import TokenBuckets, limited
 from serving.x402 import booking, facilitator, fast_path, tokens
 from serving.x402.protocol import (
     PAYMENT_RESPONSE,
-    PAYMENT_SIGNATURE,
     TOKEN_NETWORK,
     TOKEN_SCHEME,
     X_PAYMENT_RESPONSE,
@@ -121,10 +120,14 @@ async def gateway(request: Request, merchant_id: str, path: str):
         return _refused(offer, resource_url, exc)
     if found is None:
         return _refused(offer, resource_url, None)
-    header, payload = found
+    _, payload = found
     scheme, _ = scheme_and_network(payload)
     call = _CallContext(state, config, request, resource_path, resource_url, body, offer)
-    if scheme == TOKEN_SCHEME and header == PAYMENT_SIGNATURE:
+    if scheme == TOKEN_SCHEME:
+        if payload.x402_version != 2:  # a v1 payload names no `accepted` offer to check
+            return _refused(offer, resource_url, InvalidPayment(
+                "invalid_x402_version", "the token scheme is x402 v2: send "
+                "{x402Version: 2, accepted: <the token offer>, payload: {token}}"))
         return await _token_call(call, payload)
     return await _exact_call(call, payload)
 
@@ -207,8 +210,8 @@ async def _token_call(ctx: _CallContext, payload) -> Response:
         if not isinstance(secret, str):
             raise InvalidPayment("invalid_payload", "a token payment carries payload.token")
         accepted = payload.accepted
-        if (accepted.amount, accepted.asset, accepted.pay_to) != (
-                str(offer.amount), offer.asset.symbol, offer.merchant_id):
+        if (accepted.network, accepted.amount, accepted.asset, accepted.pay_to) != (
+                TOKEN_NETWORK, str(offer.amount), offer.asset.symbol, offer.merchant_id):
             raise InvalidPayment("invalid_payment_requirements",
                                  "`accepted` is not the token offer of this resource")
         hashed = tokens.check_signature(secret, _signing_secret(ctx.state))

@@ -426,3 +426,26 @@ def test_an_authorization_the_gateway_claimed_never_settles_through_the_facilita
         assert (settled["success"], settled["errorReason"]) == (
             False, "invalid_exact_evm_nonce_already_used")
     assert shop.balances() == before and len(shop.transfers()) == 1
+
+
+# --- 8. the token scheme: a v2 payload in either payment header; a v1 one is refused, not a 500 --
+
+
+def test_a_token_payload_in_v1_shape_is_refused_and_in_x_payment_pays(shop):
+    from tests.serving.x402.helpers import b64
+
+    _, buyer_key = shop.api.merchant("Buyer")
+    secret = issue(shop, buyer_key, amount_minor=str(10 * PRICE)).json()["token"]
+    offer = token_offer(shop.get())
+    v1_token = b64({"x402Version": 1, "scheme": "token", "network": "clearhouse",
+                    "payload": {"token": secret}})
+    for header in ("PAYMENT-SIGNATURE", "X-PAYMENT"):
+        response = shop.get(headers={header: v1_token})
+        assert refusal_reason(response) == "invalid_x402_version", header
+    other_network = {**offer, "network": "eip155:84532"}
+    assert refusal_reason(shop.get(headers={"PAYMENT-SIGNATURE": token_header(
+        secret, other_network)})) == "invalid_payment_requirements"
+    assert shop.usages() == []
+    paid = shop.get(headers={"X-PAYMENT": token_header(secret, offer)})
+    assert paid.status_code == 200, paid.text
+    assert unb64(paid.headers["PAYMENT-RESPONSE"])["success"] is True
