@@ -31,7 +31,12 @@ def export_day(session: Session, net: Network, landing_dir: Path, day: date,
     """Write the day's Transfer logs (block time in `day`, UTC) as a chain file under
     landing/chain/, the way a node's eth_getLogs returns them; a reorged log appears twice, the
     second time with removed: true. Re-exporting a day rewrites the file; ingest keeps only new
-    facts, so nothing doubles."""
+    facts, so nothing doubles.
+
+    A log's `logIndex` is its sequence number on the simulated chain (the row id): unique within
+    its block as on a real chain, and the same in every export. A node numbers a block's logs
+    0..n-1, but numbering them here at export would renumber a block's logs when a transaction
+    mined in it commits after an export (ingest keys a log by transaction and index)."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     first = chain.block_at(net, start)
     last = chain.block_at(net, start + timedelta(days=1)) - 1
@@ -46,7 +51,7 @@ def export_day(session: Session, net: Network, landing_dir: Path, day: date,
         fields = dict(network=net.caip2, block_number=row.block_number,
                       block_hash=chain.block_hash(net, row.block_number),
                       block_timestamp=row.block_timestamp.astimezone(UTC).replace(tzinfo=None),
-                      transaction_hash=row.tx_hash, log_index=row.log_index,
+                      transaction_hash=row.tx_hash, log_index=row.id,
                       token_address=row.asset, from_address=row.from_address,
                       to_address=row.to_address, value=row.value)
         logs.append(ChainLog(**fields, removed=False))

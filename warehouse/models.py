@@ -665,6 +665,7 @@ class SimChainLog(Base):
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    # Not used: the export gives each log its id as logIndex (clearhouse/sim_chain.py).
     log_index: Mapped[int] = mapped_column(Integer, default=0)
     from_address: Mapped[str] = mapped_column(String(42))
     to_address: Mapped[str] = mapped_column(String(42))

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from serving.schemas import CurrencyCode, MinorOut, PositiveMinor, Timestamp
-from serving.x402.networks import DEFAULT_NETWORK
+from serving.x402.networks import DEFAULT_NETWORK, NETWORKS
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -19,6 +19,18 @@ def _address(value: str) -> str:
     if not _ADDRESS.fullmatch(value):
         raise PydanticCustomError("invalid_address", "must be a 0x address of 40 hex digits",
                                   {"code": "invalid_address"})
+    return value
+
+
+def _token_currency(value: str) -> str:
+    """A token pays 402-priced resources, which are priced in the networks' assets (USDC): a
+    budget in anything else could never be spent, so it is refused when the token is issued."""
+    payable = sorted({asset.symbol for net in NETWORKS.values() for asset in net.assets})
+    if value not in payable:
+        raise PydanticCustomError(
+            "unsupported_token_currency",
+            "a payment token's budget is in an asset 402-priced resources take: {payable}",
+            {"code": "unsupported_token_currency", "payable": payable})
     return value
 
 
@@ -93,7 +105,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent_name: str = Field(min_length=1, max_length=200, description="who will hold the token")
     amount_minor: PositiveMinor = Field(description="the budget, in minor units of currency")
-    currency: CurrencyCode = "USDC"
+    currency: Annotated[CurrencyCode, AfterValidator(_token_currency)] = "USDC"
     per_call_cap_minor: PositiveMinor | None = None
     expires_at: datetime | None = Field(default=None, description="default: in 24 hours")
     allowed_merchants: list[str] | None = Field(default=None, max_length=100)

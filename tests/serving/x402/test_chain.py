@@ -95,3 +95,32 @@ def test_a_reorg_undoes_the_transfer_and_the_export_shows_it(shop):
     assert {r.token_address for r in parsed.chain_logs} == {USDC.address.lower()}
     assert {r.network for r in parsed.chain_logs} == {"eip155:84532"}
     assert parsed.chain_heads == {"eip155:84532": export.latest_block}
+
+
+def test_logs_mined_in_one_block_have_distinct_log_indexes_in_every_export(shop):
+    """eth_getLogs: (blockNumber, logIndex) names one log. Two transfers in the same block
+    must not share an index, and a second export numbers them as the first did."""
+    now = datetime.now(UTC)
+    payers = [Account.create() for _ in range(3)]
+    with Session(shop.api.engine) as session, session.begin():
+        for payer in payers:  # three mints at one instant: one block
+            chain.mint(session, SEPOLIA, USDC.address, payer.address, FUNDS, now)
+    day = now.date()
+
+    def exported() -> dict[str, tuple[int, int]]:
+        with Session(shop.api.engine) as session:
+            path = sim_chain.export_day(session, SEPOLIA, shop.api.settings.landing_dir, day,
+                                        datetime.now(UTC)).path
+        return {log.transaction_hash: (log.block_number, log.log_index)
+                for log in parse(path).chain_logs}
+
+    first = exported()
+    positions = list(first.values())
+    assert len(set(positions)) == len(positions)  # no two logs share block and index
+    block = chain.block_at(SEPOLIA, now)
+    assert sum(1 for number, _ in positions if number == block) >= len(payers)
+    with Session(shop.api.engine) as session, session.begin():  # a later transfer, same day
+        transfer(session, payers[0].address, "0x" + secrets.token_hex(32))
+    again = exported()
+    assert {tx: again[tx] for tx in first} == first
+    assert len(set(again.values())) == len(again)

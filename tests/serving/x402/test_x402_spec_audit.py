@@ -374,6 +374,19 @@ def test_issuing_a_token_takes_an_idempotency_key(shop):
     assert issue(shop, buyer_key).json()["id"] != issue(shop, buyer_key).json()["id"]
 
 
+def test_a_token_in_a_currency_no_priced_resource_takes_is_refused_when_issued(shop):
+    """402-priced resources are priced in USDC: a budget in USD could never be spent (every call
+    would answer token_currency_mismatch), so the issue itself is a 422 naming the field."""
+    buyer_id, buyer_key = shop.api.merchant("Buyer")
+    refused = issue(shop, buyer_key, currency="USD")
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["details"]["field"] == "currency" and "USDC" in error["message"]
+    listed = shop.client.get("/api/v1/payment-tokens", headers=auth_headers(buyer_key)).json()
+    assert listed["data"] == []  # nothing was issued
+    assert issue(shop, buyer_key, currency="USDC").status_code == 201
+
+
 # --- 6. every paid call: a usage record and a payment on the payments API's ledger ---------------
 
 
