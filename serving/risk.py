@@ -14,9 +14,11 @@ Rules, in order:
   (0-99) reviews at >= 65 and rejects at >= 75 by default (CLEARHOUSE_ML_REVIEW_SCORE,
   CLEARHOUSE_ML_BLOCK_SCORE).
 
-Risk limits compare amounts across currencies with indicative rates (INDICATIVE_USD below):
-a limit check is a risk decision, not money movement, so no FX rate id is kept. Money itself is
-never converted here.
+Risk limits compare a payment in the settlement currency exactly (minor units over the
+currency's exponent: JPY 0, KWD 3), and amounts in other currencies with indicative rates
+(INDICATIVE_USD below): a limit check is a risk decision, not money movement, so no FX rate id is
+kept. A currency without an indicative rate cannot be checked against the limits, so it is
+rejected (`kyc_limit_unconvertible_currency`). Money itself is never converted here.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ REVIEW_SCORE, REJECT_SCORE = 65, 75
 # USD per one major unit; indicative only (see the module docstring).
 INDICATIVE_USD = {"USD": "1", "USDC": "1", "USDT": "1", "EUR": "1.08", "GBP": "1.27",
                   "CNY": "0.14", "HKD": "0.128", "TWD": "0.031", "JPY": "0.0067", "KRW": "0.00073",
-                  "SGD": "0.74", "ETH": "3000", "BTC": "60000"}
+                  "SGD": "0.74", "ETH": "3000", "BTC": "60000", "KWD": "3.25", "BHD": "2.65",
+                  "OMR": "2.60", "JOD": "1.41", "CHF": "1.13", "AUD": "0.66", "CAD": "0.73"}
 # Country centroids (lat, lon) for the geo rule when a customer sends a country code.
 CENTROIDS = {"US": (39.8, -98.6), "DE": (51.2, 10.4), "FR": (46.6, 2.2), "GB": (54.0, -2.0),
              "CN": (35.9, 104.2), "TW": (23.7, 121.0), "JP": (36.2, 138.3), "SG": (1.35, 103.8),
@@ -120,6 +123,11 @@ def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
 
 
 def _in_merchant_currency(amount_minor: int, currency: str, merchant: Merchant) -> Decimal | None:
+    """The amount in major units of the merchant's settlement currency: exact when the payment is
+    in that currency (whatever its exponent: JPY 0, KWD 3), else through the indicative rates;
+    None when either currency has none."""
+    if currency == merchant.settlement_currency:
+        return Decimal(amount_minor).scaleb(-exponent(currency))
     usd = to_usd_major(amount_minor, currency)
     target = INDICATIVE_USD.get(merchant.settlement_currency)
     if usd is None or target is None:
@@ -318,12 +326,16 @@ def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
     if tier == 0:
         result.escalate("reject", "kyc_tier_0_cannot_accept_payments")
         return result
-    if amount is not None and amount > KYC_SINGLE_LIMIT_MAJOR[tier]:
+    if amount is None:
+        # No indicative rate to compare with the merchant's limits: a limit that cannot be
+        # checked is not passed (the KYC limits are the merchant's contract).
+        result.escalate("reject", "kyc_limit_unconvertible_currency")
+        return result
+    if amount > KYC_SINGLE_LIMIT_MAJOR[tier]:
         result.escalate("reject", f"single_payment_limit_kyc_{tier}")
-    if amount is not None:
-        used = _in_settlement_currency(facts.used_today, risk.merchant)
-        if used + amount > KYC_DAILY_LIMIT_MAJOR[tier]:
-            result.escalate("reject", f"daily_limit_kyc_{tier}")
+    used = _in_settlement_currency(facts.used_today, risk.merchant)
+    if used + amount > KYC_DAILY_LIMIT_MAJOR[tier]:
+        result.escalate("reject", f"daily_limit_kyc_{tier}")
     if facts.allowed:
         result.reasons.append("allowlist_" + "_".join(sorted(facts.allowed)))
         return result

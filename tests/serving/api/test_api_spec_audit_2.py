@@ -1,0 +1,79 @@
+"""The second black-box audit of the payments API against api.md, money.md and the issue text,
+on SQLite and Postgres: what a scenario writer tries that the conventions sweep
+(tests/serving/test_conventions_sweep.py) does not - KYC limits in currencies of exponent 0 and 3,
+list cursors that name nothing or another tenant's object, card payments without a card,
+refunds that name their currency, customer fields that are not what they say, a forced channel
+that does not exist, an over-long Idempotency-Key, and card numbers in logs."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.serving.admin_helpers import admin, bearer
+from tests.serving.helpers import make_api, random_card
+
+API = "/api/v1"
+
+
+@pytest.fixture
+def api(oltp_url, make_settings):
+    return make_api(make_settings(database_url=oltp_url))
+
+
+def _idem(key: str) -> dict[str, str]:
+    return {**bearer(key), "Idempotency-Key": uuid.uuid4().hex}
+
+
+def _error(resp, status: int, code: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+# --- issue 8: KYC tier limits in the merchant's currency, whatever its exponent ------------------
+
+def _merchant_in(api, currency: str, tier: int = 1) -> str:
+    """A merchant settling in `currency` (priced in it) and a card channel that takes it."""
+    resp = api.client.post(f"{API}/channels", headers=admin(api), json={
+        "name": f"acq-{currency.lower()}-{uuid.uuid4().hex[:6]}", "type": "card", "priority": 1,
+        "currencies": [{"currency": currency}], "price": {"rate_bps": 100,
+                                                          "fixed_minor": {currency: "0"}}})
+    assert resp.status_code == 201, resp.text
+    _, key = api.merchant(f"Shop {currency}", settlement_currency=currency, kyc_tier=tier,
+                          pricing=[{"currency": currency, "rate_bps": 100, "fixed_minor": "0"}])
+    return key
+
+
+@pytest.mark.parametrize("currency,exp", [("JPY", 0), ("KWD", 3), ("BHD", 3), ("USD", 2)])
+def test_kyc_tier_limits_hold_in_the_merchants_currency_for_every_exponent(api, currency, exp):
+    # Issue 8: limits by KYC tier per day (0 / 1,000 / 10,000 / 50,000 in the merchant's
+    # currency); README: single payment 0 / 500 / 5,000 / 20,000. Tier 1 in KWD (exponent 3):
+    # 500.000 KWD is 500000 minor units. KWD had no indicative rate, so no limit was applied.
+    key = _merchant_in(api, currency)
+    unit = 10 ** exp
+
+    def pay(major_units: int, extra_minor: int = 0):
+        resp = api.pay(key, amount=str(major_units * unit + extra_minor), currency=currency)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    over_single = pay(500, 1)
+    assert over_single["status"] == "failed", over_single
+    assert "single_payment_limit_kyc_1" in over_single["risk"]["reasons"]
+    assert pay(500)["status"] == "success"
+    assert pay(499, unit - 1)["status"] == "success"  # 999.999... of the 1,000 a day
+    assert pay(0, 1)["status"] == "success"  # exactly 1,000
+    over_daily = pay(0, 1)
+    assert over_daily["status"] == "failed" and over_daily["risk"]["decision"] == "reject"
+    assert "daily_limit_kyc_1" in over_daily["risk"]["reasons"], over_daily
+
+
+def test_kyc_tier_0_merchant_in_a_three_decimal_currency_takes_nothing(api):
+    key = _merchant_in(api, "KWD", tier=0)
+    resp = api.pay(key, amount="1", currency="KWD")
+    assert resp.json()["status"] == "failed" and resp.json()["risk"]["decision"] == "reject"
