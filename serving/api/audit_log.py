@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from serving.api.common import Limit, StartingAfter
+from serving.api.common import Limit, StartingAfter, after_cursor
 from serving.deps import OperatorDep, SessionDep
 from serving.errors import ApiError
 from serving.schemas import Timestamp
@@ -75,7 +75,8 @@ def list_audit_log(_reader: OperatorDep, session: SessionDep, limit: Limit = 20,
         if value is not None:
             query = query.where(column == value)
     if starting_after is not None:
-        query = query.where(AuditLogEntry.id < _sequence(starting_after))
+        query = after_cursor(session, query, AuditLogEntry.id, _sequence(starting_after),
+                             shown=starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [entry_out(e) for e in rows[:limit]],
                          "has_more": len(rows) > limit})

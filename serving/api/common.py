@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from serving.errors import ApiError
 from serving.jsonfast import FastJSONResponse
 from serving.services.idempotency import IdempotentResult, request_fingerprint, run_idempotent
 
@@ -19,12 +20,27 @@ Limit = Annotated[int, Query(ge=1, le=100, description="page size (default 20, a
 StartingAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]
 
 
+def after_cursor(session: Session, query: Select, id_column, starting_after: Any, *,
+                 descending: bool = True, shown: str | None = None) -> Select:
+    """`query` continued after the object `starting_after` names (api.md lists). The cursor
+    must name an object of this very list - the caller's own, under the same filters: an id that
+    names nothing, or another tenant's object, is a 404 (not a page chosen by comparing id
+    strings, which answered the whole list or nothing and paged from another tenant's object)."""
+    if starting_after is None or starting_after == "":
+        return query
+    listed = query.where(id_column == starting_after).order_by(None).limit(None)
+    if not session.scalar(select(listed.exists())):
+        raise ApiError(404, "resource_missing",
+                       f"starting_after: no object with id {shown or starting_after!r} in this list",
+                       {"field": "starting_after", "id": shown or starting_after})
+    return query.where(id_column < starting_after if descending else id_column > starting_after)
+
+
 def page(session: Session, query: Select, id_column, *, limit: int, starting_after: Any,
          out: Callable[[Any], dict]) -> dict:
     """Newest first (ids sort by creation time); `starting_after` continues after that id."""
+    query = after_cursor(session, query, id_column, starting_after)
     query = query.order_by(id_column.desc()).limit(limit + 1)
-    if starting_after is not None:
-        query = query.where(id_column < starting_after)
     rows = session.scalars(query).all()
     return {"data": [out(row) for row in rows[:limit]], "has_more": len(rows) > limit}
 

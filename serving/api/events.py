@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import webhooks
+from serving.api.common import after_cursor
 from serving.auth import Principal
 from serving.deps import PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import ApiError, not_found
@@ -76,10 +77,9 @@ def list_events(principal: PrincipalDep, session: SessionDep, limit: Limit = 20,
         if principal.merchant_id is None:
             return JSONResponse({"data": [], "has_more": False})
         query = query.where(webhooks.event_merchant_id() == principal.merchant_id)
-    if starting_after:
-        query = query.where(OutboxEvent.id < starting_after)
     if type:
         query = query.where(OutboxEvent.event_type == type)
+    query = after_cursor(session, query, OutboxEvent.id, starting_after)
     rows = session.execute(query).all()
     return JSONResponse({"data": [webhooks.event_out(event) for event, _ in rows[:limit]],
                          "has_more": len(rows) > limit})
@@ -121,8 +121,7 @@ def list_webhook_deliveries(principal: PrincipalDep, session: SessionDep, limit:
         if principal.merchant_id is None:
             return JSONResponse({"data": [], "has_more": False})
         query = query.where(WebhookDelivery.merchant_id == principal.merchant_id)
-    if starting_after:
-        query = query.where(WebhookDelivery.id < starting_after)
+    query = after_cursor(session, query, WebhookDelivery.id, starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [webhooks.delivery_out(d) for d in rows[:limit]],
                          "has_more": len(rows) > limit})

@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from serving import pg_async, tenancy
-from serving.api.common import IdempotencyKeyHeader, call_idempotent, idempotent_response
+from serving.api.common import (
+    IdempotencyKeyHeader,
+    after_cursor,
+    call_idempotent,
+    idempotent_response,
+)
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
 from serving.observability import PAYMENTS
@@ -115,8 +120,7 @@ def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
     query = select(Payment).order_by(Payment.id.desc()).limit(limit + 1)
     # operators: all; a merchant: its own; an agent: its subtree's merchants
     query = query.where(tenancy.merchant_filter(session, principal, Payment.merchant_id, now))
-    if starting_after:
-        query = query.where(Payment.id < starting_after)
+    query = after_cursor(session, query, Payment.id, starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.payment_out(p) for p in rows[:limit]],
                          "has_more": len(rows) > limit})

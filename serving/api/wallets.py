@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from serving import tenancy
-from serving.api.common import IdempotencyKeyHeader, call_idempotent, idempotent_response
+from serving.api.common import (
+    IdempotencyKeyHeader,
+    after_cursor,
+    call_idempotent,
+    idempotent_response,
+)
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
 from serving.schemas import TopupCreate, WalletOut
@@ -53,8 +58,7 @@ def list_wallets(principal: PrincipalDep, session: SessionDep, now: NowDep,
              .order_by(Wallet.id).limit(limit + 1))
     if customer_id is not None:
         query = query.where(Wallet.customer_id == customer_id)
-    if starting_after:
-        query = query.where(Wallet.id > starting_after)
+    query = after_cursor(session, query, Wallet.id, starting_after, descending=False)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.wallet_out(w) for w in rows[:limit]],
                          "has_more": len(rows) > limit})
@@ -73,8 +77,7 @@ def list_wallet_transactions(wallet_id: str, principal: PrincipalDep, session: S
     wallet = _visible_wallet(session, principal, wallet_id, now)
     query = (select(WalletTransaction).where(WalletTransaction.wallet_id == wallet.id)
              .order_by(WalletTransaction.id).limit(limit + 1))
-    if starting_after:
-        query = query.where(WalletTransaction.id > starting_after)
+    query = after_cursor(session, query, WalletTransaction.id, starting_after, descending=False)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.transaction_out(t) for t in rows[:limit]],
                          "has_more": len(rows) > limit})

@@ -77,3 +77,40 @@ def test_kyc_tier_0_merchant_in_a_three_decimal_currency_takes_nothing(api):
     key = _merchant_in(api, "KWD", tier=0)
     resp = api.pay(key, amount="1", currency="KWD")
     assert resp.json()["status"] == "failed" and resp.json()["risk"]["decision"] == "reject"
+
+
+# --- api.md lists: a cursor must name an object of the list --------------------------------------
+
+def _list(api, url: str, key: str):
+    return api.client.get(f"{API}{url}", headers=bearer(key))
+
+
+@pytest.mark.parametrize("path,own", [("/payments", "payment"), ("/events", "event"),
+                                      ("/wallets", "wallet"), ("/withdrawals", None),
+                                      ("/api-keys", "key")])
+def test_a_cursor_that_names_nothing_or_another_tenants_object_is_404(api, path, own):
+    # api.md: cursor ?starting_after=<id>; 404 (not 403) for another tenant's resource so that
+    # existence does not leak. A cursor naming nothing used to answer 200 with a page chosen by
+    # comparing id strings: the whole list ("pay_zzz") or nothing ("abc"), and another tenant's
+    # payment id paged the caller's list from that tenant's payment's creation time.
+    _, mine = api.merchant("Mine")
+    _, theirs = api.merchant("Theirs")
+    for key in (mine, theirs):
+        api.client.post(f"{API}/wallets/topups", headers=_idem(key), json={
+            "customer_id": "cus-1", "currency": "USD", "amount_minor": "500",
+            "payment_method": {"type": "card", "number": random_card()}})
+        api.pay(key)
+    their_ids = [item["id"] for item in _list(api, path, theirs).json()["data"]]
+    cursors = ["pay_zzzzzzzzzzzzzzzzzzzzzzzzzz", "abc", "evt_0000000000000000000000zzzz"]
+    cursors += their_ids[:1]
+    for cursor in cursors:
+        error = _error(_list(api, f"{path}?starting_after={cursor}", mine), 404,
+                       "resource_missing")
+        assert error["details"].get("field") == "starting_after", error
+    own_ids = [item["id"] for item in _list(api, path, mine).json()["data"]]
+    if own:  # the caller's own ids still page
+        assert own_ids, path
+        page = _list(api, f"{path}?starting_after={own_ids[0]}", mine)
+        assert page.status_code == 200 and page.json()["data"] == \
+            _list(api, path, mine).json()["data"][1:], page.text
+
