@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from warehouse.money import MoneyError, currency, to_minor_int
@@ -71,9 +80,20 @@ class PaymentMethod(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["card", "wechat_pay", "alipay", "bank_transfer", "e_cny", "apple_pay", "crypto",
                   "wallet"]
-    number: str | None = Field(default=None, description="card: a test card number")
+    number: str | None = Field(default=None, validate_default=True,
+                               description="card: the card number (required for cards)")
     test_outcome: Literal["success", "decline", "timeout", "pending", "pending_decline"] | None = Field(
         default=None, description="non-card methods: force the simulated outcome")
+
+    @field_validator("number")
+    @classmethod
+    def _card_needs_a_number(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A card payment without a card number is bad input (422), not an approved test card.
+        if info.data.get("type") == "card" and not (value and value.strip()):
+            raise PydanticCustomError("card_number_required",
+                                      "a card payment needs payment_method.number",
+                                      {"code": "card_number_required"})
+        return value
 
 
 class PaymentCreate(BaseModel):

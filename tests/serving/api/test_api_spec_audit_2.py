@@ -114,3 +114,28 @@ def test_a_cursor_that_names_nothing_or_another_tenants_object_is_404(api, path,
         assert page.status_code == 200 and page.json()["data"] == \
             _list(api, path, mine).json()["data"][1:], page.text
 
+
+# --- payment create: a card payment needs a card -------------------------------------------------
+
+def test_a_card_payment_without_a_card_number_is_a_422_and_writes_nothing(api):
+    # api.md: payment_method {"type": "card", ...} with the documented test instruments; issue:
+    # every validation failure is a 4xx, nothing half-written. {"type": "card"} alone used to be
+    # charged as the approving 4242... test card.
+    _, key = api.merchant()
+    for method in ({"type": "card"}, {"type": "card", "number": None},
+                   {"type": "card", "number": "  "}):
+        error = _error(api.pay(key, method=method), 422, "card_number_required")
+        assert error["details"]["field"] == "payment_method.number", error
+    topup = api.client.post(f"{API}/wallets/topups", headers=_idem(key), json={
+        "customer_id": "cus-1", "currency": "USD", "amount_minor": "500",
+        "payment_method": {"type": "card"}})
+    assert _error(topup, 422)["details"]["field"] == "payment_method.number"
+    pending = api.pay(key, confirm=False)
+    assert pending.status_code == 201, pending.text
+    confirm = api.client.post(f"{API}/payments/{pending.json()['id']}/confirm",
+                              headers=_idem(key), json={"payment_method": {"type": "card"}})
+    assert _error(confirm, 422)["details"]["field"] == "payment_method.number"
+    listed = api.client.get(f"{API}/payments", headers=bearer(key)).json()["data"]
+    assert [p["status"] for p in listed] == ["pending_confirm"]  # nothing else was written
+    assert api.pay(key, method={"type": "alipay", "test_outcome": "success"},
+                   currency="CNY").status_code == 201  # other types need no number

@@ -177,7 +177,7 @@ def test_without_an_idempotency_key_each_request_is_its_own(api):
     # served, and sending it again is a new request (the client chose not to be deduplicated).
     _, key = api.merchant()
     body = {"amount_minor": "1", "currency": "USD", "merchant_reference": "x",
-            "payment_method": {"type": "card"}}
+            "payment_method": {"type": "card", "number": "4242424242424242"}}
     first, second = (api.client.post("/api/v1/payments", json=body,
                                      headers={"Authorization": f"Bearer {key}"})
                      for _ in range(2))
@@ -192,7 +192,7 @@ def test_without_an_idempotency_key_each_request_is_its_own(api):
 
 def test_bad_credentials(api):
     body = {"amount_minor": "1", "currency": "USD", "merchant_reference": "x",
-            "payment_method": {"type": "card"}}
+            "payment_method": {"type": "card", "number": "4242424242424242"}}
     bad = api.client.post("/api/v1/payments", json=body,
                           headers={"Authorization": "Bearer sk_test_nope", "Idempotency-Key": "a"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
