@@ -119,6 +119,11 @@ class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payment_id: str
     amount_minor: PositiveMinor | None = Field(default=None, description="default: all that remains")
+    # Money travels as {"amount_minor", "currency"} (api.md): the currency may be sent with the
+    # amount and must then be the payment's. Left out of the idempotency fingerprint when absent.
+    currency: CurrencyCode | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="optional: the payment's currency (anything else is 422 currency_mismatch)")
     reason: str | None = Field(default=None, max_length=200)
 
 

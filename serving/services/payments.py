@@ -341,6 +341,10 @@ def _refunded_to(session: Session, payment: Payment) -> str:
 def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                   now: datetime) -> tuple[int, dict]:
     payment = _own_payment(session, merchant_id, body.payment_id)
+    if body.currency is not None and body.currency != payment.currency:
+        raise ApiError(422, "currency_mismatch",
+                       f"payment {payment.id} is in {payment.currency}, not {body.currency}",
+                       {"field": "currency", "payment_currency": payment.currency})
     if payment.status not in CAPTURED:
         raise ApiError(409, "payment_not_refundable",
                        f"payment {payment.id} is {payment.status}; only captured payments refund",

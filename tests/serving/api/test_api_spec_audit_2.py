@@ -139,3 +139,27 @@ def test_a_card_payment_without_a_card_number_is_a_422_and_writes_nothing(api):
     assert [p["status"] for p in listed] == ["pending_confirm"]  # nothing else was written
     assert api.pay(key, method={"type": "alipay", "test_outcome": "success"},
                    currency="CNY").status_code == 201  # other types need no number
+
+
+# --- refunds: money travels with its currency ----------------------------------------------------
+
+def test_a_refund_may_name_its_currency_which_must_be_the_payments(api):
+    # api.md: Money travels as {"amount_minor": "<integer as string>", "currency": "USD"}. A
+    # refund sent as money ({"amount_minor", "currency"}) was a 422 "extra input" even in the
+    # payment's currency; in another currency it must be refused before anything is written.
+    _, key = api.merchant()
+    pid = api.pay(key, amount="1000").json()["id"]
+
+    def refund(body):
+        return api.client.post(f"{API}/refunds", headers=_idem(key),
+                               json={"payment_id": pid, **body})
+
+    error = _error(refund({"amount_minor": "100", "currency": "EUR"}), 422, "currency_mismatch")
+    assert error["details"]["field"] == "currency", error
+    assert _error(refund({"amount_minor": "100", "currency": "usd"}), 422)["details"]["field"] \
+        == "currency"
+    assert api.client.get(f"{API}/payments/{pid}", headers=bearer(key)).json()[
+        "refunded_minor"] == "0"
+    ok = refund({"amount_minor": "100", "currency": "USD"})
+    assert ok.status_code == 201 and ok.json()["currency"] == "USD", ok.text
+    assert ok.json()["amount_minor"] == "100"
