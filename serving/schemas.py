@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -67,13 +70,56 @@ CurrencyCode = Annotated[str, BeforeValidator(_currency)]
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+
+
+def _customer_error(code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(code, message, {"code": code})
+
+
 class Customer(BaseModel):
+    """Risk inputs: each is what it says or the payment is a 422 naming it (velocity, lists and
+    the geo rule key on them, so a garbled value would silently escape them)."""
+
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(default=None, max_length=100)
-    email: str | None = Field(default=None, max_length=200)
-    ip: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=200, description="name@domain.tld")
+    ip: str | None = Field(default=None, max_length=64, description="an IPv4 or IPv6 address")
     device_id: str | None = Field(default=None, max_length=100)
-    geo: str | None = Field(default=None, max_length=64)
+    geo: str | None = Field(default=None, max_length=64,
+                            description="'lat,lon' in degrees, or an ISO 3166 alpha-2 country code")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise _customer_error("invalid_email", "not an e-mail address")
+        return value
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise _customer_error("invalid_ip", "not an IPv4 or IPv6 address") from None
+
+    @field_validator("geo")
+    @classmethod
+    def _geo(cls, value: str | None) -> str | None:
+        if value is None or _COUNTRY.match(value.strip()):
+            return value
+        try:
+            lat, lon = (float(x) for x in value.split(","))
+        except ValueError:
+            lat = lon = math.nan
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # NaN fails both
+            raise _customer_error("invalid_geo", "geo is 'lat,lon' in degrees (-90..90, "
+                                                 "-180..180) or a two-letter country code")
+        return value
 
 
 class PaymentMethod(BaseModel):

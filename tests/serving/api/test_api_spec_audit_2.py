@@ -163,3 +163,26 @@ def test_a_refund_may_name_its_currency_which_must_be_the_payments(api):
     ok = refund({"amount_minor": "100", "currency": "USD"})
     assert ok.status_code == 201 and ok.json()["currency"] == "USD", ok.text
     assert ok.json()["amount_minor"] == "100"
+
+
+# --- payment create: the optional customer fields ------------------------------------------------
+
+@pytest.mark.parametrize("name,value", [
+    ("ip", "999.1.1.1"), ("ip", "not-an-ip"), ("email", "notanemail"), ("email", "a@b"),
+    ("geo", "x"), ("geo", "200,0"), ("geo", "48.8,nan"), ("geo", "USA")])
+def test_a_customer_field_that_is_not_what_it_says_is_a_422_naming_it(api, name, value):
+    # api.md: optional customer (id, email, ip, device_id, geo); 422 for validation with the
+    # offending field in details. Velocity per IP, block lists by e-mail and the geo rule key on
+    # these: a garbled value was taken and silently escaped them.
+    _, key = api.merchant()
+    error = _error(api.pay(key, customer={"id": "cus-1", name: value}), 422)
+    assert error["details"]["field"] == f"customer.{name}", error
+    assert api.client.get(f"{API}/payments", headers=bearer(key)).json()["data"] == []
+
+
+def test_well_formed_customer_fields_are_taken(api):
+    _, key = api.merchant()
+    for customer in ({"id": "c1", "ip": "2001:db8::1", "email": "jane.doe@example.com",
+                      "geo": "48.85,2.35", "device_id": "dev-1"},
+                     {"id": "c2", "ip": "10.0.0.1", "geo": "jp"}):
+        assert api.pay(key, customer=customer).status_code == 201
