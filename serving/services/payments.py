@@ -31,6 +31,7 @@ from warehouse.ids import new_id
 from warehouse.ledger import Leg, channel_receivable, merchant_payable, post_transaction
 from warehouse.models import (
     AgentPaymentToken,
+    Channel,
     Merchant,
     OutboxEvent,
     Payment,
@@ -154,6 +155,11 @@ def _create_payment(session: Session, *, merchant_id: str, body: PaymentCreate,
         raise ApiError(422, "currency_not_enabled",
                        f"{body.currency} is not enabled for this merchant (no price in force)",
                        {"field": "currency"})
+    if body.channel is not None and session.get(Channel, body.channel) is None:
+        # A forced channel that does not exist is bad input, not a routing outcome (a channel
+        # that exists but cannot take the payment fails it with the reasons in `routing`).
+        raise ApiError(422, "unknown_channel", f"no channel with id {body.channel!r}",
+                       {"field": "channel"})
     method = body.payment_method.model_dump(exclude_none=True)
     customer = body.customer
     payment = Payment(

@@ -186,3 +186,19 @@ def test_well_formed_customer_fields_are_taken(api):
                       "geo": "48.85,2.35", "device_id": "dev-1"},
                      {"id": "c2", "ip": "10.0.0.1", "geo": "jp"}):
         assert api.pay(key, customer=customer).status_code == 201
+
+
+# --- payment create: a forced channel ------------------------------------------------------------
+
+def test_forcing_a_channel_that_does_not_exist_is_a_422_and_writes_nothing(api):
+    # api.md: optional channel to force one; issue: every validation failure is a 4xx, nothing
+    # half-written. An unknown id used to create a failed payment (no_channel_available).
+    _, key = api.merchant()
+    error = _error(api.pay(key, channel="ch_does_not_exist"), 422, "unknown_channel")
+    assert error["details"]["field"] == "channel", error
+    assert api.client.get(f"{API}/payments", headers=bearer(key)).json()["data"] == []
+    forced = api.pay(key, channel="ch_card_backup_sim").json()
+    assert (forced["status"], forced["channel"]) == ("success", "ch_card_backup_sim"), forced
+    # a channel that exists but cannot take the payment: a failed payment with the reasons
+    wrong = api.pay(key, channel="ch_alipay_sim").json()
+    assert wrong["status"] == "failed" and wrong["failure_code"] == "no_channel_available"
