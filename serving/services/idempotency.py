@@ -59,8 +59,9 @@ def check_key(key: str | None) -> str:
     if key is None or not key.strip():
         return f"{UNKEYED_PREFIX}{uuid.uuid4().hex}"
     if len(key) > MAX_KEY_LENGTH:
-        raise ApiError(400, "idempotency_key_invalid",
-                       f"Idempotency-Key must be at most {MAX_KEY_LENGTH} characters")
+        raise ApiError(422, "idempotency_key_invalid",
+                       f"Idempotency-Key must be at most {MAX_KEY_LENGTH} characters",
+                       {"field": "Idempotency-Key", "max_length": MAX_KEY_LENGTH})
     return key
 
 

@@ -202,3 +202,19 @@ def test_forcing_a_channel_that_does_not_exist_is_a_422_and_writes_nothing(api):
     # a channel that exists but cannot take the payment: a failed payment with the reasons
     wrong = api.pay(key, channel="ch_alipay_sim").json()
     assert wrong["status"] == "failed" and wrong["failure_code"] == "no_channel_available"
+
+
+# --- Idempotency-Key: a key that cannot be kept ----------------------------------------------------
+
+def test_an_over_long_idempotency_key_is_a_422_naming_the_header_and_writes_nothing(api):
+    # api.md: 422 for validation with the offending field in details. It was a 400 with empty
+    # details, on every money POST.
+    _, key = api.merchant()
+    for resp in (api.pay(key, idem="k" * 256),
+                 api.client.post(f"{API}/withdrawals", json={
+                     "amount_minor": "1", "currency": "USD", "destination": "acct"},
+                     headers={**bearer(key), "Idempotency-Key": "k" * 256})):
+        error = _error(resp, 422, "idempotency_key_invalid")
+        assert error["details"]["field"] == "Idempotency-Key", error
+    assert api.client.get(f"{API}/payments", headers=bearer(key)).json()["data"] == []
+    assert api.pay(key, idem="k" * 255).status_code == 201
