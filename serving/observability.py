@@ -29,7 +29,12 @@ BREAKER = Gauge("clearhouse_channel_breaker_open", "1 when a channel's circuit b
                 ["channel", "state"])
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@")
-_SECRETS = re.compile(r"(sk_test_|whsec_|chsec_|cpt_)[A-Za-z0-9_\-]+|\b\d{12,19}\b")
+_SECRETS = re.compile(
+    r"(sk_test_|sk_live_|whsec_|chsec_|cpt_)[A-Za-z0-9_\-]+"
+    # card-like numbers, also written in groups ("4242 4242 4242 4242", "4242-4242-...")
+    r"|\b\d(?:[ -]?\d){11,18}\b"
+    # JWTs (operator bearer tokens): header.payload.signature, base64url
+    r"|\beyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 
 
 def mask(text: str) -> str:
@@ -44,7 +49,7 @@ class JsonFormatter(logging.Formatter):
                  "logger": record.name, "request_id": REQUEST_ID.get(),
                  "message": mask(record.getMessage())}
         for key, value in getattr(record, "fields", {}).items():
-            entry[key] = value
+            entry[key] = mask(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["error"] = mask(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

@@ -218,3 +218,27 @@ def test_an_over_long_idempotency_key_is_a_422_naming_the_header_and_writes_noth
         assert error["details"]["field"] == "Idempotency-Key", error
     assert api.client.get(f"{API}/payments", headers=bearer(key)).json()["data"] == []
     assert api.pay(key, idem="k" * 255).status_code == 201
+
+
+# --- issue 10: logs carry no card data, keys or tokens ------------------------------------------------
+
+def test_log_lines_mask_grouped_card_numbers_jwts_and_structured_fields():
+    # Issue 10: JSON logs with request id (no secrets, card data or keys; masked PII). The API
+    # takes "4242 4242 4242 4242" (card_digits drops the spaces), and operators send JWTs; the
+    # masking knew neither, nor looked into a line's structured fields.
+    import json
+    import logging
+
+    from serving.observability import JsonFormatter
+
+    jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfMSJ9.c2lnbmF0dXJl"
+    record = logging.LogRecord("clearhouse.api", logging.ERROR, __file__, 1,
+                               "card 4242 4242 4242 4242, 4000-0000-0000-0002, token %s", (jwt,),
+                               None)
+    record.fields = {"path": "/x402/mer_1/lookup/4242424242424242", "status": 500,
+                     "who": "jane.doe@example.com"}
+    line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    for secret in ("4242 4242", "4000-0000", jwt, "eyJzdWIi", "4242424242424242", "jane.doe"):
+        assert secret not in line, (secret, line)
+    assert entry["status"] == 500 and entry["who"] == "j***@example.com"
