@@ -17,6 +17,7 @@ from serving.api.common import (
 )
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
+from serving.observability import PAYMENTS
 from serving.schemas import TopupCreate, WalletOut
 from serving.services import wallets as service
 from serving.services.idempotency import check_key
@@ -38,6 +39,9 @@ async def create_topup(body: TopupCreate, principal: MerchantDep,
         engine, scope=merchant_id, key=key, path="/api/v1/wallets/topups",
         params=body,
         work=lambda s: service.create_topup(s, merchant_id=merchant_id, body=body, now=now))
+    if not result.replayed and result.status == 201:  # a top-up is a payment too (/metrics)
+        payment = result.body["payment"]
+        PAYMENTS.labels(payment["status"], payment["channel"] or "none").inc()
     return idempotent_response(result)
 
 

@@ -242,3 +242,26 @@ def test_log_lines_mask_grouped_card_numbers_jwts_and_structured_fields():
     for secret in ("4242 4242", "4000-0000", jwt, "eyJzdWIi", "4242424242424242", "jane.doe"):
         assert secret not in line, (secret, line)
     assert entry["status"] == 500 and entry["who"] == "j***@example.com"
+
+
+# --- issue 10: /metrics counts every payment -----------------------------------------------------------
+
+def _payments_total(api, status: str, channel: str) -> float:
+    prefix = f'clearhouse_payments_total{{channel="{channel}",status="{status}"}} '
+    lines = [line for line in api.client.get("/metrics").text.splitlines()
+             if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+def test_a_wallet_top_up_is_counted_in_clearhouse_payments_total(api):
+    # README: clearhouse_payments_total{status,channel}; a top-up is a card payment, but only
+    # POST /payments counted.
+    _, key = api.merchant()
+    before = _payments_total(api, "success", "ch_card_sim")
+    headers = _idem(key)
+    body = {"customer_id": "cus-m", "currency": "USD", "amount_minor": "500",
+            "payment_method": {"type": "card", "number": random_card()}}
+    for _ in range(2):  # the replay is not a second payment
+        assert api.client.post(f"{API}/wallets/topups", headers=headers,
+                               json=body).status_code == 201
+    assert _payments_total(api, "success", "ch_card_sim") == before + 1
