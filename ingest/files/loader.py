@@ -60,6 +60,9 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The reason for a file whose rows could not be written (the warehouse failed mid-file): the
+# transaction is rolled back, the file quarantined, and handing it in again retries it.
+LOAD_FAILED = "load_failed"
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _HEAD_BYTES = 4096
 
@@ -216,6 +219,7 @@ class FileLoader:
         self.settings = settings
         self.own_writer = writer is None
         self.writer = writer or open_files_writer(settings)
+        self._retrying: set[str] = set()
 
     def close(self) -> None:
         if self.own_writer:
@@ -233,7 +237,12 @@ class FileLoader:
         data = path.read_bytes()
         file_id = file_identity(path.name, data)
         known = self.writer.fetchall(
-            f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = $1", (file_id,))
+            f"SELECT status, reason FROM {RAW_SCHEMA}.landed_files WHERE file_id = $1", (file_id,))
+        if known and known[0][1] == LOAD_FAILED:
+            # A failed write is no verdict on the file: handed in again, it is read again (its
+            # registry row is replaced in the same transaction as the new outcome).
+            self._retrying.add(file_id)
+            known = []
         if known:
             self._archive(path, source, file_id, quarantined=known[0][0] == "quarantined",
                           duplicate=True)
@@ -254,9 +263,11 @@ class FileLoader:
         try:
             self._write(parsed, path, source, file_id, len(data), outcome)
             self.writer.commit()
-        except Exception:
+        except Exception as err:  # nothing of the file stays; the batch goes on without it
             self.writer.rollback()
-            raise
+            log.exception("loading %s failed; rolled back and quarantined", path)
+            return self._quarantine(path, source, file_id, len(data), LOAD_FAILED,
+                                    f"{type(err).__name__}: {err}", "warehouse write")
         self._archive(path, source, file_id)
         return outcome
 
@@ -287,7 +298,8 @@ class FileLoader:
             uids.append(f"{short}:{stmt.index}")
             keys.append(key)
             if key:
-                outcome.superseded += self._supersede("bank_statements", key, file_id)
+                outcome.superseded += [old for old in self._supersede(
+                    "bank_statements", key, file_id) if old not in outcome.superseded]
         # Column-wise (Arrow compute) from here, not line by line: statements run to 1M+ lines.
         lines = parsed.statement_table if parsed.statement_table is not None else (
             _arrow(parsed.statement_lines, StatementLine, {}) if parsed.statement_lines else None)
@@ -470,6 +482,9 @@ class FileLoader:
                   reason=None, location=None, message=None, stored: Path | None = None) -> None:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         landed = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+        if file_id in self._retrying:
+            self.writer.execute(f"DELETE FROM {RAW_SCHEMA}.landed_files WHERE file_id = $1",
+                                (file_id,))
         self.writer.insert(LANDED_FILES, pa.table({
             "file_id": [file_id], "source": [source], "format": pa.array([fmt], pa.string()),
             "kind": pa.array([kind], pa.string()), "original_name": [path.name],
@@ -504,10 +519,14 @@ class FileLoader:
                  duplicate: bool = False, reason: dict | None = None) -> None:
         """Move the file out of the landing zone (after the warehouse commit: a crash in between
         leaves it in landing, and the next run recognises it by hash and only moves it)."""
+        failed_copy = self.settings.quarantine_dir / source / f"{file_id[:12]}__{path.name}"
         if quarantined:
-            target = self.settings.quarantine_dir / source / f"{file_id[:12]}__{path.name}"
+            target = failed_copy
         else:
             target = self._archive_path(path, source, file_id)
+            if file_id in self._retrying:  # loaded now: the failed attempt's copy goes
+                failed_copy.unlink(missing_ok=True)
+                failed_copy.with_name(failed_copy.name + ".reason.json").unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         if reason is not None:
             target.with_name(target.name + ".reason.json").write_text(json.dumps(reason, indent=2))

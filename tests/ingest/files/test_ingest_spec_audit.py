@@ -1,0 +1,114 @@
+"""Spec audit of the landing zone (2026-12-05): probes through `load_landing` (what the sensor's
+assets and `clearhouse ingest` call) and the raw tables, on DuckDB and Postgres, for what the
+other ingest tests did not pin down. See docs/audits/2026-12-05-ingest.md."""
+
+from __future__ import annotations
+
+from ingest.files.loader import load_landing
+from ingest.files.schema import BANK_STATEMENT_LINES
+from ingest.files.warehouse_io import open_files_writer
+
+PSP_HEADER = (b"record_type,channel_reference,merchant_reference,transaction_at,currency,"
+              b"gross_minor,fee_minor,net_minor,payout_id,payout_date\n")
+PSP_ROWS = (b"payment,crd_1,pay_01,2026-11-20T12:00:00.000000Z,USD,2550,74,2476,po_1,2026-11-21\n"
+            b"payout,,,2026-11-21T06:00:00.000000Z,USD,2476,0,2476,po_1,2026-11-21\n")
+
+# The sample files and the folder each is dropped in (the EXPECTED_* dumps, genkgo's .json
+# regression dumps, licences and the mt-940 .yml files are not files a bank or PSP sends).
+FOLDERS = {"mt940": "bank", "bai2": "bank", "camt": "bank", "psp": "psp", "chain": "chain",
+           "fx": "fx"}
+
+
+def rows(settings, sql, params=()):
+    writer = open_files_writer(settings)
+    try:
+        return writer.fetchall(sql, params)
+    finally:
+        writer.close()
+
+
+def drop(settings, source: str, name: str, data: bytes):
+    folder = settings.landing_dir / source
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+
+
+def outcome(report, name):
+    return next(f for f in report.files if f.path.endswith(name))
+
+
+def sample_files(shared_data):
+    for path in sorted(shared_data.rglob("*")):
+        if not path.is_file() or path.name.startswith(("EXPECTED", "LICENSE", "MANIFEST")):
+            continue
+        top = path.relative_to(shared_data).parts[0]
+        if top not in FOLDERS or path.suffix in (".yml", ".md", ".beancount"):
+            continue
+        if top == "camt" and path.suffix == ".json":
+            continue  # genkgo's expected dumps
+        if top == "chain" and "expected_" in path.name and path.suffix == ".csv":
+            continue  # ethereum-etl's decoded output, not logs
+        if top == "chain" and path.name in ("expected_blocks.json", "expected_receipts.json",
+                                            "expected_token_transfers.json",
+                                            "DERIVED_usdc_expected_transfers_17173049-17173050.json"):
+            continue
+        yield FOLDERS[top], path
+
+
+# --- every sample: one state each, and a quarantine always says why and where ------------------
+
+class FailingLines:
+    """The real writer, except that inserting the lines of the statement file named `victim`
+    fails: the statement header row of that file is already written at that point."""
+
+    def __init__(self, writer, fail_times=1):
+        self.writer = writer
+        self.fail_times = fail_times
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+    def insert(self, table, data, constants=None):
+        if table is BANK_STATEMENT_LINES and self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("the warehouse went away mid-file")
+        return self.writer.insert(table, data, constants)
+
+
+def test_a_load_failing_midway_leaves_nothing_half_written_and_the_batch_goes_on(
+        settings, shared_data):
+    drop(settings, "bank", "a_sns.sta", (shared_data / "mt940/jejik/sns.sta").read_bytes())
+    drop(settings, "fx", "eurofxref.csv", (shared_data / "fx/eurofxref.csv").read_bytes())
+    writer = FailingLines(open_files_writer(settings))
+    try:
+        report = load_landing(settings, writer=writer)
+    finally:
+        writer.writer.close()
+    failed = outcome(report, "a_sns.sta")
+    assert failed.status == "quarantined" and failed.reason == "load_failed"
+    assert "went away" in failed.message and failed.location
+    assert outcome(report, "eurofxref.csv").status == "loaded"
+    assert rows(settings, "SELECT COUNT(*) FROM raw.bank_statements")[0][0] == 0
+    assert rows(settings, "SELECT COUNT(*) FROM raw.bank_statement_lines")[0][0] == 0
+    # A load failure is not a verdict on the file: handed in again, it loads.
+    drop(settings, "bank", "a_sns.sta", (shared_data / "mt940/jejik/sns.sta").read_bytes())
+    again = outcome(load_landing(settings), "a_sns.sta")
+    assert again.status == "loaded" and again.rows == 2
+    assert rows(settings, "SELECT status FROM raw.landed_files WHERE original_name = 'a_sns.sta'"
+                ) == [("loaded",)]
+
+
+# --- truncated files -------------------------------------------------------------------------
+
+def test_superseded_files_are_listed_once(settings, shared_data):
+    data = (shared_data / "mt940/jejik/rabobank.sta").read_bytes()  # two statements
+    drop(settings, "bank", "r1.sta", data)
+    load_landing(settings)
+    drop(settings, "bank", "r2.sta", data.replace(b"\r\n", b"\n") if b"\r\n" in data
+         else data.replace(b"\n", b"\r\n"))
+    second = outcome(load_landing(settings), "r2.sta")
+    assert second.status == "loaded"
+    assert len(second.superseded) == len(set(second.superseded)) == 1
+
+
+# --- chain: a JSON-RPC answer is read as one, whatever its name ------------------------------
