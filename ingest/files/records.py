@@ -55,6 +55,17 @@ class ParseError(Exception):
         self.location = location  # "line 17" or "/Document/BkToCstmrStmt/Stmt[2]/Ntry[4]/Amt"
 
 
+def refuse_nul(data: bytes | str) -> None:
+    """A NUL is never part of a text file's data (a damaged or binary file), and a Postgres text
+    column cannot hold one: ParseError("bad_character") at its line."""
+    nul = b"\x00" if isinstance(data, bytes) else "\x00"
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    at = data.find(nul)
+    if at >= 0:
+        raise ParseError("bad_character", f"a NUL byte at offset {at}: the file is damaged or "
+                         "not text", f"line {data.count(newline, 0, at) + 1}")
+
+
 @dataclass(frozen=True, slots=True)
 class Warning_:
     code: str  # "balance_mismatch", "trailer_total_mismatch", "record_count_mismatch", ...

@@ -51,7 +51,14 @@ import pyarrow.csv as pacsv
 
 from ingest.files.amounts import AmountError, currency_exponent
 from ingest.files.csv_records import csv_records
-from ingest.files.records import ParsedFile, ParseError, PspLine, Warning_, read_source
+from ingest.files.records import (
+    ParsedFile,
+    ParseError,
+    PspLine,
+    Warning_,
+    read_source,
+    refuse_nul,
+)
 
 FORMAT = "psp_csv"
 
@@ -115,6 +122,7 @@ def parse(source: bytes | Path, name: str | None = None) -> ParsedFile:
         name = source.name
     channel, _day = file_facts(name)
     data = read_source(source).removeprefix(_BOM)
+    refuse_nul(data)
     header_end = _header_end(data)
     columns = _check_header(data[:header_end])
     body = _Body(data, header_end)

@@ -63,12 +63,14 @@ from ingest.files.records import (
     PspSummary,
     Warning_,
     read_source,
+    refuse_nul,
 )
 
 FORMAT = "wechat"
 CHANNEL = "wechat_pay"
 BEIJING_OFFSET = dt.timedelta(hours=8)
 _BOM = "\ufeff"
+NEWLINE = b"\n"
 
 TRADE_COLUMNS_V3 = ("交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号",
                     "用户标识", "交易类型", "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额",
@@ -91,16 +93,22 @@ _TIME = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})[ T]([0-9]{1,2}):
 
 def decode_text(data: bytes, encodings: Iterable[str]) -> str:
     """The first encoding that decodes the whole file; a UTF-8 BOM is dropped."""
+    first_error = None
     for encoding in encodings:
         try:
             return data.decode(encoding).removeprefix(_BOM)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
             continue
-    raise ParseError("encoding", f"the file is not {' or '.join(encodings)} text")
+    where = None
+    if first_error is not None:
+        where = f"line {data.count(NEWLINE, 0, first_error.start) + 1}"
+    raise ParseError("encoding", f"the file is not {' or '.join(encodings)} text", where)
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:
     """(1-based physical line, text without its line end)."""
+    refuse_nul(text)
     return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1)]
 
 

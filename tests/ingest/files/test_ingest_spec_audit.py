@@ -57,6 +57,24 @@ def sample_files(shared_data):
 
 # --- every sample: one state each, and a quarantine always says why and where ------------------
 
+def test_a_nul_byte_in_a_psp_csv_is_quarantined_at_its_line_and_the_rest_loads(settings):
+    drop(settings, "psp", "ch_card_sim_2026-11-20.csv",
+         PSP_HEADER + PSP_ROWS.replace(b"pay_01", b"pay_\x0001"))
+    drop(settings, "psp", "ch_wallet_sim_2026-11-20.csv", PSP_HEADER + PSP_ROWS)
+    report = load_landing(settings)
+    bad = outcome(report, "ch_card_sim_2026-11-20.csv")
+    assert (bad.status, bad.reason, bad.location) == ("quarantined", "bad_character", "line 2")
+    assert outcome(report, "ch_wallet_sim_2026-11-20.csv").status == "loaded"
+    assert rows(settings, "SELECT COUNT(*) FROM raw.psp_lines")[0][0] == 2
+
+
+def test_a_nul_byte_in_a_wechat_bill_is_quarantined_at_its_line(settings, shared_data):
+    bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
+    drop(settings, "psp", "bill.csv", bill.replace(b"for testing", b"for\x00testing", 1))
+    bad = outcome(load_landing(settings), "bill.csv")
+    assert (bad.status, bad.reason, bad.location) == ("quarantined", "bad_character", "line 2")
+
+
 class FailingLines:
     """The real writer, except that inserting the lines of the statement file named `victim`
     fails: the statement header row of that file is already written at that point."""
