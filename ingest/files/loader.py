@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 # The reason for a file whose rows could not be written (the warehouse failed mid-file): the
 # transaction is rolled back, the file quarantined, and handing it in again retries it.
 LOAD_FAILED = "load_failed"
+# The location of a quarantine whose finding is about the file as a whole.
+WHOLE_FILE = "whole file"
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _HEAD_BYTES = 4096
 
@@ -250,12 +252,13 @@ class FileLoader:
         try:
             parsed = detect_and_parse(data, path.name, source)
         except ParseError as err:
+            # a finding about the file as a whole (empty, no rates, ...) has no one line
             return self._quarantine(path, source, file_id, len(data), err.reason, err.message,
-                                    err.location)
+                                    err.location or WHOLE_FILE)
         except Exception as err:  # a parser bug must not block the batch either
             log.exception("parser crashed on %s", path)
             return self._quarantine(path, source, file_id, len(data), "parser_error",
-                                    f"{type(err).__name__}: {err}", None)
+                                    f"{type(err).__name__}: {err}", WHOLE_FILE)
         outcome = FileOutcome(str(path), source, file_id, "loaded", format=parsed.format,
                               rows=parsed.row_count,
                               warnings=[asdict(w) for w in parsed.warnings])

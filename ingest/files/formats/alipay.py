@@ -77,10 +77,11 @@ def parse(source: bytes | Path, name: str | None = None, *,
                  for row in rows]
     entries = [(row.get(_DIRECTION), abs(line.gross_minor))
                for row, line in zip(rows, psp_lines, strict=True)]
-    around = "\n".join(line for i, (_n, line) in enumerate(lines) if i < header_at or i >= end)
+    outside = [(n, line) for i, (n, line) in enumerate(lines) if i < header_at or i >= end]
+    around = "\n".join(line for _n, line in outside)
     warnings: list[Warning_] = []
     summary = check_stated(around, entries, "the export's stated totals",
-                           allow_incomplete=allow_incomplete, warnings=warnings)
+                           allow_incomplete=allow_incomplete, warnings=warnings, numbered=outside)
     return ParsedFile(format=FORMAT, kind="psp_bill", psp_lines=psp_lines, psp_summary=summary,
                       warnings=warnings)
 

@@ -106,7 +106,7 @@ def _unzip(data: bytes) -> bytes:
             with archive.open(members[0]) as member:
                 content = member.read(_MAX_UNZIPPED + 1)
     except _ZIP_ERRORS as exc:
-        raise ParseError("zip_corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise ParseError("zip_corrupt", f"{type(exc).__name__}: {exc}", "zip archive") from None
     if len(content) > _MAX_UNZIPPED:
         raise ParseError("zip_too_large", "the zipped file is larger than an ECB file can be")
     return content

@@ -289,9 +289,11 @@ class _Bill:
         self._check_currency(lines)
         psp_summary = None
         if summary is None:
+            # where the summary should have followed: after the last line with content
+            last = max((n for n, line in self.lines if line.strip()), default=0)
             refuse_or_warn("missing_trailer", f"the {self.what} has no {self.summary_key} "
-                           "summary: it was cut short", allow_incomplete=self.allow_incomplete,
-                           warnings=self.warnings)
+                           "summary: it was cut short", location=f"line {last + 1}",
+                           allow_incomplete=self.allow_incomplete, warnings=self.warnings)
         else:
             psp_summary = self.check_summary(summary, summary_number, rows, lines)
         self._flag_rows(rows)
@@ -531,6 +533,7 @@ class _ConsumerExport:
         entries = [(row.get("收/支"), abs(line.gross_minor))
                    for row, line in zip(rows, lines, strict=True)]
         summary = check_stated(intro, entries, "the export's header",
+                               numbered=self.lines[:header_at],
                                allow_incomplete=self.allow_incomplete, warnings=self.warnings)
         return ParsedFile(format=FORMAT, kind="psp_bill", psp_lines=lines, psp_summary=summary,
                           warnings=self.warnings)
@@ -593,15 +596,18 @@ def _withdrawal_fee(row: Row) -> int:
 
 
 def check_stated(intro: str, entries: list[tuple[str, int]], what: str, *,
-                 allow_incomplete: bool, warnings: list[Warning_]) -> PspSummary | None:
+                 allow_incomplete: bool, warnings: list[Warning_],
+                 numbered: list[tuple[int, str]] = ()) -> PspSummary | None:
     """Compare a consumer export's stated count and per-direction totals with its rows.
 
     `entries`: each row's direction as written (收入, 支出, anything else is neutral) and its
     unsigned amount in minor units. Neutral groups are stated as 中性交易 (WeChat) or 不计收支
-    (Alipay)."""
+    (Alipay). `numbered`: the (line number, text) lines `intro` was taken from, to name the
+    line that states the count when the figures disagree."""
     count = _STATED_COUNT.search(intro)
     if count is None:
         return None
+    stated_at = next((f"line {n}" for n, line in numbered if count[0] in line), None)
     figures = [Figure("共N笔记录", int(count[1]), len(entries))]
     groups: dict[str, list[int]] = {"收入": [], "支出": [], "neutral": []}
     for direction, amount in entries:
@@ -613,7 +619,7 @@ def check_stated(intro: str, entries: list[tuple[str, int]], what: str, *,
         stated_totals[label] = total
         figures += [Figure(f"{label}笔数", int(stated_n), len(group)),
                     Figure(f"{label}金额", total, sum(group), "CNY")]
-    check_figures(figures, code="record_count_mismatch", what=what, location=None,
+    check_figures(figures, code="record_count_mismatch", what=what, location=stated_at,
                   allow_incomplete=allow_incomplete, warnings=warnings)
     income, expense = stated_totals.get("收入"), stated_totals.get("支出")
     return PspSummary(row_count=int(count[1]), gross_minor=income,

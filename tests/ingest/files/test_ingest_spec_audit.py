@@ -4,6 +4,8 @@ other ingest tests did not pin down. See docs/audits/2026-12-05-ingest.md."""
 
 from __future__ import annotations
 
+import json
+
 from ingest.files.loader import load_landing
 from ingest.files.schema import BANK_STATEMENT_LINES
 from ingest.files.warehouse_io import open_files_writer
@@ -56,6 +58,51 @@ def sample_files(shared_data):
 
 
 # --- every sample: one state each, and a quarantine always says why and where ------------------
+
+def test_every_sample_ends_in_one_state_and_each_quarantine_names_reason_and_location(
+        settings, shared_data):
+    files = list(sample_files(shared_data))
+    for i, (source, path) in enumerate(files):
+        drop(settings, source, f"{i:03d}_{path.name}", path.read_bytes())
+    report = load_landing(settings)
+    assert len(report.files) == len(files)
+    for f in report.files:
+        assert f.status in ("loaded", "quarantined", "duplicate"), f
+        if f.status == "quarantined":
+            assert f.reason and f.location, (f.path, f.reason, f.location, f.message)
+    registry = dict(rows(settings, "SELECT original_name, status FROM raw.landed_files"))
+    quarantined = {n for n, s in registry.items() if s == "quarantined"}
+    for name in quarantined:
+        reason = json.loads(next((settings.quarantine_dir).rglob(f"*{name}.reason.json"))
+                            .read_text())
+        assert reason["reason"] and reason["location"], reason
+    assert not list(settings.landing_dir.rglob("*.*")), "every file left the landing zone"
+
+
+def test_broken_consumer_exports_point_at_their_stated_count(settings, shared_data):
+    drop(settings, "psp", "alipay.csv",
+         (shared_data / "psp/deb-sig/example-alipay-records.csv").read_bytes())
+    drop(settings, "psp", "wechat.csv",
+         (shared_data / "psp/deb-sig/example-wechat-records.csv").read_bytes())
+    report = load_landing(settings)
+    for name in ("alipay.csv", "wechat.csv"):
+        bad = outcome(report, name)
+        assert bad.status == "quarantined" and bad.reason == "record_count_mismatch"
+        assert bad.location and bad.location.startswith("line "), bad
+    # The stated count 共66笔记录 is on line 8 of the Alipay export (GB18030).
+    assert outcome(report, "alipay.csv").location == "line 8"
+
+
+def test_a_trade_bill_without_its_summary_says_where_it_was_cut(settings, shared_data):
+    bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
+    cut = b"\n".join(bill.split(b"\n")[:4]) + b"\n"
+    drop(settings, "psp", "cut.csv", cut)
+    bad = outcome(load_landing(settings), "cut.csv")
+    assert bad.status == "quarantined" and bad.reason == "missing_trailer"
+    assert bad.location == "line 5"
+
+
+# --- one bad file never blocks the others; nothing half-written -------------------------------
 
 def test_a_nul_byte_in_a_psp_csv_is_quarantined_at_its_line_and_the_rest_loads(settings):
     drop(settings, "psp", "ch_card_sim_2026-11-20.csv",
@@ -130,3 +177,9 @@ def test_superseded_files_are_listed_once(settings, shared_data):
 
 
 # --- chain: a JSON-RPC answer is read as one, whatever its name ------------------------------
+
+def test_a_cut_history_zip_says_where(settings, shared_data):
+    data = (shared_data / "fx/eurofxref-hist.zip").read_bytes()
+    drop(settings, "fx", "hist.zip", data[: len(data) // 2])
+    bad = outcome(load_landing(settings), "hist.zip")
+    assert bad.status == "quarantined" and bad.reason == "zip_corrupt" and bad.location
