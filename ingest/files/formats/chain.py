@@ -109,12 +109,21 @@ class ChainHead:
 # --- parse -----------------------------------------------------------------------------------
 
 
+_RPC_RESULT = re.compile(rb'"result"\s*:\s*(\[\s*[^\]\s]|\{)')
+
+
 def sniff(head: bytes, name: str) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"{", b"["):
         if b'"topics"' in head:
             return True
         if b'"logs"' in head and b'"network"' in head:
+            return True
+        # A JSON-RPC answer whose result is a non-empty list or an object (logs, a receipt),
+        # whatever the file's name: a response cut before its first "topics" then gets its own
+        # reason (json_syntax) instead of unknown_format. An empty result or an error says
+        # nothing of the method, so those go by the name (eth_getLogs_..., ...receipt...).
+        if b'"jsonrpc"' in head and _RPC_RESULT.search(head):
             return True
         lowered = name.lower()
         return b'"jsonrpc"' in head and ("getlogs" in lowered or "filterlogs" in lowered

@@ -176,7 +176,25 @@ def test_superseded_files_are_listed_once(settings, shared_data):
     assert len(second.superseded) == len(set(second.superseded)) == 1
 
 
-# --- chain: a JSON-RPC answer is read as one, whatever its name ------------------------------
+# --- chain: node answers that carry no logs, or were cut, get reasons of their own ------------
+
+def test_jsonrpc_error_empty_and_cut_responses_get_their_own_reasons(settings, shared_data):
+    drop(settings, "chain", "eth_getLogs_poll_1.json",
+         b'{"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"limit exceeded"}}')
+    drop(settings, "chain", "eth_getLogs_poll_2.json", b'{"jsonrpc":"2.0","id":2,"result":[]}')
+    full = (shared_data / "chain/ethereum-etl/"
+            "DERIVED_usdc_mainnet_eth_getLogs_17173049-17173050.json").read_bytes()
+    drop(settings, "chain", "poll_3.json", full[:full.index(b'"topics"')])  # cut early
+    report = load_landing(settings)
+    error, empty, cut = (outcome(report, f"poll_{i}.json") for i in (1, 2, 3))
+    assert (error.status, error.reason) == ("quarantined", "jsonrpc_error")
+    assert error.location
+    assert (empty.status, empty.rows) == ("loaded", 0)
+    assert (cut.status, cut.reason) == ("quarantined", "json_syntax")
+    assert cut.location
+
+
+# --- FX: a published rate that disagrees with the stored one is never silently dropped ---------
 
 def test_a_cut_history_zip_says_where(settings, shared_data):
     data = (shared_data / "fx/eurofxref-hist.zip").read_bytes()
