@@ -341,11 +341,16 @@ class FileLoader:
         channel = None
         if table.num_rows and "channel" in table.column_names:
             channel = table.column("channel")[0].as_py()
-        # A PSP settlement CSV is one per channel and day (its name says which); other bills
-        # (a WeChat trade bill and fund-flow bill of the same day) are told apart by name.
-        key = (f"psp|{parsed.format}|{channel}|{day.isoformat()}"
-               if parsed.format == "psp_csv" and channel and day
-               else f"psp|{parsed.format}|name:{name}")
+        # A PSP settlement CSV is one per channel and day (its name says which); a fund-flow
+        # bill, which names no merchant, is told apart by its file name.
+        # WeChat and Alipay bills say who and when themselves (ParsedFile.bill_key): the same
+        # bill under another name supersedes too, instead of loading its rows twice.
+        if parsed.format == "psp_csv" and channel and day:
+            key = f"psp|{parsed.format}|{channel}|{day.isoformat()}"
+        elif parsed.bill_key:
+            key = f"psp|{parsed.format}|bill:{parsed.bill_key}"
+        else:
+            key = f"psp|{parsed.format}|name:{name}"
         outcome.superseded += self._supersede("psp_lines", key, file_id)
         n = table.num_rows
         # Column-wise (Arrow compute), not row by row: big settlement files have 1M+ lines.

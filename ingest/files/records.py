@@ -217,6 +217,10 @@ class ParsedFile:
     fx_rates: list[FxRate] = field(default_factory=list)
     fraud_reports: list[FraudReport] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
+    # A PSP bill's identity from its content (WeChat trade bill: variant, merchant ids and
+    # Beijing day; consumer export: account and period): a re-send under another name with
+    # other bytes supersedes the earlier file. None: the file's name identifies it.
+    bill_key: str | None = None
 
     def lines(self) -> list[StatementLine]:
         """The statement lines as records, whichever way the parser returned them."""

@@ -35,6 +35,7 @@ from ingest.files.formats.wechat import (
     check_stated,
     consumer_line,
     decode_text,
+    export_identity,
     normalise_name,
     numbered_lines,
     split_fields,
@@ -83,7 +84,7 @@ def parse(source: bytes | Path, name: str | None = None, *,
     summary = check_stated(around, entries, "the export's stated totals",
                            allow_incomplete=allow_incomplete, warnings=warnings, numbered=outside)
     return ParsedFile(format=FORMAT, kind="psp_bill", psp_lines=psp_lines, psp_summary=summary,
-                      warnings=warnings)
+                      warnings=warnings, bill_key=export_identity("export", around))
 
 
 def _find_header(lines: list[tuple[int, str]]) -> tuple[int, list[str], ConsumerColumns]:

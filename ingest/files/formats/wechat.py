@@ -256,7 +256,24 @@ def parse(source: bytes | Path, name: str | None = None, *,
     else:
         raise ParseError("unknown_layout", "the first row is not a WeChat Pay bill header",
                          f"line {number}")
-    return bill.parse()
+    parsed = bill.parse()
+    if isinstance(bill, _TradeBill):
+        parsed.bill_key = bill.identity(parsed.psp_lines, name)
+    return parsed
+
+
+# A trade bill's type as the download names it (v3 `bill_type`, v2 `bill_type`).
+_TRADE_VARIANT = re.compile(r"(?<![A-Z])(ALL|SUCCESS|REFUND|RECHARGE_REFUND)(?![A-Z])")
+_EXPORT_ACCOUNT = re.compile(r"(?:微信昵称|支付宝账户)[：:]\s*\[?([^\],\n]+?)\]?\s*(?:,|$)", re.M)
+_EXPORT_PERIOD = re.compile(r"起始时间[：:]\s*\[([^\]]+)\].*?终止时间[：:]\s*\[([^\]]+)\]")
+
+
+def export_identity(kind: str, intro: str) -> str | None:
+    """A consumer export is one account's period: `kind|account|start|end`, when it says so."""
+    account, period = _EXPORT_ACCOUNT.search(intro), _EXPORT_PERIOD.search(intro)
+    if account is None or period is None:
+        return None
+    return f"{kind}|{account[1].strip()}|{period[1]}|{period[2]}"
 
 
 class _Bill:
@@ -285,6 +302,7 @@ class _Bill:
 
     def parse(self) -> ParsedFile:
         rows, summary, summary_number = self._rows_and_summary()
+        self.rows = rows
         lines = [self.line(row) for row in rows]
         self._check_currency(lines)
         psp_summary = None
@@ -418,6 +436,19 @@ class _TradeBill(_Bill):
                        gross_minor=gross, fee_minor=fee, net_minor=gross - fee, status=status,
                        description=row.ref("商品名称"))
 
+    def identity(self, lines: list[PspLine], name: str | None) -> str | None:
+        """`trade|<variant>|<merchant ids>|<Beijing day(s)>`: the same bill re-sent under
+        another name (re-saved with CRLF, corrected) has the same identity; another merchant's,
+        another day's or another variant's (ALL vs REFUND) has not."""
+        if not self.rows:
+            return None
+        variant = _TRADE_VARIANT.search(name or "")
+        merchants = sorted({f"{row.get('商户号')}/{row.get('特约商户号')}" for row in self.rows})
+        days = sorted({(line.transaction_at + BEIJING_OFFSET).date().isoformat()
+                       for line in lines if line.transaction_at is not None})
+        return (f"trade|{variant[1] if variant else 'ALL'}|{','.join(merchants)}|"
+                f"{days[0] if days else ''}..{days[-1] if days else ''}")
+
     def _note_refund_state(self, row: Row) -> None:
         if row.get("退款状态") not in ("", "SUCCESS"):
             self.pending_refunds += 1
@@ -536,7 +567,7 @@ class _ConsumerExport:
                                numbered=self.lines[:header_at],
                                allow_incomplete=self.allow_incomplete, warnings=self.warnings)
         return ParsedFile(format=FORMAT, kind="psp_bill", psp_lines=lines, psp_summary=summary,
-                          warnings=self.warnings)
+                          warnings=self.warnings, bill_key=export_identity("export", intro))
 
 
 def _pad(cells: list[str], width: int, number: int) -> list[str]:

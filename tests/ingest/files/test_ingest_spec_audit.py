@@ -165,6 +165,31 @@ def test_a_load_failing_midway_leaves_nothing_half_written_and_the_batch_goes_on
 
 # --- truncated files -------------------------------------------------------------------------
 
+def test_a_wechat_bill_resent_under_another_name_supersedes_instead_of_doubling(
+        settings, shared_data):
+    bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
+    drop(settings, "psp", "tradebill_2021-01-28.csv", bill)
+    load_landing(settings)
+    # The same bill saved again by another tool: CRLF line ends, another name.
+    drop(settings, "psp", "tradebill_2021-01-28 (1).csv", bill.replace(b"\n", b"\r\n"))
+    second = outcome(load_landing(settings), "(1).csv")
+    assert second.status == "loaded" and len(second.superseded) == 1
+    current = rows(settings, "SELECT COUNT(*), SUM(gross_minor) FROM raw.psp_lines "
+                             "WHERE superseded_by IS NULL")
+    assert (current[0][0], int(current[0][1])) == (3, 3)
+    assert rows(settings, "SELECT COUNT(*) FROM raw.file_supersessions")[0][0] == 1
+
+
+def test_two_merchants_wechat_bills_of_one_day_do_not_supersede_each_other(settings, shared_data):
+    bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
+    drop(settings, "psp", "m1.csv", bill)
+    drop(settings, "psp", "m2.csv", bill.replace(b"`1601959334,", b"`1601959335,"))
+    report = load_landing(settings)
+    assert [f.status for f in report.files] == ["loaded", "loaded"]
+    assert rows(settings, "SELECT COUNT(*) FROM raw.psp_lines WHERE superseded_by IS NULL"
+                )[0][0] == 6
+
+
 def test_superseded_files_are_listed_once(settings, shared_data):
     data = (shared_data / "mt940/jejik/rabobank.sta").read_bytes()  # two statements
     drop(settings, "bank", "r1.sta", data)
