@@ -27,6 +27,7 @@ import shutil
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,6 +43,7 @@ from ingest.files.records import (
     ParseError,
     PspLine,
     StatementLine,
+    Warning_,
 )
 from ingest.files.schema import (
     BANK_STATEMENT_LINES,
@@ -284,7 +286,7 @@ class FileLoader:
         elif parsed.kind == "chain_logs":
             outcome.totals = self._write_chain(parsed, file_id)
         elif parsed.kind == "fx_rates":
-            outcome.totals = self._write_fx(parsed, file_id)
+            outcome.totals = self._write_fx(parsed, file_id, outcome)
         elif parsed.kind == "fraud_reports":
             outcome.totals = self._write_fraud_reports(parsed, short, file_id, outcome)
         else:
@@ -411,11 +413,15 @@ class FileLoader:
             ids.append(key + (":removed" if x.removed else ""))
         return ids
 
-    def _write_fx(self, parsed: ParsedFile, file_id: str) -> dict:
+    def _write_fx(self, parsed: ParsedFile, file_id: str, outcome: FileOutcome) -> dict:
         rates: list[FxRate] = parsed.fx_rates
         ids = [f"{r.source}:{r.rate_date.isoformat()}:{r.base_currency}:{r.quote_currency}"
                for r in rates]
-        new_ids, new_rates = self._not_yet_loaded("fx_rates", "fx_rate_id", ids, rates)
+        stored = self.writer.existing_values("fx_rates", "fx_rate_id", sorted(set(ids)),
+                                             "rate_text") if ids else {}
+        self._flag_rate_conflicts(ids, rates, stored, outcome)
+        fresh = {i: r for i, r in zip(ids, rates, strict=True) if i not in stored}
+        new_ids, new_rates = list(fresh), list(fresh.values())
         if new_ids:
             self.writer.insert(FX_RATES, _arrow(new_rates, FxRate, {
                 "fx_rate_id": new_ids, "file_id": [file_id] * len(new_ids),
@@ -425,6 +431,21 @@ class FileLoader:
         return {"rates": str(len(rates)), "new_rates": str(len(new_ids)),
                 "first_date": days[0].isoformat() if days else "",
                 "last_date": days[-1].isoformat() if days else ""}
+
+    @staticmethod
+    def _flag_rate_conflicts(ids: list[str], rates: list[FxRate], stored: dict[str, str],
+                             outcome: FileOutcome) -> None:
+        """A published rate is a fact: the first one stored stays. A file that gives another
+        value for a stored source, day and pair is loaded with a `rate_conflict` warning that
+        names both values, never silently."""
+        conflicts = [(i, stored[i], r.rate) for i, r in zip(ids, rates, strict=True)
+                     if i in stored and Decimal(stored[i]) != Decimal(r.rate)]
+        if conflicts:
+            shown = "; ".join(f"{i}: stored {old}, this file {new}"
+                              for i, old, new in conflicts[:10])
+            outcome.warnings.append(asdict(Warning_(
+                "rate_conflict", f"{len(conflicts)} rate(s) differ from the ones already "
+                f"stored, which stay: {shown}")))
 
     def _write_fraud_reports(self, parsed: ParsedFile, short: str, file_id: str,
                              outcome: FileOutcome) -> dict:

@@ -221,6 +221,24 @@ def test_jsonrpc_error_empty_and_cut_responses_get_their_own_reasons(settings, s
 
 # --- FX: a published rate that disagrees with the stored one is never silently dropped ---------
 
+def test_a_conflicting_ecb_rate_is_flagged(settings, shared_data):
+    daily = (shared_data / "fx/eurofxref.csv").read_bytes()
+    drop(settings, "fx", "eurofxref.csv", daily)
+    load_landing(settings)
+    drop(settings, "fx", "eurofxref_again.csv", daily.replace(b"1.1172", b"1.1173"))
+    second = outcome(load_landing(settings), "eurofxref_again.csv")
+    assert second.status == "loaded"
+    conflicts = [w for w in second.warnings if w["code"] == "rate_conflict"]
+    assert len(conflicts) == 1 and "USD" in conflicts[0]["message"]
+    assert "1.1172" in conflicts[0]["message"] and "1.1173" in conflicts[0]["message"]
+    # The first published rate stays the one used.
+    assert rows(settings, "SELECT rate_text FROM raw.fx_rates WHERE quote_currency = 'USD'"
+                ) == [("1.1172",)]
+    stored = rows(settings, "SELECT warnings FROM raw.landed_files "
+                            "WHERE original_name = 'eurofxref_again.csv'")[0][0]
+    assert "rate_conflict" in stored
+
+
 def test_a_cut_history_zip_says_where(settings, shared_data):
     data = (shared_data / "fx/eurofxref-hist.zip").read_bytes()
     drop(settings, "fx", "hist.zip", data[: len(data) // 2])
