@@ -67,6 +67,67 @@ def duplicate_rows(writer, table: str, key: str) -> CheckOutcome:
                         len(dupes), dupes[:5])
 
 
+def duplicate_current_psp_transactions(writer) -> CheckOutcome:
+    """The same PSP transaction (format, channel, type, references, time and amount) current in
+    more than one file: psp_line_id is per file and line, so a bill whose rows also came in
+    another current file (an ALL and a REFUND bill of one day, a copy the supersession key did
+    not recognise) would count twice without this check."""
+    sql = f"""SELECT format, channel, record_type, channel_reference, merchant_reference,
+                     CAST(gross_minor AS VARCHAR(40)), COUNT(DISTINCT file_id)
+              FROM {R}.psp_lines
+              WHERE superseded_by IS NULL AND channel_reference IS NOT NULL
+              GROUP BY format, channel, record_type, channel_reference, merchant_reference,
+                       transaction_at, gross_minor
+              HAVING COUNT(DISTINCT file_id) > 1
+              ORDER BY format, channel, channel_reference"""
+    dupes = _rows(writer, sql, ["format", "channel", "record_type", "channel_reference",
+                                "merchant_reference", "gross_minor", "files"])
+    return CheckOutcome(not dupes, f"{len(dupes)} PSP transaction(s) current in more than one "
+                        "file", len(dupes), dupes[:5])
+
+
+def late_bank_statements(writer, grace_days: int = 1) -> CheckOutcome:
+    """Freshness per account: an account is late when its newest current statement closes more
+    than `grace_days` before the newest statement of any account (clock-free, like
+    late_psp_channels, so a replayed or simulated day works too)."""
+    sql = f"""
+        WITH latest AS (
+            SELECT account_id, currency, MAX(COALESCE(closing_date, to_date)) AS last_day
+            FROM {R}.bank_statements
+            WHERE superseded_by IS NULL AND COALESCE(closing_date, to_date) IS NOT NULL
+            GROUP BY account_id, currency)
+        SELECT account_id, currency, CAST(last_day AS VARCHAR(10)),
+               CAST((SELECT MAX(last_day) FROM latest) AS VARCHAR(10))
+        FROM latest
+        WHERE last_day < (SELECT MAX(last_day) FROM latest) - {int(grace_days)}
+        ORDER BY account_id, currency"""
+    late = _rows(writer, sql, ["account_id", "currency", "last_statement_day",
+                               "newest_day_any_account"])
+    return CheckOutcome(not late, f"{len(late)} account(s) with a late bank statement",
+                        len(late), late[:5])
+
+
+def stale_fx_rates(writer, grace_days: int = 4) -> CheckOutcome:
+    """Freshness of the ECB rates: the newest rate date may trail the newest settlement or
+    statement day by at most `grace_days` (the ECB publishes on TARGET business days: a weekend
+    and a holiday). Clock-free; passes while there are no rates or nothing to convert."""
+    sql = f"""
+        WITH newest AS (
+            SELECT MAX(d) AS day FROM (
+                SELECT MAX(settlement_date) AS d FROM {R}.psp_lines WHERE superseded_by IS NULL
+                UNION ALL
+                SELECT MAX(closing_date) FROM {R}.bank_statements WHERE superseded_by IS NULL
+            ) AS days),
+        rates AS (SELECT MAX(rate_date) AS day FROM {R}.fx_rates)
+        SELECT CAST(rates.day AS VARCHAR(10)), CAST(newest.day AS VARCHAR(10))
+        FROM rates, newest
+        WHERE rates.day IS NOT NULL AND newest.day IS NOT NULL
+          AND rates.day < newest.day - {int(grace_days)}"""
+    stale = _rows(writer, sql, ["newest_rate_day", "newest_data_day"])
+    return CheckOutcome(not stale, "the newest ECB rates are older than the data they convert"
+                        if stale else "ECB rates are current", len(stale), stale)
+
+
 def duplicate_current_statements(writer) -> CheckOutcome:
     """At most one current (not superseded) file per statement key."""
     sql = f"""SELECT supersession_key, COUNT(DISTINCT file_id) FROM {R}.bank_statements

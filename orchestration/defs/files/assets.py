@@ -42,6 +42,8 @@ FILE_SOURCES = (
 def _metadata(report: LoadReport) -> dict:
     totals: dict[str, int] = {}
     for f in report.files:
+        if f.format == "ecb_fx":  # its totals are counts of rates and dates, not money
+            continue
         for currency, amount in f.totals.items():
             if amount.lstrip("-").isdigit():
                 totals[currency] = totals.get(currency, 0) + int(amount)
@@ -120,6 +122,15 @@ FILE_CHECKS = [
     _check("psp_lines", "no_duplicate_lines",
            lambda w: checks.duplicate_rows(w, "psp_lines", "psp_line_id"), blocking=True,
            description="Every PSP line is loaded once."),
+    _check("psp_lines", "no_transaction_in_two_current_files",
+           checks.duplicate_current_psp_transactions, blocking=False,
+           description="A PSP transaction is current in one file only (else it counts twice)."),
+    _check("bank_statements", "statements_on_time", checks.late_bank_statements,
+           blocking=False, description="Freshness: every account's statement has arrived for "
+           "the newest day."),
+    _check("fx_rates", "fx_rates_fresh", checks.stale_fx_rates, blocking=False,
+           description="Freshness: the newest ECB rates are at most 4 days older than the "
+           "newest settlement or statement day."),
     _check("chain_logs", "no_duplicate_logs",
            lambda w: checks.duplicate_rows(w, "chain_logs", "chain_log_id"), blocking=True,
            description="Every log (and its removal) is loaded once."),

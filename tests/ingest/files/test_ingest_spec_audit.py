@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from ingest.files import checks
 from ingest.files.loader import load_landing
 from ingest.files.schema import BANK_STATEMENT_LINES
 from ingest.files.warehouse_io import open_files_writer
@@ -244,3 +245,63 @@ def test_a_cut_history_zip_says_where(settings, shared_data):
     drop(settings, "fx", "hist.zip", data[: len(data) // 2])
     bad = outcome(load_landing(settings), "hist.zip")
     assert bad.status == "quarantined" and bad.reason == "zip_corrupt" and bad.location
+
+
+# --- asset checks: duplicates by business key, freshness ---------------------------------------
+
+def check(settings, fn):
+    writer = open_files_writer(settings)
+    try:
+        return fn(writer)
+    finally:
+        writer.close()
+
+
+def test_the_same_wechat_transactions_in_two_current_bills_fail_the_duplicates_check(
+        settings, shared_data):
+    bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
+    drop(settings, "psp", "tradebill_ALL_2021-01-28.csv", bill)
+    load_landing(settings)
+    assert check(settings, checks.duplicate_current_psp_transactions).passed
+    # The SUCCESS bill of the same day repeats the ALL bill's three payments.
+    drop(settings, "psp", "tradebill_SUCCESS_2021-01-28.csv", bill.replace(b"\n", b"\r\n"))
+    load_landing(settings)
+    outcome_ = check(settings, checks.duplicate_current_psp_transactions)
+    assert not outcome_.passed and outcome_.count == 3
+    assert outcome_.examples[0]["channel_reference"].startswith("42000009")
+
+
+def test_an_account_whose_statement_is_late_fails_the_freshness_check(settings, shared_data):
+    drop(settings, "bank", "sns.sta", (shared_data / "mt940/jejik/sns.sta").read_bytes())
+    load_landing(settings)
+    assert check(settings, checks.late_bank_statements).passed
+    drop(settings, "bank", "ing.sta", (shared_data / "mt940/jejik/ing.sta").read_bytes())  # 2010
+    load_landing(settings)
+    late = check(settings, checks.late_bank_statements)
+    assert not late.passed and late.examples[0]["last_statement_day"] == "2010-07-23"
+
+
+def test_ecb_rates_older_than_the_data_fail_the_freshness_check(settings, shared_data):
+    drop(settings, "fx", "eurofxref.csv", (shared_data / "fx/eurofxref.csv").read_bytes())
+    drop(settings, "psp", "ch_card_sim_2026-11-02.csv", PSP_HEADER + PSP_ROWS)
+    load_landing(settings)
+    assert check(settings, checks.stale_fx_rates).passed  # Friday's rates on Monday
+    drop(settings, "psp", "ch_card_sim_2026-11-20.csv", PSP_HEADER + PSP_ROWS)
+    load_landing(settings)
+    stale = check(settings, checks.stale_fx_rates)
+    assert not stale.passed
+    assert stale.examples == [{"newest_rate_day": "2026-10-30", "newest_data_day": "2026-11-20"}]
+
+
+def test_fx_materialization_metadata_has_no_rate_counts_as_currency_totals(make_settings):
+    import dagster as dg
+
+    from orchestration.defs.files.assets import ASSET_BY_NAME
+
+    settings = make_settings()
+    drop(settings, "fx", "eurofxref.csv", b"Date, USD, JPY, \n30 October 2026, 1.1172, 175.68, \n")
+    drop(settings, "fx", "bad.csv", b"Date, USD, \nnot a date, 1.1, \n")
+    result = dg.materialize([ASSET_BY_NAME["fx_rates"]])
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["totals_minor_by_currency"].value == {}
+    assert (meta["loaded"].value, meta["quarantined"].value, meta["rows"].value) == (1, 1, 2)
