@@ -305,3 +305,45 @@ def test_fx_materialization_metadata_has_no_rate_counts_as_currency_totals(make_
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["totals_minor_by_currency"].value == {}
     assert (meta["loaded"].value, meta["quarantined"].value, meta["rows"].value) == (1, 1, 2)
+
+
+# --- fuzz: damaged real files through the loader itself, on both engines ---------------------
+
+FUZZ_SAMPLES = [("bank", "mt940/jejik/rabobank.sta"), ("bank", "bai2/ministryofjustice/svb_us_example.bai2"),
+                ("bank", "camt/genkgo/camt053.v8.xml"),
+                ("psp", "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv"),
+                ("psp", "psp/deb-sig/example-alipay-records.csv"),
+                ("chain", "chain/ethereum-etl/DERIVED_usdc_mainnet_eth_getLogs_17173049-17173050.json"),
+                ("fx", "fx/eurofxref.csv")]
+
+
+def test_damaged_files_never_crash_the_loader_and_end_in_one_state(settings, shared_data):
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from tests.ingest.files.mutations import damaged
+
+    psp = PSP_HEADER + PSP_ROWS
+    samples = [(s, (shared_data / p).read_bytes(), p.rsplit("/", 1)[-1]) for s, p in FUZZ_SAMPLES]
+    samples.append(("psp", psp, "ch_card_sim_2026-11-20.csv"))
+    counter = iter(range(10**6))
+
+    @hypothesis_settings(max_examples=40, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        source, raw, name = data.draw(st.sampled_from(samples))
+        mutated = data.draw(damaged(raw))
+        folder = settings.landing_dir / source / f"n{next(counter)}"
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(mutated)
+        (f,) = load_landing(settings, sources=[source]).files
+        assert f.status in ("loaded", "quarantined", "duplicate")
+        assert f.reason != "parser_error" and f.reason != "load_failed", f.message
+        if f.status == "quarantined":
+            assert f.reason and f.location
+        assert rows(settings, "SELECT COUNT(*) FROM raw.landed_files WHERE file_id = $1",
+                    (f.file_id,))[0][0] == 1
+
+    run()
