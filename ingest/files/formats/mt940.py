@@ -19,9 +19,11 @@ Choices a reader should know about:
   lines; amounts with more decimals than the currency has; unknown or mixed currencies; a second
   `:25:`/`:60a:`/`:62a:` or a `:61:` after the closing balance (a garbled statement). Truncated
   snippets that lack `:20:` and `:25:` are therefore quarantined.
+- An MT940 statement without its closing balance (`:62a:`, mandatory, the statement's end) is
+  quarantined as `truncated` at its last field: a cut file must not load as if complete.
 - Warnings: `balance_mismatch` (opening + lines != closing; many sample files are cut-down
   snippets that do not add up, they load flagged), `missing_balance` (an MT940 statement without
-  opening or closing), `control_total_mismatch`/`control_count_mismatch` (MT942 `:90D:`/`:90C:`
+  its opening), `control_total_mismatch`/`control_count_mismatch` (MT942 `:90D:`/`:90C:`
   against the lines).
 - Marks: `D` and `RC` (reversal of a credit) are debits, `C` and `RD` credits. The letter after
   the mark is the funds code (`CR300,` is a credit of 300 with funds code R).
@@ -346,10 +348,15 @@ class _Builder:
                     "balance_mismatch",
                     f"opening {opening} + lines {total} = {opening + total}, but the closing "
                     f"balance is {closing} ({statement.currency} minor units)", index))
+        elif statement.message_type == "mt940" and closing is None:
+            # :62a: is mandatory and ends the statement: without it the file was cut short (or
+            # is a fragment), and what it lists cannot be shown complete.
+            last_field = self.line_at(max(self.field_pos, self.counted_pos))
+            raise ParseError("truncated", "the statement ends without its closing balance "
+                             "(:62a:): the file was cut short", f"line {last_field}")
         elif statement.message_type == "mt940":
-            missing = "opening (:60a:)" if opening is None else "closing (:62a:)"
-            warnings.append(Warning_("missing_balance", f"the statement has no {missing} balance",
-                                     index))
+            warnings.append(Warning_("missing_balance", "the statement has no opening (:60a:) "
+                                     "balance", index))
         self.state.set_control(statement)
         warnings.extend(self.state.control_warnings(self.lines, index))
 
@@ -434,6 +441,7 @@ class _Builder:
         """A :61: statement line and the :86: after it (the fast path: groups of _FIELD_RE)."""
         (value_text, entry_text, mark, _funds, amount_text, code, references, more, details, _tag,
          _content) = groups
+        self.field_pos = pos
         statement = self.statement
         if statement is None or statement.currency is None:
             raise ParseError("missing_field", "a :61: line before any balance giving the currency",

@@ -165,6 +165,17 @@ def test_a_load_failing_midway_leaves_nothing_half_written_and_the_batch_goes_on
 
 # --- truncated files -------------------------------------------------------------------------
 
+def test_a_truncated_mt940_statement_is_quarantined_not_loaded(settings, shared_data):
+    data = (shared_data / "mt940/jejik/ing.sta").read_bytes()
+    drop(settings, "bank", "ing_cut.sta", data[: len(data) // 2])
+    bad = outcome(load_landing(settings), "ing_cut.sta")
+    assert bad.status == "quarantined" and bad.reason == "truncated"
+    assert bad.location and bad.location.startswith("line ")
+    assert rows(settings, "SELECT COUNT(*) FROM raw.bank_statement_lines")[0][0] == 0
+
+
+# --- the same bill again, under another name -------------------------------------------------
+
 def test_a_wechat_bill_resent_under_another_name_supersedes_instead_of_doubling(
         settings, shared_data):
     bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
