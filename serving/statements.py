@@ -45,12 +45,18 @@ AGENT_CSV_COLUMNS = ["statement_id", "agent_id", "period_start", "period_end", "
                      "earned_minor", "reversed_minor", "net_minor", "balance_minor", "line_id",
                      "description"]
 
+# A statement's rows go out in chunks of this many lines, so a statement of any size streams
+# with bounded memory (one chunk per statement would hold a month of lines in one string).
+ROWS_PER_CHUNK = 1000
+
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
-def parse_period(period: str | None) -> tuple[date, date]:
-    """'2026-11-20' (a day), '2026-11' (a month) or '2026-11-01..2026-11-07'; end inclusive."""
+def parse_period(period: str | None, today: date | None = None) -> tuple[date, date]:
+    """'2026-11-20' (a day), '2026-11' (a month) or '2026-11-01..2026-11-07'; end inclusive.
+    With `today`, a period that starts after it is refused: no statement can exist for it yet
+    (an empty file would read as "nothing happened")."""
     try:
         if period is None:
             raise ValueError("missing")
@@ -71,6 +77,10 @@ def parse_period(period: str | None) -> tuple[date, date]:
     if end < start or (end - start).days > 366:
         raise ApiError(422, "invalid_period", "period must run forward and span at most a year",
                        {"field": "period"})
+    if today is not None and start > today:
+        raise ApiError(422, "invalid_period",
+                       f"period starts after today ({today.isoformat()}): no statement exists "
+                       "for it yet", {"field": "period", "today": today.isoformat()})
     return start, end
 
 
@@ -236,11 +246,15 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
                                                    "period_end", "status", "currency")}
         balance = int(head["opening_balance_minor"])
         writer.writerow({**frame, "line_type": "opening_balance", "balance_minor": balance})
+        rows = 0
         while pending is not None and pending["statement_id"] == head["statement_id"]:
             balance += int(pending["net_minor"])
             writer.writerow({**frame, **{k: _text(v) for k, v in pending.items()},
                              "balance_minor": balance})
             pending = next(lines, None)
+            rows += 1
+            if rows % ROWS_PER_CHUNK == 0:
+                yield flush()
         writer.writerow({**frame, "line_type": "closing_balance",
                          "gross_minor": _text(head["gross_minor"]),
                          "fee_minor": _text(head["fees_minor"]),
@@ -329,6 +343,7 @@ def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) 
         writer.writerow(prefix + ["opening_balance", "", "", "", "", "", "", "", _text(opening),
                                   "", ""])
         balance = int(opening)
+        rows = 0
         while pending is not None and pending[0] == statement_id:
             (_sid, line_type, model, level, n_pay, n_ref, l_earned, l_reversed, l_net, line_id,
              description) = pending
@@ -337,6 +352,11 @@ def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) 
                                       _text(l_earned), _text(l_reversed), _text(l_net),
                                       _text(balance), line_id, description or ""])
             pending = next(lines, None)
+            rows += 1
+            if rows % ROWS_PER_CHUNK == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
         writer.writerow(prefix + ["closing_balance", "", "", payments, refunds, _text(earned),
                                   _text(reversed_), _text(net), _text(closing), "", ""])
         yield buffer.getvalue()

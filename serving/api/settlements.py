@@ -29,11 +29,11 @@ async def download_statement(
 ):
     agent = session.get(Agent, merchant_id)
     if agent is not None:
-        return await _agent_statement(principal, settings, agent, period, format)
+        return await _agent_statement(principal, settings, agent, period, format, now)
     merchant = session.get(Merchant, merchant_id)
     if merchant is None or not tenancy.can_see_merchant(session, principal, merchant_id, now):
         raise not_found("merchant", merchant_id)  # agents: their subtree
-    start, end = statements.parse_period(period)
+    start, end = statements.parse_period(period, _utc_day(now))
     if format == "pdf":
         chunks = await run_in_threadpool(
             lambda: list(statement_pdf.stream(settings, merchant_id, merchant.name, start, end)))
@@ -53,12 +53,19 @@ async def download_statement(
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _agent_statement(principal, settings, agent: Agent, period: str | None, format: str):
+def _utc_day(now):
+    from datetime import UTC
+
+    return (now.astimezone(UTC) if now.tzinfo else now).date()
+
+
+async def _agent_statement(principal, settings, agent: Agent, period: str | None, format: str,
+                           now):
     """An agent's commission statements: the agent itself and operators only (settlement.md)."""
     agent_id = agent.id
     if not (principal.is_operator or principal.agent_id == agent_id):
         raise not_found("agent", agent_id)
-    start, end = statements.parse_period(period)
+    start, end = statements.parse_period(period, _utc_day(now))
     if format == "pdf":
         document = await run_in_threadpool(
             statement_pdf.render_agent, settings, agent_id, agent.name, start, end)
