@@ -47,18 +47,72 @@ SUMMARIES: dict[str, tuple[str, str]] = {
         "WHERE day > (SELECT max(day) FROM analytics.rpt_reconciliation_daily) - 7 "
         "ORDER BY day DESC, channel, currency LIMIT 40"),
     "rpt_merchant_daily": (
-        "Captured per currency, latest 7 days",
-        "SELECT day, currency, sum(payment_count) AS payments, "
-        "CAST(sum(captured_minor) AS VARCHAR(40)) AS captured_minor "
+        "Captured per currency, latest 7 days (and in settlement currency)",
+        "SELECT day, currency, settlement_currency, sum(payment_count) AS payments, "
+        "sum(captured_count) AS captured, "
+        "CAST(sum(captured_minor) AS VARCHAR(40)) AS captured_minor, "
+        "CAST(sum(captured_settlement_minor) AS VARCHAR(40)) AS captured_settlement_minor, "
+        "CAST(sum(refunded_settlement_minor) AS VARCHAR(40)) AS refunded_settlement_minor "
         "FROM analytics.rpt_merchant_daily "
         "WHERE day > (SELECT max(day) FROM analytics.rpt_merchant_daily) - 7 "
-        "GROUP BY day, currency ORDER BY day DESC, currency LIMIT 40"),
+        "GROUP BY day, currency, settlement_currency "
+        "ORDER BY day DESC, currency, settlement_currency LIMIT 40"),
     "fct_agent_commission_statements": (
         "Agent commissions by currency",
         "SELECT currency, count(*) AS statements, "
         "CAST(sum(earned_minor) AS VARCHAR(40)) AS earned_minor, "
         "CAST(sum(reversed_minor) AS VARCHAR(40)) AS reversed_minor "
         "FROM analytics.fct_agent_commission_statements GROUP BY currency ORDER BY currency"),
+    "fct_payments": (
+        "Payments by currency and status",
+        "SELECT currency, status, count(*) AS payments, "
+        "CAST(sum(amount_minor) AS VARCHAR(40)) AS amount_minor, "
+        "CAST(sum(refunded_minor) AS VARCHAR(40)) AS refunded_minor, "
+        "CAST(sum(fee_minor) AS VARCHAR(40)) AS fee_minor "
+        "FROM analytics.fct_payments GROUP BY currency, status ORDER BY currency, status"),
+    "fct_settlement_statement_lines": (
+        "Statement lines by currency and type",
+        "SELECT currency, line_type, count(*) AS lines, "
+        "CAST(sum(gross_minor) AS VARCHAR(40)) AS gross_minor, "
+        "CAST(sum(fee_minor) AS VARCHAR(40)) AS fee_minor, "
+        "CAST(sum(net_minor) AS VARCHAR(40)) AS net_minor "
+        "FROM analytics.fct_settlement_statement_lines GROUP BY currency, line_type "
+        "ORDER BY currency, line_type"),
+    "fct_commissions": (
+        "Commissions by currency and model",
+        "SELECT currency, model, event_kind, count(*) AS rows, "
+        "CAST(sum(amount_minor) AS VARCHAR(40)) AS amount_minor "
+        "FROM analytics.fct_commissions GROUP BY currency, model, event_kind "
+        "ORDER BY currency, model, event_kind"),
+    "fct_agent_commission_statement_lines": (
+        "Agent statement lines by currency and type",
+        "SELECT currency, line_type, count(*) AS lines, "
+        "CAST(sum(earned_minor) AS VARCHAR(40)) AS earned_minor, "
+        "CAST(sum(reversed_minor) AS VARCHAR(40)) AS reversed_minor, "
+        "CAST(sum(net_minor) AS VARCHAR(40)) AS net_minor "
+        "FROM analytics.fct_agent_commission_statement_lines GROUP BY currency, line_type "
+        "ORDER BY currency, line_type"),
+    "fct_reconciliation_matches": (
+        "Matches by type and currency",
+        "SELECT match_type, currency, count(*) AS matches "
+        "FROM analytics.fct_reconciliation_matches GROUP BY match_type, currency "
+        "ORDER BY match_type, currency"),
+    "rpt_x402_endpoint_daily": (
+        "x402 revenue per endpoint (all days)",
+        "SELECT merchant_id, path_pattern, currency, sum(calls) AS calls, "
+        "sum(paid_calls) AS paid_calls, "
+        "CAST(sum(revenue_minor) AS VARCHAR(40)) AS revenue_minor, "
+        "CAST(sum(net_revenue_minor) AS VARCHAR(40)) AS net_revenue_minor "
+        "FROM analytics.rpt_x402_endpoint_daily GROUP BY merchant_id, path_pattern, currency "
+        "ORDER BY merchant_id, path_pattern, currency LIMIT 40"),
+    "rpt_agent_portfolio_daily": (
+        "Agent portfolios, latest 7 days",
+        "SELECT agent_id, currency, sum(payment_count) AS payments, "
+        "CAST(sum(captured_minor) AS VARCHAR(40)) AS captured_minor, "
+        "CAST(sum(commission_net_minor) AS VARCHAR(40)) AS commission_net_minor "
+        "FROM analytics.rpt_agent_portfolio_daily "
+        "WHERE day > (SELECT max(day) FROM analytics.rpt_agent_portfolio_daily) - 7 "
+        "GROUP BY agent_id, currency ORDER BY agent_id, currency LIMIT 40"),
 }
 
 
