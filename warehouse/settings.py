@@ -12,14 +12,40 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ENVIRONMENTS = ("development", "test")
+# The URL schemes each database setting takes (psycopg 3 is the one Postgres driver installed).
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", *POSTGRES_SCHEMES)
+WAREHOUSE_SCHEMES = ("duckdb", *POSTGRES_SCHEMES)
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def _check_url(url: str | None, *, variable: str, schemes: tuple[str, ...],
+               example: str) -> str | None:
+    """An empty value means unset; anything else must be a URL of one of `schemes`. The
+    message names the variable and the scheme only, never the URL (it may carry a password)."""
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    scheme = _scheme(url)
+    if scheme not in schemes:
+        got = f"a {scheme!r} URL" if scheme else "a value that is not a URL"
+        raise ValueError(f"{variable} must be {example}; got {got}")
+    if scheme == "duckdb" and not url[len("duckdb://"):].strip("/"):
+        raise ValueError(f"{variable}: duckdb:/// needs a file path, e.g. duckdb:///var/wh.duckdb")
+    return url
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLEARHOUSE_", extra="ignore")
+    # hide_input_in_errors: a refused value may be a URL with its password, or the JWT secret
+    model_config = SettingsConfigDict(env_prefix="CLEARHOUSE_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     environment: Literal["development", "test", "production"] = "development"
     home: Path = Field(default=Path("./var"), description="State folder")
@@ -51,6 +77,18 @@ class Settings(BaseSettings):
     # the caller gets 503 database_busy with Retry-After, instead of a request that hangs behind a
     # stuck transaction while every other request of that merchant or card queues behind it.
     db_lock_timeout_ms: int = Field(default=30_000, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return _check_url(value, variable="CLEARHOUSE_DATABASE_URL", schemes=DATABASE_SCHEMES,
+                          example="sqlite:///path or postgresql://user:password@host:port/db")
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _warehouse_url(cls, value: str | None) -> str | None:
+        return _check_url(value, variable="CLEARHOUSE_WAREHOUSE_URL", schemes=WAREHOUSE_SCHEMES,
+                          example="duckdb:///path or postgresql://user:password@host:port/db")
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
@@ -98,18 +136,25 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_engine(self) -> Literal["duckdb", "postgres"]:
-        return "postgres" if self.warehouse_target.startswith("postgres") else "duckdb"
+        return "postgres" if _scheme(self.warehouse_target) in POSTGRES_SCHEMES else "duckdb"
 
     @property
     def duckdb_path(self) -> Path:
+        """The DuckDB file, absolute: a relative duckdb:///path is taken from the directory the
+        command runs in (as CLEARHOUSE_HOME is), because dbt runs inside dbt_project/ and would
+        otherwise open another file than the extract writes."""
         if self.warehouse_engine != "duckdb":
             raise ValueError("the warehouse is Postgres, not DuckDB")
-        return Path(self.warehouse_target.removeprefix("duckdb:///"))
+        path = self.warehouse_target[len("duckdb://"):]
+        path = path[1:] if path.startswith("/") else path  # duckdb:///rel, duckdb:////abs
+        return Path(path).expanduser().resolve()
 
     def ensure_dirs(self) -> None:
         for path in (self.home_dir, self.landing_dir, self.quarantine_dir, self.statements_dir,
                      self.published_dir, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)
+        if self.warehouse_engine == "duckdb":
+            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
 
     def signing_secret(self) -> str:
         """JWT secret: configured, or (development only) generated once and kept under HOME."""
