@@ -8,18 +8,20 @@ Every row that can change carries updated_at, which the ledger extract uses as i
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -300,6 +302,20 @@ class Payment(Timestamped, Base):
         Index("ix_payments_channel_reference", "channel_reference"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
+
+
+class MerchantDailyVolume(Base):
+    """A merchant's accepted volume per UTC day and currency, spread over 8 shards, kept by the
+    Postgres trigger of migration 0006 for the KYC daily limit (serving/risk.py). Read through
+    payment_risk_facts(), never written by the ORM. On SQLite the table exists (one schema on
+    both engines) but stays empty: the risk check sums the day's payments there."""
+
+    __tablename__ = "merchant_daily_volume"
+    merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
 
 
 class PaymentEvent(Base):
