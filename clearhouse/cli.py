@@ -3,23 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from datetime import date, timedelta
-
-from sqlalchemy.orm import Session
 
 from ml.cli import add_parser as add_ml_parser
 
 
 def _settings():
+    """The settings, or one line saying which variable is wrong (exit 1); the folders under
+    HOME created."""
+    from pydantic import ValidationError
+
     from warehouse.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        sys.exit(f"clearhouse: invalid settings: {reasons}")
     settings.ensure_dirs()
     return settings
 
 
+def _cli_actor() -> str:
+    """Who made a change from the command line, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "cli"
+
+
+def _database_errors(func):
+    """An operator command that cannot open or use the API's database ends with one line on
+    stderr naming CLEARHOUSE_DATABASE_URL (never its password) and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(args) -> None:
+        from sqlalchemy.exc import ArgumentError, DBAPIError
+
+        try:
+            func(args)
+        except (DBAPIError, ArgumentError) as exc:
+            from sqlalchemy.engine import make_url
+
+            from warehouse.settings import get_settings
+
+            try:
+                where = make_url(get_settings().oltp_url).render_as_string(hide_password=True)
+            except ArgumentError:
+                where = "(not a URL)"
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            sys.exit(f"clearhouse: cannot use the API database CLEARHOUSE_DATABASE_URL={where}: "
+                     f"{cause[0] if cause else type(exc).__name__}")
+
+    return wrapper
+
+
+@_database_errors
 def cmd_db_upgrade(_args) -> None:
     from warehouse.migrate import upgrade
 
@@ -27,8 +71,13 @@ def cmd_db_upgrade(_args) -> None:
     print("database migrated to head")
 
 
+@_database_errors
 def cmd_admin_bootstrap(args) -> None:
+    """The platform admin of --email (created once, audit-logged) and a new token for it."""
+    from sqlalchemy.orm import Session
+
     from serving.auth import issue_operator_token
+    from serving.errors import ApiError
     from serving.services.admin import bootstrap_admin
     from warehouse.connections import oltp_engine
     from warehouse.migrate import upgrade
@@ -36,34 +85,50 @@ def cmd_admin_bootstrap(args) -> None:
     settings = _settings()
     upgrade(settings.oltp_url)
     with Session(oltp_engine(settings), expire_on_commit=False) as session:
-        user = bootstrap_admin(session, args.email)
+        try:
+            user = bootstrap_admin(session, args.email, actor=_cli_actor())
+        except ApiError as exc:
+            sys.exit(f"error: {exc.message}")
         session.commit()
         token = issue_operator_token(settings, user, days=args.days)
     print(json.dumps({"user_id": user.id, "email": user.email, "role": user.role, "token": token}))
 
 
+@_database_errors
 def cmd_merchants_create(args) -> None:
+    """Register a merchant (audit-logged as the API's POST /merchants is); print its first key."""
+    from pydantic import ValidationError
+    from sqlalchemy.orm import Session
+
     from serving.errors import ApiError
     from serving.schemas import MerchantCreate
-    from serving.services.admin import create_merchant
+    from serving.services.admin import audit_merchant_created, create_merchant
     from warehouse.connections import oltp_engine
     from warehouse.migrate import upgrade
 
+    try:
+        body = MerchantCreate(name=args.name, agent_id=args.agent,
+                              settlement_currency=args.settlement_currency)
+    except ValidationError as exc:
+        sys.exit("error: " + "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']} "
+                                       f"(got {error['input']!r})" for error in exc.errors()))
     settings = _settings()
     upgrade(settings.oltp_url)
-    body = MerchantCreate(name=args.name, agent_id=args.agent,
-                          settlement_currency=args.settlement_currency)
     with Session(oltp_engine(settings), expire_on_commit=False) as session:
         try:
             merchant, key = create_merchant(session, body)
+            audit_merchant_created(session, merchant, actor=_cli_actor())
         except ApiError as exc:
             sys.exit(f"error: {exc.message}")
         session.commit()
     print(json.dumps({"id": merchant.id, "name": merchant.name, "api_key": key}))
 
 
+@_database_errors
 def cmd_audit_verify(args) -> None:
     """Walk the audit log's hash chain; exit 1 with the first bad entry when it was tampered."""
+    from sqlalchemy.orm import Session
+
     from warehouse.audit import verify
     from warehouse.connections import oltp_engine, read_only
 
@@ -183,6 +248,7 @@ def cmd_channels_deliver_callbacks(args) -> None:
     from datetime import UTC, datetime
 
     import httpx
+    from sqlalchemy.orm import Session
 
     from serving.channel_simulator import deliver_pending_callbacks, ensure_callback_secrets
     from warehouse.connections import oltp_engine
@@ -299,6 +365,16 @@ def _positive(value: str) -> int:
     return number
 
 
+def _token_days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {value!r}") from None
+    if not 1 <= days <= 365:
+        raise argparse.ArgumentTypeError(f"must be 1 to 365 days, got {days}")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearhouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("admin", help="operators").add_subparsers(dest="admin_cmd", required=True)
     boot = admin.add_parser("bootstrap", help="create a platform admin and print its token")
     boot.add_argument("--email", default="admin@clearhouse.local")
-    boot.add_argument("--days", type=int, default=30, help="token lifetime")
+    boot.add_argument("--days", type=_token_days, default=30,
+                      help="token lifetime in days, 1-365 (as POST /users' token_days)")
     boot.set_defaults(func=cmd_admin_bootstrap)
 
     merchants = sub.add_parser("merchants").add_subparsers(dest="merchants_cmd", required=True)

@@ -25,8 +25,7 @@ from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import ApiError, not_found
 from serving.schemas import CurrencyCode, MerchantCreate, MerchantOut, Timestamp
-from serving.services import audit
-from serving.services.admin import create_merchant
+from serving.services.admin import audit_merchant_created, create_merchant
 from serving.services.merchants import rotate_webhook_secret, update_merchant
 from warehouse.models import Merchant
 
@@ -104,11 +103,7 @@ def _visible(session, principal: Principal, merchant_id: str, now, *, lock: bool
 @router.post("/merchants", status_code=201, response_model=MerchantDetailCreated)
 def register_merchant(body: MerchantCreate, admin: AdminDep, session: WriteSessionDep):
     merchant, api_key = create_merchant(session, body)
-    audit.record(session, actor=admin.actor, action="merchant.created", resource_type="merchant",
-                 resource_id=merchant.id,
-                 details={"name": merchant.name, "agent_id": merchant.agent_id,
-                          "settlement_currency": merchant.settlement_currency,
-                          "kyc_tier": merchant.kyc_tier})
+    audit_merchant_created(session, merchant, actor=admin.actor)
     session.commit()
     return JSONResponse({**merchant_out(merchant), "api_key": api_key}, status_code=201)
 

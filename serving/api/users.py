@@ -6,7 +6,6 @@ disabled user's tokens are refused (401) from then on.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
@@ -20,15 +19,14 @@ from serving.auth import issue_operator_token
 from serving.deps import AdminDep, OperatorDep, SessionDep, SettingsDep, WriteSessionDep
 from serving.errors import not_found
 from serving.schemas import Timestamp
-from serving.services.users import create_user, disable_user
+from serving.services.users import EMAIL, create_user, disable_user
 from warehouse.models import User
 
 router = APIRouter(tags=["users"])
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _email(value: str) -> str:
-    if not _EMAIL.match(value):
+    if not EMAIL.match(value):
         raise PydanticCustomError("invalid_email", "not an email address",
                                   {"code": "invalid_email"})
     return value

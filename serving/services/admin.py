@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serving import channels
 from serving.auth import issue_api_key
 from serving.errors import ApiError
 from serving.schemas import MerchantCreate, PriceIn
+from serving.services import audit
+from serving.services.users import EMAIL
 from warehouse.ids import new_id
 from warehouse.models import Agent, AgentParent, Channel, ChannelCurrency, Merchant, Price, User
 
@@ -42,13 +44,38 @@ def ensure_default_channels(session: Session) -> list[Channel]:
     return created
 
 
-def bootstrap_admin(session: Session, email: str = "admin@clearhouse.local") -> User:
+def bootstrap_admin(session: Session, email: str = "admin@clearhouse.local", *,
+                    actor: str | None = None) -> User:
+    """The active platform admin with this e-mail (compared as POST /users stores it: trimmed,
+    lower case), created if there is none; with `actor`, the creation is audit-logged. A user
+    with that e-mail who is not an active platform_admin is refused (409): bootstrapping neither
+    promotes a finance user nor revives a disabled admin."""
+    email = email.strip().lower()
+    if len(email) > 200 or not EMAIL.match(email):
+        raise ApiError(422, "invalid_email", f"{email!r} is not an e-mail address",
+                       {"field": "email"})
     ensure_default_channels(session)
-    user = session.scalars(select(User).where(User.email == email)).first()
+    user = session.scalars(select(User).where(func.lower(User.email) == email)).first()
     if user is None:
-        user = User(id=new_id("user"), email=email, role="platform_admin")
+        user = User(id=new_id("user"), email=email, role="platform_admin", status="active")
         session.add(user)
+        if actor is not None:
+            audit.record(session, actor=actor, action="user.created", resource_type="user",
+                         resource_id=user.id, details={"email": email, "role": user.role})
+    elif user.role != "platform_admin" or user.status != "active":
+        raise ApiError(409, "not_an_active_admin",
+                       f"the user {email!r} is a {user.status} {user.role}, not an active "
+                       "platform_admin; bootstrap another e-mail (--email)", {"field": "email"})
     return user
+
+
+def audit_merchant_created(session: Session, merchant: Merchant, *, actor: str) -> None:
+    """The audit entry of a merchant's registration (the API's POST /merchants and the CLI)."""
+    audit.record(session, actor=actor, action="merchant.created", resource_type="merchant",
+                 resource_id=merchant.id,
+                 details={"name": merchant.name, "agent_id": merchant.agent_id,
+                          "settlement_currency": merchant.settlement_currency,
+                          "kyc_tier": merchant.kyc_tier})
 
 
 def create_agent(session: Session, *, name: str, parent_id: str | None = None,

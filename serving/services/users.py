@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -9,6 +11,9 @@ from serving.errors import ApiError
 from serving.services import audit
 from warehouse.ids import new_id
 from warehouse.models import User
+
+# An operator's e-mail: name@domain.tld, no spaces (POST /users and `clearhouse admin bootstrap`)
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def create_user(session: Session, *, email: str, role: str, actor: str) -> User:
