@@ -208,6 +208,24 @@ class Money:
     def __neg__(self) -> Money:
         return Money(-self.amount_minor, self.currency)
 
+    # Ordering within one currency (a limit, a balance check); across currencies it is an error,
+    # as adding is: 100 USD is neither more nor less than 1 JPY without a rate.
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount_minor < other.amount_minor
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount_minor <= other.amount_minor
+
+    def __gt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount_minor > other.amount_minor
+
+    def __ge__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount_minor >= other.amount_minor
+
     def __mul__(self, other: object) -> Money:
         raise TypeError("multiply through fee_minor/prorate/convert: money rules round explicitly")
 
