@@ -297,7 +297,9 @@ def write_statement_files(settings: Settings, day: date,
     HOME/statements/<day>/agents/ (each file atomically: a temporary file renamed into place);
     returns the CSV sizes by merchant or agent id. `names`: ids -> names for the PDF headers."""
     from serving import statement_pdf
+    from warehouse.published import pin
 
+    settings = pin(settings)  # every file from one published version
     folder = settings.statements_dir / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     names = names or {}

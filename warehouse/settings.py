@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ENVIRONMENTS = ("development", "test")
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a refused value may be a URL with its password, or the JWT secret
     model_config = SettingsConfigDict(env_prefix="CLEARHOUSE_", extra="ignore",
                                       hide_input_in_errors=True)
+    # The published version one request reads (warehouse.published.pin); None: the current one.
+    _published_snapshot: Path | None = PrivateAttr(default=None)
 
     environment: Literal["development", "test", "production"] = "development"
     home: Path = Field(default=Path("./var"), description="State folder")

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from serving import statement_pdf, statements, tenancy
 from serving.deps import NowDep, PrincipalDep, SessionDep, SettingsDep
 from serving.errors import not_found
+from warehouse import published
 from warehouse.models import Agent, Merchant
 
 router = APIRouter(tags=["settlements"])
@@ -27,6 +28,9 @@ async def download_statement(
     period: Annotated[str | None, Query(description="2026-11-20, 2026-11 or a..b")] = None,
     format: Annotated[Literal["csv", "pdf"], Query()] = "csv",
 ):
+    # Every mart this download reads comes from one published version (a run publishing
+    # meanwhile must not pair new statement heads with old lines).
+    settings = published.pin(settings)
     agent = session.get(Agent, merchant_id)
     if agent is not None:
         return await _agent_statement(principal, settings, agent, period, format, now)
