@@ -67,6 +67,17 @@ NonNegativeMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_not_n
                              PlainSerializer(str, return_type=str)]
 MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_currency)]
+
+
+def _name(value: str) -> str:
+    """A display name (merchant, agent, channel): trimmed; only spaces is no name."""
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("blank_name", "must not be blank", {"code": "blank_name"})
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
 
 
@@ -223,7 +234,7 @@ class PriceIn(BaseModel):
 
 class MerchantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     agent_id: str | None = None
     settlement_currency: CurrencyCode = "USD"
     settlement_cycle: Literal["daily", "weekly", "monthly"] = "daily"

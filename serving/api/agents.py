@@ -23,7 +23,7 @@ from serving.api.common import Limit, StartingAfter, page
 from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, SessionDep, WriteSessionDep, require_roles
 from serving.errors import ApiError, not_found
-from serving.schemas import Timestamp
+from serving.schemas import Name, Timestamp
 from serving.services import agents as service
 from warehouse.models import Agent, AgentParent
 
@@ -39,7 +39,7 @@ CYCLE_HELP = ("how often its commission statement is cut (UTC days; weekly from 
 
 class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     parent_id: str | None = Field(default=None, description="null: directly under the platform")
     valid_from: AwareDatetime | None = Field(default=None, description="default: now")
     statement_cycle: Cycle = Field(default="monthly", description=CYCLE_HELP)

@@ -24,6 +24,7 @@ from serving.schemas import (
     PAYMENT_METHOD_TYPES,
     CurrencyCode,
     MinorOut,
+    Name,
     NonNegativeMinor,
     PositiveMinor,
     Timestamp,
@@ -70,7 +71,7 @@ def _unique_currencies(value: list[CurrencyLimits] | None):
 
 class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: Name = Field(min_length=1, max_length=100)
     type: ChannelType
     status: Literal["active", "disabled"] = "active"
     priority: int = Field(default=100, ge=0, le=1_000_000, description="lower wins a tie")
@@ -85,7 +86,7 @@ class ChannelUpdate(BaseModel):
     """Fields sent change; `currencies` replaces the whole set; `price` adds new price rows."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Name | None = Field(default=None, min_length=1, max_length=100)
     status: Literal["active", "disabled"] | None = None
     priority: int | None = Field(default=None, ge=0, le=1_000_000)
     settlement_window_days: int | None = Field(default=None, ge=0, le=60)

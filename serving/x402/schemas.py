@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from serving.schemas import CurrencyCode, MinorOut, PositiveMinor, Timestamp
+from serving.schemas import CurrencyCode, MinorOut, Name, PositiveMinor, Timestamp
 from serving.x402.networks import DEFAULT_NETWORK, NETWORKS
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -103,7 +103,7 @@ class PricingRuleOut(BaseModel):
 
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    agent_name: str = Field(min_length=1, max_length=200, description="who will hold the token")
+    agent_name: Name = Field(min_length=1, max_length=200, description="who will hold the token")
     amount_minor: PositiveMinor = Field(description="the budget, in minor units of currency")
     currency: Annotated[CurrencyCode, AfterValidator(_token_currency)] = "USDC"
     per_call_cap_minor: PositiveMinor | None = None

@@ -35,6 +35,20 @@ def _ts(text: str) -> datetime:
 
 # --- merchants -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("path,body", [
+    ("/api/v1/merchants", {}),
+    ("/api/v1/agents", {}),
+    ("/api/v1/channels", {"type": "card", "currencies": [{"currency": "USD"}]}),
+])
+def test_a_name_of_only_spaces_is_a_422_and_names_are_trimmed(api, path, body):
+    blank = api.client.post(path, headers=admin(api), json={**body, "name": " \t "})
+    assert blank.status_code == 422, blank.text
+    assert blank.json()["error"]["details"]["field"] == "name"
+    made = api.client.post(path, headers=admin(api), json={**body, "name": "  Acme Ltd "})
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "Acme Ltd"
+
+
 def test_merchant_list_pages_and_filters(api):
     ids = [api.merchant(f"M{i}")[0] for i in range(5)]
     first = api.client.get("/api/v1/merchants?limit=2", headers=admin(api)).json()
