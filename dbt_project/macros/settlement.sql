@@ -49,6 +49,43 @@
 {%- endmacro %}
 
 
+{# The rate a row of `t` (currency, settlement_currency, fx_from, fx_to) is converted at, given
+   its applicable ECB rate `r` (applicable_fx_rates, nth = 1): none in its own currency, a peg
+   (USDC/USDT at par with USD) when both anchor to one currency, else the ECB rate and its id. #}
+{% macro applied_fx_rate_id(t, r) -%}
+    case
+        when {{ t }}.currency = {{ t }}.settlement_currency then null
+        when {{ t }}.fx_from = {{ t }}.fx_to
+            then 'peg:' || {{ t }}.currency || ':' || {{ t }}.settlement_currency
+        else {{ r }}.fx_rate_id
+    end
+{%- endmacro %}
+{% macro applied_fx_rate(t, r) -%}
+    case
+        when {{ t }}.currency = {{ t }}.settlement_currency or {{ t }}.fx_from = {{ t }}.fx_to
+            then cast(1 as decimal(38, 16))
+        else {{ r }}.rate
+    end
+{%- endmacro %}
+
+
+{# The ECB rates that apply (settlement.md, money.md point 6): for each (fx_from, fx_to, day) of
+   the relation `needed`, every published rate of that pair on or before the day, the applicable
+   one (the latest: a weekend or holiday takes the last business day's) with nth = 1. One rule
+   for statements and analytics. #}
+{% macro applicable_fx_rates(needed, day) -%}
+    select
+        n.fx_from, n.fx_to, n.{{ day }}, r.fx_rate_id, r.rate, r.derivation,
+        row_number() over (partition by n.fx_from, n.fx_to, n.{{ day }}
+                           order by r.rate_date desc) as nth
+    from {{ needed }} as n
+    join {{ ref('int_fx__rates') }} as r
+        on  r.base_currency = n.fx_from
+        and r.quote_currency = n.fx_to
+        and r.rate_date <= n.{{ day }}
+{%- endmacro %}
+
+
 {# 10^n as an exact integer (n a non-negative integer expression): no power(), which is DOUBLE. #}
 {% macro pow10(n) -%}
     {{ clearhouse.money_int("'1' || repeat('0', cast(" ~ n ~ " as integer))") }}

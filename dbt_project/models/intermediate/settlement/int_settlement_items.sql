@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_fx__rates') }} (the rate lookup is the applicable_fx_rates macro)
 {{ config(materialized='table') }}
 -- Everything that moves a merchant's settlement balance (settlement.md), one row per item, at
 -- the time it happened, in its own currency and converted to the merchant's settlement currency:
@@ -158,15 +159,7 @@ needed as (
 ),
 
 rated as (
-    select
-        n.fx_from, n.fx_to, n.occurred_on, r.fx_rate_id, r.rate, r.derivation,
-        row_number() over (partition by n.fx_from, n.fx_to, n.occurred_on
-                           order by r.rate_date desc) as nth
-    from needed as n
-    join {{ ref('int_fx__rates') }} as r
-        on  r.base_currency = n.fx_from
-        and r.quote_currency = n.fx_to
-        and r.rate_date <= n.occurred_on
+    {{ applicable_fx_rates('needed', 'occurred_on') }}
 ),
 
 with_rate as (
@@ -180,16 +173,8 @@ with_rate as (
                  || case when p.fx_from <> p.currency or p.fx_to <> p.settlement_currency
                          then '+peg' else '' end
         end as fx_derivation,
-        case
-            when p.currency = p.settlement_currency then null
-            when p.fx_from = p.fx_to then 'peg:' || p.currency || ':' || p.settlement_currency
-            else r.fx_rate_id
-        end as fx_rate_id,
-        case
-            when p.currency = p.settlement_currency or p.fx_from = p.fx_to
-                then cast(1 as decimal(38, 16))
-            else r.rate
-        end as fx_rate
+        {{ applied_fx_rate_id('p', 'r') }} as fx_rate_id,
+        {{ applied_fx_rate('p', 'r') }} as fx_rate
     from placed as p
     left join rated as r
         on  r.fx_from = p.fx_from and r.fx_to = p.fx_to and r.occurred_on = p.occurred_on

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_fx__rates') }} (the rate lookup is the applicable_fx_rates macro)
 -- Per merchant, UTC day of the payment's creation, channel, payment method and currency: a
 -- cohort view of the payments created that day (how many were captured, for how much, how much
 -- of them has been refunded so far, whenever the refund succeeded), in the payment's currency
@@ -45,30 +46,14 @@ needed as (
 ),
 
 rated as (
-    select
-        n.fx_from, n.fx_to, n.day, r.fx_rate_id, r.rate,
-        row_number() over (partition by n.fx_from, n.fx_to, n.day
-                           order by r.rate_date desc) as nth
-    from needed as n
-    join {{ ref('int_fx__rates') }} as r
-        on  r.base_currency = n.fx_from
-        and r.quote_currency = n.fx_to
-        and r.rate_date <= n.day
+    {{ applicable_fx_rates('needed', 'day') }}
 ),
 
 with_rate as (
     select
         b.*,
-        case
-            when b.currency = b.settlement_currency then null
-            when b.fx_from = b.fx_to then 'peg:' || b.currency || ':' || b.settlement_currency
-            else r.fx_rate_id
-        end as fx_rate_id,
-        case
-            when b.currency = b.settlement_currency or b.fx_from = b.fx_to
-                then cast(1 as decimal(38, 16))
-            else r.rate
-        end as fx_rate,
+        {{ applied_fx_rate_id('b', 'r') }} as fx_rate_id,
+        {{ applied_fx_rate('b', 'r') }} as fx_rate,
         e_from.exponent as exp_from,
         e_to.exponent as exp_to
     from base as b
