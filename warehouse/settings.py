@@ -6,6 +6,7 @@ engines by changing the environment and calling get_settings.cache_clear().
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from functools import lru_cache
@@ -166,12 +167,31 @@ class Settings(BaseSettings):
             raise ValueError("CLEARHOUSE_JWT_SECRET is required outside development")
         path = self.home_dir / "jwt_secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Created 0600 in one step, so the secret is never readable by others.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+            _publish_once(path, secrets.token_urlsafe(48))
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise ValueError(f"{path} holds no usable JWT secret (under 32 characters): "
+                             "delete it to generate a new one, or set CLEARHOUSE_JWT_SECRET")
+        return secret
+
+
+def _publish_once(path: Path, content: str) -> None:
+    """Create `path` holding `content` unless it exists, atomically: the content is written
+    (0600, so never readable by others) to a private file first and then hard-linked into
+    place, which fails if another process got there first. Two API workers starting on a fresh
+    HOME thus read the same secret, never a half-written or empty file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process was first: its secret
+            os.link(private, path)
+    finally:
+        private.unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=1)

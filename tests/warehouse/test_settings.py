@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 from pathlib import Path
@@ -219,7 +220,7 @@ def test_dev_secret_is_never_readable_by_others(tmp_path: Path, monkeypatch) -> 
     original = os.open
 
     def spy(path, flags, mode=0o777, *args, **kwargs):
-        if flags & os.O_CREAT and str(path).endswith("jwt_secret"):
+        if flags & os.O_CREAT and "jwt_secret" in Path(path).name:
             created.append(mode)
         return original(path, flags, mode, *args, **kwargs)
 
@@ -232,3 +233,56 @@ def test_dev_secret_is_never_readable_by_others(tmp_path: Path, monkeypatch) -> 
     assert created == [0o600]
     assert stat.S_IMODE(os.stat(tmp_path / "race" / "jwt_secret").st_mode) == 0o600
 
+
+
+def _secret_after_barrier(home: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        results.put(Settings(home=Path(home)).signing_secret())
+    except Exception as exc:  # reported, so the test names what went wrong
+        results.put(f"error: {exc!r}")
+
+
+def test_workers_starting_together_on_a_fresh_home_share_one_secret(tmp_path: Path) -> None:
+    """uvicorn's workers start at once: each must read the secret the first one wrote, not an
+    empty file it has just created, and none may fail on the other's file."""
+    context = multiprocessing.get_context("fork")
+    workers = 6
+    for attempt in range(4):
+        home = tmp_path / f"fresh{attempt}"
+        barrier, results = context.Barrier(workers), context.Queue()
+        processes = [context.Process(target=_secret_after_barrier,
+                                     args=(str(home), barrier, results))
+                     for _ in range(workers)]
+        for process in processes:
+            process.start()
+        secrets_read = [results.get(timeout=30) for _ in processes]
+        for process in processes:
+            process.join(timeout=30)
+        assert len(set(secrets_read)) == 1, secrets_read
+        assert len(secrets_read[0]) >= 32 and not secrets_read[0].startswith("error")
+        assert secrets_read[0] == (home.resolve() / "jwt_secret").read_text().strip()
+        assert [p.name for p in home.iterdir()] == ["jwt_secret"]  # no private files left
+
+
+def test_a_process_losing_the_race_reads_the_winners_secret(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """The interleaving the workers' test can only hope to hit: this process found no secret,
+    and another one published its own before this one could."""
+    home = tmp_path / "lost"
+    home.mkdir()
+    winner = "w" * 48
+    (home / "jwt_secret").write_text(winner)
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists",
+                        lambda self: False if self.name == "jwt_secret" else real_exists(self))
+    assert Settings(home=home).signing_secret() == winner
+    assert [p.name for p in home.iterdir()] == ["jwt_secret"]
+
+
+def test_an_empty_secret_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    home = tmp_path / "emptyhome"
+    home.mkdir()
+    (home / "jwt_secret").write_text("\n")
+    with pytest.raises(ValueError, match="delete it to generate a new one"):
+        Settings(home=home).signing_secret()
