@@ -44,6 +44,7 @@ from ingest.files.records import (
     PspLine,
     StatementLine,
     Warning_,
+    as_utf8,
 )
 from ingest.files.schema import (
     BANK_STATEMENT_LINES,
@@ -137,6 +138,7 @@ def land(settings: Settings, path: Path, source: str) -> Path:
 # --- parsing ------------------------------------------------------------------------------------
 
 def detect_and_parse(data: bytes, name: str, source: str) -> ParsedFile:
+    data = as_utf8(data)
     head = data[:_HEAD_BYTES]
     tried = []
     for fmt in formats.candidates(source):

@@ -25,8 +25,10 @@ documents that the extra digits are zeros.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -64,6 +66,25 @@ def refuse_nul(data: bytes | str) -> None:
     if at >= 0:
         raise ParseError("bad_character", f"a NUL byte at offset {at}: the file is damaged or "
                          "not text", f"line {data.count(newline, 0, at) + 1}")
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
+
+
+def as_utf8(data: bytes, *, head: bool = False) -> bytes:
+    """A text file saved as UTF-16 with its byte-order mark (Windows' "Unicode" exports, some
+    banks' XML) as the UTF-8 every parser reads, an XML declaration's encoding rewritten to
+    match; any other file unchanged. `head`: `data` is the file's first bytes only (for sniff),
+    so a character cut at the end is dropped. The file's identity stays the hash of its bytes."""
+    if not data.startswith(_UTF16_BOMS):
+        return data
+    try:  # "utf-16" takes the byte order from the mark and drops it
+        text = data.decode("utf-16", errors="ignore" if head else "strict")
+    except UnicodeDecodeError as err:
+        raise ParseError("encoding", "the file starts with a UTF-16 byte-order mark but is not "
+                         f"UTF-16: {err.reason} at byte {err.start}", f"byte {err.start}") from err
+    return _XML_DECLARED_ENCODING.sub(r"\1UTF-8\2", text, count=1).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

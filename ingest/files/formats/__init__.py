@@ -42,6 +42,9 @@ HOME_SOURCE = {"camt": "bank", "mt940": "bank", "bai2": "bank", "psp_csv": "psp"
 def sniff_source(head: bytes, name: str) -> str:
     """The landing folder for a file, by the first format that recognises it ('inbox' if none:
     the loader then quarantines it as unknown_format)."""
+    from ingest.files.records import as_utf8
+
+    head = as_utf8(head, head=True)
     for fmt in FORMAT_MODULES:
         if module(fmt).sniff(head, name):
             return HOME_SOURCE[fmt]
