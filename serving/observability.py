@@ -23,8 +23,15 @@ REQUEST_ID_SCOPE_KEY = "clearhouse.request_id"
 HTTP_LATENCY = Histogram("clearhouse_http_request_seconds", "API request latency",
                          ["method", "route", "status"],
                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-PAYMENTS = Counter("clearhouse_payments_total", "Payments created, by final status and channel",
+PAYMENTS = Counter("clearhouse_payments_total",
+                   "Payments created, by the status the create answered with, and channel",
                    ["status", "channel"])
+# What happens to a payment after its create: a confirm, a cancel, a channel's callback settling
+# a pending one. With PAYMENTS, final outcomes of payments that end later are counted too.
+PAYMENT_STATUS_CHANGES = Counter(
+    "clearhouse_payment_status_changes_total",
+    "Payments moved to a status after their creation (confirm, cancel, channel callback), by "
+    "new status and channel", ["status", "channel"])
 BREAKER = Gauge("clearhouse_channel_breaker_open", "1 when a channel's circuit breaker is open",
                 ["channel", "state"])
 

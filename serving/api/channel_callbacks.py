@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from serving import signing
 from serving.deps import EngineDep, NowDep
 from serving.errors import ApiError
+from serving.observability import PAYMENT_STATUS_CHANGES
 from serving.services import payments as payment_service
 from warehouse.connections import read_only
 from warehouse.models import Channel, Payment
@@ -127,6 +128,7 @@ def _apply(engine: Engine, channel_id: str, callback: ChannelCallback, now: date
             session, payment=payment, approved=approved,
             failure_code=None if approved else callback.failure_code, now=now)
         session.commit()
+        PAYMENT_STATUS_CHANGES.labels(payment.status, channel_id).inc()
         return _result("applied", payment)
 
 

@@ -18,7 +18,7 @@ from serving.api.common import (
 )
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
-from serving.observability import PAYMENTS
+from serving.observability import PAYMENT_STATUS_CHANGES, PAYMENTS
 from serving.ratelimit import limited
 from serving.schemas import (
     PaymentConfirm,
@@ -88,6 +88,7 @@ async def confirm_payment(payment_id: str, body: PaymentConfirm,
         engine, scope=merchant_id, key=key, path=path, params=body,
         work=lambda s: service.confirm_payment(s, merchant_id=merchant_id, payment_id=payment_id,
                                                body=body, now=now))
+    _count_status_change(result)
     return idempotent_response(result)
 
 
@@ -101,7 +102,13 @@ async def cancel_payment(payment_id: str, principal: MerchantDep, engine: Engine
         engine, scope=merchant_id, key=key, path=path, params={},
         work=lambda s: service.cancel_payment(s, merchant_id=merchant_id, payment_id=payment_id,
                                               now=now))
+    _count_status_change(result)
     return idempotent_response(result)
+
+
+def _count_status_change(result) -> None:
+    if not result.replayed and result.status == 200:
+        PAYMENT_STATUS_CHANGES.labels(result.body["status"], result.body["channel"] or "none").inc()
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)

@@ -304,3 +304,29 @@ def test_pending_card_is_confirmed_by_the_simulator_and_the_merchant_hears_of_it
     assert [call["event"]["type"] for call in receiver.calls] == ["payment.pending",
                                                                   "payment.succeeded"]
     assert receiver.calls[1]["event"]["data"]["status"] == "success"
+
+
+def _metric(api, name: str, **labels) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_callback_outcome_is_counted_once_in_the_status_changes_metric(api):
+    """clearhouse_payments_total counts a payment at its create (here: pending_callback); the
+    outcome a callback brings later is counted in clearhouse_payment_status_changes_total,
+    once: a duplicate callback changes nothing and counts nothing."""
+    name = "clearhouse_payment_status_changes_total"
+    before = {s: _metric(api, name, channel=CHANNEL, status=s) for s in ("success", "failed")}
+    paid, paid_ref = pending_payment(api)
+    declined, declined_ref = pending_payment(api)
+    for _ in range(2):
+        post(api, {"channel_reference": paid_ref, "status": "succeeded"}, secret=secret_of(api))
+    post(api, {"channel_reference": declined_ref, "status": "failed", "failure_code": "x"},
+         secret=secret_of(api))
+    post(api, {"channel_reference": declined_ref, "status": "succeeded"},  # 409, no change
+         secret=secret_of(api))
+    after = {s: _metric(api, name, channel=CHANNEL, status=s) for s in ("success", "failed")}
+    assert {s: after[s] - before[s] for s in after} == {"success": 1.0, "failed": 1.0}

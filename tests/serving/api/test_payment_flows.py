@@ -172,6 +172,30 @@ def test_confirm_later_and_cancel(api):
     assert refund.status_code == 409
 
 
+def _status_changes(api, status: str, channel: str) -> float:
+    prefix = f'clearhouse_payment_status_changes_total{{channel="{channel}",status="{status}"}} '
+    lines = [ln for ln in api.client.get("/metrics").text.splitlines() if ln.startswith(prefix)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+def test_confirm_and_cancel_are_counted_as_status_changes_once(api):
+    _, key = api.merchant()
+    auth = {"Authorization": f"Bearer {key}"}
+    before = (_status_changes(api, "success", "ch_alipay_sim"),
+              _status_changes(api, "cancelled", "none"))
+    pending = api.pay(key, amount="300", confirm=False,
+                      method={"type": "alipay", "test_outcome": "success"}, currency="CNY").json()
+    other = api.pay(key, amount="300", confirm=False).json()
+    for _ in range(2):  # the replay (same key) is not a second change
+        api.client.post(f"/api/v1/payments/{pending['id']}/confirm", json={},
+                        headers={**auth, "Idempotency-Key": "c1"})
+        api.client.post(f"/api/v1/payments/{other['id']}/cancel",
+                        headers={**auth, "Idempotency-Key": "x2"})
+    after = (_status_changes(api, "success", "ch_alipay_sim"),
+             _status_changes(api, "cancelled", "none"))
+    assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)
+
+
 @pytest.mark.parametrize("number,later,final", [("4000000000003220", "succeeded", "success"),
                                                 ("4000000000000341", "failed", "failed")])
 def test_pending_then_callback(api, number, later, final):
