@@ -26,11 +26,15 @@ def _rows(writer, sql: str, columns: list[str]) -> list[dict]:
 
 
 def statement_balance_continuity(writer) -> CheckOutcome:
-    """Per account and currency, each booked statement opens with the previous one's closing."""
+    """Per account and currency, each booked statement opens with the previous one's closing
+    (amount and the balance's own currency; rows loaded before balances had one: the
+    statement's)."""
     sql = f"""
         WITH s AS (
             SELECT account_id, currency, statement_uid, closing_date, opening_balance_minor,
+                   COALESCE(opening_currency, currency) AS opening_currency,
                    LAG(closing_balance_minor) OVER w AS previous_closing,
+                   LAG(COALESCE(closing_currency, currency)) OVER w AS previous_closing_currency,
                    LAG(statement_uid) OVER w AS previous_statement
             FROM {R}.bank_statements
             WHERE superseded_by IS NULL AND opening_balance_minor IS NOT NULL
@@ -40,7 +44,9 @@ def statement_balance_continuity(writer) -> CheckOutcome:
         )
         SELECT account_id, currency, previous_statement, statement_uid,
                CAST(previous_closing AS VARCHAR(40)), CAST(opening_balance_minor AS VARCHAR(40))
-        FROM s WHERE previous_closing IS NOT NULL AND previous_closing <> opening_balance_minor
+        FROM s WHERE previous_closing IS NOT NULL
+          AND (previous_closing <> opening_balance_minor
+               OR previous_closing_currency <> opening_currency)
         ORDER BY account_id, statement_uid"""
     gaps = _rows(writer, sql, ["account_id", "currency", "previous_statement", "statement",
                                "previous_closing_minor", "opening_minor"])

@@ -113,6 +113,11 @@ class Statement:
     opening_date: dt.date | None = None
     closing_balance_minor: int | None = None  # booked closing (camt CLBD, MT940 :62F:/:62M:)
     closing_date: dt.date | None = None
+    # Each balance's own currency, which its minor units count: camt gives every balance its
+    # Amt/@Ccy, which may differ from the account's (then balance_check is "mismatch" and a
+    # warning says so); MT940 and BAI2 balances are in the statement's currency.
+    opening_currency: str | None = None
+    closing_currency: str | None = None
     # Control figures the file states about itself (BAI2 trailers, camt TxsSummry), for checks.
     control_total_minor: int | None = None
     control_count: int | None = None

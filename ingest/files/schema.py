@@ -36,7 +36,8 @@ BANK_STATEMENTS = _t(
     "created_at:ts", "from_date:date", "to_date:date", "opening_balance_minor:money",
     "opening_date:date", "closing_balance_minor:money", "closing_date:date",
     "control_total_minor:money", "control_count:int", "balance_check:text", "line_count:int",
-    "lines_total_minor:money", "superseded_by:text",
+    "lines_total_minor:money", "superseded_by:text", "opening_currency:text",
+    "closing_currency:text",
 )
 BANK_STATEMENT_LINES = _t(
     "bank_statement_lines", "statement_line_id",

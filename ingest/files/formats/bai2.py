@@ -299,9 +299,9 @@ class _Reader:
             opening_balance_minor=summaries.get(_OPENING_LEDGER),
             closing_balance_minor=summaries.get(_CLOSING_LEDGER))
         if statement.opening_balance_minor is not None:
-            statement.opening_date = group.as_of
+            statement.opening_date, statement.opening_currency = group.as_of, currency
         if statement.closing_balance_minor is not None:
-            statement.closing_date = group.as_of
+            statement.closing_date, statement.closing_currency = group.as_of, currency
         self.account = _Account(statement, total, rows)
         group.accounts += 1
 

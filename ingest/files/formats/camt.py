@@ -846,6 +846,8 @@ class _Reader:
             opening_date=opening.date if opening else None,
             closing_balance_minor=closing.minor if closing else None,
             closing_date=closing.date if closing else None,
+            opening_currency=opening.currency if opening else None,
+            closing_currency=closing.currency if closing else None,
         )
         self.check_summary(statement, header, where)
         self.check_balance(statement, opening, closing)
@@ -1085,15 +1087,18 @@ def _statement_head_xml(statement: Statement) -> str:
 
 def _balances_xml(statement: Statement) -> Iterable[str]:
     balances = (
-        ("OPBD", statement.opening_balance_minor, statement.opening_date),
-        ("CLBD", statement.closing_balance_minor, statement.closing_date),
+        ("OPBD", statement.opening_balance_minor, statement.opening_currency,
+         statement.opening_date),
+        ("CLBD", statement.closing_balance_minor, statement.closing_currency,
+         statement.closing_date),
     )
-    for code, minor, date in balances:
+    for code, minor, currency, date in balances:
         if minor is None:
             continue
-        if not statement.currency:
+        currency = currency or statement.currency
+        if not currency:
             raise ValueError(f"statement {statement.index} has balances but no currency")
-        yield _balance_xml(code, minor, statement.currency, date) + "\n"
+        yield _balance_xml(code, minor, currency, date) + "\n"
 
 
 def _summary_xml(statement: Statement) -> str:

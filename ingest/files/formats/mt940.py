@@ -386,6 +386,7 @@ class _Builder:
                              f"line {line_no}")
         amount, day = self._balance(lines[0], line_no)
         statement.opening_balance_minor, statement.opening_date = amount, day
+        statement.opening_currency = statement.currency  # _balance holds it to the statement's
 
     def _closing(self, line_no: int, lines: list[str]) -> None:
         statement = self._statement()
@@ -393,6 +394,7 @@ class _Builder:
             raise ParseError("unexpected_field", "a second closing balance", f"line {line_no}")
         amount, day = self._balance(lines[0], line_no)
         statement.closing_balance_minor, statement.closing_date = amount, day
+        statement.closing_currency = statement.currency
         self.last_line = None
 
     def _balance(self, text: str, line_no: int) -> tuple[int, dt.date]:

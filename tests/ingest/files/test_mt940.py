@@ -604,6 +604,11 @@ def _after_round_trip(parsed: ParsedFile) -> tuple[list[dict], list[dict]]:
         else:
             ok = statement.opening_balance_minor + sum(own) == statement.closing_balance_minor
             expected.update(balance_check="ok" if ok else "mismatch")
+        expected.update(  # MT940's balances are in the statement's currency
+            opening_currency=statement.currency if statement.opening_balance_minor is not None
+            else None,
+            closing_currency=statement.currency if statement.closing_balance_minor is not None
+            else None)
         statements.append(expected)
     return statements, lines
 
