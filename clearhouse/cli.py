@@ -155,11 +155,11 @@ def cmd_pipeline(args) -> None:
     run per day from --as-of to --through, in day order (a backfill); one JSON line per run."""
     from orchestration.run import run_pipeline
 
-    days = [date.fromisoformat(d) for d in args.day]
-    as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    days = args.day
+    as_of = args.as_of
     closes: list[date | None] = [as_of]
     if args.through:
-        through = date.fromisoformat(args.through)
+        through = args.through
         if as_of is None or through < as_of:
             raise SystemExit("--through needs --as-of, on or before it")
         closes = [date.fromordinal(d) for d in range(as_of.toordinal(), through.toordinal() + 1)]
@@ -191,7 +191,7 @@ def cmd_demo(args) -> None:
     from clearhouse.demo import run_demo
 
     run_demo(_settings(), payments=args.payments,
-             day=date.fromisoformat(args.day) if args.day else None, seed=args.seed)
+             day=args.day, seed=args.seed)
 
 
 HOUSEKEEPING_EVERY = timedelta(minutes=1)
@@ -331,7 +331,7 @@ def cmd_chain_export(args) -> None:
 
     settings = _settings()
     now = datetime.now(UTC)
-    day = date.fromisoformat(args.day) if args.day else now.date()
+    day = args.day or now.date()
     written = export(oltp_engine(settings), settings.landing_dir, now=now, days=[day])
     for done in written:
         print(json.dumps({"path": str(done.path), "logs": done.logs, "removed": done.removed,
@@ -356,6 +356,14 @@ def cmd_chain_reorg(args) -> None:
                  now=datetime.now(UTC))
     print(json.dumps({"network": args.network, "depth": args.depth, "removed_logs": len(logs),
                       "transactions": [log.tx_hash for log in logs]}))
+
+
+def _day(value: str) -> date:
+    """A day argument (YYYY-MM-DD): a malformed one is argparse's usage line and exit 2."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {value!r}") from None
 
 
 def _positive(value: str) -> int:
@@ -411,11 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     pipeline = sub.add_parser("pipeline", help="run extract -> dbt -> publish (and statement files)")
-    pipeline.add_argument("--day", action="append", default=[], help="write statement files for this day")
+    pipeline.add_argument("--day", action="append", default=[], type=_day,
+                          help="write statement files for this finished day (YYYY-MM-DD)")
     pipeline.add_argument("--verbose", action="store_true", help="show Dagster's and dbt's logs")
-    pipeline.add_argument("--as-of", help="close to this day (YYYY-MM-DD): settlement periods "
+    pipeline.add_argument("--as-of", type=_day, help="close to this day (YYYY-MM-DD): settlement periods "
                           "ending before it close, breaks age to it; default today (UTC)")
-    pipeline.add_argument("--through", help="backfill: one run per day from --as-of to this day "
+    pipeline.add_argument("--through", type=_day, help="backfill: one run per day from --as-of to this day "
                           "(YYYY-MM-DD), in order")
     pipeline.set_defaults(func=cmd_pipeline)
 
@@ -468,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="chain_cmd", required=True)
     chain_export = chain_cmd.add_parser("export", help="write a day's Transfer logs into the "
                                         "landing zone (HOME/landing/chain/)")
-    chain_export.add_argument("--day", default=None, help="YYYY-MM-DD (default: today, UTC)")
+    chain_export.add_argument("--day", default=None, type=_day,
+                              help="YYYY-MM-DD (default: today, UTC)")
     chain_export.set_defaults(func=cmd_chain_export)
     chain_reorg = chain_cmd.add_parser("reorg", help="development only: drop the last N blocks "
                                        "(for trying reconciliation)")
@@ -478,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulate a day through the API and run the pipeline")
     demo.add_argument("--payments", type=int, default=3000)
-    demo.add_argument("--day", default=None, help="the simulated day (default: yesterday, UTC)")
+    demo.add_argument("--day", default=None, type=_day,
+                      help="the simulated day (default: yesterday, UTC)")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=cmd_demo)
     add_ml_parser(sub)

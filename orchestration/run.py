@@ -52,6 +52,12 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
     if day > today:  # no partition yet, and closing a day before it ended would freeze it early
         raise ValueError(f"as_of {day} is after today ({today}, UTC): a day is closed once it "
                          "has ended, by the next day's run")
+    unfinished = sorted({d for d in days if d >= today})
+    if unfinished:  # refused before the run, not after it: the job's partitions are finished days
+        raise ValueError(f"statement files are written for a finished day, and {unfinished[0]} "
+                         f"has not ended (today is {today}, UTC); run without --day and "
+                         "download today's open statement from GET /api/v1/settlements/"
+                         "{merchant_id}?period=" + today.isoformat())
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)

@@ -90,3 +90,33 @@ def test_a_failed_pipeline_run_ends_with_one_line_not_a_traceback(make_settings,
     with pytest.raises(SystemExit, match=r"^clearhouse pipeline: the pipeline run failed .* "
                        "see run r-1 in `make dev`, or rerun with --verbose$"):
         main(["pipeline"])
+
+
+def test_pipeline_refuses_statement_files_for_a_day_not_over_before_running(make_settings,
+                                                                            monkeypatch):
+    """`--day` names a finished day (the merchant_statements job's partitions): today's is
+    refused in one line before the pipeline runs, not with a traceback after it."""
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    make_settings()
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process",
+                        lambda *a, **k: pytest.fail("nothing may run"))
+    today = datetime.now(UTC).date().isoformat()
+    with pytest.raises(SystemExit, match=rf"^clearhouse pipeline: statement files are written "
+                       rf"for a finished day, and {today} has not ended"):
+        main(["pipeline", "--day", today])
+
+
+@pytest.mark.parametrize("argv", [["pipeline", "--day", "2026-13-01"],
+                                  ["pipeline", "--as-of", "yesterday"],
+                                  ["pipeline", "--as-of", "2026-11-01", "--through", "x"],
+                                  ["chain", "export", "--day", "2026-11-31"],
+                                  ["demo", "--day", "bad"]])
+def test_a_malformed_day_is_a_usage_error_not_a_traceback(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "not a day (YYYY-MM-DD)" in capsys.readouterr().err
+
