@@ -177,11 +177,18 @@ def cmd_pipeline(args) -> None:
 def cmd_dev(args) -> None:
     """`dagster dev` on the same state as the demo (Dagster's storage under HOME/dagster)."""
     import os
+    import signal
 
     from orchestration.run import dagster_instance
 
     settings = _settings()
     dagster_instance(settings).dispose()  # writes HOME/dagster/dagster.yaml, sets DAGSTER_HOME
+    # A shell without job control (a script's `make dev &`, an IDE task) starts background
+    # commands with SIGINT ignored, and an ignored signal stays ignored across exec. `dagster dev`
+    # then installs no Ctrl-C handler and maps SIGTERM to what SIGINT does, so it and its webserver,
+    # daemon and code server would ignore both SIGINT and SIGTERM. Default them before the exec.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execvp(sys.executable, [sys.executable, "-m", "dagster", "dev", "-m",
                                "orchestration.definitions", "--host", args.host, "--port",
                                str(args.port)])

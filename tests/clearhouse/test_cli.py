@@ -120,3 +120,30 @@ def test_a_malformed_day_is_a_usage_error_not_a_traceback(argv, capsys):
     assert exited.value.code == 2
     assert "not a day (YYYY-MM-DD)" in capsys.readouterr().err
 
+
+def test_dev_defaults_sigint_and_sigterm_before_exec(make_settings, monkeypatch):
+    """Started in the background by a shell without job control, the command inherits SIGINT
+    ignored; the exec'd `dagster dev` must get Ctrl-C and SIGTERM back, or it never stops."""
+    import os
+    import signal
+
+    settings = make_settings()
+    seen = {}
+
+    def fake_exec(file, argv):
+        seen["argv"] = argv
+        seen["int"] = signal.getsignal(signal.SIGINT)
+        seen["term"] = signal.getsignal(signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(os, "execvp", fake_exec)
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))  # restored afterwards
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        main(["dev", "--port", "3999"])
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert seen["int"] is signal.SIG_DFL and seen["term"] is signal.SIG_DFL
+    assert seen["argv"][-4:] == ["--host", "127.0.0.1", "--port", "3999"]
