@@ -1,6 +1,8 @@
+-- depends_on: {{ ref('fct_platform_revenue') }}
 -- The money macros are exact on both engines, far above 2^63 (9223372036854775808), and round
 -- half away from zero. Expected values computed with warehouse.money (Python ints).
--- Returns the failing cases (none = pass).
+-- Returns the failing cases (none = pass). It reads no model: the depends_on line above attaches
+-- it to the fees it guards, as a Dagster asset check (a test of no model was run unattached).
 
 with cases as (
 

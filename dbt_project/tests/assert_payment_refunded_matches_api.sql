@@ -1,4 +1,4 @@
-{{ config(severity='warn') }}
+{{ config(severity='warn', meta={'dagster': {'ref': {'name': 'fct_payments'}}}) }}
 -- Data-quality warning: the API's running refunded_minor on the payment agrees with the sum of
 -- its succeeded refunds as the warehouse sees them (a mismatch means a late or missing extract).
 

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_settlement_statements'}}}) }}
 -- Every statement total is the sum of its lines (each line links back to what it came from),
 -- and the statement's own arithmetic holds (settlement.md).
 

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'stg_clearhouse__x402_usage'}}}) }}
 -- Every settled x402 call is a captured payment of the same merchant, amount and currency,
 -- whose channel reference is the chain transaction (exact) or the usage id (token).
 select u.usage_id

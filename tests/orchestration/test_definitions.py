@@ -45,6 +45,19 @@ def test_jobs_partitions_and_schedules():
     assert defs.resolve_job_def("fraud_training") is not None
 
 
+def test_every_singular_dbt_test_is_an_asset_check():
+    """A singular test naming no single model (several refs, or none) is not attached by
+    dagster-dbt: it ran as an observation, a WARNING block per test in every run's output (the
+    demo's). Each one names its asset with meta.dagster.ref."""
+    from pathlib import Path
+
+    from orchestration.defs.dbt.assets import DBT_PROJECT_DIR
+
+    singular = {p.stem for p in Path(DBT_PROJECT_DIR, "tests").glob("*.sql")}
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert singular and singular <= checks, singular - checks
+
+
 def test_the_finance_tie_out_is_an_asset_check_on_platform_revenue():
     """settlement.md's tie-out runs as a dbt test that Dagster attaches to fct_platform_revenue:
     a day that does not tie out fails the run before anything is published."""
