@@ -8,6 +8,7 @@ revoked or expired token) it stops buying and only reads what is free.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,7 +77,7 @@ def run_research(base_url: str, merchant_id: str, companies: list[str], *,
                         break
                     continue
                 if response.status_code == 200:
-                    found.facts[path] = response.json()
+                    found.facts[path] = _answer(response)
                 else:
                     found.notes.append(f"{path} answered {response.status_code} (not charged)")
             if stopped_by is not None and "/company/detail" not in found.facts:
@@ -88,10 +89,26 @@ def run_research(base_url: str, merchant_id: str, companies: list[str], *,
     return summary
 
 
-def _facts_line(path: str, facts: dict) -> str:
+def _answer(response) -> dict | list | str:
+    """The answer's JSON, or its text when it is not JSON (the call may have been paid for)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _facts_line(path: str, facts) -> str:
+    """What a company-information answer says, in words; an answer of another shape (a seller
+    whose API is not the demo's company API) as it came, so the paid calls are still reported."""
+    try:
+        return _company_facts_line(path, facts)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return json.dumps(facts, ensure_ascii=False)[:500]
+
+
+def _company_facts_line(path: str, facts: dict) -> str:
     if path == "/company/basic":
-        return (f"{facts.get('sector')} company from {facts.get('country')}, founded "
-                f"{facts.get('founded')}")
+        return f"{facts['sector']} company from {facts['country']}, founded {facts['founded']}"
     if path == "/company/detail":
         revenue = Money(int(facts["revenue_minor"]), facts["currency"])
         parent = f", parent {facts['parent']}" if facts.get("parent") else ""

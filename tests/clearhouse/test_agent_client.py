@@ -177,3 +177,19 @@ def test_research_with_an_account_spends_what_the_chain_moved(market, tmp_path):
     assert [p.status for p in summary.purchases] == ["paid", "paid", "not_charged"]
     assert 1_000_000 - market.balance(account.address) == summary.spent()["USDC"].amount_minor
     assert account.address in summary.report_path.read_text()
+
+
+def test_a_report_on_a_seller_of_another_shape_is_still_written(tmp_path):
+    """`clearhouse agent research` against a seller whose API is not the demo's company API:
+    the calls were paid for, so the report is written with the answers as they came (it ended
+    in a KeyError on revenue_minor, after paying)."""
+    from clearhouse.agent.research import CompanyFindings, ResearchSummary, render_report
+
+    found = CompanyFindings("Acme", facts={"/company/basic": {"name": "Acme"},
+                                           "/company/detail": {"company": "Acme"},
+                                           "/company/officers": "not json"})
+    summary = ResearchSummary(tmp_path / "r.md", [found], [], None)
+    report = render_report(summary, "http://gw", token="cpt_x")
+    assert '- detail: {"company": "Acme"}' in report
+    assert '- officers: "not json"' in report
+    assert '- basic: {"name": "Acme"}' in report
