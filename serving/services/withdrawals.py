@@ -179,7 +179,8 @@ def _locked(session: Session, withdrawal_id: str) -> Withdrawal:
 
 def _move(w: Withdrawal, to: str) -> None:
     if to not in TRANSITIONS.get(w.status, set()):
-        raise ApiError(409, "illegal_transition", f"a {w.status} withdrawal cannot become {to}",
+        raise ApiError(409, "illegal_transition",
+                       f"withdrawal {w.id} is {w.status} and cannot become {to}",
                        {"from": w.status, "to": to})
     w.status = to
 

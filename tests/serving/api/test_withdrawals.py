@@ -194,6 +194,7 @@ def test_approve_posts_balanced_ledger_then_mark_paid(api, settled):
 
     again = act(api, api.admin_token, wid, "approve")
     assert again.status_code == 409 and again.json()["error"]["code"] == "illegal_transition"
+    assert again.json()["error"]["message"] == f"withdrawal {wid} is paid and cannot become approved"
     assert act(api, api.admin_token, wid, "reject", {"reason": "late"}).status_code == 409
     assert count(api, LedgerEntry) == 4
 
