@@ -173,14 +173,16 @@ def duckdb_warehouse(tmp_path_factory) -> Warehouse:
 
 @pytest.fixture(scope="module")
 def postgres_warehouse() -> Warehouse:
-    """A fresh Postgres database ch_dbt_<hex> with the raw schema; dropped afterwards."""
+    """A fresh Postgres database ch_dbt_<hex> with the raw schema; dropped afterwards. The prefix
+    may be set with CLEARHOUSE_TEST_PG_DB_PREFIX (an audit names its databases apart)."""
     require_postgres()
     import psycopg
 
     from ingest.files.schema import create_statements as create_file_tables
     from ingest.raw_schema import create_statements
 
-    dbname = f"ch_dbt_{secrets.token_hex(6)}"
+    prefix = os.environ.get("CLEARHOUSE_TEST_PG_DB_PREFIX", "ch_dbt")
+    dbname = f"{prefix}_{secrets.token_hex(6)}"
     with psycopg.connect(**_pg_conninfo(PG_ADMIN_DB), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
