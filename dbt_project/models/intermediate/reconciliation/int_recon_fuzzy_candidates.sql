@@ -26,6 +26,7 @@ pairs as (
         l.currency,
         l.gross_minor,
         l.settlement_date,
+        l.line_number,
         coalesce(l.payout_date, l.settlement_date) as value_date,
         g.payment_id,
         g.ledger_date

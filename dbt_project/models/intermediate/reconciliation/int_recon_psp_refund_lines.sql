@@ -38,9 +38,9 @@ select
     case
         when r.refund_id is not null
             then row_number() over (partition by r.refund_id
-                                    order by r.settlement_date, r.psp_line_id)
+                                    order by r.settlement_date, r.line_number, r.psp_line_id)
         when r.channel_reference is null then 1
         else row_number() over (partition by r.channel, r.channel_reference, r.refund_id
-                                order by r.settlement_date, r.psp_line_id)
+                                order by r.settlement_date, r.line_number, r.psp_line_id)
     end as reference_rank
 from resolved as r

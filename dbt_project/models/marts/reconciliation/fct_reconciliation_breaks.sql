@@ -135,7 +135,7 @@ payment_ambiguity as (
         f.psp_line_id,
         f.payment_id,
         row_number() over (partition by f.payment_id
-                           order by f.settlement_date, f.psp_line_id) as line_rank,
+                           order by f.settlement_date, f.line_number, f.psp_line_id) as line_rank,
         (select string_agg(coalesce(o.channel_reference, o.psp_line_id), ','
                            order by coalesce(o.channel_reference, o.psp_line_id))
          from fuzzy as o

@@ -2,6 +2,7 @@ select
     psp_line_id,
     file_id,
     format,
+    line_number,
     settlement_date,
     record_type,
     channel,
