@@ -368,7 +368,9 @@ payout_pairs as (
 -- any payout_mismatch of the pair); no credit at all once the payout's value date plus
 -- var recon_grace_days has passed (payout_mismatch with channel_amount_minor NULL: the bank's
 -- side is missing - not missing_in_channel, which the spec keeps for a ledger record with no
--- channel line - first seen the day after the grace ran out, as missing_in_channel is).
+-- channel line - first seen the day after the grace ran out, as missing_in_channel is); a second
+-- credit carrying the same payout (credit_rank > 1: "one credit per payout", the payout paid
+-- twice) is duplicate_in_channel on that bank line, the payout's expected sum on the ledger side.
 payout_breaks as (
     select
         'payout_mismatch' as break_type,
@@ -383,7 +385,17 @@ payout_breaks as (
         cast(null as varchar(2000)) as candidates,
         psp_line_id
     from payout_pairs
-    where bank_minor <> expected_minor
+    where bank_minor <> expected_minor and credit_rank = 1
+
+    union all
+
+    select
+        'duplicate_in_channel', psp_line_id || ':' || statement_line_id,
+        channel, currency, cast(null as varchar(40)), payout_id, statement_line_id,
+        cast(null as varchar(66)), expected_minor, bank_minor, booking_date,
+        cast(null as varchar(2000)), psp_line_id
+    from payout_pairs
+    where credit_rank > 1
 
     union all
 
@@ -393,7 +405,7 @@ payout_breaks as (
         cast(null as varchar(66)), expected_minor, bank_minor, booking_date,
         cast(null as varchar(2000)), psp_line_id
     from payout_pairs
-    where bank_currency <> currency
+    where bank_currency <> currency and credit_rank = 1
 
     union all
 

@@ -60,7 +60,7 @@ payout_matches as (
         psp_line_id,
         cast(null as varchar(40)) as refund_id
     from {{ ref('int_recon_payout_pairs') }}
-    where bank_minor = expected_minor and bank_currency = currency
+    where bank_minor = expected_minor and bank_currency = currency and credit_rank = 1
 ),
 
 chain as (
