@@ -5,7 +5,8 @@
 -- breaks_<type>_amount_minor; a break's amount = the ledger amount, else the channel's, signed
 -- as the break shows it, so the types' amounts add up to break_amount_minor), pending (settled in
 -- the ledger, no channel evidence yet, still inside the settlement window), and the oldest open
--- break of the channel seen by that day. match_rate = matched / (matched + breaks), an exact
+-- break of the channel seen by that day. A run for a past day (var recon_as_of) has no row for
+-- a later day and counts no payment captured after it as pending. match_rate = matched / (matched + breaks), an exact
 -- DECIMAL(9,6); day = matched_on for matches, first_seen for breaks, capture day for pending.
 
 {% set break_types = ['missing_in_channel', 'missing_in_ledger', 'amount_mismatch',
@@ -50,6 +51,8 @@ pending as (
     select g.ledger_date as day, g.channel_id as channel, g.currency, count(*) as pending_count
     from {{ ref('int_recon_ledger') }} as g
     where g.is_settled_in_ledger and g.side in ('psp', 'chain')
+      -- a run for a past day knows nothing captured after it
+      and g.ledger_date <= {{ as_of }}
       and g.ledger_date + g.settlement_window_days + {{ grace }} >= {{ as_of }}
       and not exists (select 1 from {{ ref('fct_reconciliation_matches') }} as m
                       where m.payment_id = g.payment_id
@@ -60,9 +63,11 @@ pending as (
     group by g.ledger_date, g.channel_id, g.currency
 ),
 
+-- the days up to the run's: a run for a past day shows no figure of a later day (the breaks
+-- table keeps those a later run first saw)
 keys as (
-    select day, channel, currency from matches
-    union select day, channel, currency from break_days
+    select day, channel, currency from matches where day <= {{ as_of }}
+    union select day, channel, currency from break_days where day <= {{ as_of }}
     union select day, channel, currency from pending
 )
 
