@@ -285,6 +285,18 @@ ledger_refunds as (
 -- reconciliation.md status_mismatch: the ledger says fully refunded, the channel says settled -
 -- it reports the payment and no refund of it at all. One break for the payment (its refunds'
 -- missing_in_channel breaks would say the same); it resolves when a refund line arrives.
+-- A refund is reported in the channel's settlement window like a capture: until the last
+-- refund's day + window + grace has passed its line is pending, not missing, so the break is
+-- first seen the day after that (or the payment line's day, if later) - never before the
+-- refund happened.
+refunds_due as (
+    select payment_id,
+           max(ledger_date + settlement_window_days + {{ grace }} + 1) as due_after
+    from ledger_refunds
+    where is_settled_in_ledger
+    group by payment_id
+),
+
 refunded_but_settled as (
     select
         'status_mismatch' as break_type,
@@ -294,13 +306,15 @@ refunded_but_settled as (
         cast(null as varchar(66)) as chain_tx_hash,
         cast(0 as {{ money_type() }}) as ledger_minor,
         l.gross_minor as channel_minor,
-        l.settlement_date as first_seen,
+        greatest(l.settlement_date, coalesce(d.due_after, l.settlement_date)) as first_seen,
         cast(null as varchar(2000)) as candidates,
         l.psp_line_id
     from ledger as g
     inner join referenced as l on l.payment_id = g.payment_id and l.reference_rank = 1
+    left join refunds_due as d on d.payment_id = g.payment_id
     where g.status = 'refunded' and g.side = 'psp'
       and not exists (select 1 from refund_lines as rl where rl.payment_id = g.payment_id)
+      and coalesce(d.due_after, l.settlement_date) <= {{ as_of }}
 ),
 
 refund_breaks as (
