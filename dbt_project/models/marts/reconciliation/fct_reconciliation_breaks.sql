@@ -581,6 +581,8 @@ select
 from current_breaks as c
 {% if is_incremental() %}
 left join previous as p on p.break_id = c.break_id
+-- (a break a later day resolved is not reopened by a run for an earlier day: below)
+where p.break_id is null or p.resolved_at is null or p.resolved_at <= {{ as_of }}
 
 union all
 
@@ -610,7 +612,9 @@ where not exists (select 1 from current_breaks as c where c.break_id = p.break_i
 union all
 
 -- A run for a past day cannot see what a break first seen after that day was raised from: such
--- a break is neither closed nor aged by it; it stays as the later run left it.
+-- a break is neither closed nor aged by it; it stays as the later run left it. Nor can it see
+-- the data that closed a break after that day: a break resolved after the run's day stays
+-- resolved, with its when and by what (README: replaying an older day reopens nothing).
 select
     p.break_id, p.break_type, p.channel, p.currency, p.payment_id, p.channel_reference,
     p.statement_line_id, p.chain_tx_hash, p.ledger_amount_minor, p.channel_amount_minor,
@@ -620,6 +624,8 @@ select
     {{ previous_refund_id }} as refund_id,
     cast({{ previous_psp_line_id }} as varchar(200)) as psp_line_id
 from previous as p
-where not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
-  and p.first_seen > {{ as_of }}
+where (not exists (select 1 from current_breaks as c where c.break_id = p.break_id)
+       and p.first_seen > {{ as_of }})
+   or (p.resolved_at > {{ as_of }}
+       and exists (select 1 from current_breaks as c where c.break_id = p.break_id))
 {% endif %}
