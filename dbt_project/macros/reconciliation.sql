@@ -54,3 +54,14 @@
         l.psp_line_id,
         {{ refund_id }} as refund_id
 {%- endmacro %}
+
+
+{# ---- recon_record_key(record_key, rank): a break key that outlives a file version ---------- #}
+{#   A break raised from a PSP line that names a ledger record: the record's key for the first
+     line naming it, '<key>:<rank>' for a later one (a duplicate). psp_line_id would name the
+     file version, so a corrected file re-sent under its name would close the break and open
+     the same one under a new id. #}
+{% macro recon_record_key(record_key, rank) -%}
+    case when {{ rank }} = 1 then {{ record_key }}
+         else {{ record_key }} || ':' || cast({{ rank }} as varchar(20)) end
+{%- endmacro %}

@@ -63,6 +63,10 @@ referenced as (
     inner join ledger as g on g.payment_id = l.payment_id
 ),
 
+-- A line naming a ledger record is keyed by that record and the line's rank among the lines
+-- naming it ('payment:<id>', 'payment:<id>:2' for the first duplicate), not by its psp_line_id,
+-- which names the file version: a corrected file re-sent under its name leaves a break it still
+-- shows with its id (reconciliation.md: "a stable id").
 reference_breaks as (
     select
         case
@@ -71,7 +75,7 @@ reference_breaks as (
             when currency <> ledger_currency then 'currency_mismatch'
             else 'amount_mismatch'
         end as break_type,
-        psp_line_id as break_key,
+        {{ recon_record_key("'payment:' || payment_id", 'reference_rank') }} as break_key,
         channel, currency, payment_id, channel_reference,
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
@@ -103,7 +107,7 @@ fee_checked as (
 fee_breaks as (
     select
         'fee_mismatch' as break_type,
-        r.psp_line_id as break_key,
+        'payment:' || r.payment_id as break_key,
         r.channel, r.currency, r.payment_id, r.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
@@ -337,7 +341,9 @@ refund_breaks as (
             when l.currency <> r.currency then 'currency_mismatch'
             else 'amount_mismatch'
         end as break_type,
-        l.psp_line_id as break_key,
+        case when l.refund_id is null then l.psp_line_id
+             else {{ recon_record_key("'refund:' || l.refund_id", 'l.reference_rank') }}
+        end as break_key,
         l.channel, l.currency, coalesce(l.payment_id, l.named_payment_id) as payment_id,
         l.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
