@@ -956,9 +956,11 @@ def test_reconciliation_finds_exactly_the_planted_matches_and_breaks(built):
     assert (_int(fee["ledger_amount_minor"]), _int(fee["channel_amount_minor"])) == \
         (fee_minor(10_050, 180, 10), 999)
     assert rows[("ambiguous", "psp-unknown-2")]["candidates"] == "pay_f2,pay_f3"
+    # first seen once re_a8_1 (03-03, T+1) is overdue: 03-03 + 1 + 1 grace + 1 = 03-06, not the
+    # payment line's day (second spec audit, breach 2)
     refunded = rows[("status_mismatch", "pay_a8")]
     assert (_int(refunded["ledger_amount_minor"]), _int(refunded["channel_amount_minor"]),
-            refunded["first_seen"]) == (0, 2_500, date(2024, 3, 3))
+            refunded["first_seen"]) == (0, 2_500, date(2024, 3, 6))
     unexplained = rows[("missing_in_ledger", UNEXPLAINED_TX)]
     assert (unexplained["chain_tx_hash"], unexplained["channel"], unexplained["currency"],
             unexplained["ledger_amount_minor"], _int(unexplained["channel_amount_minor"])) == \
