@@ -13,7 +13,9 @@
 -- status: 'closed' once the period's last day is before the settlement_as_of day of this run
 -- or of any earlier one (then every line is frozen and the statement never changes: replaying
 -- an older day does not reopen it), else 'open' (provisional).
--- settles_on = period_end + the merchant's settlement_delay_days (T+N): the payout date.
+-- settles_on = period_end + the merchant's settlement_delay_days (T+N): the payout date; for a
+-- closed statement the N in force when it closed (int_settlement_statement_closes), so a later
+-- change of the merchant's T+N never moves it.
 
 with lines as (
     select * from {{ ref('fct_settlement_statement_lines') }}
@@ -25,6 +27,10 @@ closed_through as (
 
 merchants as (
     select merchant_id, settlement_delay_days from {{ ref('stg_clearhouse__merchants') }}
+),
+
+closes as (
+    select statement_id, settlement_delay_days from {{ ref('int_settlement_statement_closes') }}
 ),
 
 activity as (
@@ -81,7 +87,8 @@ select
     b.settlement_cycle,
     b.period_start,
     b.period_end,
-    {{ add_days('b.period_end', 'coalesce(m.settlement_delay_days, 0)') }} as settles_on,
+    {{ add_days('b.period_end',
+                'coalesce(cl.settlement_delay_days, m.settlement_delay_days, 0)') }} as settles_on,
     case when b.period_end < {{ settlement_open_day('c.closed_before') }}
          then 'closed' else 'open' end as status,
     b.currency,
@@ -103,4 +110,5 @@ select
     cast(b.payout_count as bigint) as payout_count
 from balanced as b
 left join merchants as m on m.merchant_id = b.merchant_id
+left join closes as cl on cl.statement_id = b.statement_id
 cross join closed_through as c
