@@ -245,7 +245,8 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
         h = health.get(cid)
         rate = h.success_rate()
         entry = {"channel": cid, "eligible": not reasons, "reasons": reasons,
-                 "cost_minor": str(fee_minor(amount_minor, price[0], price[1])) if price else None,
+                 "cost_minor": (str(fee_minor(amount_minor, price[0], price[1] or 0))
+                               if price else None),
                  "success_rate": None if rate is None else round(rate, 3),
                  "p50_latency_ms": h.p50_latency_ms(), "breaker": state}
         considered.append(entry)

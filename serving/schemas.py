@@ -229,7 +229,9 @@ class PriceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: CurrencyCode
     rate_bps: int = Field(ge=0, le=10_000)
-    fixed_minor: NonNegativeMinor = 0  # as POST /prices: a fixed fee is never negative
+    # as POST /prices: a fixed fee is never negative; left out, it is recorded as missing (NULL):
+    # the pipeline counts it as 0 with a data-quality warning (commission.md "Prices")
+    fixed_minor: NonNegativeMinor | None = None
 
 
 class MerchantCreate(BaseModel):

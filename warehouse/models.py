@@ -253,7 +253,9 @@ class Price(Timestamped, Base):
     subject_id: Mapped[str] = mapped_column(String(40))
     currency: Mapped[str] = mapped_column(String(8))
     rate_bps: Mapped[int] = mapped_column(Integer)
-    fixed_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    # NULL: no fixed amount was given for this currency; the pipeline counts it as 0 and raises a
+    # data-quality warning (commission.md "missing fixed for that currency = 0, and a warning")
+    fixed_minor: Mapped[int | None] = mapped_column(MinorUnits)
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (

@@ -58,7 +58,8 @@ class ChannelPrice(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rate_bps: int = Field(ge=0, le=10_000)
     fixed_minor: dict[CurrencyCode, NonNegativeMinor] = Field(
-        default_factory=dict, description="per currency; a currency left out gets 0")
+        default_factory=dict, description="per currency; a currency left out has none: "
+        "counted as 0 with a data-quality warning (commission.md)")
     valid_from: AwareDatetime | None = Field(default=None, description="default: now")
 
 
@@ -99,7 +100,7 @@ class ChannelUpdate(BaseModel):
 class PriceNow(BaseModel):
     price_id: str
     rate_bps: int
-    fixed_minor: MinorOut
+    fixed_minor: MinorOut | None
     valid_from: Timestamp
 
 

@@ -34,7 +34,9 @@ class PriceCreate(BaseModel):
     subject_id: str = Field(min_length=1, max_length=40)
     currency: CurrencyCode
     rate_bps: int = Field(ge=0, le=10_000)
-    fixed_minor: NonNegativeMinor = 0
+    fixed_minor: NonNegativeMinor | None = Field(
+        default=None, description="left out: recorded as missing - counted as 0 with a "
+        "data-quality warning (commission.md)")
     valid_from: AwareDatetime | None = Field(default=None, description="default: now")
 
 
@@ -45,7 +47,7 @@ class PriceOut(BaseModel):
     subject_id: str
     currency: str
     rate_bps: int
-    fixed_minor: MinorOut
+    fixed_minor: MinorOut | None
     valid_from: Timestamp
     valid_to: Timestamp | None
     created_at: Timestamp

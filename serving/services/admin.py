@@ -101,8 +101,9 @@ def create_merchant(session: Session, body: MerchantCreate,
                         kyc_tier=body.kyc_tier)
     session.add(merchant)
     session.flush()
-    pricing = body.pricing or [PriceIn(currency=c, rate_bps=DEFAULT_MERCHANT_RATE_BPS)
-                               for c in DEFAULT_CURRENCIES]
+    # the platform's default price has no fixed part on purpose: an explicit 0, not a missing one
+    pricing = body.pricing or [PriceIn(currency=c, rate_bps=DEFAULT_MERCHANT_RATE_BPS,
+                                       fixed_minor=0) for c in DEFAULT_CURRENCIES]
     if len({p.currency for p in pricing}) != len(pricing):
         raise ApiError(422, "duplicate_price", "one price per currency", {"field": "pricing"})
     for price in pricing:

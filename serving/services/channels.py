@@ -65,7 +65,7 @@ def _write_price(session: Session, channel: Channel, codes: list[str], price: di
                        {"field": "price.fixed_minor"})
     for code in codes:
         set_price(session, subject_type="channel", subject_id=channel.id, currency=code,
-                  rate_bps=price["rate_bps"], fixed_minor=fixed.get(code, 0),
+                  rate_bps=price["rate_bps"], fixed_minor=fixed.get(code),
                   valid_from=valid_from, actor=actor)
 
 

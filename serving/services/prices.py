@@ -22,7 +22,10 @@ MODELS_LOCK = "clearhouse.commission_models"
 
 
 def set_price(session: Session, *, subject_type: str, subject_id: str, currency: str,
-              rate_bps: int, fixed_minor: int, valid_from: datetime, actor: str) -> Price:
+              rate_bps: int, fixed_minor: int | None, valid_from: datetime,
+              actor: str) -> Price:
+    """fixed_minor None: no fixed amount given for the currency (commission.md: counted as 0,
+    with a data-quality warning in the pipeline)."""
     if session.get(SUBJECTS[subject_type], subject_id) is None:
         raise ApiError(422, "unknown_subject", f"no {subject_type} {subject_id!r}",
                        {"field": "subject_id"})
@@ -38,7 +41,8 @@ def set_price(session: Session, *, subject_type: str, subject_id: str, currency:
                  resource_id=price.id,
                  details={"subject_type": subject_type, "subject_id": subject_id,
                           "currency": currency, "rate_bps": rate_bps,
-                          "fixed_minor": str(fixed_minor), "valid_from": valid_from,
+                          "fixed_minor": None if fixed_minor is None else str(fixed_minor),
+                          "valid_from": valid_from,
                           "supersedes": previous.id if previous else None})
     return price
 

@@ -276,8 +276,9 @@ def test_channel_create_update_and_prices(api):
     assert (usd["min_amount_minor"], usd["max_amount_minor"], usd["daily_limit_minor"]) == (
         "50", "500000", "100000000000000000000000")
     assert (usd["price"]["rate_bps"], usd["price"]["fixed_minor"]) == (120, "30")
+    # EUR was left out of fixed_minor: no fixed amount (commission.md: 0 with a warning)
     assert (eur["min_amount_minor"], eur["max_amount_minor"], eur["price"]["fixed_minor"]) == (
-        "1", None, "0")
+        "1", None, None)
     got = api.client.get(f"/api/v1/channels/{cid}", headers=bearer(operator(api))).json()
     assert "callback_secret" not in got and got["priority"] == 5
     with Session(api.engine) as s:
@@ -297,7 +298,7 @@ def test_channel_create_update_and_prices(api):
                                                    Price.currency == "USD")
                                .order_by(Price.valid_from)).all()
         assert [(p.rate_bps, p.fixed_minor, p.valid_to) for p in usd_prices] == [
-            (120, 30, datetime(2025, 1, 1, tzinfo=UTC)), (100, 0, None)]
+            (120, 30, datetime(2025, 1, 1, tzinfo=UTC)), (100, None, None)]
         assert s.get(ChannelCurrency, (cid, "EUR")) is None
 
 
