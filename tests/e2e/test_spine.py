@@ -46,7 +46,7 @@ def expected_statements(engine) -> dict[tuple[str, str], dict[str, int]]:
         for p in payments.values():
             price = price_in_force(s, subject_type="merchant", subject_id=p.merchant_id,
                                    currency=p.currency, at=p.captured_at)
-            fees[p.id] = fee_minor(p.amount_minor, price.rate_bps, price.fixed_minor)
+            fees[p.id] = fee_minor(p.amount_minor, price.rate_bps, price.fixed_minor or 0)
             if p.captured_at.date() == DAY:
                 f = figures[(p.merchant_id, p.currency)]
                 f["gross"] += p.amount_minor
