@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,7 @@ def test_parser_refuses(argv, capsys):
 
 def test_parser_chain():
     args = build_parser().parse_args(["chain", "export", "--day", "2026-01-02"])
-    assert (args.func, args.day) == (cli.cmd_chain_export, "2026-01-02")
+    assert (args.func, args.day) == (cli.cmd_chain_export, date(2026, 1, 2))
     assert build_parser().parse_args(["chain", "export"]).day is None
     args = build_parser().parse_args(["chain", "reorg", "--depth", "3"])
     assert (args.func, args.depth, args.network) == (cli.cmd_chain_reorg, 3, "eip155:84532")
