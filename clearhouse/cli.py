@@ -191,7 +191,7 @@ def cmd_dev(args) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execvp(sys.executable, [sys.executable, "-m", "dagster", "dev", "-m",
                                "orchestration.definitions", "--host", args.host, "--port",
-                               str(args.port)])
+                               str(args.port or settings.dagster_port)])
 
 
 def cmd_demo(args) -> None:
@@ -453,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="dagster dev on this state (HOME/dagster)")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=int, default=None,
+                     help="default: CLEARHOUSE_DAGSTER_PORT, else 3000")
     dev.set_defaults(func=cmd_dev)
 
     ingest = sub.add_parser("ingest", help="load statement/bill/chain/FX files now "

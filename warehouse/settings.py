@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    dagster_port: int = 3000  # `make dev` (dagster dev's web UI)
     idempotency_ttl_hours: int = 24
     rate_limit_per_key: float = 1000.0  # requests/s per API key
     rate_limit_per_ip: float = 1000.0  # requests/s per client IP

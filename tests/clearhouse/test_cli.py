@@ -147,3 +147,26 @@ def test_dev_defaults_sigint_and_sigterm_before_exec(make_settings, monkeypatch)
         signal.signal(signal.SIGTERM, before[1])
     assert seen["int"] is signal.SIG_DFL and seen["term"] is signal.SIG_DFL
     assert seen["argv"][-4:] == ["--host", "127.0.0.1", "--port", "3999"]
+
+
+@pytest.mark.parametrize(("env", "argv", "port"), [
+    ({}, [], "3000"),
+    ({"dagster_port": 3311}, [], "3311"),  # CLEARHOUSE_DAGSTER_PORT, as CLEARHOUSE_API_PORT
+    ({"dagster_port": 3311}, ["--port", "3999"], "3999"),  # the flag wins
+])
+def test_dev_port_comes_from_the_flag_then_the_environment(make_settings, monkeypatch, env,
+                                                           argv, port):
+    import os
+    import signal
+
+    settings = make_settings(**env)
+    seen = {}
+    monkeypatch.setattr(os, "execvp", lambda file, args: seen.setdefault("argv", args))
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        main(["dev", *argv])
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert seen["argv"][-2:] == ["--port", port]
