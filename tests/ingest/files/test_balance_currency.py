@@ -10,15 +10,7 @@ from ingest.files.checks import statement_balance_continuity
 from ingest.files.formats import camt
 from ingest.files.loader import load_landing
 from ingest.files.records import ParsedFile, Statement
-from ingest.files.warehouse_io import open_files_writer
-
-
-def _query(settings, fn):
-    writer = open_files_writer(settings)
-    try:
-        return fn(writer)
-    finally:
-        writer.close()
+from tests.ingest.files.warehouse_reads import with_writer
 
 
 def _statement(statement_id: str, day: int, opening: int, closing: int,
@@ -39,7 +31,7 @@ def test_the_raw_statement_keeps_each_balance_currency(settings, shared_data):
         (shared_data / "camt/genkgo/camt053.v2.minimal.xml").read_bytes())
     (report,) = load_landing(settings).files
     assert report.status == "loaded"
-    rows = _query(settings, lambda w: w.fetchall(
+    rows = with_writer(settings, lambda w: w.fetchall(
         "SELECT currency, opening_balance_minor, opening_currency, closing_balance_minor, "
         "closing_currency, balance_check FROM raw.bank_statements"))
     assert [(c, int(o), oc, int(cl), cc, check) for c, o, oc, cl, cc, check in rows] == [
@@ -54,6 +46,6 @@ def test_an_opening_in_another_currency_than_the_last_closing_is_a_gap(settings)
                             ("d2.xml", _statement("S-2", 3, 500, 500, opening_currency="SEK"))):
         (bank / name).write_bytes(camt.render(ParsedFile("camt", "bank_statement", [statement])))
     assert {f.status for f in load_landing(settings).files} == {"loaded"}
-    outcome = _query(settings, statement_balance_continuity)
+    outcome = with_writer(settings, statement_balance_continuity)
     assert not outcome.passed and outcome.count == 1
     assert outcome.examples[0]["statement"].endswith(":0")

@@ -19,6 +19,7 @@ from ingest.files.loader import load_landing
 from ingest.files.records import FraudReport, ParsedFile, ParseError
 from ingest.files.warehouse_io import open_files_writer
 from tests.ingest.files.mutations import damaged as _damaged
+from tests.ingest.files.warehouse_reads import rows
 
 HEADER = "report_id,payment_id,merchant_id,kind,source,reported_at,amount_minor,currency\n"
 GOOD = (HEADER
@@ -230,14 +231,6 @@ def test_the_writer_writes_nothing_without_reports_and_refuses_bad_ones(tmp_path
 
 
 # --- the loader, on DuckDB and Postgres -----------------------------------------------------------
-
-
-def rows(settings, sql):
-    writer = open_files_writer(settings)
-    try:
-        return writer.fetchall(sql)
-    finally:
-        writer.close()
 
 
 def drop(settings, name: str, data: bytes, source: str = "fraud_reports"):

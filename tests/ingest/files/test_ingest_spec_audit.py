@@ -10,6 +10,7 @@ from ingest.files import checks
 from ingest.files.loader import load_landing
 from ingest.files.schema import BANK_STATEMENT_LINES
 from ingest.files.warehouse_io import open_files_writer
+from tests.ingest.files.warehouse_reads import rows, with_writer
 
 PSP_HEADER = (b"record_type,channel_reference,merchant_reference,transaction_at,currency,"
               b"gross_minor,fee_minor,net_minor,payout_id,payout_date\n")
@@ -20,14 +21,6 @@ PSP_ROWS = (b"payment,crd_1,pay_01,2026-11-20T12:00:00.000000Z,USD,2550,74,2476,
 # regression dumps, licences and the mt-940 .yml files are not files a bank or PSP sends).
 FOLDERS = {"mt940": "bank", "bai2": "bank", "camt": "bank", "psp": "psp", "chain": "chain",
            "fx": "fx"}
-
-
-def rows(settings, sql, params=()):
-    writer = open_files_writer(settings)
-    try:
-        return writer.fetchall(sql, params)
-    finally:
-        writer.close()
 
 
 def drop(settings, source: str, name: str, data: bytes):
@@ -259,24 +252,16 @@ def test_a_cut_history_zip_says_where(settings, shared_data):
 
 # --- asset checks: duplicates by business key, freshness ---------------------------------------
 
-def check(settings, fn):
-    writer = open_files_writer(settings)
-    try:
-        return fn(writer)
-    finally:
-        writer.close()
-
-
 def test_the_same_wechat_transactions_in_two_current_bills_fail_the_duplicates_check(
         settings, shared_data):
     bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
     drop(settings, "psp", "tradebill_ALL_2021-01-28.csv", bill)
     load_landing(settings)
-    assert check(settings, checks.duplicate_current_psp_transactions).passed
+    assert with_writer(settings, checks.duplicate_current_psp_transactions).passed
     # The SUCCESS bill of the same day repeats the ALL bill's three payments.
     drop(settings, "psp", "tradebill_SUCCESS_2021-01-28.csv", bill.replace(b"\n", b"\r\n"))
     load_landing(settings)
-    outcome_ = check(settings, checks.duplicate_current_psp_transactions)
+    outcome_ = with_writer(settings, checks.duplicate_current_psp_transactions)
     assert not outcome_.passed and outcome_.count == 3
     assert outcome_.examples[0]["channel_reference"].startswith("42000009")
 
@@ -284,10 +269,10 @@ def test_the_same_wechat_transactions_in_two_current_bills_fail_the_duplicates_c
 def test_an_account_whose_statement_is_late_fails_the_freshness_check(settings, shared_data):
     drop(settings, "bank", "sns.sta", (shared_data / "mt940/jejik/sns.sta").read_bytes())
     load_landing(settings)
-    assert check(settings, checks.late_bank_statements).passed
+    assert with_writer(settings, checks.late_bank_statements).passed
     drop(settings, "bank", "ing.sta", (shared_data / "mt940/jejik/ing.sta").read_bytes())  # 2010
     load_landing(settings)
-    late = check(settings, checks.late_bank_statements)
+    late = with_writer(settings, checks.late_bank_statements)
     assert not late.passed and late.examples[0]["last_statement_day"] == "2010-07-23"
 
 
@@ -295,10 +280,10 @@ def test_ecb_rates_older_than_the_data_fail_the_freshness_check(settings, shared
     drop(settings, "fx", "eurofxref.csv", (shared_data / "fx/eurofxref.csv").read_bytes())
     drop(settings, "psp", "ch_card_sim_2026-11-02.csv", PSP_HEADER + PSP_ROWS)
     load_landing(settings)
-    assert check(settings, checks.stale_fx_rates).passed  # Friday's rates on Monday
+    assert with_writer(settings, checks.stale_fx_rates).passed  # Friday's rates on Monday
     drop(settings, "psp", "ch_card_sim_2026-11-20.csv", PSP_HEADER + PSP_ROWS)
     load_landing(settings)
-    stale = check(settings, checks.stale_fx_rates)
+    stale = with_writer(settings, checks.stale_fx_rates)
     assert not stale.passed
     assert stale.examples == [{"newest_rate_day": "2026-10-30", "newest_data_day": "2026-11-20"}]
 

@@ -18,14 +18,7 @@ from ingest.files.checks import (
 from ingest.files.loader import load_landing
 from ingest.files.records import ParsedFile, PspLine, Statement, StatementLine
 from ingest.files.warehouse_io import open_files_writer
-
-
-def rows(settings, sql):
-    writer = open_files_writer(settings)
-    try:
-        return writer.fetchall(sql)
-    finally:
-        writer.close()
+from tests.ingest.files.warehouse_reads import rows
 
 
 def psp_file(channel="ch_card_sim", day=dt.date(2026, 11, 20), amounts=(1000, 2550)):
