@@ -35,6 +35,7 @@ from decimal import Decimal
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
+from tests.dbt.commission_spec.marts import commissions, read_marts, revenue
 from tests.dbt.conftest import insert_raw, run_dbt_build
 
 T0 = datetime(2024, 1, 1)
@@ -243,30 +244,12 @@ def _vars(as_of: date) -> tuple[str, ...]:
                                   "recon_as_of": as_of.isoformat()}))
 
 
-def _snapshot(warehouse, proc) -> dict:
-    q = warehouse.query
-    return {
-        "returncode": proc.returncode,
-        "output": warehouse.dbt_output,
-        "run_results": warehouse.run_results,
-        "commissions": q("select * from analytics.fct_commissions"),
-        "revenue": {r["event_id"]: r for r in q("select * from analytics.fct_platform_revenue")},
-        "statements": {r["statement_id"]: r for r in q(
-            "select * from analytics.fct_settlement_statements")},
-        "lines": {r["line_id"]: r for r in q(
-            "select * from analytics.fct_settlement_statement_lines")},
-        "agent_statements": {r["statement_id"]: r for r in q(
-            "select * from analytics.fct_agent_commission_statements")},
-        "agent_lines": q("select * from analytics.fct_agent_commission_statement_lines"),
-    }
-
-
 def _build_twice(warehouse, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp(f"audit2_{warehouse.engine}")
     load_first(warehouse)
-    first = _snapshot(warehouse, run_dbt_build(warehouse, work / "first", _vars(FIRST_AS_OF)))
+    first = read_marts(warehouse, run_dbt_build(warehouse, work / "first", _vars(FIRST_AS_OF)))
     load_second(warehouse)
-    second = _snapshot(warehouse, run_dbt_build(warehouse, work / "second",
+    second = read_marts(warehouse, run_dbt_build(warehouse, work / "second",
                                                 _vars(SECOND_AS_OF)))
     return {"first": first, "second": second}
 
@@ -284,19 +267,6 @@ def built_postgres(postgres_warehouse, tmp_path_factory):
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def built(request):
     return request.getfixturevalue(f"built_{request.param}")
-
-
-def commissions(run: dict, event_id: str) -> dict[str, tuple]:
-    """beneficiary -> (level, model, amount) for one payment or refund."""
-    return {r["beneficiary_id"]: (r["level"], r["model"], int(r["amount_minor"]))
-            for r in run["commissions"] if r["event_id"] == event_id}
-
-
-def revenue(run: dict, event_id: str) -> tuple[int, int, int, int, bool]:
-    r = run["revenue"][event_id]
-    return (int(r["merchant_fee_minor"]), int(r["channel_cost_minor"]),
-            int(r["agent_commission_minor"]), int(r["platform_net_minor"]),
-            bool(r["negative_margin"]))
 
 
 STATEMENT_FIELDS = ("opening_balance", "gross", "refunds", "chargebacks", "fees", "adjustments",

@@ -25,6 +25,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.dbt.commission_spec.marts import commissions, read_marts, revenue
 from tests.dbt.conftest import insert_raw, run_dbt_build
 
 T0 = datetime(2024, 1, 1)
@@ -188,23 +189,7 @@ def _build(warehouse, tmp_path_factory):
     work = tmp_path_factory.mktemp(f"audit_{warehouse.engine}")
     proc = run_dbt_build(warehouse, work, ("--vars", json.dumps(
         {"settlement_as_of": AS_OF.isoformat(), "recon_as_of": AS_OF.isoformat()})))
-    q = warehouse.query
-    return {
-        "warehouse": warehouse,
-        "returncode": proc.returncode,
-        "output": warehouse.dbt_output,
-        "run_results": warehouse.run_results,
-        "commissions": q("select * from analytics.fct_commissions"),
-        "revenue": {r["event_id"]: r for r in q("select * from analytics.fct_platform_revenue")},
-        "statements": {r["statement_id"]: r for r in q(
-            "select * from analytics.fct_settlement_statements")},
-        "lines": {r["line_id"]: r for r in q(
-            "select * from analytics.fct_settlement_statement_lines")},
-        "agent_statements": {r["statement_id"]: r for r in q(
-            "select * from analytics.fct_agent_commission_statements")},
-        "agent_lines": q("select * from analytics.fct_agent_commission_statement_lines"),
-        "payments": {r["payment_id"]: r for r in q("select * from analytics.fct_payments")},
-    }
+    return read_marts(warehouse, proc)
 
 
 @pytest.fixture(scope="module")
@@ -220,19 +205,6 @@ def built_postgres(postgres_warehouse, tmp_path_factory):
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def built(request):
     return request.getfixturevalue(f"built_{request.param}")
-
-
-def commissions(built, event_id: str) -> dict[str, tuple]:
-    """beneficiary -> (level, model, amount) for one payment or refund."""
-    return {r["beneficiary_id"]: (r["level"], r["model"], int(r["amount_minor"]))
-            for r in built["commissions"] if r["event_id"] == event_id}
-
-
-def revenue(built, event_id: str) -> tuple[int, int, int, int, bool]:
-    r = built["revenue"][event_id]
-    return (int(r["merchant_fee_minor"]), int(r["channel_cost_minor"]),
-            int(r["agent_commission_minor"]), int(r["platform_net_minor"]),
-            bool(r["negative_margin"]))
 
 
 # --- the build ----------------------------------------------------------------------------------
