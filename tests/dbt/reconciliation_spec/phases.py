@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from tests.dbt.reconciliation_spec import scenario as s
 
 AS_OF = ["2024-03-03", "2024-03-04", "2024-03-05", "2024-03-05"]
@@ -33,3 +35,14 @@ def run_phases(aw, work) -> list[dict]:
     aw.build(AS_OF[0], work / "r5")
     snaps.append(aw.snapshot())
     return snaps
+
+
+def money(v):
+    """A money column as int (None stays None); a float or text would be a breach of money.md."""
+    assert v is None or isinstance(v, (int, Decimal)), f"money came back as {type(v).__name__}"
+    return None if v is None else int(v)
+
+
+def of(rows, channel):
+    """The rows of one channel."""
+    return [r for r in rows if r["channel"] == channel]

@@ -12,12 +12,12 @@ Expected results come from the spec text; each test names the sentence it checks
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 
 from tests.dbt.reconciliation_spec import scenario as s
-from tests.dbt.reconciliation_spec.phases import run_phases
+from tests.dbt.reconciliation_spec.phases import money as _int
+from tests.dbt.reconciliation_spec.phases import of, run_phases
 
 D3, D4, D5 = dt.date(2024, 3, 3), dt.date(2024, 3, 4), dt.date(2024, 3, 5)
 
@@ -40,13 +40,6 @@ def runs(request):
     return request.getfixturevalue(f"runs_{request.param}")
 
 
-def _int(v):
-    assert v is None or isinstance(v, (int, Decimal)), f"money came back as {type(v).__name__}"
-    return None if v is None else int(v)
-
-
-def of(rows, channel):
-    return [r for r in rows if r["channel"] == channel]
 
 
 def matches(run, channel):

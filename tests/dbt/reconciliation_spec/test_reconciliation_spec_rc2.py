@@ -21,6 +21,8 @@ from decimal import Decimal
 import pytest
 
 from tests.dbt.reconciliation_spec import scenario_rc2 as s
+from tests.dbt.reconciliation_spec.phases import money as _int
+from tests.dbt.reconciliation_spec.phases import of
 
 D2, D3, D4, D5 = (dt.date(2024, 3, d) for d in (2, 3, 4, 5))
 AS_OF = ["2024-03-03", "2024-03-05", "2024-03-03", "2024-03-05"]
@@ -64,13 +66,6 @@ def runs(request):
     return request.getfixturevalue(f"rc2_{request.param}")
 
 
-def _int(v):
-    assert v is None or isinstance(v, (int, Decimal)), f"money came back as {type(v).__name__}"
-    return None if v is None else int(v)
-
-
-def of(rows, channel):
-    return [r for r in rows if r["channel"] == channel]
 
 
 def breaks_of(run, payment_id, status=None):
