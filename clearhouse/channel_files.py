@@ -105,16 +105,18 @@ def _events(session: Session, channels: dict[str, Channel], start: dt.datetime,
         Payment.channel_id.is_not(None), Payment.channel_id.not_in(silent),
         Payment.payment_method_type != "wallet")))
     for p in payments:
-        events.append(_Event("payment", p.channel_id, p.channel_reference, p.id,
-                             _naive(p.captured_at), p.currency, p.amount_minor,
-                             _fee(session, p.channel_id, p.currency, p.amount_minor,
-                                  p.captured_at)))
+        channel_id, captured_at = p.channel_id, p.captured_at
+        assert channel_id is not None and captured_at is not None  # the query's filters
+        events.append(_Event("payment", channel_id, p.channel_reference, p.id,
+                             _naive(captured_at), p.currency, p.amount_minor,
+                             _fee(session, channel_id, p.currency, p.amount_minor, captured_at)))
     rows = session.execute(select(Refund, Payment.channel_id).join(
         Payment, Payment.id == Refund.payment_id).where(and_(
             Refund.succeeded_at >= start, Refund.succeeded_at < end,
             Refund.status == "succeeded", Payment.channel_id.is_not(None),
             Payment.channel_id.not_in(silent), Payment.payment_method_type != "wallet")))
     for refund, channel_id in rows:
+        assert channel_id is not None and refund.succeeded_at is not None  # the query's filters
         # The simulated channels keep their fee on refunds (as most card acquirers do).
         events.append(_Event("refund", channel_id, refund.channel_reference, refund.id,
                              _naive(refund.succeeded_at), refund.currency, -refund.amount_minor, 0))
@@ -175,7 +177,8 @@ def _write_psp_files(landing, day, channels, events, written) -> list[tuple[str,
     for channel_id, items in sorted(by_channel.items()):
         window = channels[channel_id].settlement_window_days or 0
         pay_day = day + dt.timedelta(days=window)
-        lines, net = [], defaultdict(int)
+        lines: list[PspLine] = []
+        net: dict[str, int] = defaultdict(int)
         for e in items:
             pid = payout_id(channel_id, e.currency, day)
             net[e.currency] += e.gross - e.fee
@@ -209,7 +212,7 @@ def _write_bank_statements(landing, day, channels, payouts, opening_totals, writ
         info = BANKS[bank]
         opening = opening_totals.get((bank, currency), 0)
         pay_day = max(d for _c, _a, d in items)
-        lines = []
+        lines: list[StatementLine] = []
         for channel_id, amount, value_day in items:
             pid = payout_id(channel_id, currency, day)
             lines.append(StatementLine(

@@ -4,7 +4,7 @@ development to try reconciliation. The chain itself is serving/x402/chain.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -48,15 +48,15 @@ def export_day(session: Session, net: Network, landing_dir: Path, day: date,
     head = chain.block_at(net, now)
     logs = []
     for row in rows:
-        fields = dict(network=net.caip2, block_number=row.block_number,
-                      block_hash=chain.block_hash(net, row.block_number),
-                      block_timestamp=row.block_timestamp.astimezone(UTC).replace(tzinfo=None),
-                      transaction_hash=row.tx_hash, log_index=row.id,
-                      token_address=row.asset, from_address=row.from_address,
-                      to_address=row.to_address, value=row.value)
-        logs.append(ChainLog(**fields, removed=False))
-        if row.removed:
-            logs.append(ChainLog(**fields, removed=True))
+        log = ChainLog(network=net.caip2, block_number=row.block_number,
+                       block_hash=chain.block_hash(net, row.block_number),
+                       block_timestamp=row.block_timestamp.astimezone(UTC).replace(tzinfo=None),
+                       transaction_hash=row.tx_hash, log_index=row.id,
+                       token_address=row.asset, from_address=row.from_address,
+                       to_address=row.to_address, value=row.value, removed=False)
+        logs.append(log)
+        if row.removed:  # the reorg's removal notice follows the log
+            logs.append(replace(log, removed=True))
     body = chain_format.render(ParsedFile(format=chain_format.FORMAT, kind=chain_format.KIND,
                                           chain_logs=logs), latest_block=head, network=net.caip2)
     folder = landing_dir / "chain" / net.caip2.replace(":", "-")

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -149,7 +150,7 @@ def point_webhooks_at(engine: Engine, merchants: list[SimMerchant], base_url: st
     """Operator step: send each merchant's webhooks to base_url/<merchant id>."""
     with Session(engine) as session:
         for m in merchants:
-            session.get(Merchant, m.id).callback_url = f"{base_url}/{m.id}"
+            session.get_one(Merchant, m.id).callback_url = f"{base_url}/{m.id}"
         session.commit()
 
 
@@ -165,7 +166,8 @@ def set_up_merchants(engine: Engine, credentials_file: Path) -> list[SimMerchant
         bootstrap_admin(session)
         agents: dict[str, str] = {}
         for name, parent in AGENT_TREE:
-            agents[name] = create_agent(session, name=name, parent_id=agents.get(parent)).id
+            parent_id = agents[parent] if parent is not None else None
+            agents[name] = create_agent(session, name=name, parent_id=parent_id).id
         session.flush()
         _set_commission_models(session, agents)
         for name, agent, settle_ccy, rate_bps in MERCHANTS:
@@ -248,7 +250,7 @@ def plan_day(merchants: list[SimMerchant], day: date, n: int, seed: int) -> list
             method["test_outcome"] = "decline"
         elif pending:
             method["test_outcome"] = "pending"
-        body = {"amount_minor": str(_amount_minor(rng, code)), "currency": code,
+        body: dict[str, Any] = {"amount_minor": str(_amount_minor(rng, code)), "currency": code,
                 "merchant_reference": f"order-{day:%Y%m%d}-{i:06d}", "payment_method": method,
                 "customer": {"id": customer.id, "email": f"{customer.id}@example.com",
                              "ip": customer.ip, "device_id": customer.device_id,
@@ -478,6 +480,7 @@ def run_day(client: httpx.Client, merchants: list[SimMerchant], *, day: date, pa
         return plan, client.post("/api/v1/payments", json=plan.body, headers=headers)
 
     def refund(plan: PlannedPayment, payment_id: str):
+        assert plan.refund_at is not None  # only planned refunds are made
         body = {"payment_id": payment_id, "reason": "requested_by_customer"}
         if plan.refund_minor is not None:
             body["amount_minor"] = str(plan.refund_minor)

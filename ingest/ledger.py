@@ -14,6 +14,7 @@ this process reads one batch at a time, so its memory holds a batch, not a table
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -147,7 +148,7 @@ class _Source:
                         # Read, not mapped: a mapped file's pages would all count in this
                         # process's memory by the end of the scan.
                         yield _Read(name, meta["rows"], meta["max_cursor"],
-                                    lambda path=path: pa.ipc.open_stream(pa.OSFile(str(path))))
+                                    functools.partial(_open_stream, path))
                         # Loaded: delete it, giving its memory back at once (the scratch folder
                         # is RAM-backed; a 10M-payment ledger fills 4.4 GB there).
                         path.unlink()
@@ -174,7 +175,7 @@ class _Source:
             table = retype_null_columns(table)
             yield _Read(name, table.num_rows,
                         pc.max(table.column(cursors[name])).as_py() if table.num_rows else None,
-                        lambda table=table: table.to_reader(max_chunksize=BATCH_ROWS))
+                        functools.partial(table.to_reader, max_chunksize=BATCH_ROWS))
 
     def _select(self, column: str, kind: str) -> str:
         if column in DERIVED:
@@ -189,6 +190,10 @@ class _Source:
 
 
 # --- warehouse writers -------------------------------------------------------------------------
+
+
+def _open_stream(path: Path) -> pa.RecordBatchReader:
+    return pa.ipc.open_stream(pa.OSFile(str(path)))
 
 
 def _cast_list(table: RawTable, engine: str, source: str) -> str:
@@ -301,7 +306,9 @@ def _high_water(max_cursor: object) -> datetime | None:
     if isinstance(max_cursor, str):
         return (datetime.strptime(max_cursor, SQLITE_TS_FORMAT) if "." in max_cursor
                 else datetime.fromisoformat(max_cursor))
-    return max_cursor
+    if max_cursor is None or isinstance(max_cursor, datetime):
+        return max_cursor
+    raise TypeError(f"a cursor column gave {max_cursor!r}, not a timestamp")
 
 
 def extract_ledger(settings: Settings, *, overlap: timedelta = DEFAULT_OVERLAP,

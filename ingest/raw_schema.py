@@ -31,7 +31,7 @@ class RawTable:
 
 def raw_table(name: str, key: str, cursor: str, *cols: str) -> RawTable:
     """A table from "column:type" strings."""
-    return RawTable(name, key, cursor, tuple(tuple(c.split(":")) for c in cols))
+    return RawTable(name, key, cursor, tuple((c.split(":")[0], c.split(":")[1]) for c in cols))
 
 
 _t = raw_table

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -92,7 +93,7 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
                       top=scores.sort("score", "payment_id", descending=[True, False]).head(10)
                       .select("payment_id", "score", "decision", "reasons").to_dicts())
     if payments.height and "drift_reference" in card:
-        day = payments["created_at"].max().date()
+        day = cast(datetime, payments["created_at"].max()).date()
         latest = features.filter(payments["created_at"].dt.date() == day)
         outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
     else:

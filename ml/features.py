@@ -32,6 +32,7 @@ The features (FEATURES, in model column order):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import polars as pl
 
@@ -108,11 +109,11 @@ def event_features(event: Mapping[str, object], history: pl.DataFrame) -> dict[s
     """FEATURES of one new event, given the events that arrived before it (`history`, in the
     layout of ml.paysim.load_paysim). The event needs step, type, amount, nameOrig,
     oldbalanceOrg and nameDest; it is placed after every event of the history."""
-    if history.height and history["step"].max() > event["step"]:
+    if history.height and cast(int, history["step"].max()) > cast(int, event["step"]):
         raise ValueError("the history holds events after the one being scored")
     relevant = history.filter((pl.col("nameOrig") == event["nameOrig"])
                               | (pl.col("nameDest") == event["nameDest"])).select(_INPUT)
-    seq = history["seq"].max() + 1 if history.height else 0
+    seq = cast(int, history["seq"].max()) + 1 if history.height else 0
     new = pl.DataFrame([{**{name: event[name] for name in _INPUT[1:]}, "seq": seq}]).select(_INPUT)
     row = batch_features(pl.concat([relevant, new], how="vertical_relaxed")).row(-1, named=True)
     return {name: float(row[name]) for name in FEATURES}

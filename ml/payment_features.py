@@ -49,6 +49,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -79,13 +80,15 @@ FEATURES: tuple[str, ...] = (
 
 # The payment event layout with its types (the API's payments, the warehouse extract and
 # ml.simulate all produce it) and the layout of fraud labels (one row per reported payment).
-_TYPES = {"created_at": pl.Datetime("us", "UTC"), "amount_minor": pl.Int64,
-          "failed_at": pl.Datetime("us", "UTC")}
-EVENT_SCHEMA = {name: _TYPES.get(name, pl.Utf8) for name in EVENT_COLUMNS}
-LABEL_SCHEMA = {"payment_id": pl.Utf8, "kind": pl.Utf8, "reported_at": pl.Datetime("us", "UTC")}
+_TYPES: dict[str, pl.DataType] = {"created_at": pl.Datetime("us", "UTC"),
+                                   "amount_minor": pl.Int64(),
+                                   "failed_at": pl.Datetime("us", "UTC")}
+EVENT_SCHEMA = pl.Schema({name: _TYPES.get(name, pl.Utf8()) for name in EVENT_COLUMNS})
+LABEL_SCHEMA = pl.Schema({"payment_id": pl.Utf8(), "kind": pl.Utf8(),
+                          "reported_at": pl.Datetime("us", "UTC")})
 
 
-def usd_major(amount_minor: int, currency: str) -> float:
+def usd_major(amount_minor: float, currency: str) -> float:
     """Indicative US dollars (0 for a currency without an indicative rate)."""
     rate = INDICATIVE_USD.get(currency)
     return amount_minor / 10 ** exponent(currency) * float(rate) if rate else 0.0
@@ -234,7 +237,7 @@ def _dense_codes(keys: pl.DataFrame) -> np.ndarray:
     code = np.zeros(keys.height, dtype=np.int64)
     for column in keys.columns:
         physical = keys[column].cast(pl.Utf8).cast(pl.Categorical).to_physical()
-        width = int(physical.max() or 0) + 2  # codes 0..max, and max + 1 for null
+        width = cast(int, physical.max() or 0) + 2  # codes 0..max, and max + 1 for null
         if int(code.max(initial=0)) + 1 > _CODE_LIMIT // width:
             code = _renumbered(code)
         code = code * width + physical.fill_null(width - 1).to_numpy().astype(np.int64)
@@ -303,7 +306,8 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         customer_declines_24h=pl.Series(customer_declines),
         _merchant_1h=pl.Series(merchant_1h), _merchant_declines_1h=pl.Series(merchant_declines_1h),
         _prev_at=pl.Series(np.where(has_prev, instants.us[prev_row], 0)).cast(
-            pl.Datetime("us")).dt.replace_time_zone(frame["created_at"].dtype.time_zone),
+            pl.Datetime("us")).dt.replace_time_zone(
+                cast(pl.Datetime, frame["created_at"].dtype).time_zone),
         _has_prev=pl.Series(has_prev),
         _prev_geo=frame["geo"].gather(prev_row),
     ).with_columns(pl.when(pl.col("_has_prev")).then(pl.col("_prev_at")).alias("_prev_at"))

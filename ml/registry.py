@@ -128,6 +128,7 @@ class Registry:
             current = pointer["champion"]
             entry = {"action": "promote", "version": name, "previous": current, "forced": force,
                      "margin": margin, "challenger_pr_auc": challenger["metrics"]["pr_auc"]}
+            reason: str | None
             if name == current:
                 reason = f"{name} is already the champion"
             else:

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -59,14 +60,16 @@ def training_data(settings: Settings, known_at: datetime, *,
     events = [pl.DataFrame(schema=EVENT_SCHEMA)]
     labels = [pl.DataFrame(schema=LABEL_SCHEMA)]
     sources: dict[str, int] = {}
-    spans = []  # (first, last created_at) per source: what there is, if nothing is known
+    # (first, last created_at) per source: what there is, if nothing is known
+    spans: list[tuple[datetime, datetime]] = []
     for directory in history_dirs(settings):
         e, lab = read_history(directory)
         events.append(e.select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA))
         labels.append(lab.select(list(LABEL_SCHEMA)).cast(LABEL_SCHEMA))
         sources[f"history:{directory.name}"] = e.height
         if e.height:
-            spans.append((e["created_at"].min(), e["created_at"].max()))
+            spans.append((cast(datetime, e["created_at"].min()),
+                          cast(datetime, e["created_at"].max())))
     if warehouse:
         from ml.warehouse import open_warehouse
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -197,9 +198,11 @@ def fraud_caught_minor(frame: pl.DataFrame, reviewed: np.ndarray,
 
 
 def _minus(a: int | dict[str, int], b: int | dict[str, int]) -> int | dict[str, int]:
-    if isinstance(a, int):
+    if isinstance(a, int) and isinstance(b, int):
         return a - b
-    return {code: a.get(code, 0) - b.get(code, 0) for code in sorted(set(a) | set(b))}
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {code: a.get(code, 0) - b.get(code, 0) for code in sorted(set(a) | set(b))}
+    raise TypeError("both amounts must be totals, or both per currency")
 
 
 def holdout_metrics(holdout: pl.DataFrame, score: np.ndarray, budget: int = REVIEW_BUDGET, *,
@@ -296,4 +299,4 @@ def _fit_summary(y: np.ndarray) -> dict:
 def reference_values(train: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> dict[str, float]:
     """Each feature's median over the training window: the "ordinary" value that reasons are
     measured against (ml.scoring) and the drift check's reference."""
-    return {name: float(train[name].median()) for name in feature_set.features}
+    return {name: float(cast(float, train[name].median())) for name in feature_set.features}

@@ -49,7 +49,8 @@ SCORES_TABLE = "analytics.fct_fraud_scores"
 SCORES_COLUMNS = {"payment_id": "TEXT", "merchant_id": "TEXT", "created_at": "TIMESTAMP",
                   "score": "INTEGER", "decision": "TEXT", "reasons": "TEXT",
                   "model_version": "TEXT", "scored_at": "TIMESTAMP"}
-_POLARS = {"TEXT": pl.Utf8, "TIMESTAMP": pl.Datetime("us", "UTC"), "INTEGER": pl.Int32}
+_POLARS: dict[str, pl.DataType] = {"TEXT": pl.Utf8(), "TIMESTAMP": pl.Datetime("us", "UTC"),
+                                    "INTEGER": pl.Int32()}
 NO_SCORES = pl.DataFrame(schema={name: _POLARS[kind] for name, kind in SCORES_COLUMNS.items()})
 
 
@@ -92,7 +93,7 @@ def read_payments(writer, before: datetime | None = None,
             params.append(bound.replace(tzinfo=None))
             clauses.append(f"AND created_at {op} ${len(params)}")
     table = _arrow(writer, _PAYMENTS.format(where=" ".join(clauses)), tuple(params))
-    frame = pl.from_arrow(table) if table.num_rows else pl.DataFrame(schema=EVENT_SCHEMA)
+    frame = pl.DataFrame(table) if table.num_rows else pl.DataFrame(schema=EVENT_SCHEMA)
     return _utc(frame, EVENT_SCHEMA).select(EVENT_COLUMNS)
 
 
@@ -105,7 +106,7 @@ def payments_span(writer) -> tuple[datetime, datetime] | None:
 
 def read_labels(writer) -> pl.DataFrame:
     table = _arrow(writer, _LABELS)
-    frame = pl.from_arrow(table) if table.num_rows else pl.DataFrame(schema=LABEL_SCHEMA)
+    frame = pl.DataFrame(table) if table.num_rows else pl.DataFrame(schema=LABEL_SCHEMA)
     return _utc(frame, LABEL_SCHEMA)
 
 

@@ -4,6 +4,7 @@ HOME/dagster, so `make dev` shows the runs afterwards."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from warehouse.settings import Settings
@@ -42,7 +43,7 @@ def pipeline_run_config(verbose: bool) -> dict:
     return {**QUIET, "ops": {"clearhouse_dbt_assets": {"config": {"print_dbt_log": False}}}}
 
 
-def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool = False,
+def run_pipeline(settings: Settings, *, days: Sequence[date] = (), ephemeral: bool = False,
                  verbose: bool = False, as_of: date | None = None) -> dict:
     """Extract -> dbt build (with its tests as checks) -> publish; then statement files per day.
     The run is the job's partition `as_of` (default today, UTC): the books as of that day,
@@ -68,22 +69,20 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
     if not main.success:
         raise RuntimeError(f"the pipeline run failed: {pipeline_failure(main)}; see run "
                            f"{main.run_id} in `make dev`, or rerun with --verbose")
-    extracted = sum(
-        event.materialization.metadata["rows_extracted"].value
-        for event in main.get_asset_materialization_events()
-        if "rows_extracted" in event.materialization.metadata)
+    extracted = sum(_int_metadata(event, "rows_extracted")
+                    for event in main.get_asset_materialization_events())
     from orchestration.defs.files.assets import FILE_SOURCES
 
     first_table = {source.tables[0]: source.asset_name for source in FILE_SOURCES}
     landed = {}
     for event in main.get_asset_materialization_events():
         meta = event.materialization.metadata
-        name = first_table.get(event.asset_key.path[-1])
+        name = first_table.get(_asset_name(event))
         if name and "loaded" in meta:
             landed[name] = {k: meta[k].value for k in
                             ("loaded", "quarantined", "duplicates", "rows")}
     # What finance sees on each mart in the UI (orchestration/defs/dbt/metadata.py).
-    marts = {event.asset_key.path[-1]: {k: v.value for k, v in
+    marts = {_asset_name(event): {k: v.value for k, v in
                                         event.materialization.metadata.items()
                                         if k in ("dagster/row_count", "summary")}
              for event in main.get_asset_materialization_events()
@@ -97,6 +96,19 @@ def run_pipeline(settings: Settings, *, days: list[date] = (), ephemeral: bool =
         files[day] = event.materialization.metadata["statements_written"].value
     return {"rows_extracted": extracted, "statement_files": files, "landed_files": landed,
             "marts": marts, "run_id": main.run_id}
+
+
+def _asset_name(event) -> str:
+    """The last part of a materialization event's asset key."""
+    key = event.asset_key
+    assert key is not None  # a materialization always names its asset
+    return key.path[-1]
+
+
+def _int_metadata(event, key: str) -> int:
+    """A materialization's integer metadata entry (0 without one)."""
+    entry = event.materialization.metadata.get(key)
+    return entry.value if entry is not None and isinstance(entry.value, int) else 0
 
 
 def run_fraud_training(settings: Settings, *, known_at: str | None = None, promote: bool = True,

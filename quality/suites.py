@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from ingest.files.formats.fraud_reports import KINDS as FRAUD_KINDS
 from ingest.files.formats.fraud_reports import SOURCES as FRAUD_SOURCES
@@ -123,7 +124,7 @@ class SuiteSpec:
     key: str  # primary key: shown with every unexpected example
     columns: tuple[str, ...]  # must be present
     blocking: bool  # a failure stops the assets downstream (Dagster blocking check)
-    expectations: Callable[[], list] = field(repr=False)
+    expectations: Callable[[ModuleType], list] = field(repr=False)  # takes the gxe module
     derived: tuple[Derived, ...] = ()
     # SQL returning one integer: the minimum row count (evaluated on the same connection)
     min_rows_sql: str | None = None

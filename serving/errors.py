@@ -33,9 +33,11 @@ from warehouse.money import MoneyError
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details or {}
+        self.headers = headers  # extra response headers (Retry-After on a 429)
 
 
 def not_found(kind: str, ident: str) -> ApiError:
@@ -106,7 +108,7 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
-                            headers=getattr(exc, "headers", None))
+                            headers=exc.headers)
 
     @app.exception_handler(MoneyError)
     async def _money_error(_request: Request, exc: MoneyError):
@@ -135,7 +137,8 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
             reason = (first.get("ctx") or {}).get("error") or "malformed"
             where = f" at character {position}" if position is not None else ""
             message = f"the request body is not valid JSON ({reason}{where})"
-            details = {"field": "body", "errors": [{"field": "body", "message": message}]}
+            details: dict[str, Any] = {"field": "body",
+                                       "errors": [{"field": "body", "message": message}]}
             if position is not None:
                 details["position"] = position
             return JSONResponse(error_body("invalid_json", f"body: {message}", details),

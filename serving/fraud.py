@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Float,
@@ -50,6 +51,9 @@ from ml.payment_layout import COUNT_NAMES, EVENT_COLUMNS, KEYS, WINDOWS
 from serving import risk
 from warehouse.models import Payment, UTCDateTime
 from warehouse.settings import Settings
+
+if TYPE_CHECKING:  # polars comes with it: imported when a model is first used, not at start-up
+    from ml.payment_features import Summary
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 1.0
@@ -244,7 +248,7 @@ class Prefetched:
     reads it after its claim), with what it was read for (`_prefetch_key`)."""
 
     key: tuple
-    summary: object  # ml.payment_features.Summary
+    summary: Summary
 
 
 def _prefetch_key(event: dict) -> tuple:

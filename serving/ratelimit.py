@@ -42,10 +42,9 @@ class TokenBuckets:
 
 
 def limited(wait: float, scope: str) -> ApiError:
-    error = ApiError(429, "rate_limited", f"too many requests for this {scope}; retry later",
-                     {"scope": scope, "retry_after_seconds": math.ceil(wait)})
-    error.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
-    return error
+    return ApiError(429, "rate_limited", f"too many requests for this {scope}; retry later",
+                    {"scope": scope, "retry_after_seconds": math.ceil(wait)},
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 class RateLimitMiddleware:
@@ -80,6 +79,7 @@ async def _reject(send, error: ApiError) -> None:
 
     body = json.dumps(error_body(error.code, error.message, error.details)).encode()
     headers = [(b"content-type", b"application/json"),
-               (b"retry-after", error.headers["Retry-After"].encode())]
+               *((name.lower().encode(), value.encode())
+                 for name, value in (error.headers or {}).items())]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any, Protocol, cast
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -84,7 +85,14 @@ class RiskResult:
         self.reasons.append(reason)
 
 
-ScoreHook = Callable[[Session, RiskInput, datetime], tuple[int, list[str]] | None]
+class ScoreHook(Protocol):
+    """(score, reasons) of a payment, or None without a model; `prefetched` is what the
+    Postgres fast path read ahead for it (serving.fraud.Prefetched)."""
+
+    def __call__(self, session: Session, risk: RiskInput, now: datetime,
+                 prefetched: Any = None, /) -> tuple[int, list[str]] | None: ...
+
+
 _score_hook: ScoreHook | None = None
 _thresholds = (REVIEW_SCORE, REJECT_SCORE)
 
@@ -185,7 +193,7 @@ RISK_FACTS_PG = ("SELECT * FROM payment_risk_facts(%(merchant_id)s, %(day)s, %(c
 
 
 def risk_facts_params(merchant_id: str | None, currency: str, channels: list[str],
-                      keys: dict[str, str | None], now: datetime) -> dict:
+                      keys: Mapping[str, str | None], now: datetime) -> dict:
     """RISK_FACTS_PG's parameters; `keys` the payment's velocity keys by column
     (customer_id, card_fingerprint, device_id, customer_ip), missing or None when absent."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -204,7 +212,7 @@ def volume_pairs(text_value: str | None) -> dict[str, int]:
 
 
 def locked_facts(session: Session, merchant_id: str | None, currency: str, channels: list[str],
-                 keys: dict[str, str | None], now: datetime):
+                 keys: Mapping[str, str | None], now: datetime):
     """Postgres: take the locks of the payment's keys for this transaction and read its facts
     (a row of payment_risk_facts)."""
     return session.connection().exec_driver_sql(
@@ -215,7 +223,7 @@ VELOCITY_COLUMNS = {"customer_id": "v_customer", "card_fingerprint": "v_card",
                     "device_id": "v_device", "customer_ip": "v_ip"}
 
 
-def facts_from(row, keys: dict[str, str | None]) -> RiskFacts:
+def facts_from(row, keys: Mapping[str, str | None]) -> RiskFacts:
     """The facts a row of payment_risk_facts holds (lists aside), for a payment with the
     velocity `keys` (by column; a key the payment lacks has no velocity)."""
     return RiskFacts(
@@ -240,8 +248,8 @@ def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str
 
 
 def _in_settlement_currency(totals: dict[str, int], merchant: Merchant) -> Decimal:
-    return sum((_in_merchant_currency(int(v), c, merchant) or Decimal(0))
-               for c, v in totals.items())
+    return sum(((_in_merchant_currency(int(v), c, merchant) or Decimal(0))
+                for c, v in totals.items()), Decimal(0))
 
 
 @dataclass
@@ -301,7 +309,8 @@ def gather(session: Session, risk: RiskInput, now: datetime,
         for column, value in velocity_keys(risk)]
     if counts:
         values = session.execute(select(*[q for _, q in counts])).one()
-        facts.velocity = {column: seen for (column, _), seen in zip(counts, values, strict=True)}
+        facts.velocity = {column: cast(int, seen)
+                          for (column, _), seen in zip(counts, values, strict=True)}
     if parse_geo(risk.geo) and risk.customer_id:
         last = session.execute(
             select(Payment.customer).where(
@@ -312,8 +321,7 @@ def gather(session: Session, risk: RiskInput, now: datetime,
     return facts
 
 
-def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
-           session: Session | None = None) -> RiskResult:
+def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *, session: Session) -> RiskResult:
     """The rules, in order, over gathered facts (pure but for the ML hook, which may read)."""
     result = RiskResult()
     if facts.blocked:
@@ -352,8 +360,7 @@ def decide(risk: RiskInput, facts: RiskFacts, now: datetime, *,
         result.escalate("review", "geo_anomaly")
 
     if _score_hook is not None:
-        scored = (_score_hook(session, risk, now) if facts.ml_prefetched is None
-                  else _score_hook(session, risk, now, facts.ml_prefetched))
+        scored = _score_hook(session, risk, now, facts.ml_prefetched)
         if scored is not None:
             result.score, model_reasons = scored
             review_at, reject_at = _thresholds

@@ -231,12 +231,11 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
                 reasons.append("below_min_amount")
             if hi is not None and amount_minor > hi:
                 reasons.append("above_max_amount")
-            used = None
             if daily is not None and not reasons:
                 used = (captured_today.get(cid, 0) if captured_today is not None
                         else _captured_today(session, cid, currency, now))
-            if used is not None and used + amount_minor > daily:
-                reasons.append("daily_limit_reached")
+                if used + amount_minor > daily:
+                    reasons.append("daily_limit_reached")
         price = costs.get(cid)
         if price is None:
             reasons.append("no_cost_price")

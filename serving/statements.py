@@ -84,20 +84,21 @@ def parse_period(period: str | None, today: date | None = None) -> tuple[date, d
     return start, end
 
 
-def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iterator[tuple]:
+def _fetch(settings: Settings, sql: str, params: list) -> Iterator[tuple]:
+    """The rows of `sql` over the published marts ({alias} placeholders, `?` parameters): on
+    DuckDB from the published Parquet files, on Postgres from the marts, streamed."""
     if settings.warehouse_engine == "duckdb":
         import duckdb
 
         files = {alias: published_path(settings, mart) for alias, mart in MARTS.items()
-                 if "{" + alias + "}" in sql_duck}
+                 if "{" + alias + "}" in sql}
         if not all(path.exists() for path in files.values()):
             raise ApiError(503, "statements_not_published",
                            "no statements have been published yet: run the pipeline first")
         con = duckdb.connect()
         try:
-            sql = sql_duck.format(**{alias: f"read_parquet('{path}')"
-                                     for alias, path in files.items()})
-            cursor = con.execute(sql, params)
+            cursor = con.execute(sql.format(**{alias: f"read_parquet('{path}')"
+                                               for alias, path in files.items()}), params)
             while batch := cursor.fetchmany(2000):
                 yield from batch
         finally:
@@ -105,12 +106,12 @@ def _fetch(settings: Settings, sql_duck: str, sql_pg: str, params: list) -> Iter
         return
     import psycopg
 
-    with psycopg.connect(to_libpq_url(settings.warehouse_target)) as con:
-        sql = sql_pg.format(**{alias: f"{MARTS_SCHEMA}.{mart}" for alias, mart in MARTS.items()})
-        with con.cursor(name="statement_stream") as cursor:  # server-side: streams large periods
-            cursor.itersize = 2000
-            cursor.execute(sql.replace("?", "%s"), params)
-            yield from cursor
+    with psycopg.connect(to_libpq_url(settings.warehouse_target)) as pg:
+        marts = sql.format(**{alias: f"{MARTS_SCHEMA}.{mart}" for alias, mart in MARTS.items()})
+        with pg.cursor(name="statement_stream") as stream:  # server-side: streams large periods
+            stream.itersize = 2000
+            stream.execute(marts.replace("?", "%s"), params)
+            yield from stream
 
 
 def statements(settings: Settings, merchant_id: str, start: date, end: date) -> list[dict]:
@@ -119,7 +120,7 @@ def statements(settings: Settings, merchant_id: str, start: date, end: date) -> 
     sql = (f"SELECT {', '.join(STATEMENT_FIELDS)} FROM {{statements}} WHERE merchant_id = ? "
            "AND period_start <= ? AND period_end >= ? ORDER BY period_start, statement_id")
     return [dict(zip(STATEMENT_FIELDS, row, strict=True))
-            for row in _fetch(settings, sql, sql, [merchant_id, end, start])]
+            for row in _fetch(settings, sql, [merchant_id, end, start])]
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id
            f"{paid_out} AS paid_out "
            f"FROM {{{mart}}} WHERE {where}) latest WHERE rn = 1 ORDER BY currency")
     try:
-        rows = list(_fetch(settings, sql, sql, params))
+        rows = list(_fetch(settings, sql, params))
     except ApiError as exc:
         if exc.code == "statements_not_published":
             return []
@@ -205,7 +206,7 @@ def statement_lines(settings: Settings, merchant_id: str, start: date,
     sql = (f"SELECT {', '.join(LINE_FIELDS)} FROM {{lines}} WHERE merchant_id = ? "
            "AND period_start <= ? AND period_end >= ? "
            "ORDER BY period_start, statement_id, occurred_at, line_id")
-    for row in _fetch(settings, sql, sql, [merchant_id, end, start]):
+    for row in _fetch(settings, sql, [merchant_id, end, start]):
         yield dict(zip(LINE_FIELDS, row, strict=True))
 
 
@@ -268,7 +269,7 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
 def merchants_with_statements(settings: Settings, start: date, end: date) -> list[str]:
     sql = ("SELECT DISTINCT merchant_id FROM {statements} WHERE period_start <= ? "
            "AND period_end >= ? ORDER BY merchant_id")
-    return [row[0] for row in _fetch(settings, sql, sql, [end, start])]
+    return [row[0] for row in _fetch(settings, sql, [end, start])]
 
 
 def _write_atomically(path, chunks) -> int:
@@ -286,7 +287,7 @@ def _write_atomically(path, chunks) -> int:
 def agents_with_statements(settings: Settings, start: date, end: date) -> list[str]:
     sql = ("SELECT DISTINCT agent_id FROM {agent_statements} WHERE period_start <= ? "
            "AND period_end >= ? ORDER BY agent_id")
-    return [row[0] for row in _fetch(settings, sql, sql, [end, start])]
+    return [row[0] for row in _fetch(settings, sql, [end, start])]
 
 
 def write_statement_files(settings: Settings, day: date,
@@ -324,16 +325,18 @@ def stream_agent_csv(settings: Settings, agent_id: str, start: date, end: date) 
     """An agent's commission statements (settlement.md): per statement an opening balance, one
     'commission' line per model and level (earned, reversed, net), an 'adjustment' line per late
     commission row or correction (naming it), and the closing balance."""
-    heads = list(_fetch(settings, *(2 * [
+    heads = list(_fetch(
+        settings,
         "SELECT statement_id, period_start, period_end, currency, opening_balance_minor, "
         "earned_minor, reversed_minor, net_minor, closing_balance_minor, payment_count, "
         "refund_count FROM {agent_statements} WHERE agent_id = ? AND period_start <= ? "
-        "AND period_end >= ? ORDER BY period_start, statement_id"]), [agent_id, end, start]))
-    lines = _fetch(settings, *(2 * [
+        "AND period_end >= ? ORDER BY period_start, statement_id", [agent_id, end, start]))
+    lines = _fetch(
+        settings,
         "SELECT statement_id, line_type, model, level, payment_count, refund_count, "
         "earned_minor, reversed_minor, net_minor, line_id, description FROM {agent_lines} "
         "WHERE agent_id = ? AND period_start <= ? AND period_end >= ? "
-        "ORDER BY period_start, statement_id, line_type DESC, level, model, line_id"]),
+        "ORDER BY period_start, statement_id, line_type DESC, level, model, line_id",
         [agent_id, end, start])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -24,9 +24,10 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from serving import signing
@@ -72,7 +73,7 @@ def event_merchant_id():
     )
 
 
-def select_events():
+def select_events() -> Select[OutboxEvent, str | None]:
     """SELECT (OutboxEvent, merchant_id) with the joins event_merchant_id() needs."""
     return (
         select(OutboxEvent, event_merchant_id().label("merchant_id"))
@@ -121,10 +122,9 @@ def enqueue(session: Session, now: datetime, *, batch: int = ENQUEUE_BATCH) -> i
         select(Merchant.id, Merchant.callback_url)
         .where(Merchant.id.in_(merchant_ids), Merchant.callback_url.is_not(None))
     ).all()) if merchant_ids else {}
-    existing = set(session.execute(
+    existing: set[tuple[str, str]] = {(event_id, url) for event_id, url in session.execute(
         select(WebhookDelivery.event_id, WebhookDelivery.url)
-        .where(WebhookDelivery.event_id.in_([event.id for event, _ in rows]))
-    ).all())
+        .where(WebhookDelivery.event_id.in_([event.id for event, _ in rows])))}
     created = 0
     for event, merchant_id in rows:
         url = urls.get(merchant_id) if merchant_id else None
@@ -233,6 +233,7 @@ def _send(client: httpx.Client, claim: Claim, now: datetime) -> tuple[int | None
 def _record(engine: Engine, claim: Claim, now: datetime, status_code: int | None,
             error: str | None) -> str:
     """Store the outcome of a claimed attempt; returns the delivery's new status."""
+    values: dict[str, Any]
     if error is None:
         values = {"status": "delivered", "delivered_at": now, "last_status_code": status_code,
                   "last_error": None}
@@ -250,7 +251,7 @@ def _record(engine: Engine, claim: Claim, now: datetime, status_code: int | None
                    WebhookDelivery.attempts == claim.attempt,
                    WebhookDelivery.status == "pending")
             .values(**values))
-    return values["status"]
+    return str(values["status"])
 
 
 def deliver_due(engine: Engine, client: httpx.Client, now: datetime, batch: int = 100

@@ -378,6 +378,7 @@ def convert(money: Money, rate: FxRate) -> Converted:
     # Exact for any rate: rate = coefficient * 10^rate_exp, so the converted amount is the integer
     # fraction amount * coefficient * 10^(rate_exp + shift), rounded once, half away from zero.
     _, digits, rate_exp = rate.rate.as_tuple()
+    assert isinstance(rate_exp, int)  # FxRate refuses NaN and infinities
     coefficient = int("".join(map(str, digits)))
     scale = rate_exp + shift
     product = money.amount_minor * coefficient

@@ -26,7 +26,8 @@ STOP_BUYING = {"token_budget_exhausted", "insufficient_funds", "token_revoked", 
 @dataclass
 class CompanyFindings:
     name: str
-    facts: dict[str, dict] = field(default_factory=dict)  # path -> the answer's JSON
+    facts: dict[str, dict | list | str] = field(default_factory=dict)  # path -> the answer
+    #                                          (its JSON, or its text when it is not JSON)
     notes: list[str] = field(default_factory=list)  # refusals and failures, in words
 
 

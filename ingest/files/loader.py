@@ -406,7 +406,7 @@ class FileLoader:
         stored = self.writer.existing_values(
             "chain_logs", "chain_log_id", probes,
             "coalesce(block_hash, cast(block_number as varchar))") if probes else {}
-        first_block = {}
+        first_block: dict[str, str] = {}  # a log's base id -> the block that first carried it
         ids = []
         for base, x in zip(bases, logs, strict=True):
             owner = first_block.setdefault(

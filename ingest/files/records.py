@@ -60,12 +60,11 @@ class ParseError(Exception):
 def refuse_nul(data: bytes | str) -> None:
     """A NUL is never part of a text file's data (a damaged or binary file), and a Postgres text
     column cannot hold one: ParseError("bad_character") at its line."""
-    nul = b"\x00" if isinstance(data, bytes) else "\x00"
-    newline = b"\n" if isinstance(data, bytes) else "\n"
-    at = data.find(nul)
+    at = data.find(b"\x00") if isinstance(data, bytes) else data.find("\x00")
     if at >= 0:
+        lines = data.count(b"\n", 0, at) if isinstance(data, bytes) else data.count("\n", 0, at)
         raise ParseError("bad_character", f"a NUL byte at offset {at}: the file is damaged or "
-                         "not text", f"line {data.count(newline, 0, at) + 1}")
+                         "not text", f"line {lines + 1}")
 
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)

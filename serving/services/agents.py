@@ -89,7 +89,9 @@ def subtree(session: Session, agent_id: str, at: datetime) -> Subtree:
         frontier = [child for child, parent in parents.items()
                     if parent in frontier and child not in depth]
         for child in frontier:
-            depth[child] = depth[parents[child]] + 1
+            parent = parents[child]
+            assert parent is not None  # it was picked for its parent in the frontier
+            depth[child] = depth[parent] + 1
     agents = session.scalars(select(Agent).where(Agent.id.in_(ids - {agent_id}))
                              .order_by(Agent.id)).all()
     merchants = session.scalars(select(Merchant).where(Merchant.agent_id.in_(ids))

@@ -38,10 +38,10 @@ def set_currencies(session: Session, channel: Channel, currencies: list[dict[str
         select(ChannelCurrency).where(ChannelCurrency.channel_id == channel.id))}
     wanted = {c["currency"]: c for c in currencies}
     diff: dict[str, Any] = {}
-    for code, row in existing.items():
+    for code, old in existing.items():
         if code not in wanted:
-            diff[code] = {"from": _limits(row), "to": None}
-            session.delete(row)
+            diff[code] = {"from": _limits(old), "to": None}
+            session.delete(old)
     for code, spec in wanted.items():
         row = existing.get(code)
         before = _limits(row) if row is not None else None

@@ -24,9 +24,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, delete, select, tuple_, update
+from sqlalchemy import CursorResult, Engine, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -90,10 +91,10 @@ def _claim(session: Session, *, merchant_id: str, key: str, path: str, fingerpri
 
 def run_idempotent(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint: str,
                    work: Callable[[Session], tuple[int, dict]]) -> IdempotentResult:
-    ident = {"merchant_id": merchant_id, "key": key, "path": path, "fingerprint": fingerprint}
     for _attempt in range(5):
         with Session(engine, expire_on_commit=False) as session:
-            if not _claim(session, **ident):
+            if not _claim(session, merchant_id=merchant_id, key=key, path=path,
+                          fingerprint=fingerprint):
                 session.rollback()
                 existing = session.get(IdempotencyKey, (merchant_id, key))
                 if existing is None:
@@ -107,7 +108,8 @@ def run_idempotent(engine: Engine, *, merchant_id: str, key: str, path: str, fin
                 # Nothing the work wrote survives; the key keeps the error, to replay it.
                 session.rollback()
                 status, body = exc.status, error_body(exc.code, exc.message, exc.details)
-                if not _claim(session, **ident, status=status, body=body):
+                if not _claim(session, merchant_id=merchant_id, key=key, path=path,
+                              fingerprint=fingerprint, status=status, body=body):
                     session.rollback()
                     continue
                 session.commit()
@@ -130,4 +132,4 @@ def prune_expired(session: Session, now: datetime, ttl_hours: int, *, limit: int
                .order_by(IdempotencyKey.created_at).limit(limit))
     result = session.execute(delete(IdempotencyKey).where(
         tuple_(IdempotencyKey.merchant_id, IdempotencyKey.key).in_(expired)))
-    return result.rowcount
+    return cast(CursorResult, result).rowcount  # a DELETE gives a CursorResult

@@ -196,7 +196,8 @@ def decide(session: Session, principal: Principal, withdrawal_id: str, *, approv
     w = _locked(session, withdrawal_id)
     _move(w, "approved" if approve else "rejected")
     w.decided_by, w.decided_at, w.reason = principal.actor, now, reason
-    details = {"amount_minor": str(w.amount_minor), "currency": w.currency}
+    details: dict[str, str | None] = {"amount_minor": str(w.amount_minor),
+                                      "currency": w.currency}
     if approve:
         details["ledger_transaction_id"] = _post(
             session, w, _payable(Owner(w.owner_type, w.owner_id)), payouts_in_transit(w.currency),

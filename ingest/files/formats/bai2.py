@@ -246,6 +246,7 @@ class _Reader:
 
     def _record(self) -> None:
         code, data, rows = self.pending_code, self.pending_data, self.pending_rows
+        assert code is not None  # called only with a record pending
         self.pending_code = None
         if data.endswith("/"):
             data = data[:-1]
@@ -349,7 +350,8 @@ class _Reader:
         statement = account.statement
         line = StatementLine(
             statement.index, len(account.lines), self._group().as_of, value_date,
-            amount * direction if direction else amount, statement.currency,
+            amount * direction if direction else amount,
+            statement.currency or _DEFAULT_CURRENCY,  # the 03 record always sets it
             "booked" if direction else "info", bank or None, customer or None, None,
             text or None, None, None, code)
         account.lines.append(line)

@@ -272,16 +272,14 @@ def _descend_text(element: Any, *names: str) -> str | None:
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?!\d)")  # a date, or a date-time's start
 _DATE_NAMES = frozenset({"Dt", "DtTm"})
 _DATES: dict[str, dt.date | None] = {}
-_UNSEEN = object()
 
 
 def _date(text: str | None, where: str) -> dt.date | None:
     """The date part of an ISODate or ISODateTime, as written (cached: statements repeat them)."""
     if text is None:
         return None
-    found = _DATES.get(text, _UNSEEN)
-    if found is not _UNSEEN:
-        return found
+    if text in _DATES:
+        return _DATES[text]
     stripped = text.strip()
     try:
         if stripped and not _DATE_RE.match(stripped):

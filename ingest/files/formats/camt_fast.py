@@ -116,7 +116,7 @@ def _account(tag: bytes, name: str) -> bytes:
     )
 
 
-def _bank_code(prefix: str) -> bytes:
+def _bank_code_pattern(prefix: str) -> bytes:
     """`BkTxCd`: empty, or `Domn` (Cd, Fmly/Cd, Fmly/SubFmlyCd) and/or `Prtry` (Cd, Issr)."""
     domain = (b"<Domn>" + _W + _text_el(b"Cd", prefix + "domain") + b"<Fmly>" + _W
               + _text_el(b"Cd", prefix + "family") + _text_el(b"SubFmlyCd", prefix + "sub")
@@ -142,7 +142,7 @@ _REFS = (b"<Refs>" + _W + b"(?:" + b"|".join([
 _DETAILS = (
     b"<NtryDtls>" + _W + b"<TxDtls>" + _W + _opt(_REFS)
     + _opt(b'<Amt Ccy="[A-Z]{3}">' + _TEXT + b"</Amt>" + _W) + _opt(_ignored(b"CdtDbtInd"))
-    + _opt(_bank_code("detail_"))
+    + _opt(_bank_code_pattern("detail_"))
     + _opt(b"<RltdPties>" + _W + _ignored_party(b"InitgPty") + _party(b"Dbtr", "debtor")
            + _account(b"DbtrAcct", "debtor_acct") + _party(b"UltmtDbtr", "ult_debtor")
            + _party(b"Cdtr", "creditor") + _account(b"CdtrAcct", "creditor_acct")
@@ -160,7 +160,7 @@ _ENTRY_PATTERN = (
     + b"<Sts>" + _W + b"(?:<Cd>" + _field("status_cd") + b"</Cd>" + _W + b"|"
     + _field("status_text") + b")</Sts>" + _W
     + _date(b"BookgDt", "booking") + _date(b"ValDt", "value")
-    + _opt(_text_el(b"AcctSvcrRef", "bank_ref")) + _opt(_bank_code(""))
+    + _opt(_text_el(b"AcctSvcrRef", "bank_ref")) + _opt(_bank_code_pattern(""))
     + _opt(_DETAILS) + _opt(_ignored(b"AddtlNtryInf")) + b"</Ntry>"
 )
 _ENTRY = re.compile(_ENTRY_PATTERN)
@@ -358,7 +358,8 @@ def _typed(table: Any) -> tuple[Any, RunTotals]:
         "counterparty_account": pc.if_else(
             credit, pc.coalesce(text["debtor_acct_iban"], text["debtor_acct_other"]),
             pc.coalesce(text["creditor_acct_iban"], text["creditor_acct_other"])),
-        "transaction_code": pc.coalesce(_bank_code(text, ""), _bank_code(text, "detail_")),
+        "transaction_code": pc.coalesce(_bank_code_column(text, ""),
+                                        _bank_code_column(text, "detail_")),
         "entry_reference": pc.coalesce(text["entry_ref"], text["bank_ref"]),
     })
     return lines, _totals(signed, credit, currency, status, unknown)
@@ -416,7 +417,7 @@ def _end_to_end(values: Any) -> Any:
     return pc.if_else(dropped, pa.scalar(None, pa.string()), values)
 
 
-def _bank_code(text: dict, prefix: str) -> Any:
+def _bank_code_column(text: dict, prefix: str) -> Any:
     """"Domn/Fmly/SubFmly" (the non-empty ones, as `camt._bank_code` joins them), else Prtry/Cd."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -567,7 +568,8 @@ class _Workers:
             proc.wait()
             for pipe in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):  # unflushed bytes to a killed worker
-                    pipe.close()
+                    if pipe is not None:
+                        pipe.close()
 
 
 def _send(pipe: Any, payload: bytes) -> None:

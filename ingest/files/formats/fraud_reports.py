@@ -236,6 +236,7 @@ def _iso(value: dt.datetime) -> str:
 
 
 _REPORT_KEYS = frozenset(COLUMNS)
+_REQUIRED_KEYS = ("report_id", "payment_id", "merchant_id", "kind", "source", "reported_at")
 
 
 def write_fraud_reports(landing_dir: Path, day: dt.date, reports: list[dict]) -> Path | None:
@@ -275,7 +276,10 @@ def _record(report: dict, line: int) -> FraudReport:
     unknown = set(report) - _REPORT_KEYS
     if unknown:
         raise ValueError(f"unknown fraud report fields {sorted(unknown)}; expected {COLUMNS}")
-    at = report.get("reported_at")
+    missing = [key for key in _REQUIRED_KEYS if report.get(key) is None]
+    if missing:
+        raise ValueError(f"a fraud report needs {', '.join(missing)}: {report}")
+    at = report["reported_at"]
     if isinstance(at, str):
         try:
             at = _timestamp(at.strip(), "reported_at")
@@ -284,7 +288,7 @@ def _record(report: dict, line: int) -> FraudReport:
     amount = report.get("amount_minor")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
         raise ValueError(f"amount_minor must be an int of minor units or None, got {amount!r}")
-    return FraudReport(line_number=line, report_id=report.get("report_id"),
-                       payment_id=report.get("payment_id"), merchant_id=report.get("merchant_id"),
-                       kind=report.get("kind"), source=report.get("source"), reported_at=at,
+    return FraudReport(line_number=line, report_id=report["report_id"],
+                       payment_id=report["payment_id"], merchant_id=report["merchant_id"],
+                       kind=report["kind"], source=report["source"], reported_at=at,
                        amount_minor=amount, currency=report.get("currency"))

@@ -443,6 +443,8 @@ class _Builder:
         """A :61: statement line and the :86: after it (the fast path: groups of _FIELD_RE)."""
         (value_text, entry_text, mark, _funds, amount_text, code, references, more, details, _tag,
          _content) = groups
+        # the :61: alternative of _FIELD_RE matched, so these groups are never None
+        assert value_text is not None and amount_text is not None and references is not None
         self.field_pos = pos
         statement = self.statement
         if statement is None or statement.currency is None:
@@ -573,14 +575,9 @@ def _references(text: str) -> tuple[str | None, str | None, str | None]:
     supplementary = None
     if not slashes and len(customer) > 16 and customer[15] == " ":
         customer, supplementary = customer[:16], customer[16:].strip()  # padded 16x field
-    customer = customer.strip()
-    if not customer or customer == _NO_REFERENCE:
-        customer = None
-    if bank:
-        bank = bank.strip()
-    if not bank or bank == _NO_REFERENCE:
-        bank = None
-    return customer, bank, supplementary
+    customer, bank = customer.strip(), bank.strip()
+    return (None if not customer or customer == _NO_REFERENCE else customer,
+            None if not bank or bank == _NO_REFERENCE else bank, supplementary)
 
 
 # --- :86: details -------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import csv
 import datetime as dt
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -333,7 +333,11 @@ def _check_currencies(c: _Checks) -> None:
             currency_exponent(code)
         except AmountError:
             c.fail_first(pc.equal(currency, code), "unknown_currency",
-                         lambda _i, code=code: f"currency {code!r} is not a known code")
+                         partial(_unknown_currency, code))
+
+
+def _unknown_currency(code: str, _row: int) -> str:
+    return f"currency {code!r} is not a known code"
 
 
 def _amounts(c: _Checks) -> tuple[dict[str, pa.ChunkedArray], bool]:
@@ -347,14 +351,14 @@ def _amounts(c: _Checks) -> tuple[dict[str, pa.ChunkedArray], bool]:
         ints = {n: pc.cast(c.col(n), pa.int64()) for n in _AMOUNTS}
         for n in _AMOUNTS:
             c.fail_first(pc.invert(pc.ascii_is_decimal(pc.ascii_ltrim(c.col(n), "-"))),
-                         "bad_amount", lambda i, n=n: _bad_amount(c, n, i))
+                         "bad_amount", partial(_bad_amount, c, n))
         _check_net(c, ints, pc.subtract_checked(ints["gross_minor"], ints["fee_minor"]))
         return ints, False
     except pa.ArrowInvalid:
         pass  # a bad amount, or one beyond int64: the exact path below tells which
     for n in _AMOUNTS:
         c.fail_first(pc.invert(pc.match_substring_regex(c.col(n), _INTEGER)), "bad_amount",
-                     lambda i, n=n: _bad_amount(c, n, i))
+                     partial(_bad_amount, c, n))
     exact = {n: pc.cast(c.col(n), pa.decimal256(40, 0)) for n in _AMOUNTS}
     _check_net(c, exact, pc.subtract(exact["gross_minor"], exact["fee_minor"]))
     return exact, True
@@ -506,7 +510,7 @@ def render(parsed: ParsedFile) -> bytes:
     bad = pc.invert(pc.is_in(table.column("record_type"), _value_set(RECORD_TYPES)))
     if pc.any(pc.fill_null(bad, True)).as_py():
         raise ValueError(f"the PSP CSV only has record types {', '.join(RECORD_TYPES)}")
-    frame = pl.from_arrow(table.select(list(COLUMNS)))
+    frame = pl.DataFrame(table.select(list(COLUMNS)))
     return frame.write_csv(None, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ",
                            date_format="%Y-%m-%d", line_terminator="\n").encode("utf-8")
 

@@ -51,7 +51,7 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,11 +174,13 @@ class Figure:
     """A control figure the file states about itself, and what its rows give."""
 
     label: str
-    stated: int
+    stated: int | None  # None: the file does not state it (left out of the checks)
     computed: int
     currency: str | None = None  # None: a count
 
-    def show(self, value: int) -> str:
+    def show(self, value: int | None) -> str:
+        if value is None:
+            return "nothing"
         return str(value) if self.currency is None else format_minor(value, self.currency)
 
 
@@ -313,6 +315,7 @@ class _Bill:
                            "summary: it was cut short", location=f"line {last + 1}",
                            allow_incomplete=self.allow_incomplete, warnings=self.warnings)
         else:
+            assert summary_number is not None  # a summary always comes with its line number
             psp_summary = self.check_summary(summary, summary_number, rows, lines)
         self._flag_rows(rows)
         return ParsedFile(format=FORMAT, kind="psp_bill", psp_lines=lines,
@@ -507,10 +510,10 @@ class _FundFlowBill(_Bill):
         check_figures(figures, code="trailer_mismatch", what=f"the {self.what} summary",
                       location=f"line {number}", allow_incomplete=self.allow_incomplete,
                       warnings=self.warnings)
-        stated = {f.label: f.stated for f in figures}
-        net = (None if "收入金额" not in stated or "支出金额" not in stated
-               else stated["收入金额"] - stated["支出金额"])
-        return PspSummary(row_count=stated.get("资金流水总笔数"), gross_minor=stated.get("收入金额"),
+        stated_by = {f.label: f.stated for f in figures}
+        stated_in, stated_out = stated_by.get("收入金额"), stated_by.get("支出金额")
+        net = None if stated_in is None or stated_out is None else stated_in - stated_out
+        return PspSummary(row_count=stated_by.get("资金流水总笔数"), gross_minor=stated_in,
                           net_minor=net)
 
 
@@ -628,7 +631,7 @@ def _withdrawal_fee(row: Row) -> int:
 
 def check_stated(intro: str, entries: list[tuple[str, int]], what: str, *,
                  allow_incomplete: bool, warnings: list[Warning_],
-                 numbered: list[tuple[int, str]] = ()) -> PspSummary | None:
+                 numbered: Sequence[tuple[int, str]] = ()) -> PspSummary | None:
     """Compare a consumer export's stated count and per-direction totals with its rows.
 
     `entries`: each row's direction as written (收入, 支出, anything else is neutral) and its

@@ -131,8 +131,9 @@ def clearhouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource
     marts = [_model_name(e) for e in held if isinstance(e, dg.Output)]
     figures = mart_metadata(get_settings(), [m for m in marts if m])
     for event in held:
-        if isinstance(event, dg.Output) and _model_name(event) in figures:
-            event = event.with_metadata({**event.metadata, **figures[_model_name(event)]})
+        name = _model_name(event) if isinstance(event, dg.Output) else None
+        if name is not None and name in figures:
+            event = event.with_metadata({**event.metadata, **figures[name]})
         yield event
 
 
