@@ -1,5 +1,12 @@
 """Merchants' x402 configuration: the gateway (upstream and limits) and its pricing rules.
 
+Path patterns are globs matched the way the `x402` package's own server matches its routes
+(x402HTTPServerBase._normalize_path / _parse_route_pattern): on the path with repeated slashes
+collapsed and no trailing slash, ignoring case; `*` (and `**`) cross segments, and a pattern
+ending in `/*` also prices its bare prefix (`/reports/*` prices `/reports`). What an upstream
+serves as a priced resource (`/premium/`, `//premium`) is priced too. Token scopes
+(serving/x402/tokens.py) match the same way.
+
 The gateway reads a merchant's configuration through the per-process cache (serving/cache.py):
 a change is seen at once by the process that made it and by the others within the cache TTL.
 """
@@ -7,6 +14,7 @@ a change is seen at once by the process that made it and by the others within th
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +28,25 @@ from serving.x402.protocol import Offer, offer_for
 from serving.x402.schemas import GatewayIn, PricingRuleIn, PricingRuleOut
 from warehouse.ids import new_id
 from warehouse.models import X402Gateway, X402PricingRule
+
+_SLASHES = re.compile(r"/+")
+
+
+def match_view(path: str) -> str:
+    """A path (or pattern) as rules and token scopes read it: repeated slashes collapsed, no
+    trailing slash, lowercase."""
+    return _SLASHES.sub("/", path).rstrip("/").lower() or "/"
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Whether a glob `pattern` covers `path` (both taken through match_view)."""
+    pattern, path = match_view(pattern), match_view(path)
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    for wildcard in ("/**", "/*"):
+        if pattern.endswith(wildcard):
+            return fnmatch.fnmatchcase(path, pattern[:-len(wildcard)] or "/")
+    return False
 
 
 @dataclass(frozen=True)
@@ -41,7 +68,7 @@ class GatewayConfig:
 
     def price_of(self, method: str, path: str) -> Offer | None:
         for priced in self.priced:
-            if priced.http_method in ("*", method) and fnmatch.fnmatchcase(path, priced.pattern):
+            if priced.http_method in ("*", method) and path_matches(priced.pattern, path):
                 return priced.offer
         return None
 

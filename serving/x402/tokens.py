@@ -13,7 +13,6 @@ merchant_payable to the seller's, inside the platform (serving/x402/booking.py).
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
 import secrets
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from serving.errors import ApiError
 from serving.schemas import iso_z
 from serving.x402.protocol import InvalidPayment
+from serving.x402.rules import path_matches
 from serving.x402.schemas import TokenCreate, TokenOut
 from warehouse.ids import new_id
 from warehouse.models import AgentPaymentToken
@@ -115,7 +115,7 @@ def reserve(session: Session, *, hashed: str, merchant_id: str, path: str, amoun
         raise InvalidPayment("token_scope_merchant",
                              f"payment token {row.id} may not pay merchant {merchant_id}",
                              status=403)
-    if row.allowed_paths is not None and not any(fnmatch.fnmatchcase(path, pattern)
+    if row.allowed_paths is not None and not any(path_matches(pattern, path)
                                                  for pattern in row.allowed_paths):
         raise InvalidPayment("token_scope_path", f"payment token {row.id} may not pay for {path}",
                              status=403)
