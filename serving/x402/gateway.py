@@ -18,10 +18,12 @@ with a budget reservation instead of the chain (serving/x402/tokens.py).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
@@ -58,6 +60,13 @@ _DROP_REQUEST = {"host", "content-length", "connection", "keep-alive", "transfer
                  "te", "upgrade", "payment-signature", "x-payment", "accept-encoding"}
 _DROP_RESPONSE = {"content-length", "content-encoding", "transfer-encoding", "connection",
                   "keep-alive"}
+# A `.` or `..` segment can only arrive percent-encoded (clients resolve literal ones); the
+# upstream's URL handling would resolve it into another path than the one priced, or out of the
+# merchant's base URL. A backslash counts as a separator, as some servers take it.
+_DOT_SEGMENT = re.compile(r"(^|[/\\])\.\.?([/\\]|$)")
+# Characters kept as they are when the decoded path is encoded again for the upstream (RFC 3986
+# pchar and "/"); `?`, `#` and `%` are encoded, so the upstream reads the path that was priced.
+_PATH_SAFE = "/:@!$&'()*+,;=~"
 UPSTREAM_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 SETTLE_ATTEMPTS = 2
 
@@ -109,6 +118,9 @@ async def gateway(request: Request, merchant_id: str, path: str):
     if wait:
         raise limited(wait, "merchant gateway")
     resource_path = "/" + path
+    if _DOT_SEGMENT.search(resource_path):
+        raise ApiError(400, "invalid_path", "the path has a `.` or `..` segment",
+                       {"path": resource_path})
     offer = config.price_of(request.method, resource_path)
     body = await request.body()
     if offer is None:
@@ -369,7 +381,8 @@ def _signing_secret(state) -> str:
 async def _proxy(state, config: GatewayConfig, request: Request, path: str,
                  body: bytes) -> httpx.Response:
     headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in _DROP_REQUEST]
-    url = httpx.URL(config.upstream_url + path, query=request.url.query.encode())
+    url = httpx.URL(config.upstream_url + quote(path, safe=_PATH_SAFE),
+                    query=request.url.query.encode())
     try:
         return await state.x402_upstream.request(request.method, url, headers=headers,
                                                  content=body, timeout=UPSTREAM_TIMEOUT)
