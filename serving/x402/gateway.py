@@ -55,11 +55,14 @@ from warehouse.models import X402Usage
 
 router = APIRouter(tags=["x402 gateway"])
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-# Not forwarded upstream: hop-by-hop headers, the payment itself and what httpx sets.
-_DROP_REQUEST = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
-                 "te", "upgrade", "payment-signature", "x-payment", "accept-encoding"}
-_DROP_RESPONSE = {"content-length", "content-encoding", "transfer-encoding", "connection",
-                  "keep-alive"}
+# Hop-by-hop headers (RFC 9110 section 7.6.1), never passed on in either direction, nor the
+# headers a message's Connection header names.
+_HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "proxy-authenticate",
+               "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"}
+# Not forwarded upstream: those, the payment itself and what httpx sets.
+_DROP_REQUEST = _HOP_BY_HOP | {"host", "content-length", "payment-signature", "x-payment",
+                               "accept-encoding"}
+_DROP_RESPONSE = _HOP_BY_HOP | {"content-length", "content-encoding"}
 # A `.` or `..` segment can only arrive percent-encoded (clients resolve literal ones); the
 # upstream's URL handling would resolve it into another path than the one priced, or out of the
 # merchant's base URL. A backslash counts as a separator, as some servers take it.
@@ -380,7 +383,8 @@ def _signing_secret(state) -> str:
 
 async def _proxy(state, config: GatewayConfig, request: Request, path: str,
                  body: bytes) -> httpx.Response:
-    headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in _DROP_REQUEST]
+    drop = _DROP_REQUEST | _connection_tokens(request.headers.getlist("connection"))
+    headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in drop]
     url = httpx.URL(config.upstream_url + quote(path, safe=_PATH_SAFE),
                     query=request.url.query.encode())
     try:
@@ -391,9 +395,19 @@ async def _proxy(state, config: GatewayConfig, request: Request, path: str,
                        f"the merchant's API did not answer: {type(exc).__name__}") from None
 
 
+def _connection_tokens(values: list[str]) -> set[str]:
+    """The header names a Connection header lists (hop-by-hop for this connection only)."""
+    return {name.strip().lower() for value in values for name in value.split(",")}
+
+
 def _relay(upstream: httpx.Response) -> Response:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
-    return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+    """The upstream's answer, each header as many times as it came (two Set-Cookie stay two:
+    folded with a comma they would break)."""
+    drop = _DROP_RESPONSE | _connection_tokens(upstream.headers.get_list("connection"))
+    response = Response(upstream.content, status_code=upstream.status_code)
+    response.raw_headers.extend((name.lower(), value) for name, value in upstream.headers.raw
+                                if name.decode("latin-1").lower() not in drop)
+    return response
 
 
 def _settle_refused(ctx: _CallContext, exc: InvalidPayment, header: str, network_id: str,
