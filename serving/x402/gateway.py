@@ -390,6 +390,9 @@ async def _proxy(state, config: GatewayConfig, request: Request, path: str,
     try:
         return await state.x402_upstream.request(request.method, url, headers=headers,
                                                  content=body, timeout=UPSTREAM_TIMEOUT)
+    except httpx.TimeoutException as exc:
+        raise ApiError(504, "upstream_timeout",
+                       f"the merchant's API did not answer in time: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise ApiError(502, "upstream_unavailable",
                        f"the merchant's API did not answer: {type(exc).__name__}") from None
