@@ -47,7 +47,7 @@ def _raw_post(api, url: str, key: str, content: bytes):
 # --- api.md errors: a body that cannot be read as JSON is a 422 naming the body ----------------
 
 def _not_utf8() -> bytes:
-    return json.dumps(_payment_body(merchant_reference="caf\u00e9")).encode("latin-1")
+    return json.dumps(_payment_body(merchant_reference="caf\u00e9"), ensure_ascii=False).encode("latin-1")
 
 
 def _nested_without_end() -> bytes:
