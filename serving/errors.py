@@ -91,6 +91,21 @@ def _is_json(media_type: str) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+# Why FastAPI could not read a JSON body other than a syntax error (see _http below).
+UNREADABLE_JSON = (UnicodeDecodeError, RecursionError)
+
+
+def _invalid_json(reason: str, position: int | None) -> JSONResponse:
+    """422 invalid_json naming the body (api.md: 422 with the offending field in details)."""
+    where = f" at character {position}" if position is not None else ""
+    message = f"the request body is not valid JSON ({reason}{where})"
+    details: dict[str, Any] = {"field": "body",
+                               "errors": [{"field": "body", "message": message}]}
+    if position is not None:
+        details["position"] = position
+    return JSONResponse(error_body("invalid_json", f"body: {message}", details), status_code=422)
+
+
 # nginx's code for "the client closed the request": logged, never sent (nobody is listening).
 CLIENT_CLOSED_REQUEST = 499
 log = logging.getLogger("clearhouse.api")
@@ -135,14 +150,7 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
             loc = tuple(first.get("loc", ()))
             position = loc[-1] if loc and isinstance(loc[-1], int) else None
             reason = (first.get("ctx") or {}).get("error") or "malformed"
-            where = f" at character {position}" if position is not None else ""
-            message = f"the request body is not valid JSON ({reason}{where})"
-            details: dict[str, Any] = {"field": "body",
-                                       "errors": [{"field": "body", "message": message}]}
-            if position is not None:
-                details["position"] = position
-            return JSONResponse(error_body("invalid_json", f"body: {message}", details),
-                                status_code=422)
+            return _invalid_json(reason, position)
         field = _field_path(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         code = (first.get("ctx") or {}).get("code") or "validation_error"
@@ -156,6 +164,12 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and isinstance(exc.__cause__, UNREADABLE_JSON):
+            # FastAPI's "There was an error parsing the body" (400, no field): bytes that are
+            # not UTF-8, or JSON nested deeper than the parser goes. Malformed JSON all the same.
+            reason = ("not UTF-8 text" if isinstance(exc.__cause__, UnicodeDecodeError)
+                      else "nested too deeply")
+            return _invalid_json(reason, None)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
