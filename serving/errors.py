@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from serving.observability import REQUEST_ID_SCOPE_KEY
 from warehouse.money import MoneyError
@@ -89,6 +90,17 @@ def _declared_media_type(request: Request) -> str:
 def _is_json(media_type: str) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app takes for this request's path."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in routes)]
 
 
 # Why FastAPI could not read a JSON body other than a syntax error (see _http below).
@@ -163,7 +175,7 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 400 and isinstance(exc.__cause__, UNREADABLE_JSON):
             # FastAPI's "There was an error parsing the body" (400, no field): bytes that are
             # not UTF-8, or JSON nested deeper than the parser goes. Malformed JSON all the same.
@@ -172,8 +184,13 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
             return _invalid_json(reason, None)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route whose path matched; a path
+            # served by several routes (GET and POST /payments) takes all of them (RFC 9110).
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
     async def _database_error(request: Request, exc: Exception):
         reason = database_busy(exc)
