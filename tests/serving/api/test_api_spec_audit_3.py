@@ -241,3 +241,19 @@ def test_an_operator_list_of_merchants_pages_exactly(api):
     payment_cursor = api.client.get(f"{API}/merchants?starting_after=pay_0000000000000000000000zzzz",
                                     headers=admin(api))
     assert _error(payment_cursor, 404)["details"]["field"] == "starting_after"
+
+
+def test_a_balances_cursor_must_be_a_currency_of_the_list(api):
+    # api.md lists: cursor ?starting_after=; the id lists answer a cursor that names nothing of
+    # the list with 404 resource_missing naming starting_after (second audit). /balances pages
+    # by currency (a balance has no id): "ZZZ", "usd" or a currency without a balance answered
+    # 200 with an empty page, as if the caller had reached the end.
+    _, key = api.merchant()
+    balances = api.client.get(f"{API}/balances?currency=USD", headers=bearer(key)).json()
+    assert [b["currency"] for b in balances["data"]] == ["USD"]
+    ok = api.client.get(f"{API}/balances?currency=USD&starting_after=USD", headers=bearer(key))
+    assert ok.status_code == 200 and ok.json() == {"data": [], "has_more": False}
+    for cursor in ("ZZZ", "usd", "EUR"):
+        resp = api.client.get(f"{API}/balances?currency=USD&starting_after={cursor}",
+                              headers=bearer(key))
+        assert _error(resp, 404, "resource_missing")["details"]["field"] == "starting_after"
