@@ -175,6 +175,13 @@ def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDe
         owner = service.owner_of(principal)
         if (merchant_id and merchant_id != owner.id) or (agent_id and agent_id != owner.id):
             raise not_found("merchant" if merchant_id else "agent", merchant_id or agent_id)
-    rows = [b for b in service.balances(session, settings, owner, now, currency)
-            if starting_after is None or b["currency"] > starting_after]
+    rows = service.balances(session, settings, owner, now, currency)
+    if starting_after is not None:
+        # As the id lists (serving/api/common.py after_cursor): the cursor names a row of this
+        # very list, else 404 - never an empty page that reads as the end of the list.
+        if not any(b["currency"] == starting_after for b in rows):
+            raise ApiError(404, "resource_missing",
+                           f"starting_after: no balance in {starting_after!r} in this list",
+                           {"field": "starting_after", "id": starting_after})
+        rows = [b for b in rows if b["currency"] > starting_after]
     return JSONResponse({"data": rows[:limit], "has_more": len(rows) > limit})
