@@ -211,36 +211,37 @@ missing_in_channel as (
     where u.ledger_date + u.settlement_window_days + {{ grace }} + 1 <= {{ as_of }}
 ),
 
+-- A chain payment's Transfer logs (int_recon_chain_pairs) that are not its match: a log of its
+-- transaction that fails a condition of the match, when no log of the transaction matches it
+-- fully (once one does, the transaction's other logs are other transfers it made, not breaks of
+-- this payment); and a second fully matching log of the transaction (transfer_rank > 1): the
+-- payment's channel reference settled twice, duplicate_in_channel.
 chain_breaks as (
     select
         case
-            when t.is_reorged then 'chain_reorged'
-            when g.expected_recipient is not null and g.expected_recipient <> t.to_address
+            when p.is_full_match then 'duplicate_in_channel'
+            when p.is_reorged then 'chain_reorged'
+            when p.expected_recipient is not null and p.expected_recipient <> p.to_address
                 then 'recipient_mismatch'
             -- the token contract is not the payment's asset (or one we do not know)
-            when coalesce(t.asset, '') <> g.currency then 'currency_mismatch'
-            when t.value_minor <> g.amount_minor then 'amount_mismatch'
+            when coalesce(p.asset, '') <> p.currency then 'currency_mismatch'
+            when p.value_minor <> p.amount_minor then 'amount_mismatch'
             else 'chain_unconfirmed'
         end as break_type,
-        t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as break_key,
-        g.channel_id as channel, g.currency, g.payment_id, g.channel_reference,
+        p.transaction_hash || ':' || cast(p.log_index as varchar(10)) as break_key,
+        p.channel_id as channel, p.currency, p.payment_id, p.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
-        t.transaction_hash as chain_tx_hash,
-        g.amount_minor as ledger_minor,
-        t.value_minor as channel_minor,
-        cast(t.block_timestamp as date) as first_seen,
+        p.transaction_hash as chain_tx_hash,
+        p.amount_minor as ledger_minor,
+        p.value_minor as channel_minor,
+        cast(p.block_timestamp as date) as first_seen,
         cast(null as varchar(2000)) as candidates,
         cast(null as varchar(200)) as psp_line_id
-    from ledger as g
-    inner join transfers as t on t.transaction_hash = lower(g.channel_reference)
-    where g.side = 'chain'
-      -- a payment one log of its transaction matched: the transaction's other logs are other
-      -- transfers it made, not breaks of this payment
-      and not exists (select 1 from matches as m
-                       where m.match_type = 'chain' and m.payment_id = g.payment_id)
-      and (t.is_reorged or not t.is_confirmed or t.value_minor <> g.amount_minor
-           or coalesce(t.asset, '') <> g.currency
-           or (g.expected_recipient is not null and g.expected_recipient <> t.to_address))
+    from {{ ref('int_recon_chain_pairs') }} as p
+    where (p.is_full_match and p.transfer_rank > 1)
+       or (not p.is_full_match
+           and not exists (select 1 from matches as m
+                           where m.match_type = 'chain' and m.payment_id = p.payment_id))
 ),
 
 -- The platform's receiving addresses: its own collection addresses and every x402 payTo.

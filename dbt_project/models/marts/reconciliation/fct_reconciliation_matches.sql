@@ -63,28 +63,24 @@ payout_matches as (
     where bank_minor = expected_minor and bank_currency = currency and credit_rank = 1
 ),
 
+-- a payment's first fully matching Transfer log (int_recon_chain_pairs: a later one in the same
+-- transaction is a duplicate_in_channel break)
 chain as (
     select
         'chain' as match_type,
-        'chain:' || t.transaction_hash || ':' || cast(t.log_index as varchar(10)) as match_key,
-        g.channel_id as channel,
-        g.currency,
-        g.payment_id,
-        g.channel_reference,
+        'chain:' || p.transaction_hash || ':' || cast(p.log_index as varchar(10)) as match_key,
+        p.channel_id as channel,
+        p.currency,
+        p.payment_id,
+        p.channel_reference,
         cast(null as varchar(200)) as statement_line_id,
-        t.transaction_hash as chain_tx_hash,
-        g.amount_minor,
-        cast(t.block_timestamp as date) as matched_on,
+        p.transaction_hash as chain_tx_hash,
+        p.amount_minor,
+        cast(p.block_timestamp as date) as matched_on,
         cast(null as varchar(200)) as psp_line_id,
         cast(null as varchar(40)) as refund_id
-    from ledger as g
-    inner join {{ ref('int_recon_chain_transfers') }} as t
-        on t.transaction_hash = lower(g.channel_reference)
-    where g.side = 'chain' and g.is_settled_in_ledger
-      and not t.is_reorged and t.is_confirmed
-      and t.value_minor = g.amount_minor
-      and t.asset = g.currency
-      and (g.expected_recipient is null or g.expected_recipient = t.to_address)
+    from {{ ref('int_recon_chain_pairs') }} as p
+    where p.is_settled_in_ledger and p.is_full_match and p.transfer_rank = 1
 ),
 
 fuzzy as (
