@@ -214,12 +214,14 @@ missing_in_channel as (
 -- A chain payment's Transfer logs (int_recon_chain_pairs) that are not its match: a log of its
 -- transaction that fails a condition of the match, when no log of the transaction matches it
 -- fully (once one does, the transaction's other logs are other transfers it made, not breaks of
--- this payment); and a second fully matching log of the transaction (transfer_rank > 1): the
--- payment's channel reference settled twice, duplicate_in_channel.
+-- this payment); a second fully matching log of the transaction (transfer_rank > 1): the
+-- payment's channel reference settled twice, duplicate_in_channel; and the fully matching log of
+-- a payment the ledger says failed or cancelled: the chain says settled, status_mismatch.
 chain_breaks as (
     select
         case
-            when p.is_full_match then 'duplicate_in_channel'
+            when p.is_full_match and p.transfer_rank > 1 then 'duplicate_in_channel'
+            when p.is_full_match then 'status_mismatch'
             when p.is_reorged then 'chain_reorged'
             when p.expected_recipient is not null and p.expected_recipient <> p.to_address
                 then 'recipient_mismatch'
@@ -238,10 +240,10 @@ chain_breaks as (
         cast(null as varchar(2000)) as candidates,
         cast(null as varchar(200)) as psp_line_id
     from {{ ref('int_recon_chain_pairs') }} as p
-    where (p.is_full_match and p.transfer_rank > 1)
+    where (p.is_full_match and (p.transfer_rank > 1 or not p.is_settled_in_ledger))
        or (not p.is_full_match
-           and not exists (select 1 from matches as m
-                           where m.match_type = 'chain' and m.payment_id = p.payment_id))
+           and not exists (select 1 from {{ ref('int_recon_chain_pairs') }} as o
+                           where o.payment_id = p.payment_id and o.is_full_match))
 ),
 
 -- The platform's receiving addresses: its own collection addresses and every x402 payTo.
