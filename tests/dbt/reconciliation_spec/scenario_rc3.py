@@ -102,6 +102,8 @@ PAYOUT_PAYMENTS = [
     payment("pay_xm1", 10_000, "ch_xm"), payment("pay_xm2", 5_000, "ch_xm"),
     payment("pay_xc1", 20_000, "ch_xc"), payment("pay_xc2", 1_000, "ch_xc"),
     payment("pay_xa1", 8_000, "ch_xa"),
+    # its line comes only in the corrected ch_xa file (run 2)
+    payment("pay_xa2", 3_000, "ch_xa", at="2024-03-02 10:00:00"),
     payment("pay_xg1", 5_000, "ch_xg"),
 ]
 
@@ -134,6 +136,14 @@ PAYOUT_FILES = {
                                  payout("po_xg1", 4_900)]),
 }
 
+# Before run 2, ch_xa re-sends its 03-02 file under the same name with a line it had left out
+# (pay_xa2, in no payout); po_xa1's lines and row are unchanged.
+PAYOUT_FILES_LATE = {
+    "ch_xa_2024-03-02.csv": psp([pay("pay_xa1", 8_000, 240, "po_xa1", "2024-03-03"),
+                                 payout("po_xa1", 7_760),
+                                 pay("pay_xa2", 3_000, 90)]),
+}
+
 MT940 = """:20:AUDITRC3
 :25:NL39RABO0300065264
 :28C:00003/001
@@ -154,19 +164,28 @@ def _camt_entry(amount: str, side: str, inner: str) -> str:
             f"<NtryDtls><TxDtls>{inner}</TxDtls></NtryDtls></Ntry>")
 
 
-CAMT = f"""<?xml version="1.0" encoding="UTF-8"?>
+def _camt(extra: str = "", closing: str = "244.00") -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">
 <BkToCstmrStmt><GrpHdr><MsgId>RC3-M1</MsgId><CreDtTm>2024-03-03T18:00:00+00:00</CreDtTm></GrpHdr>
 <Stmt><Id>RC3-ST1</Id><ElctrncSeqNb>1</ElctrncSeqNb><CreDtTm>2024-03-03T18:00:00+00:00</CreDtTm>
 <Acct><Id><IBAN>FR7630006000011234567890189</IBAN></Id><Ccy>USD</Ccy></Acct>
 <Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy="USD">0.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-03</Dt></Dt></Bal>
-<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy="USD">244.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-03</Dt></Dt></Bal>
+<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy="USD">{closing}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2024-03-03</Dt></Dt></Bal>
 {_camt_entry("195.00", "CRDT", "<Refs><EndToEndId>po_xc1</EndToEndId></Refs><RmtInf><Ustrd>ACQUIRER XC SETTLEMENT</Ustrd></RmtInf>")}
 {_camt_entry("9.70", "CRDT", "<Refs><EndToEndId>NOTPROVIDED</EndToEndId></Refs><RmtInf><Ustrd>SETTLEMENT po_xc2</Ustrd></RmtInf>")}
 {_camt_entry("9.70", "DBIT", "<Refs><EndToEndId>NOTPROVIDED</EndToEndId></Refs><RmtInf><Ustrd>RECALL po_xc2</Ustrd></RmtInf>")}
 {_camt_entry("49.00", "CRDT", "<Refs><EndToEndId>po_xg1</EndToEndId></Refs>")}
+{extra}
 </Stmt></BkToCstmrStmt></Document>
 """.encode()
+
+
+CAMT = _camt()
+# Before run 2 the bank re-issues the same statement (same Stmt Id, sequence number and day) with
+# an entry it had left out; the payout credits are unchanged.
+CAMT_REISSUED = _camt(_camt_entry("1.00", "CRDT", "<RmtInf><Ustrd>INTEREST</Ustrd></RmtInf>"),
+                      "245.00")
 
 BAI2 = b"""01,CLEARHOUSE,AUDITBANK,240303,0800,1,,,2/
 02,CLEARHOUSE,AUDITBANK,1,240303,0800,USD,2/
@@ -180,6 +199,7 @@ BAI2 = b"""01,CLEARHOUSE,AUDITBANK,240303,0800,1,,,2/
 
 BANK = {"rc3_mt940_20240303.sta": MT940, "rc3_camt_20240303.xml": CAMT,
         "rc3_bai2_20240303.bai2": BAI2}
+BANK_LATE = {"rc3_camt_20240303_reissued.xml": CAMT_REISSUED}
 
 # --- fuzzy on a T+3 channel --------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ dbt on DuckDB and Postgres, two runs:
   run 0: recon_as_of 2024-03-03
   run 1: recon_as_of 2024-03-05 (nothing new landed: the files dated 03-04 and 03-05 were in
          the landing zone from the start, and a run sees no file settled after its day)
+  run 2: recon_as_of 2024-03-05 again, after a PSP file re-sent under its name with a line it
+         had left out and a camt.053 statement re-issued with an entry it had left out
 
 The data and why each expectation holds: scenario_rc3.py and each test's docstring. grace = 1
 day (the default), confirmations threshold 10 (the default).
@@ -23,7 +25,7 @@ from tests.dbt.reconciliation_spec import scenario_rc3 as s
 from tests.dbt.reconciliation_spec.phases import money, of
 
 D1, D2, D3, D5 = (dt.date(2024, 3, d) for d in (1, 2, 3, 5))
-AS_OF = ["2024-03-03", "2024-03-05"]
+AS_OF = ["2024-03-03", "2024-03-05", "2024-03-05"]
 
 
 def run_phases(aw, work) -> list[dict]:
@@ -34,9 +36,15 @@ def run_phases(aw, work) -> list[dict]:
             aw.drop(source, name, data)
     aw.rc3_load = aw.load()
     snaps = []
-    for i, as_of in enumerate(AS_OF):
+    for i, as_of in enumerate(AS_OF[:2]):
         aw.build(as_of, work / f"r{i}")
         snaps.append(aw.snapshot())
+    for source, files in (("psp", s.PAYOUT_FILES_LATE), ("bank", s.BANK_LATE)):
+        for name, data in files.items():
+            aw.drop(source, name, data)
+    aw.rc3_late_load = aw.load()
+    aw.build(AS_OF[2], work / "r2")
+    snaps.append(aw.snapshot())
     return snaps
 
 
@@ -257,6 +265,25 @@ def test_a_payout_row_overstating_its_batch_is_warned_and_its_credit_is_a_mismat
         assert amounts(b) == (4_850, 4_900, 50)
 
 
+def test_a_corrected_psp_file_or_a_reissued_statement_keeps_the_payout_breaks_ids(runs,
+                                                                                  request):
+    """reconciliation.md Breaks: "one row each, with a stable id"; "A break resolves itself when
+    later data closes it ... it is never deleted". Before run 2, ch_xa re-sends its 03-02 file
+    under the same name, adding pay_xa2's line (in no payout; po_xa1's lines and payout row are
+    unchanged), and the bank re-issues the camt.053 statement (same Stmt Id, sequence and day)
+    with a 1.00 interest entry added (the po_xc1 and po_xg1 credits unchanged). Nothing about
+    po_xa1, po_xc1 or po_xg1 changed: each keeps its one open payout_mismatch with the same
+    break_id and first_seen 03-03, and no payout_mismatch of them is resolved."""
+    aw = request.getfixturevalue(f"audit_{request.node.callspec.params['runs']}")
+    assert {o.status for o in aw.rc3_late_load.files} == {"loaded"}
+    r1, r2 = runs[1], runs[2]
+    for payout in ("po_xa1", "po_xc1", "po_xg1"):
+        before = one(breaks_of(r1, reference=payout))
+        after = breaks_of(r2, reference=payout, status=None)
+        assert [(b["break_id"], b["status"], b["first_seen"]) for b in after] == [
+            (before["break_id"], "open", D3)], payout
+
+
 # --- fuzzy -------------------------------------------------------------------------------------
 
 def test_fuzzy_window_first_and_last_day_match_one_day_outside_does_not(runs):
@@ -266,7 +293,7 @@ def test_fuzzy_window_first_and_last_day_match_one_day_outside_does_not(runs):
     line is not settled yet), fuzzy at run 1. T+4 (03-05, pay_xf4): never fuzzy; at run 1 the
     line is missing_in_ledger (first seen 03-05) and the payment is still pending (captured
     03-01 + 3 + 1 = 03-05), so it has no break."""
-    r0, r1 = runs
+    r0, r1 = runs[:2]
     assert [(m["match_type"], m["matched_on"]) for m in matches_of(r0, "pay_xf0")] == [
         ("fuzzy", D1)]
     assert matches_of(r0, "pay_xf3") == [] and breaks_of(r0, "pay_xf3", status=None) == []
