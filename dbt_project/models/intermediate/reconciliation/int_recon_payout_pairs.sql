@@ -22,6 +22,7 @@ with pairs as (
         p.lines_net_minor,
         p.expected_minor,
         p.settlement_date,
+        p.payout_rank,
         b.statement_line_id,
         b.amount_minor as bank_minor,
         b.currency as bank_currency,

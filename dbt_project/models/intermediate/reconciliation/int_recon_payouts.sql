@@ -5,7 +5,10 @@
 -- the files stands for them with its own gross (`expected_minor`). `due_date`: the day the
 -- credit is expected, the payout's value date (payout_date, else the file's day + the channel's
 -- settlement window); a positive payout with no bank credit once var recon_grace_days have
--- passed after it is a payout_mismatch (fct_reconciliation_breaks).
+-- passed after it is a payout_mismatch (fct_reconciliation_breaks). `payout_rank`: the payout
+-- row's rank among the rows of its channel carrying its payout id (settlement day, then line), so
+-- that (channel, payout_id, payout_rank) names a payout whatever file version it was read from:
+-- the payout breaks are keyed by it.
 
 {% set as_of = recon_as_of() %}
 
@@ -33,6 +36,8 @@ select
     pl.lines_net_minor,
     cast(coalesce(pl.lines_net_minor, p.gross_minor) as {{ money_type() }}) as expected_minor,
     p.settlement_date,
+    row_number() over (partition by p.channel, p.payout_id
+                       order by p.settlement_date, p.line_number, p.psp_line_id) as payout_rank,
     coalesce(p.payout_date,
              p.settlement_date + coalesce(c.settlement_window_days, 1)) as due_date
 from payouts as p

@@ -394,10 +394,15 @@ payout_pairs as (
 -- channel line - first seen the day after the grace ran out, as missing_in_channel is); a second
 -- credit carrying the same payout (credit_rank > 1: "one credit per payout", the payout paid
 -- twice) is duplicate_in_channel on that bank line, the payout's expected sum on the ledger side.
+-- Keyed by the payout (channel, payout id, and the row's rank among rows carrying that id), not
+-- by the payout row's psp_line_id or the bank line's statement_line_id, which name file versions:
+-- a PSP file re-sent under its name or a statement re-issued by the bank leaves a payout break
+-- it still shows with its id (reconciliation.md: "a stable id").
+{% set payout_key = recon_record_key("'payout:' || channel || ':' || payout_id", 'payout_rank') %}
 payout_breaks as (
     select
         'payout_mismatch' as break_type,
-        psp_line_id || ':' || statement_line_id as break_key,
+        {{ payout_key }} as break_key,
         channel, currency, cast(null as varchar(40)) as payment_id, payout_id as channel_reference,
         statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
@@ -413,7 +418,7 @@ payout_breaks as (
     union all
 
     select
-        'duplicate_in_channel', psp_line_id || ':' || statement_line_id,
+        'duplicate_in_channel', {{ payout_key }} || ':' || cast(credit_rank as varchar(20)),
         channel, currency, cast(null as varchar(40)), payout_id, statement_line_id,
         cast(null as varchar(66)), expected_minor, bank_minor, booking_date,
         cast(null as varchar(2000)), psp_line_id
@@ -423,7 +428,7 @@ payout_breaks as (
     union all
 
     select
-        'currency_mismatch', psp_line_id || ':' || statement_line_id,
+        'currency_mismatch', {{ payout_key }},
         channel, currency, cast(null as varchar(40)), payout_id, statement_line_id,
         cast(null as varchar(66)), expected_minor, bank_minor, booking_date,
         cast(null as varchar(2000)), psp_line_id
@@ -433,7 +438,7 @@ payout_breaks as (
     union all
 
     select
-        'payout_mismatch', 'unpaid:' || p.psp_line_id,
+        'payout_mismatch', 'unpaid:' || {{ payout_key }},
         p.channel, p.currency, cast(null as varchar(40)), p.payout_id,
         cast(null as varchar(200)), cast(null as varchar(66)),
         p.expected_minor, cast(null as {{ money_type() }}),
