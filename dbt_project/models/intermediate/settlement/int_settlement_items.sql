@@ -4,8 +4,10 @@
 -- the time it happened, in its own currency and converted to the merchant's settlement currency:
 --   payment    captured (gross +amount, fee F charged)
 --   refund     succeeded (gross -amount, fee reversed pro rata: negative)
---   chargeback the channel's chargeback row on its PSP settlement file (gross = its amount,
---              negative; the fee is not given back); one per payment, the first the channel sent
+--   chargeback the channel's chargeback rows on its PSP settlement files (gross = its amount,
+--              negative; the fee is not given back); every chargeback of a payment counts (a
+--              second one after a representment takes money too), a row repeating an earlier
+--              one (same payment, time and amount, on another file) only once
 --   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
 --   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
@@ -58,21 +60,33 @@ chargeback_rows as (
         l.psp_line_id, l.transaction_at, l.currency, l.gross_minor,
         coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id,
         coalesce(pay_ref.merchant_id, pay_id.merchant_id) as merchant_id,
-        row_number() over (partition by coalesce(pay_ref.payment_id, pay_id.payment_id)
-                           order by l.transaction_at, l.psp_line_id) as nth
+        row_number() over (partition by coalesce(pay_ref.payment_id, pay_id.payment_id),
+                                        l.transaction_at, l.gross_minor
+                           order by l.psp_line_id) as copy
     from {{ ref('stg_files__psp_lines') }} as l
     {{ recon_name_joins(ref('stg_clearhouse__payments'), 'payment_id', 'pay') }}
     where l.record_type = 'chargeback'
       and coalesce(pay_ref.payment_id, pay_id.payment_id) is not null
 ),
 
+-- each distinct chargeback of a payment in the order the channel booked them: the first keeps
+-- the item id `chargeback:<payment id>`, a later one adds its PSP line
+chargeback_items as (
+    select
+        r.*,
+        row_number() over (partition by payment_id order by transaction_at, psp_line_id) as nth
+    from chargeback_rows as r
+    where copy = 1
+),
+
 chargebacks as (
     select
-        'chargeback:' || payment_id, 'chargeback', merchant_id, payment_id, null, null, null,
+        case when nth = 1 then 'chargeback:' || payment_id
+             else 'chargeback:' || payment_id || ':' || psp_line_id end,
+        'chargeback', merchant_id, payment_id, null, null, null,
         psp_line_id, transaction_at, currency,
         cast(gross_minor as {{ money_type() }}), cast(0 as {{ money_type() }}), null, null
-    from chargeback_rows
-    where nth = 1
+    from chargeback_items
 ),
 
 payouts as (
