@@ -6,8 +6,9 @@
 --   refund     succeeded (gross -amount, fee reversed pro rata: negative)
 --   chargeback the channel's chargeback rows on its PSP settlement files (gross = its amount,
 --              negative; the fee is not given back); every chargeback of a payment counts (a
---              second one after a representment takes money too), a row repeating an earlier
---              one (same payment, time and amount, on another file) only once
+--              second one after a representment takes money too) as long as together they
+--              take back at most the payment's amount: a row beyond that repeats an earlier
+--              one (a chargeback sent again on a later file) and is left out
 --   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
 --   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
@@ -60,23 +61,28 @@ chargeback_rows as (
         l.psp_line_id, l.transaction_at, l.currency, l.gross_minor,
         coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id,
         coalesce(pay_ref.merchant_id, pay_id.merchant_id) as merchant_id,
-        row_number() over (partition by coalesce(pay_ref.payment_id, pay_id.payment_id),
-                                        l.transaction_at, l.gross_minor
-                           order by l.psp_line_id) as copy
+        coalesce(pay_ref.amount_minor, pay_id.amount_minor) as payment_minor
     from {{ ref('stg_files__psp_lines') }} as l
     {{ recon_name_joins(ref('stg_clearhouse__payments'), 'payment_id', 'pay') }}
     where l.record_type = 'chargeback'
       and coalesce(pay_ref.payment_id, pay_id.payment_id) is not null
 ),
 
--- each distinct chargeback of a payment in the order the channel booked them: the first keeps
--- the item id `chargeback:<payment id>`, a later one adds its PSP line
-chargeback_items as (
+-- a payment's chargebacks in the order the channel booked them, with what they take back so
+-- far: the first keeps the item id `chargeback:<payment id>`, a later one adds its PSP line
+chargeback_order as (
     select
         r.*,
-        row_number() over (partition by payment_id order by transaction_at, psp_line_id) as nth
+        row_number() over (partition by payment_id order by transaction_at, psp_line_id) as nth,
+        sum(0 - gross_minor) over (partition by payment_id
+                                   order by transaction_at, psp_line_id
+                                   rows between unbounded preceding and current row)
+            as taken_minor
     from chargeback_rows as r
-    where copy = 1
+),
+
+chargeback_items as (
+    select * from chargeback_order where taken_minor <= payment_minor or nth = 1
 ),
 
 chargebacks as (
