@@ -91,8 +91,11 @@ def record_paid(session: Session, usage: X402Usage, *, tx_hash: str | None, upst
     for status in ("initiated", "processing", "risk_checking", "channel_calling", "success"):
         move(session, payment, status, at=now)
     payment.captured_at = now
-    debit = (channel_receivable(X402_CHANNEL) if usage.scheme == "exact"
-             else merchant_payable(buyer_merchant_id))
+    if usage.scheme == "exact":
+        debit = channel_receivable(X402_CHANNEL)
+    else:  # a token: the budget is the buying merchant's money
+        assert buyer_merchant_id is not None  # a token always belongs to a merchant
+        debit = merchant_payable(buyer_merchant_id)
     post_transaction(session, kind="capture", merchant_id=usage.merchant_id, at=now,
                      payment_id=payment.id, legs=[
                          Leg(debit, usage.asset, usage.amount_atomic),

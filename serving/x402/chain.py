@@ -64,7 +64,7 @@ def received(session: Session, net: Network, asset: str, address: str) -> int:
         return sum(session.scalars(query))
     total = query.with_only_columns(type_coerce(func.coalesce(func.sum(SimChainLog.value), 0),
                                                 MinorUnits))
-    return session.scalar(total)
+    return session.scalar(total) or 0
 
 
 def balance_of(session: Session, net: Network, asset: str, address: str) -> int:
@@ -143,9 +143,9 @@ def transfer_with_authorization(session: Session, net: Network, asset: str, *, p
 def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[SimChainLog]:
     """Drop the last `depth` blocks: their logs become removed and their transfers are undone."""
     head = block_at(net, now)
-    logs = session.scalars(select(SimChainLog).where(
+    logs = list(session.scalars(select(SimChainLog).where(
         SimChainLog.network == net.caip2, SimChainLog.block_number > head - depth,
-        SimChainLog.removed.is_(False)).order_by(SimChainLog.id)).all()
+        SimChainLog.removed.is_(False)).order_by(SimChainLog.id)))
     for log in logs:
         log.removed = True  # the recipient's `received` no longer counts it
         if log.from_address != ZERO_ADDRESS:

@@ -167,6 +167,7 @@ class _CallContext:
     offer: Offer
 
     def call(self, **fields) -> booking.Call:
+        assert self.offer.rule_id is not None  # the gateway's offers come from pricing rules
         return booking.Call(merchant_id=self.config.merchant_id, rule_id=self.offer.rule_id,
                             http_method=self.request.method, path=self.path,
                             network=self.offer.network.caip2, asset=self.offer.asset.symbol,
@@ -298,8 +299,9 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                 if tx_hash is not None:
                     return tx_hash
             with Session(engine) as session, session.begin():
-                usage = session.get(X402Usage, usage_id, with_for_update=True)
+                usage = session.get_one(X402Usage, usage_id, with_for_update=True)
                 if usage.status == "settled":
+                    assert usage.tx_hash is not None  # a settled call has its transfer
                     return usage.tx_hash
                 booking.ensure_settleable(usage)
                 now = datetime.now(UTC)
@@ -352,8 +354,9 @@ def _claim_token(engine, call: booking.Call, hashed: str) -> tuple[str, str, str
 
 def _settle_token(engine, usage_id: str, buyer: str, upstream_status: int) -> str:
     with Session(engine) as session, session.begin():
-        usage = session.get(X402Usage, usage_id, with_for_update=True)
+        usage = session.get_one(X402Usage, usage_id, with_for_update=True)
         if usage.status == "settled":
+            assert usage.payment_id is not None  # a settled call has its payment
             return usage.payment_id
         booking.ensure_settleable(usage)
         payment = booking.record_paid(session, usage, tx_hash=None,

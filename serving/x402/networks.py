@@ -8,6 +8,7 @@ verifies on the other. Amounts are atomic units (USDC: 6 decimals, the money cor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from serving.errors import ApiError
 from warehouse.money import exponent
@@ -50,7 +51,7 @@ NETWORKS: dict[str, Network] = {
     )
 }
 BY_V1_NAME = {n.v1_name: n for n in NETWORKS.values()}
-DEFAULT_NETWORK = "eip155:84532"
+DEFAULT_NETWORK: Final = "eip155:84532"
 
 
 def network(name: str) -> Network | None:

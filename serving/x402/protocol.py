@@ -88,7 +88,7 @@ class Offer:
 def offer_for(rule: X402PricingRule) -> Offer:
     net = network(rule.network)
     asset = net.asset(rule.asset) if net else None
-    if asset is None:
+    if net is None or asset is None:
         raise ValueError(f"rule {rule.id} names an unsupported network/asset")
     return Offer(net, asset, rule.amount_atomic, rule.pay_to, rule.max_timeout_seconds,
                  tuple(int(v) for v in rule.protocol_versions.split(",")), rule.description,

@@ -74,8 +74,7 @@ def verify_exact(payload: PaymentPayload | PaymentPayloadV1, offers: list[Offer]
     if not matching:
         raise InvalidPayment("invalid_network",
                              f"network {network_name!r} is not offered for this resource")
-    version = payload.x402_version
-    if version == 2:
+    if not isinstance(payload, PaymentPayloadV1):  # v2: it names the requirement it accepted
         accepted = payload.accepted.model_dump(by_alias=True, exclude_none=True)
         offer = next((o for o in matching if _same_requirement(
             accepted, o.v2().model_dump(by_alias=True, exclude_none=True))), None)
@@ -107,7 +106,7 @@ def verify_exact(payload: PaymentPayload | PaymentPayloadV1, offers: list[Offer]
         raise InvalidPayment("invalid_exact_evm_payload_signature",
                              "the signature does not recover to `from` for this asset's EIP-712 "
                              "domain", payer=auth.payer)
-    return Verified(offer, auth, version)
+    return Verified(offer, auth, payload.x402_version)
 
 
 def _same_requirement(accepted: dict, offered: dict) -> bool:
