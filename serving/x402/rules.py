@@ -40,7 +40,11 @@ def match_view(path: str) -> str:
 
 def path_matches(pattern: str, path: str) -> bool:
     """Whether a glob `pattern` covers `path` (both taken through match_view)."""
-    pattern, path = match_view(pattern), match_view(path)
+    return _covers(match_view(pattern), match_view(path))
+
+
+def _covers(pattern: str, path: str) -> bool:
+    """path_matches on a pattern and a path already in their match_view."""
     if fnmatch.fnmatchcase(path, pattern):
         return True
     for wildcard in ("/**", "/*"):
@@ -51,7 +55,7 @@ def path_matches(pattern: str, path: str) -> bool:
 
 @dataclass(frozen=True)
 class PricedPath:
-    pattern: str
+    pattern: str  # in its match_view, normalised once when the configuration is loaded
     http_method: str
     priority: int
     offer: Offer
@@ -67,8 +71,9 @@ class GatewayConfig:
     priced: tuple[PricedPath, ...]  # most specific first
 
     def price_of(self, method: str, path: str) -> Offer | None:
+        view = match_view(path)  # once per call, not once per rule
         for priced in self.priced:
-            if priced.http_method in ("*", method) and path_matches(priced.pattern, path):
+            if priced.http_method in ("*", method) and _covers(priced.pattern, view):
                 return priced.offer
         return None
 
@@ -84,7 +89,7 @@ def _load(session: Session, merchant_id: str) -> GatewayConfig | None:
     return GatewayConfig(
         merchant_id, gateway.upstream_url, gateway.status, gateway.requests_per_second,
         gateway.payer_requests_per_minute,
-        tuple(PricedPath(r.path_pattern, r.http_method, r.priority, offer_for(r))
+        tuple(PricedPath(match_view(r.path_pattern), r.http_method, r.priority, offer_for(r))
               for r in ordered))
 
 

@@ -3,6 +3,40 @@ readers their assertions share (amounts as ints, whatever the engine returns).""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import date
+
+from tests.dbt.conftest import run_dbt_build
+
+STATEMENT_FIELDS = ("opening_balance", "gross", "refunds", "chargebacks", "fees", "adjustments",
+                    "net_activity", "payouts", "closing_balance")
+
+
+def as_of_vars(as_of: date) -> tuple[str, ...]:
+    """dbt --vars for the books as of `as_of` (settlement and reconciliation alike)."""
+    return ("--vars", json.dumps({"settlement_as_of": as_of.isoformat(),
+                                  "recon_as_of": as_of.isoformat()}))
+
+
+def build_twice(warehouse, work, load_first: Callable, first_as_of: date,
+                load_second: Callable, second_as_of: date) -> dict:
+    """A scenario world in two deliveries: load, build as of the first day, load the rest,
+    build as of the second; the marts after each ({"first": ..., "second": ...})."""
+    load_first(warehouse)
+    first = read_marts(warehouse, run_dbt_build(warehouse, work / "first",
+                                                as_of_vars(first_as_of)))
+    load_second(warehouse)
+    second = read_marts(warehouse, run_dbt_build(warehouse, work / "second",
+                                                 as_of_vars(second_as_of)))
+    return {"first": first, "second": second}
+
+
+def statement(run: dict, sid: str) -> tuple:
+    """A merchant statement's figures in STATEMENT_FIELDS order, as ints."""
+    r = run["statements"][sid]
+    return tuple(int(r[f"{k}_minor"]) for k in STATEMENT_FIELDS)
+
 
 def read_marts(warehouse, proc) -> dict:
     """The build's outcome and every commission, revenue and statement row, keyed for lookup."""

@@ -27,15 +27,14 @@ X  m_fx: monthly, settles USD; USDC 100 + 0 (6 decimals) and JPY 300 + 0. Halves
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
-from tests.dbt.commission_spec.marts import read_marts
-from tests.dbt.conftest import insert_raw, run_dbt_build
+from tests.dbt.commission_spec.marts import build_twice, statement
+from tests.dbt.conftest import insert_raw
 
 T0 = datetime(2024, 12, 1)
 FIRST_AS_OF, SECOND_AS_OF = date(2025, 1, 29), date(2025, 2, 19)
@@ -200,19 +199,9 @@ def load_second(warehouse) -> None:
 # --- building -----------------------------------------------------------------------------------
 
 
-def _vars(as_of: date) -> tuple[str, ...]:
-    return ("--vars", json.dumps({"settlement_as_of": as_of.isoformat(),
-                                  "recon_as_of": as_of.isoformat()}))
-
-
 def _build_twice(warehouse, tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp(f"audit3_{warehouse.engine}")
-    load_first(warehouse)
-    first = read_marts(warehouse, run_dbt_build(warehouse, work / "first", _vars(FIRST_AS_OF)))
-    load_second(warehouse)
-    second = read_marts(warehouse, run_dbt_build(warehouse, work / "second",
-                                                _vars(SECOND_AS_OF)))
-    return {"first": first, "second": second}
+    return build_twice(warehouse, tmp_path_factory.mktemp(f"audit3_{warehouse.engine}"),
+                       load_first, FIRST_AS_OF, load_second, SECOND_AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -228,15 +217,6 @@ def built_postgres(postgres_warehouse, tmp_path_factory):
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def built(request):
     return request.getfixturevalue(f"built_{request.param}")
-
-
-STATEMENT_FIELDS = ("opening_balance", "gross", "refunds", "chargebacks", "fees", "adjustments",
-                    "net_activity", "payouts", "closing_balance")
-
-
-def statement(run: dict, sid: str) -> tuple:
-    r = run["statements"][sid]
-    return tuple(int(r[f"{k}_minor"]) for k in STATEMENT_FIELDS)
 
 
 def line(run: dict, line_id: str) -> tuple:
