@@ -217,3 +217,79 @@ left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as d
     left join ({{ held_periods(placements, owner, cycle) }}) as h
         on h.owner = o.{{ owner }} and h.period_start = o.open_period_start
 {%- endmacro %}
+
+
+{# settlement.md: "for each merchant and cycle period" a statement - also for a period without
+   a single line (opening = closing, nothing in between). The quiet periods not yet covered,
+   given `quiet_closed` (the quiet statements already closed, columns merchant_id, currency,
+   settlement_cycle, period_start, period_end), one row per statement:
+     * between two statements of a merchant and currency: whole periods of the earlier one's
+       cycle (after a cycle change a few days between the two cycles can stay uncovered);
+     * after the last statement, in the settlement currency only: whole periods of the
+       merchant's current cycle up to the period open at this run. A currency no longer settled
+       in (in-kind items, a settlement currency changed since) and a closed merchant get none.
+   Statements start with a merchant's first line: nothing before it. #}
+{% macro settlement_quiet_candidates(quiet_closed) -%}
+with heads as (
+    select merchant_id, currency, settlement_cycle, period_start, period_end
+    from {{ ref('int_settlement_frozen_lines') }}
+    union
+    select merchant_id, currency, settlement_cycle, period_start, period_end
+    from {{ ref('int_settlement_lines') }}
+    union
+    select merchant_id, currency, settlement_cycle, period_start, period_end
+    from {{ quiet_closed }}
+),
+
+ordered as (
+    select
+        h.*,
+        lead(h.period_start) over (partition by h.merchant_id, h.currency
+                                   order by h.period_end, h.period_start) as next_start
+    from heads as h
+),
+
+runs as (
+    select max(as_of_date) as closed_through from {{ ref('int_settlement_runs') }}
+),
+
+gaps as (
+    select merchant_id, currency, settlement_cycle,
+           {{ add_days('period_end', 1) }} as gap_start,
+           {{ add_days('next_start', -1) }} as gap_end
+    from ordered
+    where next_start > {{ add_days('period_end', 1) }}
+    union all
+    select o.merchant_id, o.currency, m.settlement_cycle,
+           {{ add_days('o.period_end', 1) }} as gap_start,
+           {{ cycle_period_end('m.settlement_cycle',
+                               cycle_period_start('m.settlement_cycle',
+                                                  settlement_open_day('r.closed_through')))
+           }} as gap_end
+    from ordered as o
+    join {{ ref('stg_clearhouse__merchants') }} as m
+        on m.merchant_id = o.merchant_id and m.settlement_currency = o.currency
+    cross join runs as r
+    where o.next_start is null
+      and coalesce(m.merchant_status, 'active') <> 'closed'
+),
+
+days as (
+    select g.merchant_id, g.currency, g.settlement_cycle, g.gap_end,
+           {{ add_days('g.gap_start', 's.n') }} as period_start
+    from gaps as g
+    cross join lateral generate_series(0, g.gap_end - g.gap_start) as s(n)
+    where g.gap_end >= g.gap_start
+)
+
+select
+    merchant_id || ':' || currency || ':' || {{ date_key('period_start') }} as statement_id,
+    merchant_id,
+    currency,
+    settlement_cycle,
+    period_start,
+    {{ cycle_period_end('settlement_cycle', 'period_start') }} as period_end
+from days
+where {{ cycle_period_start('settlement_cycle', 'period_start') }} = period_start
+  and {{ cycle_period_end('settlement_cycle', 'period_start') }} <= gap_end
+{%- endmacro %}

@@ -1,8 +1,20 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_settlement_statements'}}}) }}
 -- Every statement total is the sum of its lines (each line links back to what it came from),
--- and the statement's own arithmetic holds (settlement.md).
+-- and the statement's own arithmetic holds (settlement.md). A statement without lines (a quiet
+-- period) shows no activity: nothing in between, opening = closing.
 
-with line_totals as (
+with statement_lines as (
+    select statement_id, line_type, gross_minor, net_minor, fee_minor
+    from {{ ref('fct_settlement_statement_lines') }}
+    union all
+    -- a quiet statement counts as one line of nothing, so it is held to zero activity
+    select statement_id, 'none', 0, 0, 0
+    from {{ ref('fct_settlement_statements') }} as s
+    where not exists (select 1 from {{ ref('fct_settlement_statement_lines') }} as l
+                      where l.statement_id = s.statement_id)
+),
+
+line_totals as (
     select
         statement_id,
         sum(case when line_type = 'payment' then gross_minor else 0 end) as gross_minor,
@@ -14,7 +26,7 @@ with line_totals as (
         sum(net_minor) as net_minor,
         count(case when line_type = 'payment' then 1 end) as payment_count,
         count(case when line_type = 'refund' then 1 end) as refund_count
-    from {{ ref('fct_settlement_statement_lines') }}
+    from statement_lines
     group by statement_id
 )
 

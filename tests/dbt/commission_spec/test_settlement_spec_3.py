@@ -254,9 +254,6 @@ def test_a_week_across_the_year_boundary_is_one_statement(built):
         34_300, 1_000, 0, 0, 20, 0, 35_280, 0, 35_280)
 
 
-@pytest.mark.xfail(strict=True, reason="breach left open on this branch: a period without any line "
-                   "has no statement; fixed on branch audit-st3-quiet-periods, see "
-                   "docs/audits/2026-12-05-settlement-3.md")
 def test_a_quiet_week_has_a_statement_with_opening_equal_to_closing(built):
     # settlement.md: "For each merchant and cycle period the statement shows ... opening_balance
     # ... closing_balance (= next period's opening_balance)". m_wk had nothing in the weeks
@@ -281,9 +278,6 @@ def test_a_quiet_week_has_a_statement_with_opening_equal_to_closing(built):
         assert second["statements"][sid] == run["statements"][sid], sid
 
 
-@pytest.mark.xfail(strict=True, reason="breach left open on this branch: a period without any line "
-                   "has no statement; fixed on branch audit-st3-quiet-periods, see "
-                   "docs/audits/2026-12-05-settlement-3.md")
 def test_closing_equals_the_next_periods_opening_for_every_period(built):
     # every merchant, currency and period from its first statement to the open one, no gap
     for run in ("first", "second"):

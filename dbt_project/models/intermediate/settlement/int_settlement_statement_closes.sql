@@ -4,7 +4,7 @@
 -- from its lines is the settlement delay N of T+N (settles_on = period_end + N). This keeps the
 -- N in force when the statement closed, so a later change of the merchant's T+N (PATCH
 -- /merchants/{id}) moves the payout date of open statements only, never of one already closed
--- (and paid). One row per statement, written at the first run that sees it closed, never
+-- (and paid). One row per statement (a quiet one included), written at the first run that sees it closed, never
 -- updated. Closed: its last day is before the day periods are open from (as
 -- fct_settlement_statements' status says), so replaying an older day records nothing new.
 with runs as (
@@ -14,6 +14,9 @@ with runs as (
 statements as (
     select distinct statement_id, merchant_id, period_end
     from {{ ref('int_settlement_frozen_lines') }}
+    union
+    select statement_id, merchant_id, period_end
+    from {{ ref('int_settlement_quiet_closes') }}
 )
 
 select

@@ -1,6 +1,7 @@
 -- Merchant settlement statements (settlement.md): one per merchant, cycle period and statement
 -- currency (the settlement currency; another only for items settled in kind, having no FX
--- rate), for the periods that have lines.
+-- rate): every period from the merchant's first line on, a quiet one (no line) included with
+-- opening = closing and nothing in between (int_settlement_quiet_periods).
 --     opening + gross - refunds - chargebacks - fees - adjustments = net_activity
 --     net_activity - payouts = closing  (= the next statement's opening)
 -- as settlement.md lays it out: net_activity is the running total after the adjustments, so it
@@ -60,6 +61,14 @@ activity as (
         count(case when line_type = 'payout' then 1 end) as payout_count
     from lines
     group by statement_id, merchant_id, settlement_cycle, period_start, period_end, currency
+    union all
+    select
+        statement_id, merchant_id, settlement_cycle, period_start, period_end, currency,
+        cast(0 as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        cast(0 as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        cast(0 as {{ money_type() }}), cast(0 as {{ money_type() }}),
+        0, 0, 0, 0, 0
+    from {{ ref('int_settlement_quiet_periods') }}
 ),
 
 movement as (
