@@ -224,7 +224,7 @@ left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as d
    given `quiet_closed` (the quiet statements already closed, columns merchant_id, currency,
    settlement_cycle, period_start, period_end), one row per statement:
      * between two statements of a merchant and currency: whole periods of the earlier one's
-       cycle (after a cycle change a few days between the two cycles can stay uncovered);
+       cycle (after a cycle change, days that make no whole period stay uncovered);
      * after the last statement, in the settlement currency only: whole periods of the
        merchant's current cycle up to the period open at this run. A currency no longer settled
        in (in-kind items, a settlement currency changed since) and a closed merchant get none.
@@ -253,6 +253,35 @@ runs as (
     select max(as_of_date) as closed_through from {{ ref('int_settlement_runs') }}
 ),
 
+after_last as (
+    -- the last statement of each merchant and settlement currency, the merchant's current cycle
+    -- and the first day of its first period after that statement
+    select o.merchant_id, o.currency, o.settlement_cycle, m.settlement_cycle as current_cycle,
+           m.last_day, {{ add_days('o.period_end', 1) }} as gap_start,
+           case when {{ cycle_period_start('m.settlement_cycle', add_days('o.period_end', 1)) }}
+                     = {{ add_days('o.period_end', 1) }}
+                then {{ add_days('o.period_end', 1) }}
+                else {{ add_days(cycle_period_end('m.settlement_cycle',
+                                                  cycle_period_start('m.settlement_cycle',
+                                                                     add_days('o.period_end', 1))),
+                                 1) }}
+           end as new_start
+    from ordered as o
+    join (
+        -- a closed merchant's statements stop with the period it was closed in (its last
+        -- update), everyone else's go on to the period open at this run
+        select mm.merchant_id, mm.settlement_currency, mm.settlement_cycle,
+               case when mm.merchant_status = 'closed'
+                    then least(cast(mm.updated_at as date),
+                               {{ settlement_open_day('r.closed_through') }})
+                    else {{ settlement_open_day('r.closed_through') }} end as last_day
+        from {{ ref('stg_clearhouse__merchants') }} as mm
+        cross join runs as r
+    ) as m
+        on m.merchant_id = o.merchant_id and m.settlement_currency = o.currency
+    where o.next_start is null
+),
+
 gaps as (
     select merchant_id, currency, settlement_cycle,
            {{ add_days('period_end', 1) }} as gap_start,
@@ -260,18 +289,17 @@ gaps as (
     from ordered
     where next_start > {{ add_days('period_end', 1) }}
     union all
-    select o.merchant_id, o.currency, m.settlement_cycle,
-           {{ add_days('o.period_end', 1) }} as gap_start,
-           {{ cycle_period_end('m.settlement_cycle',
-                               cycle_period_start('m.settlement_cycle',
-                                                  settlement_open_day('r.closed_through')))
-           }} as gap_end
-    from ordered as o
-    join {{ ref('stg_clearhouse__merchants') }} as m
-        on m.merchant_id = o.merchant_id and m.settlement_currency = o.currency
-    cross join runs as r
-    where o.next_start is null
-      and coalesce(m.merchant_status, 'active') <> 'closed'
+    -- after the last statement: its own cycle until the merchant's current cycle has a period
+    -- starting, then that one (the same cycle: the second part alone)
+    select merchant_id, currency, settlement_cycle, gap_start,
+           least({{ add_days('new_start', -1) }},
+                 {{ cycle_period_end('settlement_cycle',
+                                     cycle_period_start('settlement_cycle', 'last_day')) }})
+    from after_last
+    union all
+    select merchant_id, currency, current_cycle, new_start,
+           {{ cycle_period_end('current_cycle', cycle_period_start('current_cycle', 'last_day')) }}
+    from after_last
 ),
 
 days as (

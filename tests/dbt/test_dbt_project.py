@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+from tests.dbt.settlement_oracle import with_quiet_periods
 from warehouse.money import fee_minor, prorate, refund_reversals
 
 TWO_63 = 2**63
@@ -515,7 +516,9 @@ def expected_lines() -> dict[str, dict]:
     return lines
 
 
-def expected_statements() -> dict[str, dict]:
+def expected_statements(as_of: date) -> dict[str, dict]:
+    """Every statement as of `as_of`: the days with lines, and the quiet days after each
+    merchant's first one (opening = closing, nothing in between)."""
     groups = defaultdict(list)
     for line in expected_lines().values():
         groups[(line["merchant_id"], line["currency"], line["day"])].append(line)
@@ -533,7 +536,12 @@ def expected_statements() -> dict[str, dict]:
             "net_activity": opening + net, "closing": opening + net,
             "payment_count": sum(x["type"] == "payment" for x in lines),
             "refund_count": sum(x["type"] == "refund" for x in lines)}
-    return statements
+    return with_quiet_periods(
+        statements, cycle_of={m["id"]: m["settlement_cycle"] for m in MERCHANTS},
+        settles_in={m["id"]: m["settlement_currency"] for m in MERCHANTS}, as_of=as_of,
+        closing="closing", quiet=lambda balance: {
+            "opening": balance, "gross": 0, "refunds": 0, "fees": 0, "net_activity": balance,
+            "closing": balance, "payment_count": 0, "refund_count": 0})
 
 
 # --- build each engine once per module ----------------------------------------------------------
@@ -675,7 +683,10 @@ def test_statement_lines_match(built):
 
 
 def test_statements_balance(built):
-    expected = expected_statements()
+    # built without settlement_as_of: the books as of the run's day, through which quiet days
+    # get statements too
+    [run] = built.query("select max(as_of_date) as as_of from analytics.int_settlement_runs")
+    expected = expected_statements(run["as_of"])
     rows = {r["statement_id"]: r for r in built.query(
         "select * from analytics.fct_settlement_statements")}
     assert set(rows) == set(expected)
@@ -689,9 +700,13 @@ def test_statements_balance(built):
         assert _int(row["chargebacks_minor"]) == _int(row["adjustments_minor"]) == 0
         assert _int(row["payouts_minor"]) == 0
         assert row["settlement_cycle"] == "daily"
-    # mer_b has no activity on 2024-03-02: its 03-03 statement opens with 03-01's closing
+    # mer_b has no activity on 2024-03-02: that day's statement carries 03-01's closing, and
+    # 03-03 opens with it
     assert rows["mer_b:JPY:2024-03-03"]["opening_balance_minor"] == \
+        rows["mer_b:JPY:2024-03-02"]["opening_balance_minor"] == \
+        rows["mer_b:JPY:2024-03-02"]["closing_balance_minor"] == \
         rows["mer_b:JPY:2024-03-01"]["closing_balance_minor"] == 12_345 - 401
+    assert rows["mer_b:JPY:2024-03-02"]["payment_count"] == 0
     # pay_a3 fully refunded: over its life the merchant gets 0 for it and pays no fee
     assert sum(_int(r["fees_minor"]) for r in rows.values()
                if r["currency"] == "USD" and r["merchant_id"] == "mer_a") == \

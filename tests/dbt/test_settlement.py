@@ -17,6 +17,7 @@ import pytest
 from ingest.files.formats.ecb import cross_rate
 from ingest.raw_schema import RAW_SCHEMA
 from tests.dbt.conftest import insert_raw
+from tests.dbt.settlement_oracle import with_quiet_periods
 from warehouse.money import FxRate, Money, convert, fee_minor, prorate
 
 FIRST_AS_OF, SECOND_AS_OF, THIRD_AS_OF = date(2024, 4, 2), date(2024, 4, 4), date(2024, 4, 5)
@@ -263,7 +264,13 @@ def expected_statements(build: int) -> dict[str, dict]:
                              - s["fees"] - s["adjustments"])  # settlement.md's running total
         s["closing"] = closing[key] = s["net_activity"] - s["payouts"]
         out[sid] = s
-    return out
+    return with_quiet_periods(
+        out, cycle_of={m: cycle for m, _, cycle, _ in MERCHANTS},
+        settles_in={m: ccy for m, ccy, _, _ in MERCHANTS},
+        as_of=FIRST_AS_OF if build == 1 else SECOND_AS_OF, closing="closing",
+        quiet=lambda balance: {"opening": balance, "gross": 0, "refunds": 0, "chargebacks": 0,
+                               "fees": 0, "adjustments": 0, "net_activity": balance,
+                               "payouts": 0, "closing": balance})
 
 
 # --- building -----------------------------------------------------------------------------------
