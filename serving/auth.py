@@ -49,6 +49,15 @@ class Principal:
         return self.agent_id is not None
 
     @property
+    def merchant(self) -> str:
+        """The merchant a merchant credential acts for (serving.deps.require_merchant admits
+        only those); any other credential is refused here too."""
+        if self.merchant_id is None:
+            raise ApiError(403, "merchant_credential_required",
+                           "this endpoint acts for a merchant: use the merchant's API key")
+        return self.merchant_id
+
+    @property
     def actor(self) -> str:
         """Who did it, for the audit log: role and user or key id (never the key itself)."""
         return f"{self.role}:{self.user_id or self.key_id or self.merchant_id or self.agent_id}"

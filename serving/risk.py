@@ -34,7 +34,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from warehouse.models import Merchant, Payment, RiskListEntry
+from warehouse.models import Payment, RiskListEntry
 from warehouse.money import exponent
 
 KYC_DAILY_LIMIT_MAJOR = {0: 0, 1: 1_000, 2: 10_000, 3: 50_000}
@@ -57,9 +57,22 @@ CENTROIDS = {"US": (39.8, -98.6), "DE": (51.2, 10.4), "FR": (46.6, 2.2), "GB": (
 CAPTURING = ("success", "partially_refunded", "refunded", "pending_callback", "refunding")
 
 
+class MerchantFacts(Protocol):
+    """What the risk check reads of a merchant: the ORM row or its cached settings."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kyc_tier(self) -> int: ...
+
+    @property
+    def settlement_currency(self) -> str: ...
+
+
 @dataclass
 class RiskInput:
-    merchant: Merchant  # or anything with id, kyc_tier, settlement_currency
+    merchant: MerchantFacts
     amount_minor: int
     currency: str
     customer_id: str | None = None
@@ -130,7 +143,7 @@ def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
     return Decimal(amount_minor).scaleb(-exponent(currency)) * Decimal(rate)
 
 
-def _in_merchant_currency(amount_minor: int, currency: str, merchant: Merchant) -> Decimal | None:
+def _in_merchant_currency(amount_minor: int, currency: str, merchant: MerchantFacts) -> Decimal | None:
     """The amount in major units of the merchant's settlement currency: exact when the payment is
     in that currency (whatever its exponent: JPY 0, KWD 3), else through the indicative rates;
     None when either currency has none."""
@@ -233,7 +246,7 @@ def facts_from(row, keys: Mapping[str, str | None]) -> RiskFacts:
         last_geo=(json.loads(row.last_customer) or {}).get("geo") if row.last_customer else None)
 
 
-def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str, int]:
+def _used_today(session: Session, merchant: MerchantFacts, now: datetime) -> dict[str, int]:
     """Today's accepted volume of the merchant per currency (minor units), summed from the
     payments: SQLite, which runs one writer at a time (Postgres reads a trigger-kept counter
     under the payment's locks: `locked_facts`)."""
@@ -247,7 +260,7 @@ def _used_today(session: Session, merchant: Merchant, now: datetime) -> dict[str
     return totals
 
 
-def _in_settlement_currency(totals: dict[str, int], merchant: Merchant) -> Decimal:
+def _in_settlement_currency(totals: dict[str, int], merchant: MerchantFacts) -> Decimal:
     return sum(((_in_merchant_currency(int(v), c, merchant) or Decimal(0))
                 for c, v in totals.items()), Decimal(0))
 

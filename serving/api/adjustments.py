@@ -99,7 +99,7 @@ async def create_adjustment(merchant_id: str, body: AdjustmentCreate,
     key = check_key(idempotency_key)
     path = f"/api/v1/merchants/{merchant_id}/adjustments"
     result = await call_idempotent(
-        engine, scope=principal.user_id, key=key, path=path, params=body,
+        engine, scope=principal.user_id or principal.actor, key=key, path=path, params=body,
         work=lambda s: service.create(s, principal, merchant_id, amount_minor=body.amount_minor,
                                       currency=body.currency, reason=body.reason, now=now))
     return idempotent_response(result)

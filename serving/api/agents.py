@@ -11,7 +11,7 @@ opens a new one, so history keeps answering "who was above whom on that day".
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -107,7 +107,8 @@ def agent_out(agent: Agent, parent_id: str | None, history: list[AgentParent] | 
         ParentLink(parent_id=h.parent_id, valid_from=h.valid_from, valid_to=h.valid_to)
         for h in history]
     return AgentOut(id=agent.id, name=agent.name, status=agent.status,
-                    statement_cycle=agent.statement_cycle, parent_id=parent_id,
+                    statement_cycle=cast(Cycle, agent.statement_cycle),  # a CHECK holds it
+                    parent_id=parent_id,
                     created_at=agent.created_at, parents=parents).model_dump(mode="json",
                                                                               exclude_none=False)
 
@@ -183,7 +184,7 @@ def change_parent(agent_id: str, body: ParentChange, admin: AdminDep, session: W
     service.reparent(session, agent_id=agent_id, parent_id=body.parent_id,
                      valid_from=body.valid_from, actor=admin.actor)
     session.commit()
-    agent = session.get(Agent, agent_id)
+    agent = session.get_one(Agent, agent_id)  # reparent found it
     history = session.scalars(select(AgentParent).where(AgentParent.agent_id == agent_id)
                               .order_by(AgentParent.valid_from)).all()
     return JSONResponse(agent_out(agent, _current_parent(session, agent_id, now), list(history)))

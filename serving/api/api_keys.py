@@ -57,7 +57,7 @@ class ApiKeyOut(BaseModel):
     role: str
     name: str | None
     prefix: str = Field(description="the key's first characters, to recognise it")
-    status: Literal["active", "expiring", "expired", "revoked"]
+    status: service.KeyStatus
     expires_at: Timestamp | None
     revoked_at: Timestamp | None
     created_at: Timestamp
@@ -114,12 +114,12 @@ def _owner_for(session, principal: Principal, body: ApiKeyCreate) -> tuple[str |
     if principal.role == "merchant_admin":
         if body.agent_id is not None:
             raise not_found("agent", body.agent_id)
-        if body.merchant_id not in (None, principal.merchant_id):
+        if body.merchant_id is not None and body.merchant_id != principal.merchant_id:
             raise not_found("merchant", body.merchant_id)
         return principal.merchant_id, None
     if body.merchant_id is not None:
         raise not_found("merchant", body.merchant_id)
-    if body.agent_id not in (None, principal.agent_id):
+    if body.agent_id is not None and body.agent_id != principal.agent_id:
         raise not_found("agent", body.agent_id)
     return None, principal.agent_id
 

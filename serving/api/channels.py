@@ -9,7 +9,7 @@ once, at creation.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -35,7 +35,7 @@ from warehouse.models import Channel, ChannelCurrency, Price
 router = APIRouter(tags=["channels"])
 ChannelType = Literal["card", "wechat_pay", "alipay", "bank_transfer", "e_cny", "apple_pay",
                       "crypto", "wallet"]
-assert set(ChannelType.__args__) == set(PAYMENT_METHOD_TYPES)  # keep the two lists in step
+assert set(get_args(ChannelType)) == set(PAYMENT_METHOD_TYPES)  # keep the two lists in step
 
 
 class CurrencyLimits(BaseModel):

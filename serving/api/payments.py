@@ -43,18 +43,21 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
                          idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
     if body.customer and body.customer.id:
-        wait = request.app.state.customer_limits.take(f"{principal.merchant_id}:{body.customer.id}")
+        wait = request.app.state.customer_limits.take(f"{principal.merchant}:{body.customer.id}")
         if wait:
             raise limited(wait, "customer")
-    merchant_id = principal.merchant_id
+    merchant_id = principal.merchant
     path = "/api/v1/payments"
     result = None
     if fast_payments.eligible(engine, body) and request.app.state.settings.payments_fast_path:
-        fast = {"merchant_id": merchant_id, "key": key, "path": path, "body": body, "now": now,
-                "fingerprint": request_fingerprint(path, body)}
+        fingerprint = request_fingerprint(path, body)
         pool = pg_async.pool_of(request.app)
-        result = (await fast_payments.create_async(pool, engine, **fast) if pool is not None
-                  else await run_in_threadpool(fast_payments.create, engine, **fast))
+        result = (await fast_payments.create_async(
+                      pool, engine, merchant_id=merchant_id, key=key, path=path,
+                      fingerprint=fingerprint, body=body, now=now) if pool is not None
+                  else await run_in_threadpool(
+                      fast_payments.create, engine, merchant_id=merchant_id, key=key, path=path,
+                      fingerprint=fingerprint, body=body, now=now))
     if result is None:
         result = await call_idempotent(
             engine, scope=merchant_id, key=key, path=path, params=body,
@@ -69,7 +72,7 @@ async def create_refund(body: RefundCreate, principal: MerchantDep,
                         engine: EngineDep, now: NowDep,
                         idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
-    merchant_id = principal.merchant_id
+    merchant_id = principal.merchant
     result = await call_idempotent(
         engine, scope=merchant_id, key=key, path="/api/v1/refunds", params=body,
         work=lambda s: service.create_refund(s, merchant_id=merchant_id, body=body, now=now))
@@ -83,7 +86,7 @@ async def confirm_payment(payment_id: str, body: PaymentConfirm,
     """Continue a payment created with confirm=false, or one held for review (auth_required)."""
     key = check_key(idempotency_key)
     path = f"/api/v1/payments/{payment_id}/confirm"
-    merchant_id = principal.merchant_id
+    merchant_id = principal.merchant
     result = await call_idempotent(
         engine, scope=merchant_id, key=key, path=path, params=body,
         work=lambda s: service.confirm_payment(s, merchant_id=merchant_id, payment_id=payment_id,
@@ -97,7 +100,7 @@ async def cancel_payment(payment_id: str, principal: MerchantDep, engine: Engine
                          idempotency_key: IdempotencyKeyHeader = None):
     key = check_key(idempotency_key)
     path = f"/api/v1/payments/{payment_id}/cancel"
-    merchant_id = principal.merchant_id
+    merchant_id = principal.merchant
     result = await call_idempotent(
         engine, scope=merchant_id, key=key, path=path, params={},
         work=lambda s: service.cancel_payment(s, merchant_id=merchant_id, payment_id=payment_id,

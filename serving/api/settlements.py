@@ -39,14 +39,14 @@ async def download_statement(
         raise not_found("merchant", merchant_id)  # agents: their subtree
     start, end = statements.parse_period(period, _utc_day(now))
     if format == "pdf":
-        chunks = await run_in_threadpool(
+        pdf = await run_in_threadpool(
             lambda: list(statement_pdf.stream(settings, merchant_id, merchant.name, start, end)))
-        return StreamingResponse(iter(chunks), media_type="application/pdf", headers={
+        return StreamingResponse(iter(pdf), media_type="application/pdf", headers={
             "Content-Disposition": f'attachment; filename="statement_{merchant_id}_{period}.pdf"'})
     # Read the statement heads before answering, so a missing snapshot is a clean 503, not a
     # broken stream; the lines then stream in batches.
     chunks = statements.stream_csv(settings, merchant_id, start, end)
-    first = await run_in_threadpool(next, chunks)
+    first: str = await run_in_threadpool(lambda: next(chunks))
     filename = f"statement_{merchant_id}_{period}.csv"
 
     def body():

@@ -34,7 +34,7 @@ async def create_topup(body: TopupCreate, principal: MerchantDep,
     """Top up a customer's wallet: a normal payment of amount_minor; when it succeeds the wallet
     gets amount_minor as principal and bonus_minor as bonus (a declined payment credits nothing)."""
     key = check_key(idempotency_key)
-    merchant_id = principal.merchant_id
+    merchant_id = principal.merchant
     result = await call_idempotent(
         engine, scope=merchant_id, key=key, path="/api/v1/wallets/topups",
         params=body,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -169,12 +169,12 @@ def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDe
         if (merchant_id is None) == (agent_id is None):
             raise ApiError(422, "owner_required", "operators name one merchant_id or agent_id",
                            {"field": "merchant_id"})
-        owner = (service.Owner("merchant", merchant_id) if merchant_id
-                 else service.Owner("agent", agent_id))
+        owner = (service.Owner("merchant", merchant_id) if merchant_id is not None
+                 else service.Owner("agent", cast(str, agent_id)))  # exactly one is set
     else:
         owner = service.owner_of(principal)
         if (merchant_id and merchant_id != owner.id) or (agent_id and agent_id != owner.id):
-            raise not_found("merchant" if merchant_id else "agent", merchant_id or agent_id)
+            raise not_found("merchant" if merchant_id else "agent", merchant_id or agent_id or "")
     rows = service.balances(session, settings, owner, now, currency)
     if starting_after is not None:
         # As the id lists (serving/api/common.py after_cursor): the cursor names a row of this

@@ -8,6 +8,7 @@ or after grace_seconds (expires_at). Key lifetimes use the wall clock, never the
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,10 @@ from warehouse.models import ApiKey
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
-def key_status(key: ApiKey, now: datetime | None = None) -> str:
+KeyStatus = Literal["active", "expiring", "expired", "revoked"]
+
+
+def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
     now = now or datetime.now(UTC)
     if key.revoked_at is not None:
         return "revoked"

@@ -32,6 +32,7 @@ handles the request from the start; nothing was written.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypedDict, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -43,6 +44,14 @@ from serving.schemas import PaymentCreate
 from serving.services import payments
 from serving.services.idempotency import IdempotentResult
 from serving.services.row_writer import Collector, insert_ctes
+
+
+class _Ident(TypedDict):
+    """What names one payment request, passed on to each step."""
+    merchant_id: str
+    key: str
+    body: PaymentCreate
+    now: datetime
 
 _CLAIM_AND_FACTS = """
 WITH claim AS (
@@ -126,7 +135,8 @@ def _work(lookups: Session, row, risk_keys: dict, *, merchant_id: str, key: str,
     facts.ml_prefetched = prefetched
     collector = Collector(lookups)
     try:
-        status, out = payments.create_payment(collector, merchant_id=merchant_id, body=body,
+        # the Collector serves the part of a Session the domain code uses (add, reads)
+        status, out = payments.create_payment(cast(Session, collector), merchant_id=merchant_id, body=body,
                                               now=now, facts=facts, captured_today=captured)
     except ApiError as exc:
         if exc.status >= 500:
@@ -144,7 +154,7 @@ def create(engine: Engine, *, merchant_id: str, key: str, path: str, fingerprint
     lookups read on the same connection: a payment waiting on another's lock (the claim takes
     the locks of its merchant, customer, card, device, IP) holds one connection, and the one
     holding the lock never needs a second from a pool the waiters may have emptied."""
-    ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
+    ident: _Ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
     with engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as lookups:
         params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
         row = conn.exec_driver_sql(_CLAIM_AND_FACTS, params).one()
@@ -167,7 +177,7 @@ async def create_async(pool, engine: Engine, *, merchant_id: str, key: str, path
     """The fast path on the event loop, over serving/pg_async.py's pool."""
     from psycopg.rows import namedtuple_row
 
-    ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
+    ident: _Ident = {"merchant_id": merchant_id, "key": key, "body": body, "now": now}
     with Session(engine, expire_on_commit=False) as lookups:
         params, risk_keys = _claim_params(lookups, path=path, fingerprint=fingerprint, **ident)
         # Give the lookups' connection back before the claim, which may wait on another

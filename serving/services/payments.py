@@ -117,6 +117,7 @@ def _fail(session: Session, payment: Payment, code: str, now: datetime) -> None:
 def _capture(session: Session, payment: Payment, now: datetime) -> None:
     move(session, payment, "success", at=now)
     payment.captured_at = now
+    assert payment.channel_id is not None  # routing chose it before the channel approved
     post_transaction(session, kind="capture", merchant_id=payment.merchant_id, at=now,
                      payment_id=payment.id, legs=[
                          Leg(channel_receivable(payment.channel_id), payment.currency,
@@ -247,6 +248,7 @@ def _call_channel(session: Session, payment: Payment, method: dict, forced: str 
         code = "channel_unavailable" if decision.candidates else "no_channel_available"
         _fail(session, payment, code, now)
         return
+    assert result is not None  # the chosen channel answered
     payment.channel_id, payment.channel_reference = decision.chosen, result.channel_reference
     if result.outcome == "approved":
         _capture(session, payment, now)
@@ -334,6 +336,7 @@ def _refunded_to(session: Session, payment: Payment) -> str:
     The token's remaining budget is not restored: the budget is a cap on what the agent may
     spend, not a balance, and a refund does not let the agent spend more."""
     if payment.channel_id != channels.TOKEN_CHANNEL:
+        assert payment.channel_id is not None  # only a captured payment is refunded
         return channel_receivable(payment.channel_id)
     # A token payment's channel_reference is its usage id (booking.record_paid).
     buyer_id = session.scalars(

@@ -74,7 +74,8 @@ def row_values(obj) -> dict:
     directly: going through the instrumented attributes cost more than the rest of the row."""
     state = obj.__dict__
     values = {}
-    for key, column_key, serial, default in _columns(type(obj)):
+    cls: type = type(obj)
+    for key, column_key, serial, default in _columns(cls):
         value = state.get(key)
         if value is None:
             if serial:

@@ -73,6 +73,14 @@ def _locked(session: Session, *criteria) -> Wallet | None:
     ).first()
 
 
+def _locked_one(session: Session, *criteria) -> Wallet:
+    """_locked for a wallet that exists (a row of it refers to it, or it was just made)."""
+    wallet = _locked(session, *criteria)
+    if wallet is None:
+        raise LookupError(f"no wallet where {criteria}")
+    return wallet
+
+
 def lock_wallet(session: Session, merchant_id: str, customer_id: str,
                 currency: str) -> Wallet | None:
     return _locked(session, Wallet.merchant_id == merchant_id, Wallet.customer_id == customer_id,
@@ -88,7 +96,8 @@ def _lock_or_create(session: Session, merchant_id: str, customer_id: str, curren
         id=new_id("wallet"), merchant_id=merchant_id, customer_id=customer_id, currency=currency,
         principal_minor=0, bonus_minor=0, created_at=now, updated_at=now,
     ).on_conflict_do_nothing())
-    return lock_wallet(session, merchant_id, customer_id, currency)
+    return _locked_one(session, Wallet.merchant_id == merchant_id,
+                       Wallet.customer_id == customer_id, Wallet.currency == currency)
 
 
 # --- top-up -----------------------------------------------------------------------------------
@@ -120,10 +129,10 @@ def create_topup(session: Session, *, merchant_id: str, body: TopupCreate,
                                  principal_minor=body.amount_minor, bonus_minor=body.bonus_minor,
                                  created_at=now))
     # declined, failed, pending: nothing is credited now
-    wallet = session.scalars(select(Wallet).where(
+    existing = session.scalars(select(Wallet).where(
         Wallet.merchant_id == merchant_id, Wallet.customer_id == body.customer_id,
         Wallet.currency == body.currency)).first()
-    return 201, {"payment": payment, "wallet": wallet_out(wallet) if wallet else None}
+    return 201, {"payment": payment, "wallet": wallet_out(existing) if existing else None}
 
 
 # A top-up payment in one of these may still succeed: a channel callback, or a review.
@@ -228,7 +237,7 @@ def refund_spend(session: Session, *, payment: Payment, refund: Refund,
     """Give a wallet payment's refund back to the wallet, pro rata to its original split."""
     original = session.scalars(select(WalletTransaction).where(
         WalletTransaction.kind == "spend", WalletTransaction.payment_id == payment.id)).one()
-    wallet = _locked(session, Wallet.id == original.wallet_id)
+    wallet = _locked_one(session, Wallet.id == original.wallet_id)
     principal, bonus = allocate_increment(
         [-original.principal_minor, -original.bonus_minor], refunded_before, refund.amount_minor)
     wallet.principal_minor += principal
@@ -261,7 +270,7 @@ def plan_topup_refund(session: Session, *, payment: Payment, topup: WalletTransa
                        f"refund of {amount} exceeds the {remaining} {payment.currency} of the "
                        "top-up's principal that remain",
                        {"field": "amount_minor", "remaining_minor": str(remaining)})
-    wallet = _locked(session, Wallet.id == topup.wallet_id)
+    wallet = _locked_one(session, Wallet.id == topup.wallet_id)
     if wallet.principal_minor < amount:
         raise ApiError(422, "insufficient_wallet_balance",
                        f"the wallet's principal is {wallet.principal_minor}, less than the "

@@ -24,8 +24,10 @@ claim; a claim lost in a crash leaves nothing charged and the authorization pres
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from serving import jsonfast
 from serving.services.row_writer import Collector, insert_ctes, row_values
@@ -115,7 +117,8 @@ def _settle_statement(engine: Engine, usage_id: str, verified: Verified, call: b
                                   to=auth.to, value=auth.value, nonce=auth.nonce, now=now)
     usage = X402Usage(id=usage_id, status="verified", **booking.usage_fields(call))
     with Collector(engine) as collector:
-        payment = booking.record_paid(collector, usage, tx_hash=log.tx_hash,
+        # the Collector serves the part of a Session the booking uses (add, reads)
+        payment = booking.record_paid(cast(Session, collector), usage, tx_hash=log.tx_hash,
                                       upstream_status=upstream_status, buyer_merchant_id=None,
                                       now=now)
     inserts, insert_params = insert_ctes(collector.rows, when="EXISTS (SELECT 1 FROM settled)")
