@@ -66,8 +66,8 @@ def expected_statements(engine) -> dict[tuple[str, str], dict[str, int]]:
     return figures
 
 
-def download(client, key, merchant_id) -> list[dict]:
-    resp = client.get(f"/api/v1/settlements/{merchant_id}?period={DAY}&format=csv",
+def download(client, key, merchant_id, day: date = DAY) -> list[dict]:
+    resp = client.get(f"/api/v1/settlements/{merchant_id}?period={day}&format=csv",
                       headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/csv")
@@ -227,6 +227,10 @@ def run_spine(make_settings, **urls) -> dict:
             assert int(closing["fee_minor"]) == sum(int(r["fee_minor"]) for r in lines)
             assert int(closing["balance_minor"]) == int(closing["net_minor"])  # first day
             by_name[(m.name, "closing")] = int(closing["balance_minor"])
+            # the next day had no activity: its (open) statement carries the balance, no lines
+            quiet = download(client, m.api_key, m.id, DAY + timedelta(days=1))
+            assert [r["line_type"] for r in quiet] == ["opening_balance", "closing_balance"]
+            assert {int(r["balance_minor"]) for r in quiet} == {int(closing["balance_minor"])}
 
         # Re-running the day and the pipeline doubles nothing.
         again = run_day(client, merchants, day=DAY, payments=PAYMENTS, seed=7, concurrency=1)
