@@ -258,14 +258,10 @@ after_last as (
     -- and the first day of its first period after that statement
     select o.merchant_id, o.currency, o.settlement_cycle, m.settlement_cycle as current_cycle,
            m.last_day, {{ add_days('o.period_end', 1) }} as gap_start,
-           case when {{ cycle_period_start('m.settlement_cycle', add_days('o.period_end', 1)) }}
-                     = {{ add_days('o.period_end', 1) }}
-                then {{ add_days('o.period_end', 1) }}
-                else {{ add_days(cycle_period_end('m.settlement_cycle',
-                                                  cycle_period_start('m.settlement_cycle',
-                                                                     add_days('o.period_end', 1))),
-                                 1) }}
-           end as new_start
+           -- the day after the current cycle's period holding the last statement's last day
+           {{ add_days(cycle_period_end('m.settlement_cycle',
+                                        cycle_period_start('m.settlement_cycle', 'o.period_end')),
+                       1) }} as new_start
     from ordered as o
     join (
         -- a closed merchant's statements stop with the period it was closed in (its last
