@@ -137,20 +137,21 @@ class _Windows:
     key * width + instant rank is non-decreasing in that sorted order: the rows of a key before
     instant r start at searchsorted(place, key * width + r). All searches run in sorted order
     (their queries are then sorted too, which makes numpy's binary search about ten times
-    faster); results are put back in frame order at the end. Keys are exact dense codes of the
-    key values (`_dense_codes`), so the sort is one numpy sort of key * n + row. Rows whose key
-    is null have no window (0)."""
+    faster); results are put back in frame order at the end. Rows whose key is null have no
+    window (0).
+
+    Grouping the rows by key (`_key_order`): a stable sort by the key's 64-bit hash, checked
+    exactly - adjacent rows with equal hashes must have equal keys - and, should two keys ever
+    share a hash, done again by exact dense codes (`_dense_codes`). The hash path is several
+    times faster on string keys, and the check keeps the result exact either way."""
 
     def __init__(self, frame: pl.DataFrame, columns: tuple[str, ...], instants: _Instants):
         keys = frame.select(columns)
-        n = keys.height
-        code = _dense_codes(keys)
-        ordered = np.sort(code * n + np.arange(n, dtype=np.int64))
-        order = ordered % n
+        order, key_rank = _key_order(keys)
         self.instants, self.order = instants, order
         self.null = keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()[
             order]
-        self.base = (ordered // n) * instants.width
+        self.base = key_rank * instants.width
         self.place = self.base + instants.rank[order]
         self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
         self.start = _run_starts(self.base)  # the key's first row
@@ -224,6 +225,29 @@ def _changes(values: np.ndarray) -> np.ndarray:
     return new
 
 
+def _key_hashes(keys: pl.DataFrame) -> pl.Series:
+    """A 64-bit hash of each row's key (equal keys, equal hashes; nulls hash too)."""
+    expr = pl.struct(keys.columns) if keys.width > 1 else pl.col(keys.columns[0])
+    return keys.select(expr.hash(seed=0).alias("h")).to_series()
+
+
+def _key_order(keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(order, key_rank): the row permutation that groups equal keys together, each key's rows
+    in their frame order, and each sorted row's key as a dense number (0, 1, ...) that grows
+    along `order`. By hash when no two keys share one, else by exact codes."""
+    n = keys.height
+    hashes = _key_hashes(keys)
+    rows = hashes.to_frame("h").with_row_index("row").sort("h", maintain_order=True)["row"]
+    sorted_hashes = hashes.gather(rows)
+    same_hash = (sorted_hashes == sorted_hashes.shift(1)).fill_null(False)
+    same_key = keys.select(pl.all().gather(rows)).select(
+        pl.all_horizontal(pl.all().eq_missing(pl.all().shift(1)))).to_series().fill_null(False)
+    if not (same_hash & ~same_key).any():  # equal hashes, equal keys: the grouping is exact
+        return rows.to_numpy().astype(np.int64), np.cumsum(~same_hash.to_numpy()) - 1
+    ordered_codes = np.sort(_dense_codes(keys) * n + np.arange(n, dtype=np.int64))
+    return ordered_codes % n, ordered_codes // n
+
+
 _CODE_LIMIT = 2**62
 
 
@@ -266,8 +290,11 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         events = events.with_columns(pl.col("failed_at").cast(pl.Datetime("us", "UTC")))
     frame = (events.select(EVENT_COLUMNS).with_row_index("_row")
              .with_columns(pl.col("created_at").dt.cast_time_unit("us"),
-                           pl.col("failed_at").dt.cast_time_unit("us"))
-             .sort("created_at", "payment_id")
+                           pl.col("failed_at").dt.cast_time_unit("us")))
+    in_order = _in_event_order(frame)  # the warehouse's extract is: no sort, no sort back
+    if not in_order:
+        frame = frame.sort("created_at", "payment_id")
+    frame = (frame
              .join(_usd_factors(events["currency"]), on="currency", how="left",
                    maintain_order="left")
              .with_columns(usd=pl.col("amount_minor").cast(pl.Float64) * pl.col("usd_per_minor")))
@@ -343,7 +370,14 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         *[(pl.col("method") == name).cast(pl.Float64).alias(f"method_{name}")
           for name in METHODS],
     )
-    return features.sort("_row").drop("_row")
+    return (features if in_order else features.sort("_row")).drop("_row")
+
+
+def _in_event_order(frame: pl.DataFrame) -> bool:
+    """Whether the rows are already sorted by (created_at, payment_id), each pair distinct."""
+    at, payment = pl.col("created_at"), pl.col("payment_id")
+    later = (at > at.shift(1)) | ((at == at.shift(1)) & (payment > payment.shift(1)))
+    return bool(frame.select(later.slice(1).fill_null(False).all()).item())
 
 
 # --- one payment, live ----------------------------------------------------------------------

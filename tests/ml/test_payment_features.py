@@ -75,6 +75,32 @@ def test_batch_and_live_agree_on_every_payment():
         assert batch[name].n_unique() > 1, name
 
 
+def test_sorted_input_and_colliding_key_hashes_give_the_same_features(monkeypatch):
+    """Two fast paths, each checked against the general one: input already in (created_at,
+    payment_id) order skips the sorts, and keys are grouped by their hash unless two keys share
+    one - forced here by a hash with three values, which must fall back to exact codes."""
+    import ml.payment_features as features
+
+    rows = random_events(600, seed=3)
+    shuffled = frame(rows)
+    in_order = shuffled.sort("created_at", "payment_id")
+    assert not features._in_event_order(shuffled.with_row_index("_row"))
+    assert features._in_event_order(in_order.with_row_index("_row"))
+    expected = batch_features(shuffled)
+    assert batch_features(in_order).equals(
+        expected.sort(pl.col("payment_id").replace_strict(
+            in_order["payment_id"], range(in_order.height))))
+
+    exact_codes = []
+    dense_codes = features._dense_codes
+    monkeypatch.setattr(features, "_dense_codes",
+                        lambda keys: exact_codes.append(keys.columns) or dense_codes(keys))
+    real_hashes = features._key_hashes  # a weak hash: equal keys still hash equal
+    monkeypatch.setattr(features, "_key_hashes", lambda keys: real_hashes(keys) % 3)
+    assert batch_features(shuffled).equals(expected)
+    assert len(exact_codes) == 6  # every window fell back
+
+
 def test_no_leakage_later_payments_change_nothing():
     rows = random_events(400, seed=11)
     cut = START + timedelta(days=20)
