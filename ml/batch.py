@@ -48,11 +48,12 @@ class Outcome:
 def score_frame(payments: pl.DataFrame, champion, settings: Settings,
                 scored_at: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(scores in SCORES_COLUMNS, features) for payments in the event layout."""
+    from ml.feature_sets import feature_matrix
     from ml.payment_features import batch_features
     from ml.scoring import score_rows
 
     features = batch_features(payments)
-    matrix = features.select(champion.features).to_numpy().astype(np.float64)
+    matrix = feature_matrix(features, champion.features)
     score, reasons = score_rows(champion.model, matrix, champion.features, champion.reference,
                                 reasons_from=settings.ml_review_score)
     decision = np.where(score >= settings.ml_block_score, "block",

@@ -23,6 +23,13 @@ from ml import features as paysim_features
 from ml import payment_features
 
 
+def feature_matrix(frame: pl.DataFrame, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The model's input: the named feature columns as float64, one row per payment, in row-major
+    (C) order - scikit-learn's tree predictor walks a row's features, and reads them about 10 %
+    faster from one row than from columns 8 MB apart (1M rows)."""
+    return np.ascontiguousarray(frame.select(names).to_numpy(order="c"), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     name: str

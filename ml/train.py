@@ -53,7 +53,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml.feature_sets import PAYSIM, FeatureSet
+from ml.feature_sets import PAYSIM, FeatureSet, feature_matrix
 
 RANDOM_STATE = 0
 HOLDOUT_FRACTION = 0.3
@@ -115,7 +115,7 @@ def time_split(events: pl.DataFrame, holdout_fraction: float = HOLDOUT_FRACTION,
 
 
 def matrix(frame: pl.DataFrame, feature_set: FeatureSet = PAYSIM) -> np.ndarray:
-    return frame.select(feature_set.features).to_numpy().astype(np.float64)
+    return feature_matrix(frame, feature_set.features)
 
 
 def build_model(name: str):
