@@ -45,8 +45,11 @@ tests/serving/api/test_fraud_scoring.py checks the SQL summary against both.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -155,11 +158,14 @@ class _Windows:
         self.place = self.base + instants.rank[order]
         self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
         self.start = _run_starts(self.base)  # the key's first row
+        self._since: dict[timedelta, np.ndarray] = {}
 
     def since(self, period: timedelta) -> np.ndarray:
         """Sorted position of the key's first row at or after t - period."""
-        ranks = self.instants.rank_of(period)[self.order]
-        return np.searchsorted(self.place, self.base + ranks, "left")
+        if period not in self._since:
+            ranks = self.instants.rank_of(period)[self.order]
+            self._since[period] = np.searchsorted(self.place, self.base + ranks, "left")
+        return self._since[period]
 
     def _frame_order(self, values: np.ndarray) -> np.ndarray:
         out = np.empty_like(values)
@@ -303,35 +309,48 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     # a failure after the payment was created (a pending payment's callback): its time, else -1
     failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
     late_us = np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
-    columns: dict[str, np.ndarray] = {}
-    for key, column in KEYS.items():
+    usd = frame["usd"].fill_null(0.0).to_numpy()
+    for period in {*WINDOWS.values(), HISTORY}:  # filled now: the threads below only read it
+        instants.rank_of(period)
+
+    def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
         windows = _Windows(frame, (column,), instants)
-        for name, period in WINDOWS.items():
-            columns[f"{key}_count_{name}"] = windows.count(windows.since(period))
+        out = {f"{key}_count_{name}": windows.count(windows.since(period))
+               for name, period in WINDOWS.items()}
         if key == "customer":
             month = windows.since(HISTORY)
-            customer_30d = windows.count(month)
-            customer_usd_30d = windows.total(frame["usd"].fill_null(0.0).to_numpy(), month)
-            customer_declines = (windows.total(failed, windows.since(WINDOWS["24h"]))
-                                 - windows.failed_later(late_us, WINDOWS["24h"]))
-            previous = windows.previous()
-            previous = np.where(customer_30d > 0, previous, -1)
-    pair = _Windows(frame, ("customer_id", "device_id"), instants)
-    customer_device_30d = pair.count(pair.since(HISTORY))
-    merchant = _Windows(frame, ("merchant_id",), instants)
-    hour = merchant.since(WINDOWS["1h"])
-    merchant_1h = merchant.count(hour)
-    merchant_declines_1h = (merchant.total(failed, hour)
-                            - merchant.failed_later(late_us, WINDOWS["1h"]))
+            out["_cust_30d"] = windows.count(month)
+            out["_cust_usd_30d"] = windows.total(usd, month)
+            out["customer_declines_24h"] = (windows.total(failed, windows.since(WINDOWS["24h"]))
+                                            - windows.failed_later(late_us, WINDOWS["24h"]))
+            out["_previous"] = np.where(out["_cust_30d"] > 0, windows.previous(), -1)
+        return out
+
+    def customer_device_counts() -> dict[str, np.ndarray]:
+        pair = _Windows(frame, ("customer_id", "device_id"), instants)
+        return {"_cust_device_30d": pair.count(pair.since(HISTORY))}
+
+    def merchant_counts() -> dict[str, np.ndarray]:
+        merchant = _Windows(frame, ("merchant_id",), instants)
+        hour = merchant.since(WINDOWS["1h"])
+        return {"_merchant_1h": merchant.count(hour),
+                "_merchant_declines_1h": (merchant.total(failed, hour)
+                                          - merchant.failed_later(late_us, WINDOWS["1h"]))}
+
+    # The windows are independent and numpy and polars work outside the GIL: one thread per core.
+    tasks: list[Callable[[], dict[str, np.ndarray]]] = [
+        functools.partial(key_counts, key, column) for key, column in KEYS.items()]
+    tasks += [customer_device_counts, merchant_counts]
+    with ThreadPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
+        computed = {name: values for part in pool.map(lambda task: task(), tasks)
+                    for name, values in part.items()}
+    columns = {name: computed.pop(name) for name in COUNT_NAMES}  # in FEATURES' order
+    previous = computed.pop("_previous")
 
     has_prev = previous >= 0
     prev_row = np.maximum(previous, 0)
     frame = frame.with_columns(
-        **{name: pl.Series(values) for name, values in columns.items()},
-        _cust_30d=pl.Series(customer_30d), _cust_usd_30d=pl.Series(customer_usd_30d),
-        _cust_device_30d=pl.Series(customer_device_30d),
-        customer_declines_24h=pl.Series(customer_declines),
-        _merchant_1h=pl.Series(merchant_1h), _merchant_declines_1h=pl.Series(merchant_declines_1h),
+        **{name: pl.Series(values) for name, values in (columns | computed).items()},
         _prev_at=pl.Series(np.where(has_prev, instants.us[prev_row], 0)).cast(
             pl.Datetime("us")).dt.replace_time_zone(
                 cast(pl.Datetime, frame["created_at"].dtype).time_zone),
