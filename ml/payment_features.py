@@ -341,7 +341,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     tasks: list[Callable[[], dict[str, np.ndarray]]] = [
         functools.partial(key_counts, key, column) for key, column in KEYS.items()]
     tasks += [customer_device_counts, merchant_counts]
-    with ThreadPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(tasks), _usable_cores())) as pool:
         computed = {name: values for part in pool.map(lambda task: task(), tasks)
                     for name, values in part.items()}
     columns = {name: computed.pop(name) for name in COUNT_NAMES}  # in FEATURES' order
@@ -390,6 +390,15 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
           for name in METHODS],
     )
     return (features if in_order else features.sort("_row")).drop("_row")
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow), not the
+    machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _in_event_order(frame: pl.DataFrame) -> bool:
