@@ -50,14 +50,12 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
     path = "/api/v1/payments"
     result = None
     if fast_payments.eligible(engine, body) and request.app.state.settings.payments_fast_path:
-        fingerprint = request_fingerprint(path, body)
+        fast: fast_payments.FastRequest = {
+            "merchant_id": merchant_id, "key": key, "path": path, "body": body, "now": now,
+            "fingerprint": request_fingerprint(path, body)}
         pool = pg_async.pool_of(request.app)
-        result = (await fast_payments.create_async(
-                      pool, engine, merchant_id=merchant_id, key=key, path=path,
-                      fingerprint=fingerprint, body=body, now=now) if pool is not None
-                  else await run_in_threadpool(
-                      fast_payments.create, engine, merchant_id=merchant_id, key=key, path=path,
-                      fingerprint=fingerprint, body=body, now=now))
+        result = (await fast_payments.create_async(pool, engine, **fast) if pool is not None
+                  else await run_in_threadpool(fast_payments.create, engine, **fast))
     if result is None:
         result = await call_idempotent(
             engine, scope=merchant_id, key=key, path=path, params=body,

@@ -53,6 +53,12 @@ class _Ident(TypedDict):
     body: PaymentCreate
     now: datetime
 
+
+class FastRequest(_Ident):
+    """The keyword arguments of `create` and `create_async`."""
+    path: str
+    fingerprint: str
+
 _CLAIM_AND_FACTS = """
 WITH claim AS (
     INSERT INTO idempotency_keys (merchant_id, key, request_path, request_hash,
