@@ -143,7 +143,8 @@ def to_usd_major(amount_minor: int, currency: str) -> Decimal | None:
     return Decimal(amount_minor).scaleb(-exponent(currency)) * Decimal(rate)
 
 
-def _in_merchant_currency(amount_minor: int, currency: str, merchant: MerchantFacts) -> Decimal | None:
+def _in_merchant_currency(amount_minor: int, currency: str,
+                          merchant: MerchantFacts) -> Decimal | None:
     """The amount in major units of the merchant's settlement currency: exact when the payment is
     in that currency (whatever its exponent: JPY 0, KWD 3), else through the indicative rates;
     None when either currency has none."""

@@ -142,8 +142,9 @@ def _work(lookups: Session, row, risk_keys: dict, *, merchant_id: str, key: str,
     collector = Collector(lookups)
     try:
         # the Collector serves the part of a Session the domain code uses (add, reads)
-        status, out = payments.create_payment(cast(Session, collector), merchant_id=merchant_id, body=body,
-                                              now=now, facts=facts, captured_today=captured)
+        status, out = payments.create_payment(cast(Session, collector), merchant_id=merchant_id,
+                                              body=body, now=now, facts=facts,
+                                              captured_today=captured)
     except ApiError as exc:
         if exc.status >= 500:
             raise
