@@ -695,7 +695,11 @@ class SimChainLog(Base):
         UniqueConstraint("network", "asset", "from_address", "nonce",
                          name="uq_sim_chain_logs_authorization"),
         Index("ix_sim_chain_logs_network_block", "network", "block_number"),
-        Index("ix_sim_chain_logs_recipient", "network", "asset", "to_address"),
+        # A sender's balance sums what it received (serving/x402/chain.py); on Postgres this
+        # index answers that sum alone (covering, live logs only), so the planner cannot pick
+        # the authorization index and scan every log of the asset (migration 0015).
+        Index("ix_sim_chain_logs_recipient", "network", "asset", "to_address",
+              postgresql_include=["value"], postgresql_where=text("NOT removed")),
     )
 
 
