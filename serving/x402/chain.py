@@ -59,7 +59,7 @@ def received(session: Session, net: Network, asset: str, address: str) -> int:
     """What `address` received in live (not reorged) Transfer logs, mints included."""
     query = select(SimChainLog.value).where(
         SimChainLog.network == net.caip2, SimChainLog.asset == asset.lower(),
-        SimChainLog.to_address == address.lower(), SimChainLog.removed.is_(False))
+        SimChainLog.to_address == address.lower(), ~SimChainLog.removed)
     if session.get_bind().dialect.name == "sqlite":  # amounts are decimal text there: add in Python
         return sum(session.scalars(query))
     total = query.with_only_columns(type_coerce(func.coalesce(func.sum(SimChainLog.value), 0),
@@ -145,7 +145,7 @@ def reorg(session: Session, net: Network, *, depth: int, now: datetime) -> list[
     head = block_at(net, now)
     logs = list(session.scalars(select(SimChainLog).where(
         SimChainLog.network == net.caip2, SimChainLog.block_number > head - depth,
-        SimChainLog.removed.is_(False)).order_by(SimChainLog.id)))
+        ~SimChainLog.removed).order_by(SimChainLog.id)))
     for log in logs:
         log.removed = True  # the recipient's `received` no longer counts it
         if log.from_address != ZERO_ADDRESS:
