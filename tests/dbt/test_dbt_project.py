@@ -641,7 +641,7 @@ def test_payment_fees_match_the_money_core(built):
     assert rows["pay_a1"]["captured_date"] == date(2024, 3, 1)
 
 
-def test_refund_fee_reversals_are_cumulative_and_full_refunds_reverse_the_whole_fee(built):
+def test_refund_fee_reversals_are_per_refund_and_full_refunds_reverse_the_whole_fee(built):
     reversals = expected_reversals()
     rows = {r["refund_id"]: r for r in built.query(
         "select * from analytics.int_refund_fee_reversals")}
