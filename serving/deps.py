@@ -105,9 +105,11 @@ async def business_time(settings: SettingsDep,
     try:
         value = datetime.fromisoformat(clearhouse_test_clock.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "invalid_test_clock", "Clearhouse-Test-Clock must be ISO 8601") from None
+        raise ApiError(422, "invalid_test_clock", "Clearhouse-Test-Clock must be ISO 8601",
+                       {"field": "Clearhouse-Test-Clock"}) from None
     if value.tzinfo is None:
-        raise ApiError(400, "invalid_test_clock", "Clearhouse-Test-Clock needs a UTC offset or Z")
+        raise ApiError(422, "invalid_test_clock", "Clearhouse-Test-Clock needs a UTC offset or Z",
+                       {"field": "Clearhouse-Test-Clock"})
     return value.astimezone(UTC)
 
 

@@ -87,6 +87,12 @@ def _declared_media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def _sent_a_body(request: Request) -> bool:
+    """The request carried a body (its headers say so; the body itself was read already)."""
+    length = request.headers.get("content-length", "")
+    return (length.isdigit() and int(length) > 0) or "transfer-encoding" in request.headers
+
+
 def _is_json(media_type: str) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json"))
@@ -146,15 +152,18 @@ def install_error_handlers(app: FastAPI, *, postgres: bool = False) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {}
         media_type = _declared_media_type(request)
-        if media_type and not _is_json(media_type) and any(
+        undeclared = not media_type and _sent_a_body(request)
+        if ((media_type and not _is_json(media_type)) or undeclared) and any(
                 tuple(e.get("loc", ()))[:1] == ("body",) for e in errors):
-            # FastAPI reads a body as JSON only when it is declared so; anything else arrives as
-            # bytes and fails as "not an object", which hides the cause (curl -d sends
-            # application/x-www-form-urlencoded unless told otherwise).
+            # FastAPI reads a body as JSON only when it is declared so; anything else (or a body
+            # with no Content-Type at all) arrives as bytes and fails as "not an object", which
+            # hides the cause (curl -d sends application/x-www-form-urlencoded unless told
+            # otherwise; requests' data= sends no Content-Type).
+            declared = f"declared {media_type}" if media_type else "declared no Content-Type"
             message = (f"the request body must be JSON sent with Content-Type: application/json "
-                       f"(this request declared {media_type})")
+                       f"(this request {declared})")
             return JSONResponse(error_body("unsupported_media_type", message,
-                                           {"field": "body", "content_type": media_type}),
+                                           {"field": "body", "content_type": media_type or None}),
                                 status_code=415)
         if first.get("type") == "json_invalid":
             # The body is not JSON: its loc is ("body", <character offset>), and the offset is

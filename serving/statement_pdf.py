@@ -96,6 +96,7 @@ def render(settings: Settings, merchant_id: str, merchant_name: str, start: date
                 pdf.set_font("Helvetica", "I", 7)
                 note = "; ".join(x for x in (
                     line["description"],
+                    line["created_by"] and f"by {line['created_by']}",  # a manual adjustment
                     line["fx_rate_id"] and f"{Money(int(line['txn_gross_minor']), line['txn_currency'])}"
                     f" at {line['fx_rate']} ({line['fx_rate_id']})") if x)
                 pdf.cell(0, 4, _latin1("    " + note[:160]), new_x="LMARGIN", new_y="NEXT")

@@ -20,12 +20,21 @@ from warehouse.published import MARTS_SCHEMA, published_path
 from warehouse.settings import Settings
 
 # One CSV row per statement line, framed by an opening_balance and a closing_balance row per
-# statement; balance_minor is the running balance after the row.
+# statement; balance_minor is the running balance after the row. The closing_balance row also
+# carries every figure of the statement (settlement.md): gross_minor and fee_minor are its gross
+# and fees, and the columns after `description` its opening, refunds, chargebacks, adjustments,
+# net activity and payouts (closing = balance_minor). created_by names who made a manual
+# adjustment. Columns were only ever added at the end, so older readers keep working.
 CSV_COLUMNS = ["statement_id", "merchant_id", "settlement_cycle", "period_start", "period_end",
                "status", "currency", "line_type", "line_id", "payment_id", "refund_id",
                "payout_id", "adjustment_id", "occurred_at", "txn_currency", "txn_gross_minor",
-               "txn_fee_minor", "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor", "balance_minor",
-               "description"]
+               "txn_fee_minor", "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor",
+               "balance_minor", "description", "created_by", "settles_on",
+               "opening_balance_minor", "refunds_minor", "chargebacks_minor",
+               "adjustments_minor", "net_activity_minor", "payouts_minor"]
+# The statement figures the closing_balance row carries in columns of their own.
+CLOSING_FIGURES = ("opening_balance_minor", "refunds_minor", "chargebacks_minor",
+                   "adjustments_minor", "net_activity_minor", "payouts_minor")
 
 STATEMENT_FIELDS = ("statement_id", "merchant_id", "settlement_cycle", "period_start",
                     "period_end", "settles_on", "status", "currency", "opening_balance_minor",
@@ -34,7 +43,8 @@ STATEMENT_FIELDS = ("statement_id", "merchant_id", "settlement_cycle", "period_s
                     "closing_balance_minor")
 LINE_FIELDS = ("statement_id", "line_type", "line_id", "payment_id", "refund_id", "payout_id",
                "adjustment_id", "occurred_at", "txn_currency", "txn_gross_minor", "txn_fee_minor",
-               "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor", "description")
+               "fx_rate_id", "fx_rate", "gross_minor", "fee_minor", "net_minor", "description",
+               "created_by")
 
 # What the SQL below names in braces -> the mart (a published Parquet file on DuckDB).
 MARTS = {"statements": "fct_settlement_statements", "lines": "fct_settlement_statement_lines",
@@ -244,7 +254,8 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
     for head in heads:
         frame = {key: _text(head[key]) for key in ("statement_id", "merchant_id",
                                                    "settlement_cycle", "period_start",
-                                                   "period_end", "status", "currency")}
+                                                   "period_end", "status", "currency",
+                                                   "settles_on")}
         balance = int(head["opening_balance_minor"])
         writer.writerow({**frame, "line_type": "opening_balance", "balance_minor": balance})
         rows = 0
@@ -261,7 +272,8 @@ def stream_csv(settings: Settings, merchant_id: str, start: date, end: date) -> 
                          "fee_minor": _text(head["fees_minor"]),
                          "net_minor": _text(int(head["closing_balance_minor"])
                                             - int(head["opening_balance_minor"])),
-                         "balance_minor": _text(head["closing_balance_minor"])})
+                         "balance_minor": _text(head["closing_balance_minor"]),
+                         **{key: _text(head[key]) for key in CLOSING_FIGURES}})
         yield flush()
     yield flush()
 

@@ -78,10 +78,12 @@ async def create_refund(body: RefundCreate, principal: MerchantDep,
 
 
 @router.post("/payments/{payment_id}/confirm", response_model=PaymentOut)
-async def confirm_payment(payment_id: str, body: PaymentConfirm,
-                          principal: MerchantDep, engine: EngineDep, now: NowDep,
-                          idempotency_key: IdempotencyKeyHeader = None):
-    """Continue a payment created with confirm=false, or one held for review (auth_required)."""
+async def confirm_payment(payment_id: str, principal: MerchantDep, engine: EngineDep,
+                          now: NowDep, idempotency_key: IdempotencyKeyHeader = None,
+                          body: PaymentConfirm | None = None):
+    """Continue a payment created with confirm=false, or one held for review (auth_required).
+    The body is optional: only a card payment created without its card needs one."""
+    body = body or PaymentConfirm()
     key = check_key(idempotency_key)
     path = f"/api/v1/payments/{payment_id}/confirm"
     merchant_id = principal.merchant

@@ -14,6 +14,7 @@ from serving.api.common import (
     after_cursor,
     call_idempotent,
     idempotent_response,
+    page,
 )
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
@@ -57,15 +58,13 @@ def list_wallets(principal: PrincipalDep, session: SessionDep, now: NowDep,
                  customer_id: str | None = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
                  starting_after: str | None = None):
-    query = (select(Wallet).where(tenancy.merchant_filter(session, principal, Wallet.merchant_id,
-                                                          now))
-             .order_by(Wallet.id).limit(limit + 1))
+    """Newest first, as every list (api.md)."""
+    query = select(Wallet).where(tenancy.merchant_filter(session, principal, Wallet.merchant_id,
+                                                         now))
     if customer_id is not None:
         query = query.where(Wallet.customer_id == customer_id)
-    query = after_cursor(session, query, Wallet.id, starting_after, descending=False)
-    rows = session.scalars(query).all()
-    return JSONResponse({"data": [service.wallet_out(w) for w in rows[:limit]],
-                         "has_more": len(rows) > limit})
+    return JSONResponse(page(session, query, Wallet.id, limit=limit,
+                             starting_after=starting_after, out=service.wallet_out))
 
 
 @router.get("/wallets/{wallet_id}", response_model=WalletOut)

@@ -51,6 +51,24 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
     rows of (period_start, period_end, settlement_cycle), gives each merchant one such
     statement per period instead, balances chained in order of period start as
     fct_settlement_statements chains them."""
+    heads, lines = [], []
+    for merchant_id in merchant_ids:
+        opening = 0
+        for start, end, cycle in sorted(periods or [(day, day, "daily")]):
+            sid = f"{merchant_id}:USD:{start.isoformat()}"
+            closing = opening + 971 - payouts_minor
+            heads.append((sid, merchant_id, cycle, start, end, end, "closed", "USD", opening, 1000,
+                          0, 0, 29, 0, opening + 971, payouts_minor, closing))
+            lines.append((sid, merchant_id, start, end, "payment", "ln1", "pay_x", None, None,
+                          None, f"{start.isoformat()} 10:00:00", "USD", 1000, 29, None, 1, 1000,
+                          29, 971, None, None))
+            opening = closing
+    publish_statement_marts(settings, heads, lines)
+
+
+def publish_statement_marts(settings, heads: list[tuple], lines: list[tuple]) -> None:
+    """fct_settlement_statements and fct_settlement_statement_lines as Parquet, from rows in
+    the column order below (what the API reads of them)."""
     import duckdb
 
     from warehouse.published import published_path
@@ -69,20 +87,11 @@ def publish_statements(settings, merchant_ids: list[str], day: date = date(2026,
         refund_id VARCHAR, payout_id VARCHAR, adjustment_id VARCHAR, occurred_at TIMESTAMP,
         txn_currency VARCHAR, txn_gross_minor {money}, txn_fee_minor {money}, fx_rate_id VARCHAR,
         fx_rate DECIMAL(28,12), gross_minor {money}, fee_minor {money}, net_minor {money},
-        description VARCHAR)""")
-    for merchant_id in merchant_ids:
-        opening = 0
-        for start, end, cycle in sorted(periods or [(day, day, "daily")]):
-            sid = f"{merchant_id}:USD:{start.isoformat()}"
-            closing = opening + 971 - payouts_minor
-            con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, 'closed', 'USD', ?, 1000, 0, 0,"
-                        " 29, 0, ?, ?, ?)",
-                        [sid, merchant_id, cycle, start, end, end, opening, opening + 971,
-                         payouts_minor, closing])
-            con.execute("INSERT INTO l VALUES (?, ?, ?, ?, 'payment', 'ln1', 'pay_x', NULL, NULL,"
-                        " NULL, ?, 'USD', 1000, 29, NULL, 1, 1000, 29, 971, NULL)",
-                        [sid, merchant_id, start, end, f"{start.isoformat()} 10:00:00"])
-            opening = closing
+        description VARCHAR, created_by VARCHAR)""")
+    if heads:
+        con.executemany(f"INSERT INTO s VALUES ({', '.join('?' * 17)})", heads)
+    if lines:
+        con.executemany(f"INSERT INTO l VALUES ({', '.join('?' * 21)})", lines)
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()

@@ -668,7 +668,7 @@ def test_a_body_that_is_missing_or_not_an_object_is_a_422_naming_the_body(world)
     # as for a body that is not JSON at all (README).
     bad = []
     routes = _required_body_routes(world)
-    assert len(routes) > 20
+    assert len(routes) >= 20  # confirm needs no body (only a card created without its card)
     for method, template in routes:
         role = ROLE_FOR_BODY.get(template, "admin")
         url = fill(template, world.ids["A"])

@@ -40,7 +40,7 @@ def _warehouse(amount: int, lines: int) -> duckdb.DuckDBPyConnection:
         CAST({amount} AS {MONEY}) AS txn_gross_minor, CAST(0 AS {MONEY}) AS txn_fee_minor,
         NULL AS fx_rate_id, CAST(1 AS DECIMAL(28,12)) AS fx_rate,
         CAST({amount} AS {MONEY}) AS gross_minor, CAST(0 AS {MONEY}) AS fee_minor,
-        CAST({amount} AS {MONEY}) AS net_minor, NULL AS description
+        CAST({amount} AS {MONEY}) AS net_minor, NULL AS description, NULL AS created_by
         FROM range({lines}) t(i)""")
     for mart in ("fct_agent_commission_statements", "fct_agent_commission_statement_lines"):
         con.execute(f"CREATE TABLE analytics.{mart} (statement_id VARCHAR)")

@@ -14,7 +14,12 @@ from datetime import date
 
 import pytest
 
-from tests.serving.admin_helpers import bearer, operator, publish_statements
+from tests.serving.admin_helpers import (
+    bearer,
+    operator,
+    publish_statement_marts,
+    publish_statements,
+)
 from tests.serving.helpers import make_api
 
 DAY = date(2026, 11, 20)
@@ -139,8 +144,8 @@ def _publish_big_statement(settings, merchant_id: str, lines: int) -> None:
         1000::DECIMAL(38,0) AS txn_gross_minor, 29::DECIMAL(38,0) AS txn_fee_minor,
         NULL::VARCHAR AS fx_rate_id, 1::DECIMAL(28,12) AS fx_rate,
         1000::DECIMAL(38,0) AS gross_minor, 29::DECIMAL(38,0) AS fee_minor,
-        971::DECIMAL(38,0) AS net_minor, NULL::VARCHAR AS description
-        FROM range({lines}) t(i)) TO '{path}' (FORMAT parquet)""")
+        971::DECIMAL(38,0) AS net_minor, NULL::VARCHAR AS description,
+        NULL::VARCHAR AS created_by FROM range({lines}) t(i)) TO '{path}' (FORMAT parquet)""")
     con.close()
 
 
@@ -175,3 +180,63 @@ def test_finance_reads_any_merchants_statement(world):
     api, _settings, merchant_id, _key = world
     finance = operator(api, "finance")
     assert _get(api, finance, merchant_id, f"period={DAY}&format=csv").status_code == 200
+
+
+def test_the_download_carries_every_figure_of_the_statement_and_who_adjusted(world):
+    """settlement.md: the statement shows opening, gross, refunds, chargebacks, fees, adjustments
+    (manual, with reason and who), net_activity, payouts and closing. Each figure published
+    with a value of its own must land in its own CSV column of the closing_balance row, and
+    the adjustment's author in its line's created_by (and in the PDF)."""
+    from pypdf import PdfReader
+
+    api, settings, merchant_id, key = world
+    sid = f"{merchant_id}:USD:{DAY}"
+    # opening 500 + gross 10,000 - refunds 1,200 - chargebacks 800 - fees 290 - adjustments 150
+    # = net_activity 8,060; - payouts 3,000 = closing 5,060
+    head = (sid, merchant_id, "daily", DAY, DAY, date(2026, 11, 22), "closed", "USD", 500,
+            10_000, 1_200, 800, 290, 150, 8_060, 3_000, 5_060)
+    def at(hour: int) -> str:
+        return f"{DAY} {hour}:00:00"
+
+    lines = [
+        (sid, merchant_id, DAY, DAY, "payment", "payment:pay_1", "pay_1", None, None, None, at(10),
+         "USD", 10_000, 290, None, 1, 10_000, 290, 9_710, None, None),
+        (sid, merchant_id, DAY, DAY, "refund", "refund:re_1", "pay_1", "re_1", None, None, at(11),
+         "USD", -1_200, 0, None, 1, -1_200, 0, -1_200, None, None),
+        (sid, merchant_id, DAY, DAY, "chargeback", "chargeback:psp_1", "pay_1", None, None, None,
+         at(12), "USD", -800, 0, None, 1, -800, 0, -800, None, None),
+        (sid, merchant_id, DAY, DAY, "adjustment", "adjustment:adj_1", None, None, None, "adj_1",
+         at(13), "USD", -150, 0, None, 1, -150, 0, -150, "chargeback handling fee", "usr_finance_1"),
+        (sid, merchant_id, DAY, DAY, "payout", "payout:wd_1", None, None, "wd_1", None, at(14),
+         "USD", -3_000, 0, None, 1, -3_000, 0, -3_000, None, None),
+    ]
+    publish_statement_marts(settings, [head], lines)
+
+    resp = _get(api, key, merchant_id, f"period={DAY}&format=csv")
+    assert resp.status_code == 200, resp.text
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert [r["line_type"] for r in rows] == ["opening_balance", "payment", "refund",
+                                              "chargeback", "adjustment", "payout",
+                                              "closing_balance"]
+    closing = rows[-1]
+    assert {k: closing[k] for k in (
+        "opening_balance_minor", "gross_minor", "refunds_minor", "chargebacks_minor",
+        "fee_minor", "adjustments_minor", "net_activity_minor", "payouts_minor",
+        "balance_minor", "net_minor", "settles_on")} == {
+        "opening_balance_minor": "500", "gross_minor": "10000", "refunds_minor": "1200",
+        "chargebacks_minor": "800", "fee_minor": "290", "adjustments_minor": "150",
+        "net_activity_minor": "8060", "payouts_minor": "3000", "balance_minor": "5060",
+        "net_minor": "4560", "settles_on": "2026-11-22"}
+    assert int(rows[-2]["balance_minor"]) == 5_060  # the running balance meets the closing
+    adjustment = rows[4]
+    assert (adjustment["adjustment_id"], adjustment["description"],
+            adjustment["created_by"]) == ("adj_1", "chargeback handling fee", "usr_finance_1")
+    assert {r["created_by"] for r in rows if r["line_type"] != "adjustment"} == {""}
+
+    pdf = _get(api, key, merchant_id, f"period={DAY}&format=pdf")
+    assert pdf.status_code == 200
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "chargeback handling fee; by usr_finance_1" in text
+    for label, amount in (("Chargebacks", "8.00"), ("Adjustments", "1.50"), ("Payouts", "30.00"),
+                          ("Net activity", "80.60")):
+        assert label in text and amount in text, label

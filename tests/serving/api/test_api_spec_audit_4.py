@@ -1,0 +1,77 @@
+"""The fourth audit of the payments API against api.md, on SQLite and Postgres: a confirm needs
+no body (only a card payment created without its card needs one), a JSON body sent without any
+Content-Type is a 415 that says so (not a 422 about a "dictionary"), a bad test-clock header is
+a 422 naming it, and the wallets list is newest first like every list."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.serving.admin_helpers import bearer
+from tests.serving.helpers import make_api, random_card
+
+API = "/api/v1"
+
+
+@pytest.fixture
+def api(oltp_url, make_settings):
+    return make_api(make_settings(database_url=oltp_url))
+
+
+def test_a_confirm_without_a_body_continues_the_payment_and_replays(api):
+    _, key = api.merchant()
+    pending = api.pay(key, amount="300", confirm=False, currency="CNY",
+                      method={"type": "alipay", "test_outcome": "success"}).json()
+    assert pending["status"] == "pending_confirm"
+    headers = {**bearer(key), "Idempotency-Key": "confirm-1"}
+    first = api.client.post(f"{API}/payments/{pending['id']}/confirm", headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "success"
+    again = api.client.post(f"{API}/payments/{pending['id']}/confirm", headers=headers)
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.content == first.content
+
+
+def test_a_json_body_without_a_content_type_is_a_415_saying_so(api):
+    _, key = api.merchant()
+    body = json.dumps({"amount_minor": "1000", "currency": "USD", "merchant_reference": "o-1",
+                       "payment_method": {"type": "card", "number": random_card()}}).encode()
+    resp = api.client.post(f"{API}/payments", content=body, headers={
+        **bearer(key), "Idempotency-Key": uuid.uuid4().hex})
+    assert resp.status_code == 415, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert error["details"] == {"field": "body", "content_type": None}
+    listed = api.client.get(f"{API}/payments", headers=bearer(key)).json()
+    assert listed["data"] == []  # nothing was written
+
+
+@pytest.mark.parametrize("clock", ["yesterday", "2026-11-20T10:00:00"])
+def test_a_bad_test_clock_is_a_422_naming_the_header(api, clock):
+    _, key = api.merchant()
+    resp = api.pay(key, headers={"Clearhouse-Test-Clock": clock})
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_test_clock"
+    assert error["details"] == {"field": "Clearhouse-Test-Clock"}
+
+
+def test_the_wallets_list_is_newest_first_and_pages_on(api):
+    _, key = api.merchant(kyc_tier=3)
+    made = []
+    for customer in ("cus_a", "cus_b", "cus_c"):
+        resp = api.client.post(f"{API}/wallets/topups", json={
+            "customer_id": customer, "currency": "USD", "amount_minor": "1000",
+            "bonus_minor": "0", "payment_method": {"type": "card", "number": random_card()}},
+            headers={**bearer(key), "Idempotency-Key": uuid.uuid4().hex})
+        assert resp.status_code == 201, resp.text
+        made.append(resp.json()["wallet"]["id"])
+    first = api.client.get(f"{API}/wallets?limit=2", headers=bearer(key)).json()
+    assert [w["id"] for w in first["data"]] == made[::-1][:2] and first["has_more"] is True
+    rest = api.client.get(f"{API}/wallets?limit=2&starting_after={made[1]}",
+                          headers=bearer(key)).json()
+    assert [w["id"] for w in rest["data"]] == [made[0]] and rest["has_more"] is False
