@@ -30,7 +30,7 @@ from serving.schemas import (
 )
 from serving.services import fast_payments
 from serving.services import payments as service
-from serving.services.idempotency import check_key, request_fingerprint
+from serving.services.idempotency import already_answered, check_key, request_fingerprint
 from warehouse.models import Payment
 
 router = APIRouter(tags=["payments"])
@@ -44,7 +44,9 @@ async def create_payment(request: Request, body: PaymentCreate, principal: Merch
     key = check_key(idempotency_key)
     if body.customer and body.customer.id:
         wait = request.app.state.customer_limits.take(f"{principal.merchant}:{body.customer.id}")
-        if wait:
+        # A retry of an answered request replays its answer: no new payment, so no limit.
+        if wait and not await run_in_threadpool(already_answered, engine, principal.merchant,
+                                                key):
             raise limited(wait, "customer")
     merchant_id = principal.merchant
     path = "/api/v1/payments"

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError, error_body
+from warehouse.connections import read_only
 from warehouse.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
@@ -121,6 +122,14 @@ def run_idempotent(engine: Engine, *, merchant_id: str, key: str, path: str, fin
             session.commit()
             return IdempotentResult(status, body, False)
     raise ApiError(409, "idempotency_conflict", "the request could not claim its Idempotency-Key; retry")
+
+
+def already_answered(engine: Engine, merchant_id: str, key: str) -> bool:
+    """Whether the key holds a stored answer: a retry with it replays and does no new work, so
+    a rate limit on new work (the per-customer bucket) must not refuse it."""
+    with Session(read_only(engine)) as session:
+        row = session.get(IdempotencyKey, (merchant_id, key))
+        return row is not None and row.response_status != 0
 
 
 def prune_expired(session: Session, now: datetime, ttl_hours: int, *, limit: int = 5000) -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from serving.observability import JsonFormatter, mask
 from serving.ratelimit import TokenBuckets
-from tests.serving.helpers import make_api
+from tests.serving.helpers import make_api, random_card
 
 
 class Clock:
@@ -70,6 +70,20 @@ def test_per_customer_limit(tmp_path, make_settings):
     codes = [api.pay(key, amount="100", customer={"id": "same"}).status_code for _ in range(3)]
     assert codes == [201, 429, 429]
     assert api.pay(key, amount="100", customer={"id": "someone-else"}).status_code == 201
+
+
+def test_a_retry_over_the_customer_limit_replays_its_answer(oltp_url, make_settings):
+    """The per-customer bucket limits new payments; a retry with an answered key makes none,
+    so it replays (api.md idempotency) instead of a 429 - on SQLite and Postgres."""
+    api = make_api(make_settings(database_url=oltp_url, rate_limit_per_customer=0.001))
+    _, key = api.merchant()
+    card = {"type": "card", "number": random_card()}
+    first = api.pay(key, amount="100", customer={"id": "same"}, idem="order-1", method=card)
+    assert first.status_code == 201, first.text
+    assert api.pay(key, amount="100", customer={"id": "same"}).status_code == 429  # new work
+    again = api.pay(key, amount="100", customer={"id": "same"}, idem="order-1", method=card)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
 
 
 def test_metrics_and_request_id(api):
