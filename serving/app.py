@@ -87,4 +87,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payload, content_type = metrics_payload()
         return Response(payload, media_type=content_type)
 
+    _document_bearer_auth(app)
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """The OpenAPI document names the credential as api.md does - `Authorization: Bearer <API
+    key or operator JWT>` - as a security scheme (the docs page's Authorize button) on every
+    operation that reads it, instead of a plain header parameter."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        doc.setdefault("components", {})["securitySchemes"] = {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "a merchant or agent API key (sk_test_...) or an operator JWT"}}
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                parameters = operation.get("parameters", [])
+                kept = [p for p in parameters
+                        if not (p.get("in") == "header" and p.get("name") == "authorization")]
+                if len(kept) < len(parameters):
+                    operation["parameters"] = kept
+                    operation["security"] = [{"bearerAuth": []}]
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -60,10 +61,22 @@ def iso_z(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def minor_input_schema(digits: str, **integer: int) -> WithJsonSchema:
+    """What the OpenAPI document says an amount input takes (api.md): the integer's plain
+    spelling as a string (`digits`, a regular expression), or a JSON integer."""
+    return WithJsonSchema({"anyOf": [{"type": "string", "pattern": f"^{digits}$"},
+                                     {"type": "integer", **integer}],
+                           "description": "integer minor units: a string of digits, or an "
+                                          "integer; never a float"}, mode="validation")
+
+
 # Input: an int or a string of digits. Output: always a string (api.md).
-PositiveMinor = Annotated[int, BeforeValidator(_positive_minor), PlainSerializer(str, return_type=str)]
+PositiveMinor = Annotated[int, BeforeValidator(_positive_minor),
+                          minor_input_schema("[1-9][0-9]{0,37}", minimum=1),
+                          PlainSerializer(str, return_type=str)]
 # Input: an int or a digit string, zero or more (fees, fixed prices). Output: a string.
 NonNegativeMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_not_negative),
+                             minor_input_schema("(0|[1-9][0-9]{0,37})", minimum=0),
                              PlainSerializer(str, return_type=str)]
 MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_currency)]
@@ -268,8 +281,8 @@ class TopupCreate(BaseModel):
     customer_id: str = Field(min_length=1, max_length=100)
     currency: CurrencyCode
     amount_minor: PositiveMinor
-    bonus_minor: Annotated[int, BeforeValidator(_minor), PlainSerializer(str, return_type=str)] = Field(
-        default=0, ge=0, description="given by the merchant on top of the principal")
+    bonus_minor: NonNegativeMinor = Field(
+        default=0, description="given by the merchant on top of the principal")
     payment_method: PaymentMethod
     merchant_reference: str | None = Field(default=None, min_length=1, max_length=200)
 

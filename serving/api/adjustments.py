@@ -34,7 +34,7 @@ from serving.api.common import (
 from serving.auth import Principal
 from serving.deps import EngineDep, NowDep, PrincipalDep, SessionDep, require_roles
 from serving.errors import not_found
-from serving.schemas import CurrencyCode, _minor
+from serving.schemas import CurrencyCode, _minor, minor_input_schema
 from serving.services import adjustments as service
 from serving.services.idempotency import check_key
 from warehouse.models import Merchant, SettlementAdjustment
@@ -59,6 +59,7 @@ def _no_nul(value: str) -> str:
 
 # Signed: positive credits the merchant, negative debits it; an int or a digit string, never 0.
 NonZeroMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_nonzero),
+                         minor_input_schema("-?[1-9][0-9]{0,37}"),
                          PlainSerializer(str, return_type=str)]
 
 

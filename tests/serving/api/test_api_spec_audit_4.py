@@ -75,3 +75,50 @@ def test_the_wallets_list_is_newest_first_and_pages_on(api):
     rest = api.client.get(f"{API}/wallets?limit=2&starting_after={made[1]}",
                           headers=bearer(key)).json()
     assert [w["id"] for w in rest["data"]] == [made[0]] and rest["has_more"] is False
+
+
+def _resolve(doc: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _branches(doc: dict, schema: dict) -> list[dict]:
+    """The alternatives a property schema allows (nested anyOf flattened, null left out)."""
+    schema = _resolve(doc, schema)
+    if "anyOf" in schema:
+        return [b for s in schema["anyOf"] for b in _branches(doc, s)]
+    return [] if schema.get("type") == "null" else [schema]
+
+
+def test_openapi_names_money_inputs_as_digit_strings_or_integers_and_bearer_auth(api):
+    # api.md: money travels as {"amount_minor": "<integer as string>"}, an integer accepted on
+    # input; the document the clients and fuzzers are generated from must say so.
+    doc = api.client.get("/openapi.json").json()
+    checked = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            body = _resolve(doc, content["application/json"]["schema"])
+            for name, prop in body.get("properties", {}).items():
+                if not name.endswith("_minor"):
+                    continue
+                branches = _branches(doc, prop)
+                if any(b.get("type") == "object" for b in branches):  # per currency: its values
+                    branches = [v for b in branches
+                                for v in _branches(doc, b["additionalProperties"])]
+                kinds = sorted(b.get("type") for b in branches)
+                assert kinds == ["integer", "string"], (method, path, name, prop)
+                assert all(b.get("pattern") for b in branches if b["type"] == "string")
+                checked.append((method, path, name))
+    assert ("post", "/api/v1/payments", "amount_minor") in checked
+    assert ("post", "/api/v1/wallets/topups", "bonus_minor") in checked
+    assert len(checked) >= 10, checked
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "a merchant or agent API key (sk_test_...) or an operator JWT"}
+    create = doc["paths"]["/api/v1/payments"]["post"]
+    assert create["security"] == [{"bearerAuth": []}]
+    assert "authorization" not in {p["name"].lower() for p in create.get("parameters", [])}
