@@ -49,6 +49,18 @@ def _not_negative(value: int) -> int:
     return value
 
 
+def _basis_points(value: Any) -> int:
+    """A rate in basis points: an integer or its plain digits (api.md's rule for amounts), never
+    a float - 250.0 is refused like an amount of 250.0 (money.md: no floats where money flows)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"0|[1-9][0-9]{0,5}", value):
+        return int(value)
+    raise PydanticCustomError("invalid_rate", "a rate is a whole number of basis points "
+                              "(250 = 2.5 %), as an integer or a string of digits; never a float",
+                              {"code": "invalid_rate"})
+
+
 def _currency(value: Any) -> str:
     try:
         return currency(value).code
@@ -80,6 +92,12 @@ NonNegativeMinor = Annotated[int, BeforeValidator(_minor), AfterValidator(_not_n
                              PlainSerializer(str, return_type=str)]
 MinorOut = Annotated[int, PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_currency)]
+# 0 to 10,000 basis points (0 % to 100 %).
+BasisPoints = Annotated[int, BeforeValidator(_basis_points), Field(ge=0, le=10_000),
+                        WithJsonSchema({"anyOf": [
+                            {"type": "integer", "minimum": 0, "maximum": 10_000},
+                            {"type": "string", "pattern": "^(0|[1-9][0-9]{0,4})$"}],
+                            "description": "basis points: 250 = 2.5 %"}, mode="validation")]
 
 
 def _name(value: str) -> str:
@@ -241,7 +259,7 @@ class PaymentList(BaseModel):
 class PriceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: CurrencyCode
-    rate_bps: int = Field(ge=0, le=10_000)
+    rate_bps: BasisPoints
     # as POST /prices: a fixed fee is never negative; left out, it is recorded as missing (NULL):
     # the pipeline counts it as 0 with a data-quality warning (commission.md "Prices")
     fixed_minor: NonNegativeMinor | None = None

@@ -22,6 +22,7 @@ from serving.deps import AdminDep, NowDep, OperatorDep, SessionDep, WriteSession
 from serving.errors import ApiError, not_found
 from serving.schemas import (
     PAYMENT_METHOD_TYPES,
+    BasisPoints,
     CurrencyCode,
     MinorOut,
     Name,
@@ -56,7 +57,7 @@ class CurrencyLimits(BaseModel):
 
 class ChannelPrice(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rate_bps: int = Field(ge=0, le=10_000)
+    rate_bps: BasisPoints
     fixed_minor: dict[CurrencyCode, NonNegativeMinor] = Field(
         default_factory=dict, description="per currency; a currency left out has none: "
         "counted as 0 with a data-quality warning (commission.md)")

@@ -19,7 +19,7 @@ from serving.api.common import Limit, StartingAfter, page
 from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, SessionDep, WriteSessionDep, require_roles
 from serving.errors import ApiError, not_found
-from serving.schemas import CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
+from serving.schemas import BasisPoints, CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
 from serving.services.prices import set_commission_model
 from warehouse.models import Agent, CommissionModel
 
@@ -31,7 +31,7 @@ class CommissionModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: CurrencyCode
     model: Literal["markup", "percentage", "fixed"]
-    pct_bps: int | None = Field(default=None, ge=0, le=10_000, description="percentage only")
+    pct_bps: BasisPoints | None = Field(default=None, description="percentage only")
     fixed_minor: NonNegativeMinor | None = Field(default=None, description="fixed only")
     valid_from: AwareDatetime | None = Field(default=None, description="default: now")
 

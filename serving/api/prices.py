@@ -20,7 +20,7 @@ from serving.api.common import Limit, StartingAfter, page
 from serving.auth import Principal
 from serving.deps import AdminDep, NowDep, PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import not_found
-from serving.schemas import CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
+from serving.schemas import BasisPoints, CurrencyCode, MinorOut, NonNegativeMinor, Timestamp
 from serving.services.prices import set_price
 from warehouse.models import Merchant, Price
 
@@ -33,7 +33,7 @@ class PriceCreate(BaseModel):
     subject_type: SubjectType
     subject_id: str = Field(min_length=1, max_length=40)
     currency: CurrencyCode
-    rate_bps: int = Field(ge=0, le=10_000)
+    rate_bps: BasisPoints
     fixed_minor: NonNegativeMinor | None = Field(
         default=None, description="left out: recorded as missing - counted as 0 with a "
         "data-quality warning (commission.md)")

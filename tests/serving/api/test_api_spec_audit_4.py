@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.serving.admin_helpers import bearer
+from tests.serving.admin_helpers import admin, bearer
 from tests.serving.helpers import make_api, random_card
 
 API = "/api/v1"
@@ -122,3 +122,21 @@ def test_openapi_names_money_inputs_as_digit_strings_or_integers_and_bearer_auth
     create = doc["paths"]["/api/v1/payments"]["post"]
     assert create["security"] == [{"bearerAuth": []}]
     assert "authorization" not in {p["name"].lower() for p in create.get("parameters", [])}
+
+
+@pytest.mark.parametrize("rate", [250.0, "250.0", "2.5e2", True])
+def test_a_rate_in_basis_points_is_never_a_float(api, rate):
+    # money.md: no floats where money flows. A rate of 250.0 was stored as 250.
+    merchant_id, _ = api.merchant()
+    bodies = {"/prices": {"subject_type": "merchant", "subject_id": merchant_id,
+                          "currency": "EUR", "rate_bps": rate},
+              "/channels": {"name": "acq", "type": "card", "currencies": [{"currency": "USD"}],
+                            "price": {"rate_bps": rate}}}
+    for url, body in bodies.items():
+        resp = api.client.post(f"{API}{url}", headers=admin(api), json=body)
+        assert resp.status_code == 422, (url, resp.text)
+        assert "rate_bps" in str(resp.json()["error"]["details"]), resp.text
+    good = api.client.post(f"{API}/prices", headers=admin(api), json={
+        **bodies["/prices"], "rate_bps": "250"})
+    assert good.status_code == 201, good.text
+    assert good.json()["rate_bps"] == 250
