@@ -26,6 +26,10 @@ Decisions, where the spec leaves room:
   reconciliation needs both loaded to show the break. Rows whose payout_id has no payout row in
   the file get a `payout_row_missing` warning (their total cannot be checked). Two payout rows
   for one payout_id are refused (`duplicate_payout`).
+- Payout dates: payout_date is "the value date of that payout", so a row carrying a payout_id
+  should carry its payout row's payout_date. A row dated otherwise is a `payout_date_mismatch`
+  *warning* (one per payout and differing date, naming both dates, the first such line and how
+  many rows), for the reason a total mismatch is one; each row keeps the date the file gives.
 - Anything else that breaks the format is a ParseError naming the first bad line.
 
 Speed: pyarrow.csv reads every column as text, the checks are vectorised Arrow kernels, and the
@@ -443,7 +447,7 @@ def _first_unparsable(c: _Checks, name: str, target: pa.DataType, reason: str,
 
 def _payout_warnings(table: pa.Table) -> list[Warning_]:
     slim = table.select(["record_type", "payout_id", "currency", "net_minor", "gross_minor",
-                         "line_number"])
+                         "line_number", "payout_date"])
     is_payout = pc.equal(slim.column("record_type"), "payout")
     payouts = slim.filter(is_payout).to_pylist()
     _check_unique_payouts(payouts)
@@ -468,6 +472,30 @@ def _payout_warnings(table: pa.Table) -> list[Warning_]:
             "payout_row_missing",
             f"rows carry payout_id {payout_id} ({currency}) but the file has no payout row for "
             "it in that currency, so their total cannot be checked"))
+    return warnings + _payout_date_warnings(payouts, members)
+
+
+def _payout_date_warnings(payouts: list[dict], members: pa.Table) -> list[Warning_]:
+    """A row dated otherwise than its payout row: one warning per payout and differing date."""
+    value_dates = {r["payout_id"]: r["payout_date"] for r in payouts}
+    if not value_dates:
+        return []
+    dated = members.filter(pc.is_valid(members.column("payout_date")))
+    keys = pa.table({"payout_id": list(value_dates), "value_date": list(value_dates.values())},
+                    schema=pa.schema([("payout_id", pa.string()),
+                                      ("value_date", dated.schema.field("payout_date").type)]))
+    joined = dated.select(["payout_id", "payout_date", "line_number"]).join(keys, "payout_id")
+    differing = joined.filter(pc.not_equal(joined.column("payout_date"),
+                                           joined.column("value_date")))
+    groups = differing.group_by(["payout_id", "payout_date", "value_date"]).aggregate(
+        [("line_number", "min"), ("line_number", "count")])
+    warnings = []
+    for row in sorted(groups.to_pylist(), key=lambda r: r["line_number_min"]):
+        warnings.append(Warning_(
+            "payout_date_mismatch",
+            f"payout {row['payout_id']} is dated {row['value_date'].isoformat()} on its payout "
+            f"row, but rows of it carry payout_date {row['payout_date'].isoformat()} "
+            f"({row['line_number_count']} rows, first on line {row['line_number_min']})"))
     return warnings
 
 

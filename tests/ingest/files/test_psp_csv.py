@@ -215,6 +215,26 @@ def test_payout_in_another_currency_does_not_count_the_rows():
                                                        "payout_total_mismatch"]
 
 
+def test_a_row_dated_otherwise_than_its_payout_row_is_a_warning_naming_both_dates():
+    # psp-settlement-csv.md: payout_date is "the value date of that payout" - one date per payout
+    # the payout and its other rows dated 2024-03-05, the first payment (line 2) 2024-03-03
+    rows = [GOOD[0], *(row.replace("2024-03-03", "2024-03-05") for row in GOOD[1:])]
+    parsed = psp_csv.parse(csv_bytes(rows), NAME)
+    assert parsed.row_count == len(GOOD)  # loaded, not refused
+    [warning] = parsed.warnings
+    assert warning.code == "payout_date_mismatch"
+    assert "po_1" in warning.message and "line 2" in warning.message
+    assert "2024-03-03" in warning.message and "2024-03-05" in warning.message
+    # the row keeps the date the file gives it
+    assert [r["payout_date"] for r in lines_of(parsed)][:2] == [dt.date(2024, 3, 3),
+                                                                dt.date(2024, 3, 5)]
+
+
+def test_a_row_without_a_payout_date_is_not_a_date_mismatch():
+    parsed = psp_csv.parse(replace_in(0, "po_1,2024-03-03", "po_1,"), NAME)
+    assert parsed.warnings == []
+
+
 # --- sniff and render ----------------------------------------------------------------------------
 
 def test_sniff_knows_the_header_and_nothing_else(shared_data):

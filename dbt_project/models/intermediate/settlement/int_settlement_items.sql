@@ -5,10 +5,15 @@
 --   payment    captured (gross +amount, fee F charged)
 --   refund     succeeded (gross -amount, fee reversed pro rata: negative)
 --   chargeback the channel's chargeback rows on its PSP settlement files (gross = its amount,
---              negative; the fee is not given back); every chargeback of a payment counts (a
---              second one after a representment takes money too) as long as together they
---              take back at most the payment's amount: a row beyond that repeats an earlier
---              one (a chargeback sent again on a later file) and is left out
+--              negative; the fee is not given back). A row repeating an earlier one exactly
+--              (same channel, channel reference, gross, currency and transaction_at: the same
+--              chargeback re-sent on a later file, whose line is a new psp_line_id) is the same
+--              chargeback and counts once, as its first line (earliest settlement day, then
+--              line: the order reconciliation ranks a repeated channel line by). Then every
+--              chargeback of a payment counts (a second one after a representment takes money
+--              too) as long as together they take back at most the payment's amount: a row
+--              beyond that repeats an earlier one in another guise (re-sent with another
+--              time, say) and is left out
 --   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
 --   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
@@ -61,15 +66,23 @@ chargeback_rows as (
         l.psp_line_id, l.transaction_at, l.currency, l.gross_minor,
         coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id,
         coalesce(pay_ref.merchant_id, pay_id.merchant_id) as merchant_id,
-        coalesce(pay_ref.amount_minor, pay_id.amount_minor) as payment_minor
+        coalesce(pay_ref.amount_minor, pay_id.amount_minor) as payment_minor,
+        -- the same chargeback on several lines (a later file re-sending it): the first line
+        -- is the chargeback, the others repeat it. First as reconciliation ranks a channel
+        -- line settled twice (int_recon_psp_payment_lines): earliest settlement day, then line
+        row_number() over (
+            partition by coalesce(pay_ref.payment_id, pay_id.payment_id), l.channel,
+                         l.channel_reference, l.gross_minor, l.currency, l.transaction_at
+            order by l.settlement_date, l.line_number, l.psp_line_id) as repeat_rank
     from {{ ref('stg_files__psp_lines') }} as l
     {{ recon_name_joins(ref('stg_clearhouse__payments'), 'payment_id', 'pay') }}
     where l.record_type = 'chargeback'
       and coalesce(pay_ref.payment_id, pay_id.payment_id) is not null
 ),
 
--- a payment's chargebacks in the order the channel booked them, with what they take back so
--- far: the first keeps the item id `chargeback:<payment id>`, a later one adds its PSP line
+-- a payment's chargebacks, each once, in the order the channel booked them, with what they
+-- take back so far: the first keeps the item id `chargeback:<payment id>`, a later one adds
+-- its PSP line
 chargeback_order as (
     select
         r.*,
@@ -79,6 +92,7 @@ chargeback_order as (
                                    rows between unbounded preceding and current row)
             as taken_minor
     from chargeback_rows as r
+    where r.repeat_rank = 1
 ),
 
 chargeback_items as (
