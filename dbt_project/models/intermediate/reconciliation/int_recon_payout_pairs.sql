@@ -5,8 +5,9 @@
 -- upper-case remittance text (`:86:PSP PAYOUT PO_1` carries po_1). The
 -- credit must equal the sum of the payout's PSP lines (`expected_minor`), in the payout's
 -- currency. Equal amounts and currencies make a payout_batch match; a different amount is a
--- payout_mismatch break, a different currency a currency_mismatch. Bank lines booked after the
--- run's day (var recon_as_of) are not seen.
+-- payout_mismatch break, a different currency a currency_mismatch. Only booked credits, each
+-- once, booked by the run's day (var recon_as_of), are seen (int_recon_bank_credits): a pending
+-- line or a notification repeating the statement's credit is no second credit.
 -- reconciliation.md: "one credit per payout". `credit_rank` orders the credits carrying one
 -- payout (booking day, then line): the first is the payout's credit; a later one is the payout
 -- paid twice, a duplicate_in_channel break (fct_reconciliation_breaks), never a second match.
@@ -29,10 +30,8 @@ with pairs as (
         b.booking_date,
         b.account_id
     from {{ ref('int_recon_payouts') }} as p
-    inner join {{ ref('stg_files__bank_statement_lines') }} as b
-        on  b.amount_minor > 0
-        and b.booking_date <= {{ recon_as_of() }}
-        and (lower(b.customer_reference) = lower(p.payout_id)
+    inner join {{ ref('int_recon_bank_credits') }} as b
+        on  (lower(b.customer_reference) = lower(p.payout_id)
              or {{ recon_has_token('lower(b.end_to_end_id)', 'lower(p.payout_id)') }}
              or {{ recon_has_token('lower(b.remittance_search)', 'lower(p.payout_id)') }})
 )

@@ -470,9 +470,9 @@ bank_texts as (
         b.*,
         {{ recon_tokens("coalesce(b.customer_reference, '') || ' ' || coalesce(b.end_to_end_id, '') || ' ' || coalesce(b.remittance_search, '')") }}
             as tokens
-    from {{ ref('stg_files__bank_statement_lines') }} as b
-    where b.amount_minor > 0 and b.booking_date <= {{ as_of }}
-      and not exists (select 1 from payout_pairs as pp
+    -- booked credits only, each once (a pending line or a notification is none)
+    from {{ ref('int_recon_bank_credits') }} as b
+    where not exists (select 1 from payout_pairs as pp
                       where pp.statement_line_id = b.statement_line_id)
 ),
 
