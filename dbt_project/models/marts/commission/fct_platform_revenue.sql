@@ -6,8 +6,13 @@
 -- commission.md says for commissions (round_half_up(x * refunded / captured) on the refund's
 -- own amount, the refund completing a full refund reversing what is left: macro
 -- refund_reversal); the platform takes the rounding residual.
--- channel_cost = fee(channel price in force at captured_at); no channel price = 0.
+-- channel_cost = fee(channel price in force at captured_at); no channel price = 0, and
+-- channel_price_id is then NULL (a warn-severity test names such payments: the spec's channel
+-- cost cannot be known, as for a missing fixed amount).
 -- negative_margin: platform_net < 0 or an agent's markup spread < 0 (raised, never clipped).
+-- It is the payment's exception: a refund row reverses the payment's split and is never flagged
+-- (its platform_net is the reversal of the payment's, negative whenever the payment's was
+-- positive).
 
 with fees as (
     select f.*, p.channel_id
@@ -71,6 +76,7 @@ payment_rows as (
         c.currency,
         c.captured_at as occurred_at,
         c.fee_minor as merchant_fee_minor,
+        c.channel_price_id,
         c.channel_cost_minor,
         cast(coalesce(pp.agent_commission_minor, 0) as {{ money_type() }})
             as agent_commission_minor,
@@ -91,6 +97,7 @@ refund_commissions as (
 refund_costs as (
     select
         r.*,
+        c.channel_price_id,
         c.channel_cost_minor,
         cast({{ prorate('c.channel_cost_minor', 'r.refund_minor', 'r.payment_amount_minor') }}
              as {{ money_type() }}) as cost_share_minor
@@ -114,6 +121,7 @@ refund_rows as (
         r.currency,
         r.succeeded_at as occurred_at,
         cast(-r.fee_reversed_minor as {{ money_type() }}) as merchant_fee_minor,
+        r.channel_price_id,
         cast(-{{ refund_reversal('r.channel_cost_minor', 'r.cost_share_minor',
                                  'r.cost_shares_before_minor',
                                  'r.cum_refunded_minor = r.payment_amount_minor') }}
@@ -127,7 +135,7 @@ refund_rows as (
 select
     event_id, event_kind, payment_id, merchant_id, currency, occurred_at, merchant_fee_minor,
     channel_cost_minor, agent_commission_minor, platform_net_minor,
-    platform_net_minor < 0 or negative_spreads > 0 as negative_margin
+    platform_net_minor < 0 or negative_spreads > 0 as negative_margin, channel_price_id
 from payment_rows
 
 union all
@@ -137,5 +145,5 @@ select
     channel_cost_minor, agent_commission_minor,
     cast(merchant_fee_minor - channel_cost_minor - agent_commission_minor
          as {{ money_type() }}) as platform_net_minor,
-    false as negative_margin
+    false as negative_margin, channel_price_id
 from refund_rows
