@@ -588,8 +588,13 @@ def test_dbt_build_ran_every_node_clean(built):
     missing_fixed = {k for k in statuses
                      if k.startswith("test.clearhouse.not_null_stg_clearhouse__prices_fixed_minor.")}
     assert missing_fixed and {statuses[k] for k in missing_fixed} == {"warn"}
+    # ... and payments on a channel with no price in force (ch_eth has none; the world's card
+    # price is USD only): their channel cost counts 0, with a warning naming them
+    no_channel_price = {k for k in statuses if k.startswith(
+        "test.clearhouse.fct_platform_revenue_channel_price_in_force.")}
+    assert no_channel_price and {statuses[k] for k in no_channel_price} == {"warn"}
     bad = {k: v for k, v in statuses.items()
-           if v not in ("success", "pass") and k not in missing_fixed}
+           if v not in ("success", "pass") and k not in missing_fixed | no_channel_price}
     assert not bad, f"{built.engine}: nodes not clean (warnings count too): {bad}"
     ids = set(statuses)
     assert "test.clearhouse.assert_money_macros_exact" in ids
@@ -803,8 +808,9 @@ def expected_commission() -> tuple[dict, dict]:
         net = up - channel_cost - paid_by_platform
         for (agent_id, lvl), value in earned.items():
             rows[(p["id"], agent_id, lvl)] = value
-        platform[p["id"]] = (f_fee, channel_cost, sum(earned.values()), net, net < 0 or negative)
-        per_payment[p["id"]] = (amount, f_fee, channel_cost, earned)
+        platform[p["id"]] = (f_fee, channel_cost, sum(earned.values()), net, net < 0 or negative,
+                             channel["id"] if channel else None)
+        per_payment[p["id"]] = (amount, f_fee, channel_cost, earned, channel)
     reversals = expected_reversals()
     refunds_of: dict[str, list] = defaultdict(list)
     for r in sorted(REFUNDS, key=lambda r: (r["succeeded_at"] or datetime.max, r["id"])):
@@ -813,7 +819,7 @@ def expected_commission() -> tuple[dict, dict]:
     for pid, refunds in refunds_of.items():
         # commission.md: round_half_up(x * refunded / captured) per refund, the refund
         # completing a full refund reversing what is left (warehouse.money.refund_reversals)
-        amount, _f, channel_cost, earned = per_payment[pid]
+        amount, _f, channel_cost, earned, channel = per_payment[pid]
         amounts = [r["amount_minor"] for r in refunds]
         costs_back = refund_reversals(channel_cost, amounts, amount)
         earned_back = {k: refund_reversals(v, amounts, amount) for k, v in earned.items()}
@@ -824,7 +830,7 @@ def expected_commission() -> tuple[dict, dict]:
                 total += backs[i]
             fee_back, cost_back = reversals[r["id"]], costs_back[i]
             platform[r["id"]] = (-fee_back, -cost_back, -total, -(fee_back - cost_back - total),
-                                 False)
+                                 False, channel["id"] if channel else None)
     return rows, platform
 
 
@@ -838,10 +844,11 @@ def test_commissions_match_the_oracle(built):
     assert got == expected_rows
     platform = {r["event_id"]: (_int(r["merchant_fee_minor"]), _int(r["channel_cost_minor"]),
                                 _int(r["agent_commission_minor"]), _int(r["platform_net_minor"]),
-                                bool(r["negative_margin"]))
+                                bool(r["negative_margin"]), r["channel_price_id"])
                 for r in built.query("select * from analytics.fct_platform_revenue")}
     assert platform == expected_platform
-    for fee, cost, commission, net, _neg in platform.values():
+    assert any(v[5] is None for v in platform.values()), "no unpriced channel: nothing checked"
+    for fee, cost, commission, net, _neg, _price in platform.values():
         assert fee == cost + net + commission  # conservation, every row
 
 

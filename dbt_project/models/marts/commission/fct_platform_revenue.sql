@@ -8,7 +8,8 @@
 -- refund_reversal); the platform takes the rounding residual.
 -- channel_cost = fee(channel price in force at captured_at); no channel price = 0, and
 -- channel_price_id is then NULL (a warn-severity test names such payments: the spec's channel
--- cost cannot be known, as for a missing fixed amount).
+-- cost cannot be known, as for a missing fixed amount - except on the platform's own x402 and
+-- agent-token channels, which no outside channel charges).
 -- negative_margin: platform_net < 0 or an agent's markup spread < 0 (raised, never clipped).
 -- It is the payment's exception: a refund row reverses the payment's split and is never flagged
 -- (its platform_net is the reversal of the payment's, negative whenever the payment's was
@@ -33,6 +34,7 @@ costed as (
         f.amount_minor,
         f.captured_at,
         f.fee_minor,
+        f.channel_id,
         cp.price_id as channel_price_id,
         cast(coalesce(
             {{ fee_minor('f.amount_minor', 'cp.rate_bps', 'coalesce(cp.fixed_minor, 0)') }}, 0)
@@ -76,6 +78,7 @@ payment_rows as (
         c.currency,
         c.captured_at as occurred_at,
         c.fee_minor as merchant_fee_minor,
+        c.channel_id,
         c.channel_price_id,
         c.channel_cost_minor,
         cast(coalesce(pp.agent_commission_minor, 0) as {{ money_type() }})
@@ -97,6 +100,7 @@ refund_commissions as (
 refund_costs as (
     select
         r.*,
+        c.channel_id,
         c.channel_price_id,
         c.channel_cost_minor,
         cast({{ prorate('c.channel_cost_minor', 'r.refund_minor', 'r.payment_amount_minor') }}
@@ -121,6 +125,7 @@ refund_rows as (
         r.currency,
         r.succeeded_at as occurred_at,
         cast(-r.fee_reversed_minor as {{ money_type() }}) as merchant_fee_minor,
+        r.channel_id,
         r.channel_price_id,
         cast(-{{ refund_reversal('r.channel_cost_minor', 'r.cost_share_minor',
                                  'r.cost_shares_before_minor',
@@ -135,7 +140,8 @@ refund_rows as (
 select
     event_id, event_kind, payment_id, merchant_id, currency, occurred_at, merchant_fee_minor,
     channel_cost_minor, agent_commission_minor, platform_net_minor,
-    platform_net_minor < 0 or negative_spreads > 0 as negative_margin, channel_price_id
+    platform_net_minor < 0 or negative_spreads > 0 as negative_margin, channel_id,
+    channel_price_id
 from payment_rows
 
 union all
@@ -145,5 +151,5 @@ select
     channel_cost_minor, agent_commission_minor,
     cast(merchant_fee_minor - channel_cost_minor - agent_commission_minor
          as {{ money_type() }}) as platform_net_minor,
-    false as negative_margin, channel_price_id
+    false as negative_margin, channel_id, channel_price_id
 from refund_rows
