@@ -131,13 +131,15 @@ PAYMENTS = [
              "2024-03-02 14:00:00", "2024-03-02 14:00:00"),
     _payment("pay_x4", "mer_b", 30_000, "USDC", "success", "x402",
              "2024-03-02 15:00:00", "2024-03-02 15:00:00"),
-    # reconciliation: no reference on the channel's line (fuzzy), and two look-alikes (ambiguous)
-    _payment("pay_f1", "mer_a", 4_242, "USD", "success", "card",
-             "2024-03-02 08:00:00", "2024-03-02 08:00:00"),
-    _payment("pay_f2", "mer_a", 5_555, "USD", "success", "card",
-             "2024-03-02 08:10:00", "2024-03-02 08:10:00"),
-    _payment("pay_f3", "mer_a", 5_555, "USD", "success", "card",
-             "2024-03-02 08:20:00", "2024-03-02 08:20:00"),
+    # reconciliation: no reference on the channel's line (fuzzy), and two look-alikes (ambiguous);
+    # the ledger holds no channel reference for them (a line's unknown reference contradicts a
+    # payment whose own channel_reference differs: no fuzzy match then)
+    {**_payment("pay_f1", "mer_a", 4_242, "USD", "success", "card",
+                "2024-03-02 08:00:00", "2024-03-02 08:00:00"), "channel_reference": None},
+    {**_payment("pay_f2", "mer_a", 5_555, "USD", "success", "card",
+                "2024-03-02 08:10:00", "2024-03-02 08:10:00"), "channel_reference": None},
+    {**_payment("pay_f3", "mer_a", 5_555, "USD", "success", "card",
+                "2024-03-02 08:20:00", "2024-03-02 08:20:00"), "channel_reference": None},
 ]
 WALLET_PAYMENTS = {p["id"] for p in PAYMENTS if p["payment_method_type"] == "wallet"}
 

@@ -71,6 +71,12 @@ def _payment(pid, amount, ch, *, currency="USD", status="success", ref=None,
             "captured_at": ts(at), "created_at": ts(at), "updated_at": ts(at)}
 
 
+def _unreferenced(payment):
+    # the ledger holds no channel_reference for it: a line whose channel reference names nothing
+    # may be fuzzy-matched to it (one whose own channel_reference differs, never)
+    return {**payment, "channel_reference": None}
+
+
 def _refund(rid, pid, amount, *, at="2024-03-01 15:00:00"):
     return {"id": rid, "payment_id": pid, "merchant_id": "mer_a", "amount_minor": amount,
             "currency": "USD", "status": "succeeded", "reason": "requested_by_customer",
@@ -129,15 +135,15 @@ PAYMENTS = [
     _payment("pay_s13", 1_000, "ch_s13"),
     _payment("pay_s15", 1_000, "ch_s15"),
     _payment("pay_s03", 1_000, "ch_s03"),
-    _payment("pay_s11_late", 4_242, "ch_s11", at="2024-02-20 10:00:00"),
-    _payment("pay_s11_ok", 5_151, "ch_s11"),
+    _unreferenced(_payment("pay_s11_late", 4_242, "ch_s11", at="2024-02-20 10:00:00")),
+    _unreferenced(_payment("pay_s11_ok", 5_151, "ch_s11")),
     _payment("pay_s07_ok", 1_000_000, "ch_crypto_sim", currency="USDC", ref=TX_S07_OK,
              method="crypto"),
     _payment("pay_s07_stranger", 2_000_000, "ch_crypto_sim", currency="USDC",
              ref=TX_S07_STRANGER, method="crypto"),
     _payment("pay_s10", 1_000, "ch_s10"),
-    _payment("pay_s12_fuzzy", 10_000, "ch_s12"),
-    _payment("pay_s12_ok", 20_000, "ch_s12"),
+    _unreferenced(_payment("pay_s12_fuzzy", 10_000, "ch_s12")),
+    _unreferenced(_payment("pay_s12_ok", 20_000, "ch_s12")),
     _payment("pay_s12_ref", 30_000, "ch_s12"),
     _payment("pay_s16", 5_000, "ch_s16"),
     _payment("pay_s16_over", 2_000, "ch_s16"),

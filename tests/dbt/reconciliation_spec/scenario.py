@@ -32,6 +32,13 @@ def payment(pid, amount, ch, *, currency="USD", status="success", ref=None,
             "created_at": ts(at), "updated_at": ts(at)}
 
 
+def unreferenced(p: dict) -> dict:
+    """A payment the ledger holds no channel_reference for (the channel's id never came back):
+    a line whose channel reference names nothing may be fuzzy-matched to it. A line's unknown
+    reference contradicts a payment whose own channel_reference differs (no fuzzy match)."""
+    return {**p, "channel_reference": None}
+
+
 def refund(rid, pid, amount, *, at="2024-03-01 15:00:00", currency="USD"):
     return {"id": rid, "payment_id": pid, "merchant_id": "mer_a", "amount_minor": amount,
             "currency": currency, "status": "succeeded", "reason": "requested_by_customer",
@@ -95,12 +102,13 @@ PAYMENTS = [
     payment("pay_b2", 5_000, "ch_b2"), payment("pay_b3", 6_000, "ch_b3"),
     payment("pay_b3p", 7_000, "ch_b3p"), payment("pay_b4", 8_000, "ch_b4"),
     payment("pay_b5a", 1_000, "ch_b5"), payment("pay_b5b", 2_000, "ch_b5"),
-    # fuzzy (T+2)
-    payment("pay_c1", 1_111, "ch_c"),
-    payment("pay_c2a", 2_222, "ch_c"), payment("pay_c2b", 2_222, "ch_c", at="2024-03-01 11:00:00"),
-    payment("pay_c3", 3_333, "ch_c"),
-    payment("pay_c4", 4_444, "ch_c"),
-    payment("pay_c5", 5_555, "ch_c", currency="EUR"),
+    # fuzzy (T+2): payments with no channel reference of their own
+    unreferenced(payment("pay_c1", 1_111, "ch_c")),
+    unreferenced(payment("pay_c2a", 2_222, "ch_c")),
+    unreferenced(payment("pay_c2b", 2_222, "ch_c", at="2024-03-01 11:00:00")),
+    unreferenced(payment("pay_c3", 3_333, "ch_c")),
+    unreferenced(payment("pay_c4", 4_444, "ch_c")),
+    unreferenced(payment("pay_c5", 5_555, "ch_c", currency="EUR")),
     # break classes
     payment("pay_d_amt", 1_000, "ch_d"),
     payment("pay_d_ccy", 1_000, "ch_d"),
@@ -126,7 +134,7 @@ PAYMENTS = [
     payment("pay_k_remine2", 5_000_000, "ch_crypto_sim", currency="USDC", ref=TX["a5"],
             method="crypto"),
     # fuzzy: a line valued the day before the capture (T-1)
-    payment("pay_c6", 6_666, "ch_c", at="2024-03-02 10:00:00"),
+    unreferenced(payment("pay_c6", 6_666, "ch_c", at="2024-03-02 10:00:00")),
 ]
 REFUNDS = [refund("re_b1", "pay_b1a", 500), refund("re_d_full", "pay_d_refunded", 1_000)]
 

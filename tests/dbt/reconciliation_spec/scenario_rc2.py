@@ -17,6 +17,7 @@ from tests.dbt.reconciliation_spec.scenario import (
     psp,
     refund,
     row,
+    unreferenced,
 )
 
 AT = "2024-03-01T10:00:00Z"
@@ -53,8 +54,10 @@ PAYMENTS = [
     payment("pay_t0b", 2_500, "ch_t0", at="2024-03-02 10:00:00"),
     # RFC 4180 quoting
     payment(ODD_ID, 1_234, "ch_q"),
-    # fuzzy on a T+2 channel: two candidates, one of them later named by its own line
-    payment("pay_v1a", 7_777, "ch_v"), payment("pay_v1b", 7_777, "ch_v", at="2024-03-01 11:00:00"),
+    # fuzzy on a T+2 channel: two candidates, one of them later named by its own line (by its
+    # platform id: neither has a channel reference, so psp-v1's contradicts neither)
+    unreferenced(payment("pay_v1a", 7_777, "ch_v")),
+    unreferenced(payment("pay_v1b", 7_777, "ch_v", at="2024-03-01 11:00:00")),
 ]
 REFUNDS = [refund("re_r1", "pay_r1", 1_000, at="2024-03-03 09:00:00"),
            refund("re_r2", "pay_r2", 2_000, at="2024-03-01 12:00:00")]

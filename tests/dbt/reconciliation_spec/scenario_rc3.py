@@ -26,6 +26,7 @@ from tests.dbt.reconciliation_spec.scenario import (
     psp,
     row,
     ts,
+    unreferenced,
 )
 
 AT = "2024-03-01T10:00:00Z"
@@ -203,14 +204,19 @@ BANK_LATE = {"rc3_camt_20240303_reissued.xml": CAMT_REISSUED}
 
 # --- fuzzy on a T+3 channel --------------------------------------------------------------------
 
+# The fuzzy candidates have no channel reference of their own (unreferenced): a line's unknown
+# channel reference contradicts a payment whose channel_reference differs.
 FUZZY_PAYMENTS = [
-    payment("pay_xf0", 1_001, "ch_xf"),    # its line valued 03-01: T+0, the window's first day
-    payment("pay_xf3", 1_003, "ch_xf"),    # valued 03-04: T+3, the last day
-    payment("pay_xf4", 1_004, "ch_xf"),    # valued 03-05: T+4, one day outside
+    # its line valued 03-01: T+0, the window's first day
+    unreferenced(payment("pay_xf0", 1_001, "ch_xf")),
+    unreferenced(payment("pay_xf3", 1_003, "ch_xf")),    # valued 03-04: T+3, the last day
+    unreferenced(payment("pay_xf4", 1_004, "ch_xf")),    # valued 03-05: T+4, one day outside
     # pay_xfa is matched by its reference; the unreferenced 20.00 line has pay_xfb only
-    payment("pay_xfa", 2_000, "ch_xf"), payment("pay_xfb", 2_000, "ch_xf"),
-    # pay_xfd is matched by its platform id (merchant_reference, no channel reference)
-    payment("pay_xfd", 4_000, "ch_xf"), payment("pay_xfe", 4_000, "ch_xf"),
+    payment("pay_xfa", 2_000, "ch_xf"), unreferenced(payment("pay_xfb", 2_000, "ch_xf")),
+    # pay_xfd is matched by its platform id (merchant_reference, no channel reference on either
+    # side: but for its own line it would be psp-xfe's candidate too)
+    unreferenced(payment("pay_xfd", 4_000, "ch_xf")),
+    unreferenced(payment("pay_xfe", 4_000, "ch_xf")),
 ]
 
 FUZZY_FILES = {

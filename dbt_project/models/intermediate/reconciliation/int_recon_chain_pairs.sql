@@ -6,7 +6,10 @@
 -- several such logs: `transfer_rank` orders them (block, then log index). The first is the
 -- payment's Transfer; a later one is the payment's channel reference (its transaction hash)
 -- settled again - money received twice - a duplicate_in_channel break
--- (fct_reconciliation_breaks), never a second match: ledger -> channel is 1:1.
+-- (fct_reconciliation_breaks), never a second match: ledger -> channel is 1:1. Payments the
+-- ledger has in flight (int_recon_ledger.is_in_flight) are left out, as they were before the
+-- ledger side listed them: their logs raise nothing yet (and, their hash being a payment's
+-- reference, are no missing_in_ledger either).
 
 with pairs as (
     select
@@ -34,7 +37,7 @@ with pairs as (
     from {{ ref('int_recon_ledger') }} as g
     inner join {{ ref('int_recon_chain_transfers') }} as t
         on t.transaction_hash = lower(g.channel_reference)
-    where g.side = 'chain'
+    where g.side = 'chain' and not g.is_in_flight
 )
 
 select

@@ -7,7 +7,9 @@
 -- including capture day + window + grace a ledger payment with no channel line is pending
 -- (rpt_reconciliation_daily counts it), not a break. Refunds of PSP payments reconcile against
 -- the channel's refund lines the same way (refund_id set; amounts signed as the channel reports
--- them, so a refund's ledger amount is negative too).
+-- them, so a refund's ledger amount is negative too). A line naming a payment the ledger has in
+-- flight (int_recon_ledger.is_in_flight: not yet success, failed or cancelled) is pending through
+-- the payment's creation day + window + grace, then status_mismatch (reference_breaks below).
 -- Incremental: the model keeps every break it has seen. Each run recomputes the open ones from
 -- the current inputs (keeping their first_seen); one that no longer shows is marked resolved,
 -- with the day (resolved_at = recon_as_of) and what resolved it (the match that now covers its
@@ -58,7 +60,9 @@ channel_prices as (
 
 referenced as (
     select l.*, g.amount_minor as ledger_minor, g.currency as ledger_currency,
-           g.is_settled_in_ledger, g.status as ledger_status
+           g.is_settled_in_ledger, g.status as ledger_status, g.is_in_flight,
+           -- a payment in flight could still complete through this day (int_recon_ledger)
+           g.ledger_date + g.settlement_window_days + {{ grace }} as in_flight_until
     from lines as l
     inner join ledger as g on g.payment_id = l.payment_id
 ),
@@ -67,6 +71,12 @@ referenced as (
 -- naming it ('payment:<id>', 'payment:<id>:2' for the first duplicate), not by its psp_line_id,
 -- which names the file version: a corrected file re-sent under its name leaves a break it still
 -- shows with its id (reconciliation.md: "a stable id").
+-- The first line naming a payment the ledger has in flight (int_recon_ledger.is_in_flight) is
+-- pending while the payment could still complete (through in_flight_until), then
+-- status_mismatch - the channel settled what the ledger has not seen succeed - first seen the
+-- day after, or on the line's day if later; the same id as the status_mismatch of a payment
+-- that then fails, and resolved by the match once the ledger says success. A later line naming
+-- it is duplicate_in_channel at once, whatever the payment's status.
 reference_breaks as (
     select
         case
@@ -79,12 +89,17 @@ reference_breaks as (
         channel, currency, payment_id, channel_reference,
         cast(null as varchar(200)) as statement_line_id,
         cast(null as varchar(66)) as chain_tx_hash,
-        ledger_minor, gross_minor as channel_minor, settlement_date as first_seen,
+        ledger_minor, gross_minor as channel_minor,
+        case when reference_rank = 1 and is_in_flight
+             then greatest(settlement_date, in_flight_until + 1)
+             else settlement_date end as first_seen,
         cast(null as varchar(2000)) as candidates,
         psp_line_id
     from referenced
-    where reference_rank > 1 or not is_settled_in_ledger or currency <> ledger_currency
-       or gross_minor <> ledger_minor
+    where reference_rank > 1
+       or (is_in_flight and in_flight_until + 1 <= {{ as_of }})
+       or (not is_in_flight and (not is_settled_in_ledger or currency <> ledger_currency
+                                 or gross_minor <> ledger_minor))
 ),
 
 -- fee_mismatch: every payment line matched to a ledger payment, by reference (the first line
@@ -496,13 +511,17 @@ unknown_payout_credits as (
     where position(' {{ var("recon_payout_id_prefix", "po_") }}' in lower(b.tokens)) > 0
 ),
 
--- A chargeback row (int_recon_psp_chargeback_lines): naming no payment of its channel it is
--- missing_in_ledger; naming a payment the ledger says failed or cancelled, status_mismatch;
+-- A chargeback row (int_recon_psp_chargeback_lines): the same row re-sent (repeat_rank > 1) is
+-- duplicate_in_channel, the channel reference settled twice, whatever the first one is; else,
+-- naming no payment of its channel it is
+-- missing_in_ledger; naming a payment the ledger says failed or cancelled (or has not captured
+-- yet), status_mismatch;
 -- in another currency, currency_mismatch; taking back more than the payment, amount_mismatch
 -- (amounts signed as the channel reports them: the ledger's is minus the payment's).
 chargeback_breaks as (
     select
         case
+            when l.repeat_rank > 1 then 'duplicate_in_channel'
             when g.payment_id is null then 'missing_in_ledger'
             when not g.is_settled_in_ledger then 'status_mismatch'
             when l.currency <> g.currency then 'currency_mismatch'
@@ -519,7 +538,8 @@ chargeback_breaks as (
         l.psp_line_id
     from chargeback_lines as l
     left join ledger as g on g.payment_id = l.payment_id
-    where g.payment_id is null or not g.is_settled_in_ledger or l.currency <> g.currency
+    where l.repeat_rank > 1
+       or g.payment_id is null or not g.is_settled_in_ledger or l.currency <> g.currency
        or 0 - l.gross_minor > g.amount_minor
 ),
 

@@ -6,7 +6,10 @@
 -- settlement window, exactly one candidate either way). Refunds match their channel's refund
 -- line by reference the same way (exact_reference, refund_id set; amount_minor is the line's
 -- signed gross, negative). A pair that differs in amount,
--- currency or status is a break, not a match (fct_reconciliation_breaks).
+-- currency or status is a break, not a match (fct_reconciliation_breaks): it counts in no
+-- matched_count / match_rate. A chargeback row matches the payment it names once: the same row
+-- re-sent on a later file is duplicate_in_channel (int_recon_psp_chargeback_lines.repeat_rank).
+-- A line naming a payment the ledger has in flight is no match until the ledger says success.
 
 with lines as (
     select * from {{ ref('int_recon_psp_payment_lines') }}
@@ -35,13 +38,13 @@ refunds as (
 ),
 
 -- A chargeback naming a captured payment of its channel, in its currency, taking back no more
--- than the payment (amount_minor: the line's signed gross, negative)
+-- than the payment (amount_minor: the line's signed gross, negative); the first of its repeats
 chargebacks as (
     select
         {{ clearhouse.recon_psp_line_match('g.payment_id', 'cast(null as varchar(40))') }}
     from {{ ref('int_recon_psp_chargeback_lines') }} as l
     inner join ledger as g on g.payment_id = l.payment_id
-    where g.is_settled_in_ledger and g.currency = l.currency
+    where l.repeat_rank = 1 and g.is_settled_in_ledger and g.currency = l.currency
       and 0 - l.gross_minor <= g.amount_minor
 ),
 

@@ -4,8 +4,12 @@
 -- breaks in all (break_count, break_amount_minor) and by type (breaks_<type> counts and
 -- breaks_<type>_amount_minor; a break's amount = the ledger amount, else the channel's, signed
 -- as the break shows it, so the types' amounts add up to break_amount_minor), pending (settled in
--- the ledger, no channel evidence yet, still inside the settlement window), and the oldest open
--- break of the channel seen by that day. A run for a past day (var recon_as_of) has no row for
+-- the ledger, no channel evidence yet, still inside the settlement window; or in flight in the
+-- ledger - int_recon_ledger.is_in_flight - with a channel line naming it, still inside the window
+-- in which it could complete), and oldest_open_break_days: the age of the channel's oldest break
+-- first seen by that day and open now - ages are counted to the run's day (var recon_as_of),
+-- not to the row's day, and a break resolved since is left out, so a past day's row tells how old
+-- what is still open today was already then, not what was open on that day. A run for a past day (var recon_as_of) has no row for
 -- a later day and counts no payment captured after it as pending. match_rate = matched / (matched + breaks), an exact
 -- DECIMAL(9,6); day = matched_on for matches, first_seen for breaks, capture day for pending.
 
@@ -50,10 +54,14 @@ break_days as (
 pending as (
     select g.ledger_date as day, g.channel_id as channel, g.currency, count(*) as pending_count
     from {{ ref('int_recon_ledger') }} as g
-    where g.is_settled_in_ledger and g.side in ('psp', 'chain')
+    where g.side in ('psp', 'chain')
       -- a run for a past day knows nothing captured after it
       and g.ledger_date <= {{ as_of }}
       and g.ledger_date + g.settlement_window_days + {{ grace }} >= {{ as_of }}
+      and (g.is_settled_in_ledger
+           or (g.is_in_flight
+               and exists (select 1 from {{ ref('int_recon_psp_payment_lines') }} as l
+                           where l.payment_id = g.payment_id)))
       and not exists (select 1 from {{ ref('fct_reconciliation_matches') }} as m
                       where m.payment_id = g.payment_id
                         and not exists (select 1
