@@ -146,23 +146,28 @@ class SettledBalance:
     paid_out_minor: int = 0
 
 
-def settled_balances(settings: Settings, merchant_id: str, settled_through: date,
+def settled_balances(settings: Settings, merchant_id: str, day: date,
                      currency: str | None = None) -> list[SettledBalance]:
-    """Per currency, what the merchant's statements whose period ended on or before
-    `settled_through` add up to, as the pipeline computed them (fees included): the movement of
-    each (closing - opening: its activity less its payouts), with those payouts. That is the
-    latest such statement's closing balance - except after a cycle change, when a statement of
-    the new cycle can end before an overlapping one of the old cycle that started earlier: the
-    latest one's closing would carry the old statement's activity (the balances chain in order
-    of period start) before its period is over; the sum counts exactly the periods that ended.
+    """Per currency, what the merchant's statements that have settled by `day` add up to, as the
+    pipeline computed them (fees included): the movement of each (closing - opening: its
+    activity less its payouts), with those payouts. A statement has settled when its settles_on
+    - period_end + the T+N in force when it closed, which a later change of the merchant's T+N
+    never moves (an open statement's: the N of the last run) - is on or before `day`: raising N
+    never makes a settled statement unavailable again, lowering it never pays out early one that
+    closed under the longer N. The sum is the latest such statement's closing balance - except
+    after a cycle change, when a statement of the new cycle can end before an overlapping one of
+    the old cycle that started earlier: the latest one's closing would carry the old statement's
+    activity (the balances chain in order of period start) before its period is over; the sum
+    counts exactly the statements that settled.
 
     Nothing published yet (no Parquet snapshot on DuckDB, no analytics table on Postgres) means
     no settled balance: an empty list, not an error.
     """
     return _settled_balances(
-        settings, "statements", "merchant_id", merchant_id, settled_through, currency,
+        settings, "statements", "merchant_id", merchant_id, day, currency,
         paid_out="sum(payouts_minor) OVER (PARTITION BY currency)",
-        balance="sum(closing_balance_minor - opening_balance_minor) OVER (PARTITION BY currency)")
+        balance="sum(closing_balance_minor - opening_balance_minor) OVER (PARTITION BY currency)",
+        cutoff="settles_on")
 
 
 def settled_commission_balances(settings: Settings, agent_id: str, settled_through: date,
@@ -180,15 +185,17 @@ def settled_commission_balances(settings: Settings, agent_id: str, settled_throu
 
 
 def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id: str,
-                      settled_through: date, currency: str | None, paid_out: str,
-                      balance: str) -> list[SettledBalance]:
-    """Per currency, over the owner's statements in `mart` ended by `settled_through`: `balance`
-    and `paid_out` (SQL window sums over them), named after the latest of them."""
+                      through: date, currency: str | None, paid_out: str, balance: str,
+                      cutoff: str = "period_end") -> list[SettledBalance]:
+    """Per currency, over the owner's statements in `mart` whose `cutoff` day (period_end or
+    settles_on) is on or before `through`: `balance` and `paid_out` (SQL window sums over
+    them), named after the latest of them. Nothing published yet: []."""
+    nothing: list[SettledBalance] = []
     if (settings.warehouse_engine == "duckdb"
             and not published_path(settings, MARTS[mart]).exists()):
-        return []
-    where = f"{owner_column} = ? AND period_end <= ?" + (" AND currency = ?" if currency else "")
-    params: list = [owner_id, settled_through] + ([currency] if currency else [])
+        return nothing
+    where = f"{owner_column} = ? AND {cutoff} <= ?" + (" AND currency = ?" if currency else "")
+    params: list = [owner_id, through] + ([currency] if currency else [])
     sql = ("SELECT currency, statement_id, period_end, settled_balance, paid_out FROM ("
            f"SELECT currency, statement_id, period_end, {balance} AS settled_balance, "
            "row_number() OVER "
@@ -199,11 +206,11 @@ def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id
         rows = list(_fetch(settings, sql, params))
     except ApiError as exc:
         if exc.code == "statements_not_published":
-            return []
+            return nothing
         raise
     except Exception as exc:  # Postgres warehouse before the first pipeline run
         if type(exc).__name__ == "UndefinedTable":
-            return []
+            return nothing
         raise
     return [SettledBalance(ccy, sid, end if isinstance(end, date) else date.fromisoformat(str(end)),
                            int(closing), int(paid_out or 0))

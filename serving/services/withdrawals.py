@@ -1,12 +1,14 @@
 """Withdrawals: payouts requested by merchants and agents against their available balance.
 
-Available balance (per owner and currency) = what the owner's statements whose periods are over
-add up to (serving.statements: a merchant's statements with period_end <= business day - its
-settlement_delay_days, their net activity - fees included, as the pipeline computed it - summed;
-an agent's commission statements ended before the business day, their net summed), minus every
-withdrawal of that owner and currency in status requested, approved or paid. A merchant's paid
-withdrawal shows on the statement of the period it was paid in; the statements' payouts are
-left out of the sum, so it is not deducted twice.
+Available balance (per owner and currency) = what the owner's settled statements add up to
+(serving.statements: a merchant's statements whose settles_on - period_end + the T+N in force
+when each closed, as the statements mart records it - is on or before the business day, their
+net activity - fees included, as the pipeline computed it - summed; an agent's commission
+statements ended before the business day, their net summed), minus every withdrawal of that
+owner and currency in status requested, approved or paid. A merchant's paid withdrawal shows on
+the statement of the period it was paid in; the statements' payouts are left out of the sum, so
+it is not deducted twice. A later change of the merchant's T+N moves only the payout day of
+statements not yet closed: raising it never makes a settled statement unavailable again.
 
 Moves: requested -> approved | rejected; approved -> paid. Anything else is 409
 illegal_transition. A request is serialised per owner (Postgres: pg_advisory_xact_lock on the
@@ -64,8 +66,11 @@ def _payable(owner: Owner) -> str:
 
 
 def settled_through(session: Session, owner: Owner, now: datetime) -> date:
-    """The last day a settled statement may end on: T+N for a merchant; for an agent, yesterday
-    (commission is paid for periods that have ended)."""
+    """For an agent, the last day a settled statement may end on: yesterday (commission is paid
+    for periods that have ended). For a merchant, today minus its current T+N: the periods that
+    have settled under the N in force now. The balance itself counts each statement by its own
+    settles_on (the N it closed with), so after a change of N it may hold later periods (N
+    raised) or leave out earlier ones (N lowered); `statement` names the latest counted."""
     if owner.type == "agent":
         return now.date() - timedelta(days=1)
     merchant = session.get(Merchant, owner.id)
@@ -88,9 +93,11 @@ def balances(session: Session, settings: Settings, owner: Owner, now: datetime,
              currency: str | None = None) -> list[dict]:
     """Available balance per currency, with the statement it comes from."""
     through = settled_through(session, owner, now)
-    read = (statements.settled_balances if owner.type == "merchant"
-            else statements.settled_commission_balances)
-    settled = {b.currency: b for b in read(settings, owner.id, through, currency)}
+    if owner.type == "merchant":  # by each statement's own settles_on
+        found = statements.settled_balances(settings, owner.id, now.date(), currency)
+    else:
+        found = statements.settled_commission_balances(settings, owner.id, through, currency)
+    settled = {b.currency: b for b in found}
     withheld = _withheld(session, owner, currency)
     currencies = sorted(set(settled) | set(withheld) | ({currency} if currency else set()))
     out = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -35,13 +35,15 @@ def api(oltp_url, make_settings):
 
 @pytest.fixture
 def settled(monkeypatch):
-    """Stand-in for the published statements: {(merchant_id, currency): (closing, period_end)}."""
+    """Stand-in for the published statements: {(merchant_id, currency): (closing, period_end)},
+    each statement settling the day after its period (T+1, as these tests' merchants do)."""
     book: dict[tuple[str, str], tuple[int, date]] = {}
 
-    def fake(settings, merchant_id, settled_through, currency=None):
+    def fake(settings, merchant_id, day, currency=None):
         return [statements.SettledBalance(ccy, f"{mid}:{ccy}:{end}", end, closing)
                 for (mid, ccy), (closing, end) in sorted(book.items())
-                if mid == merchant_id and end <= settled_through and currency in (None, ccy)]
+                if mid == merchant_id and end + timedelta(days=1) <= day
+                and currency in (None, ccy)]
 
     monkeypatch.setattr(statements, "settled_balances", fake)
     return book
@@ -372,14 +374,15 @@ ROWS = [  # merchant, currency, period, opening, closing, payouts in the period
 
 
 def _check_settled_balances(settings):
-    got = statements.settled_balances(settings, "mer_a", date(2026, 11, 20))
+    # each statement settles the day after its period (settles_on = period_end + 1)
+    got = statements.settled_balances(settings, "mer_a", date(2026, 11, 21))
     assert got == [
         statements.SettledBalance("EUR", "mer_a:EUR:2026-11-18", date(2026, 11, 18), 42, 0),
         statements.SettledBalance("USD", "mer_a:USD:2026-11-20", date(2026, 11, 20), 971, 100)]
     usd = statements.settled_balances(settings, "mer_a", date(2026, 11, 30), "USD")
     assert [(b.statement_id, b.closing_balance_minor, b.paid_out_minor) for b in usd] == \
         [("mer_a:USD:2026-11-21", 1500, 150)]
-    assert statements.settled_balances(settings, "mer_a", date(2026, 11, 17)) == []
+    assert statements.settled_balances(settings, "mer_a", date(2026, 11, 18)) == []
     assert statements.settled_balances(settings, "mer_z", date(2026, 11, 30)) == []
 
 
@@ -394,13 +397,13 @@ def test_settled_balances_from_published_parquet(make_settings):
     con = duckdb.connect()
     money = "DECIMAL(38,0)"
     con.execute(f"""CREATE TABLE s (statement_id VARCHAR, merchant_id VARCHAR, period_start DATE,
-        period_end DATE, currency VARCHAR, opening_balance_minor {money},
+        period_end DATE, settles_on DATE, currency VARCHAR, opening_balance_minor {money},
         closing_balance_minor {money}, payouts_minor {money})""")
     con.execute("CREATE TABLE l (statement_id VARCHAR, merchant_id VARCHAR)")
     for merchant_id, ccy, day, opening, closing, payouts in ROWS:
-        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, opening, closing,
-                     payouts])
+        con.execute("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day,
+                     day + timedelta(days=1), ccy, opening, closing, payouts])
     for table, mart in (("s", "fct_settlement_statements"), ("l", "fct_settlement_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
@@ -415,14 +418,14 @@ def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
     with psycopg.connect(pg_url) as con:
         con.execute("CREATE SCHEMA analytics")
         con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
-            merchant_id text, period_start date, period_end date, currency text,
-            opening_balance_minor numeric(38,0), closing_balance_minor numeric(38,0),
-            payouts_minor numeric(38,0))""")
+            merchant_id text, period_start date, period_end date, settles_on date,
+            currency text, opening_balance_minor numeric(38,0),
+            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
         for merchant_id, ccy, day, opening, closing, payouts in ROWS:
             con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s, %s)",
-                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, ccy, opening,
-                         closing, payouts])
+                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day,
+                         day + timedelta(days=1), ccy, opening, closing, payouts])
     _check_settled_balances(settings)
 
 

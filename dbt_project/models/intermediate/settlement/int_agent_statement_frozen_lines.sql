@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='line_id') }}
+{{ config(materialized='incremental', unique_key='line_id', full_refresh=false) }}
 -- depends_on: {{ ref('int_settlement_runs') }}, {{ ref('stg_clearhouse__agents') }}, {{ ref('fct_commissions') }}
 -- depends_on: {{ ref('int_agent_statement_placements') }}
 -- The booked lines of agents' commission statements, written once and never updated

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='commission_id') }}
+{{ config(materialized='incremental', unique_key='commission_id', full_refresh=false) }}
 -- Which commission statement period each commission row (fct_commissions: a payment's or a
 -- refund's share for one agent) goes on, decided once, when the row is first seen, and never
 -- changed (settlement.md: a closed period never changes) - as int_settlement_placements does

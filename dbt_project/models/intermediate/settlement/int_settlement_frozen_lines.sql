@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='line_id',
+{{ config(materialized='incremental', unique_key='line_id', full_refresh=false,
           on_schema_change='append_new_columns') }}
 -- depends_on: {{ ref('int_settlement_runs') }}, {{ ref('int_settlement_items') }}
 -- depends_on: {{ ref('int_settlement_placements') }}
@@ -15,6 +15,11 @@
 --     item was first booked with, so FX rates published later never revalue a closed item.
 --     Booked as soon as it is seen and never recomputed: a later change gives another
 --     correction ('correction:<item_id>:<n>').
+--   * an item settled in kind (no FX rate: a line in its own currency, fx_derivation in_kind)
+--     whose rate arrives after its period closed: the in-kind line is reversed in its own
+--     currency and the item re-booked converted (at the rate of its day, as it now converts),
+--     both on the period open at this run as corrections naming the item ('correction:
+--     <item_id>:<n>' and '<n+1>'); later corrections to it follow the converted line.
 {%- set columns = [
     'line_id', 'item_id', 'statement_id', 'merchant_id', 'settlement_cycle', 'period_start',
     'period_end', 'currency', 'line_type', 'item_type', 'is_late', 'is_correction',
@@ -43,11 +48,28 @@ with closing as (
     select {{ booked_item }} as item_id,
            sum(txn_gross_minor) as txn_gross_minor,
            sum(txn_fee_minor) as txn_fee_minor,
+           sum(gross_minor) as gross_minor,
+           sum(fee_minor) as fee_minor,
            {% if 'is_correction' in existing -%}
            count(case when is_correction then 1 end)
            {%- else %}0{% endif %} as corrections
     from {{ this }}
     group by {{ booked_item }}
+),
+
+basis as (
+    -- per item, the booked line its corrections follow (where, in which currency, at which
+    -- rate): its own line - or, once an in-kind item was re-booked converted, that line
+    select * from (
+        select f.*, {{ booked_item }} as basis_item_id,
+               row_number() over (
+                   partition by {{ booked_item }}
+                   order by case when f.fx_derivation = 'in_kind' then 1 else 0 end,
+                            case when f.line_id = {{ booked_item }} then 0 else 1 end,
+                            f.line_id) as basis_nth
+        from {{ this }} as f
+    ) as ranked
+    where basis_nth = 1
 ),
 
 previous_runs as (
@@ -58,6 +80,21 @@ changed as (
     select
         o.*,
         b.corrections,
+        -- an in-kind item that converts now: reversed in kind, re-booked converted
+        case when o.fx_derivation = 'in_kind' and i.fx_derivation <> 'in_kind'
+                  and i.statement_currency <> o.currency then 1 else 0 end as converts,
+        b.txn_gross_minor as booked_txn_gross_minor,
+        b.txn_fee_minor as booked_txn_fee_minor,
+        b.gross_minor as booked_gross_minor,
+        b.fee_minor as booked_fee_minor,
+        i.statement_currency as now_currency,
+        i.txn_gross_minor as now_txn_gross_minor,
+        i.txn_fee_minor as now_txn_fee_minor,
+        i.gross_minor as now_gross_minor,
+        i.fee_minor as now_fee_minor,
+        i.fx_rate_id as now_fx_rate_id,
+        i.fx_rate as now_fx_rate,
+        i.fx_derivation as now_fx_derivation,
         cast(coalesce(i.txn_gross_minor, 0) - b.txn_gross_minor as {{ money_type() }})
             as delta_gross_minor,
         cast(coalesce(i.txn_fee_minor, 0) - b.txn_fee_minor as {{ money_type() }})
@@ -67,8 +104,7 @@ changed as (
         e_from.exponent as exp_from,
         e_to.exponent as exp_to
     from booked as b
-    -- the item's own booked line: where, in which currency and at which rate it was booked
-    join {{ this }} as o on o.line_id = b.item_id
+    join basis as o on o.basis_item_id = b.item_id
     left join {{ ref('int_settlement_items') }} as i on i.item_id = b.item_id
     left join {{ ref('stg_clearhouse__merchants') }} as m on m.merchant_id = o.merchant_id
     left join {{ ref('ref_currencies') }} as e_from on e_from.code = o.txn_currency
@@ -76,6 +112,8 @@ changed as (
     cross join previous_runs as r
     where coalesce(i.txn_gross_minor, 0) <> b.txn_gross_minor
        or coalesce(i.txn_fee_minor, 0) <> b.txn_fee_minor
+       or (o.fx_derivation = 'in_kind' and i.fx_derivation <> 'in_kind'
+           and i.statement_currency <> o.currency)
 ),
 
 opening as (
@@ -95,9 +133,9 @@ placed as (
 
 corrections as (
     select
-        'correction:' || p.line_id || ':' || cast(p.corrections + 1 as {{ dbt.type_string() }})
-            as line_id,
-        p.line_id as item_id,
+        'correction:' || p.basis_item_id || ':'
+            || cast(p.corrections + 1 as {{ dbt.type_string() }}) as line_id,
+        p.basis_item_id as item_id,
         p.merchant_id || ':' || p.currency || ':' || {{ date_key('p.open_period_start') }}
             as statement_id,
         p.merchant_id,
@@ -125,7 +163,7 @@ corrections as (
         cast(p.corr_gross_minor as {{ money_type() }}) as gross_minor,
         cast(p.corr_fee_minor as {{ money_type() }}) as fee_minor,
         cast(p.corr_gross_minor - p.corr_fee_minor as {{ money_type() }}) as net_minor,
-        'correction to ' || p.item_type || ' ' || p.line_id || ' of period '
+        'correction to ' || p.item_type || ' ' || p.basis_item_id || ' of period '
             || {{ date_key('p.natural_period_start') }} || ': gross '
             || cast(p.delta_gross_minor as {{ dbt.type_string() }}) || ', fee '
             || cast(p.delta_fee_minor as {{ dbt.type_string() }}) || ' ' || p.txn_currency
@@ -133,6 +171,63 @@ corrections as (
         cast(null as {{ dbt.type_string() }}) as created_by,
         {{ settlement_as_of() }} as frozen_as_of
     from placed as p
+    where p.converts = 0
+),
+
+conversions as (
+    -- an in-kind item converting: n+1 takes back everything booked for it in kind, n+2 books
+    -- it as it now stands, converted
+    select
+        'correction:' || p.basis_item_id || ':'
+            || cast(p.corrections + s.step as {{ dbt.type_string() }}) as line_id,
+        p.basis_item_id as item_id,
+        p.merchant_id || ':' || case when s.step = 1 then p.currency else p.now_currency end
+            || ':' || {{ date_key('p.open_period_start') }} as statement_id,
+        p.merchant_id,
+        p.open_statement_cycle as settlement_cycle,
+        p.open_period_start as period_start,
+        p.open_period_end as period_end,
+        case when s.step = 1 then p.currency else p.now_currency end as currency,
+        'adjustment' as line_type,
+        p.item_type,
+        true as is_late,
+        true as is_correction,
+        p.natural_period_start,
+        p.payment_id,
+        p.refund_id,
+        p.payout_id,
+        p.adjustment_id,
+        p.psp_line_id,
+        p.occurred_at,
+        p.txn_currency,
+        cast(case when s.step = 1 then 0 - p.booked_txn_gross_minor
+                  else p.now_txn_gross_minor end as {{ money_type() }}) as txn_gross_minor,
+        cast(case when s.step = 1 then 0 - p.booked_txn_fee_minor
+                  else p.now_txn_fee_minor end as {{ money_type() }}) as txn_fee_minor,
+        case when s.step = 1 then p.fx_rate_id else p.now_fx_rate_id end as fx_rate_id,
+        case when s.step = 1 then p.fx_rate else p.now_fx_rate end as fx_rate,
+        case when s.step = 1 then p.fx_derivation else p.now_fx_derivation end as fx_derivation,
+        cast(case when s.step = 1 then 0 - p.booked_gross_minor else p.now_gross_minor end
+             as {{ money_type() }}) as gross_minor,
+        cast(case when s.step = 1 then 0 - p.booked_fee_minor else p.now_fee_minor end
+             as {{ money_type() }}) as fee_minor,
+        cast(case when s.step = 1 then p.booked_fee_minor - p.booked_gross_minor
+                  else p.now_gross_minor - p.now_fee_minor end as {{ money_type() }}) as net_minor,
+        case when s.step = 1
+             then 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
+                  || {{ date_key('p.natural_period_start') }} || ' reversed: its rate arrived, '
+                  || 're-booked in ' || p.now_currency
+             else 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
+                  || {{ date_key('p.natural_period_start') }} || ' converted at '
+                  || p.now_fx_rate_id || ': gross '
+                  || cast(p.now_gross_minor as {{ dbt.type_string() }}) || ', fee '
+                  || cast(p.now_fee_minor as {{ dbt.type_string() }}) || ' ' || p.now_currency
+        end as description,
+        cast(null as {{ dbt.type_string() }}) as created_by,
+        {{ settlement_as_of() }} as frozen_as_of
+    from placed as p
+    cross join (select 1 as step union all select 2) as s
+    where p.converts = 1
 )
 {% endif %}
 
@@ -140,4 +235,6 @@ select {{ columns | join(', ') }} from closing
 {% if is_incremental() %}
 union all
 select {{ columns | join(', ') }} from corrections
+union all
+select {{ columns | join(', ') }} from conversions
 {% endif %}

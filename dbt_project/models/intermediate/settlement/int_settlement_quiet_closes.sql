@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='statement_id') }}
+{{ config(materialized='incremental', unique_key='statement_id', full_refresh=false) }}
 -- The quiet statements (periods without a line, settlement_quiet_candidates) that have closed,
 -- each written at the first run that sees it closed and never updated or removed: a later
 -- cycle change, or a statement of the new cycle that starts earlier, cannot make a closed

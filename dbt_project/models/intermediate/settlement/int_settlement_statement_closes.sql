@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='statement_id') }}
+{{ config(materialized='incremental', unique_key='statement_id', full_refresh=false) }}
 -- settlement.md: "A statement for a closed period never changes silently." Its lines are frozen
 -- (int_settlement_frozen_lines); the one figure of its head taken from the merchant rather than
 -- from its lines is the settlement delay N of T+N (settles_on = period_end + N). This keeps the
