@@ -190,10 +190,9 @@ def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id
     """Per currency, over the owner's statements in `mart` whose `cutoff` day (period_end or
     settles_on) is on or before `through`: `balance` and `paid_out` (SQL window sums over
     them), named after the latest of them. Nothing published yet: []."""
-    nothing: list[SettledBalance] = []
     if (settings.warehouse_engine == "duckdb"
             and not published_path(settings, MARTS[mart]).exists()):
-        return nothing
+        return []
     where = f"{owner_column} = ? AND {cutoff} <= ?" + (" AND currency = ?" if currency else "")
     params: list = [owner_id, through] + ([currency] if currency else [])
     sql = ("SELECT currency, statement_id, period_end, settled_balance, paid_out FROM ("
@@ -206,11 +205,11 @@ def _settled_balances(settings: Settings, mart: str, owner_column: str, owner_id
         rows = list(_fetch(settings, sql, params))
     except ApiError as exc:
         if exc.code == "statements_not_published":
-            return nothing
+            return []
         raise
     except Exception as exc:  # Postgres warehouse before the first pipeline run
         if type(exc).__name__ == "UndefinedTable":
-            return nothing
+            return []
         raise
     return [SettledBalance(ccy, sid, end if isinstance(end, date) else date.fromisoformat(str(end)),
                            int(closing), int(paid_out or 0))
