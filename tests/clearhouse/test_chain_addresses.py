@@ -37,3 +37,12 @@ def test_the_x402_channel_reconciliation_names_is_the_one_x402_books_on():
     project = yaml.safe_load((SEEDS.parent / "dbt_project.yml").read_text())
     assert project["vars"]["x402_channel_id"] == X402_CHANNEL
     assert project["vars"]["agent_token_channel_id"] == TOKEN_CHANNEL  # settlement's buyer side
+
+
+def test_every_x402_network_has_the_gateways_confirmation_threshold_seeded():
+    """reconciliation.md: chain_unconfirmed is "fewer confirmations than the network's
+    threshold"; the gateway (serving/x402/networks.py) and reconciliation use the same one."""
+    seeded = {r["network"]: int(r["confirmations"]) for r in _rows("ref_chain_networks.csv")}
+    assert {net.caip2: net.confirmations for net in NETWORKS.values()}.items() <= seeded.items()
+    # the networks whose tokens reconciliation knows all have their own threshold
+    assert {r["network"] for r in _rows("ref_chain_tokens.csv")} <= set(seeded)

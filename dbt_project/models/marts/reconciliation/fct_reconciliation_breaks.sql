@@ -400,6 +400,10 @@ payout_pairs as (
     select * from {{ ref('int_recon_payout_pairs') }}
 ),
 
+payout_fuzzy as (
+    select * from {{ ref('int_recon_payout_fuzzy_candidates') }}
+),
+
 -- Payouts (reconciliation.md: a payout's bank credit differs from the sum of its PSP lines, so
 -- payout_mismatch): the credit found for the payout differs from that sum; the credit is in
 -- another currency (currency_mismatch, "matched by reference, currencies differ": raised besides
@@ -463,6 +467,47 @@ payout_breaks as (
     where p.payout_minor > 0
       and p.due_date + {{ grace }} + 1 <= {{ as_of }}
       and not exists (select 1 from payout_pairs as pp where pp.psp_line_id = p.psp_line_id)
+      -- a fuzzy partner (matched) or several (the ambiguous break below speaks for it)
+      and not exists (select 1 from payout_fuzzy as f where f.psp_line_id = p.psp_line_id)
+),
+
+-- Payouts and unreferenced credits of one amount (int_recon_payout_fuzzy_candidates): a credit
+-- with several candidate payouts is one ambiguous break on the credit listing the payouts; a
+-- payout with several candidate credits, each of which has only that payout, one on the payout
+-- listing the credits (first seen when the first of them was booked). Neither is a match; the
+-- payouts raise no "no credit" payout_mismatch while the candidates stand.
+payout_ambiguity as (
+    select
+        'ambiguous' as break_type,
+        'bank:' || f.statement_line_id as break_key,
+        min(f.channel) as channel, min(f.currency) as currency,
+        cast(null as varchar(40)) as payment_id,
+        cast(null as varchar(200)) as channel_reference,
+        f.statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        cast(null as {{ money_type() }}) as ledger_minor,
+        min(f.bank_minor) as channel_minor,
+        min(f.booking_date) as first_seen,
+        cast(string_agg(f.payout_id, ',' order by f.payout_id) as varchar(2000)) as candidates,
+        cast(null as varchar(200)) as psp_line_id
+    from payout_fuzzy as f
+    where f.payout_candidates > 1
+    group by f.statement_line_id
+
+    union all
+
+    select
+        'ambiguous', {{ recon_record_key("'payout:' || f.channel || ':' || f.payout_id", 'f.payout_rank') }},
+        f.channel, f.currency, cast(null as varchar(40)), f.payout_id,
+        cast(null as varchar(200)), cast(null as varchar(66)),
+        min(f.expected_minor), cast(null as {{ money_type() }}),
+        min(f.booking_date),
+        cast(string_agg(f.statement_line_id, ',' order by f.statement_line_id) as varchar(2000)),
+        f.psp_line_id
+    from payout_fuzzy as f
+    where f.credit_candidates > 1
+    group by f.psp_line_id, f.channel, f.currency, f.payout_id, f.payout_rank
+    having max(f.payout_candidates) = 1
 ),
 
 -- A payout credit the PSP files do not know: missing_in_ledger (the platform has no record of
@@ -553,6 +598,7 @@ payment_breaks as (
     union all select * from refunded_but_settled
     union all select * from payout_breaks
     union all select * from unknown_payout_credits
+    union all select * from payout_ambiguity
     union all select * from chargeback_breaks
 ),
 

@@ -3,7 +3,9 @@
 -- credit equals the net of the payout's lines, int_recon_payout_pairs),
 -- chain (crypto and x402 payment <-> Transfer log by transaction hash, recipient, value),
 -- 3. fuzzy (no reference: same channel, currency and amount, the line inside the channel's
--- settlement window, exactly one candidate either way). Refunds match their channel's refund
+-- settlement window, exactly one candidate either way; and a payout no bank credit names <-> an
+-- unreferenced credit of its expected amount inside its window, int_recon_payout_fuzzy_candidates,
+-- payment_id NULL as on a payout_batch row). Refunds match their channel's refund
 -- line by reference the same way (exact_reference, refund_id set; amount_minor is the line's
 -- signed gross, negative). A pair that differs in amount,
 -- currency or status is a break, not a match (fct_reconciliation_breaks): it counts in no
@@ -104,6 +106,24 @@ fuzzy as (
     where c.line_candidates = 1 and c.payment_candidates = 1
 ),
 
+payout_fuzzy as (
+    select
+        'fuzzy' as match_type,
+        'fuzzy_payout:' || psp_line_id || ':' || statement_line_id as match_key,
+        channel,
+        currency,
+        cast(null as varchar(40)) as payment_id,
+        payout_id as channel_reference,
+        statement_line_id,
+        cast(null as varchar(66)) as chain_tx_hash,
+        bank_minor as amount_minor,
+        booking_date as matched_on,
+        psp_line_id,
+        cast(null as varchar(40)) as refund_id
+    from {{ ref('int_recon_payout_fuzzy_candidates') }}
+    where credit_candidates = 1 and payout_candidates = 1
+),
+
 matches as (
     select * from exact
     union all select * from refunds
@@ -111,6 +131,7 @@ matches as (
     union all select * from payout_matches
     union all select * from chain
     union all select * from fuzzy
+    union all select * from payout_fuzzy
 )
 
 select
