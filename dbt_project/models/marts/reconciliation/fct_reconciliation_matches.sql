@@ -50,10 +50,24 @@ chargebacks as (
       and 0 - l.gross_minor <= g.amount_minor
 ),
 
+-- a payout and its bank credit: by the id the credit carries (int_recon_payout_pairs), else by
+-- amount inside the window, one candidate each way (int_recon_payout_fuzzy_candidates)
+payout_credits as (
+    select 'payout_batch' as match_type, psp_line_id, statement_line_id, channel, currency,
+           payout_id, bank_minor, booking_date
+    from {{ ref('int_recon_payout_pairs') }}
+    where bank_minor = expected_minor and bank_currency = currency and credit_rank = 1
+    union all
+    select 'fuzzy', psp_line_id, statement_line_id, channel, currency,
+           payout_id, bank_minor, booking_date
+    from {{ ref('int_recon_payout_fuzzy_candidates') }}
+    where credit_candidates = 1 and payout_candidates = 1
+),
+
 payout_matches as (
     select
-        'payout_batch' as match_type,
-        'payout_batch:' || psp_line_id || ':' || statement_line_id as match_key,
+        match_type,
+        match_type || ':' || psp_line_id || ':' || statement_line_id as match_key,
         channel,
         currency,
         cast(null as varchar(40)) as payment_id,
@@ -64,8 +78,7 @@ payout_matches as (
         booking_date as matched_on,
         psp_line_id,
         cast(null as varchar(40)) as refund_id
-    from {{ ref('int_recon_payout_pairs') }}
-    where bank_minor = expected_minor and bank_currency = currency and credit_rank = 1
+    from payout_credits
 ),
 
 -- a payment's first fully matching Transfer log (int_recon_chain_pairs: a later one in the same
@@ -106,24 +119,6 @@ fuzzy as (
     where c.line_candidates = 1 and c.payment_candidates = 1
 ),
 
-payout_fuzzy as (
-    select
-        'fuzzy' as match_type,
-        'fuzzy_payout:' || psp_line_id || ':' || statement_line_id as match_key,
-        channel,
-        currency,
-        cast(null as varchar(40)) as payment_id,
-        payout_id as channel_reference,
-        statement_line_id,
-        cast(null as varchar(66)) as chain_tx_hash,
-        bank_minor as amount_minor,
-        booking_date as matched_on,
-        psp_line_id,
-        cast(null as varchar(40)) as refund_id
-    from {{ ref('int_recon_payout_fuzzy_candidates') }}
-    where credit_candidates = 1 and payout_candidates = 1
-),
-
 matches as (
     select * from exact
     union all select * from refunds
@@ -131,7 +126,6 @@ matches as (
     union all select * from payout_matches
     union all select * from chain
     union all select * from fuzzy
-    union all select * from payout_fuzzy
 )
 
 select
