@@ -192,6 +192,17 @@ class RoutingDecision:
                 "considered": self.considered, "attempts": self.attempts}
 
 
+def decision_out(routing: dict, currency: str) -> dict:
+    """A stored decision as the API shows it. Each considered channel's cost_minor is in the
+    payment's currency (its cost price in that currency, on its amount); decisions stored before
+    cost_currency was recorded get it here."""
+    if not routing.get("considered"):
+        return routing
+    return {**routing, "considered": [{**entry, "cost_currency": currency}
+                                      if "cost_currency" not in entry else entry
+                                      for entry in routing["considered"]]}
+
+
 def channels_with_daily_limit(session: Session, method_type: str, currency: str) -> list[str]:
     """The channels whose daily limit routing must check (their captured volume is read)."""
     return [c.channel[0] for c in _channel_configs(session, method_type)
@@ -246,6 +257,7 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
         entry = {"channel": cid, "eligible": not reasons, "reasons": reasons,
                  "cost_minor": (str(fee_minor(amount_minor, price[0], price[1] or 0))
                                if price else None),
+                 "cost_currency": currency,  # the channel's cost price in the payment's currency
                  "success_rate": None if rate is None else round(rate, 3),
                  "p50_latency_ms": h.p50_latency_ms(), "breaker": state}
         considered.append(entry)

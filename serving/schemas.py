@@ -323,6 +323,7 @@ class WalletTransactionOut(BaseModel):
     object: Literal["wallet_transaction"] = "wallet_transaction"
     wallet_id: str
     kind: str
+    currency: str
     principal_minor: MinorOut
     bonus_minor: MinorOut
     shortfall_minor: MinorOut | None = None

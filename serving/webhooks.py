@@ -31,6 +31,7 @@ from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from serving import signing
+from serving.routing import decision_out
 from serving.schemas import iso_z
 from warehouse.ids import new_id
 from warehouse.models import Merchant, OutboxEvent, Payment, Refund, WebhookDelivery
@@ -86,8 +87,11 @@ def select_events() -> Select[OutboxEvent, str | None]:
 
 def event_out(event: OutboxEvent) -> dict:
     """The event as the API shows it and as a webhook body carries it."""
+    data = event.payload
+    if data.get("object") == "payment" and data.get("routing"):  # stored before cost_currency
+        data = {**data, "routing": decision_out(data["routing"], data["currency"])}
     return {"id": event.id, "type": event.event_type, "created_at": iso_z(event.created_at),
-            "data": event.payload}
+            "data": data}
 
 
 def delivery_out(delivery: WebhookDelivery) -> dict:

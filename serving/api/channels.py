@@ -102,6 +102,7 @@ class PriceNow(BaseModel):
     price_id: str
     rate_bps: int
     fixed_minor: MinorOut | None
+    currency: str
     valid_from: Timestamp
 
 
@@ -150,6 +151,7 @@ def channel_out(session, channel: Channel, now: datetime) -> dict:
             max_amount_minor=row.max_amount_minor, daily_limit_minor=row.daily_limit_minor,
             price=None if price is None else PriceNow(price_id=price.id, rate_bps=price.rate_bps,
                                                       fixed_minor=price.fixed_minor,
+                                                      currency=price.currency,
                                                       valid_from=price.valid_from)))
     return ChannelOut(id=channel.id, name=channel.name, type=channel.channel_type,
                       status=channel.status, priority=channel.priority,

@@ -82,6 +82,6 @@ def list_wallet_transactions(wallet_id: str, principal: PrincipalDep, session: S
              .order_by(WalletTransaction.id).limit(limit + 1))
     query = after_cursor(session, query, WalletTransaction.id, starting_after, descending=False)
     rows = session.scalars(query).all()
-    return JSONResponse({"data": [service.transaction_out(t) for t in rows[:limit]],
+    return JSONResponse({"data": [service.transaction_out(t, wallet.currency) for t in rows[:limit]],
                          "has_more": len(rows) > limit})
 

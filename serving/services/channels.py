@@ -21,7 +21,9 @@ LIMIT_FIELDS = ("min_amount_minor", "max_amount_minor", "daily_limit_minor")
 
 
 def _limits(row: ChannelCurrency) -> dict[str, str | None]:
-    return {f: None if getattr(row, f) is None else str(getattr(row, f)) for f in LIMIT_FIELDS}
+    """The limits as the audit log keeps them: amounts with their currency (api.md)."""
+    return {"currency": row.currency,
+            **{f: None if getattr(row, f) is None else str(getattr(row, f)) for f in LIMIT_FIELDS}}
 
 
 def _check_name(session: Session, name: str, channel_id: str | None = None) -> None:

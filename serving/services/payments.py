@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from serving import cache, channels, risk
 from serving.errors import ApiError, not_found
-from serving.routing import HEALTH, channels_with_daily_limit, route
+from serving.routing import HEALTH, channels_with_daily_limit, decision_out, route
 from serving.schemas import (
     PaymentConfirm,
     PaymentCreate,
@@ -85,7 +85,7 @@ def _has_price(session: Session, merchant_id: str, currency: str, at: datetime) 
 
 
 def payment_out(payment: Payment) -> dict:
-    routing = dict(payment.routing) if payment.routing else None
+    routing = dict(decision_out(payment.routing, payment.currency)) if payment.routing else None
     if routing:
         routing.pop("method", None)  # internal: what a later confirm needs
     return PaymentOut(
@@ -372,7 +372,8 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
         if amount > remaining:
             raise ApiError(422, "refund_exceeds_captured",
                            f"refund of {amount} exceeds the {remaining} {payment.currency} that "
-                           "remain", {"field": "amount_minor", "remaining_minor": str(remaining)})
+                           "remain", {"field": "amount_minor", "remaining_minor": str(remaining),
+                                      "currency": payment.currency})
         fully = amount == remaining
     move(session, payment, "refunding", at=now)
     channel_reference = None

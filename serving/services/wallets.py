@@ -54,9 +54,11 @@ def wallet_out(wallet: Wallet) -> dict:
     ).model_dump(mode="json")
 
 
-def transaction_out(txn: WalletTransaction) -> dict:
+def transaction_out(txn: WalletTransaction, currency: str) -> dict:
+    """`currency`: the wallet's (a transaction row does not repeat it)."""
     return WalletTransactionOut(
-        id=txn.id, wallet_id=txn.wallet_id, kind=txn.kind, principal_minor=txn.principal_minor,
+        id=txn.id, wallet_id=txn.wallet_id, kind=txn.kind, currency=currency,
+        principal_minor=txn.principal_minor,
         bonus_minor=txn.bonus_minor, shortfall_minor=txn.shortfall_minor,
         payment_id=txn.payment_id, refund_id=txn.refund_id, topup_id=txn.topup_id,
         created_at=txn.created_at,
@@ -203,7 +205,7 @@ def spend(session: Session, payment: Payment, now: datetime) -> WalletTransactio
         raise ApiError(422, "insufficient_wallet_balance",
                        f"the wallet holds {balance}, less than {payment.amount_minor}",
                        {"field": "amount_minor", "balance_minor": str(balance),
-                        "wallet_id": wallet.id})
+                        "currency": wallet.currency, "wallet_id": wallet.id})
     principal, bonus = allocate(payment.amount_minor, [wallet.principal_minor, wallet.bonus_minor])
     wallet.principal_minor -= principal
     wallet.bonus_minor -= bonus
@@ -269,13 +271,15 @@ def plan_topup_refund(session: Session, *, payment: Payment, topup: WalletTransa
         raise ApiError(422, "refund_exceeds_captured",
                        f"refund of {amount} exceeds the {remaining} {payment.currency} of the "
                        "top-up's principal that remain",
-                       {"field": "amount_minor", "remaining_minor": str(remaining)})
+                       {"field": "amount_minor", "remaining_minor": str(remaining),
+                        "currency": payment.currency})
     wallet = _locked_one(session, Wallet.id == topup.wallet_id)
     if wallet.principal_minor < amount:
         raise ApiError(422, "insufficient_wallet_balance",
                        f"the wallet's principal is {wallet.principal_minor}, less than the "
                        f"{amount} to refund", {"field": "amount_minor",
                                                "principal_minor": str(wallet.principal_minor),
+                                               "currency": wallet.currency,
                                                "wallet_id": wallet.id})
     claw = topup_clawback(topup_principal=topup.principal_minor, topup_bonus=topup.bonus_minor,
                           refunded_before=refunded_before, clawed_before=clawed_before,
@@ -283,7 +287,8 @@ def plan_topup_refund(session: Session, *, payment: Payment, topup: WalletTransa
     if claw.cash == 0:
         raise ApiError(422, "refund_nothing_to_pay",
                        "the bonus already spent takes the whole refund: no cash would go back",
-                       {"field": "amount_minor", "shortfall_minor": str(claw.shortfall)})
+                       {"field": "amount_minor", "shortfall_minor": str(claw.shortfall),
+                        "currency": payment.currency})
     return wallet, remaining, claw
 
 

@@ -112,7 +112,7 @@ def balances(session: Session, settings: Settings, owner: Owner, now: datetime,
             "settled_through": through.isoformat(),
             "statement": None if statement is None else {
                 "id": statement.statement_id, "period_end": statement.period_end.isoformat(),
-                "closing_balance_minor": str(statement.closing_balance_minor)},
+                "closing_balance_minor": str(statement.closing_balance_minor), "currency": ccy},
         })
     return out
 

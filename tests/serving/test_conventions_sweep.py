@@ -348,6 +348,25 @@ def test_every_amount_minor_in_a_response_travels_with_its_currency(bodies):
     assert not bad, "\n".join(sorted(set(bad))[:40])
 
 
+def test_every_amount_in_a_response_has_its_currency_in_the_same_object(bodies):
+    # The same rule for every amount field (`*_minor`, `*_atomic`), nested objects included: its
+    # object names the currency, as `currency` or, where one object holds amounts of several
+    # currencies, as `<x>_currency` beside `<x>_..._minor`. Found by this sweep: a routing
+    # decision's considered[].cost_minor, a balance's statement, a channel's price in force and
+    # a wallet's transactions, each without one.
+    bad = []
+    for where, body in bodies:
+        for path, _key, value in walk({"": body}):
+            if not isinstance(value, dict) or "currency" in value:
+                continue
+            prefixes = [k.removesuffix("currency") for k in value if k.endswith("_currency")]
+            for key, amount in value.items():
+                if (key.endswith(("_minor", "_atomic")) and not isinstance(amount, dict)
+                        and not any(key.startswith(p) for p in prefixes)):
+                    bad.append(f"{where}: {path}.{key} in {json.dumps(value)[:160]}")
+    assert not bad, "\n".join(sorted(set(bad))[:40])
+
+
 def test_every_id_in_a_response_has_a_type_prefix(bodies):
     # api.md: Ids are opaque strings with a type prefix (pay_, re_, mer_, agt_, ch_, po_, evt_, ...)
     bad = []

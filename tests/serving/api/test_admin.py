@@ -302,6 +302,32 @@ def test_channel_create_update_and_prices(api):
         assert s.get(ChannelCurrency, (cid, "EUR")) is None
 
 
+def test_a_channels_prices_and_audited_limits_carry_their_currency(api):
+    # api.md / money.md 1: every amount travels with its currency, nested objects included: the
+    # price in force (fixed_minor) and the limits an update's audit entry records.
+    created = api.client.post("/api/v1/channels", headers=admin(api), json={
+        "name": "acquirer-y", "type": "card",
+        "currencies": [{"currency": "USD", "max_amount_minor": "5000"}, {"currency": "JPY"}],
+        "price": {"rate_bps": 120, "fixed_minor": {"USD": "30", "JPY": "40"},
+                  "valid_from": "2024-01-01T00:00:00Z"}}).json()
+    cid = created["id"]
+    got = api.client.get(f"/api/v1/channels/{cid}", headers=bearer(operator(api))).json()
+    for body in (created, got):
+        assert [(c["currency"], c["price"]["fixed_minor"], c["price"]["currency"])
+                for c in body["currencies"]] == [("JPY", "40", "JPY"), ("USD", "30", "USD")]
+    api.client.patch(f"/api/v1/channels/{cid}", headers=admin(api), json={
+        "currencies": [{"currency": "USD", "max_amount_minor": "9000"}]})
+    entries = api.client.get(f"/api/v1/audit-log?resource_id={cid}&action=channel.updated",
+                             headers=bearer(operator(api, "finance"))).json()["data"]
+    assert [e["details"] for e in entries] == [{"changes": {"currencies": {
+        "JPY": {"from": {"currency": "JPY", "min_amount_minor": "1", "max_amount_minor": None,
+                         "daily_limit_minor": None}, "to": None},
+        "USD": {"from": {"currency": "USD", "min_amount_minor": "1", "max_amount_minor": "5000",
+                         "daily_limit_minor": None},
+                "to": {"currency": "USD", "min_amount_minor": "1", "max_amount_minor": "9000",
+                       "daily_limit_minor": None}}}}}]
+
+
 @pytest.mark.parametrize("body,field", [
     ({"name": "c", "type": "cheque"}, "type"),
     ({"name": "c", "type": "card", "currencies": [{"currency": "USD", "min_amount_minor": 10,

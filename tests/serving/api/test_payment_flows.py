@@ -13,7 +13,14 @@ from serving.channel_simulator import deliver_pending_callbacks
 from serving.routing import HEALTH, clear_config_cache
 from serving.services.payments import apply_channel_outcome
 from tests.serving.helpers import make_api
-from warehouse.models import ChannelCurrency, LedgerEntry, Payment, PaymentEvent, RiskListEntry
+from warehouse.models import (
+    ChannelCurrency,
+    LedgerEntry,
+    OutboxEvent,
+    Payment,
+    PaymentEvent,
+    RiskListEntry,
+)
 
 
 @pytest.fixture
@@ -46,6 +53,44 @@ def test_success_walks_the_state_machine_and_stores_the_routing_decision(api):
     assert routing["candidates"] == ["ch_card_sim", "ch_card_backup_sim"]
     costs = {c["channel"]: c["cost_minor"] for c in routing["considered"]}
     assert costs == {"ch_card_sim": "18", "ch_card_backup_sim": "22"}
+
+
+def test_each_considered_channels_cost_carries_its_currency(api):
+    # api.md / money.md 1: an amount travels with its currency. A channel's cost is its cost
+    # price in the payment's currency, on the payment's amount: JPY here (exponent 0).
+    _, key = api.merchant(kyc_tier=3)
+    body = api.pay(key, amount="5000", currency="JPY").json()
+    assert body["status"] == "success", body
+    costs = {c["channel"]: (c["cost_minor"], c["cost_currency"])
+             for c in body["routing"]["considered"]}
+    assert costs == {"ch_card_sim": ("90", "JPY"), "ch_card_backup_sim": ("110", "JPY")}
+    with Session(api.engine) as s:  # stored so on the payment as well
+        stored = s.get(Payment, body["id"]).routing["considered"]
+    assert {c["cost_currency"] for c in stored} == {"JPY"}
+
+
+def test_a_routing_decision_stored_before_cost_currency_still_renders_with_it(api):
+    # Payments (and their events) stored before considered[] carried cost_currency: the API
+    # shows each cost with the payment's currency, the one routing priced it in.
+    _, key = api.merchant(kyc_tier=3)
+    paid = api.pay(key, amount="1000", currency="EUR").json()
+    with Session(api.engine) as s:
+        payment = s.get(Payment, paid["id"])
+        old = [{k: v for k, v in c.items() if k != "cost_currency"}
+               for c in payment.routing["considered"]]
+        payment.routing = {**payment.routing, "considered": old}
+        for event in s.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == paid["id"])):
+            event.payload = {**event.payload, "routing": {**event.payload["routing"],
+                                                          "considered": old}}
+        s.commit()
+    auth = {"Authorization": f"Bearer {key}"}
+    got = api.client.get(f"/api/v1/payments/{paid['id']}", headers=auth).json()
+    assert [(c["cost_minor"], c["cost_currency"]) for c in got["routing"]["considered"]] == [
+        ("22", "EUR"), ("18", "EUR")]
+    assert got["routing"]["chosen"] == "ch_card_sim" and "method" not in got["routing"]
+    events = api.client.get("/api/v1/events", headers=auth).json()["data"]
+    assert [c["cost_currency"] for e in events for c in e["data"]["routing"]["considered"]] == [
+        "EUR", "EUR"]
 
 
 def test_outage_fails_over_then_routes_around_the_unhealthy_channel(api):

@@ -222,6 +222,9 @@ def test_refunds_partial_full_and_never_above_captured(api):
     too_much = api.refund(key, payment_id, amount="701")
     assert too_much.status_code == 422
     assert too_much.json()["error"]["code"] == "refund_exceeds_captured"
+    # the amount the details name travels with its currency (api.md)
+    assert too_much.json()["error"]["details"] == {
+        "field": "amount_minor", "remaining_minor": "700", "currency": "USD"}
     rest = api.refund(key, payment_id)
     assert rest.json()["amount_minor"] == "700"
     with Session(api.engine) as s:

@@ -289,6 +289,33 @@ def test_refund_of_a_topup_after_the_bonus_was_spent_keeps_the_shortfall(api):
     assert_ledger_balances(api)
 
 
+def test_wallet_amounts_in_transactions_and_errors_carry_their_currency(api):
+    # api.md / money.md 1: every amount travels with its currency: a wallet transaction's parts,
+    # and the amounts an error's details name (the wallet's currency, EUR here).
+    _, key = api.merchant(kyc_tier=3)
+    bonus_topup = topup(api, key, amount="100", bonus="100", currency="EUR").json()
+    wallet_id = bonus_topup["wallet"]["id"]
+    short = spend(api, key, "201", currency="EUR")
+    assert short.json()["error"]["details"] == {
+        "field": "amount_minor", "balance_minor": "200", "currency": "EUR", "wallet_id": wallet_id}
+    assert spend(api, key, "200", currency="EUR").json()["status"] == "success"
+    moves = get(api, key, f"/wallets/{wallet_id}/transactions").json()["data"]
+    assert [(m["kind"], m["principal_minor"], m["bonus_minor"], m["currency"]) for m in moves] == [
+        ("topup", "100", "100", "EUR"), ("spend", "-100", "-100", "EUR")]
+    # Refunds of the top-up: more than its principal; more than the wallet's principal; and,
+    # once a later top-up refilled the principal, nothing left to pay (the bonus was spent).
+    over = api.refund(key, bonus_topup["payment"]["id"], amount="101")
+    assert over.json()["error"]["details"] == {
+        "field": "amount_minor", "remaining_minor": "100", "currency": "EUR"}
+    emptied = api.refund(key, bonus_topup["payment"]["id"])
+    assert emptied.json()["error"]["details"] == {
+        "field": "amount_minor", "principal_minor": "0", "currency": "EUR", "wallet_id": wallet_id}
+    topup(api, key, amount="1000", currency="EUR")
+    nothing = api.refund(key, bonus_topup["payment"]["id"])
+    assert nothing.json()["error"]["details"] == {
+        "field": "amount_minor", "shortfall_minor": "100", "currency": "EUR"}
+
+
 def _pending_topup(api, payment_id):
     with Session(api.engine) as s:
         return s.get(PendingTopup, payment_id)

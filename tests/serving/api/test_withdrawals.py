@@ -95,7 +95,7 @@ def test_within_balance_is_requested_with_audit_and_outbox(api, settled):
         "available_minor": "6000", "settled_minor": "10000", "withheld_minor": "4000",
         "settled_through": "2026-11-21",
         "statement": {"id": f"{merchant_id}:USD:2026-11-20", "period_end": "2026-11-20",
-                      "closing_balance_minor": "10000"}}]
+                      "closing_balance_minor": "10000", "currency": "USD"}}]
     with Session(api.engine) as s:
         event = s.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == body["id"])).one()
         assert event.event_type == "withdrawal.requested"
