@@ -92,9 +92,11 @@ def pending_payment(api, *, channel_id=CHANNEL, amount=2500) -> tuple[str, str]:
 
 
 def post(api, body, *, secret=None, t=None, header=None, channel_id=CHANNEL, sign_body=None,
-         client=None):
+         client=None, idempotency_key=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     if header is None and secret is not None:
         header = signing.sign(secret, sign_body if sign_body is not None else raw,
                               time.time() if t is None else t)
@@ -144,6 +146,38 @@ def test_duplicate_callback_is_already_applied_and_writes_nothing(api):
     assert again.json() == {"status": "already_applied", "payment_id": payment_id,
                             "payment_status": "success"}
     assert state(api, payment_id) == ("success", None, 2, ["payment.succeeded"])
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(api):
+    """api.md: every POST that moves money accepts Idempotency-Key; the same key and body replay
+    the first response (status and body) with Idempotent-Replayed: true, the same key with
+    another body is 409 idempotency_key_reused - and nothing is applied twice."""
+    payment_id, ref = pending_payment(api)
+    body = {"channel_reference": ref, "status": "succeeded"}
+    first = post(api, body, secret=secret_of(api), idempotency_key="cb-1")
+    assert first.status_code == 200 and "Idempotent-Replayed" not in first.headers
+    assert first.json() == {"status": "applied", "payment_id": payment_id,
+                            "payment_status": "success"}
+    again = post(api, body, secret=secret_of(api), idempotency_key="cb-1")
+    assert (again.status_code, again.json()) == (200, first.json())  # not already_applied
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = post(api, {"channel_reference": ref, "status": "failed", "failure_code": "x"},
+                 secret=secret_of(api), idempotency_key="cb-1")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert state(api, payment_id) == ("success", None, 2, ["payment.succeeded"])
+    # a fresh key is a new request: the repeat is already_applied, as without a key
+    fresh = post(api, body, secret=secret_of(api), idempotency_key="cb-2")
+    assert fresh.json()["status"] == "already_applied"
+    # an error answer is kept and replayed too; a forged request never reaches the key
+    missing = {"channel_reference": "bt_nothing", "status": "succeeded"}
+    assert post(api, missing, secret=secret_of(api), idempotency_key="cb-3").status_code == 404
+    replayed = post(api, missing, secret=secret_of(api), idempotency_key="cb-3")
+    assert replayed.status_code == 404 and replayed.headers["Idempotent-Replayed"] == "true"
+    forged = post(api, body, secret="not-the-secret", idempotency_key="cb-4")
+    assert forged.status_code == 401
+    assert post(api, body, secret=secret_of(api), idempotency_key="cb-4").json()["status"] == (
+        "already_applied")
 
 
 def test_conflicting_callback_after_a_final_outcome_is_409(api):
