@@ -236,3 +236,36 @@ def run_dbt_build(warehouse: Warehouse, work_dir: Path,
 def dbt_build() -> Callable[[Warehouse, Path], subprocess.CompletedProcess]:
     """run_dbt_build as a fixture, so test modules never import this conftest by name."""
     return run_dbt_build
+
+
+# --- one module's world, built on both engines -------------------------------------------------
+
+DbtBuild = Callable[..., subprocess.CompletedProcess]
+
+
+def built_on_both_engines(
+    prefix: str,
+    build: Callable[[Warehouse, pytest.TempPathFactory, DbtBuild], Any],
+    *,
+    name: str | None = None,
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """The fixtures that modules building one world on both engines would each repeat, so a
+    module keeps only its build: `<prefix>_duckdb` and `<prefix>_postgres` run
+    `build(warehouse, tmp_path_factory, dbt_build)` once per module on that engine, and `<name>`
+    (default: prefix) is either, by engine, Postgres marked `postgres`. Assign the three at module
+    level, where pytest collects fixtures."""
+
+    @pytest.fixture(scope="module", name=f"{prefix}_duckdb")
+    def on_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
+        return build(duckdb_warehouse, tmp_path_factory, dbt_build)
+
+    @pytest.fixture(scope="module", name=f"{prefix}_postgres")
+    def on_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
+        return build(postgres_warehouse, tmp_path_factory, dbt_build)
+
+    @pytest.fixture(name=name or prefix,
+                    params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+    def on_each_engine(request):
+        return request.getfixturevalue(f"{prefix}_{request.param}")
+
+    return on_duckdb, on_postgres, on_each_engine

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 3, 1)
 CHECK = "fct_platform_revenue_channel_price_in_force"
@@ -41,7 +39,8 @@ def _load(warehouse) -> None:
         for pid, ch in (("p_priced", "ch_priced"), ("p_unpriced", "ch_unpriced"))], T0)
 
 
-def _built(warehouse, dbt_build, work) -> dict:
+def _built(warehouse, tmp_path_factory, dbt_build) -> dict:
+    work = tmp_path_factory.mktemp(f"channel_price_{warehouse.engine}")
     _load(warehouse)
     proc = dbt_build(warehouse, work, ("--select", "+fct_platform_revenue", CHECK,
                                        "--indirect-selection", "empty"))
@@ -54,19 +53,7 @@ def _built(warehouse, dbt_build, work) -> dict:
             "rows": rows}
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, dbt_build, tmp_path_factory):
-    return _built(duckdb_warehouse, dbt_build, tmp_path_factory.mktemp("channel_price_duckdb"))
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, dbt_build, tmp_path_factory):
-    return _built(postgres_warehouse, dbt_build, tmp_path_factory.mktemp("channel_price_pg"))
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _built)
 
 
 def test_a_payment_without_a_channel_price_is_warned_not_failed(built):

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import pytest
-
 from tests.dbt.commission_spec.marts import as_of_vars
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 1, 1)
 FIRST_AS_OF, SECOND_AS_OF = date(2024, 3, 5), date(2024, 3, 6)
@@ -91,7 +89,8 @@ def _read(warehouse, proc) -> dict:
     }
 
 
-def _built(warehouse, dbt_build, work) -> dict:
+def _built(warehouse, tmp_path_factory, dbt_build) -> dict:
+    work = tmp_path_factory.mktemp(f"cb_repeats_{warehouse.engine}")
     load_first(warehouse)
     first = _read(warehouse, dbt_build(warehouse, work / "first",
                                        (*SELECT, *as_of_vars(FIRST_AS_OF))))
@@ -101,19 +100,7 @@ def _built(warehouse, dbt_build, work) -> dict:
     return {"first": first, "second": second}
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, dbt_build, tmp_path_factory):
-    return _built(duckdb_warehouse, dbt_build, tmp_path_factory.mktemp("cb_repeats_duckdb"))
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, dbt_build, tmp_path_factory):
-    return _built(postgres_warehouse, dbt_build, tmp_path_factory.mktemp("cb_repeats_postgres"))
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _built)
 
 
 def _merchant_lines(run: dict, merchant: str) -> dict[str, tuple]:

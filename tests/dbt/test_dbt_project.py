@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA, RAW_TABLES
+from tests.dbt.conftest import built_on_both_engines
 from tests.dbt.settlement_oracle import with_quiet_periods
 from warehouse.money import fee_minor, prorate, refund_reversals
 
@@ -549,27 +550,15 @@ def expected_statements(as_of: date) -> dict[str, dict]:
 # --- build each engine once per module ----------------------------------------------------------
 
 
-def _build(warehouse, work_dir, dbt_build):
+def _build(warehouse, tmp_path_factory, dbt_build):
     load_raw(warehouse)
-    proc = dbt_build(warehouse, work_dir)
+    proc = dbt_build(warehouse, tmp_path_factory.mktemp(f"dbt_{warehouse.engine}"))
     assert proc.returncode == 0, (
         f"dbt build failed on {warehouse.engine}:\n{warehouse.dbt_output[-8000:]}")
     return warehouse
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
-    return _build(duckdb_warehouse, tmp_path_factory.mktemp("dbt_duckdb"), dbt_build)
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
-    return _build(postgres_warehouse, tmp_path_factory.mktemp("dbt_postgres"), dbt_build)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _build)
 
 
 def _int(v):

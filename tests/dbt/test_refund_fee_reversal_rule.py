@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 3, 1)
 TEST = "assert_full_refund_reverses_entire_fee"
@@ -54,7 +52,8 @@ def _load(warehouse) -> None:
         for rid, pid, amount, at in REFUNDS], T0)
 
 
-def _built(warehouse, dbt_build, work) -> dict:
+def _built(warehouse, tmp_path_factory, dbt_build) -> dict:
+    work = tmp_path_factory.mktemp(f"fee_rule_{warehouse.engine}")
     _load(warehouse)
     # the models the test reads and the test itself (not the other models' tests)
     proc = dbt_build(warehouse, work, ("--select", f"+{TEST}", "--indirect-selection", "empty"))
@@ -66,19 +65,7 @@ def _built(warehouse, dbt_build, work) -> dict:
             "reversals": reversals}
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, dbt_build, tmp_path_factory):
-    return _built(duckdb_warehouse, dbt_build, tmp_path_factory.mktemp("fee_rule_duckdb"))
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, dbt_build, tmp_path_factory):
-    return _built(postgres_warehouse, dbt_build, tmp_path_factory.mktemp("fee_rule_postgres"))
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _built)
 
 
 def test_each_refund_reverses_its_own_share_and_the_last_one_the_rest(built):

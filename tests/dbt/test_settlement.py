@@ -16,7 +16,7 @@ import pytest
 
 from ingest.files.formats.ecb import cross_rate
 from ingest.raw_schema import RAW_SCHEMA
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 from tests.dbt.settlement_oracle import with_quiet_periods
 from warehouse.money import FxRate, Money, convert, fee_minor, prorate
 
@@ -322,19 +322,7 @@ def _build_twice(warehouse, tmp_path_factory, dbt_build):
             "warehouse": warehouse}
 
 
-@pytest.fixture(scope="module")
-def settled_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
-    return _build_twice(duckdb_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(scope="module")
-def settled_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
-    return _build_twice(postgres_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settled(request):
-    return request.getfixturevalue(f"settled_{request.param}")
+settled_duckdb, settled_postgres, settled = built_on_both_engines("settled", _build_twice)
 
 
 def _money(row: dict, *names: str) -> dict[str, int]:

@@ -30,7 +30,7 @@ from datetime import date, datetime
 
 import pytest
 
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 1, 1)
 SELECT = ("--select", "+fct_reconciliation_breaks", "+rpt_reconciliation_daily",
@@ -146,19 +146,7 @@ def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
     return snapshots
 
 
-@pytest.fixture(scope="module")
-def runs_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
-    return _build(duckdb_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(scope="module")
-def runs_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
-    return _build(postgres_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def runs(request):
-    return request.getfixturevalue(f"runs_{request.param}")
+runs_duckdb, runs_postgres, runs = built_on_both_engines("runs", _build)
 
 
 def _of(rows, channel):

@@ -24,7 +24,7 @@ from datetime import date, datetime
 
 import pytest
 
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 1, 1)
 AS_OF = "2024-03-05"
@@ -161,19 +161,7 @@ def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
     return snapshots
 
 
-@pytest.fixture(scope="module")
-def fuzzy_duckdb(duckdb_warehouse, tmp_path_factory, dbt_build):
-    return _build(duckdb_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(scope="module")
-def fuzzy_postgres(postgres_warehouse, tmp_path_factory, dbt_build):
-    return _build(postgres_warehouse, tmp_path_factory, dbt_build)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def runs(request):
-    return request.getfixturevalue(f"fuzzy_{request.param}")
+fuzzy_duckdb, fuzzy_postgres, runs = built_on_both_engines("fuzzy", _build, name="runs")
 
 
 def _int(v):
