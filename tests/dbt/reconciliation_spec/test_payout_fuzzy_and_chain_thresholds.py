@@ -14,7 +14,7 @@
 Raw rows inserted with tests/dbt/conftest.py's insert_raw; the reconciliation models built by
 dbt on DuckDB and Postgres for 03-05 (grace 1 day, the default: a payout due 03-02 with no
 credit is unpaid from 03-04), then - after a late statement brings po_z10's unreferenced
-credit - for 03-05 twice (the second run idempotent: the same matches and break ids).
+credit and po_z2's referenced one - for 03-05 twice (the second run idempotent: the same matches and break ids).
 """
 
 from __future__ import annotations
@@ -81,7 +81,11 @@ LINES = [
     _line("Z1", 6, 6_600, D2, e2e="po_z7"),
     _line("Z1", 7, 7_700, D2, currency="EUR"),
 ]
-LATE_LINES = [_line("Z2", 0, 8_800, D3)]
+LATE_LINES = [
+    _line("Z2", 0, 8_800, D3),
+    # po_z2's own credit, by reference: Z1:1 is left with one candidate, po_z3
+    _line("Z2", 1, 2_200, D3, e2e="po_z2"),
+]
 
 # --- chain: one threshold per network -----------------------------------------------------------
 
@@ -231,6 +235,20 @@ def test_a_late_unreferenced_credit_resolves_the_unpaid_payout_by_its_fuzzy_matc
         "resolved", date(2024, 3, 5), f"match:{match['match_id']}")
     assert [b for b in late["breaks"] if b["status"] == "open" and b["channel"] == CH
             and b["channel_reference"] == "po_z10"] == []
+
+
+def test_an_ambiguity_a_later_credit_settles_resolves_by_the_match_it_leaves(runs):
+    """po_z2 credited by reference (Z2:1, late): Z1:1 fits only po_z3 now, a fuzzy match, and
+    the ambiguous break on Z1:1 is resolved by that match (never deleted)."""
+    _before, late, _again = runs
+    matches = _payout_matches(late)
+    assert ("payout_batch", "po_z2", "Z2:1", 2_200, D3, None) in matches
+    assert ("fuzzy", "po_z3", "Z1:1", 2_200, D2, None) in matches
+    [fuzzy] = [m for m in late["matches"] if m["statement_line_id"] == "Z1:1"]
+    [ambiguous] = [b for b in late["breaks"] if b["break_type"] == "ambiguous"
+                   and b["statement_line_id"] == "Z1:1"]
+    assert (ambiguous["status"], ambiguous["resolved_by"], ambiguous["candidates"]) == (
+        "resolved", f"match:{fuzzy['match_id']}", "po_z2,po_z3")
 
 
 def test_the_confirmation_threshold_is_the_networks(runs):

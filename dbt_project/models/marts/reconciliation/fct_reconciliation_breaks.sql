@@ -636,10 +636,11 @@ current_breaks as (
     select * from {{ this }}
 ),
 
--- What closed a break that no longer shows: the match now covering its payment, line or
--- payout, else the data that changed (a corrected file, a later status).
+-- What closed a break that no longer shows: the match now covering its payment, line, payout
+-- or bank credit, else the data that changed (a corrected file, a later status).
 closing_matches as (
-    select m.match_id, m.payment_id, m.psp_line_id, m.channel_reference, m.refund_id
+    select m.match_id, m.payment_id, m.psp_line_id, m.channel_reference, m.refund_id,
+           m.statement_line_id
     from matches as m
 )
 {% endif %}
@@ -680,7 +681,8 @@ select
         select min('match:' || m.match_id) from closing_matches as m
         where (m.payment_id = p.payment_id
                and coalesce(m.refund_id, '') = coalesce({{ previous_refund_id }}, ''))
-           or (p.channel_reference is not null and m.channel_reference = p.channel_reference)),
+           or (p.channel_reference is not null and m.channel_reference = p.channel_reference)
+           or (p.statement_line_id is not null and m.statement_line_id = p.statement_line_id)),
         'data_changed') as varchar(200)) as resolved_by,
     p.candidates,
     {{ previous_refund_id }} as refund_id,
