@@ -56,13 +56,9 @@ class AuditWarehouse:
         return self.wh.query(sql)
 
     def snapshot(self) -> dict:
-        def rows(model, *key):
-            return sorted(self.query(f"select * from analytics.{model}"),
-                          key=lambda r: tuple(str(r[k]) for k in key))
+        from tests.dbt.reconciliation_spec.phases import recon_snapshot
 
-        return {"matches": rows("fct_reconciliation_matches", "match_id"),
-                "breaks": rows("fct_reconciliation_breaks", "break_id"),
-                "daily": rows("rpt_reconciliation_daily", "day", "channel", "currency")}
+        return recon_snapshot(self.query)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,21 @@ def run_phases(aw, work) -> list[dict]:
     return snaps
 
 
+def recon_snapshot(query, channels=None) -> dict:
+    """The three reconciliation marts as a run left them (of `channels`, else all), each in a
+    stable order: matches and breaks by id, the daily report by day, channel and currency."""
+    where = "" if channels is None else (
+        " where channel in (" + ", ".join(f"'{c}'" for c in channels) + ")")
+
+    def rows(model, *key):
+        return sorted(query(f"select * from analytics.{model}{where}"),
+                      key=lambda r: tuple(str(r[k]) for k in key))
+
+    return {"matches": rows("fct_reconciliation_matches", "match_id"),
+            "breaks": rows("fct_reconciliation_breaks", "break_id"),
+            "daily": rows("rpt_reconciliation_daily", "day", "channel", "currency")}
+
+
 def money(v):
     """A money column as int (None stays None); a float or text would be a breach of money.md."""
     assert v is None or isinstance(v, (int, Decimal)), f"money came back as {type(v).__name__}"

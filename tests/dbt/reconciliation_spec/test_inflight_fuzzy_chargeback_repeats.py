@@ -31,6 +31,7 @@ from datetime import date, datetime
 import pytest
 
 from tests.dbt.conftest import built_on_both_engines, insert_raw
+from tests.dbt.reconciliation_spec.phases import recon_snapshot
 
 T0 = datetime(2024, 1, 1)
 SELECT = ("--select", "+fct_reconciliation_breaks", "+rpt_reconciliation_daily",
@@ -115,18 +116,6 @@ ROWS = {"channels": [_channel(c) for c in CHANNELS], "payments": PAYMENTS,
         "psp_lines": PSP_LINES}
 
 
-def _snapshot(warehouse) -> dict:
-    names = ", ".join(f"'{c}'" for c in CHANNELS)
-
-    def rows(model, *key):
-        return sorted(warehouse.query(f"select * from analytics.{model} where channel in ({names})"),
-                      key=lambda r: tuple(str(r[k]) for k in key))
-
-    return {"matches": rows("fct_reconciliation_matches", "match_id"),
-            "breaks": rows("fct_reconciliation_breaks", "break_id"),
-            "daily": rows("rpt_reconciliation_daily", "day", "channel", "currency")}
-
-
 def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
     for table, rows in ROWS.items():
         insert_raw(warehouse, table, rows, T0)
@@ -142,7 +131,7 @@ def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
         proc = dbt_build(warehouse, work / f"r{i}",
                          (*SELECT, "--vars", json.dumps({"recon_as_of": as_of})))
         assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-        snapshots.append(_snapshot(warehouse))
+        snapshots.append(recon_snapshot(warehouse.query, CHANNELS))
     return snapshots
 
 

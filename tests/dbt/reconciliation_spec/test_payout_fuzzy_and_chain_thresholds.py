@@ -25,6 +25,7 @@ from datetime import date, datetime
 import pytest
 
 from tests.dbt.conftest import built_on_both_engines, insert_raw
+from tests.dbt.reconciliation_spec.phases import recon_snapshot
 
 T0 = datetime(2024, 1, 1)
 AS_OF = "2024-03-05"
@@ -139,16 +140,6 @@ ROWS = {"channels": [_channel(CH, 2, "card"), _channel(CRYPTO, 0, "crypto")],
         "chain_logs": CHAIN_LOGS, "chain_heads": CHAIN_HEADS}
 
 
-def _snapshot(warehouse) -> dict:
-    def rows(model, key):
-        return sorted(warehouse.query(
-            f"select * from analytics.{model} where channel in ('{CH}', '{CRYPTO}')"),
-            key=lambda r: str(r[key]))
-
-    return {"matches": rows("fct_reconciliation_matches", "match_id"),
-            "breaks": rows("fct_reconciliation_breaks", "break_id")}
-
-
 def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
     for table, rows in ROWS.items():
         insert_raw(warehouse, table, rows, T0)
@@ -161,7 +152,7 @@ def _build(warehouse, tmp_path_factory, dbt_build) -> list[dict]:
         proc = dbt_build(warehouse, work / run,
                          (*SELECT, "--vars", json.dumps({"recon_as_of": AS_OF})))
         assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-        snapshots.append(_snapshot(warehouse))
+        snapshots.append(recon_snapshot(warehouse.query, [CH, CRYPTO]))
     return snapshots
 
 
