@@ -131,18 +131,44 @@ placed as (
     from opening as o
 ),
 
+-- One or two lines per changed item, `step`: 0, a correction by the difference (converted at
+-- the rate the item was first booked with); an in-kind item converting instead gets 1, which
+-- takes back everything booked for it in kind, and 2, which books it as it now stands,
+-- converted. Line n + 1 (and n + 2) after the item's n corrections so far.
+steps as (
+    select p.*, s.step
+    from placed as p
+    inner join (select 0 as step union all select 1 union all select 2) as s
+        on (p.converts = 0 and s.step = 0) or (p.converts = 1 and s.step > 0)
+),
+
+correction_amounts as (
+    select
+        p.*,
+        case when p.step = 2 then p.now_currency else p.currency end as line_currency,
+        cast(case p.step when 0 then p.delta_gross_minor when 1 then 0 - p.booked_txn_gross_minor
+                  else p.now_txn_gross_minor end as {{ money_type() }}) as line_txn_gross_minor,
+        cast(case p.step when 0 then p.delta_fee_minor when 1 then 0 - p.booked_txn_fee_minor
+                  else p.now_txn_fee_minor end as {{ money_type() }}) as line_txn_fee_minor,
+        cast(case p.step when 0 then p.corr_gross_minor when 1 then 0 - p.booked_gross_minor
+                  else p.now_gross_minor end as {{ money_type() }}) as line_gross_minor,
+        cast(case p.step when 0 then p.corr_fee_minor when 1 then 0 - p.booked_fee_minor
+                  else p.now_fee_minor end as {{ money_type() }}) as line_fee_minor
+    from steps as p
+),
+
 corrections as (
     select
         'correction:' || p.basis_item_id || ':'
-            || cast(p.corrections + 1 as {{ dbt.type_string() }}) as line_id,
+            || cast(p.corrections + greatest(p.step, 1) as {{ dbt.type_string() }}) as line_id,
         p.basis_item_id as item_id,
-        p.merchant_id || ':' || p.currency || ':' || {{ date_key('p.open_period_start') }}
+        p.merchant_id || ':' || p.line_currency || ':' || {{ date_key('p.open_period_start') }}
             as statement_id,
         p.merchant_id,
         p.open_statement_cycle as settlement_cycle,
         p.open_period_start as period_start,
         p.open_period_end as period_end,
-        p.currency,
+        p.line_currency as currency,
         'adjustment' as line_type,
         p.item_type,
         true as is_late,
@@ -155,79 +181,31 @@ corrections as (
         p.psp_line_id,
         p.occurred_at,
         p.txn_currency,
-        p.delta_gross_minor as txn_gross_minor,
-        p.delta_fee_minor as txn_fee_minor,
-        p.fx_rate_id,
-        p.fx_rate,
-        p.fx_derivation,
-        cast(p.corr_gross_minor as {{ money_type() }}) as gross_minor,
-        cast(p.corr_fee_minor as {{ money_type() }}) as fee_minor,
-        cast(p.corr_gross_minor - p.corr_fee_minor as {{ money_type() }}) as net_minor,
-        'correction to ' || p.item_type || ' ' || p.basis_item_id || ' of period '
-            || {{ date_key('p.natural_period_start') }} || ': gross '
-            || cast(p.delta_gross_minor as {{ dbt.type_string() }}) || ', fee '
-            || cast(p.delta_fee_minor as {{ dbt.type_string() }}) || ' ' || p.txn_currency
-            as description,
-        cast(null as {{ dbt.type_string() }}) as created_by,
-        {{ settlement_as_of() }} as frozen_as_of
-    from placed as p
-    where p.converts = 0
-),
-
-conversions as (
-    -- an in-kind item converting: n+1 takes back everything booked for it in kind, n+2 books
-    -- it as it now stands, converted
-    select
-        'correction:' || p.basis_item_id || ':'
-            || cast(p.corrections + s.step as {{ dbt.type_string() }}) as line_id,
-        p.basis_item_id as item_id,
-        p.merchant_id || ':' || case when s.step = 1 then p.currency else p.now_currency end
-            || ':' || {{ date_key('p.open_period_start') }} as statement_id,
-        p.merchant_id,
-        p.open_statement_cycle as settlement_cycle,
-        p.open_period_start as period_start,
-        p.open_period_end as period_end,
-        case when s.step = 1 then p.currency else p.now_currency end as currency,
-        'adjustment' as line_type,
-        p.item_type,
-        true as is_late,
-        true as is_correction,
-        p.natural_period_start,
-        p.payment_id,
-        p.refund_id,
-        p.payout_id,
-        p.adjustment_id,
-        p.psp_line_id,
-        p.occurred_at,
-        p.txn_currency,
-        cast(case when s.step = 1 then 0 - p.booked_txn_gross_minor
-                  else p.now_txn_gross_minor end as {{ money_type() }}) as txn_gross_minor,
-        cast(case when s.step = 1 then 0 - p.booked_txn_fee_minor
-                  else p.now_txn_fee_minor end as {{ money_type() }}) as txn_fee_minor,
-        case when s.step = 1 then p.fx_rate_id else p.now_fx_rate_id end as fx_rate_id,
-        case when s.step = 1 then p.fx_rate else p.now_fx_rate end as fx_rate,
-        case when s.step = 1 then p.fx_derivation else p.now_fx_derivation end as fx_derivation,
-        cast(case when s.step = 1 then 0 - p.booked_gross_minor else p.now_gross_minor end
-             as {{ money_type() }}) as gross_minor,
-        cast(case when s.step = 1 then 0 - p.booked_fee_minor else p.now_fee_minor end
-             as {{ money_type() }}) as fee_minor,
-        cast(case when s.step = 1 then p.booked_fee_minor - p.booked_gross_minor
-                  else p.now_gross_minor - p.now_fee_minor end as {{ money_type() }}) as net_minor,
-        case when s.step = 1
-             then 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
-                  || {{ date_key('p.natural_period_start') }} || ' reversed: its rate arrived, '
-                  || 're-booked in ' || p.now_currency
-             else 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
-                  || {{ date_key('p.natural_period_start') }} || ' converted at '
-                  || p.now_fx_rate_id || ': gross '
-                  || cast(p.now_gross_minor as {{ dbt.type_string() }}) || ', fee '
-                  || cast(p.now_fee_minor as {{ dbt.type_string() }}) || ' ' || p.now_currency
+        p.line_txn_gross_minor as txn_gross_minor,
+        p.line_txn_fee_minor as txn_fee_minor,
+        case when p.step = 2 then p.now_fx_rate_id else p.fx_rate_id end as fx_rate_id,
+        case when p.step = 2 then p.now_fx_rate else p.fx_rate end as fx_rate,
+        case when p.step = 2 then p.now_fx_derivation else p.fx_derivation end as fx_derivation,
+        p.line_gross_minor as gross_minor,
+        p.line_fee_minor as fee_minor,
+        cast(p.line_gross_minor - p.line_fee_minor as {{ money_type() }}) as net_minor,
+        case p.step
+            when 0 then 'correction to ' || p.item_type || ' ' || p.basis_item_id
+                || ' of period ' || {{ date_key('p.natural_period_start') }} || ': gross '
+                || cast(p.delta_gross_minor as {{ dbt.type_string() }}) || ', fee '
+                || cast(p.delta_fee_minor as {{ dbt.type_string() }}) || ' ' || p.txn_currency
+            when 1 then 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
+                || {{ date_key('p.natural_period_start') }} || ' reversed: its rate arrived, '
+                || 're-booked in ' || p.now_currency
+            else 'in-kind ' || p.item_type || ' ' || p.basis_item_id || ' of period '
+                || {{ date_key('p.natural_period_start') }} || ' converted at '
+                || p.now_fx_rate_id || ': gross '
+                || cast(p.now_gross_minor as {{ dbt.type_string() }}) || ', fee '
+                || cast(p.now_fee_minor as {{ dbt.type_string() }}) || ' ' || p.now_currency
         end as description,
         cast(null as {{ dbt.type_string() }}) as created_by,
         {{ settlement_as_of() }} as frozen_as_of
-    from placed as p
-    cross join (select 1 as step union all select 2) as s
-    where p.converts = 1
+    from correction_amounts as p
 )
 {% endif %}
 
@@ -235,6 +213,4 @@ select {{ columns | join(', ') }} from closing
 {% if is_incremental() %}
 union all
 select {{ columns | join(', ') }} from corrections
-union all
-select {{ columns | join(', ') }} from conversions
 {% endif %}
