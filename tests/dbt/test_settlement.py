@@ -281,12 +281,14 @@ def _vars(as_of: date) -> tuple[str, ...]:
                                   "recon_as_of": as_of.isoformat()}))
 
 
-def _snapshot(warehouse) -> dict:
+def settlement_snapshot(warehouse, merchant_id: str | None = None) -> dict:
+    """The statement marts by id (the merchants' of `merchant_id` only, when given)."""
+    of = "" if merchant_id is None else f" where merchant_id = '{merchant_id}'"
     return {
         "statements": {r["statement_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statements")},
+            f"select * from analytics.fct_settlement_statements{of}")},
         "lines": {r["line_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statement_lines")},
+            f"select * from analytics.fct_settlement_statement_lines{of}")},
         "agent_statements": {r["statement_id"]: r for r in warehouse.query(
             "select * from analytics.fct_agent_commission_statements")},
         "agent_lines": {(r["statement_id"], r["line_id"]): r for r in warehouse.query(
@@ -299,26 +301,26 @@ def _build_twice(warehouse, tmp_path_factory, dbt_build):
     work = tmp_path_factory.mktemp(f"settle_{warehouse.engine}")
     proc = dbt_build(warehouse, work / "first", _vars(FIRST_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    first = _snapshot(warehouse)
+    first = settlement_snapshot(warehouse)
     load_second(warehouse)
     proc = dbt_build(warehouse, work / "second", _vars(SECOND_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    second = _snapshot(warehouse)
+    second = settlement_snapshot(warehouse)
     proc = dbt_build(warehouse, work / "again", _vars(SECOND_AS_OF))  # a re-run changes nothing
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    again = _snapshot(warehouse)
+    again = settlement_snapshot(warehouse)
     change_closed_items(warehouse)
     proc = dbt_build(warehouse, work / "third", _vars(THIRD_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    third = _snapshot(warehouse)
+    third = settlement_snapshot(warehouse)
     proc = dbt_build(warehouse, work / "third_again", _vars(THIRD_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    third_again = _snapshot(warehouse)
+    third_again = settlement_snapshot(warehouse)
     # a backfill of an older day (its Dagster partition) after the later closes
     proc = dbt_build(warehouse, work / "replay_first", _vars(FIRST_AS_OF))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
     return {"first": first, "second": second, "again": again, "third": third,
-            "third_again": third_again, "replayed_first": _snapshot(warehouse),
+            "third_again": third_again, "replayed_first": settlement_snapshot(warehouse),
             "warehouse": warehouse}
 
 

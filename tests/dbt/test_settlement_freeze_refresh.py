@@ -16,7 +16,7 @@ import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
 from tests.dbt.test_cycle_change import _load_first
-from tests.dbt.test_settlement import _insert, _payment_rows
+from tests.dbt.test_settlement import _insert, _payment_rows, settlement_snapshot
 from warehouse.money import fee_minor
 
 DAY_1, DAY_2 = "2024-03-02", "2024-03-03"  # day 1 closes 03-01; day 2 closes 03-02
@@ -31,16 +31,7 @@ def _build(warehouse, tmp_path_factory, dbt_build, name: str, as_of: str, *extra
                      ("--vars", json.dumps({"settlement_as_of": as_of, "recon_as_of": as_of}),
                       *extra))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    return {
-        "statements": {r["statement_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statements")},
-        "lines": {r["line_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statement_lines")},
-        "agent_statements": {r["statement_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_agent_commission_statements")},
-        "agent_lines": {(r["statement_id"], r["line_id"]): r for r in warehouse.query(
-            "select * from analytics.fct_agent_commission_statement_lines")},
-    }
+    return settlement_snapshot(warehouse)
 
 
 def _change_the_closed_day(warehouse) -> None:

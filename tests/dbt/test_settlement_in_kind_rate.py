@@ -14,7 +14,14 @@ from datetime import date
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
-from tests.dbt.test_settlement import T0, _fx_rows, _insert, _payment_rows, _rate
+from tests.dbt.test_settlement import (
+    T0,
+    _fx_rows,
+    _insert,
+    _payment_rows,
+    _rate,
+    settlement_snapshot,
+)
 from warehouse.money import Money, convert, fee_minor
 
 PAYMENT = ("pk1", "mer_k", 10_000, "GBP", "2024-03-01 10:00:00")
@@ -43,12 +50,7 @@ def _build(warehouse, tmp_path_factory, dbt_build, name: str, as_of: str) -> dic
     proc = dbt_build(warehouse, tmp_path_factory.mktemp(f"in_kind_{warehouse.engine}_{name}"),
                      ("--vars", json.dumps({"settlement_as_of": as_of, "recon_as_of": as_of})))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    return {
-        "statements": {r["statement_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statements where merchant_id = 'mer_k'")},
-        "lines": {r["line_id"]: r for r in warehouse.query(
-            "select * from analytics.fct_settlement_statement_lines where merchant_id = 'mer_k'")},
-    }
+    return settlement_snapshot(warehouse, "mer_k")
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -145,3 +145,19 @@ def publish_agent_statements(settings, statements: list[tuple]) -> None:
                         ("l", "fct_agent_commission_statement_lines")):
         con.execute(f"COPY {table} TO '{published_path(settings, mart)}' (FORMAT parquet)")
     con.close()
+
+
+def create_postgres_statements(pg_url: str, rows: list[tuple]) -> None:
+    """The statement mart's balance columns as the pipeline leaves them on a Postgres warehouse
+    (schema analytics); rows: (statement_id, merchant_id, period_start, period_end, settles_on,
+    currency, opening, closing, payouts)."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as con:
+        con.execute("CREATE SCHEMA analytics")
+        con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
+            merchant_id text, period_start date, period_end date, settles_on date,
+            currency text, opening_balance_minor numeric(38,0),
+            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
+        con.cursor().executemany("INSERT INTO analytics.fct_settlement_statements VALUES "
+                                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)

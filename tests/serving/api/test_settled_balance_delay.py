@@ -10,7 +10,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from serving import statements
-from tests.serving.admin_helpers import bearer, publish_statement_marts
+from tests.serving.admin_helpers import (
+    bearer,
+    create_postgres_statements,
+    publish_statement_marts,
+)
 from tests.serving.helpers import make_api
 
 MOVEMENT = 971  # each statement: a 1000 USD capture with a 29 fee
@@ -108,8 +112,6 @@ def _check(settings) -> None:
 
 
 def test_settled_by_payout_day_from_parquet_and_postgres(make_settings, pg_url):
-    import psycopg
-
     settings = make_settings()
     publish_statement_marts(settings, [
         (f"{m}:USD:{end}", m, "daily", end, end, settles, "closed", "USD", opening, 0, 0, 0, 0,
@@ -118,15 +120,7 @@ def test_settled_by_payout_day_from_parquet_and_postgres(make_settings, pg_url):
     _check(settings)
 
     settings = make_settings(warehouse_url=pg_url)
-    with psycopg.connect(pg_url) as con:
-        con.execute("CREATE SCHEMA analytics")
-        con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
-            merchant_id text, period_start date, period_end date, settles_on date,
-            currency text, opening_balance_minor numeric(38,0),
-            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
-        for m, end, settles, opening, closing, payouts in ROWS:
-            con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        [f"{m}:USD:{end}", m, end, end, settles, "USD", opening, closing,
-                         payouts])
+    create_postgres_statements(pg_url, [
+        (f"{m}:USD:{end}", m, end, end, settles, "USD", opening, closing, payouts)
+        for m, end, settles, opening, closing, payouts in ROWS])
     _check(settings)

@@ -16,6 +16,7 @@ from serving import statements
 from tests.serving.admin_helpers import (
     agent,
     bearer,
+    create_postgres_statements,
     key_for,
     operator,
     publish_agent_statements,
@@ -411,21 +412,12 @@ def test_settled_balances_from_published_parquet(make_settings):
 
 
 def test_settled_balances_from_postgres_analytics(make_settings, pg_url):
-    import psycopg
-
     settings = make_settings(warehouse_url=pg_url)
     assert statements.settled_balances(settings, "mer_a", DAY) == []  # no mart yet: 0
-    with psycopg.connect(pg_url) as con:
-        con.execute("CREATE SCHEMA analytics")
-        con.execute("""CREATE TABLE analytics.fct_settlement_statements (statement_id text,
-            merchant_id text, period_start date, period_end date, settles_on date,
-            currency text, opening_balance_minor numeric(38,0),
-            closing_balance_minor numeric(38,0), payouts_minor numeric(38,0))""")
-        for merchant_id, ccy, day, opening, closing, payouts in ROWS:
-            con.execute("INSERT INTO analytics.fct_settlement_statements VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        [f"{merchant_id}:{ccy}:{day}", merchant_id, day, day,
-                         day + timedelta(days=1), ccy, opening, closing, payouts])
+    create_postgres_statements(pg_url, [
+        (f"{merchant_id}:{ccy}:{day}", merchant_id, day, day, day + timedelta(days=1), ccy,
+         opening, closing, payouts)
+        for merchant_id, ccy, day, opening, closing, payouts in ROWS])
     _check_settled_balances(settings)
 
 
