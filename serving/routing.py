@@ -196,8 +196,8 @@ def decision_out(routing: dict, currency: str) -> dict:
     """A stored decision as the API shows it. Each considered channel's cost_minor is in the
     payment's currency (its cost price in that currency, on its amount); decisions stored before
     cost_currency was recorded get it here."""
-    if not routing.get("considered"):
-        return routing
+    if all("cost_currency" in entry for entry in routing.get("considered") or ()):
+        return routing  # recorded with it (every decision since): nothing to copy
     return {**routing, "considered": [{**entry, "cost_currency": currency}
                                       if "cost_currency" not in entry else entry
                                       for entry in routing["considered"]]}
