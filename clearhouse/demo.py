@@ -246,7 +246,7 @@ def _print_fraud(summary: dict) -> None:
     else:
         print(f"  fraud model  {fraud.decision}")
     print(f"  fraud live   {fraud.scored} payments scored in the API: {fraud.reviewed} held for "
-          f"review, {fraud.rejected} rejected; {fraud.planted} planted frauds, {fraud.flagged} "
+          f"review, {fraud.rejected} rejected ({fraud.over_limit} over a KYC limit); {fraud.planted} planted frauds, {fraud.flagged} "
           f"of them stopped; {fraud.reported} reported so far (the rest arrive later)")
     scores = summary["pipeline"].get("marts", {}).get("fct_fraud_scores")
     if scores:

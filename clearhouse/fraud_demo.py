@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from serving.risk import KYC_LIMIT_REASONS
 from warehouse.models import Payment
 from warehouse.settings import Settings
 
@@ -37,6 +38,7 @@ class FraudAct:
     scored: int = 0  # payments of the day with a model score
     reviewed: int = 0
     rejected: int = 0
+    over_limit: int = 0  # of the rejected, those a KYC limit refused (not a fraud signal)
     reported: int = 0  # reports written so far (the rest come later)
 
 
@@ -76,6 +78,8 @@ def after_the_day(act: FraudAct, settings: Settings, engine: Engine, day: date,
             act.scored += p.risk_score is not None
             act.reviewed += p.risk_decision == "review"
             act.rejected += p.risk_decision == "reject"
+            act.over_limit += p.risk_decision == "reject" and any(
+                reason.startswith(KYC_LIMIT_REASONS) for reason in p.risk_reasons or ())
             if p.id not in ids:
                 continue
             act.planted += 1

@@ -39,6 +39,9 @@ from warehouse.money import exponent
 
 KYC_DAILY_LIMIT_MAJOR = {0: 0, 1: 1_000, 2: 10_000, 3: 50_000}
 KYC_SINGLE_LIMIT_MAJOR = {0: 0, 1: 500, 2: 5_000, 3: 20_000}
+# The reasons a KYC limit (not a fraud signal) gives: kyc_tier_0_..., kyc_limit_unconvertible_...,
+# single_payment_limit_kyc_N, daily_limit_kyc_N.
+KYC_LIMIT_REASONS = ("kyc_", "single_payment_limit_kyc_", "daily_limit_kyc_")
 VELOCITY = {"customer_id": (10, 30), "card_fingerprint": (10, 30), "device_id": (10, 30),
             "customer_ip": (50, 150)}
 GEO_KM = 500

@@ -44,3 +44,20 @@ def test_after_the_day_reports_what_is_known_and_counts_live_outcomes(tmp_path, 
     (report,) = parse(written.read_bytes(), written.name).fraud_reports
     assert (report.payment_id, report.kind, report.amount_minor, report.currency) == (
         ids[0], "card_testing", 2500, "USD")
+
+
+def test_after_the_day_tells_kyc_limit_refusals_from_fraud_ones(tmp_path, make_settings):
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'oltp.sqlite'}")
+    from warehouse.migrate import upgrade
+
+    upgrade(settings.oltp_url)
+    api = make_api(settings)
+    _, key = api.merchant(kyc_tier=1)  # single payments up to 500.00 in its currency
+    clock = {"Clearhouse-Test-Clock": "2026-10-20T12:00:00Z"}
+    over = api.pay(key, amount="60000", headers=clock, customer={"id": "c1"}).json()
+    within = api.pay(key, amount="2500", headers=clock, customer={"id": "c2"}).json()
+    assert over["risk"]["reasons"] == ["single_payment_limit_kyc_1"]
+    assert within["risk"]["decision"] == "approve"
+    act = fraud_demo.after_the_day(fraud_demo.FraudAct(), settings, api.engine, DAY, [],
+                                   datetime(2026, 10, 21, tzinfo=UTC))
+    assert (act.rejected, act.over_limit, act.reviewed) == (1, 1, 0)
