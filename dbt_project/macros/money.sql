@@ -1,6 +1,7 @@
 {#-
   Money arithmetic for the warehouse: the ONE place where SQL does money maths
-  (shared/spec/money.md points 4, 5 and 8). Every macro is adapter-dispatched.
+  (shared/spec/money.md points 4, 5 and 8). The arithmetic primitives are adapter-dispatched;
+  the refund-reversal helpers are plain SQL over them.
 
   Amounts are integer counts of minor units, stored as money_type(): DECIMAL(38,0) on DuckDB,
   NUMERIC(38,0) on Postgres. Rounding is half away from zero (ROUND_HALF_UP), exactly as

@@ -6,6 +6,7 @@ Parsers live in `ingest/files/formats/`, one module per format family. Each expo
     def sniff(head: bytes, name: str) -> bool   # cheap: do these first 4 KiB look like mine?
     def parse(source: bytes | Path, name: str | None = None) -> ParsedFile
     def render(parsed: ParsedFile, ...) -> bytes  # the inverse, for the demo's channels and bench
+                                                  # (all but Alipay, which we only read)
 
 `source` is the file's bytes or its path (big files: parsers may stream from the path, see
 `open_source`); `name` is the file name (some formats carry facts in it, e.g. the PSP CSV's

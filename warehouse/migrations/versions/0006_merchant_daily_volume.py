@@ -18,7 +18,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# Must equal serving.risk.CAPTURING (tests/warehouse/test_daily_volume.py checks both agree).
+# Must equal serving.risk.CAPTURING (tests/serving/api/test_daily_volume.py checks both agree).
 CAPTURING = "('success', 'partially_refunded', 'refunded', 'pending_callback', 'refunding')"
 
 UP = f"""
