@@ -22,7 +22,13 @@ from decimal import Decimal
 
 import pytest
 
-from tests.dbt.conftest import DBT_EXECUTABLE, DBT_PROJECT_DIR, REPO_ROOT, insert_raw, run_dbt_build
+from tests.dbt.conftest import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    REPO_ROOT,
+    built_on_both_engines,
+    insert_raw,
+)
 
 T0 = datetime(2024, 1, 1)
 SWITCH = datetime(2024, 3, 2)
@@ -178,27 +184,15 @@ def run_dbt(warehouse, work_dir, command: str, *args: str) -> subprocess.Complet
 VARS = json.dumps({"settlement_as_of": AS_OF.isoformat(), "recon_as_of": AS_OF.isoformat()})
 
 
-def _build(warehouse, tmp_path_factory):
+def _build(warehouse, tmp_path_factory, dbt_build):
     load(warehouse)
     work = tmp_path_factory.mktemp(f"fin_analytics_{warehouse.engine}")
-    proc = run_dbt_build(warehouse, work, ("--vars", VARS))
+    proc = dbt_build(warehouse, work, ("--vars", VARS))
     return {"warehouse": warehouse, "work": work, "returncode": proc.returncode,
             "output": warehouse.dbt_output}
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, tmp_path_factory):
-    return _build(duckdb_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, tmp_path_factory):
-    return _build(postgres_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _build)
 
 
 def q(built, sql):

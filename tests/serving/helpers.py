@@ -73,6 +73,16 @@ def make_api(settings) -> Api:
     return Api(TestClient(app), settings, engine, token)
 
 
+def sqlite_api(tmp_path, make_settings):
+    """Settings and an Api on a fresh SQLite OLTP database in tmp_path, migrated to head."""
+    from warehouse.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'oltp.sqlite'}"
+    upgrade(url)
+    settings = make_settings(database_url=url)
+    return settings, make_api(settings)
+
+
 # --- concurrency: a real HTTP server, and requests released at once ---------------------------
 
 

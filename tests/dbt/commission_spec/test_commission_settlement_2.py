@@ -40,7 +40,7 @@ from tests.dbt.commission_spec.marts import (
     revenue,
     statement,
 )
-from tests.dbt.conftest import insert_raw
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 1, 1)
 SWITCH = datetime(2024, 4, 3)  # new USD price for m_p, p3 re-parented under p5
@@ -243,24 +243,13 @@ def load_second(warehouse) -> None:
 # --- building -----------------------------------------------------------------------------------
 
 
-def _build_twice(warehouse, tmp_path_factory) -> dict:
+def _build_twice(warehouse, tmp_path_factory, _dbt_build) -> dict:
+    # build_twice runs dbt itself (the same run_dbt_build the fixture hands over)
     return build_twice(warehouse, tmp_path_factory.mktemp(f"audit2_{warehouse.engine}"),
                        load_first, FIRST_AS_OF, load_second, SECOND_AS_OF)
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, tmp_path_factory):
-    return _build_twice(duckdb_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, tmp_path_factory):
-    return _build_twice(postgres_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _build_twice)
 
 
 def agent_lines(run: dict, statement_id: str) -> dict[str, tuple]:

@@ -26,7 +26,7 @@ from decimal import Decimal
 import pytest
 
 from tests.dbt.commission_spec.marts import commissions, read_marts, revenue
-from tests.dbt.conftest import insert_raw, run_dbt_build
+from tests.dbt.conftest import built_on_both_engines, insert_raw
 
 T0 = datetime(2024, 1, 1)
 AS_OF = date(2024, 4, 15)
@@ -184,27 +184,15 @@ def load(warehouse) -> None:
         for day, by_ccy in ECB.items() for ccy, rate in by_ccy.items()])
 
 
-def _build(warehouse, tmp_path_factory):
+def _build(warehouse, tmp_path_factory, dbt_build):
     load(warehouse)
     work = tmp_path_factory.mktemp(f"audit_{warehouse.engine}")
-    proc = run_dbt_build(warehouse, work, ("--vars", json.dumps(
+    proc = dbt_build(warehouse, work, ("--vars", json.dumps(
         {"settlement_as_of": AS_OF.isoformat(), "recon_as_of": AS_OF.isoformat()})))
     return read_marts(warehouse, proc)
 
 
-@pytest.fixture(scope="module")
-def built_duckdb(duckdb_warehouse, tmp_path_factory):
-    return _build(duckdb_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def built_postgres(postgres_warehouse, tmp_path_factory):
-    return _build(postgres_warehouse, tmp_path_factory)
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request):
-    return request.getfixturevalue(f"built_{request.param}")
+built_duckdb, built_postgres, built = built_on_both_engines("built", _build)
 
 
 # --- the build ----------------------------------------------------------------------------------

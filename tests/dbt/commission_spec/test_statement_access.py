@@ -19,19 +19,14 @@ from tests.serving.admin_helpers import (
     publish_agent_statements,
     publish_statements,
 )
-from tests.serving.helpers import make_api
+from tests.serving.helpers import sqlite_api
 
 DAY = date(2026, 11, 20)
 
 
 @pytest.fixture
 def world(tmp_path, make_settings):
-    from warehouse.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'oltp.sqlite'}"
-    upgrade(url)
-    settings = make_settings(database_url=url)
-    api = make_api(settings)
+    settings, api = sqlite_api(tmp_path, make_settings)
     a = agent(api, "A")
     b = agent(api, "B", a)
     merchants, keys = {}, {}

@@ -16,6 +16,10 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import bai2 as fmt
 from ingest.files.records import ParsedFile, ParseError, Statement, StatementLine
+from tests.ingest.files.statement_checks import (
+    check_damaged_files_parse_or_are_quarantined,
+    render_round_trip,
+)
 
 BAI2 = "bai2"
 SAMPLES = ["account_trailer_amount_blank_example.bai2", "citi_example.bai2", "nwb_example.bai2",
@@ -294,15 +298,10 @@ _RECOMPUTED = ("control_total_minor", "control_count", "created_at")
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_render_round_trips_every_sample(samples: Path, name: str):
-    parsed = fmt.parse(samples / name)
-    rendered = fmt.render(parsed)
-    again = fmt.parse(rendered)
-    assert [_fields(x) for x in again.statement_lines] == [
-        _fields(x) for x in parsed.statement_lines]
+    parsed, again, rendered = render_round_trip(fmt, samples / name)
     for before, after in zip(parsed.statements, again.statements, strict=True):
         expected = {k: v for k, v in _fields(before).items() if k not in _RECOMPUTED}
         assert {k: v for k, v in _fields(after).items() if k not in _RECOMPUTED} == expected
-    assert fmt.render(again) == rendered
     # The bai2 library checks every trailer render computed.
     library = bai2_library.parse_from_string(rendered.decode(), check_integrity=True)
     assert library.trailer.number_of_records == len(rendered.decode().splitlines())
@@ -394,43 +393,12 @@ def test_render_parse_round_trip(parsed: ParsedFile):
 # --- fuzzing the real files ---------------------------------------------------------------
 
 
-@st.composite
-def _damaged(draw, files: dict[str, bytes]) -> bytes:
-    data = bytearray(files[draw(st.sampled_from(sorted(files)))])
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-        at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if kind == "truncate":
-            del data[at:]
-        elif kind == "flip" and data:
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "delete":
-            del data[at:at + draw(st.integers(1, 20))]
-        elif kind == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=8) | st.sampled_from(
-                [b",", b"/", b"\n88,", b"\n16,142,5,,,,x", b"\n49,", b"\n03,1,USD/", b"-",
-                 b"9" * 40]))
-        else:
-            lines = bytes(data).split(b"\n")
-            del lines[draw(st.integers(0, len(lines) - 1))]
-            data = bytearray(b"\n".join(lines))
-    return bytes(data)
+# Record starts and field ends a damaged BAI2 file may gain.
+_FRAGMENTS = [b",", b"/", b"\n88,", b"\n16,142,5,,,,x", b"\n49,", b"\n03,1,USD/", b"-", b"9" * 40]
 
 
 def test_damaged_files_parse_or_are_quarantined(samples: Path):
     files = {name: (samples / name).read_bytes() for name in SAMPLES}
     files["citi_text"] = CITI.encode()
-
-    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(damaged=_damaged(files))
-    def run(damaged: bytes):
-        try:
-            parsed = fmt.parse(damaged)
-        except ParseError as err:
-            assert err.reason and err.location and err.location.startswith("line ")
-            return
-        assert isinstance(parsed, ParsedFile)
-        for statement in parsed.statements:
-            assert statement.account_id and statement.currency
-
-    run()
+    check_damaged_files_parse_or_are_quarantined(fmt.parse, files, _FRAGMENTS, max_delete=20,
+                                                 max_insert=8)

@@ -17,6 +17,10 @@ from hypothesis import strategies as st
 
 from ingest.files.formats import mt940 as fmt
 from ingest.files.records import ParsedFile, ParseError, Statement, StatementLine
+from tests.ingest.files.statement_checks import (
+    check_damaged_files_parse_or_are_quarantined,
+    render_round_trip,
+)
 from warehouse.money import exponent
 
 MT940 = "mt940"
@@ -482,18 +486,13 @@ def _fields(record) -> dict:
 
 @pytest.mark.parametrize("name", PARSED)
 def test_render_round_trips_every_sample(samples: Path, name: str):
-    parsed = fmt.parse(samples / name)
-    rendered = fmt.render(parsed)
-    again = fmt.parse(rendered)
-    assert [_fields(x) for x in again.statement_lines] == [
-        _fields(x) for x in parsed.statement_lines]
+    parsed, again, _rendered = render_round_trip(fmt, samples / name)
     for before, after in zip(parsed.statements, again.statements, strict=True):
         expected = _fields(before)
         if before.message_type == "mt942":  # render states :90D:/:90C: from the lines
             expected.update(control_total_minor=sum(x.amount_minor for x in again.statement_lines),
                             control_count=len(again.statement_lines))
         assert _fields(after) == expected
-    assert fmt.render(again) == rendered
 
 
 def test_render_writes_eref_and_wraps_at_65():
@@ -628,41 +627,11 @@ def test_render_parse_round_trip(parsed: ParsedFile):
 # --- fuzzing the real files ---------------------------------------------------------------
 
 
-@st.composite
-def _damaged(draw, files: dict[str, bytes]) -> bytes:
-    data = bytearray(files[draw(st.sampled_from(sorted(files)))])
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["truncate", "flip", "delete", "insert", "drop_line"]))
-        at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if kind == "truncate":
-            del data[at:]
-        elif kind == "flip" and data:
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "delete":
-            del data[at:at + draw(st.integers(1, 40))]
-        elif kind == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=12) | st.sampled_from(
-                [b":61:", b"\n:86:", b"\n-\n", b"{2:O942", b",", b"\n:20:X\n", b"?20EREF+"]))
-        else:
-            lines = bytes(data).split(b"\n")
-            del lines[draw(st.integers(0, len(lines) - 1))]
-            data = bytearray(b"\n".join(lines))
-    return bytes(data)
+# Fields, block starts and message ends a damaged MT940 file may gain.
+_FRAGMENTS = [b":61:", b"\n:86:", b"\n-\n", b"{2:O942", b",", b"\n:20:X\n", b"?20EREF+"]
 
 
 def test_damaged_files_parse_or_are_quarantined(samples: Path):
     files = {name: (samples / name).read_bytes() for name in PARSED}
-
-    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(damaged=_damaged(files))
-    def run(damaged: bytes):
-        try:
-            parsed = fmt.parse(damaged)
-        except ParseError as err:
-            assert err.reason and err.location and err.location.startswith("line ")
-            return
-        assert isinstance(parsed, ParsedFile)
-        for statement in parsed.statements:
-            assert statement.account_id and statement.currency
-
-    run()
+    check_damaged_files_parse_or_are_quarantined(fmt.parse, files, _FRAGMENTS, max_delete=40,
+                                                 max_insert=12)
