@@ -222,6 +222,7 @@ def cmd_webhooks_run(args) -> None:
     from warehouse.migrate import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration check is not news
     settings = _settings()
     upgrade(settings.oltp_url)
     engine = oltp_engine(settings)

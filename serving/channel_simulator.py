@@ -55,13 +55,18 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
     """POST the signed callbacks not yet delivered; `client` has the API as its base_url.
 
     `now` is the signing time (the receiver checks it against its clock, so pass the wall
-    clock); `test_clock` (development/test only) sets the business time of the confirmation.
+    clock); `test_clock` (development/test only) sets the business time of the confirmation,
+    and only operations that existed by then call back (a replayed day confirms its own
+    payments, not ones taken since).
     """
+    pending = SimChannelOperation.delivered_at.is_(None)
+    if test_clock is not None:
+        pending &= SimChannelOperation.created_at <= test_clock
     with Session(read_only(engine)) as session:
         rows = session.execute(
             select(SimChannelOperation, Channel.callback_secret)
             .outerjoin(Channel, Channel.id == SimChannelOperation.channel_id)
-            .where(SimChannelOperation.delivered_at.is_(None))
+            .where(pending)
             .order_by(SimChannelOperation.created_at, SimChannelOperation.channel_reference)
             .limit(batch)
         ).all()

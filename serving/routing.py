@@ -265,5 +265,12 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
             healthy = rate is None or rate >= HEALTHY_SUCCESS_RATE
             eligible.append(((0 if healthy else 1, int(entry["cost_minor"]),
                               h.p50_latency_ms() or 0.0, priority, cid), cid))
+    if forced_channel and forced_channel not in {c.channel[0] for c in configs}:
+        # The forced channel exists (the caller checked) but serves another payment method:
+        # say so, rather than leave the payment failed with its channel nowhere in the reasons.
+        considered.append({"channel": forced_channel, "eligible": False,
+                           "reasons": ["payment_method_not_supported"], "cost_minor": None,
+                           "cost_currency": currency, "success_rate": None,
+                           "p50_latency_ms": None, "breaker": health.get(forced_channel).state})
     eligible.sort()
     return RoutingDecision([cid for _, cid in eligible], considered)

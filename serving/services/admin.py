@@ -64,7 +64,7 @@ def bootstrap_admin(session: Session, email: str = "admin@clearhouse.local", *,
                          resource_id=user.id, details={"email": email, "role": user.role})
     elif user.role != "platform_admin" or user.status != "active":
         raise ApiError(409, "not_an_active_admin",
-                       f"the user {email!r} is a {user.status} {user.role}, not an active "
+                       f"the user {email!r} is {user.role} ({user.status}), not an active "
                        "platform_admin; bootstrap another e-mail (--email)", {"field": "email"})
     return user
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from serving.errors import ApiError
+from serving.schemas import iso_z
 from warehouse.models import Payment, PaymentEvent
 
 TRANSITIONS: dict[str | None, frozenset[str]] = {
@@ -48,6 +49,13 @@ def can_move(current: str | None, target: str) -> bool:
 def move(session: Session, payment: Payment, target: str, *, at: datetime,
          reason: str | None = None) -> None:
     current = payment.status
+    if payment.created_at is not None and at < payment.created_at:
+        # Only a test clock goes back in time; a payment cannot move before it existed (a
+        # capture dated before its creation would land in a day that never saw it).
+        raise ApiError(409, "before_payment_created",
+                       f"payment {payment.id} was created at {iso_z(payment.created_at)}; it "
+                       f"cannot go to {target} at {iso_z(at)}",
+                       {"created_at": iso_z(payment.created_at), "at": iso_z(at)})
     if not can_move(current, target):
         raise ApiError(409, "illegal_transition",
                        f"payment {payment.id} cannot go from {current} to {target}",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from serving import channels
 from serving.channel_simulator import deliver_pending_callbacks
+from serving.errors import ApiError
 from serving.routing import HEALTH, clear_config_cache
 from serving.services.payments import apply_channel_outcome
 from tests.serving.helpers import make_api
@@ -121,6 +122,17 @@ def test_breaker_opens_and_stops_calling_a_failing_channel(api):
     assert reasons["ch_card_sim"] == ["breaker_open"]
     unforced = api.pay(key, amount="500").json()
     assert unforced["channel"] == "ch_card_backup_sim" and unforced["status"] == "success"
+
+
+def test_a_forced_channel_of_another_payment_method_is_named_in_the_reasons(api):
+    _, key = api.merchant()
+    body = api.pay(key, amount="500", method={"type": "bank_transfer"},
+                   channel="ch_wechat_sim").json()
+    assert (body["status"], body["failure_code"]) == ("failed", "no_channel_available")
+    reasons = {c["channel"]: c["reasons"] for c in body["routing"]["considered"]}
+    assert reasons["ch_wechat_sim"] == ["payment_method_not_supported"]
+    assert all("not_the_forced_channel" in why for cid, why in reasons.items()
+               if cid != "ch_wechat_sim")
 
 
 def test_every_channel_down_fails_the_payment_without_ledger(api):
@@ -262,6 +274,37 @@ def test_pending_then_callback(api, number, later, final):
                          headers={"Authorization": f"Bearer {key}"}).json()
     assert (got["status"], got["failure_code"]) == (
         final, None if final == "success" else "card_declined")
+
+
+def test_a_replayed_day_confirms_only_its_own_pending_payments(api):
+    """Callbacks at a test clock confirm what existed by then: a payment taken since keeps
+    waiting, and a callback dated before a payment's creation is refused, changing nothing."""
+    _, key = api.merchant()
+    auth = {"Authorization": f"Bearer {key}"}
+    pending = {"type": "card", "number": "4000000000003220"}
+    that_day = api.pay(key, amount="700", method=pending,
+                       headers={"Clearhouse-Test-Clock": "2026-10-20T12:00:00Z"}).json()
+    taken_since = api.pay(key, amount="800", method=pending).json()  # the wall clock: today
+    end_of_day = datetime(2026, 10, 20, 23, 59, 59, tzinfo=UTC)
+    report = deliver_pending_callbacks(api.engine, api.client, datetime.now(UTC),
+                                       test_clock=end_of_day)
+    assert report == {"delivered": 1, "failed": 0, "skipped": 0}
+    got = api.client.get(f"/api/v1/payments/{that_day['id']}", headers=auth).json()
+    assert (got["status"], got["captured_at"]) == ("success", "2026-10-20T23:59:59.000Z")
+    still = api.client.get(f"/api/v1/payments/{taken_since['id']}", headers=auth).json()
+    assert still["status"] == "pending_callback"
+
+    with Session(api.engine) as s:
+        payment = s.get(Payment, taken_since["id"])
+        with pytest.raises(ApiError) as refused:
+            apply_channel_outcome(s, payment=payment, approved=True, failure_code=None,
+                                  now=end_of_day)
+        s.rollback()
+    assert refused.value.status == 409 and refused.value.code == "before_payment_created"
+    assert trail(api, taken_since["id"])[-1] == "pending_callback"
+    with Session(api.engine) as s:
+        assert not s.scalars(select(LedgerEntry).where(
+            LedgerEntry.payment_id == taken_since["id"])).all()
 
 
 @pytest.mark.parametrize("method_type,currency", [
