@@ -16,7 +16,7 @@ import secrets
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, Engine, select, update
 from sqlalchemy.orm import Session
 
 from serving import signing
@@ -59,14 +59,14 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
     and only operations that existed by then call back (a replayed day confirms its own
     payments, not ones taken since).
     """
-    pending = SimChannelOperation.delivered_at.is_(None)
+    pending: list[ColumnElement[bool]] = [SimChannelOperation.delivered_at.is_(None)]
     if test_clock is not None:
-        pending &= SimChannelOperation.created_at <= test_clock
+        pending.append(SimChannelOperation.created_at <= test_clock)
     with Session(read_only(engine)) as session:
         rows = session.execute(
             select(SimChannelOperation, Channel.callback_secret)
             .outerjoin(Channel, Channel.id == SimChannelOperation.channel_id)
-            .where(pending)
+            .where(*pending)
             .order_by(SimChannelOperation.created_at, SimChannelOperation.channel_reference)
             .limit(batch)
         ).all()
