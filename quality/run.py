@@ -18,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -130,9 +131,10 @@ def _existing_tables(reader: _Reader, names: set[str]) -> set[str]:
     return names & {f"{schema}.{table}" for schema, table in rows}
 
 
-def read_table(reader: _Reader, spec: SuiteSpec):
+def read_table(reader: _Reader, spec: SuiteSpec, checked_through: str | None = None):
     """(table columns, object-dtype frame with money as text plus the derived columns, min rows);
-    None when the table does not exist."""
+    None when the table does not exist. A raw ledger table is read from `checked_through` on
+    (see `validate`)."""
     import pandas as pd
 
     _, cols = reader.query(
@@ -148,12 +150,13 @@ def read_table(reader: _Reader, spec: SuiteSpec):
     select += [f"{d.sql} AS {d.name}" for d in spec.derived
                if set(d.needs) <= present and set(d.tables) <= tables]
     query = f"SELECT {', '.join(select)} FROM {spec.name}"
-    if "_extracted_at" in present:
-        # A raw ledger table: check the rows the latest extract wrote (every row was checked when
-        # it arrived), so a run costs what it loaded, not the table's size. Derived columns are
-        # computed over the whole table first (a transaction's legs may span extracts).
+    if "_extracted_at" in present and checked_through is not None:
+        # A raw ledger table: check the rows extracted since the last passing check (every row
+        # older passed when it arrived), so a run costs what it loaded, not the table's size,
+        # and rows that failed are checked again until they pass. Derived columns are computed
+        # over the whole table first (a transaction's legs may span extracts).
         query = (f"SELECT * FROM ({query}) AS q WHERE q._extracted_at IS NULL OR "
-                 f"q._extracted_at >= (SELECT max(_extracted_at) FROM {spec.name})")
+                 f"q._extracted_at > CAST('{checked_through}' AS TIMESTAMP)")
     elif spec.current_only and "superseded_by" in present:
         # A file table: the current rows, what staging reads (a re-sent file's rows replace the
         # earlier file's, which stay with superseded_by set).
@@ -188,7 +191,7 @@ def validate(settings: Settings, suite_name: str) -> QualityResult:
     started = time.perf_counter()
     reader = _Reader(settings)
     try:
-        loaded = read_table(reader, spec)
+        loaded = read_table(reader, spec, _checked_through(settings, suite_name))
     finally:
         reader.close()
     if loaded is None:
@@ -206,8 +209,49 @@ def validate(settings: Settings, suite_name: str) -> QualityResult:
     failures = tuple(_failure(r, spec.key) for r in outcome.results if not r.success)
     result = QualityResult(spec.name, bool(outcome.success), len(frame), len(outcome.results),
                            failures, Path(), 0.0)
+    if result.success and "_extracted_at" in frame.columns and frame["_extracted_at"].notna().any():
+        _mark_checked_through(settings, suite_name, frame["_extracted_at"].dropna().max())
     report = write_report(settings, spec, result, outcome)
     return _with(result, report, started)
+
+
+# A raw ledger table's rows are checked once they have passed: HOME/quality/<suite>/
+# checked_through.json keeps the newest _extracted_at of the last passing check, for the
+# warehouse it was made on (another warehouse, or none kept: the whole table is checked).
+# A failing check leaves it where it was, so its rows are read again on every run until
+# fixed (the extract rewrites a corrected row with a new _extracted_at).
+
+def _warehouse_id(settings: Settings) -> str:
+    import hashlib
+
+    return hashlib.sha256(settings.warehouse_target.encode()).hexdigest()[:16]
+
+
+def _checked_through(settings: Settings, suite_name: str) -> str | None:
+    try:
+        kept = json.loads((report_dir(settings, suite_name) / "checked_through.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("warehouse") != _warehouse_id(settings):
+        return None
+    value = kept.get("extracted_at")
+    try:  # only a timestamp ever goes into the SQL
+        return datetime.fromisoformat(value).isoformat(sep=" ") if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _mark_checked_through(settings: Settings, suite_name: str, extracted_at) -> None:
+    folder = report_dir(settings, suite_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    value = extracted_at if isinstance(extracted_at, datetime) else datetime.fromisoformat(
+        str(extracted_at))
+    if value.tzinfo is not None:  # raw timestamps are naive UTC
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    tmp = folder / "checked_through.json.tmp"
+    tmp.write_text(json.dumps({"warehouse": _warehouse_id(settings),
+                               "extracted_at": value.isoformat(sep=" ")}))
+    tmp.replace(folder / "checked_through.json")
 
 
 def _with(result: QualityResult, report: Path, started: float) -> QualityResult:

@@ -4,7 +4,9 @@ unit on amounts of 10^30, which a float comparison would call equal."""
 
 from __future__ import annotations
 
-from quality.run import QualityResult, validate
+from datetime import datetime
+
+from quality.run import QualityResult, _mark_checked_through, validate
 
 BIG = 10**30  # float(BIG + 1) == float(BIG)
 
@@ -197,24 +199,43 @@ def test_a_missing_column_or_table_fails(warehouse):
     assert missing.expectation == "table_exists"
 
 
-def test_raw_suites_check_the_latest_extract_and_balance_over_the_whole_table(warehouse):
-    """A raw table is checked on the rows the latest extract wrote (older rows were checked when
-    they arrived); a transaction's legs still balance over the whole table."""
+def _insert_payments(warehouse, *rows: tuple[str, int, str]) -> None:
+    """(id, amount_minor, _extracted_at) rows of an otherwise valid USD payment."""
     warehouse.execute(
         "INSERT INTO raw.payments (id, merchant_id, amount_minor, currency, status, "
-        "refunded_minor, _extracted_at) VALUES "
-        "('pay_old', 'mer_1', -1, 'USD', 'success', 0, TIMESTAMP '2026-11-20 01:00:00'), "
-        "('pay_new', 'mer_1', 100, 'USD', 'success', 0, TIMESTAMP '2026-11-20 02:00:00')")
-    result = assert_passes(warehouse, "raw.payments")
-    assert result.rows == 1  # only the latest extract's row
-    warehouse.execute(
-        "INSERT INTO raw.payments (id, merchant_id, amount_minor, currency, status, "
-        "refunded_minor, _extracted_at) VALUES "
-        "('pay_bad', 'mer_1', -7, 'USD', 'success', 0, TIMESTAMP '2026-11-20 03:00:00')")
+        "refunded_minor, _extracted_at) VALUES " + ", ".join(
+            f"('{pid}', 'mer_1', {amount}, 'USD', 'success', 0, TIMESTAMP '2026-11-20 {at}')"
+            for pid, amount, at in rows))
+
+
+def test_raw_suites_check_what_arrived_since_the_last_pass_until_it_passes(warehouse):
+    """A raw table is checked whole the first time, then on the rows extracted since the last
+    passing check: rows that failed are checked again on every run - an unrelated later extract
+    does not let them through - until a corrected extract passes."""
+    _insert_payments(warehouse, ("pay_old", 100, "01:00:00"))
+    assert assert_passes(warehouse, "raw.payments").rows == 1
+    _insert_payments(warehouse, ("pay_new", 200, "02:00:00"))
+    assert assert_passes(warehouse, "raw.payments").rows == 1  # only what came since
+
+    _insert_payments(warehouse, ("pay_bad", -7, "03:00:00"))
     found = failures(validate(warehouse.settings, "raw.payments"))
     assert found[("expect_column_values_to_match_regex", "amount_minor")].examples == [
         {"id": "pay_bad", "amount_minor": "-7"}]
-    # legs of one transaction in two extracts: balanced over the table, so no failure
+    _insert_payments(warehouse, ("pay_next", 300, "04:00:00"))  # an unrelated later extract
+    again = validate(warehouse.settings, "raw.payments")
+    assert not again.success and again.rows == 2
+    assert failures(again)[("expect_column_values_to_match_regex", "amount_minor")].examples == [
+        {"id": "pay_bad", "amount_minor": "-7"}]
+
+    warehouse.execute("UPDATE raw.payments SET amount_minor = 7, "
+                      "_extracted_at = TIMESTAMP '2026-11-20 05:00:00' WHERE id = 'pay_bad'")
+    assert assert_passes(warehouse, "raw.payments").rows == 2  # pay_bad corrected, pay_next
+    assert assert_passes(warehouse, "raw.payments").rows == 0
+
+
+def test_raw_ledger_legs_balance_over_the_whole_table(warehouse):
+    """Only the rows since the last pass are checked, but a transaction whose legs came in two
+    extracts balances over the whole table."""
     warehouse.execute(
         "INSERT INTO raw.ledger_entries (id, transaction_id, kind, merchant_id, account, "
         "currency, amount_minor, effective_at, _extracted_at) VALUES "
@@ -222,4 +243,6 @@ def test_raw_suites_check_the_latest_extract_and_balance_over_the_whole_table(wa
         "TIMESTAMP '2026-11-20 01:00:00'), "
         "(2, 'ltx_1', 'capture', 'mer_1', 'b', 'USD', -100, TIMESTAMP '2026-11-20 00:00:00', "
         "TIMESTAMP '2026-11-20 02:00:00')")
+    # as if the check had passed after the first extract
+    _mark_checked_through(warehouse.settings, "raw.ledger_entries", datetime(2026, 11, 20, 1))
     assert assert_passes(warehouse, "raw.ledger_entries").rows == 1
