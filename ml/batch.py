@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
 
 import numpy as np
 import polars as pl
@@ -27,6 +26,7 @@ class Outcome:
     block: int = 0
     psi: dict[str, float] | None = None
     drift_day: str = ""
+    drift_rows: int = 0  # the drift day's payments
     note: str = ""
     top: list[dict] = field(default_factory=list)
 
@@ -68,7 +68,7 @@ def score_frame(payments: pl.DataFrame, champion, settings: Settings,
 
 
 def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
-    from ml.drift import feature_psi
+    from ml.drift import MIN_ROWS, feature_psi, latest_day
     from ml.registry import Registry
     from ml.warehouse import NO_SCORES, open_warehouse, read_payments, write_scores
     from serving.fraud import Champion
@@ -93,10 +93,13 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
                       block=int((scores["decision"] == "block").sum()),
                       top=scores.sort("score", "payment_id", descending=[True, False]).head(10)
                       .select("payment_id", "score", "decision", "reasons").to_dicts())
-    if payments.height and "drift_reference" in card:
-        day = cast(datetime, payments["created_at"].max()).date()
+    found = latest_day(payments["created_at"].dt.date()) if payments.height else None
+    if "drift_reference" not in card:
+        outcome.note = "no drift reference in the champion's card"
+    elif found is None:
+        outcome.note = f"no day with {MIN_ROWS} payments yet to compare with the training window"
+    else:
+        day, outcome.drift_rows = found
         latest = features.filter(payments["created_at"].dt.date() == day)
         outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
-    else:
-        outcome.note = "no payments or no drift reference in the champion's card"
     return outcome

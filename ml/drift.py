@@ -6,9 +6,14 @@ collapse into one bin) and the training share in each bin; the card keeps them
 day's share and q the training share, each floored at EPSILON so an empty bin stays finite.
 Rule of thumb the check uses: < 0.1 stable, 0.1-0.25 moderate shift (warn), > 0.25 major shift
 (the check fails, at warning severity: retrain or look at the data, payments keep flowing).
+The day compared is the latest with at least MIN_ROWS payments: on fewer, ten bins' PSI is
+mostly sampling noise (about 9 / rows), and a day just begun - or a handful of one merchant's
+calls - would raise a false alarm.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -16,6 +21,16 @@ import polars as pl
 BINS = 10
 EPSILON = 1e-4
 MODERATE, MAJOR = 0.1, 0.25
+MIN_ROWS = 200
+
+
+def latest_day(days: pl.Series, min_rows: int = MIN_ROWS) -> tuple[date, int] | None:
+    """(the latest day of `days` (dates) with at least `min_rows` entries, its count), or None."""
+    counts = days.value_counts(name="rows").filter(pl.col("rows") >= min_rows)
+    if counts.height == 0:
+        return None
+    day, rows = counts.sort(days.name, descending=True).row(0)
+    return day, int(rows)
 
 
 def reference(train: pl.DataFrame, features: list[str]) -> dict[str, dict]:

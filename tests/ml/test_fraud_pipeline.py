@@ -75,6 +75,16 @@ def test_psi_is_small_on_the_training_data_and_large_after_a_shift():
         0.4 * np.log(1.8) + (-0.4) * np.log(0.2))
 
 
+def test_drift_compares_the_latest_day_with_enough_payments():
+    """A day just begun (or a few calls of one merchant) is no sample: the latest day with
+    MIN_ROWS payments is compared, or none."""
+    days = pl.Series("day", [date(2026, 1, 1)] * 250 + [date(2026, 1, 2)] * 30
+                     + [date(2025, 12, 31)] * 400)
+    assert drift.latest_day(days) == (date(2026, 1, 1), 250)
+    assert drift.latest_day(days, min_rows=300) == (date(2025, 12, 31), 400)
+    assert drift.latest_day(days.head(200 - 1)) is None
+
+
 def _fill_raw_payments(warehouse, events: pl.DataFrame) -> None:  # noqa: F811
     values = ",\n".join(
         f"('{r['payment_id']}', '{r['merchant_id']}', 'ref', {r['amount_minor']}, "
@@ -105,6 +115,8 @@ def test_batch_scores_land_in_the_warehouse_and_a_rerun_replaces_them(
     assert first.rows == again.rows == events.height and first.version == "v0001"
     assert first.psi is not None and set(first.psi) == set(
         Registry(settings, family="payments").card("v0001")["features"])
+    compared = events.filter(pl.col("created_at").dt.date().cast(pl.Utf8) == first.drift_day)
+    assert first.drift_rows == compared.height >= drift.MIN_ROWS
     from ingest.files.warehouse_io import open_files_writer
 
     writer = open_files_writer(settings)

@@ -69,7 +69,8 @@ def fraud_model(context: dg.AssetExecutionContext,
           kinds={"scikitlearn", "sql"},
           check_specs=[dg.AssetCheckSpec("fraud_feature_drift", asset="fct_fraud_scores",
                                          description="PSI of each feature: champion's training "
-                                         "window vs the latest day (warn > 0.1, fail > 0.25)")])
+                                         "window vs the latest day with 200 payments or more "
+                                         "(warn > 0.1, fail > 0.25)")])
 def fct_fraud_scores(context: dg.AssetExecutionContext):
     """analytics.fct_fraud_scores: every payment scored by the champion (0-99, decision,
     reasons)."""
@@ -85,6 +86,7 @@ def fct_fraud_scores(context: dg.AssetExecutionContext):
     })
     if outcome.psi is None:
         yield dg.AssetCheckResult(check_name="fraud_feature_drift", passed=True,
+                                  description=f"not compared: {outcome.note}",
                                   metadata={"note": outcome.note})
         return
     worst = max(outcome.psi.values())
@@ -93,11 +95,16 @@ def fct_fraud_scores(context: dg.AssetExecutionContext):
     table = "| feature | PSI |\n|---|---|\n" + "\n".join(
         f"| {name} | {value:.4f} |" for name, value in
         sorted(outcome.psi.items(), key=lambda kv: -kv[1]))
+    shifted = [n for n, v in outcome.psi.items() if v > MODERATE]
     yield dg.AssetCheckResult(
         check_name="fraud_feature_drift", passed=worst <= MAJOR,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"day": outcome.drift_day, "max_psi": dg.MetadataValue.float(worst),
-                  "shifted": [n for n, v in outcome.psi.items() if v > MODERATE],
+        description=(f"max PSI {worst:.3f} on {outcome.drift_day} ({outcome.drift_rows} "
+                     f"payments): {len(shifted)} of {len(outcome.psi)} features shifted "
+                     f"(PSI > {MODERATE})"),
+        metadata={"day": outcome.drift_day, "rows": outcome.drift_rows,
+                  "max_psi": dg.MetadataValue.float(worst),
+                  "shifted": shifted,
                   "psi": dg.MetadataValue.md(table)})
 
 
