@@ -419,6 +419,7 @@ def test_every_finance_mart_carries_row_count_and_a_summary(built, make_settings
     missing = [m for m in FINANCE_MARTS if m not in meta or "summary" not in meta[m]
                or "dagster/row_count" not in meta[m]]
     assert not missing
+    assert not [m for m in FINANCE_MARTS if "not available" in meta[m]["summary"].value]
     counts = {m: q(built, f"select count(*) as n from analytics.{m}")[0]["n"]
               for m in FINANCE_MARTS}
     assert {m: meta[m]["dagster/row_count"].value for m in FINANCE_MARTS} == counts
