@@ -42,6 +42,12 @@ def markdown(card: dict, champion: str | None = None, decision: str | None = Non
     return "\n".join(lines) + "\n"
 
 
+def plot_order(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(recall, precision) points along recall and, at one recall, from the highest precision
+    down: the curve's own steps (ascending precision there drew a spike back up at recall 1)."""
+    return sorted(points, key=lambda rp: (rp[0], -rp[1]))
+
+
 def pr_curve_png(points: list[tuple[float, float]], title: str, size: int = 360) -> bytes:
     """A precision (y) against recall (x) line chart as PNG bytes."""
     from PIL import Image, ImageDraw
@@ -56,7 +62,7 @@ def pr_curve_png(points: list[tuple[float, float]], title: str, size: int = 360)
         y = size - margin - tick * inner
         draw.line([x, margin, x, size - margin], fill=(225, 225, 225))
         draw.line([margin, y, size - margin, y], fill=(225, 225, 225))
-    xy = [(margin + r * inner, size - margin - p * inner) for r, p in sorted(points)]
+    xy = [(margin + r * inner, size - margin - p * inner) for r, p in plot_order(points)]
     if len(xy) > 1:
         draw.line(xy, fill=(200, 30, 30), width=2)
     draw.text((margin, 12), title, fill="black")

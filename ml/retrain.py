@@ -109,7 +109,9 @@ def retrain(settings: Settings, known_at: datetime, *, promote: bool = True,
     model, fields = train_candidate(data, holdout_fraction, feature_set=PAYMENTS,
                                     compare_with=compare)
     fields["data"] = provenance
-    png = model_card.pr_curve_png(fields["pr_curve"], "precision-recall on the holdout")
+    png = model_card.pr_curve_png(
+        fields["pr_curve"],
+        f"precision-recall on the holdout (PR-AUC {fields['metrics']['pr_auc']:.3f})")
     version = registry.register(model, fields, extras={"pr_curve.png": png})
     promoted, decision = False, "not asked to promote"
     if promote:

@@ -190,3 +190,10 @@ def test_retrain_before_the_first_payment_says_what_there_is(warehouse, archive)
     span = f"{events['created_at'].min():%Y-%m-%d} to {events['created_at'].max():%Y-%m-%d}"
     with pytest.raises(NothingToTrainOn, match=nothing + "the payments on hand run from " + span):
         retrain(settings, datetime(2026, 8, 1, tzinfo=UTC))
+
+
+def test_the_pr_curve_steps_down_at_a_recall_rather_than_spiking_back_up():
+    from ml.card import plot_order
+
+    points = [(1.0, 0.2), (0.0, 1.0), (0.5, 0.8), (1.0, 0.6), (0.5, 0.7)]
+    assert plot_order(points) == [(0.0, 1.0), (0.5, 0.8), (0.5, 0.7), (1.0, 0.6), (1.0, 0.2)]
