@@ -3,10 +3,12 @@ set of waiting files, the loader asset materializes with metadata and its checks
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from orchestration.definitions import defs
+from orchestration.definitions import defs, pipeline_job
 from orchestration.defs.dbt.assets import clearhouse_dbt_assets
 from orchestration.defs.files.assets import ASSET_BY_NAME, FILE_CHECKS
 from orchestration.defs.files.sensors import landing_zone_sensor
@@ -36,7 +38,12 @@ def test_sensor_fires_once_per_new_set_of_files(make_settings):
         context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
         requests = [r for r in landing_zone_sensor(context) if isinstance(r, dg.RunRequest)]
         assert len(requests) == 1
-        assert set(requests[0].asset_selection) == set(ASSET_BY_NAME["fx_rates"].keys)
+        # the whole pipeline for today: the file loads and the marts rebuilt with them
+        assert landing_zone_sensor.job_name == "clearhouse_pipeline"
+        assert requests[0].partition_key == datetime.now(UTC).date().isoformat()
+        assert requests[0].asset_selection is None
+        assert set(ASSET_BY_NAME["fx_rates"].keys) <= pipeline_job.selection.resolve(
+            defs.resolve_asset_graph())
 
         # The same waiting file: no second run.
         context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
