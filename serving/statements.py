@@ -308,6 +308,18 @@ def agents_with_statements(settings: Settings, start: date, end: date) -> list[s
     return [row[0] for row in _fetch(settings, sql, [end, start])]
 
 
+class BooksNotClosed(RuntimeError):
+    """Statement files for a day are written from books closed through that day."""
+
+
+def statements_left_open(settings: Settings, day: date) -> int:
+    """Published statements whose period ended by `day` and are still open: the close of `day`
+    (the pipeline as of the day after) has not been published."""
+    sql = "SELECT count(*) FROM {statements} WHERE period_end <= ? AND status = 'open'"
+    [(count,)] = list(_fetch(settings, sql, [day]))
+    return int(count)
+
+
 def write_statement_files(settings: Settings, day: date,
                           names: dict[str, str] | None = None) -> dict[str, int]:
     """Write, for every merchant with a statement whose period covers the day (a weekly or
@@ -319,6 +331,13 @@ def write_statement_files(settings: Settings, day: date,
     from warehouse.published import pin
 
     settings = pin(settings)  # every file from one published version
+    left_open = statements_left_open(settings, day)
+    if left_open:  # e.g. the daily close stopped at a blocking check: no files from stale books
+        after = day + timedelta(days=1)
+        raise BooksNotClosed(
+            f"the published books are not closed through {day}: {left_open} statement(s) "
+            f"ending by then are still open - the close (the pipeline as of {after}) has not "
+            f"run or did not publish; run `clearhouse pipeline --as-of {after}` first")
     folder = settings.statements_dir / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     names = names or {}

@@ -7,7 +7,7 @@ from dagster_dbt import get_asset_key_for_model
 
 from orchestration.defs.dbt.assets import clearhouse_dbt_assets
 from orchestration.partitions import STATEMENT_DAYS
-from serving.statements import write_statement_files
+from serving.statements import BooksNotClosed, write_statement_files
 from warehouse.published import PUBLISHED_MARTS, publish_from_duckdb
 from warehouse.settings import get_settings
 
@@ -50,7 +50,10 @@ def merchant_statement_files(context: dg.AssetExecutionContext) -> dg.Materializ
     HOME/statements/<day>/agents/<agent>.csv|pdf."""
     settings = get_settings()
     day = date.fromisoformat(context.partition_key)
-    written = write_statement_files(settings, day, names=_merchant_names())
+    try:
+        written = write_statement_files(settings, day, names=_merchant_names())
+    except BooksNotClosed as exc:
+        raise dg.Failure(description=str(exc)) from None
     table = "\n".join(f"| {m} | {size} |" for m, size in sorted(written.items())[:20])
     return dg.MaterializeResult(metadata={
         "statements_written": len(written),
