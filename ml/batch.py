@@ -93,13 +93,14 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
                       block=int((scores["decision"] == "block").sum()),
                       top=scores.sort("score", "payment_id", descending=[True, False]).head(10)
                       .select("payment_id", "score", "decision", "reasons").to_dicts())
-    found = latest_day(payments["created_at"].dt.date()) if payments.height else None
+    days = payments["created_at"].dt.date()
+    found = latest_day(days) if payments.height else None
     if "drift_reference" not in card:
         outcome.note = "no drift reference in the champion's card"
     elif found is None:
         outcome.note = f"no day with {MIN_ROWS} payments yet to compare with the training window"
     else:
         day, outcome.drift_rows = found
-        latest = features.filter(payments["created_at"].dt.date() == day)
+        latest = features.filter(days == day)
         outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
     return outcome

@@ -203,6 +203,18 @@ def decision_out(routing: dict, currency: str) -> dict:
                                       for entry in routing["considered"]]}
 
 
+def _considered(cid: str, reasons: list[str], cost_minor: str | None, currency: str,
+                health: HealthRegistry) -> dict:
+    """One channel of `considered`: why it was (not) eligible, its cost and its health."""
+    h = health.get(cid)
+    rate = h.success_rate()
+    return {"channel": cid, "eligible": not reasons, "reasons": reasons,
+            "cost_minor": cost_minor,
+            "cost_currency": currency,  # the channel's cost price in the payment's currency
+            "success_rate": None if rate is None else round(rate, 3),
+            "p50_latency_ms": h.p50_latency_ms(), "breaker": h.state}
+
+
 def channels_with_daily_limit(session: Session, method_type: str, currency: str) -> list[str]:
     """The channels whose daily limit routing must check (their captured volume is read)."""
     return [c.channel[0] for c in _channel_configs(session, method_type)
@@ -252,25 +264,18 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
             reasons.append("no_cost_price")
         if state == "open":
             reasons.append("breaker_open")
-        h = health.get(cid)
-        rate = h.success_rate()
-        entry = {"channel": cid, "eligible": not reasons, "reasons": reasons,
-                 "cost_minor": (str(fee_minor(amount_minor, price[0], price[1] or 0))
-                               if price else None),
-                 "cost_currency": currency,  # the channel's cost price in the payment's currency
-                 "success_rate": None if rate is None else round(rate, 3),
-                 "p50_latency_ms": h.p50_latency_ms(), "breaker": state}
+        cost = str(fee_minor(amount_minor, price[0], price[1] or 0)) if price else None
+        entry = _considered(cid, reasons, cost, currency, health)
         considered.append(entry)
         if not reasons:
+            rate = health.get(cid).success_rate()
             healthy = rate is None or rate >= HEALTHY_SUCCESS_RATE
             eligible.append(((0 if healthy else 1, int(entry["cost_minor"]),
-                              h.p50_latency_ms() or 0.0, priority, cid), cid))
+                              entry["p50_latency_ms"] or 0.0, priority, cid), cid))
     if forced_channel and forced_channel not in {c.channel[0] for c in configs}:
         # The forced channel exists (the caller checked) but serves another payment method:
         # say so, rather than leave the payment failed with its channel nowhere in the reasons.
-        considered.append({"channel": forced_channel, "eligible": False,
-                           "reasons": ["payment_method_not_supported"], "cost_minor": None,
-                           "cost_currency": currency, "success_rate": None,
-                           "p50_latency_ms": None, "breaker": health.get(forced_channel).state})
+        considered.append(_considered(forced_channel, ["payment_method_not_supported"], None,
+                                      currency, health))
     eligible.sort()
     return RoutingDecision([cid for _, cid in eligible], considered)
