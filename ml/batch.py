@@ -68,6 +68,7 @@ def score_frame(payments: pl.DataFrame, champion, settings: Settings,
 
 
 def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
+    from ml.compiled import compiled_or_model
     from ml.drift import MIN_ROWS, feature_psi, latest_day
     from ml.registry import Registry
     from ml.warehouse import NO_SCORES, open_warehouse, read_payments, write_scores
@@ -82,7 +83,9 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
             return Outcome(note="no champion model yet (clearhouse ml retrain, or the "
                            "fraud_training job)")
         card = registry.card(version)
-        champion = Champion(version, registry.load(version), card["features"], card["reference"])
+        # compiled as the API serves it: the same probabilities, its trees walked in machine code
+        champion = Champion(version, compiled_or_model(registry.load(version), card),
+                            card["features"], card["reference"])
         payments = read_payments(writer)
         scores, features = score_frame(payments, champion, settings, now or datetime.now(UTC))
         write_scores(writer, scores)

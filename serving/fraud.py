@@ -96,6 +96,7 @@ class LiveScorer:
                 self._seen = seen
 
     def _load(self) -> Champion | None:
+        from ml.compiled import compiled_or_model
         from ml.registry import Registry, RegistryError
 
         registry = Registry(self.settings, family="payments")
@@ -104,8 +105,8 @@ class LiveScorer:
             if version is None:
                 return None
             card = registry.card(version)
-            champion = Champion(version, _fast(registry.load(version), card), card["features"],
-                                card["reference"])
+            champion = Champion(version, compiled_or_model(registry.load(version), card),
+                                card["features"], card["reference"])
         except (RegistryError, KeyError, OSError) as exc:
             # Keep serving with the model we have rather than none; the operator sees why.
             log.error("fraud model: cannot load the champion: %s", exc)
@@ -158,22 +159,6 @@ class LiveScorer:
         score, why = score_one(champion.model, row, champion.features, champion.reference,
                                reasons_from=self.settings.ml_review_score)
         return score, [*why, f"ml_model:{champion.version}"]
-
-
-def _fast(model, card: dict):
-    """The champion compiled to arrays (ml.compiled: the same probabilities, without
-    scikit-learn's per-call overhead), or the model itself when it does not compile."""
-    import numpy as np
-
-    from ml.compiled import CompileError, compile_model
-
-    reference = np.array([[card["reference"][name] for name in card["features"]]])
-    probe = np.vstack([reference, np.zeros_like(reference), reference * 10 + 1])
-    try:
-        return compile_model(model, probe)
-    except CompileError as exc:
-        log.warning("fraud model %s: scoring with scikit-learn (%s)", card.get("version"), exc)
-        return model
 
 
 def history(session: Session, event: dict) -> list[dict]:

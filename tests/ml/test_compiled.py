@@ -55,6 +55,59 @@ def test_missing_values_follow_the_learned_side_and_ensembles_average():
     assert np.array_equal(compiled.predict_proba(complete), model.predict_proba(complete))
 
 
+@pytest.mark.parametrize("name", ["gbm", "logistic"])
+def test_the_machine_code_walk_equals_scikit_learn(monkeypatch, split, holdout_rows, name):
+    """Batch scoring's path (ml.forest_kernel), forced for every row count here: the same
+    probabilities bit for bit, on rows with and without missing values, sliced over threads."""
+    import ml.compiled
+    import ml.forest_kernel
+
+    model = fit(name, split.train)
+    compiled = compile_model(model, holdout_rows[:10])
+    monkeypatch.setattr(ml.compiled, "KERNEL_ROWS", 1)
+    walked = []
+    monkeypatch.setattr(ml.forest_kernel, "_walk", _recording(ml.forest_kernel._walk, walked))
+    assert np.array_equal(compiled.predict_proba(holdout_rows), model.predict_proba(holdout_rows))
+    assert np.array_equal(compiled.predict_proba(holdout_rows[:1]),
+                          model.predict_proba(holdout_rows[:1]))
+    assert bool(walked) == (name == "gbm")  # the logistic baseline has no trees to walk
+
+    x, y = _noisy(3_000, 4)
+    ensemble = CalibratedClassifierCV(HistGradientBoostingClassifier(random_state=0),
+                                      method="sigmoid", cv=TimeSeriesSplit(n_splits=3)).fit(x, y)
+    probe, _ = _noisy(20_000, 5)
+    assert np.array_equal(compile_model(ensemble, probe[:5]).predict_proba(probe),
+                          ensemble.predict_proba(probe))
+
+
+def _recording(kernel, calls: list):
+    def walk(*args):
+        calls.append(args[3] - args[2])  # rows in this slice
+        return kernel(*args)
+    return walk
+
+
+def test_the_live_path_never_loads_numba():
+    """The API scores 1 + len(features) rows: below KERNEL_ROWS, so numba (a second to import
+    and load) stays out of its process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from sklearn.linear_model import LogisticRegression\n"
+            "from sklearn.calibration import CalibratedClassifierCV\n"
+            "from sklearn.ensemble import HistGradientBoostingClassifier\n"
+            "from ml.compiled import compiled_or_model\n"
+            "x = np.random.default_rng(0).normal(size=(400, 3)); y = (x[:, 0] > 1).astype(int)\n"
+            "m = CalibratedClassifierCV(HistGradientBoostingClassifier(max_iter=5), cv=2).fit(x, y)\n"
+            "card = {'features': ['a', 'b', 'c'], 'reference': {'a': 0.0, 'b': 0.0, 'c': 0.0}}\n"
+            "compiled_or_model(m, card).predict_proba(x[:26])\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_models_it_does_not_know_are_refused():
     x, y = _noisy(500, 3)
     x = np.nan_to_num(x)
