@@ -127,34 +127,34 @@ class _Instants:
     def rank_of(self, period: timedelta) -> np.ndarray:
         """Each row's rank of t - period: the number of distinct instants before it."""
         if period not in self._ranks:
-            self._ranks[period] = np.searchsorted(
-                self.distinct, self.us - period // timedelta(microseconds=1), "left")
+            self._ranks[period] = kernels().search_left(
+                self.distinct, self.us - period // timedelta(microseconds=1))
         return self._ranks[period]
 
 
 class _Windows:
-    """Earlier rows with the same key in [t - period, t), by binary search.
+    """Earlier rows with the same key in [t - period, t), by searches in one sorted array.
 
     The frame is in (created_at, payment_id) order. Sorting rows by (key, row number) keeps that
     order within each key, so every key's rows form one run sorted by instant, and `place` =
     key * width + instant rank is non-decreasing in that sorted order: the rows of a key before
-    instant r start at searchsorted(place, key * width + r). All searches run in sorted order
-    (their queries are then sorted too, which makes numpy's binary search about ten times
-    faster); results are put back in frame order at the end. Rows whose key is null have no
-    window (0).
+    instant r start at searchsorted(place, key * width + r). All searches run in sorted order,
+    so their queries come in order too and one pointer walk answers them all
+    (ml.feature_kernels.search_left); results are put back in frame order at the end. Rows
+    whose key is null have no window (0).
 
-    Grouping the rows by key (`_key_order`): a stable sort by the key's 64-bit hash, checked
-    exactly - adjacent rows with equal hashes must have equal keys - and, should two keys ever
-    share a hash, done again by exact dense codes (`_dense_codes`). The hash path is several
-    times faster on string keys, and the check keeps the result exact either way."""
+    Grouping the rows by key: each key gets an exact dense code (`_key_codes`: a hash table
+    that compares the keys' bytes, so equal hashes of different keys cannot merge them), and a
+    counting sort by code keeps each key's rows in frame order."""
 
-    def __init__(self, frame: pl.DataFrame, columns: tuple[str, ...], instants: _Instants):
-        keys = frame.select(columns)
-        order, key_rank = _key_order(keys)
+    def __init__(self, key: tuple[np.ndarray, int], instants: _Instants):
+        codes, distinct = key  # _key_codes
+        null = codes < 0  # rows with a null key column: one more group, masked below
+        codes = np.where(null, distinct, codes)
+        order = kernels().group_order(codes, distinct + 1)
         self.instants, self.order = instants, order
-        self.null = keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()[
-            order]
-        self.base = key_rank * instants.width
+        self.null = null[order]
+        self.base = codes[order] * instants.width
         self.place = self.base + instants.rank[order]
         self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
         self.start = _run_starts(self.base)  # the key's first row
@@ -164,7 +164,7 @@ class _Windows:
         """Sorted position of the key's first row at or after t - period."""
         if period not in self._since:
             ranks = self.instants.rank_of(period)[self.order]
-            self._since[period] = np.searchsorted(self.place, self.base + ranks, "left")
+            self._since[period] = kernels().search_left(self.place, self.base + ranks)
         return self._since[period]
 
     def _frame_order(self, values: np.ndarray) -> np.ndarray:
@@ -183,8 +183,7 @@ class _Windows:
             prefix = np.concatenate([[0], np.cumsum(ordered)])
             window = prefix[self.end] - prefix[first]
         else:
-            running = pl.DataFrame({"key": self.base, "v": ordered}).select(
-                pl.col("v").cum_sum().over("key")).to_series().to_numpy()
+            running = kernels().running_sums(self.base, ordered.astype(np.float64))
             upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
             below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
             window = upto - below
@@ -231,53 +230,53 @@ def _changes(values: np.ndarray) -> np.ndarray:
     return new
 
 
-def _key_hashes(keys: pl.DataFrame) -> pl.Series:
-    """A 64-bit hash of each row's key (equal keys, equal hashes; nulls hash too)."""
-    expr = pl.struct(keys.columns) if keys.width > 1 else pl.col(keys.columns[0])
-    return keys.select(expr.hash(seed=0).alias("h")).to_series()
+def _key_codes(keys: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """(codes, distinct): each row's key (all of `keys`' columns) as a dense int64 code, exact -
+    equal keys one code, different keys different codes - and -1 where any column is null."""
+    return _combined([_column_codes(keys[column]) for column in keys.columns])
 
 
-def _key_order(keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(order, key_rank): the row permutation that groups equal keys together, each key's rows
-    in their frame order, and each sorted row's key as a dense number (0, 1, ...) that grows
-    along `order`. By hash when no two keys share one, else by exact codes."""
-    n = keys.height
-    hashes = _key_hashes(keys)
-    rows = hashes.to_frame("h").with_row_index("row").sort("h", maintain_order=True)["row"]
-    sorted_hashes = hashes.gather(rows)
-    same_hash = (sorted_hashes == sorted_hashes.shift(1)).fill_null(False)
-    same_key = keys.select(pl.all().gather(rows)).select(
-        pl.all_horizontal(pl.all().eq_missing(pl.all().shift(1)))).to_series().fill_null(False)
-    if not (same_hash & ~same_key).any():  # equal hashes, equal keys: the grouping is exact
-        return rows.to_numpy().astype(np.int64), np.cumsum(~same_hash.to_numpy()) - 1
-    ordered_codes = np.sort(_dense_codes(keys) * n + np.arange(n, dtype=np.int64))
-    return ordered_codes % n, ordered_codes // n
+def _combined(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """The codes of keys made of several columns, from each column's (codes, distinct)."""
+    codes, distinct = columns[0]
+    for column_codes, column_distinct in columns[1:]:
+        codes, distinct = kernels().pair_codes(codes, column_codes, column_distinct)
+    return codes, distinct
 
 
-_CODE_LIMIT = 2**62
+def _column_codes(values: pl.Series) -> tuple[np.ndarray, int]:
+    """One column's values as dense codes (-1 for null), exact: by their 64-bit hashes when
+    there are as many distinct hashes as distinct values (equal values hash equal, so no two
+    values then share one), else by comparing the values' bytes."""
+    text = values.cast(pl.Utf8)
+    hashes, valid = _text_hashes(text), text.is_not_null().to_numpy()
+    no_bytes = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    codes, distinct = kernels().text_codes(hashes, valid, *no_bytes, False)
+    if distinct == text.n_unique() - (text.null_count() > 0):
+        return codes, distinct
+    import pyarrow as pa
+
+    arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if arrow.type != pa.large_string():
+        arrow = arrow.cast(pa.large_string())
+    _, offsets, data = arrow.buffers()
+    return kernels().text_codes(
+        hashes, valid,
+        np.frombuffer(offsets, dtype=np.int64)[arrow.offset:arrow.offset + len(arrow) + 1],
+        np.frombuffer(data, dtype=np.uint8) if data is not None else no_bytes[1], True)
 
 
-def _dense_codes(keys: pl.DataFrame) -> np.ndarray:
-    """Each row's key as a non-negative int64: equal values, equal codes; a row with a null in
-    any column gets a code no complete key has (its windows are masked to 0 anyway). A column's
-    codes are its categorical codes (exact: no hashes, so no collisions to check); columns are
-    combined as digits, renumbered densely (< rows) whenever the next step could overflow, so
-    that code * rows + row, the sort key, fits in int64."""
-    n = max(keys.height, 1)
-    code = np.zeros(keys.height, dtype=np.int64)
-    for column in keys.columns:
-        physical = keys[column].cast(pl.Utf8).cast(pl.Categorical).to_physical()
-        width = cast(int, physical.max() or 0) + 2  # codes 0..max, and max + 1 for null
-        if int(code.max(initial=0)) + 1 > _CODE_LIMIT // width:
-            code = _renumbered(code)
-        code = code * width + physical.fill_null(width - 1).to_numpy().astype(np.int64)
-    if int(code.max(initial=0)) + 1 > _CODE_LIMIT // n:
-        code = _renumbered(code)
-    return code
+def _text_hashes(text: pl.Series) -> np.ndarray:
+    """A 64-bit hash of each value (equal values, equal hashes): where _column_codes looks."""
+    return text.hash(seed=0).to_numpy()
 
 
-def _renumbered(code: np.ndarray) -> np.ndarray:
-    return np.unique(code, return_inverse=True)[1].astype(np.int64).ravel()
+def kernels():
+    """ml.feature_kernels, imported on first use: numba stays out of the API's live scorer,
+    which imports this module for `features_from`."""
+    from ml import feature_kernels
+
+    return feature_kernels
 
 
 def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
@@ -314,7 +313,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         instants.rank_of(period)
 
     def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
-        windows = _Windows(frame, (column,), instants)
+        windows = _Windows(codes[column], instants)
         out = {f"{key}_count_{name}": windows.count(windows.since(period))
                for name, period in WINDOWS.items()}
         if key == "customer":
@@ -327,21 +326,25 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         return out
 
     def customer_device_counts() -> dict[str, np.ndarray]:
-        pair = _Windows(frame, ("customer_id", "device_id"), instants)
+        pair = _Windows(_combined([codes["customer_id"], codes["device_id"]]), instants)
         return {"_cust_device_30d": pair.count(pair.since(HISTORY))}
 
     def merchant_counts() -> dict[str, np.ndarray]:
-        merchant = _Windows(frame, ("merchant_id",), instants)
+        merchant = _Windows(codes["merchant_id"], instants)
         hour = merchant.since(WINDOWS["1h"])
         return {"_merchant_1h": merchant.count(hour),
                 "_merchant_declines_1h": (merchant.total(failed, hour)
                                           - merchant.failed_later(late_us, WINDOWS["1h"]))}
 
-    # The windows are independent and numpy and polars work outside the GIL: one thread per core.
+    # The keys' codes, then the windows: independent, and numpy, polars and the kernels work
+    # outside the GIL - one thread per core.
     tasks: list[Callable[[], dict[str, np.ndarray]]] = [
         functools.partial(key_counts, key, column) for key, column in KEYS.items()]
     tasks += [customer_device_counts, merchant_counts]
     with ThreadPoolExecutor(max_workers=min(len(tasks), _usable_cores())) as pool:
+        key_columns = [*KEYS.values(), "merchant_id"]
+        codes = dict(zip(key_columns, pool.map(lambda c: _column_codes(frame[c]), key_columns),
+                         strict=True))
         computed = {name: values for part in pool.map(lambda task: task(), tasks)
                     for name, values in part.items()}
     columns = {name: computed.pop(name) for name in COUNT_NAMES}  # in FEATURES' order

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -78,7 +79,7 @@ def test_batch_and_live_agree_on_every_payment():
 def test_sorted_input_and_colliding_key_hashes_give_the_same_features(monkeypatch):
     """Two fast paths, each checked against the general one: input already in (created_at,
     payment_id) order skips the sorts, and keys are grouped by their hash unless two keys share
-    one - forced here by a hash with three values, which must fall back to exact codes."""
+    one - forced here by a hash with one value, which must fall back to comparing bytes."""
     import ml.payment_features as features
 
     rows = random_events(600, seed=3)
@@ -91,14 +92,16 @@ def test_sorted_input_and_colliding_key_hashes_give_the_same_features(monkeypatc
         expected.sort(pl.col("payment_id").replace_strict(
             in_order["payment_id"], range(in_order.height))))
 
-    exact_codes = []
-    dense_codes = features._dense_codes
-    monkeypatch.setattr(features, "_dense_codes",
-                        lambda keys: exact_codes.append(keys.columns) or dense_codes(keys))
-    real_hashes = features._key_hashes  # a weak hash: equal keys still hash equal
-    monkeypatch.setattr(features, "_key_hashes", lambda keys: real_hashes(keys) % 3)
+    import ml.feature_kernels as kernels
+
+    compared = []
+    text_codes = kernels.text_codes
+    monkeypatch.setattr(kernels, "text_codes",
+                        lambda *args: compared.append(args[-1]) or text_codes(*args))
+    # the weakest hash: one value for all (equal keys still hash equal)
+    monkeypatch.setattr(features, "_text_hashes", lambda text: np.zeros(text.len(), np.uint64))
     assert batch_features(shuffled).equals(expected)
-    assert len(exact_codes) == 6  # every window fell back
+    assert compared.count(True) == 5  # each key column has two values or more: by their bytes
 
 
 def test_no_leakage_later_payments_change_nothing():
@@ -149,36 +152,38 @@ def test_the_features_of_a_known_story():
 
 
 @pytest.mark.parametrize("rows", [5, 100_000])
-def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(rows):
-    """_dense_codes: equal keys get one code, different keys different codes, and a key with a
-    null gets none of the complete keys' codes; with 100,000 rows of three columns the combined
-    codes would overflow code * rows (the sort key) and are renumbered."""
+@pytest.mark.parametrize("hashes", ["polars", "one value"])
+def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(monkeypatch, rows, hashes):
+    """_key_codes: equal keys get one code, different keys different codes (dense, 0 ..
+    distinct - 1), and a key with a null gets none (-1) - also when every value hashes the same
+    and only the bytes tell them apart."""
     import random
 
     import numpy as np
     import polars as pl
 
-    from ml.payment_features import _dense_codes
+    import ml.payment_features as features
 
+    if hashes == "one value":
+        monkeypatch.setattr(features, "_text_hashes", lambda text: np.zeros(text.len(), np.uint64))
     rng = random.Random(rows)
-    values = [f"v{i}" for i in range(rows)]
+    values = [f"v{i}" for i in range(rows if hashes == "polars" else 50)]
 
     def value():
         return None if rng.random() < 0.1 else rng.choice(values)
 
-    # first the complete keys a null in any column must not join, whatever code it fills in
     keys = [("x", "y", "z"), (None, "y", "z"), ("x", None, "z"), ("x", "y", None),
-            (None, None, None), ("z", "y", "x")]
+            (None, None, None), ("z", "y", "x"), ("", "y", "z"), ("xy", "", "z")]
     keys += [(value(), value(), value()) for _ in range(rows)]
-    code = _dense_codes(pl.DataFrame(keys, schema=["a", "b", "c"], orient="row"))
-    assert code.dtype == np.int64 and code.min() >= 0
-    assert int(code.max()) < 2**63 // len(keys)  # code * rows + row fits
+    code, distinct = features._key_codes(pl.DataFrame(keys, schema=["a", "b", "c"], orient="row"))
+    assert code.dtype == np.int64
     first_code: dict[tuple, int] = {}
     for key, c in zip(keys, code.tolist(), strict=True):
         assert first_code.setdefault(key, c) == c  # equal keys, one code
     complete = {c for key, c in first_code.items() if None not in key}
-    assert len(complete) == sum(None not in key for key in first_code)  # all distinct
-    assert not complete & {c for key, c in first_code.items() if None in key}
+    assert complete == set(range(distinct))  # all distinct, dense
+    assert len(complete) == sum(None not in key for key in first_code)
+    assert {c for key, c in first_code.items() if None in key} == {-1}
 
 
 def test_no_payments_give_an_empty_feature_frame():

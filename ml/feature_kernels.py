@@ -1,0 +1,158 @@
+"""Machine-code loops (numba) behind ml.payment_features' batch windows.
+
+Each replaces a numpy or polars step that sorts or binary-searches where one pass will do:
+- `text_codes`, `pair_codes`: each row's key as a dense code (0, 1, ... in order of first
+  appearance) by an open-addressing table - instead of sorting the keys' hashes;
+- `group_order`: a stable counting sort of rows by those codes (each key's rows stay in frame
+  order) - instead of a comparison sort;
+- `search_left`: np.searchsorted(a, v, "left") for queries that mostly come in order (the
+  windows' queries always do), by walking one pointer - instead of a binary search per query;
+- `running_sums`: running sums restarted wherever the key changes.
+
+Every function gives exactly the result of the step it replaces (tests/ml/test_feature_kernels.py).
+They release the GIL, so the windows' threads run them side by side. numba compiles them on the
+first call and caches the machine code next to this file; only batch feature computation imports
+this module - never the API's live scorer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads the hash's bits over the slots
+
+
+@njit(nogil=True, cache=True)
+def _slot(h, bits):  # pragma: no cover - machine code; tested through its callers
+    return np.int64((h * _MIX) >> np.uint64(64 - bits))
+
+
+@njit(nogil=True, cache=True)
+def _same_text(offsets, data, a, b):  # pragma: no cover
+    start_a, start_b = offsets[a], offsets[b]
+    length = offsets[a + 1] - start_a
+    if offsets[b + 1] - start_b != length:
+        return False
+    for k in range(length):  # noqa: SIM110 - numba compiles a loop, not a generator
+        if data[start_a + k] != data[start_b + k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _grown(table, bits):  # pragma: no cover
+    """The table with twice the slots, its entries placed again (a load above one half). Column
+    0 is the entry's first row (-1: a free slot), column 1 its hash."""
+    bits += 1
+    grown = np.full((1 << bits, table.shape[1]), -1, dtype=np.int64)
+    for old in range(table.shape[0]):
+        if table[old, 0] >= 0:
+            slot = _slot(np.uint64(table[old, 1]), bits)
+            while grown[slot, 0] >= 0:
+                slot = (slot + 1) & ((1 << bits) - 1)
+            grown[slot] = table[old]
+    return grown, bits
+
+
+@njit(nogil=True, cache=True)
+def text_codes(hashes, valid, offsets, data, compare):  # pragma: no cover
+    """(codes, distinct) of a text column: rows with equal text get equal codes, numbered 0, 1,
+    ... in order of first appearance; a null row (not `valid`) gets -1. `hashes` (equal for
+    equal text) pick the table slot. With `compare`, a row joins a code only after its bytes
+    (Arrow buffers `offsets` and `data`) equal those of the code's first row: exact whatever the
+    hashes. Without, equal hashes are taken for equal text - several times faster (no bytes
+    read at random places); the caller then checks that no two texts shared a hash."""
+    bits = 10
+    table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, hash, code
+    codes = np.full(hashes.shape[0], -1, dtype=np.int64)
+    distinct = 0
+    for i in range(hashes.shape[0]):
+        if not valid[i]:
+            continue
+        h = np.int64(hashes[i])
+        slot = _slot(hashes[i], bits)
+        while table[slot, 0] >= 0 and not (table[slot, 1] == h and (
+                not compare or _same_text(offsets, data, table[slot, 0], i))):
+            slot = (slot + 1) & ((1 << bits) - 1)
+        if table[slot, 0] >= 0:
+            codes[i] = table[slot, 2]
+            continue
+        table[slot, 0], table[slot, 1], table[slot, 2] = i, h, distinct
+        codes[i] = distinct
+        distinct += 1
+        if 2 * distinct > (1 << bits):
+            table, bits = _grown(table, bits)
+    return codes, distinct
+
+
+@njit(nogil=True, cache=True)
+def pair_codes(first, second, second_distinct):  # pragma: no cover
+    """(codes, distinct) of the pairs (first[i], second[i]) of two code columns, as text_codes
+    numbers them; -1 where either is -1."""
+    bits = 10
+    table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, pair, code
+    codes = np.full(first.shape[0], -1, dtype=np.int64)
+    distinct = 0
+    for i in range(first.shape[0]):
+        if first[i] < 0 or second[i] < 0:
+            continue
+        pair = first[i] * (second_distinct + 1) + second[i]  # exact: one pair, one number
+        slot = _slot(np.uint64(pair), bits)
+        while table[slot, 0] >= 0 and table[slot, 1] != pair:
+            slot = (slot + 1) & ((1 << bits) - 1)
+        if table[slot, 0] >= 0:
+            codes[i] = table[slot, 2]
+            continue
+        table[slot, 0], table[slot, 1], table[slot, 2] = i, pair, distinct
+        codes[i] = distinct
+        distinct += 1
+        if 2 * distinct > (1 << bits):
+            table, bits = _grown(table, bits)
+    return codes, distinct
+
+
+@njit(nogil=True, cache=True)
+def group_order(codes, distinct):  # pragma: no cover
+    """The permutation that sorts rows by code (0 .. distinct - 1), rows of one code in their
+    original order."""
+    starts = np.zeros(distinct + 1, dtype=np.int64)
+    for code in codes:
+        starts[code + 1] += 1
+    for code in range(distinct):
+        starts[code + 1] += starts[code]
+    order = np.empty(codes.shape[0], dtype=np.int64)
+    for i in range(codes.shape[0]):
+        order[starts[codes[i]]] = i
+        starts[codes[i]] += 1
+    return order
+
+
+@njit(nogil=True, cache=True)
+def search_left(a, v):  # pragma: no cover
+    """np.searchsorted(a, v, "left") for a sorted `a`: the pointer moves from the last answer,
+    one step per element passed, so in-order queries cost one pass over both arrays."""
+    out = np.empty(v.shape[0], dtype=np.int64)
+    j = 0
+    n = a.shape[0]
+    for i in range(v.shape[0]):
+        x = v[i]
+        while j > 0 and a[j - 1] >= x:
+            j -= 1
+        while j < n and a[j] < x:
+            j += 1
+        out[i] = j
+    return out
+
+
+@njit(nogil=True, cache=True)
+def running_sums(keys, values):  # pragma: no cover
+    """Running sum of `values`, restarted wherever `keys` differs from the row before."""
+    out = np.empty(values.shape[0], dtype=np.float64)
+    total = 0.0
+    for i in range(values.shape[0]):
+        if i == 0 or keys[i] != keys[i - 1]:
+            total = 0.0
+        total += values[i]
+        out[i] = total
+    return out
