@@ -29,18 +29,6 @@ def _slot(h, bits):  # pragma: no cover - machine code; tested through its calle
 
 
 @njit(nogil=True, cache=True)
-def _same_text(offsets, data, a, b):  # pragma: no cover
-    start_a, start_b = offsets[a], offsets[b]
-    length = offsets[a + 1] - start_a
-    if offsets[b + 1] - start_b != length:
-        return False
-    for k in range(length):  # noqa: SIM110 - numba compiles a loop, not a generator
-        if data[start_a + k] != data[start_b + k]:
-            return False
-    return True
-
-
-@njit(nogil=True, cache=True)
 def _grown(table, bits):  # pragma: no cover
     """The table with twice the slots, its entries placed again (a load above one half). Column
     0 is the entry's first row (-1: a free slot), column 1 its hash."""
@@ -56,29 +44,46 @@ def _grown(table, bits):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def text_codes(hashes, valid, offsets, data, compare):  # pragma: no cover
-    """(codes, distinct) of a text column: rows with equal text get equal codes, numbered 0, 1,
-    ... in order of first appearance; a null row (not `valid`) gets -1. `hashes` (equal for
-    equal text) pick the table slot. With `compare`, a row joins a code only after its bytes
-    (Arrow buffers `offsets` and `data`) equal those of the code's first row: exact whatever the
-    hashes. Without, equal hashes are taken for equal text - several times faster (no bytes
-    read at random places); the caller then checks that no two texts shared a hash."""
+def text_codes(hashes, valid, offsets, data):  # pragma: no cover
+    """(codes, distinct) of a text column given as Arrow buffers (`offsets`, `data`): rows with
+    equal text get equal codes, numbered 0, 1, ... in order of first appearance; a null row
+    (not `valid`) gets -1. `hashes` (equal for equal text) pick the table slot; a row joins a
+    code only if its bytes equal the code's, so colliding hashes cost time, never a wrong code.
+    Each code's bytes are copied once into a compact buffer: the comparisons read them from
+    there (cached) instead of from the code's first row, wherever that is."""
+    n = hashes.shape[0]
     bits = 10
     table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, hash, code
-    codes = np.full(hashes.shape[0], -1, dtype=np.int64)
+    codes = np.full(n, -1, dtype=np.int64)
+    known_at = np.empty(n + 1, dtype=np.int64)  # code c's bytes: known[known_at[c]:...[c + 1]]
+    known = np.empty(data.shape[0], dtype=np.uint8)
+    known_at[0] = 0
     distinct = 0
-    for i in range(hashes.shape[0]):
+    for i in range(n):
         if not valid[i]:
             continue
         h = np.int64(hashes[i])
+        start, length = offsets[i], offsets[i + 1] - offsets[i]
         slot = _slot(hashes[i], bits)
-        while table[slot, 0] >= 0 and not (table[slot, 1] == h and (
-                not compare or _same_text(offsets, data, table[slot, 0], i))):
+        while table[slot, 0] >= 0:
+            code = table[slot, 2]
+            at = known_at[code]
+            if table[slot, 1] == h and known_at[code + 1] - at == length:
+                same = True
+                for k in range(length):
+                    if known[at + k] != data[start + k]:
+                        same = False
+                        break
+                if same:
+                    break
             slot = (slot + 1) & ((1 << bits) - 1)
         if table[slot, 0] >= 0:
             codes[i] = table[slot, 2]
             continue
         table[slot, 0], table[slot, 1], table[slot, 2] = i, h, distinct
+        at = known_at[distinct]
+        known[at:at + length] = data[start:start + length]
+        known_at[distinct + 1] = at + length
         codes[i] = distinct
         distinct += 1
         if 2 * distinct > (1 << bits):

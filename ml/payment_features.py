@@ -245,25 +245,19 @@ def _combined(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
 
 
 def _column_codes(values: pl.Series) -> tuple[np.ndarray, int]:
-    """One column's values as dense codes (-1 for null), exact: by their 64-bit hashes when
-    there are as many distinct hashes as distinct values (equal values hash equal, so no two
-    values then share one), else by comparing the values' bytes."""
-    text = values.cast(pl.Utf8)
-    hashes, valid = _text_hashes(text), text.is_not_null().to_numpy()
-    no_bytes = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    codes, distinct = kernels().text_codes(hashes, valid, *no_bytes, False)
-    if distinct == text.n_unique() - (text.null_count() > 0):
-        return codes, distinct
+    """One column's values as dense codes (-1 for null), exact (ml.feature_kernels.text_codes
+    compares the values' bytes; their 64-bit hashes only say where to look)."""
     import pyarrow as pa
 
+    text = values.cast(pl.Utf8)
     arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest())
     if arrow.type != pa.large_string():
         arrow = arrow.cast(pa.large_string())
     _, offsets, data = arrow.buffers()
     return kernels().text_codes(
-        hashes, valid,
+        _text_hashes(text), text.is_not_null().to_numpy(),
         np.frombuffer(offsets, dtype=np.int64)[arrow.offset:arrow.offset + len(arrow) + 1],
-        np.frombuffer(data, dtype=np.uint8) if data is not None else no_bytes[1], True)
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
 
 
 def _text_hashes(text: pl.Series) -> np.ndarray:
