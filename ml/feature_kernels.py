@@ -53,11 +53,12 @@ def text_codes(hashes, valid, offsets, data):  # pragma: no cover
     there (cached) instead of from the code's first row, wherever that is."""
     n = hashes.shape[0]
     bits = 10
-    table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, hash, code
+    # per slot: first row (-1: free), hash, code, where and how long the code's bytes are in
+    # `known` - one cache line answers a probe
+    table = np.full((1 << bits, 5), -1, dtype=np.int64)
     codes = np.full(n, -1, dtype=np.int64)
-    known_at = np.empty(n + 1, dtype=np.int64)  # code c's bytes: known[known_at[c]:...[c + 1]]
     known = np.empty(data.shape[0], dtype=np.uint8)
-    known_at[0] = 0
+    known_end = 0
     distinct = 0
     for i in range(n):
         if not valid[i]:
@@ -66,9 +67,8 @@ def text_codes(hashes, valid, offsets, data):  # pragma: no cover
         start, length = offsets[i], offsets[i + 1] - offsets[i]
         slot = _slot(hashes[i], bits)
         while table[slot, 0] >= 0:
-            code = table[slot, 2]
-            at = known_at[code]
-            if table[slot, 1] == h and known_at[code + 1] - at == length:
+            if table[slot, 1] == h and table[slot, 4] == length:
+                at = table[slot, 3]
                 same = True
                 for k in range(length):
                     if known[at + k] != data[start + k]:
@@ -80,10 +80,10 @@ def text_codes(hashes, valid, offsets, data):  # pragma: no cover
         if table[slot, 0] >= 0:
             codes[i] = table[slot, 2]
             continue
+        known[known_end:known_end + length] = data[start:start + length]
         table[slot, 0], table[slot, 1], table[slot, 2] = i, h, distinct
-        at = known_at[distinct]
-        known[at:at + length] = data[start:start + length]
-        known_at[distinct + 1] = at + length
+        table[slot, 3], table[slot, 4] = known_end, length
+        known_end += length
         codes[i] = distinct
         distinct += 1
         if 2 * distinct > (1 << bits):
