@@ -88,8 +88,8 @@ def _recording(kernel, calls: list):
 
 
 def test_the_live_path_never_loads_numba():
-    """The API scores 1 + len(features) rows: below KERNEL_ROWS, so numba (a second to import
-    and load) stays out of its process."""
+    """The API scores 1 + len(features) rows - below KERNEL_ROWS - and computes one payment's
+    features in plain Python: numba (a second to import and load) stays out of its process."""
     import subprocess
     import sys
 
@@ -102,6 +102,11 @@ def test_the_live_path_never_loads_numba():
             "m = CalibratedClassifierCV(HistGradientBoostingClassifier(max_iter=5), cv=2).fit(x, y)\n"
             "card = {'features': ['a', 'b', 'c'], 'reference': {'a': 0.0, 'b': 0.0, 'c': 0.0}}\n"
             "compiled_or_model(m, card).predict_proba(x[:26])\n"
+            "from datetime import datetime, UTC\n"
+            "from ml.payment_features import event_features\n"
+            "event = {'payment_id': 'p', 'created_at': datetime.now(UTC), 'amount_minor': 100,\n"
+            "         'currency': 'USD', 'merchant_id': 'm', 'customer_id': 'c', 'status': 'success'}\n"
+            "event_features(event, [])\n"
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
