@@ -134,6 +134,42 @@ def group_order(codes, distinct):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
+def key_runs(sorted_codes, sorted_rank):  # pragma: no cover
+    """For rows sorted by key, each key's rows by instant: per position, (start, end) - where
+    its key's run starts, and where its key's rows at its own instant start (the rows before
+    `end` are the key's earlier ones)."""
+    n = sorted_codes.shape[0]
+    start = np.empty(n, dtype=np.int64)
+    end = np.empty(n, dtype=np.int64)
+    run = at = 0
+    for p in range(n):
+        if p == 0 or sorted_codes[p] != sorted_codes[p - 1]:
+            run = at = p
+        elif sorted_rank[p] != sorted_rank[p - 1]:
+            at = p
+        start[p], end[p] = run, at
+    return start, end
+
+
+@njit(nogil=True, cache=True)
+def window_first(order, start, sorted_rank, since_rank):  # pragma: no cover
+    """Per sorted position p: the first position of p's key run whose instant rank is at least
+    since_rank[order[p]] (the window's start, given in frame order). Along a run both ranks only
+    grow, so one pointer walks each run once."""
+    n = order.shape[0]
+    first = np.empty(n, dtype=np.int64)
+    q = 0
+    for p in range(n):
+        if start[p] == p:
+            q = p
+        target = since_rank[order[p]]
+        while sorted_rank[q] < target:
+            q += 1
+        first[p] = q
+    return first
+
+
+@njit(nogil=True, cache=True)
 def search_left(a, v):  # pragma: no cover
     """np.searchsorted(a, v, "left") for a sorted `a`: the pointer moves from the last answer,
     one step per element passed, so in-order queries cost one pass over both arrays."""

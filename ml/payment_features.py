@@ -133,15 +133,15 @@ class _Instants:
 
 
 class _Windows:
-    """Earlier rows with the same key in [t - period, t), by searches in one sorted array.
+    """Earlier rows with the same key in [t - period, t), by positions in one sorted order.
 
     The frame is in (created_at, payment_id) order. Sorting rows by (key, row number) keeps that
-    order within each key, so every key's rows form one run sorted by instant, and `place` =
-    key * width + instant rank is non-decreasing in that sorted order: the rows of a key before
-    instant r start at searchsorted(place, key * width + r). All searches run in sorted order,
-    so their queries come in order too and one pointer walk answers them all
-    (ml.feature_kernels.search_left); results are put back in frame order at the end. Rows
-    whose key is null have no window (0).
+    order within each key, so every key's rows form one run sorted by instant. Per sorted row:
+    `start`, where its key's run starts, `end`, where the key's rows at its own instant start
+    (the rows before are earlier), and for a period the first of the key's rows at or after
+    t - period (`since`; one pointer walk per run, ml.feature_kernels.window_first): a window
+    is the range [since, end) of the sorted order. Results are put back in frame order at the
+    end. Rows whose key is null have no window (0).
 
     Grouping the rows by key: each key gets an exact dense code (`_key_codes`: a hash table
     that compares the keys' bytes, so equal hashes of different keys cannot merge them), and a
@@ -154,17 +154,17 @@ class _Windows:
         order = kernels().group_order(codes, distinct + 1)
         self.instants, self.order = instants, order
         self.null = null[order]
-        self.base = codes[order] * instants.width
-        self.place = self.base + instants.rank[order]
-        self.end = _run_starts(self.place)  # = searchsorted(place, place): rows before t
-        self.start = _run_starts(self.base)  # the key's first row
+        self.key = codes[order]
+        self.rank = instants.rank[order]
+        # the key's first row; the key's first row at this row's instant (rows before t)
+        self.start, self.end = kernels().key_runs(self.key, self.rank)
         self._since: dict[timedelta, np.ndarray] = {}
 
     def since(self, period: timedelta) -> np.ndarray:
         """Sorted position of the key's first row at or after t - period."""
         if period not in self._since:
-            ranks = self.instants.rank_of(period)[self.order]
-            self._since[period] = kernels().search_left(self.place, self.base + ranks)
+            self._since[period] = kernels().window_first(self.order, self.start, self.rank,
+                                                         self.instants.rank_of(period))
         return self._since[period]
 
     def _frame_order(self, values: np.ndarray) -> np.ndarray:
@@ -183,7 +183,7 @@ class _Windows:
             prefix = np.concatenate([[0], np.cumsum(ordered)])
             window = prefix[self.end] - prefix[first]
         else:
-            running = kernels().running_sums(self.base, ordered.astype(np.float64))
+            running = kernels().running_sums(self.key, ordered.astype(np.float64))
             upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
             below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
             window = upto - below
@@ -204,8 +204,10 @@ class _Windows:
         created = self.instants.us[self.order][rows]
         until = np.minimum(late[rows], created + period // timedelta(microseconds=1))
         last_rank = np.searchsorted(self.instants.distinct, until, "right") - 1
-        lo = np.searchsorted(self.place, self.place[rows], "right")
-        hi = np.searchsorted(self.place, self.base[rows] + last_rank, "right")
+        base = self.key * self.instants.width
+        place = base + self.rank  # non-decreasing: (key, instant) in one number
+        lo = np.searchsorted(place, place[rows], "right")
+        hi = np.searchsorted(place, base[rows] + last_rank, "right")
         diff = np.zeros(n + 1, dtype=np.int64)
         np.add.at(diff, lo, 1)
         np.add.at(diff, hi, -1)
@@ -215,12 +217,6 @@ class _Windows:
         """Frame row of the key's latest earlier row (-1 without one)."""
         has = (~self.null) & (self.end > self.start)
         return self._frame_order(np.where(has, self.order[np.maximum(self.end - 1, 0)], -1))
-
-
-def _run_starts(values: np.ndarray) -> np.ndarray:
-    """For a sorted array: the index where each element's run of equal values starts."""
-    new = _changes(values)
-    return np.maximum.accumulate(np.where(new, np.arange(len(values)), 0))
 
 
 def _changes(values: np.ndarray) -> np.ndarray:
