@@ -9,8 +9,8 @@ for bit scikit-learn's (tests/ml/test_compiled.py compares them).
 
 Only batch scoring comes here (ml.compiled sends inputs of at least KERNEL_ROWS rows): importing
 numba and loading the cached machine code cost about a second, which the API's one-row scoring
-never pays. The kernel releases the GIL; the rows are split into one slice per usable core, each
-walked by a plain thread (no numba threading layer to set up or to misuse from threads).
+never pays. The kernel releases the GIL; slices of rows are walked by plain threads, one per
+usable core (no numba threading layer to set up or to misuse from threads).
 """
 
 from __future__ import annotations
@@ -41,21 +41,24 @@ def _walk(x, out, start, stop, feature, threshold, missing_right, internal, chil
         out[i] = total
 
 
+SLICE_ROWS = 65_536  # rows per piece of work: small enough for the threads to share evenly
+
+
 def raw_scores(forest: Forest, x: np.ndarray) -> np.ndarray:
-    """forest.raw(x), walked in machine code by `workers` threads."""
+    """forest.raw(x), walked in machine code: slices of SLICE_ROWS rows taken in turn by one
+    thread per usable core (a core that falls behind - another process on it - takes fewer)."""
     from ml.payment_features import _usable_cores
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = len(x)
     out = np.empty(n)
-    workers = max(1, min(_usable_cores(), n))
-    bounds = np.linspace(0, n, workers + 1).astype(np.int64)
 
-    def walk(part: int) -> None:
-        _walk(x, out, bounds[part], bounds[part + 1], forest.feature, forest.threshold,
+    def walk(start: int) -> None:
+        _walk(x, out, start, min(start + SLICE_ROWS, n), forest.feature, forest.threshold,
               forest.missing_right, forest.internal, forest.children, forest.value,
               forest.roots, forest.baseline)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(walk, range(workers)))
+    starts = range(0, n, SLICE_ROWS)
+    with ThreadPoolExecutor(max_workers=max(1, min(_usable_cores(), len(starts)))) as pool:
+        list(pool.map(walk, starts))
     return out
