@@ -28,6 +28,17 @@ def test_dbt_sources_are_the_extracts_raw_tables():
     ) == dg.AssetKey(["raw", "refunds"])
 
 
+def test_dbt_assets_sit_in_their_layers_group():
+    graph = defs.resolve_asset_graph()
+
+    def group(model: str) -> str | None:
+        return graph.get(get_asset_key_for_model([clearhouse_dbt_assets], model)).group_name
+
+    assert group("stg_clearhouse__payments") == "staging"
+    assert group("fct_settlement_statements") == "finance"
+    assert group("ref_currencies") == "reference"  # a seed, not `default`
+
+
 def test_dbt_tests_become_asset_checks():
     checks = defs.resolve_asset_graph().asset_check_keys
     statement = get_asset_key_for_model([clearhouse_dbt_assets], "fct_settlement_statements")

@@ -64,6 +64,8 @@ class ClearhouseTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "reference"  # currencies and chain tables the models look up
         path = dbt_resource_props.get("original_file_path", "")
         for layer in ("staging", "intermediate", "marts"):
             if f"models/{layer}/" in path:
