@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from ml.drift import MAJOR, MIN_ROWS, MODERATE
 from orchestration.defs.ledger.assets import RAW_KEYS
 from orchestration.defs.serving.assets import published_statements
 from warehouse.settings import get_settings
@@ -69,8 +70,8 @@ def fraud_model(context: dg.AssetExecutionContext,
           kinds={"scikitlearn", "sql"},
           check_specs=[dg.AssetCheckSpec("fraud_feature_drift", asset="fct_fraud_scores",
                                          description="PSI of each feature: champion's training "
-                                         "window vs the latest day with 200 payments or more "
-                                         "(warn > 0.1, fail > 0.25)")])
+                                         f"window vs the latest day with {MIN_ROWS} payments or "
+                                         f"more (warn > {MODERATE}, fail > {MAJOR})")])
 def fct_fraud_scores(context: dg.AssetExecutionContext):
     """analytics.fct_fraud_scores: every payment scored by the champion (0-99, decision,
     reasons)."""
