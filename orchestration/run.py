@@ -62,7 +62,7 @@ def run_pipeline(settings: Settings, *, days: Sequence[date] = (), ephemeral: bo
     from orchestration.definitions import defs
 
     instance = dagster_instance(settings, ephemeral=ephemeral)
-    run_config = {} if verbose else QUIET
+    run_config = {} if verbose else SILENT  # a refusal is raised with its reason
     main = defs.resolve_job_def("clearhouse_pipeline").execute_in_process(
         instance=instance, run_config=pipeline_run_config(verbose),
         partition_key=day.isoformat(), raise_on_error=False)
@@ -87,15 +87,23 @@ def run_pipeline(settings: Settings, *, days: Sequence[date] = (), ephemeral: bo
                                         if k in ("dagster/row_count", "summary")}
              for event in main.get_asset_materialization_events()
              if "summary" in event.materialization.metadata}
-    files = {}
-    statements = defs.resolve_job_def("merchant_statements")
-    for day in days:
-        run = statements.execute_in_process(instance=instance, partition_key=day.isoformat(),
-                                            run_config=run_config)
-        (event,) = run.get_asset_materialization_events()
-        files[day] = event.materialization.metadata["statements_written"].value
+    files = {day: write_statement_files(instance, day, run_config) for day in days}
     return {"rows_extracted": extracted, "statement_files": files, "landed_files": landed,
             "marts": marts, "run_id": main.run_id}
+
+
+def write_statement_files(instance, day: date, run_config: dict) -> int:
+    """The merchant_statements job for `day`: how many statement files it wrote. A refusal
+    (books not closed through the day) is a RuntimeError saying why, not Dagster's traceback."""
+    from orchestration.definitions import defs
+
+    run = defs.resolve_job_def("merchant_statements").execute_in_process(
+        instance=instance, partition_key=day.isoformat(), run_config=run_config,
+        raise_on_error=False)
+    if not run.success:
+        raise RuntimeError(f"no statement files for {day}: {failure_reason(run)}")
+    (event,) = run.get_asset_materialization_events()
+    return event.materialization.metadata["statements_written"].value
 
 
 def _asset_name(event) -> str:
