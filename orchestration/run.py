@@ -103,7 +103,7 @@ def write_statement_files(instance, day: date, run_config: dict) -> int:
     if not run.success:
         raise RuntimeError(f"no statement files for {day}: {failure_reason(run)}")
     (event,) = run.get_asset_materialization_events()
-    return event.materialization.metadata["statements_written"].value
+    return _int_metadata(event, "statements_written")
 
 
 def _asset_name(event) -> str:
