@@ -322,10 +322,18 @@ def report_dir(settings: Settings, suite_name: str) -> Path:
     return settings.home_dir / "quality" / suite_name
 
 
+# Reports kept per suite under runs/: each check evaluation in Dagster links its own, and a
+# suite checked every hour keeps about two days of them.
+KEEP_REPORTS = 50
+
+
 def write_report(settings: Settings, spec: SuiteSpec, result: QualityResult, outcome) -> Path:
-    """HOME/quality/<suite>/index.html (self-contained, nothing fetched) and result.json."""
+    """HOME/quality/<suite>/runs/<UTC time>.html, self-contained (nothing fetched) - the path
+    returned, which the check links - copied to index.html (the latest) beside result.json.
+    The oldest reports beyond KEEP_REPORTS are removed."""
     folder = report_dir(settings, spec.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    validated = datetime.now(UTC)
     rows = []
     for r in (outcome.results if outcome is not None else []):
         cfg = r.expectation_config
@@ -353,18 +361,22 @@ tr.bad td{{background:#fde8e8}}tr.ok td:first-child{{color:#17692f}}</style></he
 <body><h1>{html.escape(spec.name)}: {verdict}</h1>
 <p>{html.escape(spec.description)}</p>
 <p>{result.rows} rows, {result.evaluated} expectations, {len(result.failures)} failed;
-validated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; blocking:
+validated {validated:%Y-%m-%d %H:%M:%S} UTC; blocking:
 {'yes' if spec.blocking else 'no (warn)'}. Money is compared as exact decimal text and
 warehouse-computed residuals, never as floats.</p>
 <table><tr><th></th><th>expectation</th><th>column</th><th>what</th><th>result</th></tr>
 {body}
 </table></body></html>
 """
+    this_run = folder / "runs" / f"{validated:%Y%m%dT%H%M%S.%fZ}.html"
+    _atomic_write(this_run, page)
     _atomic_write(folder / "index.html", page)
     if outcome is not None:
         _atomic_write(folder / "result.json",
                       json.dumps(outcome.to_json_dict(), indent=1, default=str))
-    return folder / "index.html"
+    for old in sorted((folder / "runs").glob("*.html"))[:-KEEP_REPORTS]:
+        old.unlink(missing_ok=True)
+    return this_run
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -57,6 +57,9 @@ def test_raw_payments(warehouse):
     assert len(result.failures) == 4
     page = result.report_path.read_text()
     assert "FAILED" in page and "teleported" in page and "http" not in page
+    # each run keeps its own report (the check links it); index.html is the latest
+    assert ok.report_path != result.report_path and "passed" in ok.report_path.read_text()
+    assert (result.report_path.parent.parent / "index.html").read_text() == page
 
 
 def test_raw_refunds(warehouse):
@@ -246,3 +249,15 @@ def test_raw_ledger_legs_balance_over_the_whole_table(warehouse):
     # as if the check had passed after the first extract
     _mark_checked_through(warehouse.settings, "raw.ledger_entries", datetime(2026, 11, 20, 1))
     assert assert_passes(warehouse, "raw.ledger_entries").rows == 1
+
+
+def test_reports_beyond_the_kept_number_are_removed(warehouse, monkeypatch):
+    import quality.run
+
+    monkeypatch.setattr(quality.run, "KEEP_REPORTS", 3)
+    warehouse.execute("INSERT INTO raw.payments (id, merchant_id, amount_minor, currency, "
+                      "status, refunded_minor) VALUES ('pay_1', 'mer_1', 1, 'USD', 'failed', 0)")
+    paths = [validate(warehouse.settings, "raw.payments").report_path for _ in range(5)]
+    assert len(set(paths)) == 5  # one per run, in time order
+    assert sorted(paths[0].parent.glob("*.html")) == paths[-3:]
+
