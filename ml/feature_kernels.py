@@ -44,6 +44,18 @@ def _grown(table, bits):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
+def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no cover
+    """Row `row` starts code `distinct` in the free `slot`: (table, bits, codes so far), the
+    table grown once more than half of it is taken."""
+    table[slot, 0], table[slot, 1], table[slot, 2] = row, key_hash, distinct
+    codes[row] = distinct
+    distinct += 1
+    if 2 * distinct > (1 << bits):
+        table, bits = _grown(table, bits)
+    return table, bits, distinct
+
+
+@njit(nogil=True, cache=True)
 def text_codes(hashes, valid, offsets, data):  # pragma: no cover
     """(codes, distinct) of a text column given as Arrow buffers (`offsets`, `data`): rows with
     equal text get equal codes, numbered 0, 1, ... in order of first appearance; a null row
@@ -81,13 +93,9 @@ def text_codes(hashes, valid, offsets, data):  # pragma: no cover
             codes[i] = table[slot, 2]
             continue
         known[known_end:known_end + length] = data[start:start + length]
-        table[slot, 0], table[slot, 1], table[slot, 2] = i, h, distinct
         table[slot, 3], table[slot, 4] = known_end, length
         known_end += length
-        codes[i] = distinct
-        distinct += 1
-        if 2 * distinct > (1 << bits):
-            table, bits = _grown(table, bits)
+        table, bits, distinct = _new_code(table, bits, slot, i, h, codes, distinct)
     return codes, distinct
 
 
@@ -109,11 +117,7 @@ def pair_codes(first, second, second_distinct):  # pragma: no cover
         if table[slot, 0] >= 0:
             codes[i] = table[slot, 2]
             continue
-        table[slot, 0], table[slot, 1], table[slot, 2] = i, pair, distinct
-        codes[i] = distinct
-        distinct += 1
-        if 2 * distinct > (1 << bits):
-            table, bits = _grown(table, bits)
+        table, bits, distinct = _new_code(table, bits, slot, i, pair, codes, distinct)
     return codes, distinct
 
 
