@@ -39,10 +39,22 @@ class Outcome:
     def markdown(self) -> str:
         lines = [self.summary(), ""]
         if self.top:
-            lines += ["| payment | score | decision | reasons |", "|---|---|---|---|"]
-            lines += [f"| {r['payment_id']} | {r['score']} | {r['decision']} | {r['reasons']} |"
-                      for r in self.top]
+            lines += ["Highest scores, one row per score and reasons (a burst of one pattern is "
+                      "one row):", "",
+                      "| score | decision | reasons | payments | e.g. payment |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {r['score']} | {r['decision']} | {r['reasons']} | {r['payments']} | "
+                      f"{r['example']} |" for r in self.top]
         return "\n".join(lines) + "\n"
+
+
+def top_patterns(scores: pl.DataFrame, n: int = 10) -> list[dict]:
+    """The n highest (score, decision, reasons) with how many payments share each and the
+    first payment id: the risk team sees n patterns, not n rows of one card-testing burst."""
+    return (scores.group_by("score", "decision", "reasons")
+            .agg(payments=pl.len(), example=pl.col("payment_id").min())
+            .sort(["score", "payments", "example"], descending=[True, True, False])
+            .head(n).to_dicts())
 
 
 def score_frame(payments: pl.DataFrame, champion, settings: Settings,
@@ -94,8 +106,7 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
     outcome = Outcome(rows=scores.height, version=version,
                       review=int((scores["decision"] == "review").sum()),
                       block=int((scores["decision"] == "block").sum()),
-                      top=scores.sort("score", "payment_id", descending=[True, False]).head(10)
-                      .select("payment_id", "score", "decision", "reasons").to_dicts())
+                      top=top_patterns(scores))
     days = payments["created_at"].dt.date()
     found = latest_day(days) if payments.height else None
     if "drift_reference" not in card:

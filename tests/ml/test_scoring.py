@@ -38,3 +38,21 @@ def test_live_score_and_reasons_equal_batch_ones(split, gbm):
 def test_score_is_the_floor_of_the_percentage_capped_at_99():
     p = np.array([0.0, 0.0099, 0.01, 0.649999, 0.65, 0.75, 0.999, 1.0])
     assert to_score(p).tolist() == [0, 0, 1, 64, 65, 75, 99, 99]
+
+
+def test_the_summary_shows_patterns_not_one_burst_ten_times():
+    import polars as pl
+
+    from ml.batch import Outcome, top_patterns
+
+    burst = [(f"pay_b{i:02d}", 83, "block", "ml:card_count_1h") for i in range(12)]
+    others = [("pay_x", 83, "block", "ml:km_from_customer_prev"),
+              ("pay_y", 70, "review", "ml:new_device"), ("pay_z", 10, "approve", "")]
+    scores = pl.DataFrame(burst + others, schema=["payment_id", "score", "decision", "reasons"],
+                          orient="row")
+    top = top_patterns(scores, n=3)
+    assert [(t["score"], t["reasons"], t["payments"], t["example"]) for t in top] == [
+        (83, "ml:card_count_1h", 12, "pay_b00"), (83, "ml:km_from_customer_prev", 1, "pay_x"),
+        (70, "ml:new_device", 1, "pay_y")]
+    page = Outcome(rows=15, version="v0001", review=1, block=13, top=top).markdown()
+    assert "| 83 | block | ml:card_count_1h | 12 | pay_b00 |" in page
