@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from ml.cores import usable_cores
+
 if TYPE_CHECKING:
     from ml.compiled import Forest
 
@@ -47,8 +49,6 @@ SLICE_ROWS = 65_536  # rows per piece of work: small enough for the threads to s
 def raw_scores(forest: Forest, x: np.ndarray) -> np.ndarray:
     """forest.raw(x), walked in machine code: slices of SLICE_ROWS rows taken in turn by one
     thread per usable core (a core that falls behind - another process on it - takes fewer)."""
-    from ml.payment_features import _usable_cores
-
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = len(x)
     out = np.empty(n)
@@ -59,6 +59,6 @@ def raw_scores(forest: Forest, x: np.ndarray) -> np.ndarray:
               forest.roots, forest.baseline)
 
     starts = range(0, n, SLICE_ROWS)
-    with ThreadPoolExecutor(max_workers=max(1, min(_usable_cores(), len(starts)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(usable_cores(), len(starts)))) as pool:
         list(pool.map(walk, starts))
     return out

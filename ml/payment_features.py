@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from typing import cast
 import numpy as np
 import polars as pl
 
+from ml.cores import usable_cores
 from ml.payment_layout import COUNT_NAMES, EVENT_COLUMNS, KEYS, WINDOWS
 from serving.risk import INDICATIVE_USD, distance_km, parse_geo
 from warehouse.money import exponent
@@ -331,7 +331,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     tasks: list[Callable[[], dict[str, np.ndarray]]] = [
         functools.partial(key_counts, key, column) for key, column in KEYS.items()]
     tasks += [customer_device_counts, merchant_counts]
-    with ThreadPoolExecutor(max_workers=min(len(tasks), _usable_cores())) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(tasks), usable_cores())) as pool:
         key_columns = [*KEYS.values(), "merchant_id"]
         codes = dict(zip(key_columns, pool.map(lambda c: _column_codes(frame[c]), key_columns),
                          strict=True))
@@ -383,15 +383,6 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
           for name in METHODS],
     )
     return (features if in_order else features.sort("_row")).drop("_row")
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers narrow), not the
-    machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _in_event_order(frame: pl.DataFrame) -> bool:
