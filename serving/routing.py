@@ -204,10 +204,9 @@ def decision_out(routing: dict, currency: str) -> dict:
 
 
 def _considered(cid: str, reasons: list[str], cost_minor: str | None, currency: str,
-                health: HealthRegistry) -> dict:
-    """One channel of `considered`: why it was (not) eligible, its cost and its health."""
-    h = health.get(cid)
-    rate = h.success_rate()
+                h: ChannelHealth, rate: float | None) -> dict:
+    """One channel of `considered`: why it was (not) eligible, its cost and its health (`h`,
+    the channel's health, and its success rate)."""
     return {"channel": cid, "eligible": not reasons, "reasons": reasons,
             "cost_minor": cost_minor,
             "cost_currency": currency,  # the channel's cost price in the payment's currency
@@ -241,7 +240,8 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
         cid, _ctype, status, priority = config.channel
         reasons = []
         limits = config.currencies.get(currency)
-        state = health.get(cid).state
+        h = health.get(cid)
+        state = h.state
         if forced_channel and cid != forced_channel:
             reasons.append("not_the_forced_channel")
         if status != "active":
@@ -265,17 +265,18 @@ def route(session: Session, *, method_type: str, currency: str, amount_minor: in
         if state == "open":
             reasons.append("breaker_open")
         cost = str(fee_minor(amount_minor, price[0], price[1] or 0)) if price else None
-        entry = _considered(cid, reasons, cost, currency, health)
+        rate = h.success_rate()
+        entry = _considered(cid, reasons, cost, currency, h, rate)
         considered.append(entry)
         if not reasons:
-            rate = health.get(cid).success_rate()
             healthy = rate is None or rate >= HEALTHY_SUCCESS_RATE
             eligible.append(((0 if healthy else 1, int(entry["cost_minor"]),
                               entry["p50_latency_ms"] or 0.0, priority, cid), cid))
     if forced_channel and forced_channel not in {c.channel[0] for c in configs}:
         # The forced channel exists (the caller checked) but serves another payment method:
         # say so, rather than leave the payment failed with its channel nowhere in the reasons.
+        h = health.get(forced_channel)
         considered.append(_considered(forced_channel, ["payment_method_not_supported"], None,
-                                      currency, health))
+                                      currency, h, h.success_rate()))
     eligible.sort()
     return RoutingDecision([cid for _, cid in eligible], considered)
