@@ -15,7 +15,10 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml $(wildcard */__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	# Bytecode compiled once here: nothing can write it later where PYTHONDONTWRITEBYTECODE is
+	# set, and then every process (API worker, Dagster run, dbt) compiles what it imports again -
+	# 1.1-3 s more per start-up (docs/architecture.md section 9).
+	$(BIN)/uv pip sync --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
