@@ -10,6 +10,9 @@
 - `chain_unconfirmed`: "fewer confirmations than the network's threshold" - per network
   (seed ref_chain_networks): Ethereum mainnet 12, Base 10. An ETH Transfer with 11
   confirmations is unconfirmed; a USDC Transfer on Base with 11 is a match.
+- A Transfer log without its block's time (an eth_getLogs answer or ethereum-etl's logs.csv
+  carries none) still counts, dated when its file was loaded: a payment's log matches, and an
+  unknown Transfer into the collection address is missing_in_ledger.
 
 Raw rows inserted with tests/dbt/conftest.py's insert_raw; the reconciliation models built by
 dbt on DuckDB and Postgres for 03-05 (grace 1 day, the default: a payout due 03-02 with no
@@ -94,7 +97,8 @@ COLLECTION = "0xcf2f5e3ce56bdea96e82153b27612ccf9f75dc7d"  # ch_crypto_sim's (re
 BASE_USDC = "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913"
 ETH_TOKEN = "0x" + "0" * 40  # native ETH as indexers list it (ref_chain_tokens)
 HEAD = 1_000
-TX = {k: "0x" + k * 32 for k in ("c1", "c2", "c3")}
+TX = {k: "0x" + k * 32 for k in ("c1", "c2", "c3", "c4", "c5")}
+LOADED = datetime(2024, 3, 2, 8)  # when the Base file was loaded (its chain_heads row)
 ONE_ETH = 10 ** 18
 
 
@@ -107,10 +111,11 @@ def _crypto(pid: str, amount: int, currency: str, tx: str) -> dict:
             "captured_at": at, "created_at": at, "updated_at": at}
 
 
-def _log(tx: str, value: int, block: int, network: str, token: str) -> dict:
+def _log(tx: str, value: int, block: int, network: str, token: str,
+         at: datetime | None = datetime(2024, 3, 1, 12)) -> dict:
     return {"chain_log_id": f"{tx}:0", "file_id": f"f_chain_{network}", "network": network,
             "block_number": block, "block_hash": None,
-            "block_timestamp": datetime(2024, 3, 1, 12), "transaction_hash": tx, "log_index": 0,
+            "block_timestamp": at, "transaction_hash": tx, "log_index": 0,
             "token_address": token, "from_address": "0x" + "11" * 20, "to_address": COLLECTION,
             "value_text": str(value), "value_minor": value, "removed": False}
 
@@ -119,14 +124,18 @@ CRYPTO_PAYMENTS = [
     _crypto("pay_n_eth11", ONE_ETH, "ETH", TX["c1"]),
     _crypto("pay_n_eth12", 2 * ONE_ETH, "ETH", TX["c2"]),
     _crypto("pay_n_base11", 1_000_000, "USDC", TX["c3"]),
+    _crypto("pay_n_notime", 3_000_000, "USDC", TX["c4"]),
 ]
 CHAIN_LOGS = [
     _log(TX["c1"], ONE_ETH, HEAD - 10, "eip155:1", ETH_TOKEN),       # 11 confirmations
     _log(TX["c2"], 2 * ONE_ETH, HEAD - 11, "eip155:1", ETH_TOKEN),   # 12
     _log(TX["c3"], 1_000_000, HEAD - 10, "eip155:8453", BASE_USDC),  # 11
+    # no block time in the file: dated when it was loaded (LOADED)
+    _log(TX["c4"], 3_000_000, HEAD - 20, "eip155:8453", BASE_USDC, at=None),
+    _log(TX["c5"], 4_000_000, HEAD - 20, "eip155:8453", BASE_USDC, at=None),  # no payment
 ]
-CHAIN_HEADS = [{"file_id": f"f_chain_{n}", "network": n, "latest_block": HEAD}
-               for n in ("eip155:1", "eip155:8453")]
+CHAIN_HEADS = [{"file_id": f"f_chain_{n}", "network": n, "latest_block": HEAD,
+                "seen_at": LOADED} for n in ("eip155:1", "eip155:8453")]
 
 
 def _channel(cid: str, window: int, kind: str) -> dict:
@@ -248,9 +257,24 @@ def test_the_confirmation_threshold_is_the_networks(runs):
     snap = runs[0]
     matched = sorted(m["payment_id"] for m in snap["matches"]
                      if m["channel"] == CRYPTO and m["match_type"] == "chain")
-    assert matched == ["pay_n_base11", "pay_n_eth12"]
+    assert matched == ["pay_n_base11", "pay_n_eth12", "pay_n_notime"]
     assert sorted((b["break_type"], b["payment_id"], b["chain_tx_hash"]) for b in snap["breaks"]
-                  if b["channel"] == CRYPTO) == [("chain_unconfirmed", "pay_n_eth11", TX["c1"])]
+                  if b["channel"] == CRYPTO and b["chain_tx_hash"] != TX["c5"]) == [
+        ("chain_unconfirmed", "pay_n_eth11", TX["c1"])]
+
+
+def test_a_log_without_its_block_time_is_dated_when_its_file_was_loaded(runs):
+    """eth_getLogs answers and ethereum-etl's logs.csv carry no block time: such a log still
+    reconciles (it used to drop out: the payment was missing_in_channel and an unknown Transfer
+    raised nothing), dated by its file's load."""
+    snap = runs[0]
+    [match] = [m for m in snap["matches"] if m["payment_id"] == "pay_n_notime"]
+    assert (match["match_type"], match["chain_tx_hash"], match["matched_on"]) == (
+        "chain", TX["c4"], LOADED.date())
+    assert [b for b in snap["breaks"] if b["payment_id"] == "pay_n_notime"] == []
+    [unknown] = [b for b in snap["breaks"] if b["chain_tx_hash"] == TX["c5"]]
+    assert (unknown["break_type"], unknown["payment_id"], _int(unknown["channel_amount_minor"]),
+            unknown["first_seen"]) == ("missing_in_ledger", None, 4_000_000, LOADED.date())
 
 
 def test_a_rerun_of_the_day_gives_the_same_matches_and_break_ids(runs):

@@ -24,6 +24,7 @@ with pairs as (
         t.log_index,
         t.block_number,
         t.block_timestamp,
+        t.observed_at,
         t.to_address,
         t.asset,
         t.value_minor,

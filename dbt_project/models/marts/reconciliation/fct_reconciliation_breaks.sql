@@ -251,7 +251,7 @@ chain_breaks as (
         p.transaction_hash as chain_tx_hash,
         p.amount_minor as ledger_minor,
         p.value_minor as channel_minor,
-        cast(p.block_timestamp as date) as first_seen,
+        cast(p.observed_at as date) as first_seen,
         cast(null as varchar(2000)) as candidates,
         cast(null as varchar(200)) as psp_line_id
     from {{ ref('int_recon_chain_pairs') }} as p
@@ -286,7 +286,7 @@ unexplained_transfers as (
         t.transaction_hash as chain_tx_hash,
         cast(null as {{ money_type() }}) as ledger_minor,
         t.value_minor as channel_minor,
-        cast(t.block_timestamp as date) as first_seen,
+        cast(t.observed_at as date) as first_seen,
         cast(null as varchar(2000)) as candidates,
         cast(null as varchar(200)) as psp_line_id
     from transfers as t

@@ -94,7 +94,7 @@ chain as (
         cast(null as varchar(200)) as statement_line_id,
         p.transaction_hash as chain_tx_hash,
         p.amount_minor,
-        cast(p.block_timestamp as date) as matched_on,
+        cast(p.observed_at as date) as matched_on,
         cast(null as varchar(200)) as psp_line_id,
         cast(null as varchar(40)) as refund_id
     from {{ ref('int_recon_chain_pairs') }} as p

@@ -1,6 +1,9 @@
 -- One row per Transfer log; a later `removed: true` copy of the same log (same block) marks it
 -- reorged.
 -- Confirmations count the log's own block: newest block seen on the network - block + 1.
+-- observed_at: when the log happened as far as we know - its block's time, else (formats that do
+-- not carry it: an eth_getLogs answer, ethereum-etl's logs.csv) when the file bringing it was
+-- loaded; reconciliation dates the log by it (a log with no date would match nothing).
 with logs as (
     select * from {{ source('files', 'chain_logs') }}
 ),
@@ -9,6 +12,12 @@ heads as (
     select network, max(latest_block) as latest_block
     from {{ source('files', 'chain_heads') }}
     group by network
+),
+
+loaded as (
+    select file_id, network, min(seen_at) as seen_at
+    from {{ source('files', 'chain_heads') }}
+    group by file_id, network
 )
 
 select
@@ -18,6 +27,7 @@ select
     l.block_number,
     l.block_hash,
     l.block_timestamp,
+    coalesce(l.block_timestamp, s.seen_at) as observed_at,
     l.transaction_hash,
     l.log_index,
     l.token_address,
@@ -36,4 +46,5 @@ select
     greatest(coalesce(h.latest_block, l.block_number) - l.block_number + 1, 0) as confirmations
 from logs l
 left join heads h on h.network = l.network
+left join loaded s on s.file_id = l.file_id and s.network = l.network
 where not l.removed
