@@ -18,6 +18,7 @@ report_id supersedes that report's earlier row only (formats/fraud_reports.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -124,13 +125,19 @@ def pending_files(settings: Settings, sources: list[str] | None = None) -> list[
     return found
 
 
+RESENT_PREFIX = "resent-"
+
+
 def land(settings: Settings, path: Path, source: str) -> Path:
-    """Copy an operator's file into the landing zone (the original stays where it was)."""
+    """Copy an operator's file into the landing zone (the original stays where it was). When a
+    file of that name with other bytes waits there already (a corrected re-send), this one goes
+    in a folder of its own under its own name - a PSP settlement file's name is its channel and
+    day - and, copied later, is loaded after it (and supersedes it)."""
     target_dir = settings.landing_dir / source
-    target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / path.name
     if target.exists() and target.read_bytes() != path.read_bytes():
-        target = target_dir / f"{path.stem}.{int(time.time() * 1000)}{path.suffix}"
+        target = target_dir / f"{RESENT_PREFIX}{time.time_ns()}" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return target
 
@@ -337,14 +344,17 @@ class FileLoader:
 
     def _write_psp(self, parsed: ParsedFile, name: str, short: str, file_id: str,
                    outcome: FileOutcome) -> dict:
-        day_match = _DAY_IN_NAME.search(name)
-        day = dt.date.fromisoformat(day_match.group(1)) if day_match else None
         table = parsed.psp_table
         if table is None:
             table = _arrow(parsed.psp_lines, PspLine, {})
-        channel = None
-        if table.num_rows and "channel" in table.column_names:
-            channel = table.column("channel")[0].as_py()
+        if parsed.format == "psp_csv":  # its name is its channel and day, rows or none
+            channel, day = psp_csv.file_facts(name)
+        else:
+            day_match = _DAY_IN_NAME.search(name)
+            day = dt.date.fromisoformat(day_match.group(1)) if day_match else None
+            channel = None
+            if table.num_rows and "channel" in table.column_names:
+                channel = table.column("channel")[0].as_py()
         # A PSP settlement CSV is one per channel and day (its name says which); a fund-flow
         # bill, which names no merchant, is told apart by its file name.
         # WeChat and Alipay bills say who and when themselves (ParsedFile.bill_key): the same
@@ -563,9 +573,11 @@ class FileLoader:
             target.with_name(target.name + ".reason.json").write_text(json.dumps(reason, indent=2))
         if duplicate and target.exists():
             path.unlink(missing_ok=True)
-            return
-        if path.exists():
+        elif path.exists():
             shutil.move(str(path), target)
+        if path.parent.name.startswith(RESENT_PREFIX):  # land()'s folder for a re-send: done
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
 
 def file_identity(name: str, data: bytes) -> str:

@@ -108,6 +108,49 @@ def test_a_nul_byte_in_a_psp_csv_is_quarantined_at_its_line_and_the_rest_loads(s
     assert rows(settings, "SELECT COUNT(*) FROM raw.psp_lines")[0][0] == 2
 
 
+def test_a_corrected_psp_file_resent_under_its_name_supersedes_the_first(settings, tmp_path):
+    """psp-settlement-csv.md: one file per channel and day, `<channel>_<YYYY-MM-DD>.csv`. Landed
+    again under its name with other bytes while the first still waits (`clearhouse ingest`), the
+    re-send keeps its name (it used to be renamed `<stem>.<ms>.csv` and quarantined as
+    bad_file_name) and, loaded after the first, supersedes it; landing is left empty."""
+    from ingest.files.loader import land
+
+    name = "ch_card_sim_2026-11-20.csv"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / name).write_bytes(PSP_HEADER + PSP_ROWS)
+    (tmp_path / "b" / name).write_bytes(PSP_HEADER + PSP_ROWS.replace(b"2550,74,2476",
+                                                                       b"2550,75,2475"))
+    first = land(settings, tmp_path / "a" / name, "psp")
+    second = land(settings, tmp_path / "b" / name, "psp")
+    assert second.name == name and second != first
+    report = load_landing(settings)
+    assert [(f.status, f.reason) for f in report.files] == [("loaded", None), ("loaded", None)]
+    assert len(report.files[1].superseded) == 1
+    current = rows(settings, "SELECT fee_minor, settlement_date FROM raw.psp_lines "
+                             "WHERE superseded_by IS NULL AND record_type = 'payment'")
+    assert [(int(fee), str(day)) for fee, day in current] == [(75, "2026-11-20")]
+    assert [p for p in (settings.landing_dir / "psp").rglob("*")] == []
+
+
+def test_an_empty_resend_supersedes_and_the_day_is_the_names_last_date(settings):
+    """A header-only corrected re-send of a channel-day replaces its rows (the channel and day
+    come from the name, not from a first row it does not have); a channel whose name holds a
+    date settles on the date before `.csv`."""
+    drop(settings, "psp", "ch_card_sim_2026-11-20.csv", PSP_HEADER + PSP_ROWS)
+    load_landing(settings)
+    drop(settings, "psp", "ch_card_sim_2026-11-20.csv", PSP_HEADER)
+    [empty] = load_landing(settings).files
+    assert empty.status == "loaded" and len(empty.superseded) == 1
+    assert rows(settings, "SELECT COUNT(*) FROM raw.psp_lines WHERE superseded_by IS NULL"
+                )[0][0] == 0
+    drop(settings, "psp", "ch_2026-01-01_2026-11-21.csv", PSP_HEADER + PSP_ROWS)
+    load_landing(settings)
+    assert rows(settings, "SELECT DISTINCT channel, CAST(settlement_date AS VARCHAR) "
+                          "FROM raw.psp_lines WHERE superseded_by IS NULL") == [
+        ("ch_2026-01-01", "2026-11-21")]
+
+
 def test_a_nul_byte_in_a_wechat_bill_is_quarantined_at_its_line(settings, shared_data):
     bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
     drop(settings, "psp", "bill.csv", bill.replace(b"for testing", b"for\x00testing", 1))
