@@ -54,8 +54,8 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
                               batch: int = 500, test_clock: datetime | None = None) -> dict:
     """POST the signed callbacks not yet delivered; `client` has the API as its base_url.
 
-    `now` is the signing time (the receiver checks it against its clock, so pass the wall
-    clock); `test_clock` (development/test only) sets the business time of the confirmation,
+    `now` is when the pass starts, the wall clock (the receiver checks each callback's signing
+    time against its clock: a callback is signed at `now` plus the time the pass has taken); `test_clock` (development/test only) sets the business time of the confirmation,
     and only operations that existed by then call back (a replayed day confirms its own
     payments, not ones taken since).
     """
@@ -71,6 +71,7 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
             .limit(batch)
         ).all()
     report = {"delivered": 0, "failed": 0, "skipped": 0}
+    clock = signing.running_clock(now)  # each callback signed when it is sent
     for operation, secret in rows:
         if not secret:
             log.warning("channel %s has no callback_secret; callback %s not sent",
@@ -79,7 +80,7 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
             continue
         body = callback_body(operation)
         headers = {"Content-Type": "application/json",
-                   signing.SIGNATURE_HEADER: signing.sign(secret, body, now)}
+                   signing.SIGNATURE_HEADER: signing.sign(secret, body, clock())}
         if test_clock is not None:
             headers["Clearhouse-Test-Clock"] = test_clock.astimezone(UTC).isoformat()
         try:

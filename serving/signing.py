@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
-from datetime import datetime
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
 SIGNATURE_HEADER = "Clearhouse-Signature"
 EVENT_ID_HEADER = "Clearhouse-Event-Id"
@@ -57,6 +58,14 @@ def compute(secret: str, body: bytes, t: int) -> str:
 
 def _unix(value: datetime | float) -> int:
     return int(value.timestamp()) if isinstance(value, datetime) else int(value)
+
+
+def running_clock(start: datetime) -> Callable[[], datetime]:
+    """`start` moved on by the time spent since: a pass that signs many requests stamps each
+    with when it is sent, not when the pass began (a receiver refuses a stamp older than
+    TOLERANCE_SECONDS, and a pass behind a slow endpoint can take longer than that)."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
 def sign(secret: str | Iterable[str], body: bytes, t: datetime | float) -> str:

@@ -262,12 +262,13 @@ def deliver_due(engine: Engine, client: httpx.Client, now: datetime, batch: int 
                 ) -> DeliveryReport:
     """Send up to `batch` due deliveries (claimed CLAIM_CHUNK at a time) and record outcomes."""
     report = DeliveryReport()
+    clock = signing.running_clock(now)  # each delivery signed when it is sent
     while len(report.delivery_ids) < batch:
         claims = _claim(engine, now, min(CLAIM_CHUNK, batch - len(report.delivery_ids)))
         if not claims:
             break
         for claim in claims:
-            status_code, error = _send(client, claim, now)
+            status_code, error = _send(client, claim, clock())
             status = _record(engine, claim, now, status_code, error)
             report.delivery_ids.append(claim.delivery_id)
             if status == "delivered":

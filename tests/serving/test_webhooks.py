@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import timedelta
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -96,7 +97,8 @@ def test_api_payment_and_refund_events_are_delivered_signed(api):
     assert call["url"] == HOOK_URL
     assert call["headers"]["content-type"] == "application/json"
     assert call["headers"]["clearhouse-event-id"] == call["event"]["id"]
-    assert call["headers"]["clearhouse-signature"].startswith(f"t={int(NOW.timestamp())},v1=")
+    signed_at, _ = signing.parse(call["headers"]["clearhouse-signature"])
+    assert 0 <= signed_at - int(NOW.timestamp()) < 60  # when sent: NOW plus the pass so far
     assert set(call["event"]) == {"id", "type", "created_at", "data"}
     assert call["event"]["data"]["id"] == payment["id"]
     assert call["event"]["data"]["amount_minor"] == "1500"
@@ -277,3 +279,26 @@ def test_claim_skips_deliveries_another_dispatcher_holds(api, merchant):
                                                          if d.id != first]
         holder.rollback()
     assert [c.delivery_id for c in webhooks._claim(api.engine, NOW, 10)] == [first]
+
+
+def test_each_delivery_is_signed_when_it_is_sent_not_when_the_pass_began(api, merchant,
+                                                                        monkeypatch):
+    """api.md: a signature older than 300 s is refused. A pass behind slow endpoints (here 200 s
+    go by at each look at the clock) stamps each delivery with its own sending time; all of them
+    used to carry the pass's start, so the later ones arrived already stale."""
+    for _ in range(3):
+        add_event(api.engine, merchant)
+    enqueue(api.engine)
+    ticks = iter(range(0, 100_000, 200))
+    monkeypatch.setattr(signing, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    stamps = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        stamps.append(signing.parse(request.headers[signing.SIGNATURE_HEADER])[0])
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(endpoint)) as client:
+        assert webhooks.deliver_due(api.engine, client, NOW).delivered == 3
+    start = int(NOW.timestamp())
+    assert len(stamps) == 3 and start < stamps[0] < stamps[1] < stamps[2]
+    assert stamps[2] - stamps[0] >= 400  # 200 s per look at the clock, two looks at least
