@@ -31,7 +31,7 @@ handles the request from the start; nothing was written.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypedDict, cast
 
 from sqlalchemy import Engine
@@ -63,7 +63,7 @@ _CLAIM_AND_FACTS = """
 WITH claim AS (
     INSERT INTO idempotency_keys (merchant_id, key, request_path, request_hash,
                                   response_status, response_body, created_at)
-    VALUES (%(merchant_id)s, %(key)s, %(path)s, %(fingerprint)s, 0, '', %(now)s)
+    VALUES (%(merchant_id)s, %(key)s, %(path)s, %(fingerprint)s, 0, '', %(claimed_at)s)
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
@@ -126,7 +126,10 @@ def _claim_params(lookups: Session, *, merchant_id: str, key: str, path: str,
                  "device_id": customer.device_id if customer else None,
                  "customer_ip": customer.ip if customer else None}
     limited = channels_with_daily_limit(lookups, body.payment_method.type, body.currency)
+    # The key is dated by the wall clock, as the general path dates it (idempotency.claim):
+    # its 24 h before pruning run in real time, also under a test clock's business time.
     params = {"key": key, "path": path, "fingerprint": fingerprint,
+              "claimed_at": datetime.now(UTC),
               "email": customer.email if customer else None,
               **risk.risk_facts_params(merchant_id, body.currency, limited, risk_keys, now)}
     return params, risk_keys

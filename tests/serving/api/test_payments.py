@@ -268,3 +268,23 @@ def test_health_and_openapi(api):
     spec = api.client.get("/openapi.json").json()
     assert "/api/v1/payments" in spec["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_a_key_taken_under_a_test_clock_lives_its_24_hours_in_real_time(api):
+    """A key is dated by the wall clock on every path: Postgres's one-round-trip create dated it
+    by the test clock's business time (days back on a replayed day), so the next pruning
+    dropped it and a retry made a second payment."""
+    from datetime import UTC, datetime
+
+    from serving.services.idempotency import prune_expired
+
+    _, key = api.merchant()
+    card = {"type": "card", "number": "4242424242424242"}
+    clock = {"Clearhouse-Test-Clock": "2026-11-20T12:00:00Z"}
+    first = api.pay(key, amount="500", idem="k-clock", method=card, headers=clock)
+    assert first.status_code == 201
+    with Session(api.engine) as s, s.begin():
+        assert prune_expired(s, datetime.now(UTC), ttl_hours=24) == 0
+    again = api.pay(key, amount="500", idem="k-clock", method=card, headers=clock)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true" and count(api, Payment) == 1
