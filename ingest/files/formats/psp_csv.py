@@ -233,8 +233,10 @@ def _locate_csv_problem(body: _Body, width: int, arrow_message: str) -> ParseErr
 
 
 def _line_numbers(body: _Body, rows: int) -> pa.Array:
-    """Physical line of each row: row + 2, unless a quoted value spans lines."""
-    if body.physical_lines(rows) == rows:
+    """Physical line of each row: row + 2, unless a quoted value spans lines. A body with
+    quotes is read once more by the strict reader, which refuses what RFC 4180 does not allow
+    (Arrow reads `"c1"x` as c1x); files quote only where a value needs it, so few pay for it."""
+    if not body.has_quotes() and body.physical_lines(rows) == rows:
         numbers = np.arange(2, rows + 2, dtype=np.int64)
         return pa.Array.from_buffers(pa.int64(), rows, [None, pa.py_buffer(numbers)])
     starts = [line for line, _ in csv_records(body.text(), first_line=2)]

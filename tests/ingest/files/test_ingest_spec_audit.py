@@ -151,6 +151,22 @@ def test_an_empty_resend_supersedes_and_the_day_is_the_names_last_date(settings)
         ("ch_2026-01-01", "2026-11-21")]
 
 
+def test_text_after_a_closing_quote_is_quarantined_not_glued_on(settings):
+    """RFC 4180: a quoted value ends at its closing quote. `"crd_1"x` was loaded as crd_1x
+    (Arrow's reader is lenient; the strict one ran only when a value spanned lines)."""
+    bad = PSP_ROWS.replace(b"payment,crd_1,", b'payment,"crd_1"x,')
+    drop(settings, "psp", "ch_card_sim_2026-11-20.csv", PSP_HEADER + bad)
+    drop(settings, "psp", "ch_wallet_sim_2026-11-20.csv",
+         PSP_HEADER + PSP_ROWS.replace(b"payment,crd_1,", b'payment,"crd_1",'))
+    report = load_landing(settings)
+    quarantined = outcome(report, "ch_card_sim_2026-11-20.csv")
+    assert (quarantined.status, quarantined.reason, quarantined.location) == (
+        "quarantined", "csv_syntax", "line 2")
+    assert outcome(report, "ch_wallet_sim_2026-11-20.csv").status == "loaded"
+    assert rows(settings, "SELECT channel_reference FROM raw.psp_lines "
+                          "WHERE record_type = 'payment'") == [("crd_1",)]
+
+
 def test_a_nul_byte_in_a_wechat_bill_is_quarantined_at_its_line(settings, shared_data):
     bill = (shared_data / "psp/wechatpay/wechatpay_v3_tradebill_ALL_2021-01-28.csv").read_bytes()
     drop(settings, "psp", "bill.csv", bill.replace(b"for testing", b"for\x00testing", 1))
