@@ -16,6 +16,10 @@ default), against reconciliation.md:
   gross, currency, transaction_at) is `duplicate_in_channel` ("the same channel reference
   settled twice"), as a repeated payment line is; the first line (settlement day, then line) is
   the match. A second, genuine chargeback of a payment (another transaction time) is not.
+- ch_dup: "duplicate_in_channel: the same channel reference settled twice" also when the ledger
+  never got that reference back: a line ties it to the payment by the platform id it carries,
+  and a later line carrying only the reference is that payment settled again (it was
+  missing_in_ledger).
 
 Raw rows inserted with tests/dbt/conftest.py's insert_raw; the recon models built by dbt on
 DuckDB and Postgres for 03-03, 03-04, then - after the ledger moved pay_if to success - 03-05
@@ -36,7 +40,7 @@ from tests.dbt.reconciliation_spec.phases import recon_snapshot
 T0 = datetime(2024, 1, 1)
 SELECT = ("--select", "+fct_reconciliation_breaks", "+rpt_reconciliation_daily",
           "--exclude", "test_type:singular")
-CHANNELS = ("ch_if", "ch_fz", "ch_cb")
+CHANNELS = ("ch_if", "ch_fz", "ch_cb", "ch_dup")
 D1, D2, D3, D4, D5 = (date(2024, 3, d) for d in range(1, 6))
 RUNS = ("2024-03-03", "2024-03-04", "2024-03-05", "2024-03-05")
 
@@ -86,6 +90,8 @@ PAYMENTS = [
     # 3. chargebacks
     _payment("pay_cb", 5_000, "ch_cb"),
     _payment("pay_cb2", 4_000, "ch_cb"),
+    # 4. the channel's reference never reached the ledger
+    _payment("pay_dup", 6_000, "ch_dup", ref=None),
 ]
 
 PSP_LINES = [
@@ -110,6 +116,9 @@ PSP_LINES = [
     # a chargeback naming nothing, re-sent: missing_in_ledger, then duplicate_in_channel
     _line("C_ghost", "ch_cb", -700, ref="ghost-cb", kind="chargeback", n=5),
     _line("C_ghost_again", "ch_cb", -700, ref="ghost-cb", kind="chargeback", day=D3, n=3),
+    # pay_dup settled (reference and platform id), then its reference settled again alone
+    _line("L_dup", "ch_dup", 6_000, ref="psp-dup", mref="pay_dup"),
+    _line("L_dup_again", "ch_dup", 6_000, ref="psp-dup", day=D3),
 ]
 
 ROWS = {"channels": [_channel(c) for c in CHANNELS], "payments": PAYMENTS,
@@ -247,6 +256,14 @@ def test_3_a_re_sent_chargeback_is_a_duplicate_not_a_second_match(runs):
             _int(dup["channel_amount_minor"]), dup["first_seen"], dup["status"]) == \
         ("chref-pay_cb", -5_000, -5_000, D3, "open")
     assert dup["break_id"] == hashlib.md5(b"duplicate_in_channel:C_cb_again").hexdigest()
+
+
+# --- 4. a reference the ledger lacks, settled twice -----------------------------------------------
+
+def test_4_a_reference_settled_again_is_a_duplicate_of_the_payment_it_was_tied_to(runs):
+    for snap in runs:
+        assert [(p, line) for _t, p, line in _matches(snap, "ch_dup")] == [("pay_dup", "L_dup")]
+        assert _breaks(snap, "ch_dup") == [("duplicate_in_channel", "pay_dup", "L_dup_again")]
 
 
 # --- idempotence, engines ------------------------------------------------------------------------

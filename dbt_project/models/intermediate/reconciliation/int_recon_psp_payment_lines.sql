@@ -18,12 +18,30 @@ ledger as (
     select * from {{ ref('int_recon_ledger') }}
 ),
 
-resolved as (
+named as (
     select
         l.*,
-        coalesce(pay_ref.payment_id, pay_id.payment_id) as payment_id
+        coalesce(pay_ref.payment_id, pay_id.payment_id) as named_payment_id
     from lines as l
     {{ recon_name_joins('ledger', 'payment_id', 'pay') }}
+),
+
+-- a channel reference a line ties to a payment (by the payment id it also carries) is that
+-- payment's on the channel, also on a line carrying only the reference - settled again, a
+-- duplicate_in_channel, not money the ledger does not know (the ledger may lack the reference:
+-- the channel's answer never came back)
+linked as (
+    select channel, channel_reference, min(named_payment_id) as payment_id
+    from named
+    where named_payment_id is not null and channel_reference is not null
+    group by channel, channel_reference
+),
+
+resolved as (
+    select n.*, coalesce(n.named_payment_id, k.payment_id) as payment_id
+    from named as n
+    left join linked as k
+        on k.channel = n.channel and k.channel_reference = n.channel_reference
 )
 
 select
