@@ -55,9 +55,10 @@ def deliver_pending_callbacks(engine: Engine, client: httpx.Client, now: datetim
     """POST the signed callbacks not yet delivered; `client` has the API as its base_url.
 
     `now` is when the pass starts, the wall clock (the receiver checks each callback's signing
-    time against its clock: a callback is signed at `now` plus the time the pass has taken); `test_clock` (development/test only) sets the business time of the confirmation,
-    and only operations that existed by then call back (a replayed day confirms its own
-    payments, not ones taken since).
+    time against its clock: a callback is signed at `now` plus the time the pass has taken);
+    `test_clock` (development/test only) sets the business time of the confirmation, and only
+    operations that existed by then call back (a replayed day confirms its own payments, not
+    ones taken since).
     """
     pending: list[ColumnElement[bool]] = [SimChannelOperation.delivered_at.is_(None)]
     if test_clock is not None:
