@@ -130,14 +130,16 @@
 
 
 {# settlement.md, "a closed period never changes": the statement period of each item first seen
-   in this run (the CTE `new_items`, with columns `key`, `owner`, `cycle` and
-   natural_period_start), decided once. An item whose own period was closed by an earlier run is
+   in this run (the CTE `new_items`, with columns `key`, `owner`, `cycle`, natural_period_start
+   and occurred_on), decided once. An item whose own period was closed by an earlier run is
    late: it goes on the owner's period open at this run, as an adjustment that names it. Used by
    the merchants' (int_settlement_placements) and the agents' (int_agent_statement_placements)
    statements alike.
    A cycle changed since (PATCH on the merchant or agent) applies to items not yet placed; where
    its period would start on the day a period of the old cycle already starts, the item joins
-   that statement instead (held_periods): one statement per owner, currency and first day. #}
+   that statement instead (held_periods): one statement per owner, currency and first day.
+   When that statement is closed (a longer cycle now: daily -> monthly, its first day's daily
+   statement long closed) the item moves (moved_to_open_period): never onto a closed statement. #}
 {% macro place_new_items(new_items, key, owner, cycle) -%}
 with previous_runs as (
     {{ previous_runs() }}
@@ -146,10 +148,10 @@ with previous_runs as (
 flagged as (
     select
         n.*,
+        r.closed_through,
         coalesce({{ cycle_period_end('n.' ~ cycle, 'n.natural_period_start') }}
                  < r.closed_through, false) as is_late,
-        {{ cycle_period_start('n.' ~ cycle, settlement_open_day('r.closed_through')) }}
-            as open_period_start
+        {{ settlement_open_day('r.closed_through') }} as open_day
     from {{ new_items }} as n
     cross join previous_runs as r
 ),
@@ -157,31 +159,93 @@ flagged as (
 placed as (
     select
         f.*,
-        case when f.is_late then f.open_period_start else f.natural_period_start end
-            as period_start
+        case when f.is_late then {{ cycle_period_start('f.' ~ cycle, 'f.open_day') }}
+             else f.natural_period_start end as period_start
     from flagged as f
-)
+),
+
+held as (
+{%- if is_incremental() %}
+    {{ held_periods(this, owner, cycle) }}
+{%- else %}
+    select cast(null as {{ dbt.type_string() }}) as owner, cast(null as date) as period_start,
+           cast(null as {{ dbt.type_string() }}) as cycle, cast(null as date) as period_end
+    where 1 = 0
+{%- endif %}
+),
+
+{{ moved_to_open_period('placed', key, owner, cycle, 'period_start',
+                        "case when p.is_late then p.open_day
+                              else greatest(p.occurred_on, p.closed_through) end") }}
 
 select
-    p.{{ key }},
-    p.{{ owner }},
-    coalesce(h.cycle, p.{{ cycle }}) as {{ cycle }},
-    p.natural_period_start,
-    p.period_start,
-    coalesce(h.period_end, {{ cycle_period_end('p.' ~ cycle, 'p.period_start') }}) as period_end,
-    p.is_late,
+    m.{{ key }},
+    m.{{ owner }},
+    m.statement_cycle_now as {{ cycle }},
+    m.natural_period_start,
+    m.statement_start as period_start,
+    m.statement_end as period_end,
+    m.is_late or (m.is_moved and m.occurred_on < m.closed_through) as is_late,
     {{ settlement_as_of() }} as placed_as_of,
     cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as placed_by_invocation
-from placed as p
-{% if is_incremental() -%}
-left join ({{ held_periods(this, owner, cycle) }}) as h
-    on h.owner = p.{{ owner }} and h.period_start = p.period_start
-{%- else -%}
-left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as date) as period_start,
-                  cast(null as {{ dbt.type_string() }}) as cycle,
-                  cast(null as date) as period_end) as h
-    on 1 = 0
-{%- endif %}
+from moved as m
+{%- endmacro %}
+
+
+{# The statement each row of `rows` (columns `key`, `owner`, `cycle`, `closed_through` and the
+   period start it would take, `start`) goes on, given the CTE `held` (held_periods): the held
+   statement starting that day, or a new one of the row's cycle - unless that held statement is
+   closed, which only a cycle changed to a longer one brings about (a daily statement of the
+   1st, closed, where the new monthly period would start). Then the row goes on the owner's open
+   held statement holding `target_day` (SQL over `p`), else on a new statement from
+   greatest(its cycle's period start, closed_through) - the first day no run has closed; the
+   old cycle's quiet statements cover the days before - to the end of that cycle period.
+   Defines the CTE `moved` with statement_cycle_now, statement_start, statement_end and
+   is_moved. #}
+{% macro moved_to_open_period(rows, key, owner, cycle, start, target_day) -%}
+targeted as (
+    select
+        p.*,
+        h.cycle as held_cycle,
+        h.period_end as held_end,
+        coalesce(h.period_end < p.closed_through, false) as is_moved,
+        {{ target_day }} as target_day
+    from {{ rows }} as p
+    left join held as h on h.owner = p.{{ owner }} and h.period_start = p.{{ start }}
+),
+
+candidates as (
+    select
+        t.*,
+        o.period_start as open_start,
+        o.cycle as open_cycle_held,
+        o.period_end as open_end,
+        row_number() over (partition by t.{{ key }} order by o.period_start desc) as nth
+    from targeted as t
+    left join held as o
+        on  t.is_moved and o.owner = t.{{ owner }}
+        and o.period_start <= t.target_day and o.period_end >= t.target_day
+        and o.period_end >= t.closed_through
+),
+
+moved as (
+    select
+        c.*,
+        case when not c.is_moved then coalesce(c.held_cycle, c.{{ cycle }})
+             else coalesce(c.open_cycle_held, c.{{ cycle }}) end as statement_cycle_now,
+        case when not c.is_moved then c.{{ start }}
+             when c.open_start is not null then c.open_start
+             else greatest({{ cycle_period_start('c.' ~ cycle, 'c.target_day') }},
+                           c.closed_through) end as statement_start,
+        case when not c.is_moved
+                 then coalesce(c.held_end, {{ cycle_period_end('c.' ~ cycle, 'c.' ~ start) }})
+             when c.open_start is not null then c.open_end
+             else {{ cycle_period_end('c.' ~ cycle,
+                                      cycle_period_start('c.' ~ cycle, 'c.target_day')) }}
+        end as statement_end
+    from candidates as c
+    where c.nth = 1
+)
 {%- endmacro %}
 
 
@@ -201,21 +265,30 @@ left join (select cast(null as {{ dbt.type_string() }}) as owner, cast(null as d
 
 
 {# Where a correction is booked: the owner's period open at this run's day. The rows of
-   `changed` carry `open_cycle` (the owner's cycle now) and `open_day`; a statement already
-   placed from that first day (in `placements`) keeps its own cycle and end, as in
-   place_new_items. Adds open_period_start, open_statement_cycle and open_period_end. #}
+   `changed` carry `open_cycle` (the owner's cycle now), `open_day`, `closed_through` and the
+   key `correction_key`; a statement already placed from that first day (in `placements`)
+   keeps its own cycle and end, as in place_new_items - and, closed after a cycle change, is
+   never booked on (moved_to_open_period). Adds open_period_start, open_statement_cycle and
+   open_period_end. #}
 {% macro correction_period(changed, owner, placements, cycle) -%}
-    select
-        o.*,
-        coalesce(h.cycle, o.open_cycle) as open_statement_cycle,
-        coalesce(h.period_end, {{ cycle_period_end('o.open_cycle', 'o.open_period_start') }})
-            as open_period_end
-    from (
-        select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as open_period_start
+    with held as (
+        {{ held_periods(placements, owner, cycle) }}
+    ),
+
+    to_book as (
+        select c.*, {{ cycle_period_start('c.open_cycle', 'c.open_day') }} as cycle_start
         from {{ changed }} as c
-    ) as o
-    left join ({{ held_periods(placements, owner, cycle) }}) as h
-        on h.owner = o.{{ owner }} and h.period_start = o.open_period_start
+    ),
+
+    {{ moved_to_open_period('to_book', 'correction_key', owner, 'open_cycle', 'cycle_start',
+                            'p.open_day') }}
+
+    select
+        m.*,
+        m.statement_start as open_period_start,
+        m.statement_cycle_now as open_statement_cycle,
+        m.statement_end as open_period_end
+    from moved as m
 {%- endmacro %}
 
 

@@ -46,7 +46,9 @@ changed as (
         b.corrections,
         cast(coalesce(c.amount_minor, 0) - b.amount_minor as {{ money_type() }}) as delta_minor,
         coalesce(a.statement_cycle, o.statement_cycle) as open_cycle,
-        {{ settlement_open_day('r.closed_through') }} as open_day
+        {{ settlement_open_day('r.closed_through') }} as open_day,
+        r.closed_through,
+        b.commission_id as correction_key
     from booked as b
     -- the row's own booked line: which agent, currency, model and natural period
     inner join {{ this }} as o on o.line_id = b.commission_id

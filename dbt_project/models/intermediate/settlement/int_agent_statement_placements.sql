@@ -14,7 +14,8 @@
         c.beneficiary_id as agent_id,
         a.statement_cycle,
         {{ cycle_period_start('a.statement_cycle', 'cast(c.occurred_at as date)') }}
-            as natural_period_start
+            as natural_period_start,
+        cast(c.occurred_at as date) as occurred_on
     from {{ ref('fct_commissions') }} as c
     inner join {{ ref('stg_clearhouse__agents') }} as a on a.agent_id = c.beneficiary_id
     {% if is_incremental() %}

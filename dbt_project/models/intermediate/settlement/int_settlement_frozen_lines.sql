@@ -101,6 +101,8 @@ changed as (
             as delta_fee_minor,
         coalesce(m.settlement_cycle, o.settlement_cycle) as open_cycle,
         {{ settlement_open_day('r.closed_through') }} as open_day,
+        r.closed_through,
+        b.item_id as correction_key,
         e_from.exponent as exp_from,
         e_to.exponent as exp_to
     from booked as b

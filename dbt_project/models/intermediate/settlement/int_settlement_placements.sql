@@ -8,7 +8,7 @@
 --   (is_late). (An item settled in kind whose FX rate arrives late is not new: its in-kind
 --   line is reversed and the item re-booked converted by int_settlement_frozen_lines.)
 {% set new_items %}
-    select i.item_id, i.merchant_id, i.settlement_cycle, i.natural_period_start
+    select i.item_id, i.merchant_id, i.settlement_cycle, i.natural_period_start, i.occurred_on
     from {{ ref('int_settlement_items') }} as i
     {% if is_incremental() %}
     where not exists (select 1 from {{ this }} as p where p.item_id = i.item_id)
