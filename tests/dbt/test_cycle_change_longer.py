@@ -8,13 +8,13 @@ On DuckDB and Postgres. (A module of its own: the warehouse fixtures are per mod
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
 from tests.dbt.test_cycle_change import _load_first
+from tests.dbt.test_cycle_change_mid_period import _build_as_of
 from tests.dbt.test_settlement import _insert, _payment_rows
 
 DAILY = [("pd1", "mer_c", 10_000, "USD", "2024-03-01 10:00:00"),
@@ -30,19 +30,6 @@ def _set_cycles(warehouse, cycle: str) -> None:
                            [(cycle, "agt_c")])
 
 
-def _build_as_of(warehouse, tmp_path_factory, dbt_build, name: str, as_of: str) -> dict:
-    proc = dbt_build(warehouse, tmp_path_factory.mktemp(f"longer_{warehouse.engine}_{name}"),
-                     ("--vars", json.dumps({"settlement_as_of": as_of, "recon_as_of": as_of})))
-    assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    fields = ("status", "settlement_cycle", "period_start", "period_end",
-              "opening_balance_minor", "closing_balance_minor")
-    merchant = {r["statement_id"]: {k: r[k] for k in fields} for r in warehouse.query(
-        "select * from analytics.fct_settlement_statements")}
-    agent = {"agent:" + r["statement_id"]: {k: r[k] for k in fields} for r in warehouse.query(
-        "select * from analytics.fct_agent_commission_statements")}
-    return {**merchant, **agent}
-
-
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_cycle_changed_to_a_longer_one_never_moves_a_closed_statement(engine, request,
                                                                         tmp_path_factory,
@@ -52,14 +39,14 @@ def test_a_cycle_changed_to_a_longer_one_never_moves_a_closed_statement(engine, 
     warehouse.execute_many(f"DELETE FROM {RAW_SCHEMA}.payments WHERE id = ?", [("pc1",)])
     _set_cycles(warehouse, "daily")
     _insert(warehouse, "payments", _payment_rows(DAILY))
-    first = _build_as_of(warehouse, tmp_path_factory, dbt_build, "1", "2024-03-10")
+    first = _build_as_of(warehouse, tmp_path_factory, dbt_build, "longer1", "2024-03-10")
     closed = {sid: row for sid, row in first.items() if row["status"] == "closed"}
     assert {"mer_c:USD:2024-03-01", "mer_c:USD:2024-03-05", "agent:agt_c:USD:2024-03-01",
             "agent:agt_c:USD:2024-03-05"} <= set(closed)
 
     _set_cycles(warehouse, "monthly")
     _insert(warehouse, "payments", _payment_rows(MONTHLY))
-    second = _build_as_of(warehouse, tmp_path_factory, dbt_build, "2", "2024-03-13")
+    second = _build_as_of(warehouse, tmp_path_factory, dbt_build, "longer2", "2024-03-13")
     for sid, row in closed.items():
         assert second[sid] == row, sid
     lines = {r["payment_id"]: (r["statement_id"], r["is_late"]) for r in warehouse.query(
@@ -74,7 +61,7 @@ def test_a_cycle_changed_to_a_longer_one_never_moves_a_closed_statement(engine, 
     # a retroactive price change: its corrections go on the open monthly statement
     warehouse.execute_many(f"UPDATE {RAW_SCHEMA}.prices SET rate_bps = ? WHERE id = ?",
                            [(350, "prc_mer_c")])
-    third = _build_as_of(warehouse, tmp_path_factory, dbt_build, "3", "2024-03-14")
+    third = _build_as_of(warehouse, tmp_path_factory, dbt_build, "longer3", "2024-03-14")
     for sid, row in closed.items():
         assert third[sid] == row, sid
     corrections = {r["statement_id"] for r in warehouse.query(

@@ -18,10 +18,13 @@ MID_SECOND = [("pm2", "mer_c", 20_000, "USD", "2024-03-12 10:00:00")]
 
 
 def _build_as_of(warehouse, tmp_path_factory, dbt_build, name: str, as_of: str) -> dict:
-    proc = dbt_build(warehouse, tmp_path_factory.mktemp(f"mid_{warehouse.engine}_{name}"),
+    """Build as of a day; every merchant and agent statement (agents' ids prefixed "agent:")
+    with its status, cycle, period and balances."""
+    proc = dbt_build(warehouse, tmp_path_factory.mktemp(f"cycle_{warehouse.engine}_{name}"),
                      ("--vars", json.dumps({"settlement_as_of": as_of, "recon_as_of": as_of})))
     assert proc.returncode == 0, warehouse.dbt_output[-8000:]
-    fields = ("status", "opening_balance_minor", "closing_balance_minor")
+    fields = ("status", "settlement_cycle", "period_start", "period_end",
+              "opening_balance_minor", "closing_balance_minor")
     merchant = {r["statement_id"]: {k: r[k] for k in fields} for r in warehouse.query(
         "select * from analytics.fct_settlement_statements")}
     agent = {"agent:" + r["statement_id"]: {k: r[k] for k in fields} for r in warehouse.query(
