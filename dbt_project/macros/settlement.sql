@@ -174,7 +174,7 @@ held as (
 {%- endif %}
 ),
 
-{{ moved_to_open_period('placed', key, owner, cycle, 'period_start',
+{{ moved_to_open_period('placed', 'held', key, owner, cycle, 'period_start',
                         "case when p.is_late then p.open_day
                               else greatest(p.occurred_on, p.closed_through) end") }}
 
@@ -193,7 +193,7 @@ from moved as m
 
 
 {# The statement each row of `rows` (columns `key`, `owner`, `cycle`, `closed_through` and the
-   period start it would take, `start`) goes on, given the CTE `held` (held_periods): the held
+   period start it would take, `start`) goes on, given `held` (a CTE of held_periods): the held
    statement starting that day, or a new one of the row's cycle - unless that held statement is
    closed, which only a cycle changed to a longer one brings about (a daily statement of the
    1st, closed, where the new monthly period would start). Then the row goes on the owner's open
@@ -202,7 +202,7 @@ from moved as m
    old cycle's quiet statements cover the days before - to the end of that cycle period.
    Defines the CTE `moved` with statement_cycle_now, statement_start, statement_end and
    is_moved. #}
-{% macro moved_to_open_period(rows, key, owner, cycle, start, target_day) -%}
+{% macro moved_to_open_period(rows, held, key, owner, cycle, start, target_day) -%}
 targeted as (
     select
         p.*,
@@ -211,7 +211,7 @@ targeted as (
         coalesce(h.period_end < p.closed_through, false) as is_moved,
         {{ target_day }} as target_day
     from {{ rows }} as p
-    left join held as h on h.owner = p.{{ owner }} and h.period_start = p.{{ start }}
+    left join {{ held }} as h on h.owner = p.{{ owner }} and h.period_start = p.{{ start }}
 ),
 
 candidates as (
@@ -222,7 +222,7 @@ candidates as (
         o.period_end as open_end,
         row_number() over (partition by t.{{ key }} order by o.period_start desc) as nth
     from targeted as t
-    left join held as o
+    left join {{ held }} as o
         on  t.is_moved and o.owner = t.{{ owner }}
         and o.period_start <= t.target_day and o.period_end >= t.target_day
         and o.period_end >= t.closed_through
@@ -280,8 +280,8 @@ moved as (
         from {{ changed }} as c
     ),
 
-    {{ moved_to_open_period('to_book', 'correction_key', owner, 'open_cycle', 'cycle_start',
-                            'p.open_day') }}
+    {{ moved_to_open_period('to_book', 'held', 'correction_key', owner, 'open_cycle',
+                            'cycle_start', 'p.open_day') }}
 
     select
         m.*,
