@@ -14,7 +14,8 @@
 --              too) as long as together they take back at most the payment's amount: a row
 --              beyond that repeats an earlier one in another guise (re-sent with another
 --              time, say) and is left out
---   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid
+--   payout     a merchant withdrawal paid out (gross -amount), dated when it was marked paid,
+--              on the statements of its own currency (the balance it was paid from)
 --   adjustment a manual adjustment finance posted (signed: + credits the merchant)
 --   token_spend on the BUYER's statement, an agent payment token's call: the call is a payment
 --              of the seller (above), paid out of the balance of the merchant that issued the
@@ -174,17 +175,27 @@ items as (
     union all select * from token_refunds
 ),
 
-placed as (
+-- A payout pays out the balance of its own currency (the API lets a merchant withdraw only
+-- from its settled balance in that currency: the settlement currency, one it settled in before
+-- a change, or one kept in kind): it goes on that currency's statements, never converted.
+targets as (
     select
         i.*,
-        cast(i.occurred_at as date) as occurred_on,
-        m.settlement_currency,
+        case when i.item_type = 'payout' then i.currency else m.settlement_currency end
+            as settlement_currency,
         m.settlement_cycle,
-        m.settlement_delay_days,
-        {{ fx_anchor('i.currency') }} as fx_from,
-        {{ fx_anchor('m.settlement_currency') }} as fx_to
+        m.settlement_delay_days
     from items as i
     join merchants as m on m.merchant_id = i.merchant_id
+),
+
+placed as (
+    select
+        t.*,
+        cast(t.occurred_at as date) as occurred_on,
+        {{ fx_anchor('t.currency') }} as fx_from,
+        {{ fx_anchor('t.settlement_currency') }} as fx_to
+    from targets as t
 ),
 
 -- the latest ECB rate on or before each (pair, day) needed: looked up once per pair and day
