@@ -46,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "\"currency\": \"USD\"}.",
                   lifespan=pg_async.lifespan)
     app.state.settings = settings
+    # /api/v1/payments/ is a 404 in the error shape, not a bare 307 to an absolute http:// URL
+    # (which would drop https behind a TLS proxy)
+    app.router.redirect_slashes = False
     if settings.oltp_url.startswith("sqlite"):
         settings.home_dir.mkdir(parents=True, exist_ok=True)
     app.state.engine = make_oltp_engine(settings.oltp_url,

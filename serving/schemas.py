@@ -256,6 +256,11 @@ class PaymentList(BaseModel):
     has_more: bool
 
 
+class RefundList(BaseModel):
+    data: list[RefundOut]
+    has_more: bool
+
+
 class PriceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: CurrencyCode

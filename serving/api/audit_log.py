@@ -58,8 +58,10 @@ def entry_out(entry: AuditLogEntry) -> dict:
 def _sequence(value: str) -> int:
     digits = value.removeprefix(ID_PREFIX)
     if not digits.isdigit() or len(digits) > 18:  # ids are BIGINTs
-        raise ApiError(422, "validation_error", "starting_after must be an audit entry id",
-                       {"field": "starting_after"})
+        # like every list's cursor that names nothing in it (serving.api.common.after_cursor)
+        raise ApiError(404, "resource_missing",
+                       f"starting_after: no object with id {value!r} in this list",
+                       {"field": "starting_after", "id": value})
     return int(digits)
 
 

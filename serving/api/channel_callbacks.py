@@ -80,7 +80,7 @@ def _parse(body: bytes) -> ChannelCallback:
         return ChannelCallback.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
+        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
         code = "invalid_json" if first.get("type") == "json_invalid" else "validation_error"
         raise ApiError(422, code, f"{field}: {first.get('msg')}" if field else first.get("msg"),
                        {"field": field}) from None

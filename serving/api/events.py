@@ -95,10 +95,10 @@ def get_event(event_id: str, principal: PrincipalDep, session: SessionDep):
              responses={409: {"description": "no_callback_url: the merchant has no webhook URL"}})
 def redeliver_event(event_id: str, principal: PrincipalDep, session: WriteSessionDep):
     """Schedule a new delivery of the event to the merchant's current callback_url, due now."""
-    event, merchant_id = _visible_event(session, principal, event_id)
-    if principal.role not in REDELIVER_ROLES:
+    if principal.role not in REDELIVER_ROLES:  # first: a 403 never says whether it exists
         raise ApiError(403, "forbidden", "redelivery needs a merchant_admin key or a "
                                          "platform_admin token")
+    event, merchant_id = _visible_event(session, principal, event_id)
     if merchant_id is None:
         raise ApiError(409, "event_has_no_merchant", f"event {event_id} belongs to no merchant")
     delivery = webhooks.redeliver(session, event=event, merchant_id=merchant_id,

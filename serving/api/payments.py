@@ -26,12 +26,13 @@ from serving.schemas import (
     PaymentList,
     PaymentOut,
     RefundCreate,
+    RefundList,
     RefundOut,
 )
 from serving.services import fast_payments
 from serving.services import payments as service
 from serving.services.idempotency import already_answered, check_key, request_fingerprint
-from warehouse.models import Payment
+from warehouse.models import Payment, Refund
 
 router = APIRouter(tags=["payments"])
 
@@ -135,4 +136,31 @@ def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
     query = after_cursor(session, query, Payment.id, starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.payment_out(p) for p in rows[:limit]],
+                         "has_more": len(rows) > limit})
+
+
+@router.get("/refunds/{refund_id}", response_model=RefundOut)
+def get_refund(refund_id: str, principal: PrincipalDep, session: SessionDep, now: NowDep):
+    refund = session.get(Refund, refund_id)
+    if refund is None or not tenancy.can_see_merchant(session, principal, refund.merchant_id,
+                                                      now):
+        raise not_found("refund", refund_id)  # 404, not 403: existence must not leak
+    return JSONResponse(service.refund_out(refund))
+
+
+@router.get("/refunds", response_model=RefundList)
+def list_refunds(principal: PrincipalDep, session: SessionDep, now: NowDep,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 starting_after: str | None = None,
+                 payment_id: Annotated[str | None, Query(
+                     description="only this payment's refunds")] = None):
+    """Newest first, like the payments: the caller's own (a merchant), its subtree's (an agent),
+    all (operators)."""
+    query = select(Refund).order_by(Refund.id.desc()).limit(limit + 1)
+    query = query.where(tenancy.merchant_filter(session, principal, Refund.merchant_id, now))
+    if payment_id is not None:
+        query = query.where(Refund.payment_id == payment_id)
+    query = after_cursor(session, query, Refund.id, starting_after)
+    rows = session.scalars(query).all()
+    return JSONResponse({"data": [service.refund_out(r) for r in rows[:limit]],
                          "has_more": len(rows) > limit})

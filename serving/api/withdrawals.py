@@ -24,7 +24,7 @@ from serving.errors import ApiError, not_found
 from serving.schemas import CurrencyCode, PositiveMinor
 from serving.services import withdrawals as service
 from serving.services.idempotency import check_key
-from warehouse.models import Withdrawal
+from warehouse.models import Agent, Merchant, Withdrawal
 
 router = APIRouter(tags=["withdrawals"])
 
@@ -61,6 +61,7 @@ class WithdrawalOut(BaseModel):
     destination: str | None
     decided_by: str | None
     decided_at: str | None
+    paid_at: str | None
     reason: str | None
     created_at: str | None
 
@@ -171,6 +172,8 @@ def get_balances(principal: ReaderDep, session: SessionDep, settings: SettingsDe
                            {"field": "merchant_id"})
         owner = (service.Owner("merchant", merchant_id) if merchant_id is not None
                  else service.Owner("agent", cast(str, agent_id)))  # exactly one is set
+        if session.get(Merchant if owner.type == "merchant" else Agent, owner.id) is None:
+            raise not_found(owner.type, owner.id)  # not an empty list: no such owner
     else:
         owner = service.owner_of(principal)
         if (merchant_id and merchant_id != owner.id) or (agent_id and agent_id != owner.id):

@@ -347,6 +347,12 @@ def _refunded_to(session: Session, payment: Payment) -> str:
     return merchant_payable(buyer_id)
 
 
+def refund_out(refund: Refund) -> dict:
+    return RefundOut(id=refund.id, payment_id=refund.payment_id, status=refund.status,
+                     amount_minor=refund.amount_minor, currency=refund.currency,
+                     reason=refund.reason, created_at=refund.created_at).model_dump(mode="json")
+
+
 def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                   now: datetime) -> tuple[int, dict]:
     payment = _own_payment(session, merchant_id, body.payment_id)
@@ -400,9 +406,7 @@ def create_refund(session: Session, *, merchant_id: str, body: RefundCreate,
                              Leg(merchant_payable(merchant_id), payment.currency, amount),
                              Leg(_refunded_to(session, payment), payment.currency, -amount),
                          ])
-    out = RefundOut(id=refund.id, payment_id=payment.id, status=refund.status, amount_minor=amount,
-                    currency=refund.currency, reason=refund.reason,
-                    created_at=now).model_dump(mode="json")
+    out = refund_out(refund)
     session.add(OutboxEvent(id=new_id("event"), aggregate_id=refund.id, created_at=now,
                             event_type="refund.succeeded", payload={**out, "merchant_id": merchant_id}))
     return 201, out

@@ -53,6 +53,7 @@ UNKNOWN = {  # a well-formed id of each kind that names nothing
     "channel_id": "ch_0000000000000000000000zzzz", "price_id": "prc_0000000000000000000000zzzz",
     "user_id": "usr_0000000000000000000000zzzz", "key_id": "key_0000000000000000000000zzzz",
     "withdrawal_id": "po_0000000000000000000000zzzz", "wallet_id": "wal_0000000000000000000000zzzz",
+    "refund_id": "re_0000000000000000000000zzzz",
     "rule_id": "xpr_0000000000000000000000zzzz", "token_id": "apt_0000000000000000000000zzzz",
 }
 
@@ -146,8 +147,8 @@ def _build(api: Api, settings) -> World:
         w.pay(t)
         ids["payment_id"] = first["id"]
         ids["pending_id"] = w.pay(t, confirm=False)["id"]
-        w.ok("POST", "/refunds", key, idem=uuid.uuid4().hex,
-             json_body={"payment_id": first["id"], "amount_minor": "100"})
+        ids["refund_id"] = w.ok("POST", "/refunds", key, idem=uuid.uuid4().hex,
+                                json_body={"payment_id": first["id"], "amount_minor": "100"})["id"]
         topup = w.ok("POST", "/wallets/topups", key, idem=uuid.uuid4().hex, json_body={
             "customer_id": f"cust-{t}", "currency": "USD", "amount_minor": "5000",
             "bonus_minor": "500", "payment_method": card()})
@@ -394,7 +395,7 @@ def test_every_timestamp_in_a_response_is_utc_with_z(bodies):
 # --- 2. lists --------------------------------------------------------------------------------------
 
 LISTS = {  # list route -> the role that reads it (all of it for operators)
-    "/payments": "admin", "/merchants": "admin", "/events": "admin",
+    "/payments": "admin", "/refunds": "admin", "/merchants": "admin", "/events": "admin",
     "/webhook-deliveries": "admin", "/agents": "admin", "/channels": "admin", "/prices": "admin",
     "/agents/{agent_id}/commission-models": "admin", "/users": "admin", "/api-keys": "admin",
     "/audit-log": "admin", "/withdrawals": "admin", "/merchants/{merchant_id}/adjustments": "admin",
@@ -458,6 +459,7 @@ def test_list_takes_limit_and_starting_after_and_answers_data_and_has_more(world
 
 UNKNOWN_ID_CASES = [  # (method, template, role, body or None, needs Idempotency-Key)
     ("GET", "/payments/{payment_id}", "merchant", None, False),
+    ("GET", "/refunds/{refund_id}", "merchant", None, False),
     ("POST", "/payments/{payment_id}/confirm", "merchant",
      {"payment_method": {"type": "card", "number": "4242424242424242"}}, True),
     ("POST", "/payments/{payment_id}/cancel", "merchant", None, True),
@@ -895,6 +897,7 @@ def test_money_post_replays_with_the_same_key_and_refuses_another_body(world, ro
 
 TENANT_CASES = [  # (role of tenant A, method, template over tenant C's ids, body, needs key)
     ("merchant", "GET", "/payments/{payment_id}", None, False),
+    ("merchant", "GET", "/refunds/{refund_id}", None, False),
     ("merchant", "POST", "/payments/{pending_id}/confirm",
      {"payment_method": {"type": "card", "number": "4242424242424242"}}, True),
     ("merchant", "POST", "/payments/{pending_id}/cancel", None, True),
@@ -928,6 +931,7 @@ TENANT_CASES = [  # (role of tenant A, method, template over tenant C's ids, bod
     ("agent", "GET", "/merchants/{merchant_id}", None, False),
     ("agent", "GET", "/merchants/{merchant_id}/adjustments", None, False),
     ("agent", "GET", "/payments/{payment_id}", None, False),
+    ("agent", "GET", "/refunds/{refund_id}", None, False),
     ("agent", "GET", f"/settlements/{{merchant_id}}?period={PERIOD}", None, False),
     ("agent", "GET", "/settlements/{agent_id}?period=2026-11", None, False),
     ("agent", "GET", "/wallets/{wallet_id}", None, False),
