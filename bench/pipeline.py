@@ -268,6 +268,53 @@ def run_extract() -> dict:
             "again_rows": again.rows, "again_seconds": again.seconds}
 
 
+def run_extract_floor() -> dict:
+    """--extract-floor: what the extract cannot do without, measured apart. First every table is
+    read as the extract reads it (SQLite: its reader processes, ADBC; Postgres: ADBC in this
+    process) and kept in memory; then the same rows are inserted from memory into a scratch DuckDB file
+    with the extract's casts (nothing read). CPU seconds of each, all threads and processes:
+    on C cores no extract can take less than (read + insert) / C seconds of wall time."""
+    from ingest.ledger import _DuckDBWriter, _Source
+    from ingest.raw_schema import RAW_TABLES
+
+    def cpu(who) -> tuple[float, float]:  # (user + system, user)
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime, r.ru_utime
+
+    settings = get_settings()
+    source = _Source(settings.oltp_url)
+    # SQLite is read by child processes (this one then only takes their Arrow files in: not
+    # reading, and left out); Postgres by ADBC in this process.
+    who = resource.RUSAGE_CHILDREN if source.is_sqlite else resource.RUSAGE_SELF
+    before = cpu(who)
+    tables = {read.name: read.open().read_all()
+              for read in source.read_all([(t, None) for t in RAW_TABLES])}
+    after = cpu(who)
+    read_cpu = [after[k] - before[k] for k in (0, 1)]
+    by_name = {t.name: t for t in RAW_TABLES}
+    with tempfile.TemporaryDirectory(prefix="clearhouse-floor-") as scratch:
+        writer = _DuckDBWriter(Path(scratch) / "insert-only.duckdb")
+        start = cpu(resource.RUSAGE_SELF)
+        for name, table in tables.items():
+            writer.load(by_name[name], _FromMemory(table))
+        writer.commit()
+        end = cpu(resource.RUSAGE_SELF)
+        writer.close()
+    return {"rows": sum(t.num_rows for t in tables.values()), "read_cpu": read_cpu[0],
+            "read_user": read_cpu[1], "insert_cpu": end[0] - start[0],
+            "insert_user": end[1] - start[1], "cores": os.cpu_count()}
+
+
+class _FromMemory:
+    """A table held in memory, in the shape the extract's writers load (ingest.ledger._Read)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def open(self):
+        return self.table.to_reader()
+
+
 # The foundation issue's models: staging, fct_payments, fct_settlement_statements and
 # rpt_merchant_daily, with everything they are built from and their tests (its target: <= 15 s
 # at 1M payments). The statements now stand on fees, FX and the settlement cycle models.
@@ -321,15 +368,20 @@ def main() -> None:
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=None,
                         help="time bench/floor.sql after the build (default: on for DuckDB)")
     parser.add_argument("--floor-only", metavar="DUCKDB_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--extract-floor", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the extract's floor: reading alone, then DuckDB's insert "
+                             "of the same rows from memory (default: on for DuckDB)")
     parser.add_argument("--extract-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--extract-floor-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dbt-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--select", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor_only or args.extract_only or args.dbt_only:  # a child of the run below
-        import json
+    if args.floor_only or args.extract_only or args.extract_floor_only or args.dbt_only:
+        import json  # a child of the run below
 
         print(json.dumps(run_floor(args.floor_only) if args.floor_only
                          else run_extract() if args.extract_only
+                         else run_extract_floor() if args.extract_floor_only
                          else run_dbt(args.home, args.select)))
         return
 
@@ -362,6 +414,15 @@ def main() -> None:
           f"(peak RSS {extract['peak_mb']:,.0f} MB in the extract's process)")
     print(f"re-run   {extract['again_rows']:,} rows in {extract['again_seconds']:.2f} s "
           "(overlap window only)")
+
+    if settings.warehouse_engine == "duckdb" if args.extract_floor is None else args.extract_floor:
+        f = _child("--home", home, "--extract-floor-only")
+        floor_s = (f["read_cpu"] + f["insert_cpu"]) / f["cores"]
+        print(f"  the extract's floor: reading alone {f['read_cpu']:.2f} CPU-s (user "
+              f"{f['read_user']:.2f}), DuckDB's insert of the same rows from memory "
+              f"{f['insert_cpu']:.2f} CPU-s (user {f['insert_user']:.2f}); on {f['cores']} cores "
+              f">= {floor_s:.2f} s = at most {f['rows'] / floor_s:,.0f} rows/s (user time "
+              f"alone: {f['rows'] * f['cores'] / (f['read_user'] + f['insert_user']):,.0f})")
 
     build = _child("--home", home, "--dbt-only")
     seconds = build["seconds"]
