@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,19 @@ from serving.errors import ApiError
 from serving.jsonfast import FastJSONResponse
 from serving.services.idempotency import IdempotentResult, request_fingerprint, run_idempotent
 
-Limit = Annotated[int, Query(ge=1, le=100, description="page size (default 20, at most 100)")]
+_PLAIN_NUMBER = re.compile(r"[1-9][0-9]{0,2}")
+
+
+def _plain_number(value: Any) -> Any:
+    """A page size is written plainly: "20", not "20.0", "+20", "020" or " 20" (lax integer
+    parsing took those; api.md's lists take 1-100 and anything else is a 422 naming limit)."""
+    if isinstance(value, str) and not _PLAIN_NUMBER.fullmatch(value):
+        raise ValueError("limit must be a whole number from 1 to 100, digits only")
+    return value
+
+
+Limit = Annotated[int, BeforeValidator(_plain_number),
+                  Query(ge=1, le=100, description="page size (default 20, at most 100)")]
 StartingAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]
 
 

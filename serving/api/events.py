@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving import webhooks
-from serving.api.common import after_cursor
+from serving.api.common import Limit, after_cursor
 from serving.auth import Principal
 from serving.deps import PrincipalDep, SessionDep, WriteSessionDep
 from serving.errors import ApiError, not_found
@@ -21,7 +21,6 @@ from warehouse.models import OutboxEvent, WebhookDelivery
 
 router = APIRouter(tags=["events"])
 REDELIVER_ROLES = ("merchant_admin", "platform_admin")
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 class EventOut(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from serving import pg_async, tenancy
 from serving.api.common import (
     IdempotencyKeyHeader,
+    Limit,
     after_cursor,
     call_idempotent,
     idempotent_response,
@@ -128,7 +129,7 @@ def get_payment(payment_id: str, principal: PrincipalDep, session: SessionDep, n
 
 @router.get("/payments", response_model=PaymentList)
 def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
-                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                  limit: Limit = 20,
                   starting_after: str | None = None):
     query = select(Payment).order_by(Payment.id.desc()).limit(limit + 1)
     # operators: all; a merchant: its own; an agent: its subtree's merchants
@@ -150,7 +151,7 @@ def get_refund(refund_id: str, principal: PrincipalDep, session: SessionDep, now
 
 @router.get("/refunds", response_model=RefundList)
 def list_refunds(principal: PrincipalDep, session: SessionDep, now: NowDep,
-                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 limit: Limit = 20,
                  starting_after: str | None = None,
                  payment_id: Annotated[str | None, Query(
                      description="only this payment's refunds")] = None):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from serving import tenancy
 from serving.api.common import (
     IdempotencyKeyHeader,
+    Limit,
     after_cursor,
     call_idempotent,
     idempotent_response,
@@ -56,7 +55,7 @@ def _visible_wallet(session, principal, wallet_id: str, now) -> Wallet:
 @router.get("/wallets")
 def list_wallets(principal: PrincipalDep, session: SessionDep, now: NowDep,
                  customer_id: str | None = None,
-                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 limit: Limit = 20,
                  starting_after: str | None = None):
     """Newest first, as every list (api.md)."""
     query = select(Wallet).where(tenancy.merchant_filter(session, principal, Wallet.merchant_id,
@@ -74,7 +73,7 @@ def get_wallet(wallet_id: str, principal: PrincipalDep, session: SessionDep, now
 
 @router.get("/wallets/{wallet_id}/transactions")
 def list_wallet_transactions(wallet_id: str, principal: PrincipalDep, session: SessionDep,
-                             now: NowDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                             now: NowDep, limit: Limit = 20,
                              starting_after: str | None = None):
     """The wallet's movements, oldest first (signed principal and bonus parts)."""
     wallet = _visible_wallet(session, principal, wallet_id, now)

@@ -435,7 +435,7 @@ def test_list_takes_limit_and_starting_after_and_answers_data_and_has_more(world
     body = full.json()
     assert set(body) == {"data", "has_more"} and isinstance(body["data"], list) \
         and isinstance(body["has_more"], bool), body
-    for bad in ("0", "101", "abc", "1.5", "-1"):
+    for bad in ("0", "101", "abc", "1.5", "-1", "5.0", "+5", "05", " 5", "1e1"):
         error = assert_error(get(f"limit={bad}"), 422, f"GET {template}?limit={bad}")
         assert error["details"].get("field") == "limit", error
     items = body["data"]
