@@ -130,10 +130,14 @@ def get_payment(payment_id: str, principal: PrincipalDep, session: SessionDep, n
 @router.get("/payments", response_model=PaymentList)
 def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
                   limit: Limit = 20,
-                  starting_after: str | None = None):
+                  starting_after: str | None = None,
+                  merchant_id: Annotated[str | None, Query(
+                      description="only this merchant's (within what the caller may see)")] = None):
     query = select(Payment).order_by(Payment.id.desc()).limit(limit + 1)
     # operators: all; a merchant: its own; an agent: its subtree's merchants
     query = query.where(tenancy.merchant_filter(session, principal, Payment.merchant_id, now))
+    if merchant_id is not None:
+        query = query.where(Payment.merchant_id == merchant_id)
     query = after_cursor(session, query, Payment.id, starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.payment_out(p) for p in rows[:limit]],
@@ -154,13 +158,17 @@ def list_refunds(principal: PrincipalDep, session: SessionDep, now: NowDep,
                  limit: Limit = 20,
                  starting_after: str | None = None,
                  payment_id: Annotated[str | None, Query(
-                     description="only this payment's refunds")] = None):
+                     description="only this payment's refunds")] = None,
+                 merchant_id: Annotated[str | None, Query(
+                     description="only this merchant's (within what the caller may see)")] = None):
     """Newest first, like the payments: the caller's own (a merchant), its subtree's (an agent),
     all (operators)."""
     query = select(Refund).order_by(Refund.id.desc()).limit(limit + 1)
     query = query.where(tenancy.merchant_filter(session, principal, Refund.merchant_id, now))
     if payment_id is not None:
         query = query.where(Refund.payment_id == payment_id)
+    if merchant_id is not None:
+        query = query.where(Refund.merchant_id == merchant_id)
     query = after_cursor(session, query, Refund.id, starting_after)
     rows = session.scalars(query).all()
     return JSONResponse({"data": [service.refund_out(r) for r in rows[:limit]],

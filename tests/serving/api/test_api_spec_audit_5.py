@@ -104,3 +104,22 @@ def test_a_trailing_slash_is_a_404_in_the_error_shape_not_a_redirect(api, method
 def test_the_withdrawal_schema_names_paid_at(api):
     schema = api.client.app.openapi()["components"]["schemas"]["WithdrawalOut"]
     assert "paid_at" in schema["properties"]
+
+
+def test_the_payment_and_refund_lists_filter_by_merchant_within_what_the_caller_sees(api):
+    first, key = api.merchant()
+    second, other = api.merchant("Other")
+    mine = api.pay(key, amount="700").json()["id"]
+    theirs = api.pay(other, amount="800").json()["id"]
+    api.refund(key, mine, amount="10")
+    api.refund(other, theirs, amount="20")
+    for merchant_id, payment_id in ((first, mine), (second, theirs)):
+        payments = api.client.get(f"{API}/payments?merchant_id={merchant_id}",
+                                  headers=admin(api)).json()["data"]
+        assert [p["id"] for p in payments] == [payment_id]
+        refunds = api.client.get(f"{API}/refunds?merchant_id={merchant_id}",
+                                 headers=admin(api)).json()["data"]
+        assert [r["payment_id"] for r in refunds] == [payment_id]
+    # a merchant naming another merchant sees nothing of it
+    assert api.client.get(f"{API}/payments?merchant_id={second}",
+                          headers=bearer(key)).json()["data"] == []
