@@ -143,6 +143,9 @@ async def gateway(request: Request, merchant_id: str, path: str):
             return _refused(offer, resource_url, InvalidPayment(
                 "invalid_x402_version", "the token scheme is x402 v2: send "
                 "{x402Version: 2, accepted: <the token offer>, payload: {token}}"))
+        if 2 not in offer.versions:  # the token scheme is offered to v2 clients only
+            return _refused(offer, resource_url, InvalidPayment(
+                "invalid_x402_version", "this resource takes x402 v1 only"))
         return await _token_call(call, payload)
     return await _exact_call(call, payload)
 
@@ -306,6 +309,12 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                 booking.ensure_settleable(usage)
                 now = datetime.now(UTC)
                 log = facilitator.settle(session, verified, now)
+                if log.created_at != now:
+                    # Executed before this transaction: not by this call (its own transfer and
+                    # its `settled` commit together, checked above), so by a facilitator /settle
+                    # that passed its checks before our claim committed - one authorization,
+                    # one delivery.
+                    raise _settled_elsewhere(verified)
                 booking.record_paid(session, usage, tx_hash=log.tx_hash,
                                     upstream_status=upstream_status, buyer_merchant_id=None,
                                     now=now)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,18 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 
 from serving.x402.networks import Asset, Network, network
 from warehouse.models import X402PricingRule
+
+_DIGITS = re.compile(r"[0-9]{1,78}")
+
+
+def uint256(text: str) -> int | None:
+    """A uint256 written in ASCII digits, or None: str.isdigit() also takes "²" and full-width
+    digits (int() then fails on some or reads others), and 78 nines overflow 32 bytes."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number < 2**256 else None
+
 
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
@@ -109,13 +122,15 @@ def offer_from_requirements(requirements: dict[str, Any]) -> Offer:
     if asset is None:
         raise InvalidPayment("invalid_payment_requirements",
                              f"asset {requirements.get('asset')!r} is unknown on {net.caip2}")
-    amount = str(requirements.get("amount") or requirements.get("maxAmountRequired") or "")
-    if not amount.isdigit():
-        raise InvalidPayment("invalid_payment_requirements", "requirements need an amount")
+    amount = uint256(str(requirements.get("amount") or requirements.get("maxAmountRequired")
+                         or ""))
+    if amount is None:
+        raise InvalidPayment("invalid_payment_requirements",
+                             "requirements need an amount: a uint256 in digits")
     extra = requirements.get("extra") or {}
     timeout = requirements.get("maxTimeoutSeconds") or 60
     if not isinstance(extra, dict) or isinstance(timeout, bool) or not (
-            isinstance(timeout, int) or str(timeout).isdigit()):
+            isinstance(timeout, int) or _DIGITS.fullmatch(str(timeout))):
         raise InvalidPayment("invalid_payment_requirements",
                              "requirements' extra must be an object, maxTimeoutSeconds an integer")
     if extra and (extra.get("name"), extra.get("version")) != (asset.eip712_name,
@@ -123,7 +138,7 @@ def offer_from_requirements(requirements: dict[str, Any]) -> Offer:
         raise InvalidPayment("invalid_payment_requirements",
                              f"the EIP-712 domain of {asset.address} is "
                              f"{asset.eip712_name!r} v{asset.eip712_version}")
-    return Offer(net, asset, int(amount), str(requirements.get("payTo", "")), int(timeout))
+    return Offer(net, asset, amount, str(requirements.get("payTo", "")), int(timeout))
 
 
 def payment_required(offer: Offer, resource_url: str, error: str | None

@@ -19,7 +19,7 @@ from x402.schemas import PaymentPayload
 from x402.schemas.v1 import PaymentPayloadV1
 
 from serving.x402.networks import network
-from serving.x402.protocol import InvalidPayment, Offer
+from serving.x402.protocol import InvalidPayment, Offer, uint256
 
 # validAfter may be this far in the future (the payer's clock runs ahead of ours).
 CLOCK_SKEW_SECONDS = 5
@@ -81,6 +81,8 @@ def verify_exact(payload: PaymentPayload | PaymentPayloadV1, offers: list[Offer]
         if offer is None:
             raise InvalidPayment("invalid_payment_requirements",
                                  "`accepted` is not one of the requirements this resource offers")
+        if 2 not in offer.versions:
+            raise InvalidPayment("invalid_x402_version", "this resource takes x402 v1 only")
     else:  # v1 names no requirement: the one offered for this network
         offer = matching[0]
         if 1 not in offer.versions:
@@ -138,10 +140,10 @@ def read_authorization(payload: dict) -> Authorization:
 def _uint(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidPayment("invalid_payload", f"authorization.{name} must be an integer string")
-    text = str(value)
-    if not text.isdigit() or len(text) > 78:
+    number = uint256(str(value))
+    if number is None:
         raise InvalidPayment("invalid_payload", f"authorization.{name} must be a uint256")
-    return int(text)
+    return number
 
 
 def typed_data(offer: Offer, auth: Authorization) -> dict:
