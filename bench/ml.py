@@ -15,7 +15,8 @@ Stages, each with its wall time, the process's CPU time (all threads) and peak R
   calibrated gradient-boosted model, the logistic baseline and the holdout metrics, with the
   time spent in each of ml.train's steps (--skip-train: train_candidate on a separate
   100,000-row sample instead, just to have a model);
-- batch scoring: features + predict_proba + to_score on all N rows, and predict_proba alone;
+- batch scoring: the features as the model's rows (`batch_feature_rows`, as ml.batch scores) +
+  predict_proba + to_score on all N rows, and predict_proba alone;
 - live scoring: the model registered and promoted in a temporary HOME, a migrated API database
   (SQLite by default) holding --history payments, and serving.fraud.LiveScorer called directly
   for --live payments, as the API's risk check calls it (SQL aggregates of the payment's
@@ -65,7 +66,12 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.feature_sets import PAYMENTS  # noqa: E402
-from ml.payment_features import EVENT_COLUMNS, batch_features  # noqa: E402
+from ml.payment_features import (  # noqa: E402
+    EVENT_COLUMNS,
+    FEATURES,
+    batch_feature_rows,
+    batch_features,
+)
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
@@ -279,8 +285,9 @@ def quick_model(seed: int):
 
 
 def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tuple[float, float]:
-    """(rows/s of features + predict_proba + to_score, rows/s of predict_proba alone), with the
-    model compiled as ml.batch scores with it (ml.compiled; trees walked by ml.forest_kernel)."""
+    """(rows/s of features + predict_proba + to_score, rows/s of predict_proba alone), as
+    ml.batch scores: the features straight into the model's rows (batch_feature_rows), the model
+    compiled (ml.compiled; trees walked by ml.forest_kernel)."""
     from ml.compiled import KERNEL_ROWS, compiled_or_model
     from ml.scoring import to_score
     from ml.train import matrix
@@ -289,13 +296,16 @@ def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tupl
     clock.start()
     compiled = compiled_or_model(model, card)
     compiled.predict_proba(np.zeros((KERNEL_ROWS, len(card["features"]))))
-    clock.stop("  batch: compile + first kernel call (import numba, load its cached code)")
+    batch_feature_rows(events.head(1_000))  # its kernel's machine code loaded (or compiled)
+    clock.stop("  batch: compile + first kernel calls (import numba, load its cached code)")
     clock.start()
-    features = batch_features(events)
-    parts.append(clock.stop("  batch: batch_features", n))
+    _, rows = batch_feature_rows(events)
+    parts.append(clock.stop("  batch: batch_feature_rows (the model's rows)", n))
+    assert tuple(PAYMENTS.features) == FEATURES  # the rows are the model's input as they are
     clock.start()
-    rows = matrix(features, PAYMENTS)
-    parts.append(clock.stop("  batch: matrix (to numpy)", n))
+    same_rows = np.array_equal(matrix(batch_features(events), PAYMENTS), rows, equal_nan=True)
+    clock.stop("  batch: batch_features + matrix, the polars path, for comparison", n)
+    print(f"  rows equal to the polars path's: {same_rows}")
     clock.start()
     probability = compiled.predict_proba(rows)[:, 1]
     parts.append(clock.stop("  batch: predict_proba (compiled)", n))
@@ -310,7 +320,7 @@ def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tupl
     print(f"  batch scoring (the above)            {total:8.2f} s {n / total:>14,.0f} rows/s")
     print(f"  scores >= 65 (review): {int((score >= 65).sum()):,} of {n:,}; mean score "
           f"{score.mean():.2f}")
-    return n / total, n / parts[2]
+    return n / total, n / parts[1]
 
 
 def risk_input(merchant, e: dict):

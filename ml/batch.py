@@ -1,7 +1,7 @@
 """Batch scoring: every payment in the warehouse scored by the payments champion.
 
-The same features (ml.payment_features.batch_features over all payments, so each sees its own
-history), the same model and the same score and reason rules (ml.scoring) as the live API. The
+The same features (ml.payment_features.batch_feature_rows over all payments, so each sees its
+own history), the same model and the same score and reason rules (ml.scoring) as the live API. The
 decision follows the API's thresholds (CLEARHOUSE_ML_REVIEW_SCORE / _BLOCK_SCORE). The result
 replaces analytics.fct_fraud_scores (ml.warehouse), and the latest day's features are compared
 with the champion's training window (ml.drift).
@@ -58,14 +58,15 @@ def top_patterns(scores: pl.DataFrame, n: int = 10) -> list[dict]:
 
 
 def score_frame(payments: pl.DataFrame, champion, settings: Settings,
-                scored_at: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(scores in SCORES_COLUMNS, features) for payments in the event layout."""
-    from ml.feature_sets import feature_matrix
-    from ml.payment_features import batch_features
+                scored_at: datetime) -> tuple[pl.DataFrame, np.ndarray]:
+    """(scores in SCORES_COLUMNS, every payment's FEATURES as rows) for payments in the event
+    layout, in their order."""
+    from ml.payment_features import FEATURES, batch_feature_rows
     from ml.scoring import score_rows
 
-    features = batch_features(payments)
-    matrix = feature_matrix(features, champion.features)
+    _, rows = batch_feature_rows(payments)
+    matrix = rows if tuple(champion.features) == FEATURES else np.ascontiguousarray(
+        rows[:, [FEATURES.index(name) for name in champion.features]])
     score, reasons = score_rows(champion.model, matrix, champion.features, champion.reference,
                                 reasons_from=settings.ml_review_score)
     decision = np.where(score >= settings.ml_block_score, "block",
@@ -76,7 +77,7 @@ def score_frame(payments: pl.DataFrame, champion, settings: Settings,
         reasons=pl.Series([",".join(r) for r in reasons], dtype=pl.Utf8),
         model_version=pl.lit(champion.version),
         scored_at=pl.lit(scored_at).dt.cast_time_unit("us"))
-    return scores, features
+    return scores, rows
 
 
 def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
@@ -99,7 +100,7 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
         champion = Champion(version, compiled_or_model(registry.load(version), card),
                             card["features"], card["reference"])
         payments = read_payments(writer)
-        scores, features = score_frame(payments, champion, settings, now or datetime.now(UTC))
+        scores, rows = score_frame(payments, champion, settings, now or datetime.now(UTC))
         write_scores(writer, scores)
     finally:
         writer.close()
@@ -114,7 +115,10 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
     elif found is None:
         outcome.note = f"no day with {MIN_ROWS} payments yet to compare with the training window"
     else:
+        from ml.payment_features import FEATURES
+
         day, outcome.drift_rows = found
-        latest = features.filter(days == day)
+        latest = pl.DataFrame(rows[(days == day).to_numpy()], schema=list(FEATURES),
+                              orient="row")
         outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
     return outcome

@@ -201,3 +201,47 @@ def running_sums(keys, values):  # pragma: no cover
         total += values[i]
         out[i] = total
     return out
+
+
+@njit(nogil=True, cache=True)
+def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
+                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid,
+                  device_valid, cust_device_30d, declines_24h, merchant_1h, merchant_declines_1h,
+                  method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
+    """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
+    each as ml.payment_features.batch_features computes it with polars - the same float
+    operations in the same order (NaN where polars has a null), so the rows are equal bit for
+    bit (tests/ml/test_payment_features.py compares them)."""
+    rad = np.pi / 180
+    n_counts = len(counts)
+    for row in range(start, stop):
+        o = out[dest[row]]
+        log_usd = np.log1p(usd[row]) if usd_valid[row] else np.nan
+        o[0] = log_usd
+        history = cust_30d[row] > 0 and customer_valid[row]
+        o[1] = log_usd - np.log1p(cust_usd_30d[row] / cust_30d[row]) if history else 0.0
+        for k in range(n_counts):
+            o[2 + k] = counts[k][row]
+        i = 2 + n_counts
+        prev = previous[row]
+        if prev >= 0:
+            # times the reciprocal, as polars divides a column by a constant
+            o[i] = (created_us[row] - created_us[prev]) * (1 / 3.6e9)
+        else:
+            o[i] = no_history_hours
+        if prev >= 0 and geo_valid[prev] and geo_valid[row]:
+            lat1, lon1, lat2, lon2 = lat[prev], lon[prev], lat[row], lon[row]
+            h = (np.sin((lat2 - lat1) * rad / 2) ** 2
+                 + np.cos(lat1 * rad) * np.cos(lat2 * rad) * np.sin((lon2 - lon1) * rad / 2) ** 2)
+            o[i + 1] = earth_km2 * np.arcsin(np.sqrt(h))
+        else:
+            o[i + 1] = 0.0
+        o[i + 2] = 1.0 if history and device_valid[row] and cust_device_30d[row] == 0 else 0.0
+        o[i + 3] = declines_24h[row]
+        m = merchant_1h[row]
+        o[i + 4] = m
+        o[i + 5] = merchant_declines_1h[row] / m if m > 0 else 0.0
+        o[i + 6] = (created_us[row] // 3_600_000_000) % 24
+        code = method_code[row]
+        for j in range(n_methods):
+            o[i + 7 + j] = np.nan if code < 0 else (1.0 if code == j else 0.0)

@@ -277,8 +277,22 @@ def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) ->
     return 2 * EARTH_KM * h.sqrt().arcsin()
 
 
-def batch_features(events: pl.DataFrame) -> pl.DataFrame:
-    """payment_id plus FEATURES for every payment, in the input's row order."""
+@dataclass(frozen=True)
+class _Counted:
+    """The payments (event order, `_row` = the input's row, `usd` = indicative dollars) and their
+    window counts, before the features are put together from them (as a polars frame by
+    batch_features, as the model's rows by batch_feature_rows)."""
+
+    frame: pl.DataFrame
+    in_order: bool  # the input was in event order: `_row` is 0, 1, 2, ...
+    instants: _Instants
+    columns: dict[str, np.ndarray]  # COUNT_NAMES, in FEATURES' order
+    computed: dict[str, np.ndarray]  # the other counts and sums, by their names below
+    previous: np.ndarray  # frame row of the customer's latest payment in 30 days, else -1
+
+
+def _counted(events: pl.DataFrame) -> _Counted:
+    """The payments in event order with every window count: what FEATURES are made of."""
     if "failed_at" not in events.columns:  # a layout without it: failures when created
         events = events.with_columns(failed_at=pl.lit(None, pl.Datetime("us", "UTC")))
     elif events.schema["failed_at"] == pl.Null:  # rows that all lack it
@@ -337,8 +351,16 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
                          strict=True))
         computed = {name: values for part in pool.map(lambda task: task(), tasks)
                     for name, values in part.items()}
-    columns = {name: computed.pop(name) for name in COUNT_NAMES}  # in FEATURES' order
-    previous = computed.pop("_previous")
+    return _Counted(frame, in_order, instants,
+                    {name: computed.pop(name) for name in COUNT_NAMES},  # in FEATURES' order
+                    computed, computed.pop("_previous"))
+
+
+def batch_features(events: pl.DataFrame) -> pl.DataFrame:
+    """payment_id plus FEATURES for every payment, in the input's row order."""
+    counted = _counted(events)
+    frame, in_order, instants = counted.frame, counted.in_order, counted.instants
+    columns, computed, previous = counted.columns, counted.computed, counted.previous
 
     has_prev = previous >= 0
     prev_row = np.maximum(previous, 0)
@@ -383,6 +405,47 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
           for name in METHODS],
     )
     return (features if in_order else features.sort("_row")).drop("_row")
+
+
+def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
+    """(payment_id, rows): FEATURES for every payment as the model reads them - float64, one row
+    per payment in the input's order, FEATURES' columns in order (row-major) - equal bit for bit
+    to batch_features' columns, written straight into the matrix in machine code
+    (ml.feature_kernels.assemble_rows, rows split between the cores) instead of a polars frame
+    that is then copied into one: batch scoring's path."""
+    counted = _counted(events)
+    frame = counted.frame
+    points = _geo_points(frame["geo"])
+    located = frame.select("geo").join(points, on="geo", how="left", maintain_order="left")
+    codes = {name: i for i, name in enumerate(METHODS)}
+    method = frame["method"]
+    method_code = np.where(method.is_null().to_numpy(), -1,  # no method: NaN, as polars' null
+                           method.replace_strict(codes, default=len(METHODS),
+                                                 return_dtype=pl.Int64).to_numpy())
+    n = frame.height
+    rows = np.empty((n, len(FEATURES)))
+    dest = (np.arange(n) if counted.in_order
+            else frame["_row"].cast(pl.Int64).to_numpy())
+    computed = counted.computed
+    args = (rows, dest, tuple(counted.columns.values()),
+            frame["usd"].fill_null(0.0).to_numpy(), frame["usd"].is_not_null().to_numpy(),
+            frame["customer_id"].is_not_null().to_numpy(), computed["_cust_30d"],
+            computed["_cust_usd_30d"], counted.previous, counted.instants.us,
+            located["lat"].fill_null(0.0).to_numpy(), located["lon"].fill_null(0.0).to_numpy(),
+            located["lat"].is_not_null().to_numpy(), frame["device_id"].is_not_null().to_numpy(),
+            computed["_cust_device_30d"], computed["customer_declines_24h"],
+            computed["_merchant_1h"], computed["_merchant_declines_1h"], method_code)
+    assemble = kernels().assemble_rows
+    step = -(-n // usable_cores()) if n else 1
+
+    def part(start: int) -> None:
+        assemble(args[0], args[1], start, min(start + step, n), *args[2:], len(METHODS),
+                 NO_HISTORY_HOURS, 2 * EARTH_KM)
+
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+        list(pool.map(part, range(0, n, step)))
+    ids = frame["payment_id"] if counted.in_order else frame.sort("_row")["payment_id"]
+    return ids, rows
 
 
 def _in_event_order(frame: pl.DataFrame) -> bool:

@@ -15,6 +15,7 @@ from ml.payment_features import (
     FEATURES,
     METHODS,
     NO_HISTORY_HOURS,
+    batch_feature_rows,
     batch_features,
     event_features,
 )
@@ -185,3 +186,29 @@ def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(monkeypatch, r
 def test_no_payments_give_an_empty_feature_frame():
     got = batch_features(frame([]))
     assert got.height == 0 and got.columns == ["payment_id", *FEATURES]
+
+
+@pytest.mark.parametrize("order", ["input order", "event order"])
+def test_the_models_rows_are_the_polars_features_bit_for_bit(order):
+    """batch_feature_rows (machine code, straight into the model's rows; batch scoring's path)
+    equals batch_features' columns bit for bit - nulls (currency without a rate, unknown or
+    missing geo, method, customer, device) as the NaN or 0 polars gives - in the input's row
+    order, whether or not the input comes in event order."""
+    rows = random_events(3_000, seed=11)
+    for i, row in enumerate(rows[:200]):  # a method that is none of METHODS, and none at all
+        row["method"] = "cheque" if i % 2 else None
+    events = frame(rows)
+    if order == "event order":
+        events = events.sort("created_at", "payment_id")
+    expected = batch_features(events)
+    ids, got = batch_feature_rows(events)
+    assert ids.to_list() == expected["payment_id"].to_list()
+    want = expected.select(FEATURES).to_numpy()
+    assert got.shape == want.shape and got.flags.c_contiguous
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isnan(want).any() and (want[:, FEATURES.index("km_from_customer_prev")] > 0).any()
+
+
+def test_no_payments_give_no_rows():
+    ids, got = batch_feature_rows(frame([]))
+    assert ids.len() == 0 and got.shape == (0, len(FEATURES))
