@@ -29,6 +29,7 @@ with pairs as (
         t.asset,
         t.value_minor,
         t.is_reorged,
+        t.copy_rank,
         t.is_confirmed,
         (not t.is_reorged and t.is_confirmed
          and t.value_minor = g.amount_minor

@@ -253,7 +253,12 @@ chain_breaks as (
         p.value_minor as channel_minor,
         cast(p.observed_at as date) as first_seen,
         cast(null as varchar(2000)) as candidates,
-        cast(null as varchar(200)) as psp_line_id
+        cast(null as varchar(200)) as psp_line_id,
+        -- one break per log: copies of it in other blocks (a reorg, int_recon_chain_transfers)
+        -- give the same break of the same payment once, from the copy seen last
+        row_number() over (partition by p.payment_id, p.transaction_hash, p.log_index,
+                                        p.is_full_match, p.is_reorged
+                           order by p.copy_rank) as nth_copy
     from {{ ref('int_recon_chain_pairs') }} as p
     where (p.is_full_match and (p.transfer_rank > 1 or not p.is_settled_in_ledger))
        or (not p.is_full_match
@@ -593,7 +598,11 @@ payment_breaks as (
     union all select * from fee_breaks
     union all select * from line_breaks
     union all select * from missing_in_channel
-    union all select * from chain_breaks
+    union all
+    select break_type, break_key, channel, currency, payment_id, channel_reference,
+           statement_line_id, chain_tx_hash, ledger_minor, channel_minor, first_seen,
+           candidates, psp_line_id
+    from chain_breaks where nth_copy = 1
     union all select * from unexplained_transfers
     union all select * from refunded_but_settled
     union all select * from payout_breaks

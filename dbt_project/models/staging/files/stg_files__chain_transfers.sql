@@ -1,5 +1,7 @@
 -- One row per Transfer log; a later `removed: true` copy of the same log (same block) marks it
--- reorged.
+-- reorged. (A log seen again in another block with no removal - eth_getLogs never reports one -
+-- is superseded in int_recon_chain_transfers, among the logs a run may see.)
+-- loaded_at: when the file that brought the log was loaded.
 -- Confirmations count the log's own block: newest block seen on the network - block + 1.
 -- observed_at: when the log happened as far as we know - its block's time, else (formats that do
 -- not carry it: an eth_getLogs answer, ethereum-etl's logs.csv) when the file bringing it was
@@ -28,6 +30,7 @@ select
     l.block_hash,
     l.block_timestamp,
     coalesce(l.block_timestamp, s.seen_at) as observed_at,
+    s.seen_at as loaded_at,
     l.transaction_hash,
     l.log_index,
     l.token_address,
