@@ -120,11 +120,8 @@ def _count_status_change(result) -> None:
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
 def get_payment(payment_id: str, principal: PrincipalDep, session: SessionDep, now: NowDep):
-    payment = session.get(Payment, payment_id)
-    if payment is None or not tenancy.can_see_merchant(session, principal, payment.merchant_id,
-                                                       now):
-        raise not_found("payment", payment_id)  # 404, not 403: existence must not leak
-    return JSONResponse(service.payment_out(payment))
+    return JSONResponse(service.payment_out(_visible(session, principal, now, Payment,
+                                                     payment_id, "payment")))
 
 
 @router.get("/payments", response_model=PaymentList)
@@ -133,24 +130,14 @@ def list_payments(principal: PrincipalDep, session: SessionDep, now: NowDep,
                   starting_after: str | None = None,
                   merchant_id: Annotated[str | None, Query(
                       description="only this merchant's (within what the caller may see)")] = None):
-    query = select(Payment).order_by(Payment.id.desc()).limit(limit + 1)
-    # operators: all; a merchant: its own; an agent: its subtree's merchants
-    query = query.where(tenancy.merchant_filter(session, principal, Payment.merchant_id, now))
-    if merchant_id is not None:
-        query = query.where(Payment.merchant_id == merchant_id)
-    query = after_cursor(session, query, Payment.id, starting_after)
-    rows = session.scalars(query).all()
-    return JSONResponse({"data": [service.payment_out(p) for p in rows[:limit]],
-                         "has_more": len(rows) > limit})
+    return _page(session, principal, now, Payment, service.payment_out, limit=limit,
+                 starting_after=starting_after, merchant_id=merchant_id)
 
 
 @router.get("/refunds/{refund_id}", response_model=RefundOut)
 def get_refund(refund_id: str, principal: PrincipalDep, session: SessionDep, now: NowDep):
-    refund = session.get(Refund, refund_id)
-    if refund is None or not tenancy.can_see_merchant(session, principal, refund.merchant_id,
-                                                      now):
-        raise not_found("refund", refund_id)  # 404, not 403: existence must not leak
-    return JSONResponse(service.refund_out(refund))
+    return JSONResponse(service.refund_out(_visible(session, principal, now, Refund, refund_id,
+                                                    "refund")))
 
 
 @router.get("/refunds", response_model=RefundList)
@@ -161,15 +148,30 @@ def list_refunds(principal: PrincipalDep, session: SessionDep, now: NowDep,
                      description="only this payment's refunds")] = None,
                  merchant_id: Annotated[str | None, Query(
                      description="only this merchant's (within what the caller may see)")] = None):
-    """Newest first, like the payments: the caller's own (a merchant), its subtree's (an agent),
-    all (operators)."""
-    query = select(Refund).order_by(Refund.id.desc()).limit(limit + 1)
-    query = query.where(tenancy.merchant_filter(session, principal, Refund.merchant_id, now))
-    if payment_id is not None:
-        query = query.where(Refund.payment_id == payment_id)
-    if merchant_id is not None:
-        query = query.where(Refund.merchant_id == merchant_id)
-    query = after_cursor(session, query, Refund.id, starting_after)
+    """Newest first, like the payments."""
+    return _page(session, principal, now, Refund, service.refund_out, limit=limit,
+                 starting_after=starting_after, payment_id=payment_id, merchant_id=merchant_id)
+
+
+def _visible(session, principal, now, model, ident: str, kind: str):
+    """The row, if the caller may see its merchant's data; else a 404 (not a 403: existence
+    must not leak)."""
+    row = session.get(model, ident)
+    if row is None or not tenancy.can_see_merchant(session, principal, row.merchant_id, now):
+        raise not_found(kind, ident)
+    return row
+
+
+def _page(session, principal, now, model, out, *, limit: int, starting_after: str | None,
+          **equal: str | None) -> JSONResponse:
+    """A page of the rows the caller may see - operators all, a merchant its own, an agent its
+    subtree's merchants' - newest first, where each given column equals its value."""
+    query = select(model).order_by(model.id.desc()).limit(limit + 1)
+    query = query.where(tenancy.merchant_filter(session, principal, model.merchant_id, now))
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(getattr(model, column) == value)
+    query = after_cursor(session, query, model.id, starting_after)
     rows = session.scalars(query).all()
-    return JSONResponse({"data": [service.refund_out(r) for r in rows[:limit]],
+    return JSONResponse({"data": [out(row) for row in rows[:limit]],
                          "has_more": len(rows) > limit})
