@@ -83,6 +83,17 @@ def _insert(warehouse, table_name: str, rows: list[dict]) -> None:
     insert_raw(warehouse, table_name, rows, T0)
 
 
+def _daily_merchant_on_cards(warehouse, merchant_id: str, settlement_currency: str) -> None:
+    """A merchant settling daily at T+0 in `settlement_currency`, and the card channel."""
+    _insert(warehouse, "merchants", [
+        {"id": merchant_id, "name": merchant_id, "status": "active",
+         "settlement_currency": settlement_currency, "settlement_cycle": "daily",
+         "settlement_delay_days": 0, "created_at": T0, "updated_at": T0}])
+    _insert(warehouse, "channels", [
+        {"id": "ch_card", "name": "Card", "channel_type": "card", "status": "active",
+         "settlement_window_days": 1, "created_at": T0, "updated_at": T0}])
+
+
 def _payment_rows(payments):
     return [{"id": pid, "merchant_id": m, "merchant_reference": f"order-{pid}",
              "amount_minor": amount, "currency": ccy,

@@ -15,7 +15,14 @@ import pytest
 
 from ingest.raw_schema import RAW_SCHEMA
 from tests.dbt.test_cycle_change_mid_period import _build_as_of
-from tests.dbt.test_settlement import T0, _fx_rows, _insert, _payment_rows, ts
+from tests.dbt.test_settlement import (
+    T0,
+    _daily_merchant_on_cards,
+    _fx_rows,
+    _insert,
+    _payment_rows,
+    ts,
+)
 from warehouse.money import FxRate, Money, convert, fee_minor
 
 PRICE = (200, 0)  # bps, fixed: mer_x's EUR and USD price
@@ -23,13 +30,7 @@ RATE_0306 = "1.0900"
 
 
 def _load(warehouse) -> None:
-    _insert(warehouse, "merchants", [
-        {"id": "mer_x", "name": "mer_x", "status": "active", "settlement_currency": "EUR",
-         "settlement_cycle": "daily", "settlement_delay_days": 0, "created_at": T0,
-         "updated_at": T0}])
-    _insert(warehouse, "channels", [
-        {"id": "ch_card", "name": "Card", "channel_type": "card", "status": "active",
-         "settlement_window_days": 1, "created_at": T0, "updated_at": T0}])
+    _daily_merchant_on_cards(warehouse, "mer_x", "EUR")
     _insert(warehouse, "prices", [
         {"id": f"prc_x_{ccy}", "subject_type": "merchant", "subject_id": "mer_x",
          "currency": ccy, "rate_bps": PRICE[0], "fixed_minor": PRICE[1], "valid_from": T0,

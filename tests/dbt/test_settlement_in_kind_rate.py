@@ -16,6 +16,7 @@ import pytest
 from ingest.raw_schema import RAW_SCHEMA
 from tests.dbt.test_settlement import (
     T0,
+    _daily_merchant_on_cards,
     _fx_rows,
     _insert,
     _payment_rows,
@@ -31,13 +32,7 @@ PRICE, NEW_PRICE = (200, 0), (300, 0)  # mer_k's GBP price; then corrected retro
 
 
 def _load(warehouse) -> None:
-    _insert(warehouse, "merchants", [
-        {"id": "mer_k", "name": "mer_k", "status": "active", "settlement_currency": "USD",
-         "settlement_cycle": "daily", "settlement_delay_days": 0, "created_at": T0,
-         "updated_at": T0}])
-    _insert(warehouse, "channels", [
-        {"id": "ch_card", "name": "Card", "channel_type": "card", "status": "active",
-         "settlement_window_days": 1, "created_at": T0, "updated_at": T0}])
+    _daily_merchant_on_cards(warehouse, "mer_k", "USD")
     _insert(warehouse, "prices", [
         {"id": "prc_mer_k_GBP", "subject_type": "merchant", "subject_id": "mer_k",
          "currency": "GBP", "rate_bps": PRICE[0], "fixed_minor": PRICE[1], "valid_from": T0,
