@@ -35,7 +35,9 @@ The features (FEATURES, in model column order):
 - hour_of_day: UTC hour.
 - method_<type>: one-hot of the payment method type (METHODS).
 
-`batch_features(events)` computes them with polars for any number of payments;
+`batch_features(events)` computes them with polars for any number of payments
+(`batch_feature_rows(events)`: the same, written straight into the model's rows, for batch
+scoring);
 `event_features(event, history)` computes one payment's in plain Python from the rows the
 window holds, through a `Summary` (counts, the customer's amounts per currency, the latest
 payment) that the live API computes with SQL aggregates instead (serving/fraud.py).
