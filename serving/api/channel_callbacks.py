@@ -82,8 +82,7 @@ def _parse(body: bytes) -> ChannelCallback:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "body"
         code = "invalid_json" if first.get("type") == "json_invalid" else "validation_error"
-        raise ApiError(422, code, f"{field}: {first.get('msg')}" if field else first.get("msg"),
-                       {"field": field}) from None
+        raise ApiError(422, code, f"{field}: {first.get('msg')}", {"field": field}) from None
 
 
 @router.post("/channels/{channel_id}/callbacks", response_model=CallbackResult,

@@ -13,9 +13,9 @@ from serving import pg_async, tenancy
 from serving.api.common import (
     IdempotencyKeyHeader,
     Limit,
-    after_cursor,
     call_idempotent,
     idempotent_response,
+    page,
 )
 from serving.deps import EngineDep, MerchantDep, NowDep, PrincipalDep, SessionDep
 from serving.errors import not_found
@@ -164,14 +164,13 @@ def _visible(session, principal, now, model, ident: str, kind: str):
 
 def _page(session, principal, now, model, out, *, limit: int, starting_after: str | None,
           **equal: str | None) -> JSONResponse:
-    """A page of the rows the caller may see - operators all, a merchant its own, an agent its
-    subtree's merchants' - newest first, where each given column equals its value."""
-    query = select(model).order_by(model.id.desc()).limit(limit + 1)
-    query = query.where(tenancy.merchant_filter(session, principal, model.merchant_id, now))
+    """A page (serving.api.common.page) of the rows the caller may see - operators all, a
+    merchant its own, an agent its subtree's merchants' - where each given column equals its
+    value."""
+    query = select(model).where(tenancy.merchant_filter(session, principal, model.merchant_id,
+                                                        now))
     for column, value in equal.items():
         if value is not None:
             query = query.where(getattr(model, column) == value)
-    query = after_cursor(session, query, model.id, starting_after)
-    rows = session.scalars(query).all()
-    return JSONResponse({"data": [out(row) for row in rows[:limit]],
-                         "has_more": len(rows) > limit})
+    return JSONResponse(page(session, query, model.id, limit=limit,
+                             starting_after=starting_after, out=out))
