@@ -58,15 +58,23 @@ def check_unclaimed(session: Session, verified: Verified) -> None:
 
 
 def settle(session: Session, verified: Verified, now: datetime) -> SimChainLog:
-    """Execute the authorization on chain (in the caller's transaction). Idempotent: the same
-    authorization settles once and a retry gets the same transaction back."""
+    """Execute the authorization on chain (in the caller's transaction), once: an authorization
+    the chain already executed - by a concurrent settle that committed after the caller's checks
+    (Postgres, read committed) - is refused, never answered with its first transaction (that
+    would let each caller deliver once per settle; x402's own facilitators re-verify too). The
+    chain itself stays idempotent (chain.transfer_with_authorization returns the first log)."""
     auth, offer = verified.authorization, verified.offer
     try:
-        return chain.transfer_with_authorization(
+        log = chain.transfer_with_authorization(
             session, offer.network, offer.asset.address, payer=auth.payer, to=auth.to,
             value=auth.value, nonce=auth.nonce, now=now)
     except chain.ChainError as exc:
         raise InvalidPayment(exc.reason, exc.message, payer=auth.payer) from None
+    if log.created_at != now:  # executed before this call
+        raise InvalidPayment("invalid_exact_evm_nonce_already_used",
+                             "this authorization was settled by another request",
+                             payer=auth.payer)
+    return log
 
 
 def supported() -> dict[str, Any]:
@@ -123,17 +131,12 @@ def _settle(engine, body: Any) -> dict[str, Any]:
     try:
         verified, offer = _request(body)
         # expire_on_commit=False: the log is read after the commit. As in x402's own
-        # facilitators, settle re-verifies: a used authorization is refused, never answered with
-        # its first transaction (that would let each caller deliver once per settle).
+        # facilitators, settle re-verifies (and `settle` refuses what another settle executed).
         now = datetime.now(UTC)
         with Session(engine, expire_on_commit=False) as session, session.begin():
             check_unclaimed(session, verified)
             check_chain(session, verified)
             log = settle(session, verified, now)
-            if log.created_at != now:  # a concurrent settle executed it after our check
-                raise InvalidPayment("invalid_exact_evm_nonce_already_used",
-                                     "this authorization was settled concurrently",
-                                     payer=verified.authorization.payer)
     except InvalidPayment as exc:
         return {"success": False, "errorReason": exc.reason, "errorMessage": exc.message,
                 "payer": exc.payer, "transaction": "", "network": network_id}

@@ -308,13 +308,10 @@ def _settle_exact(engine, usage_id: str, verified: Verified, call: booking.Call,
                     return usage.tx_hash
                 booking.ensure_settleable(usage)
                 now = datetime.now(UTC)
+                # refuses a transfer executed before this transaction: not this call's (its own
+                # transfer and `settled` commit together, checked above) but a facilitator
+                # /settle's that passed its checks before our claim committed
                 log = facilitator.settle(session, verified, now)
-                if log.created_at != now:
-                    # Executed before this transaction: not by this call (its own transfer and
-                    # its `settled` commit together, checked above), so by a facilitator /settle
-                    # that passed its checks before our claim committed - one authorization,
-                    # one delivery.
-                    raise _settled_elsewhere(verified)
                 booking.record_paid(session, usage, tx_hash=log.tx_hash,
                                     upstream_status=upstream_status, buyer_merchant_id=None,
                                     now=now)
