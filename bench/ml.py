@@ -297,7 +297,8 @@ def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tupl
     compiled = compiled_or_model(model, card)
     compiled.predict_proba(np.zeros((KERNEL_ROWS, len(card["features"]))))
     batch_feature_rows(events.head(1_000))  # its kernel's machine code loaded (or compiled)
-    clock.stop("  batch: compile + first kernel calls (import numba, load its cached code)")
+    clock.stop("  batch: compile + first kernel calls (import numba, load its cached code; the forest "
+               "compiled by LLVM)")
     clock.start()
     _, rows = batch_feature_rows(events)
     parts.append(clock.stop("  batch: batch_feature_rows (the model's rows)", n))

@@ -44,8 +44,8 @@ class CompileError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Forest:
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: ml.forest_kernel keys
+class Forest:  # its compiled code by the forest
     """Every tree's nodes in one table. A node is addressed by twice its index (2i), so that
     2i + 1 addresses "the right-hand side of node i": `children[2i]` is the left child's address,
     `children[2i + 1]` the right one's, and the per-node columns are stored twice (at 2i and

@@ -13,6 +13,11 @@ Every function gives exactly the result of the step it replaces (tests/ml/test_f
 They release the GIL, so the windows' threads run them side by side. numba compiles them on the
 first call and caches the machine code next to this file; only batch feature computation imports
 this module - never the API's live scorer.
+
+Their outputs are allocated by numpy and passed in (the public functions below do that): numpy
+asks the kernel for transparent huge pages on large arrays, numba's own allocations do not, and
+a million-row output in 4 KiB pages costs two thousand page faults each time (a third of the
+windows' time went to the kernel's page faults before).
 """
 
 from __future__ import annotations
@@ -55,57 +60,99 @@ def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no 
     return table, bits, distinct
 
 
-@njit(nogil=True, cache=True)
-def text_codes(hashes, valid, offsets, data):  # pragma: no cover
+def text_codes(hashes, valid, offsets, data):
     """(codes, distinct) of a text column given as Arrow buffers (`offsets`, `data`): rows with
     equal text get equal codes, numbered 0, 1, ... in order of first appearance; a null row
     (not `valid`) gets -1. `hashes` (equal for equal text) pick the table slot; a row joins a
     code only if its bytes equal the code's, so colliding hashes cost time, never a wrong code.
-    Each code's bytes are copied once into a compact buffer: the comparisons read them from
-    there (cached) instead of from the code's first row, wherever that is."""
+    A slot holds a code's first INLINE_BYTES bytes itself: for the short keys payments have
+    (ids, fingerprints, IPs) one cache line answers a probe; longer keys keep the rest in a
+    compact buffer."""
     n = hashes.shape[0]
-    bits = 10
-    # per slot: first row (-1: free), hash, code, where and how long the code's bytes are in
-    # `known` - one cache line answers a probe
-    table = np.full((1 << bits, 5), -1, dtype=np.int64)
     codes = np.full(n, -1, dtype=np.int64)
-    known = np.empty(data.shape[0], dtype=np.uint8)
-    known_end = 0
-    distinct = 0
-    for i in range(n):
-        if not valid[i]:
-            continue
-        h = np.int64(hashes[i])
-        start, length = offsets[i], offsets[i + 1] - offsets[i]
-        slot = _slot(hashes[i], bits)
-        while table[slot, 0] >= 0:
-            if table[slot, 1] == h and table[slot, 4] == length:
-                at = table[slot, 3]
-                same = True
-                for k in range(length):
-                    if known[at + k] != data[start + k]:
-                        same = False
-                        break
-                if same:
-                    break
-            slot = (slot + 1) & ((1 << bits) - 1)
-        if table[slot, 0] >= 0:
-            codes[i] = table[slot, 2]
-            continue
-        known[known_end:known_end + length] = data[start:start + length]
-        table[slot, 3], table[slot, 4] = known_end, length
-        known_end += length
-        table, bits, distinct = _new_code(table, bits, slot, i, h, codes, distinct)
+    distinct = _text_codes(hashes, valid, offsets, data, codes,
+                           np.empty(data.shape[0], dtype=np.uint8), np.empty(n, dtype=np.int64))
     return codes, distinct
 
 
+INLINE_BYTES = 16
+_FREE = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 @njit(nogil=True, cache=True)
-def pair_codes(first, second, second_distinct):  # pragma: no cover
+def _text_codes(hashes, valid, offsets, data, codes, rest, rest_at):  # pragma: no cover
+    # per slot (32 bytes, two to a cache line): code << 32 | length (_FREE: a free slot), hash,
+    # the key's first 16 bytes as two little-endian words (zero-padded)
+    bits = 10
+    table = np.full((1 << bits, 4), _FREE, dtype=np.uint64)
+    rest_end = 0
+    distinct = 0
+    for i in range(hashes.shape[0]):
+        if not valid[i]:
+            continue
+        h = hashes[i]
+        start, length = offsets[i], offsets[i + 1] - offsets[i]
+        w0 = w1 = np.uint64(0)
+        for k in range(min(length, INLINE_BYTES)):
+            byte = np.uint64(data[start + k]) << np.uint64(8 * (k & 7))
+            if k < 8:
+                w0 |= byte
+            else:
+                w1 |= byte
+        head = np.uint64(length)
+        slot = _slot(h, bits)
+        found = -1
+        while table[slot, 0] != _FREE:
+            entry = table[slot, 0]
+            if (table[slot, 1] == h and (entry & np.uint64(0xFFFFFFFF)) == head
+                    and table[slot, 2] == w0 and table[slot, 3] == w1):
+                code = np.int64(entry >> np.uint64(32))
+                at = rest_at[code]
+                same = True
+                for k in range(INLINE_BYTES, length):
+                    if rest[at + k - INLINE_BYTES] != data[start + k]:
+                        same = False
+                        break
+                if same:
+                    found = code
+                    break
+            slot = (slot + 1) & ((1 << bits) - 1)
+        if found >= 0:
+            codes[i] = found
+            continue
+        rest_at[distinct] = rest_end
+        for k in range(INLINE_BYTES, length):
+            rest[rest_end] = data[start + k]
+            rest_end += 1
+        table[slot, 0] = (np.uint64(distinct) << np.uint64(32)) | head
+        table[slot, 1], table[slot, 2], table[slot, 3] = h, w0, w1
+        codes[i] = distinct
+        distinct += 1
+        if 2 * distinct > (1 << bits):
+            bits += 1
+            grown = np.full((1 << bits, 4), _FREE, dtype=np.uint64)
+            for old in range(table.shape[0]):
+                if table[old, 0] != _FREE:
+                    place = _slot(table[old, 1], bits)
+                    while grown[place, 0] != _FREE:
+                        place = (place + 1) & ((1 << bits) - 1)
+                    grown[place] = table[old]
+            table = grown
+    return distinct
+
+
+@njit(nogil=True, cache=True)
+def pair_codes(first, second, second_distinct):
     """(codes, distinct) of the pairs (first[i], second[i]) of two code columns, as text_codes
     numbers them; -1 where either is -1."""
+    codes = np.full(first.shape[0], -1, dtype=np.int64)
+    return codes, _pair_codes(first, second, second_distinct, codes)
+
+
+@njit(nogil=True, cache=True)
+def _pair_codes(first, second, second_distinct, codes):  # pragma: no cover
     bits = 10
     table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, pair, code
-    codes = np.full(first.shape[0], -1, dtype=np.int64)
     distinct = 0
     for i in range(first.shape[0]):
         if first[i] < 0 or second[i] < 0:
@@ -118,33 +165,42 @@ def pair_codes(first, second, second_distinct):  # pragma: no cover
             codes[i] = table[slot, 2]
             continue
         table, bits, distinct = _new_code(table, bits, slot, i, pair, codes, distinct)
-    return codes, distinct
+    return distinct
 
 
-@njit(nogil=True, cache=True)
-def group_order(codes, distinct):  # pragma: no cover
+def group_order(codes, distinct):
     """The permutation that sorts rows by code (0 .. distinct - 1), rows of one code in their
     original order."""
-    starts = np.zeros(distinct + 1, dtype=np.int64)
-    for code in codes:
-        starts[code + 1] += 1
-    for code in range(distinct):
-        starts[code + 1] += starts[code]
     order = np.empty(codes.shape[0], dtype=np.int64)
-    for i in range(codes.shape[0]):
-        order[starts[codes[i]]] = i
-        starts[codes[i]] += 1
+    _group_order(codes, np.zeros(distinct + 1, dtype=np.int64), order)
     return order
 
 
 @njit(nogil=True, cache=True)
-def key_runs(sorted_codes, sorted_rank):  # pragma: no cover
+def _group_order(codes, starts, order):  # pragma: no cover
+    distinct = starts.shape[0] - 1
+    for code in codes:
+        starts[code + 1] += 1
+    for code in range(distinct):
+        starts[code + 1] += starts[code]
+    for i in range(codes.shape[0]):
+        order[starts[codes[i]]] = i
+        starts[codes[i]] += 1
+
+
+def key_runs(sorted_codes, sorted_rank):
     """For rows sorted by key, each key's rows by instant: per position, (start, end) - where
     its key's run starts, and where its key's rows at its own instant start (the rows before
     `end` are the key's earlier ones)."""
     n = sorted_codes.shape[0]
-    start = np.empty(n, dtype=np.int64)
-    end = np.empty(n, dtype=np.int64)
+    start, end = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    _key_runs(sorted_codes, sorted_rank, start, end)
+    return start, end
+
+
+@njit(nogil=True, cache=True)
+def _key_runs(sorted_codes, sorted_rank, start, end):  # pragma: no cover
+    n = sorted_codes.shape[0]
     run = at = 0
     for p in range(n):
         if p == 0 or sorted_codes[p] != sorted_codes[p - 1]:
@@ -152,16 +208,20 @@ def key_runs(sorted_codes, sorted_rank):  # pragma: no cover
         elif sorted_rank[p] != sorted_rank[p - 1]:
             at = p
         start[p], end[p] = run, at
-    return start, end
 
 
-@njit(nogil=True, cache=True)
-def window_first(order, start, sorted_rank, since_rank):  # pragma: no cover
+def window_first(order, start, sorted_rank, since_rank):
     """Per sorted position p: the first position of p's key run whose instant rank is at least
     since_rank[order[p]] (the window's start, given in frame order). Along a run both ranks only
     grow, so one pointer walks each run once."""
+    first = np.empty(order.shape[0], dtype=np.int64)
+    _window_first(order, start, sorted_rank, since_rank, first)
+    return first
+
+
+@njit(nogil=True, cache=True)
+def _window_first(order, start, sorted_rank, since_rank, first):  # pragma: no cover
     n = order.shape[0]
-    first = np.empty(n, dtype=np.int64)
     q = 0
     for p in range(n):
         if start[p] == p:
@@ -170,14 +230,18 @@ def window_first(order, start, sorted_rank, since_rank):  # pragma: no cover
         while sorted_rank[q] < target:
             q += 1
         first[p] = q
-    return first
 
 
-@njit(nogil=True, cache=True)
-def search_left(a, v):  # pragma: no cover
+def search_left(a, v):
     """np.searchsorted(a, v, "left") for a sorted `a`: the pointer moves from the last answer,
     one step per element passed, so in-order queries cost one pass over both arrays."""
     out = np.empty(v.shape[0], dtype=np.int64)
+    _search_left(a, v, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _search_left(a, v, out):  # pragma: no cover
     j = 0
     n = a.shape[0]
     for i in range(v.shape[0]):
@@ -187,20 +251,23 @@ def search_left(a, v):  # pragma: no cover
         while j < n and a[j] < x:
             j += 1
         out[i] = j
+
+
+def running_sums(keys, values):
+    """Running sum of `values`, restarted wherever `keys` differs from the row before."""
+    out = np.empty(values.shape[0], dtype=np.float64)
+    _running_sums(keys, values, out)
     return out
 
 
 @njit(nogil=True, cache=True)
-def running_sums(keys, values):  # pragma: no cover
-    """Running sum of `values`, restarted wherever `keys` differs from the row before."""
-    out = np.empty(values.shape[0], dtype=np.float64)
+def _running_sums(keys, values, out):  # pragma: no cover
     total = 0.0
     for i in range(values.shape[0]):
         if i == 0 or keys[i] != keys[i - 1]:
             total = 0.0
         total += values[i]
         out[i] = total
-    return out
 
 
 @njit(nogil=True, cache=True)

@@ -84,14 +84,40 @@ def test_the_machine_code_walk_equals_scikit_learn(monkeypatch, split, holdout_r
 
 def _recording(kernel, calls: list):
     def walk(*args):
-        calls.append(args[3] - args[2])  # rows in this slice
+        calls.append(args[4] - args[3])  # rows in this slice
         return kernel(*args)
     return walk
 
 
+def test_the_machine_code_walks_trees_of_a_single_leaf_and_refuses_narrow_rows():
+    """Trees that never split (a leaf at the root) and a forest of none compile too; rows with
+    fewer columns than the trees read are refused, never read past their end."""
+    from dataclasses import replace
+
+    from ml.compiled import _forest
+    from ml.forest_kernel import raw_scores
+
+    x, y = _noisy(400, 6)
+    stumps = HistGradientBoostingClassifier(max_iter=3, min_samples_leaf=300,
+                                            early_stopping=False).fit(x, y)
+    forest = _forest(stumps)
+    assert len(forest.roots) == 3 and not forest.internal.any()
+    probe, _ = _noisy(50, 7)
+    assert np.array_equal(raw_scores(forest, probe), forest.raw(probe))
+    empty = replace(forest, roots=forest.roots[:0])
+    assert np.array_equal(raw_scores(empty, probe), np.full(50, forest.baseline))
+
+    split = _forest(HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y))
+    assert np.array_equal(raw_scores(split, probe), split.raw(probe))
+    widest = int(split.feature[split.internal].max())
+    with pytest.raises(ValueError, match="features"):
+        raw_scores(split, probe[:, :widest])
+
+
 def test_the_live_path_never_loads_numba():
     """The API scores 1 + len(features) rows - below KERNEL_ROWS - and computes one payment's
-    features in plain Python: numba (a second to import and load) stays out of its process."""
+    features in plain Python: numba and llvmlite (a second to import, load or compile) stay out
+    of its process."""
     import subprocess
     import sys
 
@@ -109,10 +135,10 @@ def test_the_live_path_never_loads_numba():
             "event = {'payment_id': 'p', 'created_at': datetime.now(UTC), 'amount_minor': 100,\n"
             "         'currency': 'USD', 'merchant_id': 'm', 'customer_id': 'c', 'status': 'success'}\n"
             "event_features(event, [])\n"
-            "print('numba' in sys.modules)")
+            "print('numba' in sys.modules, 'llvmlite' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "False False"
 
 
 def test_models_it_does_not_know_are_refused():

@@ -50,3 +50,30 @@ def test_pair_codes_number_each_pair_once_and_skip_nulls():
     for pair, code in zip(pairs, codes[complete].tolist(), strict=True):
         assert seen.setdefault(pair, len(seen)) == code  # dense, in order of first appearance
     assert distinct == len(seen)
+
+
+@pytest.mark.parametrize("hashes", ["polars", "one value"])
+def test_text_codes_are_arrows_dictionary_codes_for_short_and_long_keys(hashes):
+    """text_codes numbers keys as pyarrow's dictionary encoding does (first appearance, nulls
+    none) - keys that fit a slot (up to INLINE_BYTES) and longer ones that differ only after it,
+    also when every key hashes the same and only the bytes tell them apart."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(7)
+    prefix = "p" * kernels.INLINE_BYTES
+    pool = ([f"{prefix}{i}" for i in range(40)] + [f"{prefix[:-1]}{i}" for i in range(40)]
+            + [f"k{i}" for i in range(40)] + ["", "é" * 9, prefix, prefix + "\0"])
+    values = [None if rng.random() < 0.1 else pool[int(rng.integers(len(pool)))]
+              for _ in range(3_000)]
+    text = pl.Series(values, dtype=pl.Utf8)
+    arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.large_string())
+    _, offsets, data = arrow.buffers()
+    key_hashes = (text.hash(seed=0).to_numpy() if hashes == "polars"
+                  else np.zeros(len(values), np.uint64))
+    codes, distinct = kernels.text_codes(key_hashes, text.is_not_null().to_numpy(),
+                                         np.frombuffer(offsets, dtype=np.int64),
+                                         np.frombuffer(data, dtype=np.uint8))
+    encoded = pc.dictionary_encode(arrow)
+    assert np.array_equal(codes, pc.fill_null(encoded.indices, -1).to_numpy())
+    assert distinct == len(encoded.dictionary) == len({v for v in values if v is not None})
