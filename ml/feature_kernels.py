@@ -5,6 +5,8 @@ Each replaces a numpy or polars step that sorts or binary-searches where one pas
   appearance) by an open-addressing table - instead of sorting the keys' hashes;
 - `group_order`: a stable counting sort of rows by those codes (each key's rows stay in frame
   order) - instead of a comparison sort;
+- `trailing_counts`: a key's rows in trailing windows, in one pass in time order - for keys that
+  need only counts, instead of sorting the rows by key;
 - `search_left`: np.searchsorted(a, v, "left") for queries that mostly come in order (the
   windows' queries always do), by walking one pointer - instead of a binary search per query;
 - `running_sums`: running sums restarted wherever the key changes.
@@ -232,6 +234,53 @@ def _window_first(order, start, sorted_rank, since_rank, first):  # pragma: no c
         first[p] = q
 
 
+def trailing_counts(codes, distinct, created_us, periods_us):
+    """Per row and period P (rows in instant order, as the frame is): the earlier rows with the
+    row's code in [t - P, t) - rows at t itself excluded - in one pass in row order, 0 where the
+    code is -1. Each code keeps, per period, where its rows in the window start and how many
+    there are: a row ends the window of rows older than t - P (walked along the code's rows,
+    each once) and joins it. Shape (len(periods_us), rows): the sorted path's counts for keys
+    that need nothing but counts, without sorting the rows by key."""
+    n, k = codes.shape[0], periods_us.shape[0]
+    counts = np.empty((k, n), dtype=np.int64)
+    _trailing_counts(codes, created_us, periods_us, counts,
+                     np.zeros((distinct, 2 * k), dtype=np.int64),
+                     np.full((distinct, 3), np.iinfo(np.int64).min, dtype=np.int64),
+                     np.empty(n, dtype=np.int64))
+    return counts
+
+
+@njit(nogil=True, cache=True)
+def _trailing_counts(codes, created_us, periods_us, counts, window, latest,
+                     next_row):  # pragma: no cover
+    # window[c, 2j], window[c, 2j + 1]: the first row of code c in period j's window and how
+    # many rows from it on; latest[c]: the code's last row, its instant and how many of the
+    # code's rows are at that instant; next_row: the next row with the same code
+    k = periods_us.shape[0]
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0:
+            for j in range(k):
+                counts[j, i] = 0
+            continue
+        t = created_us[i]
+        at_t = latest[c, 2] if latest[c, 1] == t else 0  # the code's rows at t: not earlier
+        for j in range(k):
+            since = t - periods_us[j]
+            first, size = window[c, 2 * j], window[c, 2 * j + 1]
+            while size > 0 and created_us[first] < since:
+                first = next_row[first]
+                size -= 1
+            counts[j, i] = size - at_t
+            window[c, 2 * j] = first if size > 0 else i
+            window[c, 2 * j + 1] = size + 1
+        if latest[c, 0] >= 0:
+            next_row[latest[c, 0]] = i
+        latest[c, 0] = i
+        latest[c, 2] = latest[c, 2] + 1 if latest[c, 1] == t else 1
+        latest[c, 1] = t
+
+
 def search_left(a, v):
     """np.searchsorted(a, v, "left") for a sorted `a`: the pointer moves from the last answer,
     one step per element passed, so in-order queries cost one pass over both arrays."""
@@ -270,17 +319,25 @@ def _running_sums(keys, values, out):  # pragma: no cover
         out[i] = total
 
 
+DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (a power of 2)
+
+
 @njit(nogil=True, cache=True)
 def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
-                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid,
+                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid, place,
                   device_valid, cust_device_30d, declines_24h, merchant_1h, merchant_declines_1h,
                   method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
     """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
     each as ml.payment_features.batch_features computes it with polars - the same float
     operations in the same order (NaN where polars has a null), so the rows are equal bit for
-    bit (tests/ml/test_payment_features.py compares them)."""
+    bit (tests/ml/test_payment_features.py compares them). `place` numbers the rows' distinct
+    geos (0 .. n_places - 1): a distance between two places is computed once per pair seen
+    (payments come from few places, and the trigonometry is half of this loop's time)."""
     rad = np.pi / 180
     n_counts = len(counts)
+    n_places = np.int64(place.max()) + 1 if place.shape[0] else 1
+    memo_pair = np.full(DISTANCE_MEMO, -1, dtype=np.int64)
+    memo_km = np.zeros(DISTANCE_MEMO)
     for row in range(start, stop):
         o = out[dest[row]]
         log_usd = np.log1p(usd[row]) if usd_valid[row] else np.nan
@@ -297,10 +354,18 @@ def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid
         else:
             o[i] = no_history_hours
         if prev >= 0 and geo_valid[prev] and geo_valid[row]:
-            lat1, lon1, lat2, lon2 = lat[prev], lon[prev], lat[row], lon[row]
-            h = (np.sin((lat2 - lat1) * rad / 2) ** 2
-                 + np.cos(lat1 * rad) * np.cos(lat2 * rad) * np.sin((lon2 - lon1) * rad / 2) ** 2)
-            o[i + 1] = earth_km2 * np.arcsin(np.sqrt(h))
+            # a pair of places seen before: the same distance again (a pure function of them)
+            pair = place[prev] * n_places + place[row]
+            slot = pair & (DISTANCE_MEMO - 1)
+            if memo_pair[slot] == pair:
+                o[i + 1] = memo_km[slot]
+            else:
+                lat1, lon1, lat2, lon2 = lat[prev], lon[prev], lat[row], lon[row]
+                h = (np.sin((lat2 - lat1) * rad / 2) ** 2
+                     + np.cos(lat1 * rad) * np.cos(lat2 * rad)
+                     * np.sin((lon2 - lon1) * rad / 2) ** 2)
+                o[i + 1] = memo_km[slot] = earth_km2 * np.arcsin(np.sqrt(h))
+                memo_pair[slot] = pair
         else:
             o[i + 1] = 0.0
         o[i + 2] = 1.0 if history and device_valid[row] and cust_device_30d[row] == 0 else 0.0

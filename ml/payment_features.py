@@ -223,6 +223,17 @@ class _Windows:
         return self._frame_order(np.where(has, self.order[np.maximum(self.end - 1, 0)], -1))
 
 
+def _trailing(key: tuple[np.ndarray, int], instants: _Instants,
+              periods: list[timedelta]) -> np.ndarray:
+    """Per period, each row's earlier rows with the same key in [t - period, t) (0 for a null
+    key), as _Windows.count gives them, in one pass in frame order
+    (ml.feature_kernels.trailing_counts)."""
+    codes, distinct = key
+    return kernels().trailing_counts(
+        codes, distinct, instants.us,
+        np.array([period // timedelta(microseconds=1) for period in periods], dtype=np.int64))
+
+
 def _changes(values: np.ndarray) -> np.ndarray:
     """True where a sorted array's value differs from the one before (and at the first)."""
     new = np.ones(len(values), dtype=bool)
@@ -318,39 +329,49 @@ def _counted(events: pl.DataFrame) -> _Counted:
     for period in {*WINDOWS.values(), HISTORY}:  # filled now: the threads below only read it
         instants.rank_of(period)
 
-    def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
-        windows = _Windows(codes[column], instants)
-        out = {f"{key}_count_{name}": windows.count(windows.since(period))
+    def customer_counts() -> dict[str, np.ndarray]:
+        windows = _Windows(code(KEYS["customer"]), instants)
+        out = {f"customer_count_{name}": windows.count(windows.since(period))
                for name, period in WINDOWS.items()}
-        if key == "customer":
-            month = windows.since(HISTORY)
-            out["_cust_30d"] = windows.count(month)
-            out["_cust_usd_30d"] = windows.total(usd, month)
-            out["customer_declines_24h"] = (windows.total(failed, windows.since(WINDOWS["24h"]))
-                                            - windows.failed_later(late_us, WINDOWS["24h"]))
-            out["_previous"] = np.where(out["_cust_30d"] > 0, windows.previous(), -1)
+        month = windows.since(HISTORY)
+        out["_cust_30d"] = windows.count(month)
+        out["_cust_usd_30d"] = windows.total(usd, month)
+        out["customer_declines_24h"] = (windows.total(failed, windows.since(WINDOWS["24h"]))
+                                        - windows.failed_later(late_us, WINDOWS["24h"]))
+        out["_previous"] = np.where(out["_cust_30d"] > 0, windows.previous(), -1)
         return out
 
+    def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
+        """Card, IP, device: counts only - no need to sort the rows by key."""
+        counts = _trailing(code(column), instants, list(WINDOWS.values()))
+        return {f"{key}_count_{name}": counts[j] for j, name in enumerate(WINDOWS)}
+
     def customer_device_counts() -> dict[str, np.ndarray]:
-        pair = _Windows(_combined([codes["customer_id"], codes["device_id"]]), instants)
-        return {"_cust_device_30d": pair.count(pair.since(HISTORY))}
+        pair = _combined([code("customer_id"), code("device_id")])
+        return {"_cust_device_30d": _trailing(pair, instants, [HISTORY])[0]}
 
     def merchant_counts() -> dict[str, np.ndarray]:
-        merchant = _Windows(codes["merchant_id"], instants)
+        merchant = _Windows(code("merchant_id"), instants)
         hour = merchant.since(WINDOWS["1h"])
         return {"_merchant_1h": merchant.count(hour),
                 "_merchant_declines_1h": (merchant.total(failed, hour)
                                           - merchant.failed_later(late_us, WINDOWS["1h"]))}
 
-    # The keys' codes, then the windows: independent, and numpy, polars and the kernels work
-    # outside the GIL - one thread per core.
-    tasks: list[Callable[[], dict[str, np.ndarray]]] = [
-        functools.partial(key_counts, key, column) for key, column in KEYS.items()]
-    tasks += [customer_device_counts, merchant_counts]
+    # The keys' codes, then the windows: numpy, polars and the kernels work outside the GIL -
+    # one thread per core. A window task waits for the codes it needs only (no barrier: a
+    # thread done with codes starts on windows); every code is queued before any window task,
+    # so a waiting task always waits for a code another thread is computing.
+    tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts, merchant_counts]
+    tasks += [functools.partial(key_counts, key, column) for key, column in KEYS.items()
+              if key != "customer"]
+    tasks += [customer_device_counts]
     with ThreadPoolExecutor(max_workers=min(len(tasks), usable_cores())) as pool:
-        key_columns = [*KEYS.values(), "merchant_id"]
-        codes = dict(zip(key_columns, pool.map(lambda c: _column_codes(frame[c]), key_columns),
-                         strict=True))
+        coded = {column: pool.submit(_column_codes, frame[column])
+                 for column in [*KEYS.values(), "merchant_id"]}
+
+        def code(column: str) -> tuple[np.ndarray, int]:
+            return coded[column].result()
+
         computed = {name: values for part in pool.map(lambda task: task(), tasks)
                     for name, values in part.items()}
     return _Counted(frame, in_order, instants,
@@ -417,7 +438,7 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     that is then copied into one: batch scoring's path."""
     counted = _counted(events)
     frame = counted.frame
-    points = _geo_points(frame["geo"])
+    points = _geo_points(frame["geo"]).with_row_index("place")
     located = frame.select("geo").join(points, on="geo", how="left", maintain_order="left")
     codes = {name: i for i, name in enumerate(METHODS)}
     method = frame["method"]
@@ -434,7 +455,9 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
             frame["customer_id"].is_not_null().to_numpy(), computed["_cust_30d"],
             computed["_cust_usd_30d"], counted.previous, counted.instants.us,
             located["lat"].fill_null(0.0).to_numpy(), located["lon"].fill_null(0.0).to_numpy(),
-            located["lat"].is_not_null().to_numpy(), frame["device_id"].is_not_null().to_numpy(),
+            located["lat"].is_not_null().to_numpy(),
+            located["place"].fill_null(0).cast(pl.Int64).to_numpy(),  # read where lat is valid
+            frame["device_id"].is_not_null().to_numpy(),
             computed["_cust_device_30d"], computed["customer_declines_24h"],
             computed["_merchant_1h"], computed["_merchant_declines_1h"], method_code)
     assemble = kernels().assemble_rows

@@ -77,3 +77,23 @@ def test_text_codes_are_arrows_dictionary_codes_for_short_and_long_keys(hashes):
     encoded = pc.dictionary_encode(arrow)
     assert np.array_equal(codes, pc.fill_null(encoded.indices, -1).to_numpy())
     assert distinct == len(encoded.dictionary) == len({v for v in values if v is not None})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trailing_counts_count_the_codes_earlier_rows_in_each_window(seed):
+    """Per row and period P: rows with the same code created in [t - P, t) - rows at t itself
+    (before or after it in row order) never count, a window's start is inside it - and 0 for a
+    null code (-1); brute force on rows with many ties and exact boundaries."""
+    rng = np.random.default_rng(seed)
+    n = 1_500
+    created = np.sort(rng.integers(0, 400, n)) * 10  # many rows per instant
+    codes = rng.integers(-1, int(rng.integers(1, 30)), n)
+    periods = np.array([10, 100, 1_000], dtype=np.int64)  # 10: the instant just before counts
+    distinct = int(codes.max()) + 1
+    got = kernels.trailing_counts(codes, distinct, created, periods)
+    same = (codes[:, None] == codes[None, :]) & (codes[:, None] >= 0)
+    for j, period in enumerate(periods):
+        inside = (created[None, :] >= created[:, None] - period) & (
+            created[None, :] < created[:, None])
+        assert np.array_equal(got[j], (same & inside).sum(axis=1))
+    assert got[0].any() and (got[2] > got[0]).any()

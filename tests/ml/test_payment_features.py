@@ -188,15 +188,21 @@ def test_no_payments_give_an_empty_feature_frame():
     assert got.height == 0 and got.columns == ["payment_id", *FEATURES]
 
 
+@pytest.mark.parametrize("places", ["few", "many"])
 @pytest.mark.parametrize("order", ["input order", "event order"])
-def test_the_models_rows_are_the_polars_features_bit_for_bit(order):
+def test_the_models_rows_are_the_polars_features_bit_for_bit(order, places):
     """batch_feature_rows (machine code, straight into the model's rows; batch scoring's path)
     equals batch_features' columns bit for bit - nulls (currency without a rate, unknown or
     missing geo, method, customer, device) as the NaN or 0 polars gives - in the input's row
-    order, whether or not the input comes in event order."""
+    order, whether or not the input comes in event order; with few places (distances
+    remembered per pair) or thousands (more pairs than the memo holds)."""
     rows = random_events(3_000, seed=11)
     for i, row in enumerate(rows[:200]):  # a method that is none of METHODS, and none at all
         row["method"] = "cheque" if i % 2 else None
+    if places == "many":
+        rng = random.Random(12)
+        for row in rows[200:]:
+            row["geo"] = f"{rng.uniform(-80, 80):.4f},{rng.uniform(-179, 179):.4f}"
     events = frame(rows)
     if order == "event order":
         events = events.sort("created_at", "payment_id")
