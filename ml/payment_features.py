@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -304,10 +304,14 @@ class _Counted:
     columns: dict[str, np.ndarray]  # COUNT_NAMES, in FEATURES' order
     computed: dict[str, np.ndarray]  # the other counts and sums, by their names below
     previous: np.ndarray  # frame row of the customer's latest payment in 30 days, else -1
+    extra: Any = None  # what _counted's `alongside` returned
 
 
-def _counted(events: pl.DataFrame) -> _Counted:
-    """The payments in event order with every window count: what FEATURES are made of."""
+def _counted(events: pl.DataFrame,
+             alongside: Callable[[pl.DataFrame], Any] | None = None) -> _Counted:
+    """The payments in event order with every window count: what FEATURES are made of.
+    `alongside(frame)` (the payments in event order), when given, runs in this thread while the
+    pool's threads count; its result is `_Counted.extra`."""
     if "failed_at" not in events.columns:  # a layout without it: failures when created
         events = events.with_columns(failed_at=pl.lit(None, pl.Datetime("us", "UTC")))
     elif events.schema["failed_at"] == pl.Null:  # rows that all lack it
@@ -318,65 +322,70 @@ def _counted(events: pl.DataFrame) -> _Counted:
     in_order = _in_event_order(frame)  # the warehouse's extract is: no sort, no sort back
     if not in_order:
         frame = frame.sort("created_at", "payment_id")
-    frame = frame.with_columns(usd=_usd(pl.col("amount_minor"), pl.col("currency"),
-                                        events["currency"]))
-    instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy())
-    failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
-    # a failure after the payment was created (a pending payment's callback): its time, else -1
-    failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
-    late_us = np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
-    usd = frame["usd"].fill_null(0.0).to_numpy()
-    for period in {*WINDOWS.values(), HISTORY}:  # filled now: the threads below only read it
-        instants.rank_of(period)
 
-    def customer_counts() -> dict[str, np.ndarray]:
-        windows = _Windows(code(KEYS["customer"]), instants)
-        out = {f"customer_count_{name}": windows.count(windows.since(period))
-               for name, period in WINDOWS.items()}
-        month = windows.since(HISTORY)
-        out["_cust_30d"] = windows.count(month)
-        out["_cust_usd_30d"] = windows.total(usd, month)
-        out["customer_declines_24h"] = (windows.total(failed, windows.since(WINDOWS["24h"]))
-                                        - windows.failed_later(late_us, WINDOWS["24h"]))
-        out["_previous"] = np.where(out["_cust_30d"] > 0, windows.previous(), -1)
-        return out
-
-    def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
-        """Card, IP, device: counts only - no need to sort the rows by key."""
-        counts = _trailing(code(column), instants, list(WINDOWS.values()))
-        return {f"{key}_count_{name}": counts[j] for j, name in enumerate(WINDOWS)}
-
-    def customer_device_counts() -> dict[str, np.ndarray]:
-        pair = _combined([code("customer_id"), code("device_id")])
-        return {"_cust_device_30d": _trailing(pair, instants, [HISTORY])[0]}
-
-    def merchant_counts() -> dict[str, np.ndarray]:
-        merchant = _Windows(code("merchant_id"), instants)
-        hour = merchant.since(WINDOWS["1h"])
-        return {"_merchant_1h": merchant.count(hour),
-                "_merchant_declines_1h": (merchant.total(failed, hour)
-                                          - merchant.failed_later(late_us, WINDOWS["1h"]))}
-
-    # The keys' codes, then the windows: numpy, polars and the kernels work outside the GIL -
-    # one thread per core. A window task waits for the codes it needs only (no barrier: a
-    # thread done with codes starts on windows); every code is queued before any window task,
-    # so a waiting task always waits for a code another thread is computing.
-    tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts, merchant_counts]
-    tasks += [functools.partial(key_counts, key, column) for key, column in KEYS.items()
-              if key != "customer"]
-    tasks += [customer_device_counts]
-    with ThreadPoolExecutor(max_workers=min(len(tasks), usable_cores())) as pool:
+    # numpy, polars and the kernels work outside the GIL: one thread per core computes the keys'
+    # codes, then the windows, while this one prepares what they read, then runs `alongside`.
+    # A window task waits for the codes it needs only (no barrier: a thread done with codes
+    # starts on windows); every code is queued before any window task, so a waiting task always
+    # waits for a code another thread is computing.
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         coded = {column: pool.submit(_column_codes, frame[column])
                  for column in [*KEYS.values(), "merchant_id"]}
 
         def code(column: str) -> tuple[np.ndarray, int]:
             return coded[column].result()
 
-        computed = {name: values for part in pool.map(lambda task: task(), tasks)
-                    for name, values in part.items()}
+        frame = frame.with_columns(usd=_usd(pl.col("amount_minor"), pl.col("currency"),
+                                            events["currency"]))
+        instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy())
+        failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
+        # a failure after the payment was created (a pending payment's callback): its time,
+        # else -1
+        failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
+        late_us = np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
+        usd = frame["usd"].fill_null(0.0).to_numpy()
+        for period in {*WINDOWS.values(), HISTORY}:  # filled now: the tasks only read it
+            instants.rank_of(period)
+
+        def customer_counts() -> dict[str, np.ndarray]:
+            windows = _Windows(code(KEYS["customer"]), instants)
+            out = {f"customer_count_{name}": windows.count(windows.since(period))
+                   for name, period in WINDOWS.items()}
+            month = windows.since(HISTORY)
+            out["_cust_30d"] = windows.count(month)
+            out["_cust_usd_30d"] = windows.total(usd, month)
+            out["customer_declines_24h"] = (
+                windows.total(failed, windows.since(WINDOWS["24h"]))
+                - windows.failed_later(late_us, WINDOWS["24h"]))
+            out["_previous"] = np.where(out["_cust_30d"] > 0, windows.previous(), -1)
+            return out
+
+        def key_counts(key: str, column: str) -> dict[str, np.ndarray]:
+            """Card, IP, device: counts only - no need to sort the rows by key."""
+            counts = _trailing(code(column), instants, list(WINDOWS.values()))
+            return {f"{key}_count_{name}": counts[j] for j, name in enumerate(WINDOWS)}
+
+        def customer_device_counts() -> dict[str, np.ndarray]:
+            pair = _combined([code("customer_id"), code("device_id")])
+            return {"_cust_device_30d": _trailing(pair, instants, [HISTORY])[0]}
+
+        def merchant_counts() -> dict[str, np.ndarray]:
+            merchant = _Windows(code("merchant_id"), instants)
+            hour = merchant.since(WINDOWS["1h"])
+            return {"_merchant_1h": merchant.count(hour),
+                    "_merchant_declines_1h": (merchant.total(failed, hour)
+                                              - merchant.failed_later(late_us, WINDOWS["1h"]))}
+
+        tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts, merchant_counts]
+        tasks += [functools.partial(key_counts, key, column) for key, column in KEYS.items()
+                  if key != "customer"]
+        tasks += [customer_device_counts]
+        parts = pool.map(lambda task: task(), tasks)
+        extra = alongside(frame) if alongside is not None else None
+        computed = {name: values for part in parts for name, values in part.items()}
     return _Counted(frame, in_order, instants,
                     {name: computed.pop(name) for name in COUNT_NAMES},  # in FEATURES' order
-                    computed, computed.pop("_previous"))
+                    computed, computed.pop("_previous"), extra)
 
 
 def batch_features(events: pl.DataFrame) -> pl.DataFrame:
@@ -436,30 +445,16 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     to batch_features' columns, written straight into the matrix in machine code
     (ml.feature_kernels.assemble_rows, rows split between the cores) instead of a polars frame
     that is then copied into one: batch scoring's path."""
-    counted = _counted(events)
-    frame = counted.frame
-    points = _geo_points(frame["geo"]).with_row_index("place")
-    located = frame.select("geo").join(points, on="geo", how="left", maintain_order="left")
-    codes = {name: i for i, name in enumerate(METHODS)}
-    method = frame["method"]
-    method_code = np.where(method.is_null().to_numpy(), -1,  # no method: NaN, as polars' null
-                           method.replace_strict(codes, default=len(METHODS),
-                                                 return_dtype=pl.Int64).to_numpy())
+    counted = _counted(events, alongside=_row_inputs)
+    frame, inputs, computed = counted.frame, counted.extra, counted.computed
     n = frame.height
     rows = np.empty((n, len(FEATURES)))
-    dest = (np.arange(n) if counted.in_order
-            else frame["_row"].cast(pl.Int64).to_numpy())
-    computed = counted.computed
-    args = (rows, dest, tuple(counted.columns.values()),
-            frame["usd"].fill_null(0.0).to_numpy(), frame["usd"].is_not_null().to_numpy(),
-            frame["customer_id"].is_not_null().to_numpy(), computed["_cust_30d"],
-            computed["_cust_usd_30d"], counted.previous, counted.instants.us,
-            located["lat"].fill_null(0.0).to_numpy(), located["lon"].fill_null(0.0).to_numpy(),
-            located["lat"].is_not_null().to_numpy(),
-            located["place"].fill_null(0).cast(pl.Int64).to_numpy(),  # read where lat is valid
-            frame["device_id"].is_not_null().to_numpy(),
+    args = (rows, inputs["dest"], tuple(counted.columns.values()), inputs["usd"],
+            inputs["usd_valid"], inputs["customer_valid"], computed["_cust_30d"],
+            computed["_cust_usd_30d"], counted.previous, counted.instants.us, inputs["lat"],
+            inputs["lon"], inputs["geo_valid"], inputs["place"], inputs["device_valid"],
             computed["_cust_device_30d"], computed["customer_declines_24h"],
-            computed["_merchant_1h"], computed["_merchant_declines_1h"], method_code)
+            computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"])
     assemble = kernels().assemble_rows
     step = -(-n // usable_cores()) if n else 1
 
@@ -471,6 +466,29 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
         list(pool.map(part, range(0, n, step)))
     ids = frame["payment_id"] if counted.in_order else frame.sort("_row")["payment_id"]
     return ids, rows
+
+
+def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """What assemble_rows reads besides the counts, from the payments in event order: prepared
+    while the counts are computed (_counted's `alongside`)."""
+    points = _geo_points(frame["geo"]).with_row_index("place")
+    located = frame.select("geo").join(points, on="geo", how="left", maintain_order="left")
+    method = frame["method"]
+    codes = {name: i for i, name in enumerate(METHODS)}
+    return {
+        "dest": frame["_row"].cast(pl.Int64).to_numpy(),  # the row in the input's order
+        "usd": frame["usd"].fill_null(0.0).to_numpy(),
+        "usd_valid": frame["usd"].is_not_null().to_numpy(),
+        "customer_valid": frame["customer_id"].is_not_null().to_numpy(),
+        "lat": located["lat"].fill_null(0.0).to_numpy(),
+        "lon": located["lon"].fill_null(0.0).to_numpy(),
+        "geo_valid": located["lat"].is_not_null().to_numpy(),
+        "place": located["place"].fill_null(0).cast(pl.Int64).to_numpy(),  # where lat is valid
+        "device_valid": frame["device_id"].is_not_null().to_numpy(),
+        "method": np.where(method.is_null().to_numpy(), -1,  # no method: NaN, as polars' null
+                           method.replace_strict(codes, default=len(METHODS),
+                                                 return_dtype=pl.Int64).to_numpy()),
+    }
 
 
 def _in_event_order(frame: pl.DataFrame) -> bool:
