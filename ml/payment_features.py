@@ -327,17 +327,21 @@ def _counted(events: pl.DataFrame,
     # codes, then the windows, while this one prepares what they read, then runs `alongside`.
     # A window task waits for the codes it needs only (no barrier: a thread done with codes
     # starts on windows); every code is queued before any window task, so a waiting task always
-    # waits for a code another thread is computing.
+    # waits for a code another thread is computing - and they are queued in the order the
+    # tasks need them, the longest task (the customer's) first, so that they rarely wait.
     with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         coded = {column: pool.submit(_column_codes, frame[column])
-                 for column in [*KEYS.values(), "merchant_id"]}
+                 for column in ["customer_id", "device_id", "card_fingerprint", "customer_ip",
+                                "merchant_id"]}
 
         def code(column: str) -> tuple[np.ndarray, int]:
             return coded[column].result()
 
         frame = frame.with_columns(usd=_usd(pl.col("amount_minor"), pl.col("currency"),
                                             events["currency"]))
-        instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy())
+        # writable: polars hands over a read-only view or a copy depending on the column's
+        # chunks, and numba compiles (or loads) machine code per kind - one kind, one load
+        instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy(writable=True))
         failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
         # a failure after the payment was created (a pending payment's callback): its time,
         # else -1
@@ -376,10 +380,11 @@ def _counted(events: pl.DataFrame,
                     "_merchant_declines_1h": (merchant.total(failed, hour)
                                               - merchant.failed_later(late_us, WINDOWS["1h"]))}
 
-        tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts, merchant_counts]
+        tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts,
+                                                            customer_device_counts]
         tasks += [functools.partial(key_counts, key, column) for key, column in KEYS.items()
                   if key != "customer"]
-        tasks += [customer_device_counts]
+        tasks += [merchant_counts]
         parts = pool.map(lambda task: task(), tasks)
         extra = alongside(frame) if alongside is not None else None
         computed = {name: values for part in parts for name, values in part.items()}
