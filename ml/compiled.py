@@ -19,10 +19,10 @@ arrays and evaluates them the way scikit-learn does, step for step:
 
 `compile_model` checks the result against the original's predict_proba on probe rows and
 refuses (CompileError) any model it does not know or does not reproduce exactly; the caller
-then keeps scikit-learn. From KERNEL_ROWS rows on (batch scoring) the trees are walked by
-ml.forest_kernel in machine code - the same steps, about twice as fast as scikit-learn's own
-predictor on a million rows; tests/ml/test_compiled.py compares all of them on real and random
-rows.
+then keeps scikit-learn. From KERNEL_ROWS rows on (batch scoring) the trees are compiled to
+machine code by ml.forest_kernel (LLVM) - the same compares and the same sum order, about five
+times as fast as scikit-learn's own predictor on a million rows; tests/ml/test_compiled.py
+compares all of them on real and random rows.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
-# From this many rows on, trees are walked by ml.forest_kernel (numba) instead of numpy: the live
-# API scores 1 + len(features) rows at most and never loads numba.
+# From this many rows on, trees are walked by ml.forest_kernel (LLVM) instead of numpy: the live
+# API scores 1 + len(features) rows at most and never loads llvmlite.
 KERNEL_ROWS = 10_000
 
 
@@ -44,8 +44,9 @@ class CompileError(ValueError):
     pass
 
 
-@dataclass(frozen=True, eq=False)  # compared and hashed by identity: ml.forest_kernel keys
-class Forest:  # its compiled code by the forest
+# eq=False: compared and hashed by identity - ml.forest_kernel keeps its machine code by forest
+@dataclass(frozen=True, eq=False)
+class Forest:
     """Every tree's nodes in one table. A node is addressed by twice its index (2i), so that
     2i + 1 addresses "the right-hand side of node i": `children[2i]` is the left child's address,
     `children[2i + 1]` the right one's, and the per-node columns are stored twice (at 2i and
@@ -62,7 +63,7 @@ class Forest:  # its compiled code by the forest
     baseline: float
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        if len(x) >= KERNEL_ROWS:  # batch scoring: the same walk in machine code
+        if len(x) >= KERNEL_ROWS:  # batch scoring: the same walk, compiled to machine code
             from ml.forest_kernel import raw_scores
 
             return raw_scores(self, x)

@@ -143,7 +143,6 @@ def _text_codes(hashes, valid, offsets, data, codes, rest, rest_at):  # pragma: 
     return distinct
 
 
-@njit(nogil=True, cache=True)
 def pair_codes(first, second, second_distinct):
     """(codes, distinct) of the pairs (first[i], second[i]) of two code columns, as text_codes
     numbers them; -1 where either is -1."""
