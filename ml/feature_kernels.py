@@ -36,15 +36,15 @@ def _slot(h, bits):  # pragma: no cover - machine code; tested through its calle
 
 
 @njit(nogil=True, cache=True)
-def _grown(table, bits):  # pragma: no cover
+def _grown(table, bits, free):  # pragma: no cover
     """The table with twice the slots, its entries placed again (a load above one half). Column
-    0 is the entry's first row (-1: a free slot), column 1 its hash."""
+    0 is `free` in a free slot, column 1 the entry's hash."""
     bits += 1
-    grown = np.full((1 << bits, table.shape[1]), -1, dtype=np.int64)
+    grown = np.full((1 << bits, table.shape[1]), free, dtype=table.dtype)
     for old in range(table.shape[0]):
-        if table[old, 0] >= 0:
+        if table[old, 0] != free:
             slot = _slot(np.uint64(table[old, 1]), bits)
-            while grown[slot, 0] >= 0:
+            while grown[slot, 0] != free:
                 slot = (slot + 1) & ((1 << bits) - 1)
             grown[slot] = table[old]
     return grown, bits
@@ -58,7 +58,7 @@ def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no 
     codes[row] = distinct
     distinct += 1
     if 2 * distinct > (1 << bits):
-        table, bits = _grown(table, bits)
+        table, bits = _grown(table, bits, np.int64(-1))
     return table, bits, distinct
 
 
@@ -131,15 +131,7 @@ def _text_codes(hashes, valid, offsets, data, codes, rest, rest_at):  # pragma: 
         codes[i] = distinct
         distinct += 1
         if 2 * distinct > (1 << bits):
-            bits += 1
-            grown = np.full((1 << bits, 4), _FREE, dtype=np.uint64)
-            for old in range(table.shape[0]):
-                if table[old, 0] != _FREE:
-                    place = _slot(table[old, 1], bits)
-                    while grown[place, 0] != _FREE:
-                        place = (place + 1) & ((1 << bits) - 1)
-                    grown[place] = table[old]
-            table = grown
+            table, bits = _grown(table, bits, _FREE)
     return distinct
 
 
@@ -323,7 +315,7 @@ DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (
 
 @njit(nogil=True, cache=True)
 def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
-                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid, place,
+                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid, place, n_places,
                   device_valid, cust_device_30d, declines_24h, merchant_1h, merchant_declines_1h,
                   method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
     """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
@@ -334,7 +326,6 @@ def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid
     (payments come from few places, and the trigonometry is half of this loop's time)."""
     rad = np.pi / 180
     n_counts = len(counts)
-    n_places = np.int64(place.max()) + 1 if place.shape[0] else 1
     memo_pair = np.full(DISTANCE_MEMO, -1, dtype=np.int64)
     memo_km = np.zeros(DISTANCE_MEMO)
     for row in range(start, stop):

@@ -457,7 +457,8 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     args = (rows, inputs["dest"], tuple(counted.columns.values()), inputs["usd"],
             inputs["usd_valid"], inputs["customer_valid"], computed["_cust_30d"],
             computed["_cust_usd_30d"], counted.previous, counted.instants.us, inputs["lat"],
-            inputs["lon"], inputs["geo_valid"], inputs["place"], inputs["device_valid"],
+            inputs["lon"], inputs["geo_valid"], inputs["place"], inputs["places"],
+            inputs["device_valid"],
             computed["_cust_device_30d"], computed["customer_declines_24h"],
             computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"])
     assemble = kernels().assemble_rows
@@ -473,7 +474,7 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     return ids, rows
 
 
-def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray | int]:
     """What assemble_rows reads besides the counts, from the payments in event order: prepared
     while the counts are computed (_counted's `alongside`)."""
     points = _geo_points(frame["geo"]).with_row_index("place")
@@ -489,6 +490,7 @@ def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
         "lon": located["lon"].fill_null(0.0).to_numpy(),
         "geo_valid": located["lat"].is_not_null().to_numpy(),
         "place": located["place"].fill_null(0).cast(pl.Int64).to_numpy(),  # where lat is valid
+        "places": points.height,
         "device_valid": frame["device_id"].is_not_null().to_numpy(),
         "method": np.where(method.is_null().to_numpy(), -1,  # no method: NaN, as polars' null
                            method.replace_strict(codes, default=len(METHODS),
