@@ -2,7 +2,8 @@
 
 Each replaces a numpy or polars step that sorts or binary-searches where one pass will do:
 - `text_codes`, `pair_codes`: each row's key as a dense code (0, 1, ... in order of first
-  appearance) by an open-addressing table - instead of sorting the keys' hashes;
+  appearance) by an open-addressing table - instead of sorting the keys' hashes; text_codes
+  reads polars' string views as they are (Arrow's layout);
 - `group_order`: a stable counting sort of rows by those codes (each key's rows stay in frame
   order) - instead of a comparison sort;
 - `trailing_counts`: a key's rows in trailing windows, in one pass in time order - for keys that
@@ -28,6 +29,7 @@ import numpy as np
 from numba import njit
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads the hash's bits over the slots
+_ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(nogil=True, cache=True)
@@ -62,76 +64,94 @@ def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no 
     return table, bits, distinct
 
 
-def text_codes(hashes, valid, offsets, data):
-    """(codes, distinct) of a text column given as Arrow buffers (`offsets`, `data`): rows with
-    equal text get equal codes, numbered 0, 1, ... in order of first appearance; a null row
-    (not `valid`) gets -1. `hashes` (equal for equal text) pick the table slot; a row joins a
-    code only if its bytes equal the code's, so colliding hashes cost time, never a wrong code.
-    A slot holds a code's first INLINE_BYTES bytes itself: for the short keys payments have
-    (ids, fingerprints, IPs) one cache line answers a probe; longer keys keep the rest in a
-    compact buffer."""
-    n = hashes.shape[0]
-    codes = np.full(n, -1, dtype=np.int64)
-    distinct = _text_codes(hashes, valid, offsets, data, codes,
-                           np.empty(data.shape[0], dtype=np.uint8), np.empty(n, dtype=np.int64))
-    return codes, distinct
+def text_codes(views, valid, data, buffer_starts, hash_mask=_ALL_BITS):
+    """(codes, distinct) of a text column given as Arrow string views: rows with equal text get
+    equal codes, numbered 0, 1, ... in order of first appearance; a null row (not `valid`) gets
+    -1. `views` is the column's view buffer as (rows, 2) little-endian words; a value of up to
+    12 bytes is in its view itself (length, then the bytes), a longer one is in the data
+    buffers - `data` all of them end to end, `buffer_starts` where each starts in it. A view's
+    words pick the table slot (through a hash of all its bytes for a long value) and a row joins
+    a code only if its bytes equal the code's, so colliding hashes cost time, never a wrong
+    code (`hash_mask`, all bits by default: tests clear it to make every key collide). Reading
+    the views polars holds - no copy, no hash column, no byte-by-byte packing - is what makes
+    this cheap: one table probe per row."""
+    codes = np.full(views.shape[0], -1, dtype=np.int64)
+    return codes, _text_codes(views, valid, data, buffer_starts, hash_mask, codes)
 
 
-INLINE_BYTES = 16
-_FREE = np.uint64(0xFFFFFFFFFFFFFFFF)
+_INLINE_BYTES = 12  # Arrow's string views hold a value of up to 12 bytes themselves
+_LOW = np.uint64(0xFFFFFFFF)
+_SPREAD = np.uint64(0xC2B2AE3D27D4EB4F)  # mixes a short value's second word into the first
+_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @njit(nogil=True, cache=True)
-def _text_codes(hashes, valid, offsets, data, codes, rest, rest_at):  # pragma: no cover
-    # per slot (32 bytes, two to a cache line): code << 32 | length (_FREE: a free slot), hash,
-    # the key's first 16 bytes as two little-endian words (zero-padded)
+def _view_words(views, i):  # pragma: no cover
+    """(length, w0, w1) of row i's view, the bytes past a short value's length zeroed (Arrow
+    asks writers to zero them; a key must not depend on it)."""
+    w0, w1 = views[i, 0], views[i, 1]
+    length = np.int64(w0 & _LOW)
+    if length < 4:
+        w0 &= (np.uint64(1) << np.uint64(32 + 8 * length)) - np.uint64(1)
+        w1 = np.uint64(0)
+    elif length < _INLINE_BYTES:
+        w1 &= (np.uint64(1) << np.uint64(8 * (length - 4))) - np.uint64(1)
+    return length, w0, w1
+
+
+@njit(nogil=True, cache=True)
+def _data_at(w1, buffer_starts):  # pragma: no cover
+    """Where a long value's bytes start in `data`: its view's buffer index and offset."""
+    return buffer_starts[np.int64(w1 & _LOW)] + np.int64(w1 >> np.uint64(32))
+
+
+@njit(nogil=True, cache=True)
+def _text_codes(views, valid, data, buffer_starts, hash_mask, codes):  # pragma: no cover
+    # per slot: code (_ALL_BITS: a free slot), hash, the first row's two view words - for a
+    # short value the value itself, for a long one its length and first 4 bytes, then where
+    # its bytes are
     bits = 10
-    table = np.full((1 << bits, 4), _FREE, dtype=np.uint64)
-    rest_end = 0
+    table = np.full((1 << bits, 4), _ALL_BITS, dtype=np.uint64)
     distinct = 0
-    for i in range(hashes.shape[0]):
+    for i in range(views.shape[0]):
         if not valid[i]:
             continue
-        h = hashes[i]
-        start, length = offsets[i], offsets[i + 1] - offsets[i]
-        w0 = w1 = np.uint64(0)
-        for k in range(min(length, INLINE_BYTES)):
-            byte = np.uint64(data[start + k]) << np.uint64(8 * (k & 7))
-            if k < 8:
-                w0 |= byte
-            else:
-                w1 |= byte
-        head = np.uint64(length)
+        length, w0, w1 = _view_words(views, i)
+        if length <= _INLINE_BYTES:
+            h = (w0 ^ (w1 * _SPREAD)) & hash_mask
+        else:  # FNV-1a over the bytes after the 4 the view holds
+            at = _data_at(w1, buffer_starts)
+            h = w0
+            for k in range(4, length):
+                h = (h ^ np.uint64(data[at + k])) * _FNV_PRIME
+            h &= hash_mask
         slot = _slot(h, bits)
         found = -1
-        while table[slot, 0] != _FREE:
-            entry = table[slot, 0]
-            if (table[slot, 1] == h and (entry & np.uint64(0xFFFFFFFF)) == head
-                    and table[slot, 2] == w0 and table[slot, 3] == w1):
-                code = np.int64(entry >> np.uint64(32))
-                at = rest_at[code]
-                same = True
-                for k in range(INLINE_BYTES, length):
-                    if rest[at + k - INLINE_BYTES] != data[start + k]:
-                        same = False
-                        break
+        while table[slot, 0] != _ALL_BITS:
+            if table[slot, 1] == h and table[slot, 2] == w0:  # same hash, length, first bytes
+                if length <= _INLINE_BYTES:
+                    same = table[slot, 3] == w1
+                else:
+                    theirs, ours = _data_at(table[slot, 3], buffer_starts), _data_at(
+                        w1, buffer_starts)
+                    same = True
+                    for k in range(4, length):
+                        if data[theirs + k] != data[ours + k]:
+                            same = False
+                            break
                 if same:
-                    found = code
+                    found = np.int64(table[slot, 0])
                     break
             slot = (slot + 1) & ((1 << bits) - 1)
         if found >= 0:
             codes[i] = found
             continue
-        rest_at[distinct] = rest_end
-        for k in range(INLINE_BYTES, length):
-            rest[rest_end] = data[start + k]
-            rest_end += 1
-        table[slot, 0] = (np.uint64(distinct) << np.uint64(32)) | head
-        table[slot, 1], table[slot, 2], table[slot, 3] = h, w0, w1
+        table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = (
+            np.uint64(distinct), h, w0, w1)
         codes[i] = distinct
         distinct += 1
         if 2 * distinct > (1 << bits):
-            table, bits = _grown(table, bits, _FREE)
+            table, bits = _grown(table, bits, _ALL_BITS)
     return distinct
 
 

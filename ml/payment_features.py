@@ -257,23 +257,24 @@ def _combined(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
 
 def _column_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     """One column's values as dense codes (-1 for null), exact (ml.feature_kernels.text_codes
-    compares the values' bytes; their 64-bit hashes only say where to look)."""
+    compares the values' bytes), read from the string views polars holds (Arrow's layout, handed
+    over without a copy)."""
     import pyarrow as pa
 
-    text = values.cast(pl.Utf8)
-    arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest())
-    if arrow.type != pa.large_string():
-        arrow = arrow.cast(pa.large_string())
-    _, offsets, data = arrow.buffers()
+    arrow = values.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.newest())
+    if arrow.type != pa.string_view():  # not polars' own layout: make it so
+        arrow = arrow.cast(pa.string_view())
+    _, views, *buffers = arrow.buffers()
+    parts = [np.frombuffer(buffer, dtype=np.uint8) for buffer in buffers if buffer is not None]
+    starts = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)[:-1]
     return kernels().text_codes(
-        _text_hashes(text), text.is_not_null().to_numpy(),
-        np.frombuffer(offsets, dtype=np.int64)[arrow.offset:arrow.offset + len(arrow) + 1],
-        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
+        np.frombuffer(views, dtype="<u8").reshape(-1, 2)[arrow.offset:arrow.offset + len(arrow)],
+        values.is_not_null().to_numpy(),
+        parts[0] if len(parts) == 1 else np.concatenate(parts or [np.zeros(0, np.uint8)]),
+        starts, _HASH_MASK)
 
 
-def _text_hashes(text: pl.Series) -> np.ndarray:
-    """A 64-bit hash of each value (equal values, equal hashes): where _column_codes looks."""
-    return text.hash(seed=0).to_numpy()
+_HASH_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)  # the keys' hash bits text_codes uses (tests: none)
 
 
 def kernels():

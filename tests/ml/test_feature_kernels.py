@@ -52,29 +52,38 @@ def test_pair_codes_number_each_pair_once_and_skip_nulls():
     assert distinct == len(seen)
 
 
-@pytest.mark.parametrize("hashes", ["polars", "one value"])
-def test_text_codes_are_arrows_dictionary_codes_for_short_and_long_keys(hashes):
-    """text_codes numbers keys as pyarrow's dictionary encoding does (first appearance, nulls
-    none) - keys that fit a slot (up to INLINE_BYTES) and longer ones that differ only after it,
-    also when every key hashes the same and only the bytes tell them apart."""
-    import pyarrow as pa
+@pytest.mark.parametrize("hashes", ["all bits", "none"])
+@pytest.mark.parametrize("layout", ["one chunk", "chunks", "slice"])
+def test_text_codes_are_arrows_dictionary_codes_for_short_and_long_keys(monkeypatch, hashes,
+                                                                        layout):
+    """text_codes (through ml.payment_features._column_codes, which hands it polars' string
+    views) numbers keys as pyarrow's dictionary encoding does (first appearance, nulls none):
+    keys held in a view (up to 12 bytes) and longer ones that differ only after their first 4
+    bytes or in their last, in one data buffer or several, from a slice - also when every key
+    hashes the same and only the bytes tell them apart."""
     import pyarrow.compute as pc
 
+    from ml import payment_features as features
+
+    if hashes == "none":
+        monkeypatch.setattr(features, "_HASH_MASK", np.uint64(0))
     rng = np.random.default_rng(7)
-    prefix = "p" * kernels.INLINE_BYTES
-    pool = ([f"{prefix}{i}" for i in range(40)] + [f"{prefix[:-1]}{i}" for i in range(40)]
-            + [f"k{i}" for i in range(40)] + ["", "é" * 9, prefix, prefix + "\0"])
+    pool = ([f"{'p' * 12}{i}" for i in range(40)] + [f"{'p' * 11}{i}" for i in range(40)]
+            + [f"k{i}" for i in range(40)] + [f"{'q' * 40}{i}" for i in range(10)]
+            + ["", "\0", "é" * 9, "a" * 12, "a" * 13, "p" * 12, "p" * 12 + "\0", "abc", "abcd"])
     values = [None if rng.random() < 0.1 else pool[int(rng.integers(len(pool)))]
               for _ in range(3_000)]
-    text = pl.Series(values, dtype=pl.Utf8)
-    arrow = text.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.large_string())
-    _, offsets, data = arrow.buffers()
-    key_hashes = (text.hash(seed=0).to_numpy() if hashes == "polars"
-                  else np.zeros(len(values), np.uint64))
-    codes, distinct = kernels.text_codes(key_hashes, text.is_not_null().to_numpy(),
-                                         np.frombuffer(offsets, dtype=np.int64),
-                                         np.frombuffer(data, dtype=np.uint8))
-    encoded = pc.dictionary_encode(arrow)
+    if layout == "one chunk":
+        text = pl.Series(values, dtype=pl.Utf8)
+    elif layout == "chunks":  # each chunk its own data buffer
+        text = pl.concat([pl.Series(values[i:i + 500], dtype=pl.Utf8)
+                          for i in range(0, 3_000, 500)], rechunk=False)
+    else:
+        text = pl.Series([None, "x" * 20, *values], dtype=pl.Utf8).slice(2)
+    if layout == "chunks":
+        assert len(text.rechunk().to_arrow(compat_level=pl.CompatLevel.newest()).buffers()) > 3
+    codes, distinct = features._column_codes(text)
+    encoded = pc.dictionary_encode(pl.Series(values, dtype=pl.Utf8).to_arrow())
     assert np.array_equal(codes, pc.fill_null(encoded.indices, -1).to_numpy())
     assert distinct == len(encoded.dictionary) == len({v for v in values if v is not None})
 

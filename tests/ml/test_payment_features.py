@@ -94,11 +94,13 @@ def test_sorted_input_and_colliding_key_hashes_give_the_same_features(monkeypatc
             in_order["payment_id"], range(in_order.height))))
 
     # the weakest hash: one value for all (equal keys still hash equal); the bytes decide
-    hashed = []
-    monkeypatch.setattr(features, "_text_hashes",
-                        lambda text: hashed.append(text.name) or np.zeros(text.len(), np.uint64))
+    coded = []
+    column_codes = features._column_codes
+    monkeypatch.setattr(features, "_HASH_MASK", np.uint64(0))
+    monkeypatch.setattr(features, "_column_codes",
+                        lambda values: coded.append(values.name) or column_codes(values))
     assert batch_features(shuffled).equals(expected)
-    assert len(hashed) == 5  # customer, card, IP, device and merchant ids
+    assert len(coded) == 5  # customer, card, IP, device and merchant ids
 
 
 def test_no_leakage_later_payments_change_nothing():
@@ -149,7 +151,7 @@ def test_the_features_of_a_known_story():
 
 
 @pytest.mark.parametrize("rows", [5, 100_000])
-@pytest.mark.parametrize("hashes", ["polars", "one value"])
+@pytest.mark.parametrize("hashes", ["all bits", "none"])
 def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(monkeypatch, rows, hashes):
     """_key_codes: equal keys get one code, different keys different codes (dense, 0 ..
     distinct - 1), and a key with a null gets none (-1) - also when every value hashes the same
@@ -161,10 +163,10 @@ def test_window_keys_are_exact_codes_and_a_null_never_joins_a_key(monkeypatch, r
 
     import ml.payment_features as features
 
-    if hashes == "one value":
-        monkeypatch.setattr(features, "_text_hashes", lambda text: np.zeros(text.len(), np.uint64))
+    if hashes == "none":
+        monkeypatch.setattr(features, "_HASH_MASK", np.uint64(0))
     rng = random.Random(rows)
-    values = [f"v{i}" for i in range(rows if hashes == "polars" else 50)]
+    values = [f"v{i}" for i in range(rows if hashes == "all bits" else 50)]
 
     def value():
         return None if rng.random() < 0.1 else rng.choice(values)
