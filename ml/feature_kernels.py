@@ -155,6 +155,26 @@ def _text_codes(views, valid, data, buffer_starts, hash_mask, codes):  # pragma:
     return distinct
 
 
+def first_rows(codes, distinct):
+    """Each code's first row (codes numbered 0 .. distinct - 1; -1 for a null row): where its
+    value can be read once."""
+    first = np.full(distinct, -1, dtype=np.int64)
+    _first_rows(codes, first)
+    return first
+
+
+@njit(nogil=True, cache=True)
+def _first_rows(codes, first):  # pragma: no cover
+    found = 0
+    for i in range(codes.shape[0]):
+        code = codes[i]
+        if code >= 0 and first[code] < 0:
+            first[code] = i
+            found += 1
+            if found == first.shape[0]:  # few values (currencies, methods): an early stop
+                break
+
+
 def pair_codes(first, second, second_distinct):
     """(codes, distinct) of the pairs (first[i], second[i]) of two code columns, as text_codes
     numbers them; -1 where either is -1."""
@@ -335,17 +355,19 @@ DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (
 
 @njit(nogil=True, cache=True)
 def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
-                  cust_30d, cust_usd_30d, previous, created_us, lat, lon, geo_valid, place, n_places,
+                  cust_30d, cust_usd_30d, previous, created_us, place, place_lat, place_lon,
                   device_valid, cust_device_30d, declines_24h, merchant_1h, merchant_declines_1h,
                   method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
     """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
     each as ml.payment_features.batch_features computes it with polars - the same float
     operations in the same order (NaN where polars has a null), so the rows are equal bit for
     bit (tests/ml/test_payment_features.py compares them). `place` numbers the rows' distinct
-    geos (0 .. n_places - 1): a distance between two places is computed once per pair seen
-    (payments come from few places, and the trigonometry is half of this loop's time)."""
+    geos that have a point (place_lat, place_lon; -1 for none): a distance between two places is
+    computed once per pair seen (payments come from few places, and the trigonometry is half of
+    this loop's time)."""
     rad = np.pi / 180
     n_counts = len(counts)
+    n_places = place_lat.shape[0]
     memo_pair = np.full(DISTANCE_MEMO, -1, dtype=np.int64)
     memo_km = np.zeros(DISTANCE_MEMO)
     for row in range(start, stop):
@@ -363,14 +385,16 @@ def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid
             o[i] = (created_us[row] - created_us[prev]) * (1 / 3.6e9)
         else:
             o[i] = no_history_hours
-        if prev >= 0 and geo_valid[prev] and geo_valid[row]:
+        here, there = place[row], place[prev] if prev >= 0 else -1
+        if here >= 0 and there >= 0:
             # a pair of places seen before: the same distance again (a pure function of them)
-            pair = place[prev] * n_places + place[row]
+            pair = there * n_places + here
             slot = pair & (DISTANCE_MEMO - 1)
             if memo_pair[slot] == pair:
                 o[i + 1] = memo_km[slot]
             else:
-                lat1, lon1, lat2, lon2 = lat[prev], lon[prev], lat[row], lon[row]
+                lat1, lon1 = place_lat[there], place_lon[there]
+                lat2, lon2 = place_lat[here], place_lon[here]
                 h = (np.sin((lat2 - lat1) * rad / 2) ** 2
                      + np.cos(lat1 * rad) * np.cos(lat2 * rad)
                      * np.sin((lon2 - lon1) * rad / 2) ** 2)

@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -99,13 +99,23 @@ def usd_major(amount_minor: float, currency: str) -> float:
     return amount_minor / 10 ** exponent(currency) * float(rate) if rate else 0.0
 
 
-def _usd(amount_minor: pl.Expr, currency: pl.Expr, currencies: pl.Series) -> pl.Expr:
-    """Indicative dollars of each row (usd_major; null for a null currency): the amount times
-    its currency's dollars per minor unit, looked up by value (a join costs twice as much)."""
-    codes = currencies.drop_nulls().unique().sort().to_list()
-    per_minor = currency.replace_strict(codes, [usd_major(1, c) for c in codes], default=None,
-                                        return_dtype=pl.Float64)
-    return amount_minor.cast(pl.Float64) * per_minor
+def _dollars(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(usd, valid): each payment's indicative dollars (usd_major; 0 where not `valid`, a null
+    amount or currency) - the amount times its currency's dollars per minor unit, looked up by
+    the currency's code (a join, or polars' replace by value, hashes every row's text)."""
+    codes, currencies = _distinct(frame["currency"])
+    per_minor = np.array([usd_major(1, c) for c in currencies] + [0.0])  # code -1: last
+    amount = frame["amount_minor"]
+    valid = (codes >= 0) & amount.is_not_null().to_numpy()
+    usd = amount.cast(pl.Float64).fill_null(0.0).to_numpy() * per_minor[codes]
+    return usd, valid
+
+
+def _distinct(values: pl.Series) -> tuple[np.ndarray, list]:
+    """(codes, distinct values): each row's code (_column_codes; -1 for null) and the value of
+    each code - for columns of few values, whatever depends on the value computed once each."""
+    codes, distinct = _column_codes(values)
+    return codes, values.gather(kernels().first_rows(codes, distinct)).to_list()
 
 
 def _geo_points(values: pl.Series) -> pl.DataFrame:
@@ -295,13 +305,14 @@ def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) ->
 
 @dataclass(frozen=True)
 class _Counted:
-    """The payments (event order, `_row` = the input's row, `usd` = indicative dollars) and their
-    window counts, before the features are put together from them (as a polars frame by
+    """The payments (event order, `_row` = the input's row) and their window counts, before the features are put together from them (as a polars frame by
     batch_features, as the model's rows by batch_feature_rows)."""
 
     frame: pl.DataFrame
     in_order: bool  # the input was in event order: `_row` is 0, 1, 2, ...
     instants: _Instants
+    usd: np.ndarray  # indicative dollars (_dollars), 0 where not usd_valid
+    usd_valid: np.ndarray
     columns: dict[str, np.ndarray]  # COUNT_NAMES, in FEATURES' order
     computed: dict[str, np.ndarray]  # the other counts and sums, by their names below
     previous: np.ndarray  # frame row of the customer's latest payment in 30 days, else -1
@@ -329,7 +340,9 @@ def _counted(events: pl.DataFrame,
     # A window task waits for the codes it needs only (no barrier: a thread done with codes
     # starts on windows); every code is queued before any window task, so a waiting task always
     # waits for a code another thread is computing - and they are queued in the order the
-    # tasks need them, the longest task (the customer's) first, so that they rarely wait.
+    # tasks need them, the longest task (the customer's) first, so that they rarely wait. The
+    # window tasks are queued once the instants are ranked, before the amounts and failures
+    # are prepared (`sums`: the customer's and the merchant's tasks need them late).
     with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         coded = {column: pool.submit(_column_codes, frame[column])
                  for column in ["customer_id", "device_id", "card_fingerprint", "customer_ip",
@@ -338,24 +351,18 @@ def _counted(events: pl.DataFrame,
         def code(column: str) -> tuple[np.ndarray, int]:
             return coded[column].result()
 
-        frame = frame.with_columns(usd=_usd(pl.col("amount_minor"), pl.col("currency"),
-                                            events["currency"]))
         # writable: polars hands over a read-only view or a copy depending on the column's
         # chunks, and numba compiles (or loads) machine code per kind - one kind, one load
         instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy(writable=True))
-        failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
-        # a failure after the payment was created (a pending payment's callback): its time,
-        # else -1
-        failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
-        late_us = np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
-        usd = frame["usd"].fill_null(0.0).to_numpy()
         for period in {*WINDOWS.values(), HISTORY}:  # filled now: the tasks only read it
             instants.rank_of(period)
+        sums: Future[tuple[np.ndarray, np.ndarray, np.ndarray]] = Future()
 
         def customer_counts() -> dict[str, np.ndarray]:
             windows = _Windows(code(KEYS["customer"]), instants)
             out = {f"customer_count_{name}": windows.count(windows.since(period))
                    for name, period in WINDOWS.items()}
+            usd, failed, late_us = sums.result()
             month = windows.since(HISTORY)
             out["_cust_30d"] = windows.count(month)
             out["_cust_usd_30d"] = windows.total(usd, month)
@@ -377,6 +384,7 @@ def _counted(events: pl.DataFrame,
         def merchant_counts() -> dict[str, np.ndarray]:
             merchant = _Windows(code("merchant_id"), instants)
             hour = merchant.since(WINDOWS["1h"])
+            _, failed, late_us = sums.result()
             return {"_merchant_1h": merchant.count(hour),
                     "_merchant_declines_1h": (merchant.total(failed, hour)
                                               - merchant.failed_later(late_us, WINDOWS["1h"]))}
@@ -387,11 +395,27 @@ def _counted(events: pl.DataFrame,
                   if key != "customer"]
         tasks += [merchant_counts]
         parts = pool.map(lambda task: task(), tasks)
+        try:
+            usd, usd_valid = _dollars(frame)
+            sums.set_result(_sums(frame, instants, usd))
+        except BaseException as error:  # the tasks waiting for them fail too, none hangs
+            sums.set_exception(error)
+            raise
         extra = alongside(frame) if alongside is not None else None
         computed = {name: values for part in parts for name, values in part.items()}
-    return _Counted(frame, in_order, instants,
+    return _Counted(frame, in_order, instants, usd, usd_valid,
                     {name: computed.pop(name) for name in COUNT_NAMES},  # in FEATURES' order
                     computed, computed.pop("_previous"), extra)
+
+
+def _sums(frame: pl.DataFrame, instants: _Instants,
+          usd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(usd, failed, late_us) of the payments in event order, as the windows' sums read them:
+    dollars (0 for none), 1 for a failed payment, and the time it failed where that came after
+    it was created (a pending payment's callback), else -1."""
+    failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
+    failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
+    return usd, failed, np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
 
 
 def batch_features(events: pl.DataFrame) -> pl.DataFrame:
@@ -404,6 +428,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
     prev_row = np.maximum(previous, 0)
     frame = frame.with_columns(
         **{name: pl.Series(values) for name, values in (columns | computed).items()},
+        usd=pl.Series(counted.usd).scatter(np.flatnonzero(~counted.usd_valid), None),
         _prev_at=pl.Series(np.where(has_prev, instants.us[prev_row], 0)).cast(
             pl.Datetime("us")).dt.replace_time_zone(
                 cast(pl.Datetime, frame["created_at"].dtype).time_zone),
@@ -455,11 +480,10 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     frame, inputs, computed = counted.frame, counted.extra, counted.computed
     n = frame.height
     rows = np.empty((n, len(FEATURES)))
-    args = (rows, inputs["dest"], tuple(counted.columns.values()), inputs["usd"],
-            inputs["usd_valid"], inputs["customer_valid"], computed["_cust_30d"],
-            computed["_cust_usd_30d"], counted.previous, counted.instants.us, inputs["lat"],
-            inputs["lon"], inputs["geo_valid"], inputs["place"], inputs["places"],
-            inputs["device_valid"],
+    args = (rows, inputs["dest"], tuple(counted.columns.values()), counted.usd,
+            counted.usd_valid, inputs["customer_valid"], computed["_cust_30d"],
+            computed["_cust_usd_30d"], counted.previous, counted.instants.us, inputs["place"],
+            inputs["place_lat"], inputs["place_lon"], inputs["device_valid"],
             computed["_cust_device_30d"], computed["customer_declines_24h"],
             computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"])
     assemble = kernels().assemble_rows
@@ -475,27 +499,24 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     return ids, rows
 
 
-def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray | int]:
-    """What assemble_rows reads besides the counts, from the payments in event order: prepared
-    while the counts are computed (_counted's `alongside`)."""
-    points = _geo_points(frame["geo"]).with_row_index("place")
-    located = frame.select("geo").join(points, on="geo", how="left", maintain_order="left")
-    method = frame["method"]
-    codes = {name: i for i, name in enumerate(METHODS)}
+def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """What assemble_rows reads besides the counts and dollars, from the payments in event
+    order: prepared while the counts are computed (_counted's `alongside`). Places and methods
+    by their codes: a geo is parsed, a method looked up, once per distinct value."""
+    geo_codes, geos = _distinct(frame["geo"])
+    points = [parse_geo(geo) if geo else None for geo in geos]
+    located = np.array([point is not None for point in points] + [False])  # code -1: last
+    method_codes, methods = _distinct(frame["method"])
+    method_index = [METHODS.index(m) if m in METHODS else len(METHODS) for m in methods]
     return {
         "dest": frame["_row"].cast(pl.Int64).to_numpy(),  # the row in the input's order
-        "usd": frame["usd"].fill_null(0.0).to_numpy(),
-        "usd_valid": frame["usd"].is_not_null().to_numpy(),
         "customer_valid": frame["customer_id"].is_not_null().to_numpy(),
-        "lat": located["lat"].fill_null(0.0).to_numpy(),
-        "lon": located["lon"].fill_null(0.0).to_numpy(),
-        "geo_valid": located["lat"].is_not_null().to_numpy(),
-        "place": located["place"].fill_null(0).cast(pl.Int64).to_numpy(),  # where lat is valid
-        "places": points.height,
+        "place": np.where(located[geo_codes], geo_codes, -1),
+        "place_lat": np.array([point[0] if point else 0.0 for point in points]),
+        "place_lon": np.array([point[1] if point else 0.0 for point in points]),
         "device_valid": frame["device_id"].is_not_null().to_numpy(),
-        "method": np.where(method.is_null().to_numpy(), -1,  # no method: NaN, as polars' null
-                           method.replace_strict(codes, default=len(METHODS),
-                                                 return_dtype=pl.Int64).to_numpy()),
+        # no method: NaN, as polars' null; a method not in METHODS: all 0
+        "method": np.array(method_index + [-1], dtype=np.int64)[method_codes],
     }
 
 

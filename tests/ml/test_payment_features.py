@@ -100,7 +100,8 @@ def test_sorted_input_and_colliding_key_hashes_give_the_same_features(monkeypatc
     monkeypatch.setattr(features, "_column_codes",
                         lambda values: coded.append(values.name) or column_codes(values))
     assert batch_features(shuffled).equals(expected)
-    assert len(coded) == 5  # customer, card, IP, device and merchant ids
+    assert sorted(coded) == sorted(["customer_id", "card_fingerprint", "customer_ip",
+                                    "device_id", "merchant_id", "currency"])
 
 
 def test_no_leakage_later_payments_change_nothing():
@@ -201,6 +202,9 @@ def test_the_models_rows_are_the_polars_features_bit_for_bit(order, places):
     rows = random_events(3_000, seed=11)
     for i, row in enumerate(rows[:200]):  # a method that is none of METHODS, and none at all
         row["method"] = "cheque" if i % 2 else None
+    for i, row in enumerate(rows[200:260]):  # no currency; a geo that is empty or no place
+        row["currency"] = None if i % 3 == 0 else row["currency"]
+        row["geo"] = ["", "nowhere", None][i % 3] if i % 2 else row["geo"]
     if places == "many":
         rng = random.Random(12)
         for row in rows[200:]:
