@@ -10,7 +10,9 @@ Each replaces a numpy or polars step that sorts or binary-searches where one pas
   need only counts, instead of sorting the rows by key;
 - `search_left`: np.searchsorted(a, v, "left") for queries that mostly come in order (the
   windows' queries always do), by walking one pointer - instead of a binary search per query;
-- `running_sums`: running sums restarted wherever the key changes.
+- `running_sums`, `window_counts`, `window_sums`: a key's running sums, and each window's size
+  and sum from them put back in frame order, each in one pass - instead of numpy's gathers,
+  `where`s and scatter, each a pass and a fresh array.
 
 Every function gives exactly the result of the step it replaces (tests/ml/test_feature_kernels.py).
 They release the GIL, so the windows' threads run them side by side. numba compiles them on the
@@ -201,24 +203,29 @@ def _pair_codes(first, second, second_distinct, codes):  # pragma: no cover
     return distinct
 
 
-def group_order(codes, distinct):
-    """The permutation that sorts rows by code (0 .. distinct - 1), rows of one code in their
-    original order."""
-    order = np.empty(codes.shape[0], dtype=np.int64)
-    _group_order(codes, np.zeros(distinct + 1, dtype=np.int64), order)
-    return order
+def group_order(codes, distinct, rank):
+    """(order, sorted codes, sorted rank): the permutation that sorts rows by code (0 ..
+    distinct - 1, then the null rows' -1 as `distinct`), rows of one code in their original
+    order, with the codes and `rank` in that order - one counting sort."""
+    n = codes.shape[0]
+    order, key, sorted_rank = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+                               np.empty(n, dtype=rank.dtype))
+    _group_order(codes, rank, np.zeros(distinct + 2, dtype=np.int64), order, key, sorted_rank)
+    return order, key, sorted_rank
 
 
 @njit(nogil=True, cache=True)
-def _group_order(codes, starts, order):  # pragma: no cover
-    distinct = starts.shape[0] - 1
+def _group_order(codes, rank, starts, order, key, sorted_rank):  # pragma: no cover
+    null = starts.shape[0] - 2  # the null rows' group, after every code's
     for code in codes:
-        starts[code + 1] += 1
-    for code in range(distinct):
+        starts[(null if code < 0 else code) + 1] += 1
+    for code in range(null + 1):
         starts[code + 1] += starts[code]
     for i in range(codes.shape[0]):
-        order[starts[codes[i]]] = i
-        starts[codes[i]] += 1
+        code = null if codes[i] < 0 else codes[i]
+        at = starts[code]
+        order[at], key[at], sorted_rank[at] = i, code, rank[i]
+        starts[code] = at + 1
 
 
 def key_runs(sorted_codes, sorted_rank):
@@ -333,21 +340,58 @@ def _search_left(a, v, out):  # pragma: no cover
         out[i] = j
 
 
-def running_sums(keys, values):
-    """Running sum of `values`, restarted wherever `keys` differs from the row before."""
-    out = np.empty(values.shape[0], dtype=np.float64)
-    _running_sums(keys, values, out)
+def running_sums(keys, values, order):
+    """Running sum of values[order[p]] along p, restarted wherever `keys` (sorted by `order`)
+    differs from the one before; in the values' dtype (integers exact)."""
+    out = np.empty(order.shape[0], dtype=values.dtype)
+    _running_sums(keys, values, order, out, values.dtype.type(0))
     return out
 
 
 @njit(nogil=True, cache=True)
-def _running_sums(keys, values, out):  # pragma: no cover
-    total = 0.0
-    for i in range(values.shape[0]):
+def _running_sums(keys, values, order, out, zero):  # pragma: no cover
+    total = zero
+    for i in range(order.shape[0]):
         if i == 0 or keys[i] != keys[i - 1]:
-            total = 0.0
-        total += values[i]
+            total = zero
+        total += values[order[i]]
         out[i] = total
+
+
+def window_counts(order, null, end, first):
+    """Per sorted position p, put in frame order (out[order[p]]): the size of the window
+    [first[p], end[p]) - 0 where the key is `null`."""
+    out = np.empty(order.shape[0], dtype=np.int64)
+    _window_counts(order, null, end, first, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _window_counts(order, null, end, first, out):  # pragma: no cover
+    for p in range(order.shape[0]):
+        out[order[p]] = 0 if null[p] else end[p] - first[p]
+
+
+def window_sums(order, null, start, end, first, running):
+    """Per sorted position p, put in frame order: the sum over the window [first[p], end[p])
+    from `running` (running_sums restarted at each key's run, which starts at start[p]) -
+    running[end - 1] - running[first - 1], a term 0 at the run's start - and 0 where the key is
+    `null` or the window empty."""
+    out = np.empty(order.shape[0], dtype=running.dtype)
+    _window_sums(order, null, start, end, first, running, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _window_sums(order, null, start, end, first, running, out):  # pragma: no cover
+    for p in range(order.shape[0]):
+        e, f = end[p], first[p]
+        if null[p] or e == f:
+            out[order[p]] = 0
+        else:
+            upto = running[e - 1] if e > start[p] else 0
+            below = running[f - 1] if f > start[p] else 0
+            out[order[p]] = upto - below
 
 
 DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (a power of 2)

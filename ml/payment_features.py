@@ -163,13 +163,9 @@ class _Windows:
 
     def __init__(self, key: tuple[np.ndarray, int], instants: _Instants):
         codes, distinct = key  # _key_codes
-        null = codes < 0  # rows with a null key column: one more group, masked below
-        codes = np.where(null, distinct, codes)
-        order = kernels().group_order(codes, distinct + 1)
-        self.instants, self.order = instants, order
-        self.null = null[order]
-        self.key = codes[order]
-        self.rank = instants.rank[order]
+        # rows with a null key column: one more group (`distinct`), masked below
+        self.order, self.key, self.rank = kernels().group_order(codes, distinct, instants.rank)
+        self.instants, self.null = instants, self.key == distinct
         # the key's first row; the key's first row at this row's instant (rows before t)
         self.start, self.end = kernels().key_runs(self.key, self.rank)
         self._since: dict[timedelta, np.ndarray] = {}
@@ -187,21 +183,13 @@ class _Windows:
         return out
 
     def count(self, first: np.ndarray) -> np.ndarray:
-        return self._frame_order(np.where(self.null, 0, self.end - first))
+        return kernels().window_counts(self.order, self.null, self.end, first)
 
     def total(self, values: np.ndarray, first: np.ndarray) -> np.ndarray:
         """Sum of `values` over the window: differences of running sums restarted per key, so
-        a float sum carries the error of that key's rows only."""
-        ordered = values[self.order]
-        if np.issubdtype(ordered.dtype, np.integer):  # exact: one running sum will do
-            prefix = np.concatenate([[0], np.cumsum(ordered)])
-            window = prefix[self.end] - prefix[first]
-        else:
-            running = kernels().running_sums(self.key, ordered.astype(np.float64))
-            upto = np.where(self.end > self.start, running[np.maximum(self.end - 1, 0)], 0)
-            below = np.where(first > self.start, running[np.maximum(first - 1, 0)], 0)
-            window = upto - below
-        return self._frame_order(np.where(self.null | (self.end == first), 0, window))
+        a float sum carries the error of that key's rows only (integers: exact)."""
+        running = kernels().running_sums(self.key, values, self.order)
+        return kernels().window_sums(self.order, self.null, self.start, self.end, first, running)
 
     def failed_later(self, late_us: np.ndarray, period: timedelta) -> np.ndarray:
         """Of the key's rows in [t - period, t), how many failed only at or after t: `late_us`
@@ -487,7 +475,9 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
             computed["_cust_device_30d"], computed["customer_declines_24h"],
             computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"])
     assemble = kernels().assemble_rows
-    step = -(-n // usable_cores()) if n else 1
+    # a few parts per core, taken in turn: a core slowed by another process, or by faulting in
+    # its part of the fresh matrix, leaves the rest to the others
+    step = max(-(-n // (4 * usable_cores())), 65_536)
 
     def part(start: int) -> None:
         assemble(args[0], args[1], start, min(start + step, n), *args[2:], len(METHODS),

@@ -22,20 +22,64 @@ def test_search_left_is_numpys_for_sorted_and_unsorted_queries(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_group_order_is_a_stable_sort_by_code(seed):
+    """A stable sort by code, null rows (-1) last as code `distinct`, with the codes and ranks
+    in that order."""
     rng = np.random.default_rng(seed)
     distinct = int(rng.integers(1, 40))
-    codes = rng.integers(0, distinct, 1_000)
-    assert np.array_equal(kernels.group_order(codes, distinct),
-                          np.argsort(codes, kind="stable"))
+    codes = rng.integers(-1, distinct, 1_000)
+    rank = rng.integers(0, 10**9, 1_000)
+    order, key, sorted_rank = kernels.group_order(codes, distinct, rank)
+    nulls_last = np.where(codes < 0, distinct, codes)
+    expected = np.argsort(nulls_last, kind="stable")
+    assert np.array_equal(order, expected)
+    assert np.array_equal(key, nulls_last[expected])
+    assert np.array_equal(sorted_rank, rank[expected])
+    assert (codes < 0).any()
 
 
-def test_running_sums_restart_per_key_as_polars_does():
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_running_sums_restart_per_key_as_polars_does(dtype):
+    """Running sums of the values taken in `order`, restarted per key: polars' cum_sum over the
+    key, bit for bit (floats) and in the values' own type."""
     rng = np.random.default_rng(5)
+    order = rng.permutation(2_000)
     keys = np.sort(rng.integers(0, 30, 2_000))
-    values = rng.normal(size=2_000) * 1e6
-    expected = pl.DataFrame({"k": keys, "v": values}).select(
+    values = (rng.normal(size=2_000) * 1e6).astype(dtype)
+    expected = pl.DataFrame({"k": keys, "v": values[order]}).select(
         pl.col("v").cum_sum().over("k")).to_series().to_numpy()
-    assert np.array_equal(kernels.running_sums(keys, values), expected)
+    got = kernels.running_sums(keys, values, order)
+    assert got.dtype == dtype and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_window_counts_and_sums_are_numpys_in_frame_order(seed):
+    """window_counts and window_sums give what numpy's where, gathers and scatter give: sizes
+    and sums of [first, end) within each key's run, 0 for a null key or an empty window, put
+    back in frame order."""
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    keys = np.sort(rng.integers(0, 40, n))
+    start = np.searchsorted(keys, keys, "left")
+    run_end = np.searchsorted(keys, keys, "right")
+    end = start + (rng.random(n) * (run_end - start + 1)).astype(np.int64)
+    first = start + (rng.random(n) * (end - start + 1)).astype(np.int64)
+    null = rng.random(n) < 0.1
+    order = rng.permutation(n)
+    values = rng.normal(size=n) * 1e3
+
+    def frame_order(sorted_values):
+        out = np.empty_like(sorted_values)
+        out[order] = sorted_values
+        return out
+
+    counts = kernels.window_counts(order, null, end, first)
+    assert np.array_equal(counts, frame_order(np.where(null, 0, end - first)))
+    running = kernels.running_sums(keys, values, order)
+    upto = np.where(end > start, running[np.maximum(end - 1, 0)], 0)
+    below = np.where(first > start, running[np.maximum(first - 1, 0)], 0)
+    expected = frame_order(np.where(null | (end == first), 0, upto - below))
+    assert np.array_equal(kernels.window_sums(order, null, start, end, first, running), expected)
+    assert (counts > 0).sum() > n // 2 and (expected != 0).sum() > n // 2
 
 
 def test_pair_codes_number_each_pair_once_and_skip_nulls():
