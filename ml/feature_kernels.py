@@ -66,19 +66,27 @@ def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no 
     return table, bits, distinct
 
 
-def text_codes(views, valid, data, buffer_starts, hash_mask=_ALL_BITS):
-    """(codes, distinct) of a text column given as Arrow string views: rows with equal text get
-    equal codes, numbered 0, 1, ... in order of first appearance; a null row (not `valid`) gets
-    -1. `views` is the column's view buffer as (rows, 2) little-endian words; a value of up to
-    12 bytes is in its view itself (length, then the bytes), a longer one is in the data
-    buffers - `data` all of them end to end, `buffer_starts` where each starts in it. A view's
-    words pick the table slot (through a hash of all its bytes for a long value) and a row joins
-    a code only if its bytes equal the code's, so colliding hashes cost time, never a wrong
-    code (`hash_mask`, all bits by default: tests clear it to make every key collide). Reading
-    the views polars holds - no copy, no hash column, no byte-by-byte packing - is what makes
-    this cheap: one table probe per row."""
-    codes = np.full(views.shape[0], -1, dtype=np.int64)
-    return codes, _text_codes(views, valid, data, buffer_starts, hash_mask, codes)
+def text_codes(chunks, data, buffer_starts, hash_mask=_ALL_BITS):
+    """(codes, distinct) of a text column given as Arrow string views, chunk after chunk: rows
+    with equal text get equal codes, numbered 0, 1, ... in order of first appearance; a null
+    row gets -1. Each chunk is (views, valid, first_buffer): its view buffer as (rows, 2)
+    little-endian words, its rows' validity, and the number of data buffers of the chunks
+    before it; `data` is all chunks' data buffers end to end, `buffer_starts` where each starts
+    in it. A value of up to 12 bytes is in its view itself (length, then the bytes), a longer
+    one in the data. A view's words pick the table slot (through a hash of all its bytes for a
+    long value) and a row joins a code only if its bytes equal the code's, so colliding hashes
+    cost time, never a wrong code (`hash_mask`, all bits by default: tests clear it to make
+    every key collide). Reading the views polars holds - no copy, no hash column, no
+    byte-by-byte packing - is what makes this cheap: one table probe per row."""
+    codes = np.full(sum(chunk[0].shape[0] for chunk in chunks), -1, dtype=np.int64)
+    table, bits, distinct, at = np.full((1 << 10, 4), _ALL_BITS, dtype=np.uint64), 10, 0, 0
+    for views, valid, first_buffer in chunks:  # one table for all of them
+        rows = views.shape[0]
+        table, bits, distinct = _text_codes(views, valid, data, buffer_starts, first_buffer,
+                                            hash_mask, codes[at:at + rows], table, bits,
+                                            distinct)
+        at += rows
+    return codes, distinct
 
 
 _INLINE_BYTES = 12  # Arrow's string views hold a value of up to 12 bytes themselves
@@ -108,17 +116,17 @@ def _data_at(w1, buffer_starts):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def _text_codes(views, valid, data, buffer_starts, hash_mask, codes):  # pragma: no cover
+def _text_codes(views, valid, data, buffer_starts, first_buffer, hash_mask, codes, table, bits,
+                distinct):  # pragma: no cover
     # per slot: code (_ALL_BITS: a free slot), hash, the first row's two view words - for a
     # short value the value itself, for a long one its length and first 4 bytes, then where
-    # its bytes are
-    bits = 10
-    table = np.full((1 << bits, 4), _ALL_BITS, dtype=np.uint64)
-    distinct = 0
+    # its bytes are (the buffer's index counted over all chunks)
     for i in range(views.shape[0]):
         if not valid[i]:
             continue
         length, w0, w1 = _view_words(views, i)
+        if length > _INLINE_BYTES:
+            w1 += np.uint64(first_buffer)  # the chunk's buffer index -> the column's
         if length <= _INLINE_BYTES:
             h = (w0 ^ (w1 * _SPREAD)) & hash_mask
         else:  # FNV-1a over the bytes after the 4 the view holds
@@ -154,7 +162,7 @@ def _text_codes(views, valid, data, buffer_starts, hash_mask, codes):  # pragma:
         distinct += 1
         if 2 * distinct > (1 << bits):
             table, bits = _grown(table, bits, _ALL_BITS)
-    return distinct
+    return table, bits, distinct
 
 
 def first_rows(codes, distinct):

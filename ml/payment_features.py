@@ -255,21 +255,26 @@ def _combined(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
 
 def _column_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     """One column's values as dense codes (-1 for null), exact (ml.feature_kernels.text_codes
-    compares the values' bytes), read from the string views polars holds (Arrow's layout, handed
-    over without a copy)."""
+    compares the values' bytes), read from the string views polars holds (Arrow's layout,
+    handed over chunk by chunk without a copy)."""
     import pyarrow as pa
 
-    arrow = values.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.newest())
-    if arrow.type != pa.string_view():  # not polars' own layout: make it so
-        arrow = arrow.cast(pa.string_view())
-    _, views, *buffers = arrow.buffers()
-    parts = [np.frombuffer(buffer, dtype=np.uint8) for buffer in buffers if buffer is not None]
+    chunks: list[tuple[np.ndarray, np.ndarray, int]] = []
+    parts: list[np.ndarray] = []
+    for chunk in values.cast(pl.Utf8).get_chunks():
+        arrow = chunk.to_arrow(compat_level=pl.CompatLevel.newest())
+        if arrow.type != pa.string_view():  # not polars' own layout: make it so
+            arrow = arrow.cast(pa.string_view())
+        _, views, *buffers = arrow.buffers()
+        rows = len(arrow)
+        chunks.append((np.frombuffer(views, dtype="<u8").reshape(-1, 2)[
+            arrow.offset:arrow.offset + rows] if rows else np.zeros((0, 2), np.uint64),
+            chunk.is_not_null().to_numpy(), len(parts)))
+        parts += [np.frombuffer(buffer, dtype=np.uint8) if buffer is not None
+                  else np.zeros(0, np.uint8) for buffer in buffers]  # indexed by the views
     starts = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)[:-1]
-    return kernels().text_codes(
-        np.frombuffer(views, dtype="<u8").reshape(-1, 2)[arrow.offset:arrow.offset + len(arrow)],
-        values.is_not_null().to_numpy(),
-        parts[0] if len(parts) == 1 else np.concatenate(parts or [np.zeros(0, np.uint8)]),
-        starts, _HASH_MASK)
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts or [np.zeros(0, np.uint8)])
+    return kernels().text_codes(chunks, data, starts, _HASH_MASK)
 
 
 _HASH_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)  # the keys' hash bits text_codes uses (tests: none)
