@@ -1,9 +1,11 @@
 """Machine-code loops (numba) behind ml.payment_features' batch windows.
 
 Each replaces a numpy or polars step that sorts or binary-searches where one pass will do:
-- `text_codes`, `pair_codes`: each row's key as a dense code (0, 1, ... in order of first
-  appearance) by an open-addressing table - instead of sorting the keys' hashes; text_codes
-  reads polars' string views as they are (Arrow's layout);
+- `text_codes`: each row's key as a dense code (0, 1, ... in order of first appearance) by an
+  open-addressing table - instead of sorting the keys' hashes - reading polars' string views
+  as they are (Arrow's layout);
+- `pair_seen_within`: whether a pair of codes (customer, device) occurred in a trailing window,
+  one table probe per row;
 - `group_order`: a stable counting sort of rows by those codes (each key's rows stay in frame
   order) - instead of a comparison sort;
 - `trailing_counts`: a key's rows in trailing windows, in one pass in time order - for keys that
@@ -52,18 +54,6 @@ def _grown(table, bits, free):  # pragma: no cover
                 slot = (slot + 1) & ((1 << bits) - 1)
             grown[slot] = table[old]
     return grown, bits
-
-
-@njit(nogil=True, cache=True)
-def _new_code(table, bits, slot, row, key_hash, codes, distinct):  # pragma: no cover
-    """Row `row` starts code `distinct` in the free `slot`: (table, bits, codes so far), the
-    table grown once more than half of it is taken."""
-    table[slot, 0], table[slot, 1], table[slot, 2] = row, key_hash, distinct
-    codes[row] = distinct
-    distinct += 1
-    if 2 * distinct > (1 << bits):
-        table, bits = _grown(table, bits, np.int64(-1))
-    return table, bits, distinct
 
 
 def text_codes(chunks, data, buffer_starts, hash_mask=_ALL_BITS):
@@ -185,18 +175,28 @@ def _first_rows(codes, first):  # pragma: no cover
                 break
 
 
-def pair_codes(first, second, second_distinct):
-    """(codes, distinct) of the pairs (first[i], second[i]) of two code columns, as text_codes
-    numbers them; -1 where either is -1."""
-    codes = np.full(first.shape[0], -1, dtype=np.int64)
-    return codes, _pair_codes(first, second, second_distinct, codes)
+def pair_seen_within(first, second, second_distinct, created_us, period_us):
+    """Per row (rows in instant order, as the frame is): whether an earlier row - at an instant
+    before the row's own - with the same pair (first, second) of codes lies in [t - period, t);
+    False where either code is -1. trailing_counts(pair codes, [period])[0] > 0 without the
+    pairs' codes or the counts: one table probe per row holds what it needs (the pair's latest
+    instant and the one before it)."""
+    seen = np.zeros(first.shape[0], dtype=np.bool_)
+    _pair_seen_within(first, second, second_distinct, created_us, period_us, seen)
+    return seen
+
+
+_NEVER = np.iinfo(np.int64).min
 
 
 @njit(nogil=True, cache=True)
-def _pair_codes(first, second, second_distinct, codes):  # pragma: no cover
+def _pair_seen_within(first, second, second_distinct, created_us, period_us,
+                      seen):  # pragma: no cover
     bits = 10
-    table = np.full((1 << bits, 3), -1, dtype=np.int64)  # per slot: first row, pair, code
-    distinct = 0
+    # per slot: the pair's first row (-1: a free slot), the pair, its latest instant and its
+    # instant before that (_NEVER: none)
+    table = np.full((1 << bits, 4), -1, dtype=np.int64)
+    used = 0
     for i in range(first.shape[0]):
         if first[i] < 0 or second[i] < 0:
             continue
@@ -204,11 +204,18 @@ def _pair_codes(first, second, second_distinct, codes):  # pragma: no cover
         slot = _slot(np.uint64(pair), bits)
         while table[slot, 0] >= 0 and table[slot, 1] != pair:
             slot = (slot + 1) & ((1 << bits) - 1)
-        if table[slot, 0] >= 0:
-            codes[i] = table[slot, 2]
+        t = created_us[i]
+        if table[slot, 0] < 0:
+            table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = i, pair, t, _NEVER
+            used += 1
+            if 2 * used > (1 << bits):
+                table, bits = _grown(table, bits, np.int64(-1))
             continue
-        table, bits, distinct = _new_code(table, bits, slot, i, pair, codes, distinct)
-    return distinct
+        latest, before = table[slot, 2], table[slot, 3]
+        earlier = latest if latest < t else before  # the pair's last instant before t
+        seen[i] = earlier != _NEVER and earlier >= t - period_us
+        if latest != t:
+            table[slot, 2], table[slot, 3] = t, latest
 
 
 def group_order(codes, distinct, rank):
@@ -408,7 +415,7 @@ DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (
 @njit(nogil=True, cache=True)
 def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
                   cust_30d, cust_usd_30d, previous, created_us, place, place_lat, place_lon,
-                  device_valid, cust_device_30d, declines_24h, merchant_1h, merchant_declines_1h,
+                  device_valid, device_seen_30d, declines_24h, merchant_1h, merchant_declines_1h,
                   method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
     """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
     each as ml.payment_features.batch_features computes it with polars - the same float
@@ -454,7 +461,7 @@ def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid
                 memo_pair[slot] = pair
         else:
             o[i + 1] = 0.0
-        o[i + 2] = 1.0 if history and device_valid[row] and cust_device_30d[row] == 0 else 0.0
+        o[i + 2] = 1.0 if history and device_valid[row] and not device_seen_30d[row] else 0.0
         o[i + 3] = declines_24h[row]
         m = merchant_1h[row]
         o[i + 4] = m

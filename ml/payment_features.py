@@ -157,12 +157,12 @@ class _Windows:
     is the range [since, end) of the sorted order. Results are put back in frame order at the
     end. Rows whose key is null have no window (0).
 
-    Grouping the rows by key: each key gets an exact dense code (`_key_codes`: a hash table
+    Grouping the rows by key: each key gets an exact dense code (`_column_codes`: a hash table
     that compares the keys' bytes, so equal hashes of different keys cannot merge them), and a
     counting sort by code keeps each key's rows in frame order."""
 
     def __init__(self, key: tuple[np.ndarray, int], instants: _Instants):
-        codes, distinct = key  # _key_codes
+        codes, distinct = key  # _column_codes
         # rows with a null key column: one more group (`distinct`), masked below
         self.order, self.key, self.rank = kernels().group_order(codes, distinct, instants.rank)
         self.instants, self.null = instants, self.key == distinct
@@ -237,20 +237,6 @@ def _changes(values: np.ndarray) -> np.ndarray:
     new = np.ones(len(values), dtype=bool)
     new[1:] = values[1:] != values[:-1]
     return new
-
-
-def _key_codes(keys: pl.DataFrame) -> tuple[np.ndarray, int]:
-    """(codes, distinct): each row's key (all of `keys`' columns) as a dense int64 code, exact -
-    equal keys one code, different keys different codes - and -1 where any column is null."""
-    return _combined([_column_codes(keys[column]) for column in keys.columns])
-
-
-def _combined(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
-    """The codes of keys made of several columns, from each column's (codes, distinct)."""
-    codes, distinct = columns[0]
-    for column_codes, column_distinct in columns[1:]:
-        codes, distinct = kernels().pair_codes(codes, column_codes, column_distinct)
-    return codes, distinct
 
 
 def _column_codes(values: pl.Series) -> tuple[np.ndarray, int]:
@@ -370,9 +356,11 @@ def _counted(events: pl.DataFrame,
             counts = _trailing(code(column), instants, list(WINDOWS.values()))
             return {f"{key}_count_{name}": counts[j] for j, name in enumerate(WINDOWS)}
 
-        def customer_device_counts() -> dict[str, np.ndarray]:
-            pair = _combined([code("customer_id"), code("device_id")])
-            return {"_cust_device_30d": _trailing(pair, instants, [HISTORY])[0]}
+        def customer_device_seen() -> dict[str, np.ndarray]:
+            """Whether the customer used the device in the 30 days before (new_device)."""
+            customer, _ = code("customer_id")
+            return {"_cust_device_seen_30d": kernels().pair_seen_within(
+                customer, *code("device_id"), instants.us, HISTORY // timedelta(microseconds=1))}
 
         def merchant_counts() -> dict[str, np.ndarray]:
             merchant = _Windows(code("merchant_id"), instants)
@@ -383,7 +371,7 @@ def _counted(events: pl.DataFrame,
                                               - merchant.failed_later(late_us, WINDOWS["1h"]))}
 
         tasks: list[Callable[[], dict[str, np.ndarray]]] = [customer_counts,
-                                                            customer_device_counts]
+                                                            customer_device_seen]
         tasks += [functools.partial(key_counts, key, column) for key, column in KEYS.items()
                   if key != "customer"]
         tasks += [merchant_counts]
@@ -449,7 +437,7 @@ def batch_features(events: pl.DataFrame) -> pl.DataFrame:
         pl.when(prev_geo).then(_haversine_km(pl.col("_prev_lat"), pl.col("_prev_lon"),
                                              pl.col("lat"), pl.col("lon")))
         .otherwise(0.0).alias("km_from_customer_prev"),
-        (has_history & pl.col("device_id").is_not_null() & (pl.col("_cust_device_30d") == 0))
+        (has_history & pl.col("device_id").is_not_null() & ~pl.col("_cust_device_seen_30d"))
         .cast(pl.Float64).alias("new_device"),
         pl.col("customer_declines_24h").cast(pl.Float64),
         pl.col("_merchant_1h").cast(pl.Float64).alias("merchant_payments_1h"),
@@ -477,7 +465,7 @@ def batch_feature_rows(events: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
             counted.usd_valid, inputs["customer_valid"], computed["_cust_30d"],
             computed["_cust_usd_30d"], counted.previous, counted.instants.us, inputs["place"],
             inputs["place_lat"], inputs["place_lon"], inputs["device_valid"],
-            computed["_cust_device_30d"], computed["customer_declines_24h"],
+            computed["_cust_device_seen_30d"], computed["customer_declines_24h"],
             computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"])
     assemble = kernels().assemble_rows
     # a few parts per core, taken in turn: a core slowed by another process, or by faulting in

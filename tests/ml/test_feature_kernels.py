@@ -82,18 +82,23 @@ def test_window_counts_and_sums_are_numpys_in_frame_order(seed):
     assert (counts > 0).sum() > n // 2 and (expected != 0).sum() > n // 2
 
 
-def test_pair_codes_number_each_pair_once_and_skip_nulls():
-    rng = np.random.default_rng(6)
-    first = rng.integers(-1, 20, 5_000)  # -1: null
-    second = rng.integers(-1, 7, 5_000)
-    codes, distinct = kernels.pair_codes(first, second, 7)
-    complete = (first >= 0) & (second >= 0)
-    assert np.all(codes[~complete] == -1)
-    pairs = list(zip(first[complete].tolist(), second[complete].tolist(), strict=True))
-    seen: dict[tuple, int] = {}
-    for pair, code in zip(pairs, codes[complete].tolist(), strict=True):
-        assert seen.setdefault(pair, len(seen)) == code  # dense, in order of first appearance
-    assert distinct == len(seen)
+@pytest.mark.parametrize("seed", range(3))
+def test_pair_seen_within_is_a_trailing_count_above_zero(seed):
+    """Whether an earlier row with the same pair (at an instant before the row's own) lies in
+    [t - P, t): brute force on rows with many ties and exact boundaries; a pair with a null
+    (-1) code is never seen; thousands of pairs grow the table."""
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    created = np.sort(rng.integers(0, 600, n)) * 10
+    first = rng.integers(-1, 60, n)
+    second = rng.integers(-1, 5, n)
+    period = 100
+    got = kernels.pair_seen_within(first, second, 5, created, period)
+    same = ((first[:, None] == first[None, :]) & (second[:, None] == second[None, :])
+            & (first[:, None] >= 0) & (second[:, None] >= 0))
+    inside = (created[None, :] >= created[:, None] - period) & (created[None, :] < created[:, None])
+    assert np.array_equal(got, (same & inside).any(axis=1))
+    assert got.any() and not got.all() and len({*zip(first, second, strict=True)}) > 300
 
 
 @pytest.mark.parametrize("hashes", ["all bits", "none"])
