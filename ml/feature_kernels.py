@@ -115,11 +115,10 @@ def _text_codes(views, valid, data, buffer_starts, first_buffer, hash_mask, code
         if not valid[i]:
             continue
         length, w0, w1 = _view_words(views, i)
-        if length > _INLINE_BYTES:
-            w1 += np.uint64(first_buffer)  # the chunk's buffer index -> the column's
         if length <= _INLINE_BYTES:
             h = (w0 ^ (w1 * _SPREAD)) & hash_mask
         else:  # FNV-1a over the bytes after the 4 the view holds
+            w1 += np.uint64(first_buffer)  # the chunk's buffer index -> the column's
             at = _data_at(w1, buffer_starts)
             h = w0
             for k in range(4, length):

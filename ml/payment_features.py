@@ -284,8 +284,9 @@ def _haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) ->
 
 @dataclass(frozen=True)
 class _Counted:
-    """The payments (event order, `_row` = the input's row) and their window counts, before the features are put together from them (as a polars frame by
-    batch_features, as the model's rows by batch_feature_rows)."""
+    """The payments (event order, `_row` = the input's row) and their window counts, before the
+    features are put together from them (as a polars frame by batch_features, as the model's
+    rows by batch_feature_rows)."""
 
     frame: pl.DataFrame
     in_order: bool  # the input was in event order: `_row` is 0, 1, 2, ...
@@ -335,7 +336,7 @@ def _counted(events: pl.DataFrame,
         instants = _Instants(frame["created_at"].dt.epoch("us").to_numpy(writable=True))
         for period in {*WINDOWS.values(), HISTORY}:  # filled now: the tasks only read it
             instants.rank_of(period)
-        sums: Future[tuple[np.ndarray, np.ndarray, np.ndarray]] = Future()
+        sums: Future[tuple[np.ndarray, np.ndarray, np.ndarray]] = Future()  # usd + _failures
 
         def customer_counts() -> dict[str, np.ndarray]:
             windows = _Windows(code(KEYS["customer"]), instants)
@@ -378,7 +379,7 @@ def _counted(events: pl.DataFrame,
         parts = pool.map(lambda task: task(), tasks)
         try:
             usd, usd_valid = _dollars(frame)
-            sums.set_result(_sums(frame, instants, usd))
+            sums.set_result((usd, *_failures(frame, instants)))
         except BaseException as error:  # the tasks waiting for them fail too, none hangs
             sums.set_exception(error)
             raise
@@ -389,14 +390,13 @@ def _counted(events: pl.DataFrame,
                     computed, computed.pop("_previous"), extra)
 
 
-def _sums(frame: pl.DataFrame, instants: _Instants,
-          usd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(usd, failed, late_us) of the payments in event order, as the windows' sums read them:
-    dollars (0 for none), 1 for a failed payment, and the time it failed where that came after
-    it was created (a pending payment's callback), else -1."""
+def _failures(frame: pl.DataFrame, instants: _Instants) -> tuple[np.ndarray, np.ndarray]:
+    """(failed, late_us) of the payments in event order, as the windows' sums read them: 1 for
+    a failed payment, and the time it failed where that came after it was created (a pending
+    payment's callback), else -1."""
     failed = (frame["status"] == "failed").to_numpy().astype(np.int64)
     failed_us = frame["failed_at"].dt.epoch("us").fill_null(-1).to_numpy()
-    return usd, failed, np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
+    return failed, np.where((failed == 1) & (failed_us > instants.us), failed_us, -1)
 
 
 def batch_features(events: pl.DataFrame) -> pl.DataFrame:
