@@ -359,9 +359,10 @@ def _counted(events: pl.DataFrame,
 
         def customer_device_seen() -> dict[str, np.ndarray]:
             """Whether the customer used the device in the 30 days before (new_device)."""
-            customer, _ = code("customer_id")
+            customer, _ = code(KEYS["customer"])
             return {"_cust_device_seen_30d": kernels().pair_seen_within(
-                customer, *code("device_id"), instants.us, HISTORY // timedelta(microseconds=1))}
+                customer, *code(KEYS["device"]), instants.us,
+                HISTORY // timedelta(microseconds=1))}
 
         def merchant_counts() -> dict[str, np.ndarray]:
             merchant = _Windows(code("merchant_id"), instants)
@@ -487,7 +488,7 @@ def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     order: prepared while the counts are computed (_counted's `alongside`). Places and methods
     by their codes: a geo is parsed, a method looked up, once per distinct value."""
     geo_codes, geos = _distinct(frame["geo"])
-    points = [parse_geo(geo) if geo else None for geo in geos]
+    points = [parse_geo(geo) for geo in geos]  # None for an empty or unknown geo
     located = np.array([point is not None for point in points] + [False])  # code -1: last
     method_codes, methods = _distinct(frame["method"])
     method_index = [METHODS.index(m) if m in METHODS else len(METHODS) for m in methods]
