@@ -15,8 +15,10 @@ Stages, each with its wall time, the process's CPU time (all threads) and peak R
   calibrated gradient-boosted model, the logistic baseline and the holdout metrics, with the
   time spent in each of ml.train's steps (--skip-train: train_candidate on a separate
   100,000-row sample instead, just to have a model);
-- batch scoring: the features as the model's rows (`batch_feature_rows`, as ml.batch scores) +
-  predict_proba + to_score on all N rows, and predict_proba alone;
+- batch scoring: `ml.batch.score_payments` on all N rows, as ml.batch scores - the features a
+  block of rows at a time (`batch_feature_blocks`), each block scored by the compiled model on
+  the thread that wrote it, the scores, and reasons for those >= 65 (the review score) - then
+  the whole matrix of rows (`batch_feature_rows`) and predict_proba on it alone, for comparison;
 - live scoring: the model registered and promoted in a temporary HOME, a migrated API database
   (SQLite by default) holding --history payments, and serving.fraud.LiveScorer called directly
   for --live payments, as the API's risk check calls it (SQL aggregates of the payment's
@@ -74,6 +76,7 @@ from ml.payment_features import (  # noqa: E402
 )
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
+REVIEW_SCORE = 65  # the API's default (CLEARHOUSE_ML_REVIEW_SCORE): reasons from here on
 DAYS = 30
 COUNTRIES = ("US", "DE", "FR", "TW", "JP", "CN", "SG")
 COUNTRY_WEIGHTS = (0.35, 0.14, 0.06, 0.08, 0.12, 0.18, 0.07)
@@ -285,23 +288,32 @@ def quick_model(seed: int):
 
 
 def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tuple[float, float]:
-    """(rows/s of features + predict_proba + to_score, rows/s of predict_proba alone), as
-    ml.batch scores: the features straight into the model's rows (batch_feature_rows), the model
-    compiled (ml.compiled; trees walked by ml.forest_kernel)."""
+    """(rows/s of ml.batch.score_payments, rows/s of predict_proba alone on the whole matrix).
+    score_payments is what ml.batch runs: the features a block at a time, each block scored by
+    the compiled model (ml.compiled; trees walked by ml.forest_kernel) on the thread that wrote
+    it, scores, and reasons for those >= the review score. Then, for comparison and as checks:
+    the whole matrix of rows, the polars path, predict_proba on the matrix, scikit-learn's."""
+    from ml.batch import score_payments
     from ml.compiled import KERNEL_ROWS, compiled_or_model
     from ml.scoring import to_score
     from ml.train import matrix
+    from serving.fraud import Champion
 
-    n, parts = events.height, []
+    n = events.height
     clock.start()
     compiled = compiled_or_model(model, card)
+    champion = Champion("bench", compiled, card["features"], card["reference"])
     compiled.predict_proba(np.zeros((KERNEL_ROWS, len(card["features"]))))
-    batch_feature_rows(events.head(1_000))  # its kernel's machine code loaded (or compiled)
+    score_payments(events.head(1_000), champion, REVIEW_SCORE)  # the kernels' code loaded
     clock.stop("  batch: compile + first kernel calls (import numba, load its cached code; the forest "
                "compiled by LLVM)")
     clock.start()
+    scored = score_payments(events, champion, REVIEW_SCORE)
+    total = clock.stop(f"  batch: score_payments (features in blocks, scores, reasons >= "
+                       f"{REVIEW_SCORE})", n)
+    clock.start()
     _, rows = batch_feature_rows(events)
-    parts.append(clock.stop("  batch: batch_feature_rows (the model's rows)", n))
+    clock.stop("  batch: batch_feature_rows (the whole matrix, for comparison)", n)
     assert tuple(PAYMENTS.features) == FEATURES  # the rows are the model's input as they are
     clock.start()
     same_rows = np.array_equal(matrix(batch_features(events), PAYMENTS), rows, equal_nan=True)
@@ -309,19 +321,18 @@ def batch_scoring(model, card: dict, events: pl.DataFrame, clock: Clock) -> tupl
     print(f"  rows equal to the polars path's: {same_rows}")
     clock.start()
     probability = compiled.predict_proba(rows)[:, 1]
-    parts.append(clock.stop("  batch: predict_proba (compiled)", n))
-    clock.start()
-    score = to_score(probability)
-    parts.append(clock.stop("  batch: to_score", n))
+    predict_s = clock.stop("  batch: predict_proba on the matrix (compiled)", n)
+    print(f"  block scores equal to the matrix's: "
+          f"{np.array_equal(to_score(probability), scored.score)}")
     clock.start()
     same = np.array_equal(model.predict_proba(rows)[:, 1], probability)
     clock.stop("  batch: scikit-learn's own predict_proba, for comparison", n)
     print(f"  compiled and scikit-learn probabilities identical: {same}")
-    total = sum(parts)
-    print(f"  batch scoring (the above)            {total:8.2f} s {n / total:>14,.0f} rows/s")
-    print(f"  scores >= 65 (review): {int((score >= 65).sum()):,} of {n:,}; mean score "
-          f"{score.mean():.2f}")
-    return n / total, n / parts[1]
+    score = scored.score
+    print(f"  batch scoring (score_payments)       {total:8.2f} s {n / total:>14,.0f} rows/s")
+    print(f"  scores >= {REVIEW_SCORE} (review, explained): {int((score >= REVIEW_SCORE).sum()):,} "
+          f"of {n:,}; mean score {score.mean():.2f}")
+    return n / total, n / predict_s
 
 
 def risk_input(merchant, e: dict):
@@ -592,7 +603,7 @@ def main() -> None:
         ("features rows/s", f"{args.rows / features_s:,.0f}", ""),
         (f"training wall time ({args.rows:,} rows)",
          "skipped" if train_s is None else f"{train_s:.1f} s", train_target),
-        ("batch scoring rows/s (features+predict)", f"{batch_rate:,.0f}",
+        ("batch scoring rows/s (score_payments)", f"{batch_rate:,.0f}",
          f">= {TARGETS['batch_rows_s']:,.0f}"),
         ("batch predict_proba only rows/s", f"{predict_rate:,.0f}", ""),
     ]

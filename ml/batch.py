@@ -1,6 +1,6 @@
 """Batch scoring: every payment in the warehouse scored by the payments champion.
 
-The same features (ml.payment_features.batch_feature_rows over all payments, so each sees its
+The same features (ml.payment_features.batch_feature_blocks over all payments, so each sees its
 own history), the same model and the same score and reason rules (ml.scoring) as the live API. The
 decision follows the API's thresholds (CLEARHOUSE_ML_REVIEW_SCORE / _BLOCK_SCORE). The result
 replaces analytics.fct_fraud_scores (ml.warehouse), and the latest day's features are compared
@@ -57,27 +57,80 @@ def top_patterns(scores: pl.DataFrame, n: int = 10) -> list[dict]:
             .head(n).to_dicts())
 
 
-def score_frame(payments: pl.DataFrame, champion, settings: Settings,
-                scored_at: datetime) -> tuple[pl.DataFrame, np.ndarray]:
-    """(scores in SCORES_COLUMNS, every payment's FEATURES as rows) for payments in the event
-    layout, in their order."""
-    from ml.payment_features import FEATURES, batch_feature_rows
-    from ml.scoring import score_rows
+@dataclass(frozen=True)
+class Scored:
+    """score_payments' answer, each in the input's order."""
 
-    _, rows = batch_feature_rows(payments)
-    matrix = rows if tuple(champion.features) == FEATURES else np.ascontiguousarray(
-        rows[:, [FEATURES.index(name) for name in champion.features]])
-    score, reasons = score_rows(champion.model, matrix, champion.features, champion.reference,
-                                reasons_from=settings.ml_review_score)
-    decision = np.where(score >= settings.ml_block_score, "block",
-                        np.where(score >= settings.ml_review_score, "review", "approve"))
+    payment_id: pl.Series
+    score: np.ndarray  # 0-99 (ml.scoring.to_score)
+    explained: np.ndarray  # the positions of the scores >= reasons_from, ascending ...
+    reasons: list[list[str]]  # ... and their reasons (a list per payment would be a million
+    # Python objects for the garbage collector to walk, ~0.8 s at a million rows)
+    kept: np.ndarray  # the FEATURES rows of the payments `keep` asked for
+
+
+def score_payments(payments: pl.DataFrame, champion, reasons_from: int,
+                   keep: np.ndarray | None = None, block_rows: int | None = None) -> Scored:
+    """Every payment (event layout) scored by `champion` (serving.fraud.Champion): its features
+    (ml.payment_features.batch_feature_blocks) scored a block at a time on the thread that wrote
+    them - the whole matrix is never built. A compiled model walks each block in machine code
+    on that thread (predict_proba(here=True)); a model that did not compile is scikit-learn's,
+    block by block. The rows scoring >= reasons_from are copied out of their block and explained
+    at the end (ml.scoring.reasons, as the live API explains a review); so are the rows `keep`
+    (a bool per payment, input order) marks - the drift check's day."""
+    from ml.compiled import CompiledModel
+    from ml.payment_features import BLOCK_ROWS, FEATURES, batch_feature_blocks
+    from ml.scoring import reasons, to_score
+
+    model, features = champion.model, list(champion.features)
+    columns = None if tuple(features) == FEATURES else [FEATURES.index(f) for f in features]
+    compiled = isinstance(model, CompiledModel)
+    probability = np.empty(payments.height)
+    explained: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, the model's rows)
+    kept: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, FEATURES rows)
+
+    def consume(rows: np.ndarray, positions: np.ndarray) -> None:
+        x = rows if columns is None else rows[:, columns]
+        p = (model.predict_proba(x, here=True) if compiled else model.predict_proba(x))[:, 1]
+        probability[positions] = p
+        high = np.flatnonzero(to_score(p) >= reasons_from)
+        if len(high):  # list.append is atomic: the blocks' threads share the lists
+            explained.append((positions[high], x[high]))
+        if keep is not None and (mine := np.flatnonzero(keep[positions])).size:
+            kept.append((positions[mine], rows[mine]))
+
+    ids = batch_feature_blocks(payments, consume, block_rows or BLOCK_ROWS)
+    at, rows = _in_input_order(explained, len(features))
+    why = reasons(model, rows, features, champion.reference, probability[at])
+    return Scored(ids, to_score(probability), at, why, _in_input_order(kept, len(FEATURES))[1])
+
+
+def _in_input_order(parts: list[tuple[np.ndarray, np.ndarray]],
+                    width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks' (positions, rows), joined and sorted by position."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
+    at = np.concatenate([p for p, _ in parts])
+    order = np.argsort(at, kind="stable")
+    return at[order], np.concatenate([r for _, r in parts])[order]
+
+
+def score_frame(payments: pl.DataFrame, champion, settings: Settings, scored_at: datetime,
+                keep: np.ndarray | None = None) -> tuple[pl.DataFrame, np.ndarray]:
+    """(scores in SCORES_COLUMNS, the FEATURES rows of the payments `keep` marks) for payments
+    in the event layout, in their order."""
+    scored = score_payments(payments, champion, settings.ml_review_score, keep)
+    score = pl.col("score")
     scores = payments.select("payment_id", "merchant_id", "created_at").with_columns(
-        score=pl.Series(score, dtype=pl.Int32),
-        decision=pl.Series(decision, dtype=pl.Utf8),
-        reasons=pl.Series([",".join(r) for r in reasons], dtype=pl.Utf8),
+        score=pl.Series(scored.score, dtype=pl.Int32)).with_columns(
+        decision=pl.when(score >= settings.ml_block_score).then(pl.lit("block"))
+        .when(score >= settings.ml_review_score).then(pl.lit("review"))
+        .otherwise(pl.lit("approve")),
+        reasons=pl.repeat("", payments.height, dtype=pl.Utf8, eager=True).scatter(
+            scored.explained, [",".join(r) for r in scored.reasons]),
         model_version=pl.lit(champion.version),
         scored_at=pl.lit(scored_at).dt.cast_time_unit("us"))
-    return scores, rows
+    return scores, scored.kept
 
 
 def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
@@ -100,7 +153,11 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
         champion = Champion(version, compiled_or_model(registry.load(version), card),
                             card["features"], card["reference"])
         payments = read_payments(writer)
-        scores, rows = score_frame(payments, champion, settings, now or datetime.now(UTC))
+        days = payments["created_at"].dt.date()
+        found = latest_day(days) if payments.height else None
+        # the drift check's day: its rows are kept while scoring
+        keep = (days == found[0]).to_numpy() if found else None
+        scores, kept = score_frame(payments, champion, settings, now or datetime.now(UTC), keep)
         write_scores(writer, scores)
     finally:
         writer.close()
@@ -108,8 +165,6 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
                       review=int((scores["decision"] == "review").sum()),
                       block=int((scores["decision"] == "block").sum()),
                       top=top_patterns(scores))
-    days = payments["created_at"].dt.date()
-    found = latest_day(days) if payments.height else None
     if "drift_reference" not in card:
         outcome.note = "no drift reference in the champion's card"
     elif found is None:
@@ -118,7 +173,6 @@ def score_warehouse(settings: Settings, now: datetime | None = None) -> Outcome:
         from ml.payment_features import FEATURES
 
         day, outcome.drift_rows = found
-        latest = pl.DataFrame(rows[(days == day).to_numpy()], schema=list(FEATURES),
-                              orient="row")
+        latest = pl.DataFrame(kept, schema=list(FEATURES), orient="row")
         outcome.psi, outcome.drift_day = feature_psi(card["drift_reference"], latest), str(day)
     return outcome

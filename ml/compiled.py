@@ -21,7 +21,8 @@ arrays and evaluates them the way scikit-learn does, step for step:
 refuses (CompileError) any model it does not know or does not reproduce exactly; the caller
 then keeps scikit-learn. From KERNEL_ROWS rows on (batch scoring) the trees are compiled to
 machine code by ml.forest_kernel (LLVM) - the same compares and the same sum order, about five
-times as fast as scikit-learn's own predictor on a million rows; tests/ml/test_compiled.py
+times as fast as scikit-learn's own predictor on a million rows - and so are the blocks of rows
+ml.batch's threads score (`predict_proba(block, here=True)`); tests/ml/test_compiled.py
 compares all of them on real and random rows.
 """
 
@@ -62,7 +63,13 @@ class Forest:
     depth: int  # the deepest leaf: steps enough to reach every leaf
     baseline: float
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
+    def raw(self, x: np.ndarray, here: bool = False) -> np.ndarray:
+        """The raw scores of rows x. `here`: x is one block of a batch that the caller's
+        threads share - walked in machine code on this thread, whatever its size."""
+        if here:
+            from ml.forest_kernel import raw_scores_here
+
+            return raw_scores_here(self, x)
         if len(x) >= KERNEL_ROWS:  # batch scoring: the same walk, compiled to machine code
             from ml.forest_kernel import raw_scores
 
@@ -93,7 +100,8 @@ class Linear:
     coef: np.ndarray  # shape (1, n_features), as LogisticRegression.coef_
     intercept: np.ndarray  # shape (1,)
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
+    def raw(self, x: np.ndarray, here: bool = False) -> np.ndarray:
+        """The raw scores of rows x (`here` as Forest.raw's: one matrix product either way)."""
         scaled = (x - self.mean) / self.scale
         return (scaled @ self.coef.T + self.intercept).ravel()
 
@@ -104,8 +112,8 @@ class Member:
     a: float
     b: float
 
-    def proba(self, x: np.ndarray) -> np.ndarray:
-        return expit(-(self.a * self.model.raw(x) + self.b))
+    def proba(self, x: np.ndarray, here: bool = False) -> np.ndarray:
+        return expit(-(self.a * self.model.raw(x, here) + self.b))
 
 
 @dataclass(frozen=True)
@@ -113,14 +121,15 @@ class CompiledModel:
     members: tuple[Member, ...]
     n_features: int
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Like scikit-learn's: shape (n, 2), column 1 the fraud probability."""
+    def predict_proba(self, x: np.ndarray, here: bool = False) -> np.ndarray:
+        """Like scikit-learn's: shape (n, 2), column 1 the fraud probability. `here`: x is one
+        block of a batch that the caller's threads share (Forest.raw)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected rows of {self.n_features} features, got shape {x.shape}")
         out = np.zeros((len(x), 2))
         for member in self.members:  # as CalibratedClassifierCV averages its members
-            positive = member.proba(x)
+            positive = member.proba(x, here)
             out += np.column_stack([1.0 - positive, positive])
         out /= len(self.members)
         return out

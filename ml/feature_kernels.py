@@ -412,11 +412,11 @@ DISTANCE_MEMO = 4096  # pairs of places whose distance assemble_rows remembers (
 
 
 @njit(nogil=True, cache=True)
-def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid,
+def assemble_rows(out, start, stop, counts, usd, usd_valid, customer_valid,
                   cust_30d, cust_usd_30d, previous, created_us, place, place_lat, place_lon,
                   device_valid, device_seen_30d, declines_24h, merchant_1h, merchant_declines_1h,
                   method_code, n_methods, no_history_hours, earth_km2):  # pragma: no cover
-    """FEATURES of frame rows [start, stop) into out[dest[row]] (row-major, FEATURES' order),
+    """FEATURES of frame rows [start, stop) into out[row - start] (row-major, FEATURES' order),
     each as ml.payment_features.batch_features computes it with polars - the same float
     operations in the same order (NaN where polars has a null), so the rows are equal bit for
     bit (tests/ml/test_payment_features.py compares them). `place` numbers the rows' distinct
@@ -429,7 +429,7 @@ def assemble_rows(out, dest, start, stop, counts, usd, usd_valid, customer_valid
     memo_pair = np.full(DISTANCE_MEMO, -1, dtype=np.int64)
     memo_km = np.zeros(DISTANCE_MEMO)
     for row in range(start, stop):
-        o = out[dest[row]]
+        o = out[row - start]
         log_usd = np.log1p(usd[row]) if usd_valid[row] else np.nan
         o[0] = log_usd
         history = cust_30d[row] > 0 and customer_valid[row]

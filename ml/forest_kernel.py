@@ -21,10 +21,11 @@ scikit-learn's (tests/ml/test_compiled.py compares them):
   IEEE additions (no fast-math flags, so nothing is reordered); thresholds and leaf values are
   written as their exact 64-bit patterns.
 
-Only batch scoring comes here (ml.compiled sends inputs of at least KERNEL_ROWS rows): the code
-is compiled the first time a forest is walked in a process and kept while the forest lives;
-the API's one-row scoring never imports llvmlite. The call releases the GIL (ctypes), so slices
-of rows are walked by plain threads, one per usable core.
+Only batch scoring comes here (ml.compiled sends inputs of at least KERNEL_ROWS rows, and the
+blocks that ml.batch's threads score one at a time): the code is compiled the first time a
+forest is walked in a process and kept while the forest lives; the API's one-row scoring never
+imports llvmlite. The call releases the GIL (ctypes), so slices of rows are walked by plain
+threads, one per usable core.
 """
 
 from __future__ import annotations
@@ -78,11 +79,7 @@ def machine(forest: Forest) -> Machine:
 def raw_scores(forest: Forest, x: np.ndarray) -> np.ndarray:
     """forest.raw(x), in machine code: slices of SLICE_ROWS rows taken in turn by one thread per
     usable core (a core that falls behind - another process on it - takes fewer)."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    compiled = machine(forest)
-    if x.ndim != 2 or x.shape[1] < compiled.width:
-        raise ValueError(f"the forest reads {compiled.width} features, got rows of shape "
-                         f"{x.shape}")
+    compiled, x = _checked(forest, x)
     n = len(x)
     out = np.empty(n)
     starts = range(0, n, SLICE_ROWS)
@@ -90,6 +87,24 @@ def raw_scores(forest: Forest, x: np.ndarray) -> np.ndarray:
         list(pool.map(lambda start: _walk(compiled, x, out, start, min(start + SLICE_ROWS, n)),
                       starts))
     return out
+
+
+def raw_scores_here(forest: Forest, x: np.ndarray) -> np.ndarray:
+    """forest.raw(x), in machine code on the calling thread: for a block of rows that one of
+    the caller's own threads scores (ml.batch), whatever its size."""
+    compiled, x = _checked(forest, x)
+    out = np.empty(len(x))
+    _walk(compiled, x, out, 0, len(x))
+    return out
+
+
+def _checked(forest: Forest, x: np.ndarray) -> tuple[Machine, np.ndarray]:
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    compiled = machine(forest)
+    if x.ndim != 2 or x.shape[1] < compiled.width:
+        raise ValueError(f"the forest reads {compiled.width} features, got rows of shape "
+                         f"{x.shape}")
+    return compiled, x
 
 
 def _walk(compiled: Machine, x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:

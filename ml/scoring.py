@@ -72,16 +72,3 @@ def _top(base: np.ndarray, lowered: np.ndarray, features: list[str],
         order = np.argsort(-contribution[i], kind="stable")[:top]
         out.append([f"ml:{features[j]}" for j in order if contribution[i, j] > 0])
     return out
-
-
-def score_rows(model, rows: np.ndarray, features: list[str], reference: dict[str, float],
-               reasons_from: int) -> tuple[np.ndarray, list[list[str]]]:
-    """Scores for all rows; reasons for those scoring >= reasons_from (others get [])."""
-    probability = model.predict_proba(rows)[:, 1]
-    score = to_score(probability)
-    explained = np.flatnonzero(score >= reasons_from)
-    found = reasons(model, rows[explained], features, reference, probability[explained])
-    out: list[list[str]] = [[] for _ in range(len(rows))]
-    for i, why in zip(explained, found, strict=True):
-        out[i] = why
-    return score, out

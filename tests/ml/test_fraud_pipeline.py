@@ -11,6 +11,7 @@ import pytest
 
 from ml import drift
 from ml.feature_sets import label_payments
+from ml.payment_features import FEATURES, batch_feature_rows
 from ml.registry import Registry
 from ml.simulate import history, write_history
 from tests.quality.conftest import warehouse  # noqa: F401 - the two-engine warehouse fixture
@@ -118,13 +119,22 @@ def test_batch_scores_land_in_the_warehouse_and_a_rerun_replaces_them(
     compared = events.filter(pl.col("created_at").dt.date().cast(pl.Utf8) == first.drift_day)
     assert first.drift_rows == compared.height >= drift.MIN_ROWS
     from ingest.files.warehouse_io import open_files_writer
+    from ml.warehouse import read_payments
 
     writer = open_files_writer(settings)
     try:
         rows = writer.fetchall("SELECT score, decision, reasons, model_version FROM "
                                "analytics.fct_fraud_scores")
+        payments = read_payments(writer)
     finally:
         writer.close()
+    # the drift check read the drift day's rows, kept while scoring the blocks: the same PSI
+    # as the day's rows of the whole matrix give
+    day = (payments["created_at"].dt.date().cast(pl.Utf8) == first.drift_day).to_numpy()
+    whole = pl.DataFrame(batch_feature_rows(payments)[1][day], schema=list(FEATURES),
+                         orient="row")
+    assert first.psi == drift.feature_psi(
+        Registry(settings, family="payments").card("v0001")["drift_reference"], whole)
     assert len(rows) == events.height
     for score, decision, reasons, version in rows:
         assert 0 <= score <= 99 and version == "v0001"

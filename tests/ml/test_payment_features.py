@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,6 +16,7 @@ from ml.payment_features import (
     FEATURES,
     METHODS,
     NO_HISTORY_HOURS,
+    batch_feature_blocks,
     batch_feature_rows,
     batch_features,
     event_features,
@@ -217,3 +219,46 @@ def test_the_models_rows_are_the_polars_features_bit_for_bit(order, places):
 def test_no_payments_give_no_rows():
     ids, got = batch_feature_rows(frame([]))
     assert ids.len() == 0 and got.shape == (0, len(FEATURES))
+    blocks: list = []
+    ids = batch_feature_blocks(frame([]), lambda rows, positions: blocks.append(rows))
+    assert ids.len() == 0 and blocks == []
+
+
+@pytest.mark.parametrize("block_rows", [1, 97, 4_096])
+def test_the_blocks_are_the_models_rows(block_rows):
+    """batch_feature_blocks hands over every payment's row once, bit for bit the polars
+    features, at its position in the input's order - blocks of one row, a ragged last block,
+    one block for all - from buffers that are reused (so what is kept is copied)."""
+    events = frame(random_events(1_500, seed=13)).sample(fraction=1.0, shuffle=True, seed=2)
+    expected = batch_features(events)
+    ids, want = expected["payment_id"], expected.select(FEATURES).to_numpy()
+    got = np.full_like(want, -1.0)
+    seen = np.zeros(len(want), dtype=np.int64)
+    sizes: list[int] = []
+
+    def consume(rows: np.ndarray, positions: np.ndarray) -> None:
+        assert rows.shape == (len(positions), len(FEATURES))
+        got[positions] = rows
+        np.add.at(seen, positions, 1)
+        sizes.append(len(rows))
+
+    assert batch_feature_blocks(events, consume, block_rows).to_list() == ids.to_list()
+    assert (seen == 1).all() and np.array_equal(got, want, equal_nan=True)
+    assert max(sizes) == min(block_rows, len(want)) and sum(sizes) == len(want)
+    assert len(sizes) == -(-len(want) // block_rows)
+
+
+def test_a_failing_block_stops_the_call():
+    """The exception reaches the caller, and the blocks not yet started are not run."""
+    events = frame(random_events(2_000, seed=14)).sort("created_at", "payment_id")
+    blocks = []
+
+    def consume(rows: np.ndarray, positions: np.ndarray) -> None:
+        blocks.append(positions[0])
+        if positions[0] == 0:
+            raise RuntimeError("the sink is full")
+        time.sleep(0.01)  # the other blocks are slow: all 200 would take 2 s
+
+    with pytest.raises(RuntimeError, match="the sink is full"):
+        batch_feature_blocks(events, consume, 10)
+    assert 0 in blocks and len(blocks) < 100  # of 200 blocks

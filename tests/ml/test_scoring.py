@@ -7,7 +7,7 @@ import numpy as np
 
 from ml.compiled import compile_model
 from ml.feature_sets import PAYSIM
-from ml.scoring import score_one, score_rows, to_score
+from ml.scoring import reasons, score_one, to_score
 from ml.train import matrix, reference_values
 
 
@@ -19,7 +19,9 @@ def test_live_score_and_reasons_equal_batch_ones(split, gbm):
     ref = np.array([reference[name] for name in features])
     rows[0] = ref
     rows[1, : len(features) // 2] = ref[: len(features) // 2]
-    batch_scores, batch_reasons = score_rows(gbm, rows, features, reference, reasons_from=0)
+    # batch scoring's rules (ml.batch): to_score, and a probe for every feature
+    batch_scores = to_score(gbm.predict_proba(rows)[:, 1])
+    batch_reasons = reasons(gbm, rows, features, reference)
     compiled = compile_model(gbm, rows[:5])
     for model in (gbm, compiled):
         live = [score_one(model, row[None, :], features, reference) for row in rows]
@@ -27,7 +29,8 @@ def test_live_score_and_reasons_equal_batch_ones(split, gbm):
         assert [why for _, why in live] == batch_reasons
     # reasons from a threshold on, as batch scoring gives them
     threshold = int(np.percentile(batch_scores, 90))
-    _, batch_high = score_rows(gbm, rows, features, reference, reasons_from=threshold)
+    batch_high = [why if score >= threshold else []
+                  for score, why in zip(batch_scores, batch_reasons, strict=True)]
     live_high = [score_one(compiled, row[None, :], features, reference, threshold)[1]
                  for row in rows]
     assert live_high == batch_high and any(live_high) and not all(live_high)
