@@ -73,46 +73,63 @@ def score_payments(payments: pl.DataFrame, champion, reasons_from: int,
                    keep: np.ndarray | None = None, block_rows: int | None = None) -> Scored:
     """Every payment (event layout) scored by `champion` (serving.fraud.Champion): its features
     (ml.payment_features.batch_feature_blocks) scored a block at a time on the thread that wrote
-    them - the whole matrix is never built. A compiled model walks each block in machine code
-    on that thread (predict_proba(here=True)); a model that did not compile is scikit-learn's,
-    block by block. The rows scoring >= reasons_from are copied out of their block and explained
-    at the end (ml.scoring.reasons, as the live API explains a review); so are the rows `keep`
-    (a bool per payment, input order) marks - the drift check's day."""
+    them, while they are in cache - the whole matrix is never built. A compiled model walks
+    each block in machine code on that thread (predict_proba(here=True)); a model that did not
+    compile is scikit-learn's, block by block. The block's rows scoring >= reasons_from are
+    explained there too (ml.scoring.reasons: a probe row per feature, as the live API explains
+    a review - 25 probes each, so a few MB of fresh memory per block instead of hundreds for
+    all); the rows `keep` (a bool per payment, input order) marks are copied out - the drift
+    check's day."""
     from ml.compiled import CompiledModel
     from ml.payment_features import BLOCK_ROWS, FEATURES, batch_feature_blocks
     from ml.scoring import reasons, to_score
 
-    model, features = champion.model, list(champion.features)
+    features = list(champion.features)
     columns = None if tuple(features) == FEATURES else [FEATURES.index(f) for f in features]
-    compiled = isinstance(model, CompiledModel)
+    model = (_OnThisThread(champion.model) if isinstance(champion.model, CompiledModel)
+             else champion.model)
     probability = np.empty(payments.height)
-    explained: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, the model's rows)
+    explained: list[tuple[np.ndarray, list[list[str]]]] = []  # (positions, their reasons)
     kept: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, FEATURES rows)
 
     def consume(rows: np.ndarray, positions: np.ndarray) -> None:
         x = rows if columns is None else rows[:, columns]
-        p = (model.predict_proba(x, here=True) if compiled else model.predict_proba(x))[:, 1]
+        p = model.predict_proba(x)[:, 1]
         probability[positions] = p
         high = np.flatnonzero(to_score(p) >= reasons_from)
-        if len(high):  # list.append is atomic: the blocks' threads share the lists
-            explained.append((positions[high], x[high]))
+        # list.append is atomic: the blocks' threads share the lists
+        if len(high):
+            explained.append((positions[high], reasons(model, x[high], features,
+                                                       champion.reference, p[high])))
         if keep is not None and (mine := np.flatnonzero(keep[positions])).size:
             kept.append((positions[mine], rows[mine]))
 
     ids = batch_feature_blocks(payments, consume, block_rows or BLOCK_ROWS)
-    at, rows = _in_input_order(explained, len(features))
-    why = reasons(model, rows, features, champion.reference, probability[at])
-    return Scored(ids, to_score(probability), at, why, _in_input_order(kept, len(FEATURES))[1])
+    at, order = _input_order([positions for positions, _ in explained])
+    found = [why for _, part in explained for why in part]
+    _, kept_order = _input_order([positions for positions, _ in kept])
+    kept_rows = (np.concatenate([rows for _, rows in kept])[kept_order] if kept
+                 else np.zeros((0, len(FEATURES))))
+    return Scored(ids, to_score(probability), at, [found[i] for i in order.tolist()], kept_rows)
 
 
-def _in_input_order(parts: list[tuple[np.ndarray, np.ndarray]],
-                    width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The blocks' (positions, rows), joined and sorted by position."""
-    if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
-    at = np.concatenate([p for p, _ in parts])
-    order = np.argsort(at, kind="stable")
-    return at[order], np.concatenate([r for _, r in parts])[order]
+class _OnThisThread:
+    """A compiled model as scikit-learn's interface, each call walked on the calling thread."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(x, here=True)
+
+
+def _input_order(positions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(the blocks' positions joined and sorted, the order that sorts them)."""
+    if not positions:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    joined = np.concatenate(positions)
+    order = np.argsort(joined, kind="stable")
+    return joined[order], order
 
 
 def score_frame(payments: pl.DataFrame, champion, settings: Settings, scored_at: datetime,

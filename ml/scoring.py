@@ -57,9 +57,8 @@ def _neutral(rows: np.ndarray, features: list[str], reference: dict[str, float])
     """Row i * k + j: row i with feature j replaced by its reference value."""
     n, k = rows.shape
     neutral = np.repeat(rows, k, axis=0)
-    ref = np.array([reference[name] for name in features])
-    idx = np.arange(n * k)
-    neutral[idx, idx % k] = ref[idx % k]
+    diagonal = np.arange(k)  # row i's k copies as a k x k block: set the block's diagonal
+    neutral.reshape(n, k, k)[:, diagonal, diagonal] = [reference[name] for name in features]
     return neutral
 
 
@@ -67,8 +66,8 @@ def _top(base: np.ndarray, lowered: np.ndarray, features: list[str],
          top: int) -> list[list[str]]:
     n, k = len(base), len(features)
     contribution = base[:, None] - lowered.reshape(n, k)
-    out = []
-    for i in range(n):
-        order = np.argsort(-contribution[i], kind="stable")[:top]
-        out.append([f"ml:{features[j]}" for j in order if contribution[i, j] > 0])
-    return out
+    order = np.argsort(-contribution, axis=1, kind="stable")[:, :top]
+    raised = np.take_along_axis(contribution, order, axis=1) > 0
+    names = [f"ml:{name}" for name in features]
+    return [[names[j] for j, up in zip(row, ups, strict=True) if up]
+            for row, ups in zip(order.tolist(), raised.tolist(), strict=True)]
