@@ -73,6 +73,11 @@ def test_the_machine_code_walk_equals_scikit_learn(monkeypatch, split, holdout_r
                           model.predict_proba(holdout_rows[:1]))
     assert (sum(walked) == len(holdout_rows) + 1) == (name == "gbm")  # every row once; the
     # logistic baseline has no trees to walk
+    # a block that one of batch scoring's threads walks itself (here=True): one call, no slices
+    walked.clear()
+    block = holdout_rows[:300]
+    assert np.array_equal(compiled.predict_proba(block, here=True), model.predict_proba(block))
+    assert walked == ([300] if name == "gbm" else [])
 
     x, y = _noisy(3_000, 4)
     ensemble = CalibratedClassifierCV(HistGradientBoostingClassifier(random_state=0),
