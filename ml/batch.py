@@ -88,15 +88,15 @@ def score_payments(payments: pl.DataFrame, champion, reasons_from: int,
     columns = None if tuple(features) == FEATURES else [FEATURES.index(f) for f in features]
     model = (_OnThisThread(champion.model) if isinstance(champion.model, CompiledModel)
              else champion.model)
-    probability = np.empty(payments.height)
+    score = np.empty(payments.height, dtype=np.int64)
     explained: list[tuple[np.ndarray, list[list[str]]]] = []  # (positions, their reasons)
     kept: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, FEATURES rows)
 
     def consume(rows: np.ndarray, positions: np.ndarray) -> None:
         x = rows if columns is None else rows[:, columns]
         p = model.predict_proba(x)[:, 1]
-        probability[positions] = p
-        high = np.flatnonzero(to_score(p) >= reasons_from)
+        score[positions] = block_score = to_score(p)
+        high = np.flatnonzero(block_score >= reasons_from)
         # list.append is atomic: the blocks' threads share the lists
         if len(high):
             explained.append((positions[high], reasons(model, x[high], features,
@@ -110,7 +110,7 @@ def score_payments(payments: pl.DataFrame, champion, reasons_from: int,
     _, kept_order = _input_order([positions for positions, _ in kept])
     kept_rows = (np.concatenate([rows for _, rows in kept])[kept_order] if kept
                  else np.zeros((0, len(FEATURES))))
-    return Scored(ids, to_score(probability), at, [found[i] for i in order.tolist()], kept_rows)
+    return Scored(ids, score, at, [found[i] for i in order.tolist()], kept_rows)
 
 
 class _OnThisThread:

@@ -482,8 +482,17 @@ def batch_feature_blocks(events: pl.DataFrame,
     cache, never reach memory - a matrix of a million rows is 200 MB of fresh pages for the
     kernel to zero and the cores to write and read back. Returns the payment ids in the input's
     order. An exception in `consume` cancels the blocks not yet started and is raised."""
-    assembly = _assembly(events)
-    n = len(assembly.position)
+    counted = _counted(events, alongside=_row_inputs)
+    frame, inputs, computed = counted.frame, counted.extra, counted.computed
+    position = inputs["position"]  # each event-order row's position in the input's order
+    per_row = (  # assemble_rows' arguments after `stop`
+        tuple(counted.columns.values()), counted.usd, counted.usd_valid, inputs["customer_valid"],
+        computed["_cust_30d"], computed["_cust_usd_30d"], counted.previous, counted.instants.us,
+        inputs["place"], inputs["place_lat"], inputs["place_lon"], inputs["device_valid"],
+        computed["_cust_device_seen_30d"], computed["customer_declines_24h"],
+        computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"],
+        len(METHODS), NO_HISTORY_HOURS, 2 * EARTH_KM)
+    n = frame.height
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for _ in range(usable_cores()):
         buffers.put(np.empty((block_rows, len(FEATURES))))
@@ -493,8 +502,8 @@ def batch_feature_blocks(events: pl.DataFrame,
         stop = min(start + block_rows, n)
         rows = buffers.get()
         try:
-            assemble(rows, start, stop, *assembly.inputs)
-            consume(rows[:stop - start], assembly.position[start:stop])
+            assemble(rows, start, stop, *per_row)
+            consume(rows[:stop - start], position[start:stop])
         finally:
             buffers.put(rows)
 
@@ -506,29 +515,7 @@ def batch_feature_blocks(events: pl.DataFrame,
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-    return assembly.ids
-
-
-@dataclass(frozen=True)
-class _Assembly:
-    """What assemble_rows reads to write the payments' rows, the payments in event order."""
-
-    ids: pl.Series  # payment ids in the input's order
-    position: np.ndarray  # each event-order row's position in the input's order
-    inputs: tuple  # assemble_rows' arguments after `stop`
-
-
-def _assembly(events: pl.DataFrame) -> _Assembly:
-    counted = _counted(events, alongside=_row_inputs)
-    frame, inputs, computed = counted.frame, counted.extra, counted.computed
-    ids = frame["payment_id"] if counted.in_order else frame.sort("_row")["payment_id"]
-    return _Assembly(ids, inputs["position"], (
-        tuple(counted.columns.values()), counted.usd, counted.usd_valid, inputs["customer_valid"],
-        computed["_cust_30d"], computed["_cust_usd_30d"], counted.previous, counted.instants.us,
-        inputs["place"], inputs["place_lat"], inputs["place_lon"], inputs["device_valid"],
-        computed["_cust_device_seen_30d"], computed["customer_declines_24h"],
-        computed["_merchant_1h"], computed["_merchant_declines_1h"], inputs["method"],
-        len(METHODS), NO_HISTORY_HOURS, 2 * EARTH_KM))
+    return frame["payment_id"] if counted.in_order else frame.sort("_row")["payment_id"]
 
 
 def _row_inputs(frame: pl.DataFrame) -> dict[str, np.ndarray]:
